@@ -1,0 +1,66 @@
+// swift-tools-version:5.10
+import PackageDescription
+import Foundation
+let TEMP_HAS = { (p: String) in ((try? FileManager.default.contentsOfDirectory(atPath: p))?.count ?? 0) > 0 }
+
+/// Built-in transforms written in Swift: each is a dynamic library loaded by the host with dlopen,
+/// exactly as a user's plugin would be. (The C plugin under Plugins/command-filter is built by its
+/// own Makefile, without Swift.)
+let swiftPlugins: [(product: String, target: String, path: String)] = [
+    ("sluice-tee", "TeePlugin", "Plugins/tee"),
+    ("sluice-redirect", "RedirectPlugin", "Plugins/redirect"),
+    ("sluice-debug-printer", "DebugPrinterPlugin", "Plugins/debug-printer"),
+].filter { TEMP_HAS($0.2) && TEMP_HAS("Sources/SluiceSDK") }
+
+let package = Package(
+    name: "Sluice",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "sluice", targets: ["sluice"]),
+        .library(name: "SluiceHost", targets: ["SluiceHost"]),
+
+    ] + swiftPlugins.map { .library(name: $0.product, type: .dynamic, targets: [$0.target]) },
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.65.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.3.0"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.4.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.0.0"),
+    ],
+    targets: [
+        /// The one C header that is the whole host/plugin contract.
+        .target(name: "PluginABI", path: "Sources/PluginABI"),
+        /// libyaml (apt: libyaml-dev) as a system library.
+        .systemLibrary(name: "CYaml", path: "Sources/CYaml", providers: [.apt(["libyaml-dev"])]),
+        .target(
+            name: "SluiceHost",
+            dependencies: [
+                "PluginABI", "CYaml",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+            ],
+            path: "Sources/Host"
+        ),
+        .executableTarget(
+            name: "sluice",
+            dependencies: [
+                "SluiceHost",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "Sources/sluice"
+        ),
+        /// Thin Swift layer over the C ABI, linked statically into each Swift plugin.
+
+        .testTarget(
+            name: "SluiceHostTests",
+            dependencies: ["SluiceHost", "PluginABI"],
+            path: "Tests/SluiceHostTests"
+        ),
+    ] + swiftPlugins.map {
+        .target(name: $0.target, dependencies: ["SluiceSDK", "PluginABI"], path: $0.path)
+    }
+)

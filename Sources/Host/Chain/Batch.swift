@@ -1,0 +1,105 @@
+import NIOCore
+
+/// An ordered batch of messages of one protocol: requests from one client read, or their responses.
+///
+/// Every message is a complete wire-format value held as a `ByteBuffer` slice. Messages decoded from
+/// the network share the storage of the read they came from; `contiguous` then covers all of them, so
+/// an untouched batch is written out with a single write of the original bytes. Any change drops
+/// `contiguous` and the writer falls back to writing the messages one by one.
+///
+/// Plugins see a batch as the opaque `sluice_batch*`. A batch is either lent to a plugin (the host
+/// keeps ownership) or owned by it (`isLent == false` and retained once on the plugin's behalf).
+final class Batch {
+    /// SLUICE_BATCH_REQUESTS or SLUICE_BATCH_RESPONSES.
+    let kind: Int32
+    /// SLUICE_PROTOCOL_REDIS or SLUICE_PROTOCOL_CQL.
+    let protocolID: Int32
+    private(set) var messages: [ByteBuffer]
+    /// All messages back to back, exactly as received; nil once the batch changed.
+    private(set) var contiguous: ByteBuffer?
+    /// Bumped on every change, so cursors can tell that their view went stale.
+    private(set) var generation: UInt64 = 0
+    /// True while a plugin holds this batch on loan (it may not free or give it away).
+    var isLent = false
+
+    static let requests: Int32 = 0
+    static let responses: Int32 = 1
+    static let redis: Int32 = 1
+    static let cql: Int32 = 2
+
+    init(kind: Int32, protocolID: Int32, messages: [ByteBuffer] = [], contiguous: ByteBuffer? = nil) {
+        self.kind = kind
+        self.protocolID = protocolID
+        self.messages = messages
+        self.contiguous = contiguous
+    }
+
+    var count: Int { messages.count }
+
+    func copy() -> Batch {
+        Batch(kind: kind, protocolID: protocolID, messages: messages, contiguous: contiguous)
+    }
+
+    /// Replaces (index < count) or appends (index == count) a message.
+    func put(_ message: ByteBuffer, at index: Int) {
+        if index == messages.count {
+            messages.append(message)
+        } else {
+            messages[index] = message
+        }
+        changed()
+    }
+
+    func insert(_ message: ByteBuffer, at index: Int) {
+        messages.insert(message, at: index)
+        changed()
+    }
+
+    func remove(at index: Int) {
+        messages.remove(at: index)
+        changed()
+    }
+
+    func append(_ message: ByteBuffer) {
+        messages.append(message)
+        changed()
+    }
+
+    private func changed() {
+        contiguous = nil
+        generation &+= 1
+    }
+
+    /// Runs body with the bytes of message index (no copy).
+    @inline(__always)
+    func withMessageBytes<R>(_ index: Int, _ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        try messages[index].withUnsafeReadableBytes(body)
+    }
+
+    /// Writes the batch to a channel (without flushing), as few writes as possible.
+    func write(to context: ChannelHandlerContext) {
+        if let contiguous {
+            if contiguous.readableBytes > 0 { context.write(NIOAny(contiguous), promise: nil) }
+            return
+        }
+        for message in messages where message.readableBytes > 0 {
+            context.write(NIOAny(message), promise: nil)
+        }
+    }
+
+    func write(to channel: Channel) {
+        if let contiguous {
+            if contiguous.readableBytes > 0 { channel.write(contiguous, promise: nil) }
+            return
+        }
+        for message in messages where message.readableBytes > 0 {
+            channel.write(message, promise: nil)
+        }
+    }
+
+    /// A response batch holding the same error reply for each of `count` requests.
+    static func errors(_ message: String, count: Int, allocator: ByteBufferAllocator) -> Batch {
+        let reply = RESPEncoding.error(message, allocator: allocator)
+        return Batch(kind: responses, protocolID: redis, messages: Array(repeating: reply, count: count))
+    }
+}

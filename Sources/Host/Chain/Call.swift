@@ -1,0 +1,184 @@
+import NIOCore
+import PluginABI
+
+/// One `on_requests` invocation of one transform: the continuation a plugin holds as `sluice_call*`.
+///
+/// States: `.requested` (the plugin must forward, respond or fail) → `.forwarded` (waiting for the
+/// rest of the chain) → `.awaitingRespond` (on_responses ran; the plugin must respond or fail) →
+/// `.done`. The plugin holds one retain on the call from the moment it first sees it until it
+/// completes it, so a pointer it keeps across hooks stays valid, and a second completion is refused
+/// instead of touching freed memory.
+final class Call: ResponseReceiver {
+    enum State { case requested, forwarded, awaitingRespond, done }
+
+    unowned let chain: ChainInstance
+    let position: Int
+    let step: TransformStep
+    let instance: UnsafeMutableRawPointer?
+    let requests: Batch
+    let receiver: ResponseReceiver
+    private(set) var state: State = .requested
+    private var responses: Batch?
+    private var heldByPlugin = false
+    /// True while call_forward runs, so responses that come back synchronously are deferred.
+    private var forwarding = false
+
+    init(chain: ChainInstance, position: Int, step: TransformStep, instance: UnsafeMutableRawPointer?,
+         requests: Batch, receiver: ResponseReceiver, forwarded: Bool = false) {
+        self.chain = chain
+        self.position = position
+        self.step = step
+        self.instance = instance
+        self.requests = requests
+        self.receiver = receiver
+        if forwarded { state = .forwarded }
+    }
+
+    var handle: OpaquePointer { OpaquePointer(Unmanaged.passUnretained(self).toOpaque()) }
+
+    static func from(_ handle: OpaquePointer) -> Call {
+        Unmanaged<Call>.fromOpaque(UnsafeRawPointer(handle)).takeUnretainedValue()
+    }
+
+    /// Hands the request batch to the plugin's on_requests hook.
+    func start() {
+        guard let onRequests = step.onRequests else { return }
+        requests.isLent = true
+        holdForPlugin()
+        let status = onRequests(instance, handle, requests.handle)
+        if status != SLUICE_OK, state == .requested {
+            step.metrics.errorReturned()
+            _ = fail("on_requests returned status \(status)")
+        }
+    }
+
+    // MARK: continuations the plugin calls
+
+    func forward() -> Int32 {
+        guard state == .requested else { return misuse("call_forward on a call that was already completed") }
+        forwarding = true
+        defer { forwarding = false }
+        if step.onResponses != nil {
+            state = .forwarded
+            chain.run(requests, from: position + 1, receiver: self)
+        } else {
+            state = .done
+            chain.run(requests, from: position + 1, receiver: receiver)
+            releaseFromPlugin()
+        }
+        return SLUICE_OK
+    }
+
+    func respond(_ handle: OpaquePointer?) -> Int32 {
+        guard state == .requested || state == .awaitingRespond else {
+            return misuse("call_respond on a call that was already completed")
+        }
+        let batch: Batch
+        if let handle {
+            let given = Batch.from(handle)
+            if given === responses {
+                batch = given
+            } else {
+                guard !given.isLent else { return misuse("call_respond with a lent batch") }
+                batch = Unmanaged<Batch>.fromOpaque(UnsafeRawPointer(handle)).takeRetainedValue()
+            }
+        } else {
+            guard state == .awaitingRespond, let responses else {
+                return misuse("call_respond(NULL) outside on_responses")
+            }
+            batch = responses
+        }
+        guard batch.kind == Batch.responses, batch.count == requests.count else {
+            step.metrics.errorReturned()
+            let kind = batch.kind == Batch.responses ? "" : " (a request batch)"
+            _ = fail("responded with \(batch.count) responses\(kind) to \(requests.count) requests")
+            return SLUICE_ERROR_INVALID_ARGUMENT
+        }
+        finish(.responses(batch))
+        return SLUICE_OK
+    }
+
+    func fail(_ message: String) -> Int32 {
+        guard state == .requested || state == .awaitingRespond else {
+            return misuse("call_fail on a call that was already completed")
+        }
+        step.metrics.failed()
+        finish(.responses(Batch.errors("ERR \(step.transformName): \(message)", count: requests.count,
+                                       allocator: chain.session.allocator)))
+        return SLUICE_OK
+    }
+
+    // MARK: responses from the rest of the chain
+
+    func receive(_ outcome: ChainOutcome) {
+        guard state == .forwarded else { return }
+        if forwarding {
+            chain.session.eventLoop.execute { self.receive(outcome) }
+            return
+        }
+        let batch: Batch
+        switch outcome {
+        case .responses(let b): batch = b
+        case .failed(let message):
+            batch = Batch.errors("ERR \(message)", count: requests.count, allocator: chain.session.allocator)
+        }
+        guard let onResponses = step.onResponses else {
+            finish(.responses(batch))
+            return
+        }
+        state = .awaitingRespond
+        responses = batch
+        batch.isLent = true
+        let status = onResponses(instance, handle, requests.handle, batch.handle)
+        if status != SLUICE_OK, state == .awaitingRespond {
+            step.metrics.errorReturned()
+            _ = fail("on_responses returned status \(status)")
+        }
+    }
+
+    // MARK: private
+
+    private func finish(_ outcome: ChainOutcome) {
+        state = .done
+        responses = nil
+        receiver.receive(outcome)
+        releaseFromPlugin()
+    }
+
+    private func misuse(_ what: String) -> Int32 {
+        step.metrics.misused()
+        HostLog.plugins.warning("\(step.label): \(what); ignored")
+        return SLUICE_ERROR_STATE
+    }
+
+    private func holdForPlugin() {
+        guard !heldByPlugin else { return }
+        heldByPlugin = true
+        _ = Unmanaged.passUnretained(self).retain()
+    }
+
+    private func releaseFromPlugin() {
+        guard heldByPlugin else { return }
+        heldByPlugin = false
+        Unmanaged.passUnretained(self).release()
+    }
+}
+
+extension Batch {
+    /// The opaque handle lent to plugins (no retain).
+    var handle: OpaquePointer { OpaquePointer(Unmanaged.passUnretained(self).toOpaque()) }
+
+    /// Hands the batch to a plugin as an owned batch (one retain on its behalf).
+    func handOverToPlugin() -> OpaquePointer {
+        isLent = false
+        return OpaquePointer(Unmanaged.passRetained(self).toOpaque())
+    }
+
+    static func from(_ handle: OpaquePointer) -> Batch {
+        Unmanaged<Batch>.fromOpaque(UnsafeRawPointer(handle)).takeUnretainedValue()
+    }
+
+    static func from(_ handle: OpaquePointer?) -> Batch? {
+        handle.map { from($0) }
+    }
+}

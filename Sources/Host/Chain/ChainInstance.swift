@@ -1,0 +1,87 @@
+import NIOCore
+import PluginABI
+
+/// One chain as one client connection uses it: the plugin instances of its transform steps.
+/// Lives on the connection's event loop only.
+final class ChainInstance {
+    unowned let session: ChainSession
+    let plan: ChainPlan
+    private var instances: [UnsafeMutableRawPointer?]
+    private var envs: [InstanceEnv?]
+
+    /// Creates every plugin instance of the chain; throws the first instance_new failure.
+    init(session: ChainSession, plan: ChainPlan) throws {
+        self.session = session
+        self.plan = plan
+        instances = Array(repeating: nil, count: plan.steps.count)
+        envs = Array(repeating: nil, count: plan.steps.count)
+        for (i, step) in plan.steps.enumerated() {
+            guard case .transform(let t) = step, let instanceNew = t.instanceNew else { continue }
+            let env = InstanceEnv(session: session, step: t)
+            envs[i] = env
+            var instance: UnsafeMutableRawPointer?
+            let status = instanceNew(t.config, env.handle, &instance)
+            guard status == SLUICE_OK else {
+                env.close()
+                envs[i] = nil
+                close()
+                throw ChainError.instanceRefused(t.label, status)
+            }
+            instances[i] = instance
+        }
+    }
+
+    enum ChainError: Error, CustomStringConvertible {
+        case instanceRefused(String, Int32)
+        var description: String {
+            switch self {
+            case .instanceRefused(let label, let status): return "\(label): instance_new returned status \(status)"
+            }
+        }
+    }
+
+    /// Runs a request batch through the steps from `position` on; the responses go to `receiver`.
+    func run(_ batch: Batch, from position: Int, receiver: ResponseReceiver) {
+        var receiver = receiver
+        var position = position
+        if batch.count == 0 {
+            let empty = Batch(kind: Batch.responses, protocolID: batch.protocolID)
+            session.eventLoop.execute { receiver.receive(.responses(empty)) }
+            return
+        }
+        while position < plan.steps.count {
+            switch plan.steps[position] {
+            case .sink(let index):
+                session.sink(index).send(batch, receiver: receiver)
+                return
+            case .transform(let step):
+                if step.onRequests == nil {
+                    if step.onResponses != nil {
+                        receiver = Call(chain: self, position: position, step: step, instance: instances[position],
+                                        requests: batch, receiver: receiver, forwarded: true)
+                    }
+                    position += 1
+                    continue
+                }
+                let call = Call(chain: self, position: position, step: step, instance: instances[position],
+                                requests: batch, receiver: receiver)
+                call.start()
+                return
+            }
+        }
+        receiver.receive(.failed("sluice: chain '\(plan.name)' ended without a sink"))
+    }
+
+    /// Frees every plugin instance (timers and pending send completions are cancelled first).
+    func close() {
+        for i in plan.steps.indices.reversed() {
+            guard let env = envs[i] else { continue }
+            env.close()
+            envs[i] = nil
+            if case .transform(let t) = plan.steps[i], let free = t.instanceFree {
+                free(instances[i])
+            }
+            instances[i] = nil
+        }
+    }
+}

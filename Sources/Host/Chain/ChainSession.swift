@@ -1,0 +1,96 @@
+import NIOCore
+
+/// Everything one client connection needs to run chains: its chain instances (created when first
+/// used), its own connections to each sink (so SELECT, AUTH, MULTI, blocking commands and pub/sub
+/// state stay per client), and a way to push unsolicited messages to the client.
+/// Lives on the connection's event loop only.
+final class ChainSession {
+    let eventLoop: EventLoop
+    let allocator: ByteBufferAllocator
+    let plan: RuntimePlan
+    /// "ip:port" of the client, NUL-terminated, for `client_address`.
+    let clientAddress: UnsafeMutableBufferPointer<UInt8>
+    /// Sinks whose unsolicited messages (pub/sub, RESP3 pushes) go to the client.
+    private let pushingSinks: Set<Int>
+    private var chains: [ChainInstance?]
+    private var sinks: [RedisSinkConnection?]
+    private var closed = false
+    /// Called with unsolicited bytes from a pushing sink.
+    var onPush: ((ByteBuffer) -> Void)?
+    /// Called when a pushing sink lost an established connection: the client's server-side state is
+    /// gone, so the client connection must be closed too.
+    var onBackendLost: ((String) -> Void)?
+
+    init(eventLoop: EventLoop, allocator: ByteBufferAllocator, plan: RuntimePlan, clientAddress: String,
+         mainChain: Int) {
+        self.eventLoop = eventLoop
+        self.allocator = allocator
+        self.plan = plan
+        let utf8 = Array(clientAddress.utf8) + [0]
+        self.clientAddress = .allocate(capacity: utf8.count)
+        _ = self.clientAddress.initialize(from: utf8)
+        chains = Array(repeating: nil, count: plan.chains.count)
+        sinks = Array(repeating: nil, count: plan.sinks.count)
+        var pushing = Set<Int>()
+        if case .sink(let s)? = plan.chains[mainChain].steps.last { pushing.insert(s) }
+        pushingSinks = pushing
+    }
+
+    deinit {
+        clientAddress.deallocate()
+    }
+
+    /// The chain instance for chain index, creating its plugin instances on first use.
+    func chain(_ index: Int) throws -> ChainInstance {
+        if let existing = chains[index] { return existing }
+        let created = try ChainInstance(session: self, plan: plan.chains[index])
+        chains[index] = created
+        return created
+    }
+
+    /// This client's connection to sink index (connected lazily).
+    func sink(_ index: Int) -> RedisSinkConnection {
+        if let existing = sinks[index] { return existing }
+        let connection = RedisSinkConnection(plan: plan.sinks[index], session: self,
+                                             deliversPushes: pushingSinks.contains(index))
+        sinks[index] = connection
+        return connection
+    }
+
+    /// Runs a batch through a named target (a chain from its start, or a sink directly).
+    func send(_ batch: Batch, to target: TargetRef, receiver: ResponseReceiver) {
+        guard !closed else {
+            receiver.receive(.failed("sluice: client connection closed"))
+            return
+        }
+        switch target.kind {
+        case .sink(let index):
+            sink(index).send(batch, receiver: receiver)
+        case .chain(let index):
+            do {
+                try chain(index).run(batch, from: 0, receiver: receiver)
+            } catch {
+                receiver.receive(.failed("sluice: \(error)"))
+            }
+        }
+    }
+
+    func deliverPush(_ bytes: ByteBuffer) {
+        onPush?(bytes)
+    }
+
+    func backendLost(_ reason: String) {
+        onBackendLost?(reason)
+    }
+
+    /// Closes backend connections first (pending batches fail and drain back through the plugins),
+    /// then frees the plugin instances.
+    func close() {
+        guard !closed else { return }
+        closed = true
+        for sink in sinks { sink?.close() }
+        for chain in chains { chain?.close() }
+        onPush = nil
+        onBackendLost = nil
+    }
+}

@@ -1,0 +1,118 @@
+import PluginABI
+
+/// Turns a validated config plus the loaded plugins into the `RuntimePlan`: resolves transform
+/// names, calls each transform's config_new with its YAML, and checks targets and cycles.
+enum RuntimeBuilder {
+    struct SourcePlan {
+        let host: String
+        let port: Int
+        let chainIndex: Int
+        let maxFrameBytes: Int
+    }
+
+    static func build(_ config: SluiceConfig, plugins: PluginLoader.Result) throws -> (RuntimePlan, [SourcePlan]) {
+        var errors: [ConfigError] = []
+        for required in config.requiredPlugins where !plugins.loaded.contains(where: { $0.name == required.name }) {
+            let refusals = plugins.refused.filter { $0.path.split(separator: "/").last?.contains(required.name) ?? false }
+            let why = refusals.isEmpty
+                ? "no loaded plugin has that name (loaded: \(plugins.loaded.map(\.name).joined(separator: ", ")))"
+                : refusals.map { "\($0.path): \($0.reason)" }.joined(separator: "; ")
+            errors.append(ConfigError(file: config.file, line: required.line, column: required.column,
+                                      message: "required plugin '\(required.name)' is not available: \(why)"))
+        }
+
+        var transformsByName: [String: [(LoadedPlugin, LoadedTransform)]] = [:]
+        for plugin in plugins.loaded {
+            for t in plugin.transforms { transformsByName[t.name, default: []].append((plugin, t)) }
+        }
+
+        var targets: [String: TargetRef] = [:]
+        let sinks = config.sinks.map {
+            SinkPlan(name: $0.name, host: $0.host, port: $0.port, connectTimeoutMilliseconds: $0.connectTimeoutMilliseconds,
+                     maxFrameBytes: SluiceConfig.defaultMaxFrameBytes)
+        }
+        for (i, sink) in sinks.enumerated() { targets[sink.name] = TargetRef(name: sink.name, kind: .sink(i)) }
+        for (i, chain) in config.chains.enumerated() { targets[chain.name] = TargetRef(name: chain.name, kind: .chain(i)) }
+
+        var chains: [ChainPlan] = []
+        var sendsTo: [String: [String]] = [:]
+        let sinkIndex = Dictionary(uniqueKeysWithValues: sinks.enumerated().map { ($1.name, $0) })
+        for chain in config.chains {
+            var steps: [StepPlan] = []
+            for (position, step) in chain.steps.enumerated() {
+                switch step.kind {
+                case .sink:
+                    if let index = sinkIndex[step.name] { steps.append(.sink(index)) }
+                case .transform:
+                    guard let candidates = transformsByName[step.name] else {
+                        let known = transformsByName.keys.sorted().joined(separator: ", ")
+                        errors.append(config.error(step.node, "chain '\(chain.name)': unknown transform '\(step.name)' (transforms of the loaded plugins: \(known.isEmpty ? "none" : known))"))
+                        continue
+                    }
+                    guard candidates.count == 1, let (plugin, transform) = candidates.first else {
+                        errors.append(config.error(step.node, "chain '\(chain.name)': transform '\(step.name)' is offered by several plugins: \(candidates.map(\.0.path).joined(separator: ", "))"))
+                        continue
+                    }
+                    guard transform.protocols & UInt32(SLUICE_PROTOCOL_REDIS) != 0 else {
+                        errors.append(config.error(step.node, "chain '\(chain.name)': transform '\(step.name)' does not handle Redis (it handles: \(transform.protocolNames))"))
+                        continue
+                    }
+                    let label = "\(chain.name)[\(position)] \(step.name)"
+                    let planned = TransformStep(pluginName: plugin.name, transformName: transform.name, label: label,
+                                                descriptor: transform)
+                    let env = ConfigEnv(file: config.file, step: planned, stepNode: step.node, chainName: chain.name,
+                                        targets: targets)
+                    var object: UnsafeMutableRawPointer?
+                    let status = planned.configNew(env.handle, step.config.handle, &object)
+                    errors.append(contentsOf: env.errors)
+                    if status != SLUICE_OK {
+                        if env.errors.isEmpty {
+                            errors.append(config.error(step.node, "\(label): config_new returned status \(status)"))
+                        }
+                        continue
+                    }
+                    planned.config = object
+                    sendsTo[chain.name, default: []].append(contentsOf: env.resolvedChains)
+                    steps.append(.transform(planned))
+                }
+            }
+            chains.append(ChainPlan(name: chain.name, steps: steps))
+        }
+
+        for chain in config.chains {
+            if let cycle = findCycle(from: chain.name, edges: sendsTo) {
+                errors.append(config.error(chain.node, "chains send to each other in a loop: \(cycle.joined(separator: " -> "))"))
+                break
+            }
+        }
+
+        let plan = RuntimePlan(chains: chains, sinks: sinks)
+        let sources = config.sources.compactMap { source in
+            plan.chainIndex[source.chain].map {
+                SourcePlan(host: source.host, port: source.port, chainIndex: $0, maxFrameBytes: source.maxFrameBytes)
+            }
+        }
+        if !errors.isEmpty { throw ConfigErrors(errors: errors) }
+        return (plan, sources)
+    }
+
+    /// A path that leads from `start` back to itself, if any.
+    static func findCycle(from start: String, edges: [String: [String]]) -> [String]? {
+        var path: [String] = [start]
+        var visited: Set<String> = []
+        func visit(_ node: String) -> Bool {
+            for next in edges[node] ?? [] {
+                if next == start {
+                    path.append(next)
+                    return true
+                }
+                guard visited.insert(next).inserted else { continue }
+                path.append(next)
+                if visit(next) { return true }
+                path.removeLast()
+            }
+            return false
+        }
+        return visit(start) ? path : nil
+    }
+}

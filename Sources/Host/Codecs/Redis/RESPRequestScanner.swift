@@ -1,0 +1,87 @@
+/// Finds where one client request ends: a RESP array of bulk strings (`*N\r\n$len\r\n…`) or an
+/// inline command (a line of space-separated words, as typed in telnet).
+///
+/// Like `RESPFrameScanner` it is resumable, so a request carrying a value of many megabytes is scanned
+/// once however many reads it arrives in.
+struct RESPRequestScanner {
+    enum Outcome: Equatable {
+        /// A multibulk request occupies the first `length` bytes.
+        case multibulk(length: Int)
+        /// An inline request: the line is bytes[0..<lineLength], the request with its line ending
+        /// occupies `length` bytes.
+        case inline(lineLength: Int, length: Int)
+        case needMore
+        case malformed(String)
+    }
+
+    let maxFrameBytes: Int
+    /// Redis's own limit for inline requests.
+    static let maxInlineBytes = 64 * 1024
+    static let maxArguments = 1024 * 1024
+
+    private var offset = 0
+    private var argumentsLeft = -1
+
+    init(maxFrameBytes: Int) {
+        self.maxFrameBytes = maxFrameBytes
+    }
+
+    mutating func reset() {
+        offset = 0
+        argumentsLeft = -1
+    }
+
+    mutating func scan(_ bytes: UnsafeRawBufferPointer) -> Outcome {
+        let count = bytes.count
+        guard count > 0 else { return .needMore }
+        if argumentsLeft < 0 {
+            guard bytes[0] == UInt8(ascii: "*") else { return scanInline(bytes) }
+            guard let lineEnd = RESPLine.findCRLF(bytes, from: 1) else {
+                return count > 64 ? .malformed("invalid multibulk length") : .needMore
+            }
+            guard lineEnd > 0, let n = RESPLine.parseInteger(bytes, from: 1, to: lineEnd),
+                  n <= Self.maxArguments
+            else { return .malformed("invalid multibulk length") }
+            offset = lineEnd + 2
+            argumentsLeft = max(n, 0)
+        }
+        while argumentsLeft > 0 {
+            guard offset < count else { return .needMore }
+            guard bytes[offset] == UInt8(ascii: "$") else {
+                return .malformed("expected '$', got '\(RESPLine.printable(bytes[offset]))'")
+            }
+            guard let lineEnd = RESPLine.findCRLF(bytes, from: offset + 1) else {
+                return count - offset > 64 ? .malformed("invalid bulk length") : .needMore
+            }
+            guard lineEnd > 0, let length = RESPLine.parseInteger(bytes, from: offset + 1, to: lineEnd),
+                  length >= 0
+            else { return .malformed("invalid bulk length") }
+            let end = lineEnd + 2 + length + 2
+            guard end <= maxFrameBytes else {
+                return .malformed("request larger than max_frame_bytes (\(maxFrameBytes))")
+            }
+            guard end <= count else { return .needMore }
+            guard bytes[end - 2] == 13, bytes[end - 1] == 10 else {
+                return .malformed("bulk string not terminated by CRLF")
+            }
+            offset = end
+            argumentsLeft -= 1
+        }
+        let length = offset
+        reset()
+        return .multibulk(length: length)
+    }
+
+    private func scanInline(_ bytes: UnsafeRawBufferPointer) -> Outcome {
+        var i = 0
+        let limit = min(bytes.count, Self.maxInlineBytes)
+        while i < limit {
+            if bytes[i] == 10 {
+                let lineLength = i > 0 && bytes[i - 1] == 13 ? i - 1 : i
+                return .inline(lineLength: lineLength, length: i + 1)
+            }
+            i += 1
+        }
+        return bytes.count >= Self.maxInlineBytes ? .malformed("too big inline request") : .needMore
+    }
+}

@@ -1,0 +1,286 @@
+import Foundation
+
+/// The user's config file, validated: plugin directory, sinks, chains and sources.
+/// Every problem is reported with the file, line and column it comes from.
+public struct SluiceConfig {
+    public struct Sink {
+        public let name: String
+        public let host: String
+        public let port: Int
+        public let connectTimeoutMilliseconds: Int64
+        let node: YAMLNode
+    }
+
+    public struct Step {
+        public enum Kind { case transform, sink }
+        public let kind: Kind
+        /// Transform name, or sink name for a sink step.
+        public let name: String
+        /// The transform's own config (the value under its name).
+        let config: YAMLNode
+        let node: YAMLNode
+    }
+
+    public struct Chain {
+        public let name: String
+        public let steps: [Step]
+        let node: YAMLNode
+    }
+
+    public struct Source {
+        public let host: String
+        public let port: Int
+        public let chain: String
+        public let maxFrameBytes: Int
+        let node: YAMLNode
+    }
+
+    public let file: String
+    public let pluginDirectory: String?
+    public let requiredPlugins: [(name: String, line: Int, column: Int)]
+    public let sinks: [Sink]
+    public let chains: [Chain]
+    public let sources: [Source]
+    public let metricsListen: (host: String, port: Int)?
+    public let threads: Int?
+    public let logLevel: String?
+
+    public static let defaultMaxFrameBytes = 512 * 1024 * 1024
+
+    /// Reads and validates a config file.
+    public static func load(path: String) throws -> SluiceConfig {
+        let text: String
+        do {
+            text = try String(contentsOfFile: path, encoding: .utf8)
+        } catch {
+            throw ConfigErrors(errors: [ConfigError(file: path, line: 0, column: 0, message: "cannot read the file: \(error.localizedDescription)")])
+        }
+        return try parse(text, file: path)
+    }
+
+    /// Validates config text; `file` names it in errors and anchors relative paths.
+    public static func parse(_ text: String, file: String) throws -> SluiceConfig {
+        let root: YAMLNode
+        do {
+            root = try YAMLParser.parse(text)
+        } catch let failure as YAMLParser.Failure {
+            throw ConfigErrors(errors: [ConfigError(file: file, line: failure.line, column: failure.column,
+                                                    message: "invalid YAML: \(failure.message)")])
+        }
+        var reader = ConfigReader(file: file)
+        let config = reader.read(root)
+        if !reader.errors.isEmpty { throw ConfigErrors(errors: reader.errors) }
+        return config!
+    }
+
+    func error(_ node: YAMLNode, _ message: String) -> ConfigError {
+        ConfigError(file: file, line: node.line, column: node.column, message: message)
+    }
+}
+
+/// Walks the YAML tree, collecting every problem instead of stopping at the first.
+struct ConfigReader {
+    let file: String
+    var errors: [ConfigError] = []
+
+    init(file: String) {
+        self.file = file
+    }
+
+    mutating func fail(_ node: YAMLNode, _ message: String) {
+        errors.append(ConfigError(file: file, line: node.line, column: node.column, message: message))
+    }
+
+    /// Checks that node is a map with only the allowed keys.
+    mutating func expectMap(_ node: YAMLNode, _ what: String, allowed: [String]) -> Bool {
+        guard node.kind == .map else {
+            fail(node, "\(what): expected a map, found \(node.kindDescription)")
+            return false
+        }
+        for (key, _) in node.pairs where !allowed.contains(key.scalar) {
+            fail(key, "\(what): unknown key '\(key.scalar)' (expected one of: \(allowed.joined(separator: ", ")))")
+        }
+        return true
+    }
+
+    mutating func scalar(_ node: YAMLNode?, _ what: String, at parent: YAMLNode) -> String? {
+        guard let node else {
+            fail(parent, "\(what) is required")
+            return nil
+        }
+        guard node.kind == .scalar else {
+            fail(node, "\(what): expected a scalar, found \(node.kindDescription)")
+            return nil
+        }
+        return node.scalar
+    }
+
+    mutating func integer(_ node: YAMLNode?, _ what: String, range: ClosedRange<Int>) -> Int? {
+        guard let node else { return nil }
+        guard node.kind == .scalar, let value = Int(node.scalar), range.contains(value) else {
+            fail(node, "\(what): expected an integer in \(range.lowerBound)...\(range.upperBound)")
+            return nil
+        }
+        return value
+    }
+
+    mutating func address(_ node: YAMLNode?, _ what: String, at parent: YAMLNode) -> (String, Int)? {
+        guard let text = scalar(node, what, at: parent), let node else { return nil }
+        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]),
+              (0...65535).contains(port), colon != text.startIndex
+        else {
+            fail(node, "\(what): expected host:port, found '\(text)'")
+            return nil
+        }
+        var host = String(text[..<colon])
+        if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        return (host, port)
+    }
+
+    mutating func read(_ root: YAMLNode) -> SluiceConfig? {
+        guard expectMap(root, "config", allowed: ["plugins", "sinks", "chains", "sources", "observability", "threads"])
+        else { return nil }
+        let baseDirectory = URL(fileURLWithPath: file).deletingLastPathComponent().path
+
+        var pluginDirectory: String?
+        var required: [(name: String, line: Int, column: Int)] = []
+        if let plugins = root["plugins"], expectMap(plugins, "plugins", allowed: ["directory", "require"]) {
+            if let dir = scalar(plugins["directory"], "plugins.directory", at: plugins) {
+                pluginDirectory = dir.hasPrefix("/") ? dir : baseDirectory + "/" + dir
+            }
+            if let list = plugins["require"] {
+                if list.kind == .sequence {
+                    for item in list.items {
+                        if let name = scalar(item, "plugins.require item", at: list) {
+                            required.append((name, item.line, item.column))
+                        }
+                    }
+                } else {
+                    fail(list, "plugins.require: expected a sequence of plugin names")
+                }
+            }
+        }
+
+        var sinks: [SluiceConfig.Sink] = []
+        var names: [String: YAMLNode] = [:]
+        if let sinkMap = root["sinks"], expectMap(sinkMap, "sinks", allowed: sinkMap.pairs.map(\.key.scalar)) {
+            for (key, value) in sinkMap.pairs {
+                if let sink = readSink(name: key.scalar, key: key, value) {
+                    sinks.append(sink)
+                    names[sink.name] = key
+                }
+            }
+        } else if root["sinks"] == nil {
+            fail(root, "sinks: at least one sink is required")
+        }
+
+        var chains: [SluiceConfig.Chain] = []
+        if let chainMap = root["chains"], expectMap(chainMap, "chains", allowed: chainMap.pairs.map(\.key.scalar)) {
+            for (key, value) in chainMap.pairs {
+                if let earlier = names[key.scalar] {
+                    fail(key, "chain '\(key.scalar)': a sink or chain of that name already exists (line \(earlier.line)); chains and sinks share one namespace")
+                    continue
+                }
+                names[key.scalar] = key
+                if let chain = readChain(name: key.scalar, value, sinkNames: Set(sinks.map(\.name))) {
+                    chains.append(chain)
+                }
+            }
+        } else if root["chains"] == nil {
+            fail(root, "chains: at least one chain is required")
+        }
+
+        var sources: [SluiceConfig.Source] = []
+        if let list = root["sources"] {
+            if list.kind == .sequence, !list.items.isEmpty {
+                for item in list.items {
+                    if let source = readSource(item, chainNames: Set(chains.map(\.name))) { sources.append(source) }
+                }
+            } else {
+                fail(list, "sources: expected a non-empty sequence of sources")
+            }
+        } else {
+            fail(root, "sources: at least one source is required")
+        }
+
+        var metrics: (String, Int)?
+        var logLevel: String?
+        if let obs = root["observability"], expectMap(obs, "observability", allowed: ["metrics", "log_level"]) {
+            if obs["metrics"] != nil { metrics = address(obs["metrics"], "observability.metrics", at: obs) }
+            if let level = obs["log_level"] {
+                let levels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
+                if let text = scalar(level, "observability.log_level", at: obs), !levels.contains(text) {
+                    fail(level, "observability.log_level: expected one of \(levels.joined(separator: ", "))")
+                } else {
+                    logLevel = level.scalar
+                }
+            }
+        }
+        let threads = integer(root["threads"], "threads", range: 1...256)
+
+        return SluiceConfig(file: file, pluginDirectory: pluginDirectory, requiredPlugins: required, sinks: sinks,
+                            chains: chains, sources: sources, metricsListen: metrics, threads: threads,
+                            logLevel: logLevel)
+    }
+
+    private mutating func readSink(name: String, key: YAMLNode, _ node: YAMLNode) -> SluiceConfig.Sink? {
+        guard expectMap(node, "sink '\(name)'", allowed: ["redis"]) else { return nil }
+        guard let redis = node["redis"] else {
+            fail(node, "sink '\(name)': expected 'redis: { address: host:port }'")
+            return nil
+        }
+        guard expectMap(redis, "sink '\(name)'.redis", allowed: ["address", "connect_timeout_ms"]),
+              let (host, port) = address(redis["address"], "sink '\(name)'.redis.address", at: redis)
+        else { return nil }
+        let timeout = integer(redis["connect_timeout_ms"], "connect_timeout_ms", range: 1...600_000) ?? 2000
+        return SluiceConfig.Sink(name: name, host: host, port: port, connectTimeoutMilliseconds: Int64(timeout),
+                                 node: key)
+    }
+
+    private mutating func readChain(name: String, _ node: YAMLNode, sinkNames: Set<String>) -> SluiceConfig.Chain? {
+        guard node.kind == .sequence, !node.items.isEmpty else {
+            fail(node, "chain '\(name)': expected a non-empty sequence of steps ending with '- sink: NAME'")
+            return nil
+        }
+        var steps: [SluiceConfig.Step] = []
+        for (i, item) in node.items.enumerated() {
+            guard item.kind == .map, item.pairs.count == 1, let (key, value) = item.pairs.first else {
+                fail(item, "chain '\(name)' step \(i + 1): expected a single-key map such as '- tee: {...}' or '- sink: NAME'")
+                continue
+            }
+            if key.scalar == "sink" {
+                guard let sinkName = scalar(value, "chain '\(name)' sink step", at: item) else { continue }
+                if !sinkNames.contains(sinkName) {
+                    fail(value, "chain '\(name)': unknown sink '\(sinkName)' (defined sinks: \(sinkNames.sorted().joined(separator: ", ")))")
+                }
+                if i != node.items.count - 1 {
+                    fail(item, "chain '\(name)': the sink step must be the last step")
+                }
+                steps.append(SluiceConfig.Step(kind: .sink, name: sinkName, config: value, node: item))
+            } else {
+                steps.append(SluiceConfig.Step(kind: .transform, name: key.scalar, config: value, node: key))
+            }
+        }
+        if let last = steps.last, last.kind != .sink {
+            fail(node.items.last!, "chain '\(name)': the last step must be '- sink: NAME'")
+        }
+        return SluiceConfig.Chain(name: name, steps: steps, node: node)
+    }
+
+    private mutating func readSource(_ node: YAMLNode, chainNames: Set<String>) -> SluiceConfig.Source? {
+        guard expectMap(node, "source", allowed: ["redis"]), let redis = node["redis"] else {
+            if node.kind == .map { fail(node, "source: expected 'redis: { listen: host:port, chain: NAME }'") }
+            return nil
+        }
+        guard expectMap(redis, "source.redis", allowed: ["listen", "chain", "max_frame_bytes"]),
+              let (host, port) = address(redis["listen"], "source.redis.listen", at: redis),
+              let chain = scalar(redis["chain"], "source.redis.chain", at: redis)
+        else { return nil }
+        if !chainNames.contains(chain) {
+            fail(redis["chain"]!, "source.redis.chain: unknown chain '\(chain)' (defined chains: \(chainNames.sorted().joined(separator: ", ")))")
+        }
+        let maxFrame = integer(redis["max_frame_bytes"], "max_frame_bytes", range: 1024...(1 << 31))
+            ?? SluiceConfig.defaultMaxFrameBytes
+        return SluiceConfig.Source(host: host, port: port, chain: chain, maxFrameBytes: maxFrame, node: redis)
+    }
+}

@@ -1,0 +1,197 @@
+import Logging
+import NIOCore
+
+/// One client connection of a Redis source: splits the byte stream into requests (a batch per
+/// read), runs each batch through the source's chain, and writes the responses back in order.
+final class RedisSourceHandler: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    private let plan: RuntimePlan
+    private let chainIndex: Int
+    private let metrics: SourceMetrics
+    private var scanner: RESPRequestScanner
+    private var buffered: ByteBuffer?
+    private var slots = CircularBuffer<ResponseSlot>(initialCapacity: 8)
+    private var session: ChainSession?
+    private var chain: ChainInstance?
+    private var context: ChannelHandlerContext?
+    /// Set after QUIT or a protocol error: nothing more is read from this client.
+    private var closing = false
+    private var readPaused = false
+    private(set) var allocator = ByteBufferAllocator()
+
+    /// Stop reading from a client that has this many batches in flight (it resumes at half).
+    static let maxBatchesInFlight = 256
+
+    init(plan: RuntimePlan, chainIndex: Int, maxFrameBytes: Int, metrics: SourceMetrics) {
+        self.plan = plan
+        self.chainIndex = chainIndex
+        self.metrics = metrics
+        scanner = RESPRequestScanner(maxFrameBytes: maxFrameBytes)
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        self.context = context
+        allocator = context.channel.allocator
+        metrics.connectionOpened()
+        let address = context.remoteAddress.map { "\($0.ipAddress ?? "?"):\($0.port ?? 0)" } ?? "unknown"
+        let session = ChainSession(eventLoop: context.eventLoop, allocator: allocator, plan: plan,
+                                   clientAddress: address, mainChain: chainIndex)
+        session.onPush = { [weak self] bytes in
+            guard let self, let context = self.context else { return }
+            context.writeAndFlush(NIOAny(bytes), promise: nil)
+        }
+        session.onBackendLost = { [weak self] reason in
+            guard let self, let context = self.context else { return }
+            HostLog.sources.info("closing client \(address): \(reason)")
+            self.closing = true
+            context.close(promise: nil)
+        }
+        self.session = session
+        do {
+            chain = try session.chain(chainIndex)
+        } catch {
+            HostLog.sources.error("client \(address): \(error)")
+            closing = true
+            var reply = RESPEncoding.error("ERR sluice: \(error)", allocator: allocator)
+            context.writeAndFlush(NIOAny(reply), promise: nil)
+            reply.clear()
+            context.close(promise: nil)
+        }
+        context.fireChannelActive()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        metrics.connectionClosed()
+        closing = true
+        slots.removeAll()
+        session?.close()
+        session = nil
+        chain = nil
+        self.context = nil
+        context.fireChannelInactive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard !closing, let chain else { return }
+        var incoming = unwrapInboundIn(data)
+        var buffer: ByteBuffer
+        if var pendingBytes = buffered {
+            buffered = nil
+            pendingBytes.writeBuffer(&incoming)
+            buffer = pendingBytes
+        } else {
+            buffer = incoming
+        }
+
+        var messages: [ByteBuffer] = []
+        let contiguousStart = buffer.readerIndex
+        var contiguous = true
+        var closeReply: (String, Bool)?  // (RESP reply, is an error)
+        scanning: while buffer.readableBytes > 0 {
+            let outcome = buffer.withUnsafeReadableBytes { scanner.scan($0) }
+            switch outcome {
+            case .multibulk(let length):
+                let frame = buffer.readSlice(length: length)!
+                if isQuit(frame) {
+                    closeReply = ("+OK\r\n", false)
+                    break scanning
+                }
+                if frame.readableBytes <= 6, isEmptyMultibulk(frame) {
+                    contiguous = false  // "*0\r\n" asks for nothing; Redis ignores it too
+                } else {
+                    messages.append(frame)
+                }
+            case .inline(let lineLength, let length):
+                let line = buffer.getSlice(at: buffer.readerIndex, length: lineLength)!
+                buffer.moveReaderIndex(forwardBy: length)
+                contiguous = false
+                do {
+                    let args = try line.withUnsafeReadableBytes { try RESPInlineCommand.arguments(of: $0) }
+                    if args.isEmpty { continue }
+                    if args.count == 1, args[0].count == 4 && String(decoding: args[0], as: UTF8.self).lowercased() == "quit" {
+                        closeReply = ("+OK\r\n", false)
+                        break scanning
+                    }
+                    messages.append(RESPEncoding.command(args, allocator: allocator))
+                } catch {
+                    closeReply = ("-ERR Protocol error: unbalanced quotes in request\r\n", true)
+                    break scanning
+                }
+            case .needMore:
+                break scanning
+            case .malformed(let message):
+                closeReply = ("-ERR Protocol error: \(message)\r\n", true)
+                break scanning
+            }
+        }
+        if closeReply == nil, buffer.readableBytes > 0 { buffered = buffer }
+
+        if !messages.isEmpty {
+            var whole: ByteBuffer?
+            if contiguous {
+                // All frames lie back to back from where this read started: one slice covers them.
+                let total = messages.reduce(0) { $0 + $1.readableBytes }
+                whole = buffer.getSlice(at: contiguousStart, length: total)
+            }
+            let batch = Batch(kind: Batch.requests, protocolID: Batch.redis, messages: messages, contiguous: whole)
+            metrics.requests(messages.count)
+            let slot = ResponseSlot(owner: self, requestCount: messages.count)
+            slots.append(slot)
+            chain.run(batch, from: 0, receiver: slot)
+        }
+        if let (reply, isError) = closeReply {
+            closing = true
+            if isError { metrics.protocolError() }
+            var bytes = allocator.buffer(capacity: reply.utf8.count)
+            bytes.writeString(reply)
+            slots.append(ResponseSlot(owner: self, answer: Batch(kind: Batch.responses, protocolID: Batch.redis,
+                                                                 messages: [bytes]), closeAfter: true))
+            slotCompleted()
+        }
+        if slots.count >= Self.maxBatchesInFlight, !readPaused {
+            readPaused = true
+            context.channel.setOption(ChannelOptions.autoRead, value: false).whenFailure { _ in }
+        }
+    }
+
+    /// Writes every answered slot at the head of the queue, in order.
+    func slotCompleted() {
+        guard let context else { return }
+        var wrote = false
+        var closeNow = false
+        while let head = slots.first, let result = head.result {
+            slots.removeFirst()
+            result.write(to: context)
+            wrote = true
+            if head.closeAfter {
+                closeNow = true
+                break
+            }
+        }
+        if wrote { context.flush() }
+        if closeNow {
+            context.close(promise: nil)
+            return
+        }
+        if readPaused, slots.count <= Self.maxBatchesInFlight / 2 {
+            readPaused = false
+            context.channel.setOption(ChannelOptions.autoRead, value: true).whenFailure { _ in }
+            context.read()
+        }
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        HostLog.sources.debug("client connection error: \(error)")
+        context.close(promise: nil)
+    }
+
+    private func isQuit(_ frame: ByteBuffer) -> Bool {
+        frame.readableBytes == 14 && frame.withUnsafeReadableBytes { RESPCommandReader.commandIs($0, "quit") }
+    }
+
+    private func isEmptyMultibulk(_ frame: ByteBuffer) -> Bool {
+        frame.withUnsafeReadableBytes { RESPCommandReader.argumentCount($0) == 0 }
+    }
+}

@@ -1,0 +1,37 @@
+import NIOCore
+
+/// The place in a client connection's response order that one batch of requests occupies.
+/// Responses are written strictly in request order: a slot waits until every slot before it is
+/// written, however its own responses came back.
+final class ResponseSlot: ResponseReceiver {
+    private weak var owner: RedisSourceHandler?
+    private(set) var result: Batch?
+    /// Close the client connection once this slot is written (QUIT, protocol error).
+    let closeAfter: Bool
+    let requestCount: Int
+
+    init(owner: RedisSourceHandler, requestCount: Int, closeAfter: Bool = false) {
+        self.owner = owner
+        self.requestCount = requestCount
+        self.closeAfter = closeAfter
+    }
+
+    /// A slot already answered (QUIT's +OK, a protocol error).
+    init(owner: RedisSourceHandler, answer: Batch, closeAfter: Bool) {
+        self.owner = owner
+        result = answer
+        requestCount = answer.count
+        self.closeAfter = closeAfter
+    }
+
+    func receive(_ outcome: ChainOutcome) {
+        guard result == nil, let owner else { return }
+        switch outcome {
+        case .responses(let batch):
+            result = batch
+        case .failed(let message):
+            result = Batch.errors("ERR \(message)", count: requestCount, allocator: owner.allocator)
+        }
+        owner.slotCompleted()
+    }
+}

@@ -1,0 +1,59 @@
+import Logging
+import NIOCore
+import NIOPosix
+
+/// A running Sluice: the event loops, the Redis listeners and the metrics endpoint.
+public final class SluiceServer {
+    public let group: MultiThreadedEventLoopGroup
+    private var channels: [Channel] = []
+    /// The addresses actually bound, "host:port" (useful with port 0).
+    public private(set) var boundAddresses: [String] = []
+
+    init(plan: RuntimePlan, sources: [RuntimeBuilder.SourcePlan], metricsListen: (host: String, port: Int)?,
+         threads: Int) throws {
+        group = MultiThreadedEventLoopGroup(numberOfThreads: threads)
+        do {
+            for source in sources {
+                let metrics = SourceMetrics(listen: "\(source.host):\(source.port)")
+                let channel = try ServerBootstrap(group: group)
+                    .serverChannelOption(ChannelOptions.backlog, value: 1024)
+                    .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
+                    .childChannelOption(ChannelOptions.tcpOption(.tcp_nodelay), value: 1)
+                    .childChannelOption(ChannelOptions.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 1024, initial: 16384, maximum: 1 << 20))
+                    .childChannelInitializer { channel in
+                        channel.pipeline.addHandler(RedisSourceHandler(plan: plan, chainIndex: source.chainIndex,
+                                                                       maxFrameBytes: source.maxFrameBytes,
+                                                                       metrics: metrics))
+                    }
+                    .bind(host: source.host, port: source.port).wait()
+                channels.append(channel)
+                boundAddresses.append(Self.describe(channel.localAddress, fallback: "\(source.host):\(source.port)"))
+            }
+            if let metricsListen {
+                let channel = try MetricsEndpoint.start(host: metricsListen.host, port: metricsListen.port, group: group)
+                channels.append(channel)
+                boundAddresses.append(Self.describe(channel.localAddress, fallback: "\(metricsListen.host):\(metricsListen.port)"))
+            }
+        } catch {
+            for c in channels { c.close(promise: nil) }
+            try? group.syncShutdownGracefully()
+            throw error
+        }
+    }
+
+    private static func describe(_ address: SocketAddress?, fallback: String) -> String {
+        guard let address, let ip = address.ipAddress, let port = address.port else { return fallback }
+        return ip.contains(":") ? "[\(ip)]:\(port)" : "\(ip):\(port)"
+    }
+
+    /// Blocks until the listeners close (after `stop`).
+    public func wait() throws {
+        for c in channels { try c.closeFuture.wait() }
+    }
+
+    /// Closes the listeners and shuts the event loops down.
+    public func stop() {
+        for c in channels { c.close(promise: nil) }
+        try? group.syncShutdownGracefully()
+    }
+}

@@ -1,0 +1,78 @@
+import Metrics
+import NIOConcurrencyHelpers
+
+/// Counters and gauges of one Redis source (labelled with its listen address).
+struct SourceMetrics {
+    private let requestsCounter: Counter
+    private let connections: Gauge
+    private let protocolErrors: Counter
+    private let openConnections = ManagedCounter()
+
+    init(listen: String) {
+        requestsCounter = Counter(label: "sluice_requests_total", dimensions: [("source", listen)])
+        connections = Gauge(label: "sluice_client_connections", dimensions: [("source", listen)])
+        protocolErrors = Counter(label: "sluice_protocol_errors_total", dimensions: [("source", listen)])
+    }
+
+    func requests(_ n: Int) { requestsCounter.increment(by: n) }
+    func protocolError() { protocolErrors.increment() }
+    func connectionOpened() { connections.record(openConnections.add(1)) }
+    func connectionClosed() { connections.record(openConnections.add(-1)) }
+}
+
+/// Counters of one sink (labelled with its name), shared by all its connections.
+struct SinkMetrics {
+    private let connectFailures: Counter
+    private let failed: Counter
+
+    static func forSink(_ name: String) -> SinkMetrics { SinkMetrics(name: name) }
+
+    private init(name: String) {
+        connectFailures = Counter(label: "sluice_backend_connect_failures_total", dimensions: [("sink", name)])
+        failed = Counter(label: "sluice_backend_failed_batches_total", dimensions: [("sink", name)])
+    }
+
+    func connectFailed() { connectFailures.increment() }
+    func failedBatches(_ n: Int) { failed.increment(by: n) }
+}
+
+/// Counters of one transform at one chain position.
+struct TransformMetrics {
+    private let failures: Counter
+    private let errorReturns: Counter
+    private let misuses: Counter
+
+    init(plugin: String, transform: String, label: String) {
+        let dims = [("plugin", plugin), ("transform", transform), ("step", label)]
+        failures = Counter(label: "sluice_transform_failed_calls_total", dimensions: dims)
+        errorReturns = Counter(label: "sluice_transform_error_returns_total", dimensions: dims)
+        misuses = Counter(label: "sluice_transform_abi_misuse_total", dimensions: dims)
+    }
+
+    /// The plugin failed a call (call_fail), or the host failed it on the plugin's behalf.
+    func failed() { failures.increment() }
+    /// A hook returned a status other than SLUICE_OK without completing its call.
+    func errorReturned() { errorReturns.increment() }
+    /// The plugin broke an ABI rule (completed a call twice, gave away a lent batch…).
+    func misused() { misuses.increment() }
+}
+
+/// A counter a plugin created with metric_counter (`sluice_metric*`); updated from any thread.
+final class PluginCounter {
+    let counter: Counter
+    init(name: String, plugin: String, step: String) {
+        counter = Counter(label: "sluice_plugin_\(name)_total", dimensions: [("plugin", plugin), ("step", step)])
+    }
+}
+
+/// A lock-protected integer for gauges that are adjusted from several event loops.
+final class ManagedCounter: @unchecked Sendable {
+    private var value = 0
+    private let lock = NIOLock()
+    func add(_ delta: Int) -> Int {
+        lock.withLock {
+            value += delta
+            return value
+        }
+    }
+}

@@ -1,0 +1,329 @@
+import NIOCore
+import PluginABI
+
+/// The table of host functions handed to every plugin's `sluice_plugin_init`.
+///
+/// Each entry is a C function that turns the opaque handles back into host objects. None of them
+/// traps on bad input from a plugin: they check what can be checked and return a status.
+enum HostAPI {
+    static let version = "0.1.0"
+    private static let versionCString: UnsafePointer<CChar> = {
+        let bytes = Array(version.utf8CString)
+        let p = UnsafeMutablePointer<CChar>.allocate(capacity: bytes.count)
+        p.initialize(from: bytes, count: bytes.count)
+        return UnsafePointer(p)
+    }()
+
+    /// Built once, never freed: plugins keep the pointer for the life of the process.
+    static let table: UnsafePointer<sluice_host_api> = {
+        let p = UnsafeMutablePointer<sluice_host_api>.allocate(capacity: 1)
+        p.initialize(to: makeTable())
+        return UnsafePointer(p)
+    }()
+
+    private static let allocator = ByteBufferAllocator()
+
+    private static func makeTable() -> sluice_host_api {
+        var api = sluice_host_api()
+        api.struct_size = UInt32(MemoryLayout<sluice_host_api>.size)
+        api.abi_major = UInt32(SLUICE_ABI_VERSION_MAJOR)
+        api.abi_minor = UInt32(SLUICE_ABI_VERSION_MINOR)
+        api.host_version = versionCString
+
+        api.log = { level, message, length in
+            guard let message else { return }
+            let text = String(decoding: UnsafeRawBufferPointer(start: message, count: length), as: UTF8.self)
+            switch level {
+            case Int32(SLUICE_LOG_TRACE): HostLog.plugins.trace("\(text)")
+            case Int32(SLUICE_LOG_DEBUG): HostLog.plugins.debug("\(text)")
+            case Int32(SLUICE_LOG_INFO): HostLog.plugins.info("\(text)")
+            case Int32(SLUICE_LOG_WARNING): HostLog.plugins.warning("\(text)")
+            default: HostLog.plugins.error("\(text)")
+            }
+        }
+        api.metric_counter = { env, name, length, out in
+            guard let env, let name, let out else { return SLUICE_ERROR_INVALID_ARGUMENT }
+            let text = String(decoding: UnsafeRawBufferPointer(start: name, count: length), as: UTF8.self)
+            guard !text.isEmpty, text.utf8.allSatisfy({ (97...122).contains($0) || (48...57).contains($0) || $0 == 95 })
+            else { return SLUICE_ERROR_INVALID_ARGUMENT }
+            let configEnv = ConfigEnv.from(env)
+            let counter = PluginCounter(name: text, plugin: configEnv.step.pluginName, step: configEnv.step.label)
+            out.pointee = OpaquePointer(Unmanaged.passRetained(counter).toOpaque())
+            return SLUICE_OK
+        }
+        api.metric_add = { metric, delta in
+            guard let metric else { return }
+            Unmanaged<PluginCounter>.fromOpaque(UnsafeRawPointer(metric)).takeUnretainedValue()
+                .counter.increment(by: Int64(clamping: delta))
+        }
+
+        // Config nodes.
+        api.node_kind = { node in
+            guard let node else { return SLUICE_NODE_NULL }
+            switch YAMLNode.from(node).kind {
+            case .null: return SLUICE_NODE_NULL
+            case .scalar: return SLUICE_NODE_SCALAR
+            case .sequence: return SLUICE_NODE_SEQUENCE
+            case .map: return SLUICE_NODE_MAP
+            }
+        }
+        api.node_scalar = { node, out in
+            guard let node, let out else { return SLUICE_ERROR_INVALID_ARGUMENT }
+            let n = YAMLNode.from(node)
+            guard n.kind == .scalar else { return SLUICE_ERROR_INVALID_ARGUMENT }
+            n.cString.withUnsafeBufferPointer { out.pointee = sluice_host_view(ptr: $0.baseAddress, len: $0.count - 1) }
+            return SLUICE_OK
+        }
+        api.node_map_get = { node, key, length, out in
+            guard let node, let key, let out else { return SLUICE_ERROR_INVALID_ARGUMENT }
+            let n = YAMLNode.from(node)
+            guard n.kind == .map else { return SLUICE_ERROR_INVALID_ARGUMENT }
+            let wanted = String(decoding: UnsafeRawBufferPointer(start: key, count: length), as: UTF8.self)
+            guard let value = n[wanted] else {
+                out.pointee = nil
+                return SLUICE_ERROR_NOT_FOUND
+            }
+            out.pointee = value.handle
+            return SLUICE_OK
+        }
+        api.node_count = { node in
+            guard let node else { return 0 }
+            let n = YAMLNode.from(node)
+            switch n.kind {
+            case .sequence: return n.items.count
+            case .map: return n.pairs.count
+            default: return 0
+            }
+        }
+        api.node_at = { node, index, outKey, outValue in
+            guard let node, let outValue else { return SLUICE_ERROR_INVALID_ARGUMENT }
+            let n = YAMLNode.from(node)
+            switch n.kind {
+            case .sequence where index < n.items.count:
+                outKey?.pointee = nil
+                outValue.pointee = n.items[index].handle
+            case .map where index < n.pairs.count:
+                outKey?.pointee = n.pairs[index].key.handle
+                outValue.pointee = n.pairs[index].value.handle
+            default:
+                return SLUICE_ERROR_INVALID_ARGUMENT
+            }
+            return SLUICE_OK
+        }
+        api.node_position = { node, line, column in
+            let n = node.map { YAMLNode.from($0) }
+            line?.pointee = UInt32(n?.line ?? 0)
+            column?.pointee = UInt32(n?.column ?? 0)
+        }
+        api.config_error = { env, node, message, length in
+            guard let env else { return }
+            let text = message.map { String(decoding: UnsafeRawBufferPointer(start: $0, count: length), as: UTF8.self) }
+                ?? "invalid configuration"
+            ConfigEnv.from(env).error(at: node.map { YAMLNode.from($0) }, text)
+        }
+        api.target_resolve = { env, name, length, out in
+            guard let env, let name, let out else { return SLUICE_ERROR_INVALID_ARGUMENT }
+            let text = String(decoding: UnsafeRawBufferPointer(start: name, count: length), as: UTF8.self)
+            guard let target = ConfigEnv.from(env).resolve(text) else { return SLUICE_ERROR_NOT_FOUND }
+            out.pointee = OpaquePointer(Unmanaged.passUnretained(target).toOpaque())
+            return SLUICE_OK
+        }
+
+        // Calls.
+        api.call_forward = { call in
+            guard let call else { return SLUICE_ERROR_INVALID_ARGUMENT }
+            return Call.from(call).forward()
+        }
+        api.call_respond = { call, batch in
+            guard let call else { return SLUICE_ERROR_INVALID_ARGUMENT }
+            return Call.from(call).respond(batch)
+        }
+        api.call_fail = { call, message, length in
+            guard let call else { return SLUICE_ERROR_INVALID_ARGUMENT }
+            let text = message.map { String(decoding: UnsafeRawBufferPointer(start: $0, count: length), as: UTF8.self) }
+                ?? "failed"
+            return Call.from(call).fail(text)
+        }
+        api.send = { env, target, batch, completion, userData in
+            guard let batch else { return SLUICE_ERROR_INVALID_ARGUMENT }
+            let given = Batch.from(batch)
+            guard !given.isLent else {
+                HostLog.plugins.warning("send: a lent batch cannot be sent; ignored")
+                return SLUICE_ERROR_INVALID_ARGUMENT
+            }
+            let owned = Unmanaged<Batch>.fromOpaque(UnsafeRawPointer(batch)).takeRetainedValue()
+            guard let env, let target, let completion, owned.kind == Batch.requests else {
+                return SLUICE_ERROR_INVALID_ARGUMENT
+            }
+            let instanceEnv = InstanceEnv.from(env)
+            let targetRef = Unmanaged<TargetRef>.fromOpaque(UnsafeRawPointer(target)).takeUnretainedValue()
+            let receiver = SendCompletion(env: instanceEnv, callback: completion, userData: userData)
+            instanceEnv.session.send(owned, to: targetRef, receiver: receiver)
+            receiver.insideSend = false
+            return SLUICE_OK
+        }
+        api.timer_start = { env, delay, callback, userData, out in
+            guard let env, let callback else { return SLUICE_ERROR_INVALID_ARGUMENT }
+            let timer = InstanceEnv.from(env).startTimer(delayMilliseconds: delay, callback: callback, userData: userData)
+            out?.pointee = timer.handle
+            return SLUICE_OK
+        }
+        api.timer_cancel = { timer in
+            guard let timer else { return }
+            let t = PluginTimer.from(timer)
+            t.owner?.cancelTimer(t)
+        }
+        api.client_address = { env, out in
+            guard let env, let out else { return }
+            let session = InstanceEnv.from(env).session
+            out.pointee = sluice_host_view(ptr: UnsafePointer(session.clientAddress.baseAddress),
+                                           len: session.clientAddress.count - 1)
+        }
+
+        // Batches.
+        api.batch_count = { batch in batch.map { Batch.from($0).count } ?? 0 }
+        api.batch_kind = { batch in batch.map { Batch.from($0).kind } ?? -1 }
+        api.batch_protocol = { batch in batch.map { Batch.from($0).protocolID } ?? -1 }
+        api.batch_new = { kind, protocolID in
+            guard kind == Batch.requests || kind == Batch.responses, protocolID == Batch.redis else { return nil }
+            return Batch(kind: kind, protocolID: protocolID).handOverToPlugin()
+        }
+        api.batch_clone = { batch in
+            guard let batch else { return nil }
+            return Batch.from(batch).copy().handOverToPlugin()
+        }
+        api.batch_free = { batch in
+            guard let batch else { return }
+            guard !Batch.from(batch).isLent else {
+                HostLog.plugins.warning("batch_free on a lent batch; ignored")
+                return
+            }
+            Unmanaged<Batch>.fromOpaque(UnsafeRawPointer(batch)).release()
+        }
+        api.batch_insert_from = { dst, dstIndex, src, srcIndex in
+            guard let dst, let src else { return SLUICE_ERROR_INVALID_ARGUMENT }
+            let d = Batch.from(dst), s = Batch.from(src)
+            guard d.kind == s.kind, d.protocolID == s.protocolID, dstIndex <= d.count, srcIndex < s.count
+            else { return SLUICE_ERROR_INVALID_ARGUMENT }
+            d.insert(s.messages[srcIndex], at: dstIndex)
+            return SLUICE_OK
+        }
+        api.batch_remove = { batch, index in
+            guard let batch else { return SLUICE_ERROR_INVALID_ARGUMENT }
+            let b = Batch.from(batch)
+            guard index < b.count else { return SLUICE_ERROR_INVALID_ARGUMENT }
+            b.remove(at: index)
+            return SLUICE_OK
+        }
+        api.batch_message_bytes = { batch, index, out in
+            guard let batch, let out else { return SLUICE_ERROR_INVALID_ARGUMENT }
+            let b = Batch.from(batch)
+            guard index < b.count else { return SLUICE_ERROR_INVALID_ARGUMENT }
+            out.pointee = b.withMessageBytes(index) { sluice_host_view(ptr: $0.baseAddress?.assumingMemoryBound(to: UInt8.self), len: $0.count) }
+            return SLUICE_OK
+        }
+        api.batch_put_bytes = { batch, index, bytes, length in
+            guard let batch, bytes != nil || length == 0 else { return SLUICE_ERROR_INVALID_ARGUMENT }
+            let b = Batch.from(batch)
+            guard index <= b.count else { return SLUICE_ERROR_INVALID_ARGUMENT }
+            let raw = UnsafeRawBufferPointer(start: bytes, count: length)
+            let valid: Bool
+            if b.kind == Batch.requests {
+                var scanner = RESPRequestScanner(maxFrameBytes: Int.max)
+                valid = scanner.scan(raw) == .multibulk(length: length)
+            } else {
+                var scanner = RESPFrameScanner(maxFrameBytes: Int.max)
+                valid = scanner.scan(raw) == .complete(length: length)
+            }
+            guard valid else { return SLUICE_ERROR_MALFORMED }
+            var message = HostAPI.allocator.buffer(capacity: length)
+            message.writeBytes(raw)
+            b.put(message, at: index)
+            return SLUICE_OK
+        }
+
+        // Redis commands.
+        api.redis_arg_count = { batch, index in
+            guard let batch else { return 0 }
+            let b = Batch.from(batch)
+            guard b.kind == Batch.requests, b.protocolID == Batch.redis, index < b.count else { return 0 }
+            return b.withMessageBytes(index) { RESPCommandReader.argumentCount($0) }
+        }
+        api.redis_args = { batch, index, out, capacity, outCount in
+            guard let batch else { return SLUICE_ERROR_INVALID_ARGUMENT }
+            let b = Batch.from(batch)
+            guard b.kind == Batch.requests, b.protocolID == Batch.redis, index < b.count else {
+                return SLUICE_ERROR_INVALID_ARGUMENT
+            }
+            var count = 0
+            b.withMessageBytes(index) { bytes in
+                count = RESPCommandReader.argumentCount(bytes)
+                guard let out, capacity > 0, let base = bytes.baseAddress else { return }
+                RESPCommandReader.forEachArgument(bytes) { i, start, length in
+                    out[i] = sluice_host_view(ptr: base.advanced(by: start).assumingMemoryBound(to: UInt8.self), len: length)
+                    return i + 1 < capacity
+                }
+            }
+            outCount?.pointee = count
+            return SLUICE_OK
+        }
+        api.redis_put_command = { batch, index, argc, argv, lengths in
+            guard let batch, argc > 0, let argv, let lengths else { return SLUICE_ERROR_INVALID_ARGUMENT }
+            let b = Batch.from(batch)
+            guard b.kind == Batch.requests, b.protocolID == Batch.redis, index <= b.count else {
+                return SLUICE_ERROR_INVALID_ARGUMENT
+            }
+            var args: [UnsafeRawBufferPointer] = []
+            args.reserveCapacity(argc)
+            for i in 0..<argc {
+                guard argv[i] != nil || lengths[i] == 0 else { return SLUICE_ERROR_INVALID_ARGUMENT }
+                args.append(UnsafeRawBufferPointer(start: argv[i], count: lengths[i]))
+            }
+            b.put(RESPEncoding.command(args, allocator: HostAPI.allocator), at: index)
+            return SLUICE_OK
+        }
+
+        // Redis replies.
+        api.redis_cursor_init = { batch, index, cursor in
+            guard let batch, let cursor else { return SLUICE_ERROR_INVALID_ARGUMENT }
+            let b = Batch.from(batch)
+            guard b.kind == Batch.responses, b.protocolID == Batch.redis, index < b.count else {
+                return SLUICE_ERROR_INVALID_ARGUMENT
+            }
+            b.withMessageBytes(index) { bytes in
+                ReplyCursor.initialize(cursor, batch: b, bytes: bytes)
+            }
+            return SLUICE_OK
+        }
+        api.redis_cursor_next = { cursor, out in
+            guard let cursor, let out else { return SLUICE_ERROR_INVALID_ARGUMENT }
+            return ReplyCursor.next(cursor, out)
+        }
+        api.redis_put_reply = { batch, index, type, bytes, length, integer in
+            guard let batch else { return SLUICE_ERROR_INVALID_ARGUMENT }
+            let b = Batch.from(batch)
+            guard b.kind == Batch.responses, b.protocolID == Batch.redis, index <= b.count,
+                  bytes != nil || length == 0
+            else { return SLUICE_ERROR_INVALID_ARGUMENT }
+            let raw = UnsafeRawBufferPointer(start: bytes, count: length)
+            let message: ByteBuffer
+            switch type {
+            case Int32(SLUICE_REDIS_SIMPLE_STRING), Int32(SLUICE_REDIS_ERROR):
+                guard !raw.contains(13), !raw.contains(10) else { return SLUICE_ERROR_INVALID_ARGUMENT }
+                let prefix = type == Int32(SLUICE_REDIS_ERROR) ? UInt8(ascii: "-") : UInt8(ascii: "+")
+                message = RESPEncoding.line(prefix: prefix, raw, allocator: HostAPI.allocator)
+            case Int32(SLUICE_REDIS_BULK_STRING):
+                message = RESPEncoding.bulk(raw, allocator: HostAPI.allocator)
+            case Int32(SLUICE_REDIS_INTEGER):
+                message = RESPEncoding.integer(integer, allocator: HostAPI.allocator)
+            case Int32(SLUICE_REDIS_NULL):
+                message = RESPEncoding.nullBulk(allocator: HostAPI.allocator)
+            default:
+                return SLUICE_ERROR_INVALID_ARGUMENT
+            }
+            b.put(message, at: index)
+            return SLUICE_OK
+        }
+        return api
+    }
+}

@@ -1,0 +1,38 @@
+import PluginABI
+
+/// A plugin that passed every check: its descriptor's facts and its transforms.
+public struct LoadedPlugin {
+    public let path: String
+    public let name: String
+    public let version: String
+    public let abiMajor: UInt32
+    public let abiMinor: UInt32
+    public let transforms: [LoadedTransform]
+}
+
+/// One transform of a loaded plugin, its hooks read within the struct_size the plugin declared.
+public struct LoadedTransform {
+    public let name: String
+    public let description: String
+    public let protocols: UInt32
+    let configNew: sluice_on_config_new_fn
+    let configFree: sluice_on_config_free_fn?
+    let instanceNew: sluice_on_instance_new_fn?
+    let instanceFree: sluice_on_instance_free_fn?
+    let onRequests: sluice_on_requests_fn?
+    let onResponses: sluice_on_responses_fn?
+
+    /// "redis", "redis, cql"…
+    public var protocolNames: String {
+        var names: [String] = []
+        if protocols & UInt32(SLUICE_PROTOCOL_REDIS) != 0 { names.append("redis") }
+        if protocols & UInt32(SLUICE_PROTOCOL_CQL) != 0 { names.append("cql") }
+        return names.isEmpty ? "none" : names.joined(separator: ", ")
+    }
+}
+
+/// A shared object that was offered as a plugin and refused, with the reason.
+public struct RefusedPlugin: Error {
+    public let path: String
+    public let reason: String
+}

@@ -1,0 +1,142 @@
+import Foundation
+import PluginABI
+
+/// Opens every `*.so` of a directory as a Sluice plugin and checks it against the ABI.
+///
+/// Each file is opened with `dlopen(path, RTLD_NOW | RTLD_LOCAL)` (an absolute path, so the host's
+/// own RUNPATH is never searched), its `sluice_plugin_init` is called with the host function table,
+/// and the returned descriptor is checked: magic, struct size, ABI major (and minor when the plugin
+/// requires it), transform names. Loaded plugins are never closed: code may still be on a stack, and
+/// Swift code cannot be unloaded.
+public enum PluginLoader {
+    public struct Result {
+        public var loaded: [LoadedPlugin] = []
+        public var refused: [RefusedPlugin] = []
+    }
+
+    /// Loads every *.so of `directory` (sorted by file name).
+    public static func loadDirectory(_ directory: String) -> Result {
+        var result = Result()
+        let url = URL(fileURLWithPath: directory)
+        guard let entries = try? FileManager.default.contentsOfDirectory(atPath: url.path) else {
+            result.refused.append(RefusedPlugin(path: directory, reason: "cannot read the plugin directory"))
+            return result
+        }
+        for entry in entries.sorted() where entry.hasSuffix(".so") {
+            let path = url.appendingPathComponent(entry).standardizedFileURL.path
+            switch load(path: path) {
+            case .success(let plugin):
+                if let clash = result.loaded.first(where: { $0.name == plugin.name }) {
+                    result.refused.append(RefusedPlugin(path: path, reason: "a plugin named '\(plugin.name)' was already loaded from \(clash.path)"))
+                } else {
+                    result.loaded.append(plugin)
+                }
+            case .failure(let refusal):
+                result.refused.append(refusal)
+            }
+        }
+        return result
+    }
+
+    /// Loads and checks one shared object.
+    public static func load(path: String) -> Swift.Result<LoadedPlugin, RefusedPlugin> {
+        func refuse(_ reason: String) -> Swift.Result<LoadedPlugin, RefusedPlugin> {
+            .failure(RefusedPlugin(path: path, reason: reason))
+        }
+        let absolute = path.hasPrefix("/") ? path : FileManager.default.currentDirectoryPath + "/" + path
+        guard let handle = dlopen(absolute, RTLD_NOW | RTLD_LOCAL) else {
+            let message = dlerror().map { String(cString: $0) } ?? "unknown error"
+            if message.contains("invalid ELF header") || message.contains("file too short")
+                || message.contains("not an ELF") {
+                return refuse("not a shared object (\(message))")
+            }
+            return refuse("dlopen failed: \(message)")
+        }
+        guard let symbol = dlsym(handle, SLUICE_PLUGIN_INIT_SYMBOL) else {
+            return refuse("no entry symbol: \(SLUICE_PLUGIN_INIT_SYMBOL) is not exported")
+        }
+        let initialize = unsafeBitCast(symbol, to: sluice_plugin_init_fn.self)
+        guard let descriptorPointer = initialize(HostAPI.table) else {
+            return refuse("\(SLUICE_PLUGIN_INIT_SYMBOL) returned NULL (the plugin refused to load; see its log lines)")
+        }
+        return check(descriptorPointer, path: absolute)
+    }
+
+    /// Validates a descriptor; reads only the fields within the struct_size the plugin declared.
+    static func check(_ pointer: UnsafePointer<sluice_plugin_descriptor>, path: String)
+        -> Swift.Result<LoadedPlugin, RefusedPlugin>
+    {
+        func refuse(_ reason: String) -> Swift.Result<LoadedPlugin, RefusedPlugin> {
+            .failure(RefusedPlugin(path: path, reason: reason))
+        }
+        let magic = UnsafeRawPointer(pointer).load(as: UInt32.self)
+        guard magic == SLUICE_PLUGIN_MAGIC else {
+            return refuse("bad magic 0x\(String(magic, radix: 16, uppercase: true)) (expected 0x\(String(SLUICE_PLUGIN_MAGIC, radix: 16, uppercase: true))): not a Sluice plugin descriptor")
+        }
+        let declared = Int(UnsafeRawPointer(pointer).load(fromByteOffset: 4, as: UInt32.self))
+        let minimum = MemoryLayout<sluice_plugin_descriptor>.offset(of: \sluice_plugin_descriptor.transforms)!
+            + MemoryLayout<UnsafeRawPointer>.size
+        guard declared >= minimum else {
+            return refuse("descriptor struct_size \(declared) is smaller than ABI 1.0's \(minimum)")
+        }
+        let d = readVersioned(pointer, declaredSize: declared)
+        guard d.abi_major == UInt32(SLUICE_ABI_VERSION_MAJOR) else {
+            return refuse("wrong ABI major: plugin built for ABI \(d.abi_major).\(d.abi_minor), host speaks ABI \(SLUICE_ABI_VERSION_MAJOR).\(SLUICE_ABI_VERSION_MINOR)")
+        }
+        if d.abi_minor > UInt32(SLUICE_ABI_VERSION_MINOR), d.flags & UInt32(SLUICE_PLUGIN_FLAG_REQUIRES_MINOR) != 0 {
+            return refuse("plugin requires ABI \(d.abi_major).\(d.abi_minor), host speaks ABI \(SLUICE_ABI_VERSION_MAJOR).\(SLUICE_ABI_VERSION_MINOR)")
+        }
+        guard let namePointer = d.name, let name = validName(String(cString: namePointer)) else {
+            return refuse("plugin name missing or not of the form [a-z0-9_-]+")
+        }
+        let version = d.version.map { String(cString: $0) } ?? "unknown"
+        guard d.transform_count > 0, d.transform_count < 1024, let transformsPointer = d.transforms else {
+            return refuse("plugin '\(name)' offers no transforms")
+        }
+        // The array's stride is the transform struct size the plugin was built with.
+        let stride = Int(UnsafeRawPointer(transformsPointer).load(as: UInt32.self))
+        let transformMinimum = MemoryLayout<sluice_transform_descriptor>.offset(of: \sluice_transform_descriptor.config_new)!
+            + MemoryLayout<UnsafeRawPointer>.size
+        guard stride >= transformMinimum else {
+            return refuse("plugin '\(name)': transform struct_size \(stride) is smaller than ABI 1.0's \(transformMinimum)")
+        }
+        var transforms: [LoadedTransform] = []
+        for i in 0..<Int(d.transform_count) {
+            let raw = UnsafeRawPointer(transformsPointer).advanced(by: i * stride)
+            let t = readVersioned(raw.assumingMemoryBound(to: sluice_transform_descriptor.self), declaredSize: stride)
+            guard let tn = t.name, let transformName = validName(String(cString: tn)) else {
+                return refuse("plugin '\(name)': transform \(i) has a missing or invalid name")
+            }
+            guard let configNew = t.config_new else {
+                return refuse("plugin '\(name)': transform '\(transformName)' has no config_new hook")
+            }
+            if transforms.contains(where: { $0.name == transformName }) {
+                return refuse("plugin '\(name)': transform '\(transformName)' is declared twice")
+            }
+            transforms.append(LoadedTransform(
+                name: transformName, description: t.description.map { String(cString: $0) } ?? "",
+                protocols: t.protocols, configNew: configNew, configFree: t.config_free,
+                instanceNew: t.instance_new, instanceFree: t.instance_free, onRequests: t.on_requests,
+                onResponses: t.on_responses))
+        }
+        return .success(LoadedPlugin(path: path, name: name, version: version, abiMajor: d.abi_major,
+                                     abiMinor: d.abi_minor, transforms: transforms))
+    }
+
+    /// Copies a versioned struct, zero-filling the fields beyond the size its writer declared.
+    static func readVersioned<T>(_ pointer: UnsafePointer<T>, declaredSize: Int) -> T {
+        let size = MemoryLayout<T>.size
+        let storage = UnsafeMutableRawPointer.allocate(byteCount: size, alignment: MemoryLayout<T>.alignment)
+        defer { storage.deallocate() }
+        storage.initializeMemory(as: UInt8.self, repeating: 0, count: size)
+        storage.copyMemory(from: pointer, byteCount: min(size, declaredSize))
+        return storage.load(as: T.self)
+    }
+
+    static func validName(_ name: String) -> String? {
+        guard !name.isEmpty, name.utf8.count <= 64,
+              name.utf8.allSatisfy({ (97...122).contains($0) || (48...57).contains($0) || $0 == 95 || $0 == 45 })
+        else { return nil }
+        return name
+    }
+}

@@ -1,0 +1,225 @@
+import Logging
+import NIOCore
+import NIOPosix
+
+/// One client's connection to one Redis backend. Requests are written in order (the original bytes
+/// when nothing changed them) and replies are matched to them in order. Connects on first use.
+/// Lives on the client connection's event loop only.
+final class RedisSinkConnection {
+    private enum State {
+        case idle
+        case connecting
+        case connected(Channel)
+        case closed
+    }
+
+    /// A batch written (or waiting to be written) to the backend, and the replies gathered so far.
+    private final class Pending {
+        let receiver: ResponseReceiver
+        let count: Int
+        let outOfBand: [Bool]?
+        var responses: [ByteBuffer] = []
+        /// Where this batch's first reply starts in the read buffer `readID`, while all its replies
+        /// so far lie back to back there.
+        var contiguousStart: Int?
+        var readID = -1
+        init(receiver: ResponseReceiver, count: Int, outOfBand: [Bool]?) {
+            self.receiver = receiver
+            self.count = count
+            self.outOfBand = outOfBand
+            responses.reserveCapacity(count)
+        }
+    }
+
+    let plan: SinkPlan
+    unowned let session: ChainSession
+    let deliversPushes: Bool
+    private var state: State = .idle
+    private var waitingForConnection: [Batch] = []
+    private var pending = CircularBuffer<Pending>(initialCapacity: 4)
+    /// RESP2 subscribed mode: pub/sub arrays are unsolicited.
+    private var subscribed = false
+    /// Whether the connection ever carried a request (then losing it loses client state).
+    private var everUsed = false
+    private var metrics: SinkMetrics
+    /// The read buffer being parsed (replies are slices of it) and a number identifying it.
+    private var currentRead: ByteBuffer?
+    private var readID = 0
+
+    init(plan: SinkPlan, session: ChainSession, deliversPushes: Bool) {
+        self.plan = plan
+        self.session = session
+        self.deliversPushes = deliversPushes
+        metrics = SinkMetrics.forSink(plan.name)
+    }
+
+    /// Sends a request batch; the responses (one per request, in order) go to `receiver`.
+    func send(_ batch: Batch, receiver: ResponseReceiver) {
+        let outOfBand = RedisReplyPlan.outOfBand(batch)
+        if outOfBand != nil { subscribed = true }
+        let entry = Pending(receiver: receiver, count: batch.count, outOfBand: outOfBand)
+        switch state {
+        case .closed:
+            session.eventLoop.execute { receiver.receive(.failed(self.unavailable("connection closed"))) }
+            return
+        case .connected(let channel):
+            pending.append(entry)
+            batch.write(to: channel)
+            channel.flush()
+        case .connecting:
+            pending.append(entry)
+            waitingForConnection.append(batch)
+        case .idle:
+            pending.append(entry)
+            waitingForConnection.append(batch)
+            connect()
+        }
+        everUsed = true
+        completeSilentHead()
+    }
+
+    func close() {
+        let previous = state
+        state = .closed
+        if case .connected(let channel) = previous { channel.close(promise: nil) }
+        failAll("client connection closed")
+    }
+
+    // MARK: connection
+
+    private func connect() {
+        state = .connecting
+        let bootstrap = ClientBootstrap(group: session.eventLoop)
+            .connectTimeout(.milliseconds(plan.connectTimeoutMilliseconds))
+            .channelOption(ChannelOptions.tcpOption(.tcp_nodelay), value: 1)
+            .channelInitializer { [unowned self] channel in
+                channel.pipeline.addHandler(RedisSinkHandler(connection: self, maxFrameBytes: plan.maxFrameBytes))
+            }
+        bootstrap.connect(host: plan.host, port: plan.port).whenComplete { [self] result in
+            switch result {
+            case .success(let channel):
+                guard case .connecting = state else {
+                    channel.close(promise: nil)
+                    return
+                }
+                state = .connected(channel)
+                for batch in waitingForConnection { batch.write(to: channel) }
+                waitingForConnection.removeAll()
+                channel.flush()
+            case .failure(let error):
+                guard case .connecting = state else { return }
+                metrics.connectFailed()
+                HostLog.sinks.warning("sink '\(plan.name)' (\(plan.address)): connect failed: \(error)")
+                state = .idle
+                waitingForConnection.removeAll()
+                everUsed = false
+                failAll("connect failed: \(error)")
+            }
+        }
+    }
+
+    /// Called by the handler when the backend connection went away.
+    func connectionClosed() {
+        guard case .connected = state else { return }
+        state = .idle
+        subscribed = false
+        let hadState = everUsed
+        everUsed = false
+        if !pending.isEmpty || hadState {
+            HostLog.sinks.info("sink '\(plan.name)' (\(plan.address)): backend closed the connection")
+        }
+        failAll("backend closed the connection")
+        if hadState, deliversPushes {
+            session.backendLost("backend '\(plan.name)' closed the connection")
+        }
+    }
+
+    private func unavailable(_ reason: String) -> String {
+        "sluice: backend '\(plan.name)' (\(plan.address)) unavailable: \(reason)"
+    }
+
+    private func failAll(_ reason: String) {
+        guard !pending.isEmpty else { return }
+        let failed = pending
+        pending.removeAll()
+        metrics.failedBatches(failed.count)
+        let message = unavailable(reason)
+        session.eventLoop.execute {
+            for entry in failed { entry.receiver.receive(.failed(message)) }
+        }
+    }
+
+    // MARK: replies
+
+    /// Starts parsing replies out of `buffer` (the handler's accumulated read).
+    func beginRead(_ buffer: ByteBuffer) {
+        currentRead = buffer
+        readID &+= 1
+    }
+
+    func endRead() {
+        currentRead = nil
+    }
+
+    /// Handles one complete reply that starts at reader index `start` of the current read buffer.
+    func handleReply(_ frame: ByteBuffer, start: Int) {
+        if isUnsolicited(frame) {
+            pending.first?.contiguousStart = nil
+            if deliversPushes { session.deliverPush(frame) }
+            return
+        }
+        guard let head = pending.first else {
+            HostLog.sinks.warning("sink '\(plan.name)': reply with no request waiting; closing the backend connection")
+            if case .connected(let channel) = state { channel.close(promise: nil) }
+            return
+        }
+        if head.responses.isEmpty {
+            head.contiguousStart = start
+            head.readID = readID
+        } else if head.readID != readID {
+            head.contiguousStart = nil
+        }
+        head.responses.append(frame)
+        completeSilentHead()
+        if head.responses.count == head.count {
+            pending.removeFirst()
+            var contiguous: ByteBuffer?
+            if head.outOfBand == nil, let s = head.contiguousStart, head.readID == readID {
+                contiguous = currentRead?.getSlice(at: s, length: start + frame.readableBytes - s)
+            }
+            head.receiver.receive(.responses(Batch(kind: Batch.responses, protocolID: Batch.redis,
+                                                   messages: head.responses, contiguous: contiguous)))
+            completeSilentHead()
+        }
+    }
+
+    /// Fills in empty responses for out-of-band requests at the head, completing batches they finish.
+    private func completeSilentHead() {
+        while let head = pending.first, let flags = head.outOfBand {
+            while head.responses.count < head.count, flags[head.responses.count] {
+                head.responses.append(session.allocator.buffer(capacity: 0))
+            }
+            guard head.responses.count == head.count else { return }
+            pending.removeFirst()
+            let batch = Batch(kind: Batch.responses, protocolID: Batch.redis, messages: head.responses)
+            session.eventLoop.execute { head.receiver.receive(.responses(batch)) }
+        }
+    }
+
+    private func isUnsolicited(_ frame: ByteBuffer) -> Bool {
+        frame.withUnsafeReadableBytes { bytes in
+            guard let first = bytes.first else { return false }
+            if first == UInt8(ascii: ">") { return true }
+            guard subscribed, first == UInt8(ascii: "*") else { return false }
+            var remaining: Int?
+            let isPubSub = RedisReplyPlan.isPubSubReply(bytes, remainingSubscriptions: &remaining)
+            if remaining == 0 { subscribed = false }
+            return isPubSub
+        }
+    }
+
+    func protocolError(_ message: String) {
+        HostLog.sinks.error("sink '\(plan.name)' (\(plan.address)): malformed reply: \(message); closing")
+        if case .connected(let channel) = state { channel.close(promise: nil) }
+    }
+}

@@ -1,0 +1,56 @@
+import NIOCore
+
+/// Splits the backend's byte stream into complete RESP replies and hands them to the connection.
+/// Replies are slices of the read buffer (no copy); a partial reply is kept until the rest arrives.
+final class RedisSinkHandler: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+
+    private unowned let connection: RedisSinkConnection
+    private var scanner: RESPFrameScanner
+    private var buffered: ByteBuffer?
+
+    init(connection: RedisSinkConnection, maxFrameBytes: Int) {
+        self.connection = connection
+        scanner = RESPFrameScanner(maxFrameBytes: maxFrameBytes)
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        var incoming = unwrapInboundIn(data)
+        var buffer: ByteBuffer
+        if var pendingBytes = buffered {
+            buffered = nil
+            pendingBytes.writeBuffer(&incoming)
+            buffer = pendingBytes
+        } else {
+            buffer = incoming
+        }
+        connection.beginRead(buffer)
+        defer { connection.endRead() }
+        while buffer.readableBytes > 0 {
+            let outcome = buffer.withUnsafeReadableBytes { scanner.scan($0) }
+            switch outcome {
+            case .complete(let length):
+                let start = buffer.readerIndex
+                let frame = buffer.readSlice(length: length)!
+                connection.handleReply(frame, start: start)
+            case .needMore:
+                buffered = buffer
+                return
+            case .malformed(let message):
+                connection.protocolError(message)
+                buffer.clear()
+                return
+            }
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        buffered = nil
+        connection.connectionClosed()
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        context.close(promise: nil)
+    }
+}

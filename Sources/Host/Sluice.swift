@@ -1,0 +1,60 @@
+import Foundation
+import Logging
+import NIOCore
+
+/// The host's entry points, as the `sluice` command uses them.
+public enum Sluice {
+    public static var version: String { HostAPI.version }
+
+    /// What `sluice check` and `sluice run` share: a validated config with its plugins loaded and
+    /// every transform configured.
+    public struct Prepared {
+        public let config: SluiceConfig
+        public let plugins: PluginLoader.Result
+        let plan: RuntimePlan
+        let sources: [RuntimeBuilder.SourcePlan]
+
+        public var summary: String {
+            var lines = ["config \(config.file): OK"]
+            for p in plugins.loaded {
+                lines.append("  plugin \(p.name) \(p.version) (ABI \(p.abiMajor).\(p.abiMinor)): \(p.transforms.map(\.name).joined(separator: ", "))")
+            }
+            for r in plugins.refused { lines.append("  refused \(r.path): \(r.reason)") }
+            for s in config.sinks { lines.append("  sink \(s.name) -> redis \(s.host):\(s.port)") }
+            for c in config.chains {
+                lines.append("  chain \(c.name): \(c.steps.map { $0.kind == .sink ? "sink \($0.name)" : $0.name }.joined(separator: " -> "))")
+            }
+            for s in config.sources { lines.append("  source redis \(s.host):\(s.port) -> chain \(s.chain)") }
+            return lines.joined(separator: "\n")
+        }
+    }
+
+    /// Loads the config, its plugins and configures every transform. Throws `ConfigErrors`.
+    public static func prepare(configPath: String) throws -> Prepared {
+        let config = try SluiceConfig.load(path: configPath)
+        let plugins = config.pluginDirectory.map { PluginLoader.loadDirectory($0) } ?? PluginLoader.Result()
+        let (plan, sources) = try RuntimeBuilder.build(config, plugins: plugins)
+        return Prepared(config: config, plugins: plugins, plan: plan, sources: sources)
+    }
+
+    /// Routes swift-log to stderr at `level` and swift-metrics to the Prometheus registry.
+    public static func bootstrapObservability(logLevel: Logger.Level) {
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = logLevel
+            return handler
+        }
+        MetricsEndpoint.bootstrap()
+    }
+
+    /// Starts listening as the prepared config says.
+    public static func start(_ prepared: Prepared, threads: Int? = nil) throws -> SluiceServer {
+        let count = threads ?? prepared.config.threads ?? System.coreCount
+        for r in prepared.plugins.refused { HostLog.host.warning("plugin refused: \(r.path): \(r.reason)") }
+        let server = try SluiceServer(plan: prepared.plan, sources: prepared.sources,
+                                      metricsListen: prepared.config.metricsListen, threads: count)
+        HostLog.host.info("sluice \(version) listening on \(server.boundAddresses.joined(separator: ", ")) with \(count) event loops")
+        return server
+    }
+}
+

@@ -1,0 +1,9 @@
+/* Compile-time checks that the ABI structs keep the layout documented in sluice_plugin.h.
+ * A change that trips one of these is an ABI break: it needs a new major version. */
+#include "sluice_plugin.h"
+
+_Static_assert(sizeof(sluice_host_view) == 2 * sizeof(void *), "sluice_host_view layout");
+_Static_assert(sizeof(sluice_redis_cursor) == 64, "sluice_redis_cursor size is part of ABI 1");
+_Static_assert(offsetof(sluice_plugin_descriptor, magic) == 0, "magic must come first");
+_Static_assert(offsetof(sluice_host_api, struct_size) == 0, "struct_size must come first");
+_Static_assert(offsetof(sluice_transform_descriptor, struct_size) == 0, "struct_size must come first");

@@ -1,0 +1,644 @@
+/*
+ * sluice_plugin.h — the whole contract between the Sluice host and a transform plugin.
+ *
+ * A plugin is a shared object (.so) that exports exactly one well-known symbol,
+ * SLUICE_PLUGIN_INIT_SYMBOL ("sluice_plugin_init"), of type sluice_plugin_init_fn. The host opens
+ * every *.so in its plugin directory with dlopen(path, RTLD_NOW | RTLD_LOCAL), looks that symbol up,
+ * and calls it once with a table of host functions (sluice_host_api). The plugin answers with a
+ * descriptor (sluice_plugin_descriptor) naming itself and the transforms it offers. A plugin never
+ * links against host symbols: everything it needs from the host is reached through the table, so a
+ * plugin has no undefined host symbols and does not depend on the host binary.
+ *
+ * This header is C99 with fixed-width integers, pointers and size_t only. Enumerations cross the
+ * boundary as int32_t. Nothing specific to Swift, C++ or Rust crosses it: Swift errors, C++
+ * exceptions and Rust panics must be caught inside the plugin.
+ *
+ * ---------------------------------------------------------------------------------------------
+ * COMPATIBILITY POLICY
+ * ---------------------------------------------------------------------------------------------
+ * - The ABI has a major and a minor version (SLUICE_ABI_VERSION_MAJOR / _MINOR).
+ * - A minor version only ADDS: new host functions appended at the end of sluice_host_api, new
+ *   fields appended at the end of sluice_plugin_descriptor / sluice_transform_descriptor, new
+ *   enumeration values, new hooks appended at the end of sluice_transform_descriptor. Existing
+ *   functions keep their signature and meaning.
+ * - Only a major version may remove, reorder or change anything. The host refuses a plugin built
+ *   for another major version, with a message naming both versions.
+ * - Every versioned struct starts with (or carries) struct_size. A reader never touches a field that
+ *   lies beyond the struct_size the writer declared:
+ *     * The host accepts a plugin built against an older minor of the same major: fields the plugin's
+ *       descriptor does not have (beyond its struct_size) read as NULL / zero.
+ *     * A plugin built against a newer minor than the host may run on that host if it checks
+ *       host->abi_minor (or host->struct_size) before calling a function added later; the host
+ *       refuses a plugin whose descriptor declares a newer minor than the host supports only if the
+ *       plugin sets SLUICE_PLUGIN_FLAG_REQUIRES_MINOR (see the descriptor).
+ * - Planned additive minors: 1.1 adds CQL (Cassandra native protocol v4/v5) accessors and builders
+ *   for batches whose protocol is SLUICE_PROTOCOL_CQL. Redis functions never change for it.
+ *
+ * ---------------------------------------------------------------------------------------------
+ * NAMING
+ * ---------------------------------------------------------------------------------------------
+ * - Hooks are implemented by the plugin and called by the host: fields named on_* / *_new / *_free in
+ *   sluice_transform_descriptor, plus sluice_plugin_init.
+ * - Host functions are implemented by the host and called by the plugin through sluice_host_api;
+ *   their typedefs are named sluice_host_*_fn.
+ * - sluice_host_view: bytes the host owns and lends; never free or write through it.
+ *
+ * ---------------------------------------------------------------------------------------------
+ * LIFECYCLE AND THREADS
+ * ---------------------------------------------------------------------------------------------
+ * 1. sluice_plugin_init: once per process, on the host's main thread, before anything else.
+ * 2. config_new: once per position in a chain where the transform is used, on the main thread, at
+ *    start-up, with the YAML subtree the user wrote for it. The config object is then shared by every
+ *    connection on every event-loop thread: after config_new returns it must be treated as read-only
+ *    (or be internally synchronised).
+ * 3. instance_new: once per client connection that uses the chain, on that connection's event-loop
+ *    thread. An instance is only ever touched from that one thread, so transform code needs no locks.
+ *    on_requests, on_responses, send completions, timer callbacks and instance_free for an instance
+ *    all run on that same thread.
+ * 4. instance_free: when the client connection closes, after every call of the instance completed or
+ *    was abandoned. Pending send completions and timers of the instance are cancelled first (their
+ *    callbacks are not called after instance_free).
+ * 5. config_free: at shutdown. The host never dlclose()s a plugin (Swift code cannot be unloaded and
+ *    code may still be on a stack).
+ * A hook must never block its thread (no sleeping, no blocking I/O, no waiting on locks held across
+ * I/O). Host functions may only be called from the thread that runs the current hook, unless the
+ * function's doc says THREAD: any.
+ *
+ * ---------------------------------------------------------------------------------------------
+ * THE CONTINUATION MODEL
+ * ---------------------------------------------------------------------------------------------
+ * The host delivers requests in batches (everything one network read produced, in order).
+ * on_requests(instance, call, requests) must end — during the hook or later — in exactly one of:
+ *   - host->call_forward(call): pass the (possibly modified) request batch to the next step of the
+ *     chain. The responses come back through on_responses (or straight up the chain if the
+ *     transform has no on_responses hook).
+ *   - host->call_respond(call, responses): answer the requests here (cache hit, filter, throttle).
+ *   - host->call_fail(call, message): every request of the batch is answered with an error
+ *     (Redis: "-ERR <plugin>: <message>").
+ * on_responses(instance, call, requests, responses) must likewise end in call_respond or call_fail.
+ * A transform may also send a batch of its own to another named chain or sink (host->send) and
+ * finish the call when the completion arrives (tee, redirect).
+ * Completing a call twice is refused with SLUICE_ERROR_STATE. A hook that returns a status other than
+ * SLUICE_OK without having completed its call makes the host fail the call with a generic message.
+ * Every request gets exactly one response, in order: a response batch passed to call_respond must
+ * hold as many messages as the request batch of that call.
+ */
+#ifndef SLUICE_PLUGIN_H
+#define SLUICE_PLUGIN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ============================================================================================= */
+/* Versions, magic, entry symbol                                                                  */
+/* ============================================================================================= */
+
+/** Major version: a plugin built for another major is refused. */
+#define SLUICE_ABI_VERSION_MAJOR 1
+/** Minor version: additions only (see COMPATIBILITY POLICY). */
+#define SLUICE_ABI_VERSION_MINOR 0
+/** First field of sluice_plugin_descriptor: "SLCE" in ASCII. A mismatch means "not a Sluice plugin". */
+#define SLUICE_PLUGIN_MAGIC 0x534C4345u
+/** The one symbol a plugin exports. */
+#define SLUICE_PLUGIN_INIT_SYMBOL "sluice_plugin_init"
+
+/* ============================================================================================= */
+/* Basic types                                                                                    */
+/* ============================================================================================= */
+
+/** Status codes (int32_t). Every fallible host function returns one; hooks return one. */
+#define SLUICE_OK 0
+/** Generic failure; see the log or the function's doc. */
+#define SLUICE_ERROR 1
+/** An argument is NULL, out of range or of the wrong kind (e.g. a CQL batch to a Redis function). */
+#define SLUICE_ERROR_INVALID_ARGUMENT 2
+/** The operation is not allowed now (e.g. a call completed twice, a lent batch given away). */
+#define SLUICE_ERROR_STATE 3
+/** A message is not well-formed for its protocol. */
+#define SLUICE_ERROR_MALFORMED 4
+/** A cursor reached its end (not an error). */
+#define SLUICE_END 5
+/** A named target (chain or sink) does not exist. */
+#define SLUICE_ERROR_NOT_FOUND 6
+
+/** Log levels (int32_t). */
+#define SLUICE_LOG_TRACE 0
+#define SLUICE_LOG_DEBUG 1
+#define SLUICE_LOG_INFO 2
+#define SLUICE_LOG_WARNING 3
+#define SLUICE_LOG_ERROR 4
+
+/** Protocols (bit flags in sluice_transform_descriptor.protocols; one value per batch). */
+#define SLUICE_PROTOCOL_REDIS 1
+/** Reserved for ABI 1.1 (CQL accessors). */
+#define SLUICE_PROTOCOL_CQL 2
+
+/** Batch kinds (int32_t). */
+#define SLUICE_BATCH_REQUESTS 0
+#define SLUICE_BATCH_RESPONSES 1
+
+/**
+ * A borrowed view of bytes owned by the host. Not NUL-terminated unless stated.
+ * OWNERSHIP: host. LIFETIME: stated by the function that produced it. Never write through ptr.
+ */
+typedef struct sluice_host_view {
+  const uint8_t *ptr;
+  size_t len;
+} sluice_host_view;
+
+/* Opaque handles. Their layout is the host's; a plugin only holds and passes pointers. */
+
+/** A YAML node of the user's config. LIFETIME: valid during config_new only. */
+typedef struct sluice_config_node sluice_config_node;
+/** Start-up context given to config_new (error reporting, target and metric lookup). */
+typedef struct sluice_config_env sluice_config_env;
+/** A named chain or sink, resolved at config time. LIFETIME: the whole process. */
+typedef struct sluice_target sluice_target;
+/** A metric handle. LIFETIME: the whole process. THREAD: any (updates are atomic). */
+typedef struct sluice_metric sluice_metric;
+/** Per-connection context given to instance_new (send, timers, client info). LIFETIME: until instance_free returns. */
+typedef struct sluice_instance_env sluice_instance_env;
+/** One pending on_requests call: the continuation. LIFETIME: until it is completed (forward/respond/fail), then invalid. */
+typedef struct sluice_call sluice_call;
+/** An ordered batch of messages (requests or responses) of one protocol. */
+typedef struct sluice_batch sluice_batch;
+/** A pending timer. LIFETIME: until it fires or is cancelled. */
+typedef struct sluice_timer sluice_timer;
+
+/* ============================================================================================= */
+/* Redis values (responses)                                                                        */
+/* ============================================================================================= */
+
+/** RESP2/RESP3 value types (int32_t), named after their wire type. */
+#define SLUICE_REDIS_SIMPLE_STRING 1 /* '+'  bytes = the string */
+#define SLUICE_REDIS_ERROR 2 /* '-'  bytes = the message, e.g. "ERR unknown command" */
+#define SLUICE_REDIS_INTEGER 3 /* ':'  integer */
+#define SLUICE_REDIS_BULK_STRING 4 /* '$'  bytes */
+#define SLUICE_REDIS_ARRAY 5 /* '*'  count = elements that follow */
+#define SLUICE_REDIS_NULL 6 /* '_', '$-1', '*-1' */
+#define SLUICE_REDIS_BOOLEAN 7 /* '#'  integer = 0 or 1 */
+#define SLUICE_REDIS_DOUBLE 8 /* ','  bytes = the textual double */
+#define SLUICE_REDIS_BIG_NUMBER 9 /* '('  bytes = the digits */
+#define SLUICE_REDIS_BLOB_ERROR 10 /* '!'  bytes */
+#define SLUICE_REDIS_VERBATIM 11 /* '='  bytes = "txt:..." as on the wire */
+#define SLUICE_REDIS_MAP 12 /* '%'  count = pairs; 2*count values follow */
+#define SLUICE_REDIS_SET 13 /* '~'  count = elements */
+#define SLUICE_REDIS_ATTRIBUTE 14 /* '|'  count = pairs; then the value it annotates */
+#define SLUICE_REDIS_PUSH 15 /* '>'  count = elements */
+
+/**
+ * One value visited by a reply cursor (pre-order: an aggregate is visited before its elements, and
+ * its count elements — 2*count for MAP and ATTRIBUTE — are the values visited next, recursively).
+ * An attribute is visited before the value it annotates.
+ * bytes: LIFETIME as the batch message it was read from (until that message is replaced or the
+ * batch released). OWNERSHIP: host.
+ */
+typedef struct sluice_redis_value {
+  int32_t type;           /* SLUICE_REDIS_* */
+  uint32_t reserved;      /* 0. Nesting is derived from count: an aggregate's elements follow it */
+  int64_t integer;        /* INTEGER and BOOLEAN */
+  int64_t count;          /* aggregates: elements (ARRAY, SET, PUSH) or pairs (MAP, ATTRIBUTE) */
+  sluice_host_view bytes; /* string-like types; empty otherwise */
+} sluice_redis_value;
+
+/**
+ * Cursor state; the plugin owns the storage (usually on its stack), the host fills it.
+ * Its contents are private to the host.
+ */
+typedef struct sluice_redis_cursor {
+  uint64_t opaque[8];
+} sluice_redis_cursor;
+
+/* ============================================================================================= */
+/* Callback types the plugin passes to the host                                                    */
+/* ============================================================================================= */
+
+/**
+ * Completion of host->send.
+ * user_data: as given to send. status: SLUICE_OK, or an error with error_message set (dead backend,
+ * unknown target, a transform of the target chain failed the whole batch).
+ * responses: on SLUICE_OK a response batch with one response per sent request; OWNERSHIP passes to
+ * the plugin, which must either give it to call_respond or release it with batch_free. NULL on error.
+ * error_message: LIFETIME during this callback only.
+ * THREAD: the instance's event-loop thread; never called synchronously from inside send, never after
+ * instance_free.
+ */
+typedef void (*sluice_send_completion_fn)(void *user_data, int32_t status, sluice_batch *responses,
+                                          sluice_host_view error_message);
+
+/** A timer firing. THREAD: the instance's event-loop thread; never after instance_free or cancel. */
+typedef void (*sluice_timer_fn)(void *user_data);
+
+/* ============================================================================================= */
+/* Host functions (the plugin calls them through sluice_host_api)                                  */
+/* ============================================================================================= */
+
+/* ---- logging and metrics -------------------------------------------------------------------- */
+
+/**
+ * Writes a log line through the host's logger (prefixed with nothing; name your plugin in message).
+ * level: SLUICE_LOG_*. message: OWNERSHIP caller, copied before return; need not be NUL-terminated.
+ * THREAD: any.
+ */
+typedef void (*sluice_host_log_fn)(int32_t level, const char *message, size_t message_len);
+
+/**
+ * Creates (or finds) a counter exported as sluice_plugin_<name>_total in the host's metrics, labelled
+ * with the plugin and the chain position. Call from config_new only.
+ * name: [a-z0-9_]+, OWNERSHIP caller. out_metric: receives a handle valid for the whole process.
+ * Returns SLUICE_OK or SLUICE_ERROR_INVALID_ARGUMENT (bad name). THREAD: main (during config_new).
+ */
+typedef int32_t (*sluice_host_metric_counter_fn)(sluice_config_env *env, const char *name,
+                                                 size_t name_len, sluice_metric **out_metric);
+
+/** Adds delta to a counter. Cannot fail. THREAD: any. */
+typedef void (*sluice_host_metric_add_fn)(sluice_metric *metric, uint64_t delta);
+
+/* ---- configuration (only during config_new) ------------------------------------------------ */
+
+/** YAML node kinds (int32_t). */
+#define SLUICE_NODE_NULL 0 /* an absent or empty value ('~', 'null', nothing) */
+#define SLUICE_NODE_SCALAR 1
+#define SLUICE_NODE_SEQUENCE 2
+#define SLUICE_NODE_MAP 3
+
+/** Kind of a node: SLUICE_NODE_*. A NULL node pointer reads as SLUICE_NODE_NULL. THREAD: main. */
+typedef int32_t (*sluice_host_node_kind_fn)(const sluice_config_node *node);
+
+/**
+ * Text of a scalar node. out: a view valid during config_new (NUL-terminated for convenience; the
+ * NUL is not counted in len). Returns SLUICE_ERROR_INVALID_ARGUMENT if the node is not a scalar.
+ * THREAD: main.
+ */
+typedef int32_t (*sluice_host_node_scalar_fn)(const sluice_config_node *node, sluice_host_view *out);
+
+/**
+ * Looks a key up in a map node. out: the value node, or NULL when the key is absent (then returns
+ * SLUICE_ERROR_NOT_FOUND). Returns SLUICE_ERROR_INVALID_ARGUMENT if node is not a map. THREAD: main.
+ */
+typedef int32_t (*sluice_host_node_map_get_fn)(const sluice_config_node *node, const char *key,
+                                               size_t key_len, const sluice_config_node **out);
+
+/** Number of items of a sequence, or of key/value pairs of a map; 0 for other kinds. THREAD: main. */
+typedef size_t (*sluice_host_node_count_fn)(const sluice_config_node *node);
+
+/**
+ * Item index of a sequence (out_key set to NULL), or pair index of a map (out_key gets the key node).
+ * Returns SLUICE_ERROR_INVALID_ARGUMENT when out of range or for a scalar. THREAD: main.
+ */
+typedef int32_t (*sluice_host_node_at_fn)(const sluice_config_node *node, size_t index,
+                                          const sluice_config_node **out_key,
+                                          const sluice_config_node **out_value);
+
+/** 1-based line and column of a node in the user's file (0 if unknown). THREAD: main. */
+typedef void (*sluice_host_node_position_fn)(const sluice_config_node *node, uint32_t *out_line,
+                                             uint32_t *out_column);
+
+/**
+ * Records a configuration error at a node; the host prints "file:line:column: <plugin>: message" and
+ * refuses to start. config_new should then return SLUICE_ERROR. node may be NULL (then the transform's
+ * own position is used). message: OWNERSHIP caller, copied. THREAD: main.
+ */
+typedef void (*sluice_host_config_error_fn)(sluice_config_env *env, const sluice_config_node *node,
+                                            const char *message, size_t message_len);
+
+/**
+ * Resolves a named chain or sink of the config ("chains:" and "sinks:" share one namespace; a chain
+ * and a sink may not have the same name). out: handle valid for the whole process.
+ * Returns SLUICE_ERROR_NOT_FOUND when no such chain or sink exists. A target that would make a chain
+ * send into itself is refused at start-up by the host. THREAD: main (during config_new).
+ */
+typedef int32_t (*sluice_host_target_resolve_fn)(sluice_config_env *env, const char *name,
+                                                 size_t name_len, sluice_target **out);
+
+/* ---- calls (continuations) ------------------------------------------------------------------- */
+
+/**
+ * Passes the call's request batch (as the plugin may have modified it in place) to the next step.
+ * Afterwards the call's responses arrive in on_responses (same call handle) — or go straight up the
+ * chain if the transform has no on_responses hook, in which case the call handle is invalid after
+ * this returns. A request batch that is empty is answered at once with an empty response batch.
+ * Returns SLUICE_ERROR_STATE if the call was already forwarded or completed. THREAD: instance's.
+ */
+typedef int32_t (*sluice_host_call_forward_fn)(sluice_call *call);
+
+/**
+ * Completes the call with a response batch.
+ * responses: a batch the plugin owns (from batch_new, batch_clone or a send completion) — OWNERSHIP
+ * moves to the host on SLUICE_OK — or NULL inside on_responses to answer with the lent response
+ * batch as the plugin modified it in place. Its count must equal the call's request count, else the
+ * call fails with an error reply and SLUICE_ERROR_INVALID_ARGUMENT is returned (the host then owns and
+ * releases the batch anyway). Returns SLUICE_ERROR_STATE if the call was already completed (ownership
+ * stays with the plugin). After SLUICE_OK the call handle is invalid. THREAD: instance's.
+ */
+typedef int32_t (*sluice_host_call_respond_fn)(sluice_call *call, sluice_batch *responses);
+
+/**
+ * Completes the call by answering every request of its batch with an error naming the plugin.
+ * message: OWNERSHIP caller, copied. After SLUICE_OK the call handle is invalid.
+ * Returns SLUICE_ERROR_STATE if the call was already completed. THREAD: instance's.
+ */
+typedef int32_t (*sluice_host_call_fail_fn)(sluice_call *call, const char *message, size_t message_len);
+
+/* ---- sending elsewhere, timers ----------------------------------------------------------------- */
+
+/**
+ * Sends a request batch to a named chain or sink, on this client connection's own connections to it
+ * (so per-client state such as SELECT is kept per target). batch: OWNERSHIP moves to the host, even
+ * on error. completion: called exactly once, later, on this thread (see sluice_send_completion_fn),
+ * unless the instance is freed first. Returns SLUICE_ERROR_INVALID_ARGUMENT for a NULL argument or a
+ * lent batch (then completion is never called). THREAD: instance's.
+ */
+typedef int32_t (*sluice_host_send_fn)(sluice_instance_env *env, sluice_target *target,
+                                       sluice_batch *batch, sluice_send_completion_fn completion,
+                                       void *user_data);
+
+/**
+ * Starts a one-shot timer on the instance's event loop. out_timer (may be NULL) receives a handle
+ * valid until the callback returns or timer_cancel. THREAD: instance's.
+ */
+typedef int32_t (*sluice_host_timer_start_fn)(sluice_instance_env *env, uint64_t delay_ms,
+                                              sluice_timer_fn callback, void *user_data,
+                                              sluice_timer **out_timer);
+
+/** Cancels a pending timer; its callback will not run. THREAD: instance's. */
+typedef void (*sluice_host_timer_cancel_fn)(sluice_timer *timer);
+
+/**
+ * Client information: remote address "ip:port" of the client connection. out: valid until
+ * instance_free. THREAD: instance's.
+ */
+typedef void (*sluice_host_client_address_fn)(const sluice_instance_env *env, sluice_host_view *out);
+
+/* ---- batches ----------------------------------------------------------------------------------- */
+
+/*
+ * Batches come in two flavours of ownership:
+ *   - LENT batches: the request batch given to on_requests and the response batch given to
+ *     on_responses. The plugin may read and modify them in place until the call completes, must not
+ *     free them, and may not give them to send or call_respond (except NULL-respond, see above).
+ *   - OWNED batches: made by batch_new / batch_clone or received from a send completion. The plugin
+ *     must either give them away (send, call_respond) or release them with batch_free.
+ * Messages are addressed by index (0 .. count-1). Messages are immutable byte strings; "modifying"
+ * replaces a message with a new one. Views into a message stay valid until that message is replaced
+ * or removed or the batch is released, whichever comes first.
+ */
+
+/** Number of messages. THREAD: instance's (or the thread that owns the batch). */
+typedef size_t (*sluice_host_batch_count_fn)(const sluice_batch *batch);
+
+/** SLUICE_BATCH_REQUESTS or SLUICE_BATCH_RESPONSES. */
+typedef int32_t (*sluice_host_batch_kind_fn)(const sluice_batch *batch);
+
+/** SLUICE_PROTOCOL_REDIS or SLUICE_PROTOCOL_CQL. */
+typedef int32_t (*sluice_host_batch_protocol_fn)(const sluice_batch *batch);
+
+/**
+ * Makes a new empty OWNED batch of the given kind and protocol. Returns NULL only for invalid
+ * arguments. THREAD: instance's.
+ */
+typedef sluice_batch *(*sluice_host_batch_new_fn)(int32_t kind, int32_t protocol);
+
+/**
+ * Makes an OWNED copy of a batch. Message bytes are shared, not copied (the copy is O(count)).
+ * THREAD: instance's.
+ */
+typedef sluice_batch *(*sluice_host_batch_clone_fn)(const sluice_batch *batch);
+
+/** Releases an OWNED batch. NULL is ignored; a LENT batch is ignored (and logged). THREAD: instance's. */
+typedef void (*sluice_host_batch_free_fn)(sluice_batch *batch);
+
+/**
+ * Copies message src_index of src into dst at position dst_index (0..count; count appends).
+ * Bytes are shared, not copied. Both batches must have the same kind and protocol.
+ * THREAD: instance's.
+ */
+typedef int32_t (*sluice_host_batch_insert_from_fn)(sluice_batch *dst, size_t dst_index,
+                                                    const sluice_batch *src, size_t src_index);
+
+/** Removes message index. THREAD: instance's. */
+typedef int32_t (*sluice_host_batch_remove_fn)(sluice_batch *batch, size_t index);
+
+/**
+ * The complete wire bytes of message index (a RESP value for Redis). out: borrowed view, LIFETIME as
+ * described for batches. THREAD: instance's.
+ */
+typedef int32_t (*sluice_host_batch_message_bytes_fn)(const sluice_batch *batch, size_t index,
+                                                      sluice_host_view *out);
+
+/**
+ * Replaces (index < count) or appends (index == count) a message given as complete wire bytes.
+ * The host validates that bytes hold exactly one well-formed message of the batch's protocol
+ * (SLUICE_ERROR_MALFORMED otherwise) and copies them. THREAD: instance's.
+ */
+typedef int32_t (*sluice_host_batch_put_bytes_fn)(sluice_batch *batch, size_t index,
+                                                  const uint8_t *bytes, size_t len);
+
+/* ---- Redis requests (commands) ---------------------------------------------------------------- */
+
+/**
+ * Number of arguments of Redis command index (the command name counts as argument 0).
+ * Returns 0 for a non-command message or a non-Redis batch. THREAD: instance's.
+ */
+typedef size_t (*sluice_host_redis_arg_count_fn)(const sluice_batch *batch, size_t index);
+
+/**
+ * Fills out[0 .. min(capacity, argc)-1] with zero-copy views of the arguments of command index and
+ * sets *out_count to argc (which may exceed capacity: then only the first capacity are filled).
+ * Views: LIFETIME as described for batches, binary-safe, not NUL-terminated.
+ * Returns SLUICE_ERROR_INVALID_ARGUMENT for a response batch or an index out of range.
+ * THREAD: instance's.
+ */
+typedef int32_t (*sluice_host_redis_args_fn)(const sluice_batch *batch, size_t index,
+                                             sluice_host_view *out, size_t capacity,
+                                             size_t *out_count);
+
+/**
+ * Builds a Redis command from argc binary-safe arguments and puts it at index (index < count
+ * replaces, index == count appends) of a request batch. argv/argv_len: OWNERSHIP caller, copied.
+ * THREAD: instance's.
+ */
+typedef int32_t (*sluice_host_redis_put_command_fn)(sluice_batch *batch, size_t index, size_t argc,
+                                                    const uint8_t *const *argv,
+                                                    const size_t *argv_len);
+
+/* ---- Redis responses (values) ----------------------------------------------------------------- */
+
+/**
+ * Starts a pre-order cursor over the response at index of a response batch. cursor: storage owned by
+ * the caller. Returns SLUICE_ERROR_INVALID_ARGUMENT for a request batch or a bad index.
+ * THREAD: instance's.
+ */
+typedef int32_t (*sluice_host_redis_cursor_init_fn)(const sluice_batch *batch, size_t index,
+                                                    sluice_redis_cursor *cursor);
+
+/**
+ * Visits the next value: SLUICE_OK with *out filled, SLUICE_END after the last value of the
+ * response, SLUICE_ERROR_STATE if the batch message changed since cursor_init. THREAD: instance's.
+ */
+typedef int32_t (*sluice_host_redis_cursor_next_fn)(sluice_redis_cursor *cursor,
+                                                    sluice_redis_value *out);
+
+/**
+ * Puts a simple reply at index (index < count replaces, == count appends) of a response batch.
+ * type: SLUICE_REDIS_SIMPLE_STRING, _ERROR (bytes is the whole message, e.g. "ERR denied"),
+ * _BULK_STRING, _INTEGER (uses integer, ignores bytes) or _NULL. Bytes must not contain CR or LF
+ * for SIMPLE_STRING and ERROR (SLUICE_ERROR_INVALID_ARGUMENT). bytes: OWNERSHIP caller, copied.
+ * For arrays and RESP3 types, use batch_put_bytes with the encoded value. THREAD: instance's.
+ */
+typedef int32_t (*sluice_host_redis_put_reply_fn)(sluice_batch *batch, size_t index, int32_t type,
+                                                  const uint8_t *bytes, size_t len, int64_t integer);
+
+/* ============================================================================================= */
+/* The host function table                                                                        */
+/* ============================================================================================= */
+
+/**
+ * Given to sluice_plugin_init. OWNERSHIP: host. LIFETIME: the whole process (keep the pointer).
+ * Fields are only ever appended (minor versions); check abi_minor or struct_size before using a
+ * field that a newer minor added.
+ */
+typedef struct sluice_host_api {
+  uint32_t struct_size; /* sizeof(sluice_host_api) as the host was built */
+  uint32_t abi_major;   /* SLUICE_ABI_VERSION_MAJOR of the host */
+  uint32_t abi_minor;   /* SLUICE_ABI_VERSION_MINOR of the host */
+  uint32_t reserved;
+  const char *host_version; /* e.g. "0.1.0", NUL-terminated */
+
+  sluice_host_log_fn log;
+  sluice_host_metric_counter_fn metric_counter;
+  sluice_host_metric_add_fn metric_add;
+
+  sluice_host_node_kind_fn node_kind;
+  sluice_host_node_scalar_fn node_scalar;
+  sluice_host_node_map_get_fn node_map_get;
+  sluice_host_node_count_fn node_count;
+  sluice_host_node_at_fn node_at;
+  sluice_host_node_position_fn node_position;
+  sluice_host_config_error_fn config_error;
+  sluice_host_target_resolve_fn target_resolve;
+
+  sluice_host_call_forward_fn call_forward;
+  sluice_host_call_respond_fn call_respond;
+  sluice_host_call_fail_fn call_fail;
+  sluice_host_send_fn send;
+  sluice_host_timer_start_fn timer_start;
+  sluice_host_timer_cancel_fn timer_cancel;
+  sluice_host_client_address_fn client_address;
+
+  sluice_host_batch_count_fn batch_count;
+  sluice_host_batch_kind_fn batch_kind;
+  sluice_host_batch_protocol_fn batch_protocol;
+  sluice_host_batch_new_fn batch_new;
+  sluice_host_batch_clone_fn batch_clone;
+  sluice_host_batch_free_fn batch_free;
+  sluice_host_batch_insert_from_fn batch_insert_from;
+  sluice_host_batch_remove_fn batch_remove;
+  sluice_host_batch_message_bytes_fn batch_message_bytes;
+  sluice_host_batch_put_bytes_fn batch_put_bytes;
+
+  sluice_host_redis_arg_count_fn redis_arg_count;
+  sluice_host_redis_args_fn redis_args;
+  sluice_host_redis_put_command_fn redis_put_command;
+  sluice_host_redis_cursor_init_fn redis_cursor_init;
+  sluice_host_redis_cursor_next_fn redis_cursor_next;
+  sluice_host_redis_put_reply_fn redis_put_reply;
+  /* ABI 1.1 appends CQL functions here. */
+} sluice_host_api;
+
+/* ============================================================================================= */
+/* Hooks (the plugin implements them; the host calls them)                                        */
+/* ============================================================================================= */
+
+/**
+ * Creates the per-chain-position config from the user's YAML (node: the value under the transform's
+ * name; may be a NULL node when the user wrote nothing). Validate everything here and report problems
+ * with host->config_error (they carry the node's line and column).
+ * out_config: receives the plugin's config object (OWNERSHIP plugin; freed in config_free).
+ * Returns SLUICE_OK, or SLUICE_ERROR after reporting (the host refuses to start).
+ * THREAD: main. The result is then shared read-only by all event-loop threads.
+ */
+typedef int32_t (*sluice_on_config_new_fn)(sluice_config_env *env, const sluice_config_node *node,
+                                           void **out_config);
+
+/** Frees a config at shutdown. THREAD: main. May be NULL. */
+typedef void (*sluice_on_config_free_fn)(void *config);
+
+/**
+ * Creates the per-connection instance. env: keep it for send/timers; valid until instance_free.
+ * out_instance: OWNERSHIP plugin. Returns SLUICE_OK; any other status closes the client connection
+ * with an error reply. THREAD: the connection's event loop. May be NULL (instance pointer is NULL).
+ */
+typedef int32_t (*sluice_on_instance_new_fn)(void *config, sluice_instance_env *env,
+                                             void **out_instance);
+
+/** Frees an instance when its connection closes. THREAD: the connection's event loop. May be NULL. */
+typedef void (*sluice_on_instance_free_fn)(void *instance);
+
+/**
+ * A batch of requests arrived. requests: LENT until the call completes. Must end in exactly one of
+ * call_forward / call_respond / call_fail (now or later). Return SLUICE_OK; another status without
+ * having completed the call makes the host fail the call. NULL means "forward everything unchanged".
+ * THREAD: the connection's event loop.
+ */
+typedef int32_t (*sluice_on_requests_fn)(void *instance, sluice_call *call, sluice_batch *requests);
+
+/**
+ * Responses for a forwarded call arrived. requests: the batch that was forwarded (read-only, LENT
+ * until the call completes). responses: LENT and modifiable until the call completes. Must end in
+ * call_respond (NULL = the lent responses) or call_fail. NULL hook: responses pass up unchanged
+ * (and the host does not even keep the call). THREAD: the connection's event loop.
+ */
+typedef int32_t (*sluice_on_responses_fn)(void *instance, sluice_call *call,
+                                          const sluice_batch *requests, sluice_batch *responses);
+
+/** One transform a plugin offers. OWNERSHIP plugin; LIFETIME: the whole process (static data). */
+typedef struct sluice_transform_descriptor {
+  uint32_t struct_size;    /* sizeof(sluice_transform_descriptor) as the plugin was built */
+  uint32_t protocols;      /* SLUICE_PROTOCOL_* flags this transform handles */
+  const char *name;        /* the name used in chains, [a-z0-9_-]+, NUL-terminated */
+  const char *description; /* one line, NUL-terminated */
+  sluice_on_config_new_fn config_new; /* required */
+  sluice_on_config_free_fn config_free;
+  sluice_on_instance_new_fn instance_new;
+  sluice_on_instance_free_fn instance_free;
+  sluice_on_requests_fn on_requests;
+  sluice_on_responses_fn on_responses;
+} sluice_transform_descriptor;
+
+/** Descriptor flags. */
+/** Refuse to load on a host whose abi_minor is older than this descriptor's abi_minor. */
+#define SLUICE_PLUGIN_FLAG_REQUIRES_MINOR 1
+
+/** What sluice_plugin_init returns. OWNERSHIP plugin; LIFETIME: the whole process (static data). */
+typedef struct sluice_plugin_descriptor {
+  uint32_t magic;       /* SLUICE_PLUGIN_MAGIC */
+  uint32_t struct_size; /* sizeof(sluice_plugin_descriptor) as the plugin was built */
+  uint32_t abi_major;   /* SLUICE_ABI_VERSION_MAJOR the plugin was built against */
+  uint32_t abi_minor;   /* SLUICE_ABI_VERSION_MINOR the plugin was built against */
+  uint32_t flags;       /* SLUICE_PLUGIN_FLAG_* */
+  uint32_t transform_count;
+  const char *name;     /* plugin name, NUL-terminated */
+  const char *version;  /* plugin version, e.g. "1.2.0", NUL-terminated */
+  const sluice_transform_descriptor *transforms; /* transform_count entries */
+} sluice_plugin_descriptor;
+
+/**
+ * The entry point, exported as SLUICE_PLUGIN_INIT_SYMBOL. Called once, on the main thread, before any
+ * other hook. host: keep it (LIFETIME: process). Return the plugin's descriptor, or NULL to refuse to
+ * load (log the reason with host->log first). Must not call host functions other than log.
+ */
+typedef const sluice_plugin_descriptor *(*sluice_plugin_init_fn)(const sluice_host_api *host);
+
+/** Helper for C plugins: declares the entry point with the right linkage and visibility. */
+#define SLUICE_PLUGIN_EXPORT __attribute__((visibility("default")))
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* SLUICE_PLUGIN_H */

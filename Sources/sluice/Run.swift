@@ -1,0 +1,43 @@
+import ArgumentParser
+import Dispatch
+import Foundation
+import Logging
+import SluiceHost
+
+/// `sluice run --config FILE`: validate, load plugins, listen until SIGINT/SIGTERM.
+struct Run: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Run the proxy with a config file.")
+
+    @Option(name: .shortAndLong, help: "The YAML config file.")
+    var config: String
+
+    @Option(help: "Event-loop threads (default: the config's 'threads', else one per core).")
+    var threads: Int?
+
+    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical (overrides the config).")
+    var logLevel: String?
+
+    func run() throws {
+        let prepared: Sluice.Prepared
+        do {
+            // Plugins may log while loading, so logging is set up first: the command line's level,
+            // else the config's (a config that does not parse reports that just below).
+            let level = logLevel ?? (try? SluiceConfig.load(path: config))?.logLevel ?? "info"
+            Sluice.bootstrapObservability(logLevel: Logger.Level(rawValue: level) ?? .info)
+            prepared = try Sluice.prepare(configPath: config)
+        } catch {
+            FileHandle.standardError.write(Data("sluice: configuration refused:\n\(error)\n".utf8))
+            throw ExitCode(2)
+        }
+        let server = try Sluice.start(prepared, threads: threads)
+        let signals = [SIGINT, SIGTERM].map { signal -> DispatchSourceSignal in
+            Foundation.signal(signal, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: signal, queue: .global())
+            source.setEventHandler { server.stop() }
+            source.resume()
+            return source
+        }
+        try server.wait()
+        _ = signals
+    }
+}
