@@ -49,7 +49,7 @@ public enum Sluice {
 
     /// Starts listening as the prepared config says.
     public static func start(_ prepared: Prepared, threads: Int? = nil) throws -> SluiceServer {
-        let count = threads ?? prepared.config.threads ?? System.coreCount
+        let count = threads ?? prepared.config.threads ?? max(1, System.coreCount / 2)
         for r in prepared.plugins.refused { HostLog.host.warning("plugin refused: \(r.path): \(r.reason)") }
         let server = try SluiceServer(plan: prepared.plan, sources: prepared.sources,
                                       metricsListen: prepared.config.metricsListen, threads: count)

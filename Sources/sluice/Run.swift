@@ -1,5 +1,4 @@
 import ArgumentParser
-import Dispatch
 import Foundation
 import Logging
 import SluiceHost
@@ -11,13 +10,21 @@ struct Run: ParsableCommand {
     @Option(name: .shortAndLong, help: "The YAML config file.")
     var config: String
 
-    @Option(help: "Event-loop threads (default: the config's 'threads', else one per core).")
+    @Option(help: "Event-loop threads (default: the config's 'threads', else half the cores, at least one).")
     var threads: Int?
 
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical (overrides the config).")
     var logLevel: String?
 
     func run() throws {
+        // SIGINT and SIGTERM are blocked in every thread (the event loops inherit the mask) and
+        // taken synchronously by the main thread below, which then stops the server.
+        var stopSignals = sigset_t()
+        sigemptyset(&stopSignals)
+        sigaddset(&stopSignals, SIGINT)
+        sigaddset(&stopSignals, SIGTERM)
+        pthread_sigmask(SIG_BLOCK, &stopSignals, nil)
+
         let prepared: Sluice.Prepared
         do {
             // Plugins may log while loading, so logging is set up first: the command line's level,
@@ -30,14 +37,9 @@ struct Run: ParsableCommand {
             throw ExitCode(2)
         }
         let server = try Sluice.start(prepared, threads: threads)
-        let signals = [SIGINT, SIGTERM].map { signal -> DispatchSourceSignal in
-            Foundation.signal(signal, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: signal, queue: .global())
-            source.setEventHandler { server.stop() }
-            source.resume()
-            return source
-        }
-        try server.wait()
-        _ = signals
+        var received: Int32 = 0
+        sigwait(&stopSignals, &received)
+        FileHandle.standardError.write(Data("sluice: signal \(received), stopping\n".utf8))
+        server.stop()
     }
 }

@@ -13,7 +13,7 @@ final class ChainSession {
     /// Sinks whose unsolicited messages (pub/sub, RESP3 pushes) go to the client.
     private let pushingSinks: Set<Int>
     private var chains: [ChainInstance?]
-    private var sinks: [RedisSinkConnection?]
+    private var sinks: [SinkRoute?]
     private var closed = false
     /// Called with unsolicited bytes from a pushing sink.
     var onPush: ((ByteBuffer) -> Void)?
@@ -48,13 +48,15 @@ final class ChainSession {
         return created
     }
 
-    /// This client's connection to sink index (connected lazily).
-    func sink(_ index: Int) -> RedisSinkConnection {
+    /// This client's route to sink index (shared connection first, dedicated once stateful).
+    func sink(_ index: Int) -> SinkRoute {
         if let existing = sinks[index] { return existing }
-        let connection = RedisSinkConnection(plan: plan.sinks[index], session: self,
-                                             deliversPushes: pushingSinks.contains(index))
-        sinks[index] = connection
-        return connection
+        let sinkPlan = plan.sinks[index]
+        let shared = plan.sharedConnections.connection(sink: index, plan: sinkPlan, on: eventLoop)
+        let route = SinkRoute(plan: sinkPlan, session: self, shared: shared,
+                              deliversPushes: pushingSinks.contains(index))
+        sinks[index] = route
+        return route
     }
 
     /// Runs a batch through a named target (a chain from its start, or a sink directly).

@@ -6,6 +6,8 @@ final class RuntimePlan {
     let chains: [ChainPlan]
     let sinks: [SinkPlan]
     let chainIndex: [String: Int]
+    /// The backend connections shared by stateless clients, per event loop and sink.
+    let sharedConnections = SharedSinkConnections()
 
     init(chains: [ChainPlan], sinks: [SinkPlan]) {
         self.chains = chains

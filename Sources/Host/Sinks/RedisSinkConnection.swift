@@ -2,9 +2,13 @@ import Logging
 import NIOCore
 import NIOPosix
 
-/// One client's connection to one Redis backend. Requests are written in order (the original bytes
-/// when nothing changed them) and replies are matched to them in order. Connects on first use.
-/// Lives on the client connection's event loop only.
+/// A connection to one Redis backend. Requests are written in order (the original bytes when nothing
+/// changed them) and replies are matched to them in order. Connects on first use.
+///
+/// Either *shared* by the stateless clients of one event loop (`owner == nil`: requests of several
+/// clients go out in one write, flushed once per event-loop tick), or *dedicated* to one client
+/// (`owner` set: keeps SELECT/AUTH/MULTI/blocking/pub-sub state, delivers pushes to that client).
+/// Lives on one event loop only.
 final class RedisSinkConnection {
     private enum State {
         case idle
@@ -16,6 +20,8 @@ final class RedisSinkConnection {
     /// A batch written (or waiting to be written) to the backend, and the replies gathered so far.
     private final class Pending {
         let receiver: ResponseReceiver
+        /// The route to tell when this batch completes (shared connections count in-flight batches).
+        var route: SinkRoute?
         let count: Int
         let outOfBand: [Bool]?
         var responses: [ByteBuffer] = []
@@ -32,8 +38,13 @@ final class RedisSinkConnection {
     }
 
     let plan: SinkPlan
-    unowned let session: ChainSession
-    let deliversPushes: Bool
+    let eventLoop: EventLoop
+    let allocator: ByteBufferAllocator
+    /// The client a dedicated connection belongs to; nil when shared.
+    private weak var owner: ChainSession?
+    private let deliversPushes: Bool
+    private let isShared: Bool
+    private var flushScheduled = false
     private var state: State = .idle
     private var waitingForConnection: [Batch] = []
     private var pending = CircularBuffer<Pending>(initialCapacity: 4)
@@ -46,26 +57,45 @@ final class RedisSinkConnection {
     private var currentRead: ByteBuffer?
     private var readID = 0
 
-    init(plan: SinkPlan, session: ChainSession, deliversPushes: Bool) {
+    /// A dedicated connection for one client.
+    init(plan: SinkPlan, dedicatedTo owner: ChainSession, deliversPushes: Bool) {
         self.plan = plan
-        self.session = session
+        eventLoop = owner.eventLoop
+        allocator = owner.allocator
+        self.owner = owner
         self.deliversPushes = deliversPushes
+        isShared = false
+        metrics = SinkMetrics.forSink(plan.name)
+    }
+
+    /// A connection shared by the stateless clients of one event loop.
+    init(plan: SinkPlan, sharedOn eventLoop: EventLoop) {
+        self.plan = plan
+        self.eventLoop = eventLoop
+        allocator = ByteBufferAllocator()
+        deliversPushes = false
+        isShared = true
         metrics = SinkMetrics.forSink(plan.name)
     }
 
     /// Sends a request batch; the responses (one per request, in order) go to `receiver`.
-    func send(_ batch: Batch, receiver: ResponseReceiver) {
-        let outOfBand = RedisReplyPlan.outOfBand(batch)
+    func send(_ batch: Batch, receiver: ResponseReceiver, route: SinkRoute? = nil) {
+        let outOfBand = isShared ? nil : RedisReplyPlan.outOfBand(batch)
         if outOfBand != nil { subscribed = true }
         let entry = Pending(receiver: receiver, count: batch.count, outOfBand: outOfBand)
+        entry.route = route
         switch state {
         case .closed:
-            session.eventLoop.execute { receiver.receive(.failed(self.unavailable("connection closed"))) }
+            eventLoop.execute { receiver.receive(.failed(self.unavailable("connection closed"))) }
             return
         case .connected(let channel):
             pending.append(entry)
             batch.write(to: channel)
-            channel.flush()
+            if isShared {
+                scheduleFlush(channel)
+            } else {
+                channel.flush()
+            }
         case .connecting:
             pending.append(entry)
             waitingForConnection.append(batch)
@@ -76,6 +106,16 @@ final class RedisSinkConnection {
         }
         everUsed = true
         completeSilentHead()
+    }
+
+    /// Flushes once per event-loop tick, after every client read of that tick added its requests.
+    private func scheduleFlush(_ channel: Channel) {
+        guard !flushScheduled else { return }
+        flushScheduled = true
+        eventLoop.execute {
+            self.flushScheduled = false
+            channel.flush()
+        }
     }
 
     func close() {
@@ -89,7 +129,7 @@ final class RedisSinkConnection {
 
     private func connect() {
         state = .connecting
-        let bootstrap = ClientBootstrap(group: session.eventLoop)
+        let bootstrap = ClientBootstrap(group: eventLoop)
             .connectTimeout(.milliseconds(plan.connectTimeoutMilliseconds))
             .channelOption(ChannelOptions.tcpOption(.tcp_nodelay), value: 1)
             .channelInitializer { [unowned self] channel in
@@ -129,8 +169,8 @@ final class RedisSinkConnection {
             HostLog.sinks.info("sink '\(plan.name)' (\(plan.address)): backend closed the connection")
         }
         failAll("backend closed the connection")
-        if hadState, deliversPushes {
-            session.backendLost("backend '\(plan.name)' closed the connection")
+        if hadState, !isShared {
+            owner?.backendLost("backend '\(plan.name)' closed the connection")
         }
     }
 
@@ -144,8 +184,11 @@ final class RedisSinkConnection {
         pending.removeAll()
         metrics.failedBatches(failed.count)
         let message = unavailable(reason)
-        session.eventLoop.execute {
-            for entry in failed { entry.receiver.receive(.failed(message)) }
+        eventLoop.execute {
+            for entry in failed {
+                entry.route?.sharedBatchCompleted()
+                entry.receiver.receive(.failed(message))
+            }
         }
     }
 
@@ -165,7 +208,7 @@ final class RedisSinkConnection {
     func handleReply(_ frame: ByteBuffer, start: Int) {
         if isUnsolicited(frame) {
             pending.first?.contiguousStart = nil
-            if deliversPushes { session.deliverPush(frame) }
+            if deliversPushes { owner?.deliverPush(frame) }
             return
         }
         guard let head = pending.first else {
@@ -183,6 +226,7 @@ final class RedisSinkConnection {
         completeSilentHead()
         if head.responses.count == head.count {
             pending.removeFirst()
+            head.route?.sharedBatchCompleted()
             var contiguous: ByteBuffer?
             if head.outOfBand == nil, let s = head.contiguousStart, head.readID == readID {
                 contiguous = currentRead?.getSlice(at: s, length: start + frame.readableBytes - s)
@@ -197,12 +241,12 @@ final class RedisSinkConnection {
     private func completeSilentHead() {
         while let head = pending.first, let flags = head.outOfBand {
             while head.responses.count < head.count, flags[head.responses.count] {
-                head.responses.append(session.allocator.buffer(capacity: 0))
+                head.responses.append(allocator.buffer(capacity: 0))
             }
             guard head.responses.count == head.count else { return }
             pending.removeFirst()
             let batch = Batch(kind: Batch.responses, protocolID: Batch.redis, messages: head.responses)
-            session.eventLoop.execute { head.receiver.receive(.responses(batch)) }
+            eventLoop.execute { head.receiver.receive(.responses(batch)) }
         }
     }
 

@@ -1,0 +1,61 @@
+/// Which Redis commands tie a client to a backend connection of its own.
+///
+/// A client that only sends self-contained commands (GET, SET, INCR, MGET…) can share one backend
+/// connection with every other such client on its event loop, so replies for many clients come back
+/// in one read and requests go out in one write. A command that changes or depends on connection
+/// state (SELECT, AUTH, HELLO, MULTI/WATCH, CLIENT …), blocks the connection (BLPOP, XREAD BLOCK,
+/// WAIT), or turns it into a push channel (SUBSCRIBE, MONITOR) moves the client to a dedicated
+/// connection for the rest of its life.
+enum RedisConnectionState {
+    /// True if the command in `bytes` (a multibulk request) needs a dedicated backend connection.
+    static func needsDedicatedConnection(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        guard let name = commandName(bytes), name.count >= 4, name.count <= 12 else { return false }
+        let first = name[0] | 0x20
+        for candidate in candidates(startingWith: first) where RedisReplyPlan.equalsIgnoringCase(name, candidate) {
+            return true
+        }
+        return false
+    }
+
+    private static func candidates(startingWith letter: UInt8) -> [StaticString] {
+        switch letter {
+        case UInt8(ascii: "a"): return Names.a
+        case UInt8(ascii: "b"): return Names.b
+        case UInt8(ascii: "c"): return Names.c
+        case UInt8(ascii: "h"): return Names.h
+        case UInt8(ascii: "m"): return Names.m
+        case UInt8(ascii: "p"): return Names.p
+        case UInt8(ascii: "r"): return Names.r
+        case UInt8(ascii: "s"): return Names.s
+        case UInt8(ascii: "w"): return Names.w
+        case UInt8(ascii: "x"): return Names.x
+        default: return Names.none
+        }
+    }
+
+    /// The commands, lowercase, by first letter.
+    private enum Names {
+        static let a: [StaticString] = ["auth", "asking"]
+        static let b: [StaticString] = ["blpop", "brpop", "blmove", "brpoplpush", "bzpopmin", "bzpopmax", "blmpop", "bzmpop"]
+        static let c: [StaticString] = ["client"]
+        static let h: [StaticString] = ["hello"]
+        static let m: [StaticString] = ["multi", "monitor"]
+        static let p: [StaticString] = ["psubscribe", "psync"]
+        static let r: [StaticString] = ["reset", "readonly", "readwrite"]
+        static let s: [StaticString] = ["select", "subscribe", "ssubscribe", "sync", "swapdb"]
+        static let w: [StaticString] = ["watch", "wait", "waitaof"]
+        static let x: [StaticString] = ["xread", "xreadgroup"]
+        static let none: [StaticString] = []
+    }
+
+    /// Argument 0 of a multibulk request, without copying.
+    @inline(__always)
+    static func commandName(_ bytes: UnsafeRawBufferPointer) -> UnsafeRawBufferPointer? {
+        var result: UnsafeRawBufferPointer?
+        RESPCommandReader.forEachArgument(bytes) { _, start, length in
+            result = UnsafeRawBufferPointer(rebasing: bytes[start..<start + length])
+            return false
+        }
+        return result
+    }
+}

@@ -1,0 +1,103 @@
+import XCTest
+@testable import SluiceHost
+
+final class ConfigTests: XCTestCase {
+    func errors(_ yaml: String) -> [String] {
+        do {
+            _ = try SluiceConfig.parse(yaml, file: "/etc/sluice/test.yaml")
+            return []
+        } catch let e as ConfigErrors {
+            return e.errors.map(\.description)
+        } catch {
+            return ["\(error)"]
+        }
+    }
+
+    let valid = """
+        plugins:
+          directory: plugins
+          require: [tee]
+        sinks:
+          primary: { redis: { address: 127.0.0.1:6379 } }
+          shadow:
+            redis:
+              address: "[::1]:6380"
+              connect_timeout_ms: 500
+        chains:
+          main:
+            - tee: { target: shadow }
+            - sink: primary
+        sources:
+          - redis: { listen: 127.0.0.1:6400, chain: main }
+        """
+
+    func testValidConfigParses() throws {
+        let config = try SluiceConfig.parse(valid, file: "/etc/sluice/test.yaml")
+        XCTAssertEqual(config.pluginDirectory, "/etc/sluice/plugins")
+        XCTAssertEqual(config.requiredPlugins.map(\.name), ["tee"])
+        XCTAssertEqual(config.sinks.map(\.name), ["primary", "shadow"])
+        XCTAssertEqual(config.sinks[1].host, "::1")
+        XCTAssertEqual(config.sinks[1].port, 6380)
+        XCTAssertEqual(config.sinks[1].connectTimeoutMilliseconds, 500)
+        XCTAssertEqual(config.chains.first?.steps.map(\.name), ["tee", "primary"])
+        XCTAssertEqual(config.sources.first?.port, 6400)
+    }
+
+    func testYAMLSyntaxErrorNamesLineAndColumn() {
+        let e = errors("sinks:\n  primary: { redis: { address: 1 }\nchains: [")
+        XCTAssertEqual(e.count, 1)
+        XCTAssertTrue(e[0].hasPrefix("/etc/sluice/test.yaml:"), e[0])
+        XCTAssertTrue(e[0].contains("invalid YAML"), e[0])
+    }
+
+    func testUnknownKeyIsReportedAtItsPosition() {
+        let e = errors(valid.replacingOccurrences(of: "connect_timeout_ms: 500", with: "conect_timeout_ms: 500"))
+        XCTAssertEqual(e, ["/etc/sluice/test.yaml:9:7: sink 'shadow'.redis: unknown key 'conect_timeout_ms' (expected one of: address, connect_timeout_ms)"])
+    }
+
+    func testBadAddressAndUnknownReferences() {
+        let e = errors("""
+            sinks:
+              primary: { redis: { address: localhost } }
+            chains:
+              main:
+                - sink: nowhere
+            sources:
+              - redis: { listen: 127.0.0.1:6400, chain: other }
+            """)
+        XCTAssertTrue(e.contains("/etc/sluice/test.yaml:2:32: sink 'primary'.redis.address: expected host:port, found 'localhost'"), "\(e)")
+        XCTAssertTrue(e.contains { $0.hasPrefix("/etc/sluice/test.yaml:5:15: chain 'main': unknown sink 'nowhere'") }, "\(e)")
+        XCTAssertTrue(e.contains { $0.hasPrefix("/etc/sluice/test.yaml:7:46: source.redis.chain: unknown chain 'other'") }, "\(e)")
+    }
+
+    func testChainMustEndWithSinkAndNamesMustBeUnique() {
+        let e = errors("""
+            sinks:
+              main: { redis: { address: 127.0.0.1:1 } }
+            chains:
+              main:
+                - tee: {}
+            sources:
+              - redis: { listen: 127.0.0.1:6400, chain: main }
+            """)
+        XCTAssertTrue(e.contains { $0.contains("4:3: chain 'main': a sink or chain of that name already exists") }, "\(e)")
+    }
+
+    func testMissingSinkStepIsReported() {
+        let e = errors("""
+            sinks:
+              s: { redis: { address: 127.0.0.1:1 } }
+            chains:
+              main:
+                - tee: {}
+            sources:
+              - redis: { listen: 127.0.0.1:6400, chain: main }
+            """)
+        XCTAssertEqual(e, ["/etc/sluice/test.yaml:5:7: chain 'main': the last step must be '- sink: NAME'"])
+    }
+
+    func testCycleDetection() {
+        XCTAssertEqual(RuntimeBuilder.findCycle(from: "a", edges: ["a": ["b"], "b": ["a"]]), ["a", "b", "a"])
+        XCTAssertNil(RuntimeBuilder.findCycle(from: "a", edges: ["a": ["b"], "b": ["c"]]))
+    }
+}

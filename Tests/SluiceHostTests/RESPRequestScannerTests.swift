@@ -1,0 +1,54 @@
+import XCTest
+@testable import SluiceHost
+
+final class RESPRequestScannerTests: XCTestCase {
+    func scan(_ bytes: [UInt8], max: Int = 1 << 20) -> RESPRequestScanner.Outcome {
+        var scanner = RESPRequestScanner(maxFrameBytes: max)
+        return bytes.withUnsafeBytes { scanner.scan($0) }
+    }
+
+    func testMultibulkAtEverySplitPoint() {
+        let requests = ["*1\r\n$4\r\nPING\r\n", "*3\r\n$3\r\nSET\r\n$3\r\nkey\r\n$5\r\nvalue\r\n",
+                        "*2\r\n$3\r\nGET\r\n$0\r\n\r\n", "*3\r\n$3\r\nSET\r\n$4\r\nk\r\n\0\r\n$2\r\n\u{1}\u{2}\r\n"]
+        for r in requests {
+            let bytes = Array(r.utf8)
+            for split in 1..<bytes.count {
+                var scanner = RESPRequestScanner(maxFrameBytes: 1 << 20)
+                XCTAssertEqual(Array(bytes[..<split]).withUnsafeBytes { scanner.scan($0) }, .needMore)
+                XCTAssertEqual(bytes.withUnsafeBytes { scanner.scan($0) }, .multibulk(length: bytes.count))
+            }
+        }
+    }
+
+    func testInlineCommands() {
+        XCTAssertEqual(scan(Array("PING\r\n".utf8)), .inline(lineLength: 4, length: 6))
+        XCTAssertEqual(scan(Array("PING\n".utf8)), .inline(lineLength: 4, length: 5))
+        XCTAssertEqual(scan(Array("PIN".utf8)), .needMore)
+    }
+
+    func testInlineQuoting() throws {
+        func args(_ line: String) throws -> [String] {
+            try Array(line.utf8).withUnsafeBytes { try RESPInlineCommand.arguments(of: $0) }
+                .map { String(decoding: $0, as: UTF8.self) }
+        }
+        XCTAssertEqual(try args("SET  key   value"), ["SET", "key", "value"])
+        XCTAssertEqual(try args("SET \"a key\" 'it\\'s'"), ["SET", "a key", "it's"])
+        XCTAssertEqual(try args("SET k \"x\\ny\\x41\""), ["SET", "k", "x\nyA"])
+        XCTAssertEqual(try args("   "), [])
+        XCTAssertThrowsError(try args("SET \"unterminated"))
+        XCTAssertThrowsError(try args("SET \"a\"b"))
+    }
+
+    func testMalformedRequests() {
+        for bad in ["*x\r\n", "*2\r\n:1\r\n", "*1\r\n$-5\r\n", "*1\r\n$3\r\nabcde"] {
+            guard case .malformed = scan(Array(bad.utf8)) else { return XCTFail("\(bad.debugDescription) accepted") }
+        }
+    }
+
+    func testOversizedRequestIsRefusedFromItsHeader() {
+        guard case .malformed(let message) = scan(Array("*2\r\n$3\r\nSET\r\n$99999999\r\n".utf8), max: 4096) else {
+            return XCTFail("oversized request accepted")
+        }
+        XCTAssertTrue(message.contains("max_frame_bytes"))
+    }
+}
