@@ -66,8 +66,8 @@ final class ConfigTests: XCTestCase {
               - redis: { listen: 127.0.0.1:6400, chain: other }
             """)
         XCTAssertTrue(e.contains("/etc/sluice/test.yaml:2:32: sink 'primary'.redis.address: expected host:port, found 'localhost'"), "\(e)")
-        XCTAssertTrue(e.contains { $0.hasPrefix("/etc/sluice/test.yaml:5:15: chain 'main': unknown sink 'nowhere'") }, "\(e)")
-        XCTAssertTrue(e.contains { $0.hasPrefix("/etc/sluice/test.yaml:7:46: source.redis.chain: unknown chain 'other'") }, "\(e)")
+        XCTAssertTrue(e.contains { $0.hasPrefix("/etc/sluice/test.yaml:5:13: chain 'main': unknown sink 'nowhere'") }, "\(e)")
+        XCTAssertTrue(e.contains { $0.hasPrefix("/etc/sluice/test.yaml:7:45: source.redis.chain: unknown chain 'other'") }, "\(e)")
     }
 
     func testChainMustEndWithSinkAndNamesMustBeUnique() {

@@ -82,7 +82,7 @@ struct RESPFrameScanner {
                 let elements = pairs ? n * 2 : n
                 if type == UInt8(ascii: "|") {
                     // An attribute annotates the value after it and does not occupy a slot itself.
-                    if owed.isEmpty { owed.append(1) } else { owed[owed.count - 1] += 1 }
+                    if owed.isEmpty { owed.append(2) } else { owed[owed.count - 1] += 1 }
                 }
                 if elements <= 0 {
                     if let done = finishValue() { return done }
