@@ -1,0 +1,279 @@
+"""The Redis path with an empty chain: what a client sees through Sluice is what Redis says."""
+import socket
+import subprocess
+import threading
+import time
+import urllib.request
+
+import redis
+
+from conftest import plain_config, free_port
+
+
+def raw_exchange(port, payload, expect_bytes, chunk=None, timeout=5):
+    """Sends payload (optionally in chunks of `chunk` bytes), reads until expect_bytes arrived."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        if chunk:
+            for i in range(0, len(payload), chunk):
+                s.sendall(payload[i:i + chunk])
+        else:
+            s.sendall(payload)
+        data = b""
+        while len(data) < expect_bytes:
+            part = s.recv(65536)
+            if not part:
+                break
+            data += part
+        return data
+
+
+def test_redis_cli_set_get_through_sluice(redis_factory, sluice_factory):
+    backend = redis_factory()
+    proxy = sluice_factory(plain_config(backend.port, plugins=False))
+    out = subprocess.run(["redis-cli", "-p", str(proxy.port), "SET", "greeting", "hello world"],
+                         capture_output=True, text=True, timeout=10)
+    assert out.stdout.strip() == "OK"
+    out = subprocess.run(["redis-cli", "-p", str(proxy.port), "GET", "greeting"],
+                         capture_output=True, text=True, timeout=10)
+    assert out.stdout.strip() == "hello world"
+    assert backend.client().get("greeting") == b"hello world"
+
+
+def test_pipeline_order_and_binary_safety(redis_factory, sluice_factory):
+    backend = redis_factory()
+    proxy = sluice_factory(plain_config(backend.port, plugins=False))
+    r = proxy.client()
+    values = [bytes([i % 256]) * (i % 97) + b"\r\n\x00" for i in range(2000)]
+    pipe = r.pipeline(transaction=False)
+    for i, v in enumerate(values):
+        pipe.set(b"bin:\x00\r\n" + str(i).encode(), v)
+    for i in range(len(values)):
+        pipe.get(b"bin:\x00\r\n" + str(i).encode())
+    results = pipe.execute()
+    assert results[:2000] == [True] * 2000
+    assert results[2000:] == values
+
+
+def test_every_split_point_of_a_request(redis_factory, sluice_factory):
+    backend = redis_factory()
+    proxy = sluice_factory(plain_config(backend.port, plugins=False))
+    request = b"*3\r\n$3\r\nSET\r\n$5\r\nsplit\r\n$8\r\nv\r\na\x00lue\r\n*2\r\n$3\r\nGET\r\n$5\r\nsplit\r\n"
+    expected = b"+OK\r\n$8\r\nv\r\na\x00lue\r\n"
+    for split in range(1, len(request)):
+        with socket.create_connection(("127.0.0.1", proxy.port), timeout=5) as s:
+            s.sendall(request[:split])
+            time.sleep(0.002)
+            s.sendall(request[split:])
+            data = b""
+            while len(data) < len(expected):
+                data += s.recv(4096)
+        assert data == expected, f"split at {split}"
+
+
+def test_byte_by_byte_pipeline(redis_factory, sluice_factory):
+    backend = redis_factory()
+    proxy = sluice_factory(plain_config(backend.port, plugins=False))
+    request = b"".join(b"*2\r\n$4\r\nECHO\r\n$3\r\n%03d\r\n" % i for i in range(20))
+    expected = b"".join(b"$3\r\n%03d\r\n" % i for i in range(20))
+    assert raw_exchange(proxy.port, request, len(expected), chunk=1) == expected
+
+
+def test_inline_commands_like_telnet(redis_factory, sluice_factory):
+    backend = redis_factory()
+    proxy = sluice_factory(plain_config(backend.port, plugins=False))
+    payload = b'SET "inline key" \'it\\\'s here\'\r\nGET "inline key"\r\nPING\r\n'
+    expected = b"+OK\r\n$9\r\nit's here\r\n+PONG\r\n"
+    assert raw_exchange(proxy.port, payload, len(expected)) == expected
+
+
+def test_values_of_tens_of_megabytes(redis_factory, sluice_factory):
+    backend = redis_factory()
+    proxy = sluice_factory(plain_config(backend.port, plugins=False))
+    r = proxy.client()
+    big = bytes(range(256)) * (40 * 1024 * 1024 // 256)
+    assert r.set("big", big)
+    assert r.get("big") == big
+    assert backend.client().strlen("big") == len(big)
+
+
+def test_resp3_hello_and_types(redis_factory, sluice_factory):
+    backend = redis_factory()
+    proxy = sluice_factory(plain_config(backend.port, plugins=False))
+    r = proxy.client(protocol=3)
+    r.hset("h", mapping={"a": "1", "b": "2"})
+    assert r.hgetall("h") == {b"a": b"1", b"b": b"2"}
+    assert r.execute_command("HELLO", "3")[b"proto"] == 3
+    r.sadd("s", "x", "y")
+    assert r.smembers("s") == {b"x", b"y"}
+
+
+def test_select_is_per_client_even_on_shared_connections(redis_factory, sluice_factory):
+    backend = redis_factory()
+    proxy = sluice_factory(plain_config(backend.port, plugins=False))
+    plain = proxy.client()
+    selected = proxy.client(db=3)
+    selected.set("where", "db3")
+    plain.set("where", "db0")
+    assert selected.get("where") == b"db3"
+    assert plain.get("where") == b"db0"
+    assert backend.client(db=3).get("where") == b"db3"
+
+
+def test_multi_exec_and_watch(redis_factory, sluice_factory):
+    backend = redis_factory()
+    proxy = sluice_factory(plain_config(backend.port, plugins=False))
+    r = proxy.client()
+    pipe = r.pipeline(transaction=True)
+    pipe.set("tx", "1").incr("tx").get("tx")
+    assert pipe.execute() == [True, 2, b"2"]
+    # WATCH aborts when another client changes the key.
+    r2 = proxy.client()
+    with r.pipeline() as p:
+        p.watch("tx")
+        r2.set("tx", "changed")
+        p.multi()
+        p.set("tx", "mine")
+        try:
+            p.execute()
+            aborted = False
+        except redis.WatchError:
+            aborted = True
+    assert aborted
+    assert r.get("tx") == b"changed"
+
+
+def test_blocking_command_does_not_block_other_clients(redis_factory, sluice_factory):
+    backend = redis_factory()
+    proxy = sluice_factory(plain_config(backend.port, plugins=False))
+    result = {}
+
+    def blocker():
+        result["value"] = proxy.client().blpop("queue", timeout=10)
+
+    t = threading.Thread(target=blocker)
+    t.start()
+    time.sleep(0.3)
+    other = proxy.client()
+    for i in range(50):
+        assert other.ping()
+    other.rpush("queue", "item")
+    t.join(10)
+    assert result["value"] == (b"queue", b"item")
+
+
+def test_pubsub_resp2_and_resp3(redis_factory, sluice_factory):
+    backend = redis_factory()
+    proxy = sluice_factory(plain_config(backend.port, plugins=False))
+    for protocol in (2, 3):
+        sub = proxy.client(protocol=protocol).pubsub()
+        sub.subscribe("news")
+        msg = sub.get_message(timeout=5)
+        assert msg["type"] == "subscribe"
+        time.sleep(0.1)
+        assert proxy.client().publish("news", f"hello {protocol}") == 1
+        msg = sub.get_message(timeout=5)
+        assert msg["type"] == "message" and msg["data"] == f"hello {protocol}".encode()
+        sub.psubscribe("n*")
+        assert sub.get_message(timeout=5)["type"] == "psubscribe"
+        sub.ping()
+        assert sub.get_message(timeout=5)["type"] == "pong"
+        sub.unsubscribe()
+        sub.punsubscribe()
+        kinds = {sub.get_message(timeout=5)["type"], sub.get_message(timeout=5)["type"]}
+        assert kinds == {"unsubscribe", "punsubscribe"}
+        sub.close()
+
+
+def test_auth_state_per_client(redis_factory, sluice_factory):
+    backend = redis_factory("--requirepass", "s3cret")
+    proxy = sluice_factory(plain_config(backend.port, plugins=False))
+    try:
+        proxy.client().get("x")
+        assert False, "unauthenticated client was served"
+    except redis.AuthenticationError:
+        pass
+    except redis.ResponseError as e:
+        assert "NOAUTH" in str(e)
+    authed = proxy.client(password="s3cret")
+    assert authed.set("x", "1")
+    assert authed.get("x") == b"1"
+
+
+def test_quit_closes_after_ok(redis_factory, sluice_factory):
+    backend = redis_factory()
+    proxy = sluice_factory(plain_config(backend.port, plugins=False))
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=5) as s:
+        s.sendall(b"*1\r\n$4\r\nPING\r\n*1\r\n$4\r\nQUIT\r\n*1\r\n$4\r\nPING\r\n")
+        data = b""
+        while True:
+            part = s.recv(4096)
+            if not part:
+                break
+            data += part
+    assert data == b"+PONG\r\n+OK\r\n"
+
+
+def test_malformed_and_oversized_frames_get_errors_and_host_survives(redis_factory, sluice_factory):
+    backend = redis_factory()
+    config = plain_config(backend.port, plugins=False).replace(
+        "chain: main }", "chain: main, max_frame_bytes: 4096 }")
+    proxy = sluice_factory(config)
+    for garbage, needle in [
+        (b"*1\r\n$4\r\nPING\r\n*2\r\n:5\r\n", b"Protocol error"),
+        (b"*x\r\n", b"invalid multibulk length"),
+        (b"*2\r\n$3\r\nGET\r\n$100000\r\n", b"max_frame_bytes"),
+        (b'GET "unbalanced\r\n', b"unbalanced quotes"),
+    ]:
+        with socket.create_connection(("127.0.0.1", proxy.port), timeout=5) as s:
+            s.sendall(garbage)
+            data = b""
+            while True:
+                part = s.recv(4096)
+                if not part:
+                    break
+                data += part
+        assert needle in data, (garbage, data)
+    assert proxy.client().ping()
+    assert proxy.alive()
+
+
+def test_dead_backend_gives_clear_error_then_recovers(redis_factory, sluice_factory, workdir):
+    port = free_port()
+    proxy = sluice_factory(plain_config(port, plugins=False))
+    r = proxy.client()
+    try:
+        r.get("k")
+        assert False, "expected an error from a dead backend"
+    except redis.ResponseError as e:
+        assert "backend 'primary'" in str(e) and "unavailable" in str(e)
+    from conftest import RedisServer
+    server = RedisServer(workdir, port=port)
+    try:
+        assert r.set("k", "v")
+        assert r.get("k") == b"v"
+    finally:
+        server.stop()
+
+
+def test_redis_benchmark_short_run(redis_factory, sluice_factory):
+    backend = redis_factory()
+    proxy = sluice_factory(plain_config(backend.port, plugins=False))
+    for pipeline in ("1", "16"):
+        out = subprocess.run(["redis-benchmark", "-p", str(proxy.port), "-n", "20000", "-c", "20", "-P", pipeline,
+                              "-t", "set,get,incr,lpush,lpop,mset", "-q"],
+                             capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr
+        lines = [l for l in out.stdout.replace("\r", "\n").splitlines() if "requests per second" in l]
+        assert len(lines) == 6, out.stdout
+    assert backend.client().dbsize() > 0
+
+
+def test_metrics_endpoint_counts_requests(redis_factory, sluice_factory):
+    backend = redis_factory()
+    proxy = sluice_factory(plain_config(backend.port, plugins=False))
+    r = proxy.client()
+    for _ in range(10):
+        r.ping()
+    body = urllib.request.urlopen(f"http://127.0.0.1:{proxy.metrics_port}/metrics", timeout=5).read().decode()
+    line = [l for l in body.splitlines() if l.startswith("sluice_requests_total")][0]
+    assert float(line.split()[-1]) >= 10
