@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Runs every test: installs missing dependencies, builds the host and all plugins, runs the unit
+# tests (swift test), then the end-to-end suite (pytest) against real redis-server processes.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/install-deps.sh
+echo "== building the host (release)"
+swift build -c release --product sluice
+echo "== building the plugins and the test fixtures"
+bash scripts/build-plugins.sh build/plugins
+bash scripts/build-test-fixtures.sh build/fixtures
+echo "== unit tests"
+swift test
+echo "== end-to-end tests"
+python3 -m pytest -q -p no:cacheprovider Tests/e2e
