@@ -78,6 +78,9 @@
  * on_responses(instance, call, requests, responses) must likewise end in call_respond or call_fail.
  * A transform may also send a batch of its own to another named chain or sink (host->send) and
  * finish the call when the completion arrives (tee, redirect).
+ * on_responses is never called from inside call_forward, and a send completion never from inside
+ * send: they always arrive in a later turn of the event loop, so a hook may set up its state after
+ * forwarding or sending.
  * Completing a call twice is refused with SLUICE_ERROR_STATE. A hook that returns a status other than
  * SLUICE_OK without having completed its call makes the host fail the call with a generic message.
  * Every request gets exactly one response, in order: a response batch passed to call_respond must
@@ -386,6 +389,10 @@ typedef void (*sluice_host_client_address_fn)(const sluice_instance_env *env, sl
  * Messages are addressed by index (0 .. count-1). Messages are immutable byte strings; "modifying"
  * replaces a message with a new one. Views into a message stay valid until that message is replaced
  * or removed or the batch is released, whichever comes first.
+ * A Redis response may be empty (0 bytes): the replies of the SUBSCRIBE family travel out of band,
+ * straight to the client like RESP3 pushes, and the request's slot in the batch holds nothing.
+ * An untouched request batch is written to the backend as the exact bytes the client sent, and an
+ * untouched response batch as the exact bytes the backend sent (no re-encoding).
  */
 
 /** Number of messages. THREAD: instance's (or the thread that owns the batch). */
@@ -624,7 +631,9 @@ typedef struct sluice_plugin_descriptor {
   uint32_t transform_count;
   const char *name;     /* plugin name, NUL-terminated */
   const char *version;  /* plugin version, e.g. "1.2.0", NUL-terminated */
-  const sluice_transform_descriptor *transforms; /* transform_count entries */
+  /* transform_count entries. The host steps through the array by transforms[0].struct_size, so a
+   * plugin built against an older minor (smaller transform struct) is read correctly. */
+  const sluice_transform_descriptor *transforms;
 } sluice_plugin_descriptor;
 
 /**

@@ -1,0 +1,122 @@
+#!/usr/bin/env bash
+# Throughput of Sluice next to its peers, in one run on this machine: direct redis-server (the
+# limit), haproxy in TCP mode (an L4 floor), twemproxy (an L7 Redis proxy), Sluice with an empty
+# chain, and Sluice with a three-transform chain (command-filter deny + command-filter count, both
+# plain C, and redirect, Swift, whose hot-key patterns match none of the benchmark's keys, so every
+# request pays for its checks). redis-benchmark drives each at -P 1 and -P 16.
+#
+# Usage: bench/run.sh            (N=200000 requests, C=50 clients; override with env N, C, THREADS)
+# Needs: scripts/install-deps.sh, a release build (scripts/build-plugins.sh builds the plugins).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+N=${N:-200000}
+C=${C:-50}
+# One event loop: on a 2-core machine shared with redis-server and redis-benchmark a second loop
+# only adds context switches (see docs/performance.md).
+THREADS=${THREADS:-1}
+
+[ -x .build/release/sluice ] || swift build -c release --product sluice
+[ -f build/plugins/libsluice-command-filter.so ] || bash scripts/build-plugins.sh build/plugins
+
+W=$(mktemp -d)
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+REDIS=$(free_port); HAPROXY=$(free_port); TWEM=$(free_port); EMPTY=$(free_port); CHAIN=$(free_port)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  [ -f "$W/haproxy.pid" ] && kill "$(cat "$W/haproxy.pid")" 2>/dev/null || true
+  [ -f "$W/nut.pid" ] && kill "$(cat "$W/nut.pid")" 2>/dev/null || true
+  redis-cli -p "$REDIS" shutdown nosave >/dev/null 2>&1 || true
+  rm -rf "$W"
+}
+trap cleanup EXIT
+
+redis-server --port "$REDIS" --bind 127.0.0.1 --save '' --appendonly no --daemonize yes \
+  --pidfile "$W/redis.pid" --logfile "$W/redis.log" --dir "$W"
+
+cat >"$W/nut.yml" <<YAML
+alpha:
+  listen: 127.0.0.1:$TWEM
+  hash: fnv1a_64
+  distribution: ketama
+  redis: true
+  auto_eject_hosts: false
+  servers:
+   - 127.0.0.1:$REDIS:1
+YAML
+nutcracker -c "$W/nut.yml" -d -p "$W/nut.pid" -o "$W/nut.log"
+
+cat >"$W/haproxy.cfg" <<CFG
+global
+  maxconn 4000
+defaults
+  mode tcp
+  timeout connect 5s
+  timeout client 60s
+  timeout server 60s
+frontend f
+  bind 127.0.0.1:$HAPROXY
+  default_backend b
+backend b
+  server r1 127.0.0.1:$REDIS
+CFG
+haproxy -f "$W/haproxy.cfg" -D -p "$W/haproxy.pid" 2>/dev/null
+
+cat >"$W/empty.yaml" <<YAML
+sinks:
+  primary: { redis: { address: 127.0.0.1:$REDIS } }
+chains:
+  main:
+    - sink: primary
+sources:
+  - redis: { listen: 127.0.0.1:$EMPTY, chain: main }
+YAML
+cat >"$W/chain.yaml" <<YAML
+plugins:
+  directory: $PWD/build/plugins
+  require: [command-filter, redirect]
+sinks:
+  primary: { redis: { address: 127.0.0.1:$REDIS } }
+  hot: { redis: { address: 127.0.0.1:$REDIS } }
+chains:
+  main:
+    - deny: { commands: [FLUSHALL, FLUSHDB, KEYS, DEBUG] }
+    - count: {}
+    - redirect: { target: hot, patterns: ["hot:*", "session:*"], keys: [leaderboard] }
+    - sink: primary
+sources:
+  - redis: { listen: 127.0.0.1:$CHAIN, chain: main }
+YAML
+.build/release/sluice run --config "$W/empty.yaml" --threads "$THREADS" --log-level warning >"$W/empty.log" 2>&1 &
+pids+=($!)
+.build/release/sluice run --config "$W/chain.yaml" --threads "$THREADS" --log-level warning >"$W/chain.log" 2>&1 &
+pids+=($!)
+for port in "$REDIS" "$HAPROXY" "$TWEM" "$EMPTY" "$CHAIN"; do
+  for _ in $(seq 1 100); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.1; done
+done
+
+# Prints "SET GET" requests per second for a port and pipeline depth.
+bench() {
+  redis-benchmark -p "$1" -q -n "$N" -c "$C" -t set,get -P "$2" 2>/dev/null | tr '\r' '\n' |
+    awk '/requests per second/ { gsub(":", "", $1); v[$1] = $2 } END { printf "%s %s", v["SET"], v["GET"] }'
+}
+
+echo "redis-benchmark -n $N -c $C -t set,get; sluice with $THREADS event loop(s); $(nproc) cores"
+printf "%-4s %-22s %12s %12s %10s %10s\n" "P" "target" "SET/s" "GET/s" "vs twem" "vs direct"
+for P in 1 16; do
+  declare -A set get
+  for entry in "direct:$REDIS" "haproxy:$HAPROXY" "twemproxy:$TWEM" "sluice-empty:$EMPTY" "sluice-3-transforms:$CHAIN"; do
+    name=${entry%%:*}
+    read -r s g < <(bench "${entry##*:}" "$P")
+    set[$name]=$s; get[$name]=$g
+  done
+  for name in direct haproxy twemproxy sluice-empty sluice-3-transforms; do
+    s=${set[$name]}; g=${get[$name]}
+    vt=$(awk -v a="$s" -v b="$g" -v c="${set[twemproxy]}" -v d="${get[twemproxy]}" 'BEGIN { printf "%.2fx", (a + b) / (c + d) }')
+    vd=$(awk -v a="$s" -v b="$g" -v c="${set[direct]}" -v d="${get[direct]}" 'BEGIN { printf "%.2fx", (a + b) / (c + d) }')
+    printf "%-4s %-22s %12s %12s %10s %10s\n" "$P" "$name" "$s" "$g" "$vt" "$vd"
+  done
+  unset set get
+done
+errors=$(grep -ci "error" "$W/chain.log" || true)
+echo "sluice (3 transforms) log lines with 'error': $errors"
