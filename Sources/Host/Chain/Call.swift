@@ -18,6 +18,8 @@ final class Call: ResponseReceiver {
     let requests: Batch
     let receiver: ResponseReceiver
     private(set) var state: State = .requested
+    /// The plugin's own pointer for this call (call_set_data); never touched by the host.
+    var pluginData: UnsafeMutableRawPointer?
     private var responses: Batch?
     private var heldByPlugin = false
     /// True while call_forward runs, so responses that come back synchronously are deferred.

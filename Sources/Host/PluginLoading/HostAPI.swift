@@ -144,6 +144,14 @@ enum HostAPI {
                 ?? "failed"
             return Call.from(call).fail(text)
         }
+        api.call_set_data = { call, data in
+            guard let call else { return }
+            Call.from(call).pluginData = data
+        }
+        api.call_data = { call in
+            guard let call else { return nil }
+            return Call.from(call).pluginData
+        }
         api.send = { env, target, batch, completion, userData in
             guard let batch else { return SLUICE_ERROR_INVALID_ARGUMENT }
             let given = Batch.from(batch)

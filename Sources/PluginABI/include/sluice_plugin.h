@@ -347,6 +347,16 @@ typedef int32_t (*sluice_host_call_respond_fn)(sluice_call *call, sluice_batch *
  */
 typedef int32_t (*sluice_host_call_fail_fn)(sluice_call *call, const char *message, size_t message_len);
 
+/**
+ * Attaches a plugin pointer to a call, e.g. the per-batch state on_responses needs (positions of
+ * requests the plugin removed). OWNERSHIP: plugin — the host never reads or frees it; free it before
+ * or when completing the call. THREAD: instance's.
+ */
+typedef void (*sluice_host_call_set_data_fn)(sluice_call *call, void *data);
+
+/** The pointer given to call_set_data, or NULL. THREAD: instance's. */
+typedef void *(*sluice_host_call_data_fn)(const sluice_call *call);
+
 /* ---- sending elsewhere, timers ----------------------------------------------------------------- */
 
 /**
@@ -532,6 +542,8 @@ typedef struct sluice_host_api {
   sluice_host_call_forward_fn call_forward;
   sluice_host_call_respond_fn call_respond;
   sluice_host_call_fail_fn call_fail;
+  sluice_host_call_set_data_fn call_set_data;
+  sluice_host_call_data_fn call_data;
   sluice_host_send_fn send;
   sluice_host_timer_start_fn timer_start;
   sluice_host_timer_cancel_fn timer_cancel;

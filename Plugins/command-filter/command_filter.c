@@ -1,0 +1,307 @@
+/*
+ * command-filter: two Redis transforms written in plain C99 against sluice_plugin.h, no Swift.
+ *
+ *   deny:  requests whose command is in a configured list are answered by the plugin with an error;
+ *          the others go on down the chain.
+ *   count: counts requests into a metric and forwards everything.
+ */
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sluice_plugin.h"
+
+static const sluice_host_api *host;
+
+#define MAX_COMMAND_LEN 64
+
+/* ---- deny ------------------------------------------------------------------------------------ */
+
+typedef struct deny_config {
+  size_t count;
+  char (*commands)[MAX_COMMAND_LEN + 1]; /* lowercase, NUL-terminated */
+  char *message;                         /* custom error text, or NULL */
+  sluice_metric *denied;
+  sluice_metric *requests;
+} deny_config;
+
+/* A batch with some denied requests: where the denied ones were, to put their errors back. */
+typedef struct deny_call {
+  deny_config *config;
+  size_t original_count;
+  size_t denied_count;
+  unsigned char *denied; /* original_count flags */
+  char **command_names;  /* name of each denied request (lowercase), for the error */
+} deny_call;
+
+static void config_fail(sluice_config_env *env, const sluice_config_node *node, const char *message) {
+  host->config_error(env, node, message, strlen(message));
+}
+
+static void deny_config_free(void *p) {
+  deny_config *c = p;
+  if (c == NULL) return;
+  free(c->commands);
+  free(c->message);
+  free(c);
+}
+
+static int32_t deny_config_new(sluice_config_env *env, const sluice_config_node *node, void **out) {
+  if (host->node_kind(node) != SLUICE_NODE_MAP) {
+    config_fail(env, node, "expected a map: { commands: [NAME, ...], message: TEXT }");
+    return SLUICE_ERROR;
+  }
+  for (size_t i = 0; i < host->node_count(node); i++) {
+    const sluice_config_node *key = NULL, *value = NULL;
+    sluice_host_view text;
+    host->node_at(node, i, &key, &value);
+    if (host->node_scalar(key, &text) != SLUICE_OK ||
+        !((text.len == 8 && memcmp(text.ptr, "commands", 8) == 0) ||
+          (text.len == 7 && memcmp(text.ptr, "message", 7) == 0))) {
+      config_fail(env, key, "unknown key (expected: commands, message)");
+      return SLUICE_ERROR;
+    }
+  }
+  const sluice_config_node *list = NULL;
+  if (host->node_map_get(node, "commands", 8, &list) != SLUICE_OK ||
+      host->node_kind(list) != SLUICE_NODE_SEQUENCE || host->node_count(list) == 0) {
+    config_fail(env, list ? list : node, "commands: expected a non-empty sequence of command names");
+    return SLUICE_ERROR;
+  }
+  deny_config *c = calloc(1, sizeof *c);
+  if (c == NULL) return SLUICE_ERROR;
+  c->count = host->node_count(list);
+  c->commands = calloc(c->count, sizeof *c->commands);
+  if (c->commands == NULL) {
+    deny_config_free(c);
+    return SLUICE_ERROR;
+  }
+  for (size_t i = 0; i < c->count; i++) {
+    const sluice_config_node *item = NULL;
+    sluice_host_view name;
+    host->node_at(list, i, NULL, &item);
+    if (host->node_scalar(item, &name) != SLUICE_OK || name.len == 0 || name.len > MAX_COMMAND_LEN) {
+      config_fail(env, item, "commands: each item must be a command name of 1 to 64 characters");
+      deny_config_free(c);
+      return SLUICE_ERROR;
+    }
+    for (size_t j = 0; j < name.len; j++) c->commands[i][j] = (char)tolower(name.ptr[j]);
+    c->commands[i][name.len] = '\0';
+  }
+  const sluice_config_node *message = NULL;
+  if (host->node_map_get(node, "message", 7, &message) == SLUICE_OK) {
+    sluice_host_view text;
+    if (host->node_scalar(message, &text) != SLUICE_OK || memchr(text.ptr, '\n', text.len) ||
+        memchr(text.ptr, '\r', text.len)) {
+      config_fail(env, message, "message: expected one line of text");
+      deny_config_free(c);
+      return SLUICE_ERROR;
+    }
+    c->message = malloc(text.len + 1);
+    if (c->message == NULL) {
+      deny_config_free(c);
+      return SLUICE_ERROR;
+    }
+    memcpy(c->message, text.ptr, text.len);
+    c->message[text.len] = '\0';
+  }
+  if (host->metric_counter(env, "command_filter_denied", 21, &c->denied) != SLUICE_OK ||
+      host->metric_counter(env, "command_filter_requests", 23, &c->requests) != SLUICE_OK) {
+    deny_config_free(c);
+    return SLUICE_ERROR;
+  }
+  *out = c;
+  return SLUICE_OK;
+}
+
+static int32_t deny_instance_new(void *config, sluice_instance_env *env, void **out) {
+  (void)env;
+  *out = config; /* no per-connection state: the instance is the (read-only) config */
+  return SLUICE_OK;
+}
+
+/* Index into config->commands of request i's command, or -1. */
+static int denied_command(const deny_config *c, const sluice_batch *batch, size_t i) {
+  sluice_host_view name;
+  size_t argc = 0;
+  if (host->redis_args(batch, i, &name, 1, &argc) != SLUICE_OK || argc == 0) return -1;
+  if (name.len == 0 || name.len > MAX_COMMAND_LEN) return -1;
+  for (size_t k = 0; k < c->count; k++) {
+    const char *candidate = c->commands[k];
+    size_t j = 0;
+    while (j < name.len && candidate[j] != '\0' && tolower(name.ptr[j]) == candidate[j]) j++;
+    if (j == name.len && candidate[j] == '\0') return (int)k;
+  }
+  return -1;
+}
+
+static int32_t put_denied_error(const deny_config *c, sluice_batch *responses, size_t index, const char *command) {
+  char text[256];
+  int n = c->message ? snprintf(text, sizeof text, "ERR command-filter: %s", c->message)
+                     : snprintf(text, sizeof text, "ERR command-filter: command '%s' is denied by this proxy", command);
+  if (n < 0) return SLUICE_ERROR;
+  if ((size_t)n >= sizeof text) n = (int)sizeof text - 1;
+  return host->redis_put_reply(responses, index, SLUICE_REDIS_ERROR, (const uint8_t *)text, (size_t)n, 0);
+}
+
+static void deny_call_free(deny_call *state) {
+  if (state == NULL) return;
+  free(state->denied);
+  free(state->command_names);
+  free(state);
+}
+
+static int32_t deny_on_requests(void *instance, sluice_call *call, sluice_batch *requests) {
+  deny_config *c = instance;
+  size_t count = host->batch_count(requests);
+  host->metric_add(c->requests, count);
+  size_t first = count;
+  for (size_t i = 0; i < count; i++) {
+    if (denied_command(c, requests, i) >= 0) {
+      first = i;
+      break;
+    }
+  }
+  if (first == count) return host->call_forward(call); /* the fast path: nothing denied */
+
+  deny_call *state = calloc(1, sizeof *state);
+  if (state == NULL) return host->call_fail(call, "out of memory", 13);
+  state->config = c;
+  state->original_count = count;
+  state->denied = calloc(count, 1);
+  state->command_names = calloc(count, sizeof *state->command_names);
+  if (state->denied == NULL || state->command_names == NULL) {
+    deny_call_free(state);
+    return host->call_fail(call, "out of memory", 13);
+  }
+  for (size_t i = first; i < count; i++) {
+    int k = denied_command(c, requests, i);
+    if (k >= 0) {
+      state->denied[i] = 1;
+      state->command_names[i] = c->commands[k];
+      state->denied_count++;
+    }
+  }
+  host->metric_add(c->denied, state->denied_count);
+
+  if (state->denied_count == count) {
+    sluice_batch *responses = host->batch_new(SLUICE_BATCH_RESPONSES, SLUICE_PROTOCOL_REDIS);
+    int32_t status = responses ? SLUICE_OK : SLUICE_ERROR;
+    for (size_t i = 0; i < count && status == SLUICE_OK; i++) {
+      status = put_denied_error(c, responses, i, state->command_names[i]);
+    }
+    deny_call_free(state);
+    if (status != SLUICE_OK) {
+      host->batch_free(responses);
+      return host->call_fail(call, "cannot build the error replies", 30);
+    }
+    return host->call_respond(call, responses);
+  }
+  /* Remove the denied requests (from the back, so indices stay valid) and forward the rest. */
+  for (size_t i = count; i-- > 0;) {
+    if (state->denied[i]) host->batch_remove(requests, i);
+  }
+  host->call_set_data(call, state);
+  return host->call_forward(call);
+}
+
+/* Puts the errors of the denied requests back at their original positions. */
+static int32_t deny_on_responses(void *instance, sluice_call *call, const sluice_batch *requests,
+                                 sluice_batch *responses) {
+  (void)instance;
+  (void)requests;
+  deny_call *state = host->call_data(call);
+  if (state == NULL) return host->call_respond(call, NULL); /* nothing was denied in this batch */
+  host->call_set_data(call, NULL);
+  sluice_batch *merged = host->batch_new(SLUICE_BATCH_RESPONSES, SLUICE_PROTOCOL_REDIS);
+  int32_t status = merged ? SLUICE_OK : SLUICE_ERROR;
+  size_t next = 0;
+  for (size_t i = 0; i < state->original_count && status == SLUICE_OK; i++) {
+    if (state->denied[i]) {
+      status = put_denied_error(state->config, merged, i, state->command_names[i]);
+    } else {
+      status = host->batch_insert_from(merged, i, responses, next++);
+    }
+  }
+  deny_call_free(state);
+  if (status != SLUICE_OK) {
+    host->batch_free(merged);
+    return host->call_fail(call, "cannot merge the responses", 26);
+  }
+  return host->call_respond(call, merged);
+}
+
+/* ---- count ----------------------------------------------------------------------------------- */
+
+static int32_t count_config_new(sluice_config_env *env, const sluice_config_node *node, void **out) {
+  if (host->node_kind(node) == SLUICE_NODE_MAP && host->node_count(node) > 0) {
+    config_fail(env, node, "count takes no options (write 'count: {}')");
+    return SLUICE_ERROR;
+  }
+  if (host->node_kind(node) == SLUICE_NODE_SCALAR || host->node_kind(node) == SLUICE_NODE_SEQUENCE) {
+    config_fail(env, node, "count takes no options (write 'count: {}')");
+    return SLUICE_ERROR;
+  }
+  sluice_metric *counter = NULL;
+  if (host->metric_counter(env, "command_filter_counted", 22, &counter) != SLUICE_OK) return SLUICE_ERROR;
+  *out = counter;
+  return SLUICE_OK;
+}
+
+static int32_t count_instance_new(void *config, sluice_instance_env *env, void **out) {
+  (void)env;
+  *out = config;
+  return SLUICE_OK;
+}
+
+static int32_t count_on_requests(void *instance, sluice_call *call, sluice_batch *requests) {
+  host->metric_add((sluice_metric *)instance, host->batch_count(requests));
+  return host->call_forward(call);
+}
+
+/* ---- descriptor -------------------------------------------------------------------------------- */
+
+static const sluice_transform_descriptor transforms[] = {
+    {
+        .struct_size = sizeof(sluice_transform_descriptor),
+        .protocols = SLUICE_PROTOCOL_REDIS,
+        .name = "deny",
+        .description = "answers configured commands with an error instead of sending them",
+        .config_new = deny_config_new,
+        .config_free = deny_config_free,
+        .instance_new = deny_instance_new,
+        .on_requests = deny_on_requests,
+        .on_responses = deny_on_responses,
+    },
+    {
+        .struct_size = sizeof(sluice_transform_descriptor),
+        .protocols = SLUICE_PROTOCOL_REDIS,
+        .name = "count",
+        .description = "counts requests (metric sluice_plugin_command_filter_counted_total)",
+        .config_new = count_config_new,
+        .instance_new = count_instance_new,
+        .on_requests = count_on_requests,
+    },
+};
+
+static const sluice_plugin_descriptor descriptor = {
+    .magic = SLUICE_PLUGIN_MAGIC,
+    .struct_size = sizeof(sluice_plugin_descriptor),
+    .abi_major = SLUICE_ABI_VERSION_MAJOR,
+    .abi_minor = SLUICE_ABI_VERSION_MINOR,
+    .flags = 0,
+    .transform_count = sizeof transforms / sizeof transforms[0],
+    .name = "command-filter",
+    .version = "1.0.0",
+    .transforms = transforms,
+};
+
+SLUICE_PLUGIN_EXPORT const sluice_plugin_descriptor *sluice_plugin_init(const sluice_host_api *h) {
+  if (h == NULL || h->abi_major != SLUICE_ABI_VERSION_MAJOR ||
+      h->struct_size < offsetof(sluice_host_api, redis_put_reply) + sizeof h->redis_put_reply) {
+    return NULL;
+  }
+  host = h;
+  return &descriptor;
+}
