@@ -1,7 +1,5 @@
 // swift-tools-version:5.10
 import PackageDescription
-import Foundation
-let TEMP_HAS = { (p: String) in ((try? FileManager.default.contentsOfDirectory(atPath: p))?.count ?? 0) > 0 }
 
 /// Built-in transforms written in Swift: each is a dynamic library loaded by the host with dlopen,
 /// exactly as a user's plugin would be. (The C plugin under Plugins/command-filter is built by its
@@ -10,7 +8,7 @@ let swiftPlugins: [(product: String, target: String, path: String)] = [
     ("sluice-tee", "TeePlugin", "Plugins/tee"),
     ("sluice-redirect", "RedirectPlugin", "Plugins/redirect"),
     ("sluice-debug-printer", "DebugPrinterPlugin", "Plugins/debug-printer"),
-].filter { TEMP_HAS($0.2) && TEMP_HAS("Sources/SluiceSDK") }
+]
 
 let package = Package(
     name: "Sluice",
@@ -18,7 +16,7 @@ let package = Package(
     products: [
         .executable(name: "sluice", targets: ["sluice"]),
         .library(name: "SluiceHost", targets: ["SluiceHost"]),
-
+        .library(name: "SluiceSDK", targets: ["SluiceSDK"]),
     ] + swiftPlugins.map { .library(name: $0.product, type: .dynamic, targets: [$0.target]) },
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.65.0"),
@@ -54,7 +52,7 @@ let package = Package(
             path: "Sources/sluice"
         ),
         /// Thin Swift layer over the C ABI, linked statically into each Swift plugin.
-
+        .target(name: "SluiceSDK", dependencies: ["PluginABI"], path: "Sources/SluiceSDK"),
         .testTarget(
             name: "SluiceHostTests",
             dependencies: ["SluiceHost", "PluginABI"],

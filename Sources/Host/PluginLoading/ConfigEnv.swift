@@ -7,6 +7,8 @@ final class ConfigEnv {
     let chainName: String
     let targets: [String: TargetRef]
     private(set) var errors: [ConfigError] = []
+    /// The transform's name, NUL-terminated, lent to the plugin during config_new.
+    let transformNameCString: UnsafeMutableBufferPointer<UInt8>
     /// Chains this step sends to (for cycle detection).
     private(set) var resolvedChains: [String] = []
 
@@ -16,6 +18,13 @@ final class ConfigEnv {
         self.stepNode = stepNode
         self.chainName = chainName
         self.targets = targets
+        let bytes = Array(step.transformName.utf8) + [0]
+        transformNameCString = .allocate(capacity: bytes.count)
+        _ = transformNameCString.initialize(from: bytes)
+    }
+
+    deinit {
+        transformNameCString.deallocate()
     }
 
     var handle: OpaquePointer { OpaquePointer(Unmanaged.passUnretained(self).toOpaque()) }

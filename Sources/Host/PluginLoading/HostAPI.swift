@@ -125,8 +125,15 @@ enum HostAPI {
             guard let env, let name, let out else { return SLUICE_ERROR_INVALID_ARGUMENT }
             let text = String(decoding: UnsafeRawBufferPointer(start: name, count: length), as: UTF8.self)
             guard let target = ConfigEnv.from(env).resolve(text) else { return SLUICE_ERROR_NOT_FOUND }
-            out.pointee = OpaquePointer(Unmanaged.passUnretained(target).toOpaque())
+            // Targets live as long as the process (the plugin may keep the handle forever).
+            out.pointee = OpaquePointer(Unmanaged.passRetained(target).toOpaque())
             return SLUICE_OK
+        }
+
+        api.config_transform_name = { env, out in
+            guard let env, let out else { return }
+            let name = ConfigEnv.from(env).transformNameCString
+            out.pointee = sluice_host_view(ptr: name.baseAddress, len: name.count - 1)
         }
 
         // Calls.

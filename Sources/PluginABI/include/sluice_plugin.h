@@ -318,6 +318,12 @@ typedef void (*sluice_host_config_error_fn)(sluice_config_env *env, const sluice
 typedef int32_t (*sluice_host_target_resolve_fn)(sluice_config_env *env, const char *name,
                                                  size_t name_len, sluice_target **out);
 
+/**
+ * Name of the transform being configured (as written in the chain), so one config_new function can
+ * serve several transforms. out: valid during config_new. THREAD: main.
+ */
+typedef void (*sluice_host_config_transform_name_fn)(const sluice_config_env *env, sluice_host_view *out);
+
 /* ---- calls (continuations) ------------------------------------------------------------------- */
 
 /**
@@ -538,6 +544,7 @@ typedef struct sluice_host_api {
   sluice_host_node_position_fn node_position;
   sluice_host_config_error_fn config_error;
   sluice_host_target_resolve_fn target_resolve;
+  sluice_host_config_transform_name_fn config_transform_name;
 
   sluice_host_call_forward_fn call_forward;
   sluice_host_call_respond_fn call_respond;

@@ -1,0 +1,85 @@
+/// Redis-style glob matching (as KEYS and SCAN MATCH): `*`, `?`, `[abc]`, `[^a]`, `[a-z]`, `\x`.
+/// Binary-safe; iterative with backtracking on the last `*`, so it never recurses.
+func globMatches(_ pattern: UnsafeRawBufferPointer, _ text: UnsafeRawBufferPointer) -> Bool {
+    var p = 0, t = 0
+    var starP = -1, starT = 0
+    while t < text.count {
+        if p < pattern.count {
+            let c = pattern[p]
+            if c == UInt8(ascii: "*") {
+                starP = p
+                starT = t
+                p += 1
+                continue
+            }
+            if c == UInt8(ascii: "?") {
+                p += 1
+                t += 1
+                continue
+            }
+            if c == UInt8(ascii: "[") {
+                if let (matched, next) = matchClass(pattern, p, text[t]) {
+                    if matched {
+                        p = next
+                        t += 1
+                        continue
+                    }
+                } else if text[t] == c {  // an unterminated '[' matches itself
+                    p += 1
+                    t += 1
+                    continue
+                }
+            } else {
+                var literal = c
+                var next = p + 1
+                if c == UInt8(ascii: "\\"), p + 1 < pattern.count {
+                    literal = pattern[p + 1]
+                    next = p + 2
+                }
+                if literal == text[t] {
+                    p = next
+                    t += 1
+                    continue
+                }
+            }
+        }
+        guard starP >= 0 else { return false }
+        p = starP + 1
+        starT += 1
+        t = starT
+    }
+    while p < pattern.count, pattern[p] == UInt8(ascii: "*") { p += 1 }
+    return p == pattern.count
+}
+
+/// Matches `[...]` starting at pattern[start]; returns (matched, index after `]`) or nil if unterminated.
+private func matchClass(_ pattern: UnsafeRawBufferPointer, _ start: Int, _ byte: UInt8) -> (Bool, Int)? {
+    var i = start + 1
+    var negate = false
+    if i < pattern.count, pattern[i] == UInt8(ascii: "^") {
+        negate = true
+        i += 1
+    }
+    var matched = false
+    var first = true
+    while i < pattern.count {
+        var c = pattern[i]
+        if c == UInt8(ascii: "]"), !first { return (matched != negate, i + 1) }
+        first = false
+        if c == UInt8(ascii: "\\"), i + 1 < pattern.count {
+            i += 1
+            c = pattern[i]
+            if c == byte { matched = true }
+            i += 1
+        } else if i + 2 < pattern.count, pattern[i + 1] == UInt8(ascii: "-"), pattern[i + 2] != UInt8(ascii: "]") {
+            var lo = c, hi = pattern[i + 2]
+            if lo > hi { swap(&lo, &hi) }
+            if byte >= lo && byte <= hi { matched = true }
+            i += 3
+        } else {
+            if c == byte { matched = true }
+            i += 1
+        }
+    }
+    return nil
+}

@@ -1,0 +1,146 @@
+import SluiceSDK
+
+/// redirect: requests whose keys are hot (listed, or matching a glob) go to another target; the rest
+/// stay on this chain. Responses come back in the client's order.
+final class Redirect: Transform {
+    static let name = "redirect"
+    static let summary = "sends requests on hot keys (list or globs) to another chain or sink"
+    static let handlesResponses = true
+
+    let target: Target
+    let keys: Set<[UInt8]>
+    /// Lengths of the listed keys, so most keys are rejected without building an array.
+    let keyLengths: Set<Int>
+    let patterns: [[UInt8]]
+    let redirected: Counter
+
+    init(config: ConfigNode, env: ConfigEnv) throws {
+        try config.requireKeys(["target", "keys", "patterns"], in: "redirect")
+        guard let targetName = try config.string("target") else {
+            throw ConfigError("target is required (the chain or sink hot keys go to)", at: config)
+        }
+        target = try env.target(targetName, at: config["target"])
+        keys = Set(try config.strings("keys").map { Array($0.utf8) })
+        keyLengths = Set(keys.map(\.count))
+        patterns = try config.strings("patterns").map { Array($0.utf8) }
+        guard !keys.isEmpty || !patterns.isEmpty else {
+            throw ConfigError("give keys: [...] or patterns: [...] (or both)", at: config)
+        }
+        redirected = try env.counter("redirect_redirected")
+    }
+
+    func makeInstance(env: InstanceEnv) -> TransformInstance { RedirectInstance(redirect: self, env: env) }
+
+    func isHot(_ key: UnsafeRawBufferPointer) -> Bool {
+        if keyLengths.contains(key.count), keys.contains(Array(key)) { return true }
+        for pattern in patterns where pattern.withUnsafeBytes({ globMatches($0, key) }) { return true }
+        return false
+    }
+}
+
+/// Where each request of a split batch went.
+final class RedirectCall {
+    enum Route { case primary, hot, mixed }
+    let routes: [Route]
+    var hotResult: SendResult?
+    var primary: (call: Call, responses: Batch)?
+    init(routes: [Route]) { self.routes = routes }
+}
+
+final class RedirectInstance: TransformInstance {
+    let redirect: Redirect
+    let env: InstanceEnv
+    private var args = ArgumentViews(capacity: 8)
+    private var nameBuffer: [UInt8] = []
+
+    init(redirect: Redirect, env: InstanceEnv) {
+        self.redirect = redirect
+        self.env = env
+    }
+
+    /// The route of request i of a batch.
+    private func route(_ requests: Batch, _ i: Int) -> RedirectCall.Route {
+        let argc = requests.arguments(at: i, into: &args)
+        guard argc > 1 else { return .primary }
+        let name = args[0]
+        guard name.count <= 16 else { return .primary }
+        nameBuffer.removeAll(keepingCapacity: true)
+        for b in name { nameBuffer.append(b >= 65 && b <= 90 ? b + 32 : b) }
+        guard let spec = CommandKeys.table[String(decoding: nameBuffer, as: UTF8.self)] else { return .primary }
+        var hot = 0, total = 0
+        for k in CommandKeys.keyIndices(of: spec, argc: argc) {
+            total += 1
+            if redirect.isHot(args[k]) { hot += 1 }
+        }
+        if hot == 0 { return .primary }
+        return hot == total ? .hot : .mixed
+    }
+
+    func onRequests(_ call: Call, _ requests: Batch) {
+        let count = requests.count
+        var routes: [RedirectCall.Route]?
+        for i in 0..<count {
+            let r = route(requests, i)
+            if r != .primary {
+                if routes == nil { routes = Array(repeating: .primary, count: count) }
+                routes![i] = r
+            }
+        }
+        guard let routes else {
+            call.forward()  // nothing hot: on_responses answers with the received batch
+            return
+        }
+        let state = RedirectCall(routes: routes)
+        let hot = Batch.newRequests()
+        for (i, r) in routes.enumerated() where r == .hot { hot.append(from: requests, index: i) }
+        for i in (0..<count).reversed() where routes[i] != .primary { requests.remove(at: i) }
+        redirect.redirected.add(hot.count)
+        call.setState(state)
+        if hot.count > 0 {
+            env.send(hot, to: redirect.target) { [weak self] result in
+                state.hotResult = result
+                if let primary = state.primary { self?.merge(state, primary.call, primary.responses, result) }
+            }
+        } else {
+            hot.free()
+            state.hotResult = .responses(Batch.newResponses())
+        }
+        call.forward()
+    }
+
+    func onResponses(_ call: Call, requests: Batch, responses: Batch) {
+        guard let state = call.takeState(as: RedirectCall.self) else {
+            call.respondWithReceived()
+            return
+        }
+        if let hot = state.hotResult {
+            merge(state, call, responses, hot)
+        } else {
+            state.primary = (call, responses)
+        }
+    }
+
+    /// Both parts answered: rebuild the response batch in the client's order.
+    private func merge(_ state: RedirectCall, _ call: Call, _ primary: Batch, _ hot: SendResult) {
+        state.primary = nil
+        let merged = Batch.newResponses()
+        var p = 0, h = 0
+        for (i, r) in state.routes.enumerated() {
+            switch r {
+            case .primary:
+                merged.insert(from: primary, index: p, at: i)
+                p += 1
+            case .mixed:
+                merged.putError("ERR redirect: command mixes hot and regular keys", at: i)
+            case .hot:
+                switch hot {
+                case .responses(let batch): merged.insert(from: batch, index: h, at: i)
+                case .failed(let message): merged.putError("ERR redirect: \(redirect.target.name) failed: \(message)", at: i)
+                }
+                h += 1
+            }
+        }
+        if case .responses(let batch) = hot { batch.free() }
+        call.respond(merged)
+    }
+}

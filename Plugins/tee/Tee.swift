@@ -1,0 +1,150 @@
+import SluiceSDK
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// tee: dual-writes every request batch to a second target (chain or sink) and answers from the
+/// primary (the rest of this chain). Optionally compares the two answers.
+final class Tee: Transform {
+    static let name = "tee"
+    static let summary = "sends every request to a second target too; answers from the primary"
+    static let handlesResponses = true
+
+    enum MismatchPolicy: String {
+        case ignore, log, fail, chain
+    }
+
+    let target: Target
+    let policy: MismatchPolicy
+    let mismatchChain: Target?
+    let mismatches: Counter
+    let shadowErrors: Counter
+
+    init(config: ConfigNode, env: ConfigEnv) throws {
+        try config.requireKeys(["target", "on_mismatch", "mismatch_chain"], in: "tee")
+        guard let targetName = try config.string("target") else {
+            throw ConfigError("target is required (the chain or sink to send a copy to)", at: config)
+        }
+        target = try env.target(targetName, at: config["target"])
+        let policyText = try config.string("on_mismatch") ?? "ignore"
+        guard let policy = MismatchPolicy(rawValue: policyText) else {
+            throw ConfigError("on_mismatch: expected ignore, log, fail or chain, found '\(policyText)'",
+                              at: config["on_mismatch"])
+        }
+        self.policy = policy
+        if let chainName = try config.string("mismatch_chain") {
+            guard policy == .chain else {
+                throw ConfigError("mismatch_chain is only used with on_mismatch: chain", at: config["mismatch_chain"])
+            }
+            mismatchChain = try env.target(chainName, at: config["mismatch_chain"])
+        } else if policy == .chain {
+            throw ConfigError("on_mismatch: chain needs mismatch_chain: NAME", at: config["on_mismatch"])
+        } else {
+            mismatchChain = nil
+        }
+        mismatches = try env.counter("tee_mismatches")
+        shadowErrors = try env.counter("tee_shadow_errors")
+    }
+
+    func makeInstance(env: InstanceEnv) -> TransformInstance {
+        TeeInstance(tee: self, env: env)
+    }
+}
+
+/// The two answers of one batch, whichever arrives first.
+final class TeeCall {
+    var shadow: SendResult?
+    var primary: (call: Call, requests: Batch, responses: Batch)?
+}
+
+final class TeeInstance: TransformInstance {
+    let tee: Tee
+    let env: InstanceEnv
+
+    init(tee: Tee, env: InstanceEnv) {
+        self.tee = tee
+        self.env = env
+    }
+
+    func onRequests(_ call: Call, _ requests: Batch) {
+        let copy = requests.clone()
+        if tee.policy == .ignore {
+            env.send(copy, to: tee.target) { [tee] result in
+                switch result {
+                case .responses(let responses): responses.free()
+                case .failed: tee.shadowErrors.add()
+                }
+            }
+            call.forward()
+            return
+        }
+        let state = TeeCall()
+        call.setState(state)
+        env.send(copy, to: tee.target) { [weak self] result in
+            state.shadow = result
+            if let primary = state.primary { self?.compare(state, primary.call, primary.requests, primary.responses, result) }
+        }
+        call.forward()
+    }
+
+    func onResponses(_ call: Call, requests: Batch, responses: Batch) {
+        guard let state = call.takeState(as: TeeCall.self) else {
+            call.respondWithReceived()
+            return
+        }
+        if let shadow = state.shadow {
+            compare(state, call, requests, responses, shadow)
+        } else {
+            state.primary = (call, requests, responses)
+        }
+    }
+
+    /// Both answers are in: compare, apply the policy, answer from the primary.
+    private func compare(_ state: TeeCall, _ call: Call, _ requests: Batch, _ responses: Batch, _ shadow: SendResult) {
+        state.primary = nil
+        switch shadow {
+        case .failed(let message):
+            tee.shadowErrors.add()
+            switch tee.policy {
+            case .fail:
+                for i in 0..<responses.count {
+                    responses.putError("ERR tee: \(tee.target.name) failed: \(message)", at: i)
+                }
+            case .log, .chain:
+                Log.warning("tee: \(tee.target.name) failed for \(requests.count) request(s) from \(env.clientAddress): \(message)")
+            case .ignore:
+                break
+            }
+        case .responses(let other):
+            var mismatched: Batch?
+            for i in 0..<min(responses.count, other.count) where !sameBytes(responses.bytes(at: i), other.bytes(at: i)) {
+                tee.mismatches.add()
+                switch tee.policy {
+                case .log:
+                    var args = ArgumentViews(capacity: 1)
+                    requests.arguments(at: i, into: &args)
+                    let command = args.count > 0 ? printable(args[0], limit: 32) : "?"
+                    Log.warning("tee: mismatch for \(command) (request \(i) of \(requests.count)) from \(env.clientAddress): primary \(printable(responses.bytes(at: i), limit: 200)) vs \(tee.target.name) \(printable(other.bytes(at: i), limit: 200))")
+                case .fail:
+                    responses.putError("ERR tee: responses differ between primary and \(tee.target.name)", at: i)
+                case .chain:
+                    if mismatched == nil { mismatched = Batch.newRequests() }
+                    mismatched!.append(from: requests, index: i)
+                case .ignore:
+                    break
+                }
+            }
+            other.free()
+            if let mismatched, let chain = tee.mismatchChain {
+                env.send(mismatched, to: chain) { result in
+                    if case .responses(let r) = result { r.free() }
+                }
+            }
+        }
+        call.respondWithReceived()
+    }
+
+    private func sameBytes(_ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer) -> Bool {
+        a.count == b.count && (a.count == 0 || memcmp(a.baseAddress!, b.baseAddress!, a.count) == 0)
+    }
+}

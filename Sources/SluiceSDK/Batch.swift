@@ -1,0 +1,164 @@
+/// An ordered batch of messages (requests or responses); a thin wrapper over `sluice_batch*`.
+/// See the header for lent and owned batches: a batch from `new`, `clone` or a send completion is
+/// owned and must be given away (`Call.respond`, `InstanceEnv.send`) or `free()`d.
+public struct Batch {
+    public let raw: OpaquePointer
+
+    public init(raw: OpaquePointer) { self.raw = raw }
+
+    public static func newRequests() -> Batch {
+        Batch(raw: sluiceHost.pointee.batch_new(Int32(SLUICE_BATCH_REQUESTS), Int32(SLUICE_PROTOCOL_REDIS))!)
+    }
+
+    public static func newResponses() -> Batch {
+        Batch(raw: sluiceHost.pointee.batch_new(Int32(SLUICE_BATCH_RESPONSES), Int32(SLUICE_PROTOCOL_REDIS))!)
+    }
+
+    public var count: Int { sluiceHost.pointee.batch_count(raw) }
+    public var isRequests: Bool { sluiceHost.pointee.batch_kind(raw) == SLUICE_BATCH_REQUESTS }
+
+    /// An owned copy; message bytes are shared.
+    public func clone() -> Batch { Batch(raw: sluiceHost.pointee.batch_clone(raw)!) }
+    public func free() { sluiceHost.pointee.batch_free(raw) }
+
+    /// Copies message `index` of `source` to position `at` (count appends). No byte copy.
+    @discardableResult
+    public func insert(from source: Batch, index: Int, at position: Int) -> Bool {
+        sluiceHost.pointee.batch_insert_from(raw, position, source.raw, index) == SLUICE_OK
+    }
+
+    public func append(from source: Batch, index: Int) {
+        insert(from: source, index: index, at: count)
+    }
+
+    public func remove(at index: Int) { _ = sluiceHost.pointee.batch_remove(raw, index) }
+
+    /// The wire bytes of a message (borrowed: valid until it is replaced or the batch released).
+    public func bytes(at index: Int) -> UnsafeRawBufferPointer {
+        var view = sluice_host_view()
+        guard sluiceHost.pointee.batch_message_bytes(raw, index, &view) == SLUICE_OK else {
+            return UnsafeRawBufferPointer(start: nil, count: 0)
+        }
+        return UnsafeRawBufferPointer(start: view.ptr, count: view.len)
+    }
+
+    // MARK: Redis requests
+
+    /// Number of arguments of command `index` (name included).
+    public func argumentCount(at index: Int) -> Int { sluiceHost.pointee.redis_arg_count(raw, index) }
+
+    /// Fills `views` with zero-copy views of command `index`'s arguments and returns their count.
+    /// `views` is reused storage; it grows when a command has more arguments than it holds.
+    @discardableResult
+    public func arguments(at index: Int, into views: inout ArgumentViews) -> Int {
+        var total = 0
+        views.storage.withUnsafeMutableBufferPointer { buffer in
+            _ = sluiceHost.pointee.redis_args(raw, index, buffer.baseAddress, buffer.count, &total)
+        }
+        if total > views.storage.count {
+            views.storage = Array(repeating: sluice_host_view(), count: total)
+            views.storage.withUnsafeMutableBufferPointer { buffer in
+                _ = sluiceHost.pointee.redis_args(raw, index, buffer.baseAddress, buffer.count, &total)
+            }
+        }
+        views.count = total
+        return total
+    }
+
+    /// Builds a command and puts it at `index` (count appends).
+    public func putCommand(_ arguments: [[UInt8]], at index: Int) {
+        var pointers: [UnsafePointer<UInt8>?] = []
+        var lengths: [Int] = []
+        let storage = arguments.map { ContiguousArray($0) }
+        func build(_ i: Int) {
+            if i == storage.count {
+                _ = sluiceHost.pointee.redis_put_command(raw, index, storage.count, pointers, lengths)
+                return
+            }
+            storage[i].withUnsafeBufferPointer { buffer in
+                pointers.append(buffer.baseAddress)
+                lengths.append(buffer.count)
+                build(i + 1)
+            }
+        }
+        build(0)
+    }
+
+    // MARK: Redis responses
+
+    /// Puts an error reply ("ERR …") at `index` (count appends).
+    public func putError(_ message: String, at index: Int) {
+        putReply(Int32(SLUICE_REDIS_ERROR), message, at: index)
+    }
+
+    public func putSimpleString(_ text: String, at index: Int) {
+        putReply(Int32(SLUICE_REDIS_SIMPLE_STRING), text, at: index)
+    }
+
+    public func putBulk(_ bytes: [UInt8], at index: Int) {
+        bytes.withUnsafeBufferPointer {
+            _ = sluiceHost.pointee.redis_put_reply(raw, index, Int32(SLUICE_REDIS_BULK_STRING), $0.baseAddress, $0.count, 0)
+        }
+    }
+
+    public func putInteger(_ value: Int64, at index: Int) {
+        _ = sluiceHost.pointee.redis_put_reply(raw, index, Int32(SLUICE_REDIS_INTEGER), nil, 0, value)
+    }
+
+    public func putNull(at index: Int) {
+        _ = sluiceHost.pointee.redis_put_reply(raw, index, Int32(SLUICE_REDIS_NULL), nil, 0, 0)
+    }
+
+    private func putReply(_ type: Int32, _ text: String, at index: Int) {
+        let clean = String(text.map { $0 == "\r" || $0 == "\n" ? " " : $0 })
+        var copy = clean
+        copy.withUTF8 { _ = sluiceHost.pointee.redis_put_reply(raw, index, type, $0.baseAddress, $0.count, 0) }
+    }
+
+    /// A pre-order walk over the values of response `index`.
+    public func values(at index: Int) -> ReplyValues {
+        var values = ReplyValues()
+        _ = sluiceHost.pointee.redis_cursor_init(raw, index, &values.cursor)
+        return values
+    }
+}
+
+/// Reusable storage for `Batch.arguments(at:into:)`.
+public struct ArgumentViews {
+    var storage: [sluice_host_view]
+    public internal(set) var count = 0
+
+    public init(capacity: Int = 16) {
+        storage = Array(repeating: sluice_host_view(), count: capacity)
+    }
+
+    /// Argument i (0 is the command name), borrowed from the batch.
+    public subscript(i: Int) -> UnsafeRawBufferPointer {
+        UnsafeRawBufferPointer(start: storage[i].ptr, count: storage[i].len)
+    }
+
+}
+
+/// Iterates a reply's values in pre-order (see `sluice_redis_value`).
+public struct ReplyValues: IteratorProtocol, Sequence {
+    var cursor = sluice_redis_cursor()
+
+    public mutating func next() -> sluice_redis_value? {
+        var value = sluice_redis_value()
+        return sluiceHost.pointee.redis_cursor_next(&cursor, &value) == SLUICE_OK ? value : nil
+    }
+}
+
+extension UnsafeRawBufferPointer {
+    /// True if these bytes equal `lowercase` ignoring ASCII case (for command names).
+    public func equalsIgnoringCase(_ lowercase: StaticString) -> Bool {
+        guard count == lowercase.utf8CodeUnitCount else { return false }
+        let expected = UnsafeRawBufferPointer(start: lowercase.utf8Start, count: count)
+        for i in 0..<count {
+            var b = self[i]
+            if b >= 65 && b <= 90 { b += 32 }
+            if b != expected[i] { return false }
+        }
+        return true
+    }
+}

@@ -1,0 +1,81 @@
+/// A pending `on_requests` call: end it with exactly one of forward, respond or fail.
+public struct Call {
+    public let raw: OpaquePointer
+
+    /// Sends the (possibly modified) request batch down the chain.
+    @discardableResult
+    public func forward() -> Int32 { sluiceHost.pointee.call_forward(raw) }
+
+    /// Answers with an owned response batch (ownership passes to the host).
+    @discardableResult
+    public func respond(_ responses: Batch) -> Int32 { sluiceHost.pointee.call_respond(raw, responses.raw) }
+
+    /// In `onResponses`: answers with the lent response batch as modified in place.
+    @discardableResult
+    public func respondWithReceived() -> Int32 { sluiceHost.pointee.call_respond(raw, nil) }
+
+    /// Answers every request of the batch with `ERR <transform>: message`.
+    @discardableResult
+    public func fail(_ message: String) -> Int32 {
+        var text = message
+        return text.withUTF8 { utf8 in
+            utf8.withMemoryRebound(to: CChar.self) { sluiceHost.pointee.call_fail(raw, $0.baseAddress, $0.count) }
+        }
+    }
+
+    /// Per-call state kept for `onResponses`: retained until taken with `takeState`.
+    public func setState(_ state: AnyObject?) {
+        if let old = sluiceHost.pointee.call_data(raw) { Unmanaged<AnyObject>.fromOpaque(old).release() }
+        sluiceHost.pointee.call_set_data(raw, state.map { Unmanaged.passRetained($0).toOpaque() })
+    }
+
+    /// The state set with `setState`, released from the call.
+    public func takeState<T: AnyObject>(as type: T.Type) -> T? {
+        guard let data = sluiceHost.pointee.call_data(raw) else { return nil }
+        sluiceHost.pointee.call_set_data(raw, nil)
+        return Unmanaged<AnyObject>.fromOpaque(data).takeRetainedValue() as? T
+    }
+}
+
+/// The outcome of `InstanceEnv.send`.
+public enum SendResult {
+    /// One response per sent request; owned: give it away or `free()` it.
+    case responses(Batch)
+    case failed(String)
+}
+
+/// The per-connection context of an instance: send to other targets, timers, client address.
+public struct InstanceEnv {
+    public let raw: OpaquePointer
+
+    /// Sends an owned request batch to a chain or sink; `completion` runs later on this thread (never
+    /// after the instance is freed).
+    public func send(_ batch: Batch, to target: Target, completion: @escaping (SendResult) -> Void) {
+        let box = Unmanaged.passRetained(CompletionBox(completion)).toOpaque()
+        let status = sluiceHost.pointee.send(raw, target.raw, batch.raw, { user, status, responses, error in
+            let box = Unmanaged<CompletionBox>.fromOpaque(user!).takeRetainedValue()
+            if status == SLUICE_OK, let responses {
+                box.completion(.responses(Batch(raw: responses)))
+            } else {
+                let message = String(decoding: UnsafeRawBufferPointer(start: error.ptr, count: error.len), as: UTF8.self)
+                box.completion(.failed(message.isEmpty ? "send failed with status \(status)" : message))
+            }
+        }, box)
+        if status != SLUICE_OK {
+            let box = Unmanaged<CompletionBox>.fromOpaque(box).takeRetainedValue()
+            box.completion(.failed("send refused with status \(status)"))
+        }
+    }
+
+    /// "ip:port" of the client.
+    public var clientAddress: String {
+        var view = sluice_host_view()
+        sluiceHost.pointee.client_address(raw, &view)
+        return String(decoding: UnsafeRawBufferPointer(start: view.ptr, count: view.len), as: UTF8.self)
+    }
+}
+
+final class CompletionBox {
+    let completion: (SendResult) -> Void
+    init(_ completion: @escaping (SendResult) -> Void) { self.completion = completion }
+}

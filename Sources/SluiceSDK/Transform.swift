@@ -1,0 +1,33 @@
+/// A transform type: created once per chain position from the user's YAML, shared read-only by
+/// all connections, and asked for one instance per client connection.
+public protocol Transform: AnyObject {
+    /// The name used in chains.
+    static var name: String { get }
+    static var summary: String { get }
+    /// Whether instances implement `onResponses` (false lets the host skip the way back entirely).
+    static var handlesResponses: Bool { get }
+
+    /// Validates the options; throw `ConfigError` (with the node) for anything wrong.
+    init(config: ConfigNode, env: ConfigEnv) throws
+
+    /// A new per-connection instance, touched only from that connection's thread.
+    func makeInstance(env: InstanceEnv) -> TransformInstance
+}
+
+/// The per-connection side of a transform.
+public protocol TransformInstance: AnyObject {
+    /// A request batch arrived (lent until the call completes). End in forward, respond or fail.
+    func onRequests(_ call: Call, _ requests: Batch)
+    /// The responses of a forwarded call (lent, modifiable). End in respond or fail.
+    func onResponses(_ call: Call, requests: Batch, responses: Batch)
+}
+
+extension TransformInstance {
+    public func onResponses(_ call: Call, requests: Batch, responses: Batch) {
+        call.respondWithReceived()
+    }
+}
+
+extension Transform {
+    public static var handlesResponses: Bool { false }
+}
