@@ -98,7 +98,7 @@ done
 # Prints "SET GET" requests per second for a port and pipeline depth.
 bench() {
   redis-benchmark -p "$1" -q -n "$N" -c "$C" -t set,get -P "$2" 2>/dev/null | tr '\r' '\n' |
-    awk '/requests per second/ { gsub(":", "", $1); v[$1] = $2 } END { printf "%s %s", v["SET"], v["GET"] }'
+    awk '/requests per second/ { gsub(":", "", $1); v[$1] = $2 } END { printf "%s %s\n", v["SET"], v["GET"] }'
 }
 
 echo "redis-benchmark -n $N -c $C -t set,get; sluice with $THREADS event loop(s); $(nproc) cores"

@@ -1,0 +1,304 @@
+"""Transforms loaded from .so files through the C ABI, driven by real clients against real servers."""
+import os
+import subprocess
+import time
+import urllib.request
+
+import pytest
+import redis
+
+from conftest import FIXTURES, PLUGINS, SLUICE, free_port
+
+
+def two_sink_config(primary, other, steps, other_name="shadow", plugin_dir=None, extra_chains=""):
+    return f"""
+plugins:
+  directory: {plugin_dir or PLUGINS}
+sinks:
+  primary: {{ redis: {{ address: 127.0.0.1:{primary} }} }}
+  {other_name}: {{ redis: {{ address: 127.0.0.1:{other} }} }}
+chains:
+  main:
+{steps}    - sink: primary
+{extra_chains}
+sources:
+  - redis: {{ listen: 127.0.0.1:{{PORT}}, chain: main }}
+observability:
+  metrics: 127.0.0.1:{{METRICS_PORT}}
+"""
+
+
+def metric(proxy, name):
+    body = urllib.request.urlopen(f"http://127.0.0.1:{proxy.metrics_port}/metrics", timeout=5).read().decode()
+    return sum(float(l.split()[-1]) for l in body.splitlines() if l.startswith(name))
+
+
+# ---- tee ---------------------------------------------------------------------------------------
+
+def test_tee_writes_land_on_both_servers(redis_factory, sluice_factory):
+    primary, shadow = redis_factory(), redis_factory()
+    proxy = sluice_factory(two_sink_config(primary.port, shadow.port, "    - tee: { target: shadow }\n"))
+    r = proxy.client()
+    pipe = r.pipeline(transaction=False)
+    for i in range(500):
+        pipe.set(f"k{i}", f"v{i}")
+    pipe.execute()
+    r.rpush("list", "a", "b")
+    time.sleep(0.3)
+    for server in (primary, shadow):
+        c = server.client()
+        assert c.get("k0") == b"v0" and c.get("k499") == b"v499"
+        assert c.lrange("list", 0, -1) == [b"a", b"b"]
+        assert c.dbsize() == 501
+
+
+def test_tee_answers_from_primary(redis_factory, sluice_factory):
+    primary, shadow = redis_factory(), redis_factory()
+    primary.client().set("who", "primary")
+    shadow.client().set("who", "shadow")
+    proxy = sluice_factory(two_sink_config(primary.port, shadow.port, "    - tee: { target: shadow }\n"))
+    assert proxy.client().get("who") == b"primary"
+
+
+def test_tee_mismatch_is_logged(redis_factory, sluice_factory):
+    primary, shadow = redis_factory(), redis_factory()
+    primary.client().set("drift", "one")
+    shadow.client().set("drift", "two")
+    proxy = sluice_factory(two_sink_config(primary.port, shadow.port,
+                                           "    - tee: { target: shadow, on_mismatch: log }\n"))
+    assert proxy.client().get("drift") == b"one"
+    assert proxy.wait_for_output("tee: mismatch for GET")
+    assert metric(proxy, "sluice_plugin_tee_mismatches_total") >= 1
+
+
+def test_tee_mismatch_fails_the_request(redis_factory, sluice_factory):
+    primary, shadow = redis_factory(), redis_factory()
+    primary.client().set("drift", "one")
+    shadow.client().set("drift", "two")
+    primary.client().set("same", "x")
+    shadow.client().set("same", "x")
+    proxy = sluice_factory(two_sink_config(primary.port, shadow.port,
+                                           "    - tee: { target: shadow, on_mismatch: fail }\n"))
+    r = proxy.client()
+    with pytest.raises(redis.ResponseError, match="tee: responses differ between primary and shadow"):
+        r.get("drift")
+    assert r.get("same") == b"x"
+
+
+def test_tee_mismatch_sent_to_a_chain(redis_factory, sluice_factory):
+    primary, shadow, audit = redis_factory(), redis_factory(), redis_factory()
+    primary.client().set("drift", "one")
+    shadow.client().set("drift", "two")
+    config = f"""
+plugins:
+  directory: {PLUGINS}
+sinks:
+  primary: {{ redis: {{ address: 127.0.0.1:{primary.port} }} }}
+  shadow: {{ redis: {{ address: 127.0.0.1:{shadow.port} }} }}
+  audit_sink: {{ redis: {{ address: 127.0.0.1:{audit.port} }} }}
+chains:
+  main:
+    - tee: {{ target: shadow, on_mismatch: chain, mismatch_chain: audit }}
+    - sink: primary
+  audit:
+    - sink: audit_sink
+sources:
+  - redis: {{ listen: 127.0.0.1:{{PORT}}, chain: main }}
+"""
+    proxy = sluice_factory(config)
+    r = proxy.client()
+    assert r.get("drift") == b"one"
+    assert r.set("agree", "x")  # same reply from both: not sent to the audit chain
+    deadline = time.time() + 5
+    while time.time() < deadline and audit.client().info("commandstats").get("cmdstat_get") is None:
+        time.sleep(0.05)
+    stats = audit.client().info("commandstats")
+    assert stats["cmdstat_get"]["calls"] == 1
+    assert "cmdstat_set" not in stats
+
+
+def test_tee_dead_shadow_with_fail_policy(redis_factory, sluice_factory):
+    primary = redis_factory()
+    proxy = sluice_factory(two_sink_config(primary.port, free_port(),
+                                           "    - tee: { target: shadow, on_mismatch: fail }\n"))
+    with pytest.raises(redis.ResponseError, match="tee: shadow failed"):
+        proxy.client().set("k", "v")
+    # With on_mismatch: ignore the primary keeps serving.
+    proxy2 = sluice_factory(two_sink_config(primary.port, free_port(), "    - tee: { target: shadow }\n"))
+    assert proxy2.client().set("k", "v")
+    assert primary.client().get("k") == b"v"
+
+
+# ---- redirect ------------------------------------------------------------------------------------
+
+def test_redirect_hot_keys_land_on_the_other_server_only(redis_factory, sluice_factory):
+    primary, hot = redis_factory(), redis_factory()
+    steps = '    - redirect: { target: hot, keys: [leaderboard], patterns: ["hot:*", "session:[0-9]*"] }\n'
+    proxy = sluice_factory(two_sink_config(primary.port, hot.port, steps, other_name="hot"))
+    r = proxy.client()
+    pipe = r.pipeline(transaction=False)
+    pipe.set("hot:1", "a").set("cold:1", "b").zadd("leaderboard", {"x": 1}).set("session:42", "s")
+    pipe.set("session:x", "not hot").get("hot:1").get("cold:1").mget("hot:1", "hot:2")
+    assert pipe.execute() == [True, True, 1, True, True, b"a", b"b", [b"a", None]]
+    p, h = primary.client(), hot.client()
+    assert sorted(h.keys()) == [b"hot:1", b"leaderboard", b"session:42"]
+    assert sorted(p.keys()) == [b"cold:1", b"session:x"]
+    assert metric(proxy, "sluice_plugin_redirect_redirected_total") >= 6
+
+
+def test_redirect_mixed_keys_are_refused(redis_factory, sluice_factory):
+    primary, hot = redis_factory(), redis_factory()
+    steps = '    - redirect: { target: hot, patterns: ["hot:*"] }\n'
+    proxy = sluice_factory(two_sink_config(primary.port, hot.port, steps, other_name="hot"))
+    r = proxy.client()
+    with pytest.raises(redis.ResponseError, match="mixes hot and regular keys"):
+        r.mset({"hot:a": 1, "cold:a": 2})
+    assert r.ping()
+
+
+# ---- command-filter (plain C) ------------------------------------------------------------------
+
+def test_c_plugin_denies_commands_and_passes_the_rest(redis_factory, sluice_factory):
+    backend = redis_factory()
+    backend.client().set("keep", "me")
+    steps = "    - deny: { commands: [FLUSHALL, flushdb, KEYS] }\n    - count: {}\n"
+    proxy = sluice_factory(two_sink_config(backend.port, backend.port, steps))
+    out = subprocess.run(["redis-cli", "-p", str(proxy.port), "FLUSHALL"], capture_output=True, text=True, timeout=10)
+    assert "command 'flushall' is denied by this proxy" in out.stdout
+    r = proxy.client()
+    pipe = r.pipeline(transaction=False)
+    pipe.set("a", 1).keys("*").get("keep").flushdb().get("a")
+    results = pipe.execute(raise_on_error=False)
+    assert results[0] is True and results[2] == b"me" and results[4] == b"1"
+    assert isinstance(results[1], redis.ResponseError) and "denied" in str(results[1])
+    assert isinstance(results[3], redis.ResponseError)
+    assert backend.client().get("keep") == b"me"
+    assert metric(proxy, "sluice_plugin_command_filter_denied_total") == 3
+    assert metric(proxy, "sluice_plugin_command_filter_counted_total") >= 3
+
+
+# ---- debug-printer -----------------------------------------------------------------------------
+
+def test_debug_printer_logs_requests_and_responses(redis_factory, sluice_factory):
+    backend = redis_factory()
+    steps = "    - debug-printer: { prefix: DBG, max_bytes: 64 }\n"
+    proxy = sluice_factory(two_sink_config(backend.port, backend.port, steps))
+    r = proxy.client()
+    r.set("printed", "value\x01")
+    assert r.get("printed") == b"value\x01"
+    assert proxy.wait_for_output("DBG")
+    out = proxy.output()
+    assert "request: SET printed value\\x01" in out
+    assert "response: +OK" in out
+
+
+# ---- failures: plugins that misbehave, plugins that are refused, bad configs ---------------------
+
+@pytest.mark.parametrize("transform,needle", [
+    ("fail-status", "ERR fail-status: on_requests returned status 1"),
+    ("fail-message", "ERR fail-message: boom"),
+    ("respond-wrong-count", "responded with 0 responses to 1 requests"),
+])
+def test_plugin_errors_become_redis_errors(redis_factory, sluice_factory, transform, needle):
+    backend = redis_factory()
+    proxy = sluice_factory(two_sink_config(backend.port, backend.port, f"    - {transform}: {{}}\n",
+                                           plugin_dir=FIXTURES))
+    r = proxy.client()
+    for _ in range(3):
+        with pytest.raises(redis.ResponseError) as e:
+            r.get("x")
+        assert needle in str(e.value)
+    assert proxy.alive()
+
+
+def test_double_completion_and_lent_batch_misuse_are_refused(redis_factory, sluice_factory):
+    backend = redis_factory()
+    backend.client().set("x", "real")
+    for transform in ("double-complete", "misuse-lent"):
+        proxy = sluice_factory(two_sink_config(backend.port, backend.port, f"    - {transform}: {{}}\n",
+                                               plugin_dir=FIXTURES))
+        assert proxy.client().get("x") == b"real"
+        assert proxy.alive()
+        assert "second completion was accepted" not in proxy.output()
+        assert metric(proxy, "sluice_transform_abi_misuse_total") >= 1
+
+
+def run_sluice(*args):
+    return subprocess.run([SLUICE, *args], capture_output=True, text=True, timeout=60)
+
+
+def test_plugins_command_lists_loaded_and_refused():
+    out = run_sluice("plugins", "--dir", FIXTURES).stdout
+    assert "misbehaving 1.0.0  ABI 1.0" in out
+    assert "REFUSED" in out and "wrong ABI major: plugin built for ABI 99.0, host speaks ABI 1.0" in out
+    assert "bad magic 0xDEADBEEF" in out and "no entry symbol" in out and "not a shared object" in out
+    out = run_sluice("plugins", "--dir", PLUGINS).stdout
+    for name in ("tee", "redirect", "debug-printer", "command-filter"):
+        assert f"\n{name} 1.0.0  ABI 1.0" in "\n" + out
+
+
+def test_required_refused_plugin_stops_startup_with_its_reason(workdir):
+    path = os.path.join(workdir, "bad.yaml")
+    with open(path, "w") as f:
+        f.write(f"""plugins:
+  directory: {FIXTURES}
+  require: [wrong-major]
+sinks:
+  primary: {{ redis: {{ address: 127.0.0.1:1 }} }}
+chains:
+  main:
+    - sink: primary
+sources:
+  - redis: {{ listen: 127.0.0.1:{free_port()}, chain: main }}
+""")
+    out = run_sluice("check", "--config", path)
+    assert out.returncode == 2
+    assert f"{path}:3:13: required plugin 'wrong-major' is not available" in out.stderr
+    assert "wrong ABI major" in out.stderr
+    run = run_sluice("run", "--config", path)
+    assert run.returncode == 2 and "wrong ABI major" in run.stderr
+
+
+def test_plugin_config_errors_point_into_the_file(workdir):
+    path = os.path.join(workdir, "bad.yaml")
+    with open(path, "w") as f:
+        f.write(f"""plugins:
+  directory: {PLUGINS}
+sinks:
+  primary: {{ redis: {{ address: 127.0.0.1:1 }} }}
+chains:
+  main:
+    - tee: {{ target: nowhere, on_mismatch: log }}
+    - redirect: {{ target: primary, patern: ["x"] }}
+    - deny: {{ commands: [] }}
+    - sink: primary
+sources:
+  - redis: {{ listen: 127.0.0.1:{free_port()}, chain: main }}
+""")
+    out = run_sluice("check", "--config", path)
+    assert out.returncode == 2
+    assert f"{path}:7:21: main[0] tee: no chain or sink is named 'nowhere'" in out.stderr
+    assert f"{path}:8:41: main[1] redirect: unknown key 'patern'" in out.stderr
+    assert f"{path}:9:25: main[2] deny: commands: expected a non-empty sequence" in out.stderr
+
+
+def test_check_accepts_a_good_config(workdir):
+    path = os.path.join(workdir, "good.yaml")
+    with open(path, "w") as f:
+        f.write(f"""plugins:
+  directory: {PLUGINS}
+  require: [tee, redirect, command-filter, debug-printer]
+sinks:
+  primary: {{ redis: {{ address: 127.0.0.1:1 }} }}
+  shadow: {{ redis: {{ address: 127.0.0.1:2 }} }}
+chains:
+  main:
+    - deny: {{ commands: [FLUSHALL] }}
+    - tee: {{ target: shadow }}
+    - sink: primary
+sources:
+  - redis: {{ listen: 127.0.0.1:{free_port()}, chain: main }}
+""")
+    out = run_sluice("check", "--config", path)
+    assert out.returncode == 0, out.stderr
+    assert "chain main: deny -> tee -> sink primary" in out.stdout
