@@ -16,6 +16,9 @@ final class Call: ResponseReceiver {
     let step: TransformStep
     let instance: UnsafeMutableRawPointer?
     let requests: Batch
+    /// How many requests the call started with: the plugin may remove some before forwarding, but
+    /// it must answer every one of them.
+    let requestCount: Int
     let receiver: ResponseReceiver
     private(set) var state: State = .requested
     /// The plugin's own pointer for this call (call_set_data); never touched by the host.
@@ -32,6 +35,7 @@ final class Call: ResponseReceiver {
         self.step = step
         self.instance = instance
         self.requests = requests
+        requestCount = requests.count
         self.receiver = receiver
         if forwarded { state = .forwarded }
     }
@@ -58,6 +62,11 @@ final class Call: ResponseReceiver {
 
     func forward() -> Int32 {
         guard state == .requested else { return misuse("call_forward on a call that was already completed") }
+        if step.onResponses == nil, requests.count != requestCount {
+            step.metrics.errorReturned()
+            _ = fail("changed the number of requests without an on_responses hook to answer them all")
+            return SLUICE_ERROR_INVALID_ARGUMENT
+        }
         forwarding = true
         defer { forwarding = false }
         if step.onResponses != nil {
@@ -90,10 +99,10 @@ final class Call: ResponseReceiver {
             }
             batch = responses
         }
-        guard batch.kind == Batch.responses, batch.count == requests.count else {
+        guard batch.kind == Batch.responses, batch.count == requestCount else {
             step.metrics.errorReturned()
             let kind = batch.kind == Batch.responses ? "" : " (a request batch)"
-            _ = fail("responded with \(batch.count) responses\(kind) to \(requests.count) requests")
+            _ = fail("responded with \(batch.count) responses\(kind) to \(requestCount) requests")
             return SLUICE_ERROR_INVALID_ARGUMENT
         }
         finish(.responses(batch))
@@ -105,7 +114,7 @@ final class Call: ResponseReceiver {
             return misuse("call_fail on a call that was already completed")
         }
         step.metrics.failed()
-        finish(.responses(Batch.errors("ERR \(step.transformName): \(message)", count: requests.count,
+        finish(.responses(Batch.errors("ERR \(step.transformName): \(message)", count: requestCount,
                                        allocator: chain.session.allocator)))
         return SLUICE_OK
     }
@@ -122,7 +131,7 @@ final class Call: ResponseReceiver {
         switch outcome {
         case .responses(let b): batch = b
         case .failed(let message):
-            batch = Batch.errors("ERR \(message)", count: requests.count, allocator: chain.session.allocator)
+            batch = Batch.errors("ERR \(message)", count: requests.count, allocator: chain.session.allocator)  // the forwarded count
         }
         guard let onResponses = step.onResponses else {
             finish(.responses(batch))
