@@ -1,78 +1,81 @@
-/// One pending `on_requests` call: the continuation. End it with exactly one of `forward()`,
-/// `respond(_:)` / `respond()`, `fail(_:)`, during the hook or later (keep the `Call` in your
-/// per-call state). After it completed, the handle is invalid. THREAD: the instance's.
+/// A pending `on_requests` call: end it with exactly one of forward, respond or fail.
 public struct Call {
-    /// The host's `sluice_call*`.
     public let raw: OpaquePointer
-    @usableFromInline unowned(unsafe) let context: InstanceContext
 
-    @usableFromInline
-    init(raw: OpaquePointer, context: InstanceContext) {
-        self.raw = raw
-        self.context = context
-    }
-
-    /// Passes the request batch (as modified in place) to the next step of the chain. A
-    /// `ResponseHandler` then gets the responses in `onResponses` with this same call; for other
-    /// instances the call is finished. Returns false if the host refused (call already completed).
-    @inlinable
+    /// Sends the (possibly modified) request batch down the chain.
     @discardableResult
-    public func forward() -> Bool {
-        context.willComplete(raw, finally: !context.handlesResponses)
-        return Host.api.pointee.call_forward(raw) == SLUICE_OK
-    }
+    public func forward() -> Int32 { sluiceHost.pointee.call_forward(raw) }
 
-    /// Completes the call with an OWNED response batch holding one response per request (ownership
-    /// passes to the host). A wrong count fails the call with an error reply.
-    @inlinable
+    /// Answers with an owned response batch (ownership passes to the host).
     @discardableResult
-    public func respond(_ responses: Batch) -> Bool {
-        context.willComplete(raw, finally: true)
-        return Host.api.pointee.call_respond(raw, responses.raw) == SLUICE_OK
-    }
+    public func respond(_ responses: Batch) -> Int32 { sluiceHost.pointee.call_respond(raw, responses.raw) }
 
-    /// In (or after) `onResponses`: completes the call with the LENT response batch as modified in place.
-    @inlinable
+    /// In `onResponses`: answers with the lent response batch as modified in place.
     @discardableResult
-    public func respond() -> Bool {
-        context.willComplete(raw, finally: true)
-        return Host.api.pointee.call_respond(raw, nil) == SLUICE_OK
-    }
+    public func respondWithReceived() -> Int32 { sluiceHost.pointee.call_respond(raw, nil) }
 
-    /// Completes the call by answering every request with `-ERR <transform>: <message>`.
+    /// Answers every request of the batch with `ERR <transform>: message`.
     @discardableResult
-    public func fail(_ message: String) -> Bool {
-        context.willComplete(raw, finally: true)
+    public func fail(_ message: String) -> Int32 {
         var text = message
         return text.withUTF8 { utf8 in
-            utf8.withMemoryRebound(to: CChar.self) { Host.api.pointee.call_fail(raw, $0.baseAddress, $0.count) }
-        } == SLUICE_OK
+            utf8.withMemoryRebound(to: CChar.self) { sluiceHost.pointee.call_fail(raw, $0.baseAddress, $0.count) }
+        }
     }
 
-    // MARK: Per-call state
-
-    /// Attaches an object to the call (e.g. what `onResponses` needs to know about this batch). The
-    /// SDK retains it until `takeState` or until the call is completed with respond/fail (or the
-    /// connection closes), so it never leaks. Replaces any previous state.
+    /// Per-call state kept for `onResponses`: retained until taken with `takeState`.
     public func setState(_ state: AnyObject?) {
-        context.detachState(of: raw)
-        guard let state else { return }
-        let node = CallStateNode(state)
-        context.attachState(node, to: raw)
+        if let old = sluiceHost.pointee.call_data(raw) { Unmanaged<AnyObject>.fromOpaque(old).release() }
+        sluiceHost.pointee.call_set_data(raw, state.map { Unmanaged.passRetained($0).toOpaque() })
     }
 
-    /// The object given to `setState`, still attached.
-    public func state<T: AnyObject>(as type: T.Type) -> T? {
-        guard let data = Host.api.pointee.call_data(raw) else { return nil }
-        return Unmanaged<CallStateNode>.fromOpaque(data).takeUnretainedValue().state as? T
-    }
-
-    /// The object given to `setState`, detached from the call.
+    /// The state set with `setState`, released from the call.
     public func takeState<T: AnyObject>(as type: T.Type) -> T? {
-        guard let data = Host.api.pointee.call_data(raw) else { return nil }
-        let node = Unmanaged<CallStateNode>.fromOpaque(data).takeUnretainedValue()
-        let state = node.state
-        context.detachState(of: raw)
-        return state as? T
+        guard let data = sluiceHost.pointee.call_data(raw) else { return nil }
+        sluiceHost.pointee.call_set_data(raw, nil)
+        return Unmanaged<AnyObject>.fromOpaque(data).takeRetainedValue() as? T
     }
+}
+
+/// The outcome of `InstanceEnv.send`.
+public enum SendResult {
+    /// One response per sent request; owned: give it away or `free()` it.
+    case responses(Batch)
+    case failed(String)
+}
+
+/// The per-connection context of an instance: send to other targets, timers, client address.
+public struct InstanceEnv {
+    public let raw: OpaquePointer
+
+    /// Sends an owned request batch to a chain or sink; `completion` runs later on this thread (never
+    /// after the instance is freed).
+    public func send(_ batch: Batch, to target: Target, completion: @escaping (SendResult) -> Void) {
+        let box = Unmanaged.passRetained(CompletionBox(completion)).toOpaque()
+        let status = sluiceHost.pointee.send(raw, target.raw, batch.raw, { user, status, responses, error in
+            let box = Unmanaged<CompletionBox>.fromOpaque(user!).takeRetainedValue()
+            if status == SLUICE_OK, let responses {
+                box.completion(.responses(Batch(raw: responses)))
+            } else {
+                let message = String(decoding: UnsafeRawBufferPointer(start: error.ptr, count: error.len), as: UTF8.self)
+                box.completion(.failed(message.isEmpty ? "send failed with status \(status)" : message))
+            }
+        }, box)
+        if status != SLUICE_OK {
+            let box = Unmanaged<CompletionBox>.fromOpaque(box).takeRetainedValue()
+            box.completion(.failed("send refused with status \(status)"))
+        }
+    }
+
+    /// "ip:port" of the client.
+    public var clientAddress: String {
+        var view = sluice_host_view()
+        sluiceHost.pointee.client_address(raw, &view)
+        return String(decoding: UnsafeRawBufferPointer(start: view.ptr, count: view.len), as: UTF8.self)
+    }
+}
+
+final class CompletionBox {
+    let completion: (SendResult) -> Void
+    init(_ completion: @escaping (SendResult) -> Void) { self.completion = completion }
 }
