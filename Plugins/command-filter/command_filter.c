@@ -235,11 +235,9 @@ static int32_t deny_on_responses(void *instance, sluice_call *call, const sluice
 /* ---- count ----------------------------------------------------------------------------------- */
 
 static int32_t count_config_new(sluice_config_env *env, const sluice_config_node *node, void **out) {
-  if (host->node_kind(node) == SLUICE_NODE_MAP && host->node_count(node) > 0) {
-    config_fail(env, node, "count takes no options (write 'count: {}')");
-    return SLUICE_ERROR;
-  }
-  if (host->node_kind(node) == SLUICE_NODE_SCALAR || host->node_kind(node) == SLUICE_NODE_SEQUENCE) {
+  /* Only nothing or an empty map is accepted. */
+  int32_t kind = host->node_kind(node);
+  if (kind != SLUICE_NODE_NULL && !(kind == SLUICE_NODE_MAP && host->node_count(node) == 0)) {
     config_fail(env, node, "count takes no options (write 'count: {}')");
     return SLUICE_ERROR;
   }
