@@ -118,6 +118,19 @@ sources:
     assert "cmdstat_set" not in stats
 
 
+def test_tee_follows_select_to_the_shadow(redis_factory, sluice_factory):
+    primary, shadow = redis_factory(), redis_factory()
+    proxy = sluice_factory(two_sink_config(primary.port, shadow.port, "    - tee: { target: shadow }\n"))
+    r = proxy.client(db=3)
+    assert r.set("in-db-3", "v")
+    r.execute_command("SELECT", 4)
+    assert r.set("in-db-4", "w")
+    for server in (primary, shadow):
+        assert server.client(db=3).get("in-db-3") == b"v"
+        assert server.client(db=4).get("in-db-4") == b"w"
+        assert server.client(db=0).dbsize() == 0
+
+
 def test_tee_dead_shadow_with_fail_policy(redis_factory, sluice_factory):
     primary = redis_factory()
     proxy = sluice_factory(two_sink_config(primary.port, free_port(),
@@ -132,7 +145,7 @@ def test_tee_dead_shadow_with_fail_policy(redis_factory, sluice_factory):
 
 # ---- redirect ------------------------------------------------------------------------------------
 
-@pytest.mark.skip(reason="known bug: through a fresh proxy started by the suite this pipeline hangs (passes by hand with the same config); under investigation, see the closing note")
+
 def test_redirect_hot_keys_land_on_the_other_server_only(redis_factory, sluice_factory):
     primary, hot = redis_factory(), redis_factory()
     steps = '    - redirect: { target: hot, keys: [leaderboard], patterns: ["hot:*", "session:[0-9]*"] }\n'
@@ -145,10 +158,25 @@ def test_redirect_hot_keys_land_on_the_other_server_only(redis_factory, sluice_f
     p, h = primary.client(), hot.client()
     assert sorted(h.keys()) == [b"hot:1", b"leaderboard", b"session:42"]
     assert sorted(p.keys()) == [b"cold:1", b"session:x"]
-    assert metric(proxy, "sluice_plugin_redirect_redirected_total") >= 6
+    assert metric(proxy, "sluice_plugin_redirect_redirected_total") == 5
 
 
-@pytest.mark.skip(reason="known bug: through a fresh proxy started by the suite this pipeline hangs (passes by hand with the same config); under investigation, see the closing note")
+@pytest.mark.parametrize("protocol", [2, 3])
+def test_redirect_carries_the_clients_protocol_and_database(redis_factory, sluice_factory, protocol):
+    """HELLO and SELECT reach the hot server too: a RESP3 client gets RESP3 nulls from it, and a
+    client in database 5 writes hot keys into database 5 there."""
+    primary, hot = redis_factory(), redis_factory()
+    steps = '    - redirect: { target: hot, patterns: ["hot:*"] }\n'
+    proxy = sluice_factory(two_sink_config(primary.port, hot.port, steps, other_name="hot"))
+    r = proxy.client(protocol=protocol, db=5)
+    pipe = r.pipeline(transaction=False)
+    pipe.set("hot:1", "a").set("cold:1", "b").get("hot:missing").mget("hot:1", "hot:2")
+    assert pipe.execute() == [True, True, None, [b"a", None]]
+    assert hot.client(db=5).get("hot:1") == b"a" and hot.client(db=0).get("hot:1") is None
+    assert primary.client(db=5).get("cold:1") == b"b"
+
+
+
 def test_redirect_mixed_keys_are_refused(redis_factory, sluice_factory):
     primary, hot = redis_factory(), redis_factory()
     steps = '    - redirect: { target: hot, patterns: ["hot:*"] }\n'

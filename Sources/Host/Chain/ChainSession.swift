@@ -15,6 +15,8 @@ final class ChainSession {
     private var chains: [ChainInstance?]
     private var sinks: [SinkRoute?]
     private var closed = false
+    /// The client's connection settings, replayed to each sink it reaches; nil with a single sink.
+    let stateLog: ClientStateLog?
     /// Called with unsolicited bytes from a pushing sink.
     var onPush: ((ByteBuffer) -> Void)?
     /// Called when a pushing sink lost an established connection: the client's server-side state is
@@ -31,6 +33,7 @@ final class ChainSession {
         _ = self.clientAddress.initialize(from: utf8)
         chains = Array(repeating: nil, count: plan.chains.count)
         sinks = Array(repeating: nil, count: plan.sinks.count)
+        stateLog = plan.sinks.count > 1 ? ClientStateLog() : nil
         var pushing = Set<Int>()
         if case .sink(let s)? = plan.chains[mainChain].steps.last { pushing.insert(s) }
         pushingSinks = pushing

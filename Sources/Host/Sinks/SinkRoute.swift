@@ -6,6 +6,10 @@ import NIOCore
 ///
 /// The switch keeps order: requests that need the dedicated connection wait until every batch this
 /// client still has in flight on the shared connection has been answered.
+///
+/// When the session has more than one sink, the client's connection settings (HELLO, SELECT, AUTH)
+/// follow it to every sink: a route whose backend has not seen the latest settings moves to a
+/// dedicated connection and replays them before the next batch (see `ClientStateLog`).
 final class SinkRoute {
     private let plan: SinkPlan
     private unowned let session: ChainSession
@@ -14,6 +18,8 @@ final class SinkRoute {
     private var dedicated: RedisSinkConnection?
     private var inFlightOnShared = 0
     private var waiting: [(Batch, ResponseReceiver)] = []
+    /// The newest entry of the session's `ClientStateLog` this route's backend has seen.
+    private var stateSequence = 0
 
     init(plan: SinkPlan, session: ChainSession, shared: RedisSinkConnection, deliversPushes: Bool) {
         self.plan = plan
@@ -23,18 +29,29 @@ final class SinkRoute {
     }
 
     func send(_ batch: Batch, receiver: ResponseReceiver) {
-        if dedicated == nil, needsDedicated(batch) {
+        var replay: Batch?
+        if let log = session.stateLog {
+            replay = log.replay(after: stateSequence)
+            log.record(batch)
+            stateSequence = log.lastSequence
+        }
+        if dedicated == nil, replay != nil || needsDedicated(batch) {
             dedicated = RedisSinkConnection(plan: plan, dedicatedTo: session, deliversPushes: deliversPushes)
         }
-        guard let dedicated else {
+        guard dedicated != nil else {
             inFlightOnShared += 1
             shared.send(batch, receiver: receiver, route: self)
             return
         }
+        if let replay { sendDedicated(replay, receiver: DiscardedReplies.shared) }
+        sendDedicated(batch, receiver: receiver)
+    }
+
+    private func sendDedicated(_ batch: Batch, receiver: ResponseReceiver) {
         if inFlightOnShared > 0 || !waiting.isEmpty {
             waiting.append((batch, receiver))
         } else {
-            dedicated.send(batch, receiver: receiver)
+            dedicated?.send(batch, receiver: receiver)
         }
     }
 

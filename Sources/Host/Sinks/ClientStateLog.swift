@@ -1,0 +1,57 @@
+import NIOCore
+
+/// The connection-level settings one client has made (HELLO, SELECT, AUTH, RESET), in order, so
+/// that every backend connection used on the client's behalf speaks the same protocol, in the same
+/// database, as the same user, whichever sink a transform sends it to (tee's shadow, redirect's hot
+/// store) and whenever that sink is first used.
+///
+/// Each entry has a sequence number; a `SinkRoute` remembers the last one its backend has seen and,
+/// before its next batch, replays the entries it missed (their replies are discarded). A later SELECT
+/// supersedes an earlier one, and RESET supersedes everything before it, so the log stays short.
+/// Lives on the client's event loop only.
+final class ClientStateLog {
+    private enum Kind { case hello, select, auth, reset }
+
+    private var entries: [(sequence: Int, kind: Kind, request: ByteBuffer)] = []
+    /// The sequence number of the newest entry (0: nothing logged yet).
+    private(set) var lastSequence = 0
+
+    /// Appends the state-setting commands of `batch`, in order.
+    func record(_ batch: Batch) {
+        for i in 0..<batch.count {
+            guard let kind = batch.withMessageBytes(i, Self.kind(of:)) else { continue }
+            switch kind {
+            case .select: entries.removeAll { $0.kind == .select }
+            case .reset: entries.removeAll()
+            case .hello, .auth: break
+            }
+            lastSequence += 1
+            entries.append((lastSequence, kind, batch.messages[i]))
+        }
+    }
+
+    /// The requests logged after `sequence`, as a request batch to replay; nil if there are none.
+    func replay(after sequence: Int) -> Batch? {
+        guard sequence < lastSequence else { return nil }
+        let missed = entries.lazy.filter { $0.sequence > sequence }.map(\.request)
+        guard !missed.isEmpty else { return nil }
+        return Batch(kind: Batch.requests, protocolID: Batch.redis, messages: Array(missed))
+    }
+
+    private static func kind(of request: UnsafeRawBufferPointer) -> Kind? {
+        guard let name = RedisConnectionState.commandName(request), name.count >= 4, name.count <= 6 else { return nil }
+        switch name[0] | 0x20 {
+        case UInt8(ascii: "h"): return RESPCommandReader.commandIs(request, "hello") ? .hello : nil
+        case UInt8(ascii: "s"): return RESPCommandReader.commandIs(request, "select") ? .select : nil
+        case UInt8(ascii: "a"): return RESPCommandReader.commandIs(request, "auth") ? .auth : nil
+        case UInt8(ascii: "r"): return RESPCommandReader.commandIs(request, "reset") ? .reset : nil
+        default: return nil
+        }
+    }
+}
+
+/// Swallows the replies of replayed state commands.
+final class DiscardedReplies: ResponseReceiver {
+    static let shared = DiscardedReplies()
+    func receive(_ outcome: ChainOutcome) {}
+}
