@@ -31,7 +31,10 @@ struct NewTransform: ParsableCommand {
             throw ValidationError("\(destination.path) already exists")
         }
         let typeName = name.split(separator: "-").map { $0.prefix(1).uppercased() + $0.dropFirst() }.joined()
-        let replacements = ["__TRANSFORM_NAME__": name, "__TRANSFORM_TYPE__": typeName, "__SLUICE_ROOT__": root.path]
+        let replacements = [
+            "__TRANSFORM_NAME__": name, "__TRANSFORM_TYPE__": typeName,
+            "__TRANSFORM_METRIC__": name.replacingOccurrences(of: "-", with: "_"), "__SLUICE_ROOT__": root.path,
+        ]
         try fm.copyItem(at: template, to: destination)
         let files = fm.enumerator(at: destination, includingPropertiesForKeys: nil)?.compactMap { $0 as? URL } ?? []
         for file in files where !file.hasDirectoryPath {
