@@ -163,7 +163,7 @@ static int32_t deny_on_requests(void *instance, sluice_call *call, sluice_batch 
       break;
     }
   }
-  if (first == count) return host->call_forward(call); /* the fast path: nothing denied */
+  if (first == count) return host->call_pass(call); /* the fast path: nothing denied, no way back */
 
   deny_call *state = calloc(1, sizeof *state);
   if (state == NULL) return host->call_fail(call, "out of memory", 13);
@@ -297,7 +297,7 @@ static const sluice_plugin_descriptor descriptor = {
 
 SLUICE_PLUGIN_EXPORT const sluice_plugin_descriptor *sluice_plugin_init(const sluice_host_api *h) {
   if (h == NULL || h->abi_major != SLUICE_ABI_VERSION_MAJOR ||
-      h->struct_size < offsetof(sluice_host_api, redis_put_reply) + sizeof h->redis_put_reply) {
+      h->struct_size < offsetof(sluice_host_api, call_pass) + sizeof h->call_pass) {
     return NULL;
   }
   host = h;

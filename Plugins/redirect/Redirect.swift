@@ -87,7 +87,7 @@ final class RedirectInstance: TransformInstance {
             }
         }
         guard let routes else {
-            call.forward()  // nothing hot: on_responses answers with the received batch
+            call.pass()  // nothing hot: the responses need no merging
             return
         }
         let state = RedirectCall(routes: routes)

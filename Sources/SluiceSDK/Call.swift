@@ -6,6 +6,11 @@ public struct Call {
     @discardableResult
     public func forward() -> Int32 { sluiceHost.pointee.call_forward(raw) }
 
+    /// Sends the (possibly modified, same-sized) request batch down the chain, letting the responses of
+    /// this call bypass `onResponses` (cheaper when this batch needs nothing on the way back).
+    @discardableResult
+    public func pass() -> Int32 { sluiceHost.pointee.call_pass(raw) }
+
     /// Answers with an owned response batch (ownership passes to the host).
     @discardableResult
     public func respond(_ responses: Batch) -> Int32 { sluiceHost.pointee.call_respond(raw, responses.raw) }

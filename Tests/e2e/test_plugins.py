@@ -229,6 +229,7 @@ def test_debug_printer_logs_requests_and_responses(redis_factory, sluice_factory
     ("fail-status", "fail-status: on_requests returned status 1"),
     ("fail-message", "fail-message: boom"),
     ("respond-wrong-count", "responded with 0 responses to 1 requests"),
+    ("pass-after-remove", "call_pass with 0 of 1 requests"),
 ])
 def test_plugin_errors_become_redis_errors(redis_factory, sluice_factory, transform, needle):
     backend = redis_factory()

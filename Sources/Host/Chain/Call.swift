@@ -67,16 +67,30 @@ final class Call: ResponseReceiver {
             _ = fail("changed the number of requests without an on_responses hook to answer them all")
             return SLUICE_ERROR_INVALID_ARGUMENT
         }
+        guard step.onResponses != nil else { return passOn() }
         forwarding = true
         defer { forwarding = false }
-        if step.onResponses != nil {
-            state = .forwarded
-            chain.run(requests, from: position + 1, receiver: self)
-        } else {
-            state = .done
-            chain.run(requests, from: position + 1, receiver: receiver)
-            releaseFromPlugin()
+        state = .forwarded
+        chain.run(requests, from: position + 1, receiver: self)
+        return SLUICE_OK
+    }
+
+    /// call_pass: forwards with the responses bypassing this step's on_responses hook.
+    func pass() -> Int32 {
+        guard state == .requested else { return misuse("call_pass on a call that was already completed") }
+        guard requests.count == requestCount else {
+            step.metrics.errorReturned()
+            _ = fail("call_pass with \(requests.count) of \(requestCount) requests (removed requests need on_responses)")
+            return SLUICE_ERROR_INVALID_ARGUMENT
         }
+        return passOn()
+    }
+
+    /// The rest of the chain answers the original receiver directly; this call is done.
+    private func passOn() -> Int32 {
+        state = .done
+        chain.run(requests, from: position + 1, receiver: receiver)
+        releaseFromPlugin()
         return SLUICE_OK
     }
 

@@ -141,6 +141,10 @@ enum HostAPI {
             guard let call else { return SLUICE_ERROR_INVALID_ARGUMENT }
             return Call.from(call).forward()
         }
+        api.call_pass = { call in
+            guard let call else { return SLUICE_ERROR_INVALID_ARGUMENT }
+            return Call.from(call).pass()
+        }
         api.call_respond = { call, batch in
             guard let call else { return SLUICE_ERROR_INVALID_ARGUMENT }
             return Call.from(call).respond(batch)

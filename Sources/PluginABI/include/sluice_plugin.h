@@ -71,7 +71,8 @@
  * on_requests(instance, call, requests) must end — during the hook or later — in exactly one of:
  *   - host->call_forward(call): pass the (possibly modified) request batch to the next step of the
  *     chain. The responses come back through on_responses (or straight up the chain if the
- *     transform has no on_responses hook).
+ *     transform has no on_responses hook). host->call_pass(call) does the same but lets this
+ *     call's responses bypass on_responses.
  *   - host->call_respond(call, responses): answer the requests here (cache hit, filter, throttle).
  *   - host->call_fail(call, message): every request of the batch is answered with an error
  *     (Redis: "-ERR <plugin>: <message>").
@@ -363,11 +364,25 @@ typedef void (*sluice_host_call_set_data_fn)(sluice_call *call, void *data);
 /** The pointer given to call_set_data, or NULL. THREAD: instance's. */
 typedef void *(*sluice_host_call_data_fn)(const sluice_call *call);
 
+/**
+ * Like call_forward, but this call's responses skip the plugin's on_responses hook and go straight
+ * up the chain, untouched: for a transform that only sometimes needs the responses (a deny-list with
+ * nothing denied in this batch, redirect with nothing hot, tee that ignores mismatches). Cheaper than
+ * forwarding and answering call_respond(NULL) from on_responses: the host keeps no state for the call.
+ * The request count must be unchanged (nobody will answer removed requests): otherwise the call fails
+ * with an error reply and SLUICE_ERROR_INVALID_ARGUMENT is returned. Free any call data first (the
+ * host never frees it). After SLUICE_OK the call handle is invalid.
+ * Returns SLUICE_ERROR_STATE if the call was already forwarded or completed. THREAD: instance's.
+ */
+typedef int32_t (*sluice_host_call_pass_fn)(sluice_call *call);
+
 /* ---- sending elsewhere, timers ----------------------------------------------------------------- */
 
 /**
- * Sends a request batch to a named chain or sink, on this client connection's own connections to it
- * (so per-client state such as SELECT is kept per target). batch: OWNERSHIP moves to the host, even
+ * Sends a request batch to a named chain or sink, on this client connection's own connections to it.
+ * The client's connection settings (HELLO protocol version, SELECT database, AUTH) are carried to
+ * every sink the client reaches, so a RESP3 client gets RESP3 replies and a SELECT applies to a tee
+ * shadow or a redirect target as it does to the primary. batch: OWNERSHIP moves to the host, even
  * on error. completion: called exactly once, later, on this thread (see sluice_send_completion_fn),
  * unless the instance is freed first. Returns SLUICE_ERROR_INVALID_ARGUMENT for a NULL argument or a
  * lent batch (then completion is never called). THREAD: instance's.
@@ -573,6 +588,7 @@ typedef struct sluice_host_api {
   sluice_host_redis_cursor_init_fn redis_cursor_init;
   sluice_host_redis_cursor_next_fn redis_cursor_next;
   sluice_host_redis_put_reply_fn redis_put_reply;
+  sluice_host_call_pass_fn call_pass;
   /* ABI 1.1 appends CQL functions here. */
 } sluice_host_api;
 
