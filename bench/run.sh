@@ -5,12 +5,17 @@
 # plain C, and redirect, Swift, whose hot-key patterns match none of the benchmark's keys, so every
 # request pays for its checks). redis-benchmark drives each at -P 1 and -P 16.
 #
-# Usage: bench/run.sh            (N=200000 requests, C=50 clients; override with env N, C, THREADS)
+# Every figure is the median of ROUNDS runs, the targets interleaved round by round so that a noisy
+# moment of the machine (2 cores shared by redis-benchmark, redis-server and the proxy) hits them all
+# alike rather than one of them.
+#
+# Usage: bench/run.sh   (N=200000 requests, C=50 clients, ROUNDS=3; override with env N, C, ROUNDS, THREADS)
 # Needs: scripts/install-deps.sh, a release build (scripts/build-plugins.sh builds the plugins).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${N:-200000}
 C=${C:-50}
+ROUNDS=${ROUNDS:-3}
 # One event loop: on a 2-core machine shared with redis-server and redis-benchmark a second loop
 # only adds context switches (see docs/performance.md).
 THREADS=${THREADS:-1}
@@ -101,22 +106,32 @@ bench() {
     awk '/requests per second/ { gsub(":", "", $1); v[$1] = $2 } END { printf "%s %s\n", v["SET"], v["GET"] }'
 }
 
-echo "redis-benchmark -n $N -c $C -t set,get; sluice with $THREADS event loop(s); $(nproc) cores"
+median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+
+targets=("direct:$REDIS" "haproxy:$HAPROXY" "twemproxy:$TWEM" "sluice-empty:$EMPTY" "sluice-3-transforms:$CHAIN")
+echo "redis-benchmark -n $N -c $C -t set,get; median of $ROUNDS interleaved rounds; sluice with $THREADS event loop(s); $(nproc) cores"
 printf "%-4s %-22s %12s %12s %10s %10s\n" "P" "target" "SET/s" "GET/s" "vs twem" "vs direct"
 for P in 1 16; do
-  declare -A set get
-  for entry in "direct:$REDIS" "haproxy:$HAPROXY" "twemproxy:$TWEM" "sluice-empty:$EMPTY" "sluice-3-transforms:$CHAIN"; do
-    name=${entry%%:*}
-    read -r s g < <(bench "${entry##*:}" "$P")
-    set[$name]=$s; get[$name]=$g
+  declare -A sets gets set get
+  for _ in $(seq 1 "$ROUNDS"); do
+    for entry in "${targets[@]}"; do
+      name=${entry%%:*}
+      read -r s g < <(bench "${entry##*:}" "$P")
+      sets[$name]="${sets[$name]:-} $s"; gets[$name]="${gets[$name]:-} $g"
+    done
   done
-  for name in direct haproxy twemproxy sluice-empty sluice-3-transforms; do
+  for entry in "${targets[@]}"; do
+    name=${entry%%:*}
+    set[$name]=$(echo "${sets[$name]}" | median); get[$name]=$(echo "${gets[$name]}" | median)
+  done
+  for entry in "${targets[@]}"; do
+    name=${entry%%:*}
     s=${set[$name]}; g=${get[$name]}
     vt=$(awk -v a="$s" -v b="$g" -v c="${set[twemproxy]}" -v d="${get[twemproxy]}" 'BEGIN { printf "%.2fx", (a + b) / (c + d) }')
     vd=$(awk -v a="$s" -v b="$g" -v c="${set[direct]}" -v d="${get[direct]}" 'BEGIN { printf "%.2fx", (a + b) / (c + d) }')
     printf "%-4s %-22s %12s %12s %10s %10s\n" "$P" "$name" "$s" "$g" "$vt" "$vd"
   done
-  unset set get
+  unset sets gets set get
 done
 errors=$(grep -ci "error" "$W/chain.log" || true)
 echo "sluice (3 transforms) log lines with 'error': $errors"
