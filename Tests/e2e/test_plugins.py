@@ -118,6 +118,21 @@ sources:
     assert "cmdstat_set" not in stats
 
 
+def test_redirect_carries_auth_to_the_hot_server(redis_factory, sluice_factory):
+    primary = redis_factory("--requirepass", "s3cret")
+    hot = redis_factory("--requirepass", "s3cret")
+    steps = '    - redirect: { target: hot, patterns: ["hot:*"] }\n'
+    proxy = sluice_factory(two_sink_config(primary.port, hot.port, steps, other_name="hot"))
+    anonymous = proxy.client()
+    with pytest.raises(redis.AuthenticationError):
+        anonymous.set("hot:x", "no")
+    r = proxy.client(password="s3cret")
+    assert r.set("hot:1", "a") and r.set("cold:1", "b")
+    assert r.mget("hot:1") == [b"a"]
+    assert hot.client(password="s3cret").get("hot:1") == b"a"
+    assert primary.client(password="s3cret").get("cold:1") == b"b"
+
+
 def test_tee_follows_select_to_the_shadow(redis_factory, sluice_factory):
     primary, shadow = redis_factory(), redis_factory()
     proxy = sluice_factory(two_sink_config(primary.port, shadow.port, "    - tee: { target: shadow }\n"))

@@ -1,0 +1,59 @@
+import NIOCore
+import XCTest
+@testable import SluiceHost
+
+final class ClientStateLogTests: XCTestCase {
+    private let allocator = ByteBufferAllocator()
+
+    private func batch(_ commands: [[String]]) -> Batch {
+        Batch(kind: Batch.requests, protocolID: Batch.redis,
+              messages: commands.map { RESPEncoding.command($0.map { Array($0.utf8) }, allocator: allocator) })
+    }
+
+    /// The commands of a replay batch, as argument lists.
+    private func commands(_ replay: Batch?) -> [[String]] {
+        guard let replay else { return [] }
+        return (0..<replay.count).map { i in
+            replay.withMessageBytes(i) { bytes in
+                var args: [String] = []
+                RESPCommandReader.forEachArgument(bytes) { _, start, length in
+                    args.append(String(decoding: bytes[start..<start + length], as: UTF8.self))
+                    return true
+                }
+                return args
+            }
+        }
+    }
+
+    func testOnlyConnectionSettingsAreLoggedInOrder() {
+        let log = ClientStateLog()
+        log.record(batch([["GET", "k"], ["hello", "3"], ["SET", "k", "v"], ["AUTH", "user", "pw"], ["SELECTX", "1"]]))
+        XCTAssertEqual(log.lastSequence, 2)
+        XCTAssertEqual(commands(log.replay(after: 0)), [["hello", "3"], ["AUTH", "user", "pw"]])
+        XCTAssertEqual(commands(log.replay(after: 1)), [["AUTH", "user", "pw"]])
+        XCTAssertNil(log.replay(after: 2))
+    }
+
+    func testALaterSelectSupersedesAnEarlierOne() {
+        let log = ClientStateLog()
+        log.record(batch([["SELECT", "1"], ["HELLO", "3"]]))
+        log.record(batch([["select", "2"]]))
+        XCTAssertEqual(commands(log.replay(after: 0)), [["HELLO", "3"], ["select", "2"]])
+        // A route that already saw SELECT 1 and HELLO still needs SELECT 2.
+        XCTAssertEqual(commands(log.replay(after: 2)), [["select", "2"]])
+    }
+
+    func testResetForgetsEverythingBeforeIt() {
+        let log = ClientStateLog()
+        log.record(batch([["SELECT", "4"], ["HELLO", "3"], ["RESET"]]))
+        XCTAssertEqual(commands(log.replay(after: 0)), [["RESET"]])
+        XCTAssertEqual(log.lastSequence, 3)
+    }
+
+    func testNothingLoggedCostsNothing() {
+        let log = ClientStateLog()
+        log.record(batch([["GET", "a"], ["MGET", "a", "b"], ["PING"]]))
+        XCTAssertEqual(log.lastSequence, 0)
+        XCTAssertNil(log.replay(after: 0))
+    }
+}
