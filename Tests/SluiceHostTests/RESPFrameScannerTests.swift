@@ -100,6 +100,18 @@ final class RESPFrameScannerTests: XCTestCase {
         }
     }
 
+    func testHugeLengthsAreRefusedEvenWithoutALimit() {
+        // The host validates plugin-built values with no size limit: lengths near Int.max must be
+        // refused, not overflow.
+        for text in ["$9223372036854775807\r\n", "$999999999999999999\r\n", "*9223372036854775807\r\n",
+                     "%4611686018427387904\r\n"] {
+            var scanner = RESPFrameScanner(maxFrameBytes: Int.max)
+            let outcome = Array(text.utf8).withUnsafeBytes { scanner.scan($0) }
+            XCTAssertNotEqual(outcome, .complete(length: text.utf8.count), text)
+            if case .complete = outcome { XCTFail("\(text.debugDescription) accepted") }
+        }
+    }
+
     func testBulkLargerThanLimitIsRefusedBeforeItArrives() {
         var scanner = RESPFrameScanner(maxFrameBytes: 1024)
         let header = Array("$4096\r\n".utf8)

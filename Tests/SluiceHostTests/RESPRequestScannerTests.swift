@@ -40,9 +40,19 @@ final class RESPRequestScannerTests: XCTestCase {
     }
 
     func testMalformedRequests() {
-        for bad in ["*x\r\n", "*2\r\n:1\r\n", "*1\r\n$-5\r\n", "*1\r\n$3\r\nabcde"] {
+        for bad in ["*x\r\n", "*2\r\n:1\r\n", "*1\r\n$-5\r\n", "*1\r\n$3\r\nabcde",
+                    // lengths that would overflow Int arithmetic: refused, never a trap
+                    "*1\r\n$9223372036854775807\r\n", "*1\r\n$99999999999999999999\r\n", "*9223372036854775807\r\n",
+                    // forms redis-server's own parser refuses (leading zeros, minus zero)
+                    "*0000\r\n", "*01\r\n$4\r\nPING\r\n", "*1\r\n$04\r\nPING\r\n", "*-0\r\n"] {
             guard case .malformed = scan(Array(bad.utf8)) else { return XCTFail("\(bad.debugDescription) accepted") }
         }
+    }
+
+    func testEmptyMultibulkIsSkippedNotForwarded() {
+        XCTAssertEqual(scan(Array("*0\r\n".utf8)), .empty(length: 4))
+        XCTAssertEqual(scan(Array("*-1\r\n*1\r\n$4\r\nPING\r\n".utf8)), .empty(length: 5))
+        XCTAssertEqual(scan(Array("*-100\r\n".utf8)), .empty(length: 7))
     }
 
     func testOversizedRequestIsRefusedFromItsHeader() {

@@ -270,6 +270,31 @@ def test_double_completion_and_lent_batch_misuse_are_refused(redis_factory, slui
         assert metric(proxy, "sluice_transform_abi_misuse_total") >= 1
 
 
+def test_out_of_range_arguments_are_refused_not_fatal(redis_factory, sluice_factory):
+    backend = redis_factory()
+    backend.client().set("x", "real")
+    proxy = sluice_factory(two_sink_config(backend.port, backend.port, "    - bad-arguments: {}\n",
+                                           plugin_dir=FIXTURES))
+    assert proxy.client().get("x") == b"real"
+    assert proxy.wait_for_output("bad-arguments: checked")
+    assert "accepted" not in proxy.output(), proxy.output()
+    assert proxy.alive()
+
+
+def test_timers_hold_calls_and_are_cancelled_safely(redis_factory, sluice_factory):
+    backend = redis_factory()
+    proxy = sluice_factory(two_sink_config(backend.port, backend.port, "    - timers: {}\n", plugin_dir=FIXTURES))
+    for _ in range(3):
+        r = proxy.client()
+        pipe = r.pipeline(transaction=False)
+        pipe.set("t", "1").get("t")
+        assert pipe.execute() == [True, b"1"]
+        r.close()  # instance_free cancels the pending long timer
+    time.sleep(0.2)
+    assert proxy.alive() and proxy.client().ping()
+    assert "long timer fired" not in proxy.output()
+
+
 def run_sluice(*args):
     return subprocess.run([SLUICE, *args], capture_output=True, text=True, timeout=60)
 

@@ -277,3 +277,96 @@ def test_metrics_endpoint_counts_requests(redis_factory, sluice_factory):
     body = urllib.request.urlopen(f"http://127.0.0.1:{proxy.metrics_port}/metrics", timeout=5).read().decode()
     line = [l for l in body.splitlines() if l.startswith("sluice_requests_total")][0]
     assert float(line.split()[-1]) >= 10
+
+
+def read_until_closed(sock):
+    data = b""
+    while True:
+        part = sock.recv(65536)
+        if not part:
+            return data
+        data += part
+
+
+def test_hostile_frames_never_crash_or_desynchronise_the_shared_connection(redis_factory, sluice_factory):
+    """Frames that would overflow a length, that Redis answers with no reply, or that Redis's own
+    parser refuses: each client gets an error (or nothing, as from Redis), and a bystander client
+    sharing the backend connection keeps getting its own replies."""
+    backend = redis_factory()
+    backend.client().set("mine", "bystander")
+    proxy = sluice_factory(plain_config(backend.port, plugins=False))
+    bystander = proxy.client()
+    assert bystander.get("mine") == b"bystander"
+    for hostile, expected in [
+        (b"*1\r\n$9223372036854775807\r\n", b"-ERR Protocol error: invalid bulk length\r\n"),
+        (b"*9223372036854775807\r\n", b"-ERR Protocol error: invalid multibulk length\r\n"),
+        (b"*0000\r\n", b"-ERR Protocol error: invalid multibulk length\r\n"),
+        (b"*1\r\n$04\r\nPING\r\n", b"-ERR Protocol error: invalid bulk length\r\n"),
+        # Redis skips empty multibulks without a reply; so must the proxy (then PING answers).
+        (b"*-100\r\n*0\r\n*1\r\n$4\r\nPING\r\n*1\r\n$4\r\nQUIT\r\n", b"+PONG\r\n+OK\r\n"),
+        # QUIT with an argument is still QUIT: answered here, never closing a shared connection.
+        (b"*2\r\n$4\r\nQUIT\r\n$1\r\nx\r\n", b"+OK\r\n"),
+    ]:
+        with socket.create_connection(("127.0.0.1", proxy.port), timeout=5) as s:
+            s.sendall(hostile)
+            assert read_until_closed(s) == expected, hostile
+        for _ in range(3):
+            assert bystander.get("mine") == b"bystander"
+    assert proxy.alive()
+
+
+def test_unsubscribe_outside_subscribed_mode_keeps_replies_in_order(redis_factory, sluice_factory):
+    backend = redis_factory()
+    backend.client().set("k", "v")
+    proxy = sluice_factory(plain_config(backend.port, plugins=False))
+    bystander = proxy.client()
+    assert bystander.get("k") == b"v"
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=5) as s:
+        # Redis answers UNSUBSCRIBE once per channel, even when not subscribed.
+        s.sendall(b"*3\r\n$11\r\nUNSUBSCRIBE\r\n$1\r\na\r\n$1\r\nb\r\n*2\r\n$3\r\nGET\r\n$1\r\nk\r\n")
+        data = b""
+        while b"v\r\n" not in data:
+            part = s.recv(65536)
+            assert part, data
+            data += part
+        assert data.count(b"unsubscribe") == 2 and data.endswith(b"$1\r\nv\r\n"), data
+    for _ in range(3):
+        assert bystander.get("k") == b"v"
+
+
+def test_subscribe_pipelined_after_a_nil_reply(redis_factory, sluice_factory):
+    backend = redis_factory()
+    proxy = sluice_factory(plain_config(backend.port, plugins=False))
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=5) as s:
+        s.sendall(b"*2\r\n$3\r\nGET\r\n$7\r\nmissing\r\n*2\r\n$9\r\nSUBSCRIBE\r\n$2\r\nch\r\n")
+        data = b""
+        while b"subscribe" not in data:
+            part = s.recv(65536)
+            assert part, data
+            data += part
+        backend.client().publish("ch", "hello")
+        while b"hello" not in data:
+            part = s.recv(65536)
+            assert part, data
+            data += part
+    assert data.startswith(b"$-1\r\n*3\r\n$9\r\nsubscribe\r\n$2\r\nch\r\n:1\r\n"), data
+    assert proxy.client().ping() and proxy.alive()
+
+
+def test_client_leaving_with_requests_in_flight(redis_factory, sluice_factory):
+    """A client that disconnects while its BLPOP waits on a dedicated connection, or while its
+    pipeline is on the shared connection, leaves nothing behind that later crashes the host."""
+    backend = redis_factory()
+    config = plain_config(backend.port).replace("  main:\n", "  main:\n    - debug-printer: { prefix: DBG }\n")
+    proxy = sluice_factory(config)
+    for _ in range(5):
+        with socket.create_connection(("127.0.0.1", proxy.port), timeout=5) as s:
+            s.sendall(b"*3\r\n$5\r\nBLPOP\r\n$4\r\nlist\r\n$1\r\n0\r\n")
+            time.sleep(0.05)
+        with socket.create_connection(("127.0.0.1", proxy.port), timeout=5) as s:
+            s.sendall(b"*3\r\n$5\r\nDEBUG\r\n$5\r\nSLEEP\r\n$3\r\n0.1\r\n*1\r\n$4\r\nPING\r\n" * 3)
+    time.sleep(0.5)
+    backend.client().lpush("list", "x")
+    time.sleep(0.3)
+    assert proxy.alive()
+    assert proxy.client().ping()

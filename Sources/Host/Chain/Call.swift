@@ -11,7 +11,9 @@ import PluginABI
 final class Call: ResponseReceiver {
     enum State { case requested, forwarded, awaitingRespond, done }
 
-    unowned let chain: ChainInstance
+    /// Strong: an outcome can arrive after the client closed (a backend reply on a shared
+    /// connection, a failure queued by closing), and must find the chain to learn it is closed.
+    let chain: ChainInstance
     let position: Int
     let step: TransformStep
     let instance: UnsafeMutableRawPointer?
@@ -137,6 +139,12 @@ final class Call: ResponseReceiver {
 
     func receive(_ outcome: ChainOutcome) {
         guard state == .forwarded else { return }
+        guard !chain.isClosed else {
+            // The plugin instance was freed with its connection: the call is abandoned.
+            state = .done
+            releaseFromPlugin()
+            return
+        }
         if forwarding {
             chain.session.eventLoop.execute { self.receive(outcome) }
             return

@@ -8,6 +8,9 @@ final class ChainInstance {
     let plan: ChainPlan
     private var instances: [UnsafeMutableRawPointer?]
     private var envs: [InstanceEnv?]
+    /// Set when the client connection closed: outcomes still arriving for its calls are dropped
+    /// (their plugin instances are gone).
+    private(set) var isClosed = false
 
     /// Creates every plugin instance of the chain; throws the first instance_new failure.
     init(session: ChainSession, plan: ChainPlan) throws {
@@ -74,13 +77,15 @@ final class ChainInstance {
 
     /// Frees every plugin instance (timers and pending send completions are cancelled first).
     func close() {
+        isClosed = true
         for i in plan.steps.indices.reversed() {
             guard let env = envs[i] else { continue }
             env.close()
-            envs[i] = nil
             if case .transform(let t) = plan.steps[i], let free = t.instanceFree {
                 free(instances[i])
             }
+            // The env (and its timer handles) stays valid until instance_free returned.
+            envs[i] = nil
             instances[i] = nil
         }
     }

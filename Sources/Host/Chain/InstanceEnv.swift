@@ -20,10 +20,11 @@ final class InstanceEnv {
         Unmanaged<InstanceEnv>.fromOpaque(UnsafeRawPointer(handle)).takeUnretainedValue()
     }
 
+    /// Cancels every timer. The handles stay valid (a plugin may still cancel them from
+    /// instance_free) until the env itself goes away after instance_free.
     func close() {
         isClosed = true
         for timer in timers.values { timer.cancel() }
-        timers.removeAll()
     }
 
     func startTimer(delayMilliseconds: UInt64, callback: sluice_timer_fn, userData: UnsafeMutableRawPointer?)
@@ -35,8 +36,9 @@ final class InstanceEnv {
         timers[key] = timer
         timer.task = session.eventLoop.scheduleTask(in: .milliseconds(Int64(min(delayMilliseconds, UInt64(Int64.max / 1_000_000))))) {
             [weak self] in
-            guard let self, !self.isClosed, self.timers.removeValue(forKey: key) != nil else { return }
-            callback(userData)
+            guard let self, !self.isClosed, let fired = self.timers.removeValue(forKey: key) else { return }
+            // The handle stays valid until the callback returns (it may cancel itself: a no-op).
+            withExtendedLifetime(fired) { callback(userData) }
         }
         return timer
     }

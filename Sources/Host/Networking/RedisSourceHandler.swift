@@ -98,11 +98,10 @@ final class RedisSourceHandler: ChannelInboundHandler {
                     closeReply = ("+OK\r\n", false)
                     break scanning
                 }
-                if frame.readableBytes <= 6, isEmptyMultibulk(frame) {
-                    contiguous = false  // "*0\r\n" asks for nothing; Redis ignores it too
-                } else {
-                    messages.append(frame)
-                }
+                messages.append(frame)
+            case .empty(let length):
+                buffer.moveReaderIndex(forwardBy: length)
+                contiguous = false  // "*0\r\n" or "*-1\r\n" asks for nothing; Redis ignores it too
             case .inline(let lineLength, let length):
                 let line = buffer.getSlice(at: buffer.readerIndex, length: lineLength)!
                 buffer.moveReaderIndex(forwardBy: length)
@@ -187,11 +186,9 @@ final class RedisSourceHandler: ChannelInboundHandler {
         context.close(promise: nil)
     }
 
+    /// QUIT with or without arguments (redis-server accepts any): answered here, never forwarded,
+    /// since it would close a backend connection that other clients may share.
     private func isQuit(_ frame: ByteBuffer) -> Bool {
-        frame.readableBytes == 14 && frame.withUnsafeReadableBytes { RESPCommandReader.commandIs($0, "quit") }
-    }
-
-    private func isEmptyMultibulk(_ frame: ByteBuffer) -> Bool {
-        frame.withUnsafeReadableBytes { RESPCommandReader.argumentCount($0) == 0 }
+        frame.readableBytes >= 14 && frame.withUnsafeReadableBytes { RESPCommandReader.commandIs($0, "quit") }
     }
 }

@@ -23,6 +23,13 @@ enum HostAPI {
 
     private static let allocator = ByteBufferAllocator()
 
+    /// A plugin's (pointer, length) as bytes; empty for a negative length (a size_t of SIZE_MAX
+    /// arrives as -1) or a NULL pointer, so a plugin's bad argument is refused, never a trap.
+    static func bytes(_ start: UnsafeRawPointer?, _ length: Int) -> UnsafeRawBufferPointer {
+        guard let start, length > 0 else { return UnsafeRawBufferPointer(start: nil, count: 0) }
+        return UnsafeRawBufferPointer(start: start, count: length)
+    }
+
     private static func makeTable() -> sluice_host_api {
         var api = sluice_host_api()
         api.struct_size = UInt32(MemoryLayout<sluice_host_api>.size)
@@ -32,7 +39,7 @@ enum HostAPI {
 
         api.log = { level, message, length in
             guard let message else { return }
-            let text = String(decoding: UnsafeRawBufferPointer(start: message, count: length), as: UTF8.self)
+            let text = String(decoding: HostAPI.bytes(message, length), as: UTF8.self)
             switch level {
             case Int32(SLUICE_LOG_TRACE): HostLog.plugins.trace("\(text)")
             case Int32(SLUICE_LOG_DEBUG): HostLog.plugins.debug("\(text)")
@@ -43,7 +50,7 @@ enum HostAPI {
         }
         api.metric_counter = { env, name, length, out in
             guard let env, let name, let out else { return SLUICE_ERROR_INVALID_ARGUMENT }
-            let text = String(decoding: UnsafeRawBufferPointer(start: name, count: length), as: UTF8.self)
+            let text = String(decoding: HostAPI.bytes(name, length), as: UTF8.self)
             guard !text.isEmpty, text.utf8.allSatisfy({ (97...122).contains($0) || (48...57).contains($0) || $0 == 95 })
             else { return SLUICE_ERROR_INVALID_ARGUMENT }
             let configEnv = ConfigEnv.from(env)
@@ -78,7 +85,7 @@ enum HostAPI {
             guard let node, let key, let out else { return SLUICE_ERROR_INVALID_ARGUMENT }
             let n = YAMLNode.from(node)
             guard n.kind == .map else { return SLUICE_ERROR_INVALID_ARGUMENT }
-            let wanted = String(decoding: UnsafeRawBufferPointer(start: key, count: length), as: UTF8.self)
+            let wanted = String(decoding: HostAPI.bytes(key, length), as: UTF8.self)
             guard let value = n[wanted] else {
                 out.pointee = nil
                 return SLUICE_ERROR_NOT_FOUND
@@ -99,10 +106,10 @@ enum HostAPI {
             guard let node, let outValue else { return SLUICE_ERROR_INVALID_ARGUMENT }
             let n = YAMLNode.from(node)
             switch n.kind {
-            case .sequence where index < n.items.count:
+            case .sequence where index >= 0 && index < n.items.count:
                 outKey?.pointee = nil
                 outValue.pointee = n.items[index].handle
-            case .map where index < n.pairs.count:
+            case .map where index >= 0 && index < n.pairs.count:
                 outKey?.pointee = n.pairs[index].key.handle
                 outValue.pointee = n.pairs[index].value.handle
             default:
@@ -117,13 +124,13 @@ enum HostAPI {
         }
         api.config_error = { env, node, message, length in
             guard let env else { return }
-            let text = message.map { String(decoding: UnsafeRawBufferPointer(start: $0, count: length), as: UTF8.self) }
+            let text = message.map { String(decoding: HostAPI.bytes($0, length), as: UTF8.self) }
                 ?? "invalid configuration"
             ConfigEnv.from(env).error(at: node.map { YAMLNode.from($0) }, text)
         }
         api.target_resolve = { env, name, length, out in
             guard let env, let name, let out else { return SLUICE_ERROR_INVALID_ARGUMENT }
-            let text = String(decoding: UnsafeRawBufferPointer(start: name, count: length), as: UTF8.self)
+            let text = String(decoding: HostAPI.bytes(name, length), as: UTF8.self)
             guard let target = ConfigEnv.from(env).resolve(text) else { return SLUICE_ERROR_NOT_FOUND }
             // Targets live as long as the process (the plugin may keep the handle forever).
             out.pointee = OpaquePointer(Unmanaged.passRetained(target).toOpaque())
@@ -151,7 +158,7 @@ enum HostAPI {
         }
         api.call_fail = { call, message, length in
             guard let call else { return SLUICE_ERROR_INVALID_ARGUMENT }
-            let text = message.map { String(decoding: UnsafeRawBufferPointer(start: $0, count: length), as: UTF8.self) }
+            let text = message.map { String(decoding: HostAPI.bytes($0, length), as: UTF8.self) }
                 ?? "failed"
             return Call.from(call).fail(text)
         }
@@ -222,7 +229,7 @@ enum HostAPI {
         api.batch_insert_from = { dst, dstIndex, src, srcIndex in
             guard let dst, let src else { return SLUICE_ERROR_INVALID_ARGUMENT }
             let d = Batch.from(dst), s = Batch.from(src)
-            guard d.kind == s.kind, d.protocolID == s.protocolID, dstIndex <= d.count, srcIndex < s.count
+            guard d.kind == s.kind, d.protocolID == s.protocolID, dstIndex >= 0, dstIndex <= d.count, srcIndex >= 0, srcIndex < s.count
             else { return SLUICE_ERROR_INVALID_ARGUMENT }
             d.insert(s.messages[srcIndex], at: dstIndex)
             return SLUICE_OK
@@ -230,22 +237,22 @@ enum HostAPI {
         api.batch_remove = { batch, index in
             guard let batch else { return SLUICE_ERROR_INVALID_ARGUMENT }
             let b = Batch.from(batch)
-            guard index < b.count else { return SLUICE_ERROR_INVALID_ARGUMENT }
+            guard index >= 0, index < b.count else { return SLUICE_ERROR_INVALID_ARGUMENT }
             b.remove(at: index)
             return SLUICE_OK
         }
         api.batch_message_bytes = { batch, index, out in
             guard let batch, let out else { return SLUICE_ERROR_INVALID_ARGUMENT }
             let b = Batch.from(batch)
-            guard index < b.count else { return SLUICE_ERROR_INVALID_ARGUMENT }
+            guard index >= 0, index < b.count else { return SLUICE_ERROR_INVALID_ARGUMENT }
             out.pointee = b.withMessageBytes(index) { sluice_host_view(ptr: $0.baseAddress?.assumingMemoryBound(to: UInt8.self), len: $0.count) }
             return SLUICE_OK
         }
         api.batch_put_bytes = { batch, index, bytes, length in
-            guard let batch, bytes != nil || length == 0 else { return SLUICE_ERROR_INVALID_ARGUMENT }
+            guard let batch, length >= 0, bytes != nil || length == 0 else { return SLUICE_ERROR_INVALID_ARGUMENT }
             let b = Batch.from(batch)
-            guard index <= b.count else { return SLUICE_ERROR_INVALID_ARGUMENT }
-            let raw = UnsafeRawBufferPointer(start: bytes, count: length)
+            guard index >= 0, index <= b.count else { return SLUICE_ERROR_INVALID_ARGUMENT }
+            let raw = HostAPI.bytes(bytes, length)
             let valid: Bool
             if b.kind == Batch.requests {
                 var scanner = RESPRequestScanner(maxFrameBytes: Int.max)
@@ -265,13 +272,13 @@ enum HostAPI {
         api.redis_arg_count = { batch, index in
             guard let batch else { return 0 }
             let b = Batch.from(batch)
-            guard b.kind == Batch.requests, b.protocolID == Batch.redis, index < b.count else { return 0 }
+            guard b.kind == Batch.requests, b.protocolID == Batch.redis, index >= 0, index < b.count else { return 0 }
             return b.withMessageBytes(index) { RESPCommandReader.argumentCount($0) }
         }
         api.redis_args = { batch, index, out, capacity, outCount in
             guard let batch else { return SLUICE_ERROR_INVALID_ARGUMENT }
             let b = Batch.from(batch)
-            guard b.kind == Batch.requests, b.protocolID == Batch.redis, index < b.count else {
+            guard b.kind == Batch.requests, b.protocolID == Batch.redis, index >= 0, index < b.count else {
                 return SLUICE_ERROR_INVALID_ARGUMENT
             }
             var count = 0
@@ -287,16 +294,16 @@ enum HostAPI {
             return SLUICE_OK
         }
         api.redis_put_command = { batch, index, argc, argv, lengths in
-            guard let batch, argc > 0, let argv, let lengths else { return SLUICE_ERROR_INVALID_ARGUMENT }
+            guard let batch, argc > 0, argc <= RESPRequestScanner.maxArguments, let argv, let lengths else { return SLUICE_ERROR_INVALID_ARGUMENT }
             let b = Batch.from(batch)
-            guard b.kind == Batch.requests, b.protocolID == Batch.redis, index <= b.count else {
+            guard b.kind == Batch.requests, b.protocolID == Batch.redis, index >= 0, index <= b.count else {
                 return SLUICE_ERROR_INVALID_ARGUMENT
             }
             var args: [UnsafeRawBufferPointer] = []
             args.reserveCapacity(argc)
             for i in 0..<argc {
-                guard argv[i] != nil || lengths[i] == 0 else { return SLUICE_ERROR_INVALID_ARGUMENT }
-                args.append(UnsafeRawBufferPointer(start: argv[i], count: lengths[i]))
+                guard lengths[i] >= 0, argv[i] != nil || lengths[i] == 0 else { return SLUICE_ERROR_INVALID_ARGUMENT }
+                args.append(HostAPI.bytes(argv[i], lengths[i]))
             }
             b.put(RESPEncoding.command(args, allocator: HostAPI.allocator), at: index)
             return SLUICE_OK
@@ -306,7 +313,7 @@ enum HostAPI {
         api.redis_cursor_init = { batch, index, cursor in
             guard let batch, let cursor else { return SLUICE_ERROR_INVALID_ARGUMENT }
             let b = Batch.from(batch)
-            guard b.kind == Batch.responses, b.protocolID == Batch.redis, index < b.count else {
+            guard b.kind == Batch.responses, b.protocolID == Batch.redis, index >= 0, index < b.count else {
                 return SLUICE_ERROR_INVALID_ARGUMENT
             }
             b.withMessageBytes(index) { bytes in
@@ -321,10 +328,10 @@ enum HostAPI {
         api.redis_put_reply = { batch, index, type, bytes, length, integer in
             guard let batch else { return SLUICE_ERROR_INVALID_ARGUMENT }
             let b = Batch.from(batch)
-            guard b.kind == Batch.responses, b.protocolID == Batch.redis, index <= b.count,
-                  bytes != nil || length == 0
+            guard b.kind == Batch.responses, b.protocolID == Batch.redis, index >= 0, index <= b.count,
+                  length >= 0, bytes != nil || length == 0
             else { return SLUICE_ERROR_INVALID_ARGUMENT }
-            let raw = UnsafeRawBufferPointer(start: bytes, count: length)
+            let raw = HostAPI.bytes(bytes, length)
             let message: ByteBuffer
             switch type {
             case Int32(SLUICE_REDIS_SIMPLE_STRING), Int32(SLUICE_REDIS_ERROR):

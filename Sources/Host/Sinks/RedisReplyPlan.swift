@@ -12,6 +12,16 @@ enum RedisReplyPlan {
         return flags
     }
 
+    /// How many unsubscribe confirmations request `bytes` will bring: nil if it is no UNSUBSCRIBE,
+    /// PUNSUBSCRIBE or SUNSUBSCRIBE; 0 for one without channels ("all": one confirmation per
+    /// subscription, the last reporting 0 left); otherwise one per channel named.
+    static func unsubscribeConfirmations(_ bytes: UnsafeRawBufferPointer) -> Int? {
+        guard RESPCommandReader.commandIs(bytes, "unsubscribe") || RESPCommandReader.commandIs(bytes, "punsubscribe")
+            || RESPCommandReader.commandIs(bytes, "sunsubscribe")
+        else { return nil }
+        return RESPCommandReader.argumentCount(bytes) - 1
+    }
+
     /// SUBSCRIBE, PSUBSCRIBE, SSUBSCRIBE, UNSUBSCRIBE, PUNSUBSCRIBE, SUNSUBSCRIBE.
     static func isSubscriptionCommand(_ bytes: UnsafeRawBufferPointer) -> Bool {
         // Cheap pre-check on the first letter of the command name: "*N\r\n$L\r\n<name>".
@@ -31,12 +41,13 @@ enum RedisReplyPlan {
             || RESPCommandReader.commandIs(bytes, "punsubscribe") || RESPCommandReader.commandIs(bytes, "sunsubscribe")
     }
 
-    /// True when a RESP2 reply is a pub/sub message or (un)subscribe confirmation: an array whose
-    /// first element is one of the pub/sub kinds. Sets `remaining` to the subscription count of an
-    /// unsubscribe confirmation.
+    /// True when a reply is a pub/sub message or (un)subscribe confirmation: a RESP2 array or RESP3
+    /// push whose first element is one of the pub/sub kinds. Sets `remaining` to the subscription
+    /// count of an unsubscribe confirmation.
     static func isPubSubReply(_ bytes: UnsafeRawBufferPointer, remainingSubscriptions: inout Int?) -> Bool {
-        guard bytes.count > 4, bytes[0] == UInt8(ascii: "*"),
-              let top = RESPValueReader.header(bytes, at: 0), top.type == RESPValueReader.array, top.count >= 3,
+        guard bytes.count > 4, bytes[0] == UInt8(ascii: "*") || bytes[0] == UInt8(ascii: ">"),
+              let top = RESPValueReader.header(bytes, at: 0),
+              top.type == RESPValueReader.array || top.type == RESPValueReader.push, top.count >= 3,
               let first = RESPValueReader.header(bytes, at: top.next), first.type == RESPValueReader.bulkString
         else { return false }
         let kind = UnsafeRawBufferPointer(rebasing: bytes[first.payloadStart..<first.payloadStart + first.payloadLength])

@@ -50,6 +50,11 @@ final class RedisSinkConnection {
     private var pending = CircularBuffer<Pending>(initialCapacity: 4)
     /// RESP2 subscribed mode: pub/sub arrays are unsolicited.
     private var subscribed = false
+    /// Unsubscribe confirmations still expected for channels named in UNSUBSCRIBE-family requests,
+    /// and UNSUBSCRIBEs without channels still waiting for the confirmation that reports 0 left.
+    /// Redis sends these even outside subscribed mode, so they are not matched to requests.
+    private var namedUnsubscribesPending = 0
+    private var unsubscribeAllPending = 0
     /// Whether the connection ever carried a request (then losing it loses client state).
     private var everUsed = false
     private var metrics: SinkMetrics
@@ -81,7 +86,13 @@ final class RedisSinkConnection {
     /// Sends a request batch; the responses (one per request, in order) go to `receiver`.
     func send(_ batch: Batch, receiver: ResponseReceiver, route: SinkRoute? = nil) {
         let outOfBand = isShared ? nil : RedisReplyPlan.outOfBand(batch)
-        if outOfBand != nil { subscribed = true }
+        if let outOfBand {
+            subscribed = true
+            for i in 0..<batch.count where outOfBand[i] {
+                guard let n = batch.withMessageBytes(i, RedisReplyPlan.unsubscribeConfirmations) else { continue }
+                if n > 0 { namedUnsubscribesPending += n } else { unsubscribeAllPending += 1 }
+            }
+        }
         let entry = Pending(receiver: receiver, count: batch.count, outOfBand: outOfBand)
         entry.route = route
         switch state {
@@ -105,7 +116,7 @@ final class RedisSinkConnection {
             connect()
         }
         everUsed = true
-        completeSilentHead()
+        completeSilentHead(deferred: true)
     }
 
     /// Flushes once per event-loop tick, after every client read of that tick added its requests.
@@ -163,6 +174,8 @@ final class RedisSinkConnection {
         guard case .connected = state else { return }
         state = .idle
         subscribed = false
+        namedUnsubscribesPending = 0
+        unsubscribeAllPending = 0
         let hadState = everUsed
         everUsed = false
         if !pending.isEmpty || hadState {
@@ -223,8 +236,10 @@ final class RedisSinkConnection {
             head.contiguousStart = nil
         }
         head.responses.append(frame)
+        // Fills the out-of-band slots (SUBSCRIBE…) that follow this reply; that may complete and
+        // remove `head` itself, which must then not be completed a second time.
         completeSilentHead()
-        if head.responses.count == head.count {
+        if pending.first === head, head.responses.count == head.count {
             pending.removeFirst()
             head.route?.sharedBatchCompleted()
             var contiguous: ByteBuffer?
@@ -238,7 +253,10 @@ final class RedisSinkConnection {
     }
 
     /// Fills in empty responses for out-of-band requests at the head, completing batches they finish.
-    private func completeSilentHead() {
+    /// Inside `send` the completion is deferred (a receiver is never called from inside send); while
+    /// replies are being read it is immediate, so a batch's replies reach the client before a push
+    /// that the backend sent after them (a SUBSCRIBE confirmation after a GET's reply).
+    private func completeSilentHead(deferred: Bool = false) {
         while let head = pending.first, let flags = head.outOfBand {
             while head.responses.count < head.count, flags[head.responses.count] {
                 head.responses.append(allocator.buffer(capacity: 0))
@@ -246,20 +264,42 @@ final class RedisSinkConnection {
             guard head.responses.count == head.count else { return }
             pending.removeFirst()
             let batch = Batch(kind: Batch.responses, protocolID: Batch.redis, messages: head.responses)
-            eventLoop.execute { head.receiver.receive(.responses(batch)) }
+            if deferred {
+                eventLoop.execute { head.receiver.receive(.responses(batch)) }
+            } else {
+                head.receiver.receive(.responses(batch))
+            }
         }
     }
 
     private func isUnsolicited(_ frame: ByteBuffer) -> Bool {
         frame.withUnsafeReadableBytes { bytes in
             guard let first = bytes.first else { return false }
-            if first == UInt8(ascii: ">") { return true }
-            guard subscribed, first == UInt8(ascii: "*") else { return false }
-            var remaining: Int?
-            let isPubSub = RedisReplyPlan.isPubSubReply(bytes, remainingSubscriptions: &remaining)
-            if remaining == 0 { subscribed = false }
-            return isPubSub
+            let expectingConfirmations = namedUnsubscribesPending > 0 || unsubscribeAllPending > 0
+            if first == UInt8(ascii: ">") {
+                if expectingConfirmations { noteConfirmation(bytes) }
+                return true
+            }
+            guard subscribed || expectingConfirmations, first == UInt8(ascii: "*") else { return false }
+            return noteConfirmation(bytes)
         }
+    }
+
+    /// Whether `bytes` is a pub/sub reply; an unsubscribe confirmation settles one expected
+    /// confirmation and tells whether subscribed mode goes on.
+    @discardableResult
+    private func noteConfirmation(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        var remaining: Int?
+        let isPubSub = RedisReplyPlan.isPubSubReply(bytes, remainingSubscriptions: &remaining)
+        if let remaining {
+            if namedUnsubscribesPending > 0 {
+                namedUnsubscribesPending -= 1
+            } else if remaining == 0, unsubscribeAllPending > 0 {
+                unsubscribeAllPending -= 1
+            }
+            subscribed = remaining > 0
+        }
+        return isPubSub
     }
 
     func protocolError(_ message: String) {

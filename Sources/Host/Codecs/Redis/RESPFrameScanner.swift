@@ -129,9 +129,11 @@ enum RESPLine {
     }
 
     /// Parses a decimal integer (optional '-') in bytes[from..<to]; nil if not a number.
+    /// At most 18 digits, so the value and sums of a few of them never overflow: no length in a
+    /// frame this host accepts comes anywhere near 10^18.
     @inline(__always)
     static func parseInteger(_ bytes: UnsafeRawBufferPointer, from: Int, to: Int) -> Int? {
-        guard from < to, to - from <= 19 else { return nil }
+        guard from < to, to - from <= 18 else { return nil }
         var i = from
         var negative = false
         if bytes[i] == UInt8(ascii: "-") {
@@ -147,6 +149,18 @@ enum RESPLine {
             i += 1
         }
         return negative ? -value : value
+    }
+
+    /// True if bytes[from..<to] is an integer as redis-server writes and accepts it in a request
+    /// header: no leading zeros, no "-0" (Redis's string2ll refuses "*01" and "$-0"; forwarding what
+    /// it refuses would let it close a connection other clients share).
+    @inline(__always)
+    static func isCanonicalInteger(_ bytes: UnsafeRawBufferPointer, from: Int, to: Int) -> Bool {
+        var i = from
+        if i < to, bytes[i] == UInt8(ascii: "-") { i += 1 }
+        guard i < to else { return false }
+        if bytes[i] == UInt8(ascii: "0") { return i + 1 == to && i == from }
+        return true
     }
 
     static func printable(_ byte: UInt8) -> String {

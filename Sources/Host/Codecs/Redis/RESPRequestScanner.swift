@@ -7,6 +7,9 @@ struct RESPRequestScanner {
     enum Outcome: Equatable {
         /// A multibulk request occupies the first `length` bytes.
         case multibulk(length: Int)
+        /// A multibulk header asking for nothing (`*0`, `*-1`): redis-server skips it without a reply,
+        /// so the proxy must not forward it (it would wait for a reply that never comes).
+        case empty(length: Int)
         /// An inline request: the line is bytes[0..<lineLength], the request with its line ending
         /// occupies `length` bytes.
         case inline(lineLength: Int, length: Int)
@@ -40,10 +43,11 @@ struct RESPRequestScanner {
                 return count > 64 ? .malformed("invalid multibulk length") : .needMore
             }
             guard lineEnd > 0, let n = RESPLine.parseInteger(bytes, from: 1, to: lineEnd),
-                  n <= Self.maxArguments
+                  RESPLine.isCanonicalInteger(bytes, from: 1, to: lineEnd), n <= Self.maxArguments
             else { return .malformed("invalid multibulk length") }
+            if n <= 0 { return .empty(length: lineEnd + 2) }
             offset = lineEnd + 2
-            argumentsLeft = max(n, 0)
+            argumentsLeft = n
         }
         while argumentsLeft > 0 {
             guard offset < count else { return .needMore }
@@ -54,7 +58,7 @@ struct RESPRequestScanner {
                 return count - offset > 64 ? .malformed("invalid bulk length") : .needMore
             }
             guard lineEnd > 0, let length = RESPLine.parseInteger(bytes, from: offset + 1, to: lineEnd),
-                  length >= 0
+                  length >= 0, RESPLine.isCanonicalInteger(bytes, from: offset + 1, to: lineEnd)
             else { return .malformed("invalid bulk length") }
             let end = lineEnd + 2 + length + 2
             guard end <= maxFrameBytes else {

@@ -27,6 +27,7 @@ enum RedisConnectionState {
         case UInt8(ascii: "p"): return Names.p
         case UInt8(ascii: "r"): return Names.r
         case UInt8(ascii: "s"): return Names.s
+        case UInt8(ascii: "u"): return Names.u
         case UInt8(ascii: "w"): return Names.w
         case UInt8(ascii: "x"): return Names.x
         default: return Names.none
@@ -40,9 +41,11 @@ enum RedisConnectionState {
         static let c: [StaticString] = ["client"]
         static let h: [StaticString] = ["hello"]
         static let m: [StaticString] = ["multi", "monitor"]
-        static let p: [StaticString] = ["psubscribe", "psync"]
+        static let p: [StaticString] = ["psubscribe", "punsubscribe", "psync"]
         static let r: [StaticString] = ["reset", "readonly", "readwrite"]
-        static let s: [StaticString] = ["select", "subscribe", "ssubscribe", "sync", "swapdb"]
+        static let s: [StaticString] = ["select", "subscribe", "ssubscribe", "sunsubscribe", "sync", "swapdb"]
+        /// UNSUBSCRIBE answers once per channel even outside subscribed mode: never on a shared connection.
+        static let u: [StaticString] = ["unsubscribe"]
         static let w: [StaticString] = ["watch", "wait", "waitaof"]
         static let x: [StaticString] = ["xread", "xreadgroup"]
         static let none: [StaticString] = []
