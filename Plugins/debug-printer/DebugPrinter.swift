@@ -40,8 +40,14 @@ final class DebugPrinterInstance: TransformInstance {
             let argc = requests.arguments(at: i, into: &args)
             var budget = printer.maxBytes
             var parts: [String] = []
+            // AUTH's arguments and everything after HELLO's AUTH are credentials: never logged.
+            var secretFrom = argc
+            if argc > 1, equalsIgnoringCase(args[0], "auth") { secretFrom = 1 }
+            if argc > 2, equalsIgnoringCase(args[0], "hello") {
+                for a in 1..<argc where equalsIgnoringCase(args[a], "auth") { secretFrom = a + 1; break }
+            }
             for a in 0..<argc where budget > 0 {
-                parts.append(printable(args[a], limit: budget))
+                parts.append(a >= secretFrom ? "(redacted)" : printable(args[a], limit: budget))
                 budget -= args[a].count
             }
             if argc > parts.count { parts.append("…(\(argc) args)") }
@@ -84,4 +90,12 @@ final class DebugPrinterInstance: TransformInstance {
         }
         return out.isEmpty ? "(no reply: delivered out of band)" : out
     }
+}
+
+/// True if bytes equal `lowercase` ignoring ASCII case.
+private func equalsIgnoringCase(_ bytes: UnsafeRawBufferPointer, _ lowercase: StaticString) -> Bool {
+    guard bytes.count == lowercase.utf8CodeUnitCount else { return false }
+    let expected = UnsafeRawBufferPointer(start: lowercase.utf8Start, count: bytes.count)
+    for i in 0..<bytes.count where bytes[i] | 0x20 != expected[i] { return false }
+    return true
 }

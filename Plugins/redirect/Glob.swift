@@ -18,14 +18,9 @@ func globMatches(_ pattern: UnsafeRawBufferPointer, _ text: UnsafeRawBufferPoint
                 continue
             }
             if c == UInt8(ascii: "[") {
-                if let (matched, next) = matchClass(pattern, p, text[t]) {
-                    if matched {
-                        p = next
-                        t += 1
-                        continue
-                    }
-                } else if text[t] == c {  // an unterminated '[' matches itself
-                    p += 1
+                let (matched, next) = matchClass(pattern, p, text[t])
+                if matched {
+                    p = next
                     t += 1
                     continue
                 }
@@ -52,34 +47,31 @@ func globMatches(_ pattern: UnsafeRawBufferPointer, _ text: UnsafeRawBufferPoint
     return p == pattern.count
 }
 
-/// Matches `[...]` starting at pattern[start]; returns (matched, index after `]`) or nil if unterminated.
-private func matchClass(_ pattern: UnsafeRawBufferPointer, _ start: Int, _ byte: UInt8) -> (Bool, Int)? {
+/// Matches the class `[...]` starting at pattern[start] against one byte, exactly as Redis's
+/// stringmatchlen does: `]` right after `[` or `[^` closes an empty class, `a-]` is a range ending at
+/// `]`, and an unterminated class runs to the end of the pattern. Returns whether the byte matched
+/// and the index after the class.
+private func matchClass(_ pattern: UnsafeRawBufferPointer, _ start: Int, _ byte: UInt8) -> (Bool, Int) {
     var i = start + 1
-    var negate = false
-    if i < pattern.count, pattern[i] == UInt8(ascii: "^") {
-        negate = true
-        i += 1
-    }
+    let negate = i < pattern.count && pattern[i] == UInt8(ascii: "^")
+    if negate { i += 1 }
     var matched = false
-    var first = true
     while i < pattern.count {
-        var c = pattern[i]
-        if c == UInt8(ascii: "]"), !first { return (matched != negate, i + 1) }
-        first = false
-        if c == UInt8(ascii: "\\"), i + 1 < pattern.count {
+        let c = pattern[i]
+        if c == UInt8(ascii: "\\"), pattern.count - i >= 2 {
             i += 1
-            c = pattern[i]
-            if c == byte { matched = true }
-            i += 1
-        } else if i + 2 < pattern.count, pattern[i + 1] == UInt8(ascii: "-"), pattern[i + 2] != UInt8(ascii: "]") {
+            if pattern[i] == byte { matched = true }
+        } else if c == UInt8(ascii: "]") {
+            return (matched != negate, i + 1)
+        } else if pattern.count - i >= 3, pattern[i + 1] == UInt8(ascii: "-") {
             var lo = c, hi = pattern[i + 2]
             if lo > hi { swap(&lo, &hi) }
             if byte >= lo && byte <= hi { matched = true }
-            i += 3
-        } else {
-            if c == byte { matched = true }
-            i += 1
+            i += 2
+        } else if c == byte {
+            matched = true
         }
+        i += 1
     }
-    return nil
+    return (matched != negate, pattern.count)
 }

@@ -40,7 +40,11 @@ final class Redirect: Transform {
 
 /// Where each request of a split batch went.
 final class RedirectCall {
-    enum Route { case primary, hot, mixed }
+    enum Route: Equatable {
+        case primary, hot
+        /// Answered here with this error (a command mixing hot and regular keys, …).
+        case refused(String)
+    }
     let routes: [Route]
     var hotResult: SendResult?
     var primary: (call: Call, responses: Batch)?
@@ -52,6 +56,9 @@ final class RedirectInstance: TransformInstance {
     let env: InstanceEnv
     private var args = ArgumentViews(capacity: 8)
     private var nameBuffer: [UInt8] = []
+    /// Between MULTI and EXEC/DISCARD: the transaction runs on the primary, so a hot key in it is
+    /// refused rather than executed at once elsewhere.
+    private var inTransaction = false
 
     init(redirect: Redirect, env: InstanceEnv) {
         self.redirect = redirect
@@ -61,19 +68,39 @@ final class RedirectInstance: TransformInstance {
     /// The route of request i of a batch.
     private func route(_ requests: Batch, _ i: Int) -> RedirectCall.Route {
         let argc = requests.arguments(at: i, into: &args)
-        guard argc > 1 else { return .primary }
+        guard argc > 0 else { return .primary }
         let name = args[0]
         guard name.count <= 16 else { return .primary }
         nameBuffer.removeAll(keepingCapacity: true)
         for b in name { nameBuffer.append(b >= 65 && b <= 90 ? b + 32 : b) }
-        guard let spec = CommandKeys.table[String(decoding: nameBuffer, as: UTF8.self)] else { return .primary }
+        let command = String(decoding: nameBuffer, as: UTF8.self)
+        guard let spec = CommandKeys.table[command] else { return unlistedRoute(command, argc: argc) }
         var hot = 0, total = 0
-        for k in CommandKeys.keyIndices(of: spec, argc: argc) {
+        CommandKeys.forEachKey(spec, argc: argc, argument: { args[$0] }) { k in
             total += 1
             if redirect.isHot(args[k]) { hot += 1 }
+            return true
         }
         if hot == 0 { return .primary }
-        return hot == total ? .hot : .mixed
+        if inTransaction {
+            return .refused("ERR redirect: hot keys inside MULTI are not supported (the transaction runs on the primary)")
+        }
+        return hot == total ? .hot : .refused("ERR redirect: command mixes hot and regular keys")
+    }
+
+    /// Commands without a key spec: transaction boundaries are tracked; SORT and MIGRATE, whose keys
+    /// depend on their options, are refused when any argument is a hot key; the rest have no keys.
+    private func unlistedRoute(_ command: String, argc: Int) -> RedirectCall.Route {
+        switch command {
+        case "multi": inTransaction = true
+        case "exec", "discard", "reset": inTransaction = false
+        default:
+            guard CommandKeys.unplaceable.contains(command) else { return .primary }
+            for i in 1..<argc where redirect.isHot(args[i]) {
+                return .refused("ERR redirect: \(command.uppercased()) with a hot key is not supported")
+            }
+        }
+        return .primary
     }
 
     func onRequests(_ call: Call, _ requests: Batch) {
@@ -130,8 +157,8 @@ final class RedirectInstance: TransformInstance {
             case .primary:
                 merged.insert(from: primary, index: p, at: i)
                 p += 1
-            case .mixed:
-                merged.putError("ERR redirect: command mixes hot and regular keys", at: i)
+            case .refused(let message):
+                merged.putError(message, at: i)
             case .hot:
                 switch hot {
                 case .responses(let batch): merged.insert(from: batch, index: h, at: i)

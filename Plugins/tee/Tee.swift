@@ -60,15 +60,32 @@ final class TeeCall {
 final class TeeInstance: TransformInstance {
     let tee: Tee
     let env: InstanceEnv
+    private var args = ArgumentViews(capacity: 2)
+
+    /// Commands that may wait indefinitely: comparing would hold the primary's answer until the
+    /// shadow's blocking command returned (if ever), so batches holding one are not compared.
+    static let blocking: Set<String> = ["blpop", "brpop", "brpoplpush", "blmove", "blmpop", "bzpopmin",
+                                        "bzpopmax", "bzmpop", "xread", "xreadgroup", "wait", "waitaof"]
 
     init(tee: Tee, env: InstanceEnv) {
         self.tee = tee
         self.env = env
     }
 
+    private func holdsBlockingCommand(_ requests: Batch) -> Bool {
+        for i in 0..<requests.count where requests.arguments(at: i, into: &args) > 0 {
+            let name = args[0]
+            guard name.count >= 4, name.count <= 10, name[0] | 0x20 == UInt8(ascii: "b") || name[0] | 0x20 == UInt8(ascii: "x")
+                || name[0] | 0x20 == UInt8(ascii: "w")
+            else { continue }
+            if Self.blocking.contains(String(decoding: name, as: UTF8.self).lowercased()) { return true }
+        }
+        return false
+    }
+
     func onRequests(_ call: Call, _ requests: Batch) {
         let copy = requests.clone()
-        if tee.policy == .ignore {
+        if tee.policy == .ignore || holdsBlockingCommand(requests) {
             env.send(copy, to: tee.target) { [tee] result in
                 switch result {
                 case .responses(let responses): responses.free()

@@ -109,10 +109,13 @@ public struct Batch {
         _ = sluiceHost.pointee.redis_put_reply(raw, index, Int32(SLUICE_REDIS_NULL), nil, 0, 0)
     }
 
+    /// Simple strings and errors are one line: CR and LF bytes become spaces (byte by byte: Swift
+    /// sees "\r\n" as one Character, which a Character-level replace would miss).
     private func putReply(_ type: Int32, _ text: String, at index: Int) {
-        let clean = String(text.map { $0 == "\r" || $0 == "\n" ? " " : $0 })
-        var copy = clean
-        copy.withUTF8 { _ = sluiceHost.pointee.redis_put_reply(raw, index, type, $0.baseAddress, $0.count, 0) }
+        let line = text.utf8.map { $0 == 13 || $0 == 10 ? UInt8(ascii: " ") : $0 }
+        line.withUnsafeBufferPointer {
+            _ = sluiceHost.pointee.redis_put_reply(raw, index, type, $0.baseAddress, $0.count, 0)
+        }
     }
 
     /// A pre-order walk over the values of response `index`.

@@ -67,8 +67,17 @@ public struct InstanceEnv {
             }
         }, box)
         if status != SLUICE_OK {
-            let box = Unmanaged<CompletionBox>.fromOpaque(box).takeRetainedValue()
-            box.completion(.failed("send refused with status \(status)"))
+            // The host never calls a refused send's completion; deliver the refusal ourselves, on a
+            // 0 ms timer, so that a completion still never runs inside `send`.
+            Unmanaged<CompletionBox>.fromOpaque(box).takeUnretainedValue().refusal = "send refused with status \(status)"
+            let timer = sluiceHost.pointee.timer_start(raw, 0, { user in
+                let box = Unmanaged<CompletionBox>.fromOpaque(user!).takeRetainedValue()
+                box.completion(.failed(box.refusal ?? "send refused"))
+            }, box, nil)
+            if timer != SLUICE_OK {
+                let box = Unmanaged<CompletionBox>.fromOpaque(box).takeRetainedValue()
+                box.completion(.failed(box.refusal ?? "send refused"))
+            }
         }
     }
 
@@ -82,5 +91,6 @@ public struct InstanceEnv {
 
 final class CompletionBox {
     let completion: (SendResult) -> Void
+    var refusal: String?
     init(_ completion: @escaping (SendResult) -> Void) { self.completion = completion }
 }

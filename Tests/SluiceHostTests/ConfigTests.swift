@@ -100,4 +100,28 @@ final class ConfigTests: XCTestCase {
         XCTAssertEqual(RuntimeBuilder.findCycle(from: "a", edges: ["a": ["b"], "b": ["a"]]), ["a", "b", "a"])
         XCTAssertNil(RuntimeBuilder.findCycle(from: "a", edges: ["a": ["b"], "b": ["c"]]))
     }
+
+    func testDuplicateSinkIsAnErrorWithBothPositions() {
+        let yaml = """
+            sinks:
+              primary: { redis: { address: 127.0.0.1:6379 } }
+              primary: { redis: { address: 127.0.0.1:6380 } }
+            chains:
+              main: [ { sink: primary } ]
+            sources:
+              - redis: { listen: 127.0.0.1:6400, chain: main }
+            """
+        XCTAssertEqual(errors(yaml), ["/etc/sluice/test.yaml:3:3: sink 'primary' is defined twice (first at 2:3)"])
+    }
+
+    func testAliasBombsAndSelfReferencesAreRefusedNotExpanded() {
+        var bomb = "a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n"
+        for i in 1..<9 { bomb += "a\(i): &a\(i) [*a\(i - 1), *a\(i - 1), *a\(i - 1), *a\(i - 1), *a\(i - 1), *a\(i - 1), *a\(i - 1), *a\(i - 1), *a\(i - 1), *a\(i - 1)]\n" }
+        let bombErrors = errors(bomb)
+        XCTAssertEqual(bombErrors.count, 1)
+        XCTAssertTrue(bombErrors.first?.contains("more than 100000 nodes once aliases are expanded") ?? false, "\(bombErrors)")
+        let loop = errors("sinks: &s { primary: *s }\n")
+        XCTAssertEqual(loop.count, 1)
+        XCTAssertTrue(loop.first?.contains("nested deeper than 64 levels") ?? false, "\(loop)")
+    }
 }

@@ -118,6 +118,61 @@ sources:
     assert "cmdstat_set" not in stats
 
 
+GLOB_KEYS = ["hot:1", "hot:", "hat:9", "h]t", "a-", "a]", "b", "]", "-", "[", "key[", "keya", "keyb", "keyc",
+             "x*y", "xzy", "x", "abc", "z", "^", "m"]
+
+
+@pytest.mark.parametrize("pattern", ["h?t:*", "[]abc]", "[^]]", "key[ab", "[a-]*", "x\\*y", "[z-a]", "[\\]]*",
+                                     "*[^a-z]", "?"])
+def test_redirect_globs_match_what_redis_keys_matches(redis_factory, sluice_factory, pattern):
+    """redis-server's own KEYS is the oracle: the keys redirect sends to the hot server are exactly
+    the keys KEYS PATTERN returns on a server holding them all."""
+    primary, hot, oracle = redis_factory(), redis_factory(), redis_factory()
+    quoted = pattern.replace("\\", "\\\\").replace('"', '\\"')
+    steps = f'    - redirect: {{ target: hot, patterns: ["{quoted}"] }}\n'
+    proxy = sluice_factory(two_sink_config(primary.port, hot.port, steps, other_name="hot"))
+    r, o = proxy.client(), oracle.client()
+    for key in GLOB_KEYS:
+        assert r.set(key, "v")
+        o.set(key, "v")
+    expected = sorted(o.keys(pattern))
+    assert sorted(hot.client().keys("*")) == expected, pattern
+    assert len(primary.client().keys("*")) == len(GLOB_KEYS) - len(expected)
+
+
+def test_redirect_finds_keys_of_numkeys_and_streams_commands(redis_factory, sluice_factory):
+    primary, hot = redis_factory(), redis_factory()
+    steps = '    - redirect: { target: hot, patterns: ["hot:*"] }\n'
+    proxy = sluice_factory(two_sink_config(primary.port, hot.port, steps, other_name="hot"))
+    r = proxy.client()
+    assert r.eval("return redis.call('SET', KEYS[1], ARGV[1])", 1, "hot:lua", "x") == b"OK"
+    r.xadd("hot:stream", {"f": "v"})
+    assert r.xread({"hot:stream": 0})[0][0] == b"hot:stream"
+    r.zadd("hot:z1", {"a": 1})
+    assert r.zunionstore("hot:dest", ["hot:z1"]) == 1
+    assert r.blpop(["hot:list", "hot:list2"], timeout=0.1) is None
+    assert sorted(hot.client().keys("*")) == [b"hot:dest", b"hot:lua", b"hot:stream", b"hot:z1"]
+    assert primary.client().keys("*") == []
+    with pytest.raises(redis.ResponseError, match="mixes hot and regular keys"):
+        r.eval("return 1", 2, "hot:a", "cold:b")
+    with pytest.raises(redis.ResponseError, match="SORT with a hot key is not supported"):
+        r.sort("cold:list", store="hot:sorted")
+
+
+def test_redirect_refuses_hot_keys_inside_multi(redis_factory, sluice_factory):
+    primary, hot = redis_factory(), redis_factory()
+    steps = '    - redirect: { target: hot, patterns: ["hot:*"] }\n'
+    proxy = sluice_factory(two_sink_config(primary.port, hot.port, steps, other_name="hot"))
+    r = proxy.client()
+    pipe = r.pipeline(transaction=True)
+    pipe.set("cold:1", "a").set("hot:1", "b")
+    with pytest.raises(redis.ResponseError, match="hot keys inside MULTI are not supported"):
+        pipe.execute()
+    assert hot.client().keys("*") == []
+    assert r.set("hot:2", "after exec")  # outside the transaction hot keys route again
+    assert hot.client().get("hot:2") == b"after exec"
+
+
 def test_redirect_carries_auth_to_the_hot_server(redis_factory, sluice_factory):
     primary = redis_factory("--requirepass", "s3cret")
     hot = redis_factory("--requirepass", "s3cret")
@@ -144,6 +199,17 @@ def test_tee_follows_select_to_the_shadow(redis_factory, sluice_factory):
         assert server.client(db=3).get("in-db-3") == b"v"
         assert server.client(db=4).get("in-db-4") == b"w"
         assert server.client(db=0).dbsize() == 0
+
+
+def test_tee_comparing_does_not_hold_blocking_commands(redis_factory, sluice_factory):
+    primary, shadow = redis_factory(), redis_factory()
+    proxy = sluice_factory(two_sink_config(primary.port, shadow.port, "    - tee: { target: shadow, on_mismatch: log }\n"))
+    r = proxy.client()
+    primary.client().rpush("jobs", "only-on-primary")
+    start = time.time()
+    assert r.blpop(["jobs"], timeout=0) == (b"jobs", b"only-on-primary")  # the shadow's copy blocks forever
+    assert time.time() - start < 3
+    assert r.set("after", "1") and shadow.client().get("after") == b"1"
 
 
 def test_tee_dead_shadow_with_fail_policy(redis_factory, sluice_factory):
@@ -236,6 +302,10 @@ def test_debug_printer_logs_requests_and_responses(redis_factory, sluice_factory
     out = proxy.output()
     assert "request: SET printed value\\x01" in out
     assert "response: +OK" in out
+    with pytest.raises(redis.AuthenticationError):
+        r.execute_command("AUTH", "admin", "hunter2")
+    assert proxy.wait_for_output("request: AUTH (redacted) (redacted)")
+    assert "hunter2" not in proxy.output()
 
 
 # ---- failures: plugins that misbehave, plugins that are refused, bad configs ---------------------

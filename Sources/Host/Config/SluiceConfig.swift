@@ -165,6 +165,10 @@ struct ConfigReader {
         var names: [String: YAMLNode] = [:]
         if let sinkMap = root["sinks"], expectMap(sinkMap, "sinks", allowed: sinkMap.pairs.map(\.key.scalar)) {
             for (key, value) in sinkMap.pairs {
+                if let earlier = names[key.scalar] {
+                    fail(key, "sink '\(key.scalar)' is defined twice (first at \(earlier.line):\(earlier.column))")
+                    continue
+                }
                 if let sink = readSink(name: key.scalar, key: key, value) {
                     sinks.append(sink)
                     names[sink.name] = key

@@ -77,15 +77,29 @@ enum YAMLParser {
             guard let root = yaml_document_get_root_node(&document) else {
                 return YAMLNode(kind: .null, line: 1, column: 1)
             }
-            return convert(root, in: &document, depth: 0)
+            var budget = maxNodes
+            return try convert(root, in: &document, depth: 0, budget: &budget)
         }
     }
 
+    /// Limits that keep a hostile file from hanging the host: aliases can make a node contain itself
+    /// (libyaml registers an anchor before loading its children) or expand exponentially.
+    static let maxDepth = 64
+    static let maxNodes = 100_000
+
     private static func convert(_ node: UnsafeMutablePointer<yaml_node_t>, in document: inout yaml_document_t,
-                                depth: Int) -> YAMLNode {
+                                depth: Int, budget: inout Int) throws -> YAMLNode {
         let line = Int(node.pointee.start_mark.line) + 1
         let column = Int(node.pointee.start_mark.column) + 1
-        guard depth < 64 else { return YAMLNode(kind: .null, line: line, column: column) }
+        guard depth < maxDepth else {
+            throw Failure(line: line, column: column,
+                          message: "nested deeper than \(maxDepth) levels (or an alias that contains itself)")
+        }
+        budget -= 1
+        guard budget >= 0 else {
+            throw Failure(line: line, column: column,
+                          message: "more than \(maxNodes) nodes once aliases are expanded")
+        }
         switch node.pointee.type {
         case YAML_SCALAR_NODE:
             let scalar = node.pointee.data.scalar
@@ -100,7 +114,7 @@ enum YAMLParser {
             var item = node.pointee.data.sequence.items.start
             while let current = item, current != node.pointee.data.sequence.items.top {
                 if let child = yaml_document_get_node(&document, current.pointee) {
-                    items.append(convert(child, in: &document, depth: depth + 1))
+                    items.append(try convert(child, in: &document, depth: depth + 1, budget: &budget))
                 }
                 item = current + 1
             }
@@ -111,7 +125,8 @@ enum YAMLParser {
             while let current = pair, current != node.pointee.data.mapping.pairs.top {
                 if let k = yaml_document_get_node(&document, current.pointee.key),
                    let v = yaml_document_get_node(&document, current.pointee.value) {
-                    pairs.append((convert(k, in: &document, depth: depth + 1), convert(v, in: &document, depth: depth + 1)))
+                    pairs.append((try convert(k, in: &document, depth: depth + 1, budget: &budget),
+                               try convert(v, in: &document, depth: depth + 1, budget: &budget)))
                 }
                 pair = current + 1
             }

@@ -100,6 +100,11 @@ public enum PluginLoader {
         guard stride >= transformMinimum else {
             return refuse("plugin '\(name)': transform struct_size \(stride) is smaller than ABI 1.0's \(transformMinimum)")
         }
+        // Minors append a few pointers at most; a huge stride is garbage, and stepping by it would read
+        // far outside the plugin's array.
+        guard stride <= 4096 else {
+            return refuse("plugin '\(name)': transform struct_size \(stride) is implausibly large")
+        }
         var transforms: [LoadedTransform] = []
         for i in 0..<Int(d.transform_count) {
             let raw = UnsafeRawPointer(transformsPointer).advanced(by: i * stride)
