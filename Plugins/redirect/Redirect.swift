@@ -49,6 +49,11 @@ final class RedirectCall {
     var hotResult: SendResult?
     var primary: (call: Call, responses: Batch)?
     init(routes: [Route]) { self.routes = routes }
+
+    /// A connection closed before the primary answered: the hot target's owned responses go back.
+    deinit {
+        if case .responses(let batch)? = hotResult { batch.free() }
+    }
 }
 
 final class RedirectInstance: TransformInstance {
@@ -168,6 +173,7 @@ final class RedirectInstance: TransformInstance {
             }
         }
         if case .responses(let batch) = hot { batch.free() }
+        state.hotResult = nil
         call.respond(merged)
     }
 }

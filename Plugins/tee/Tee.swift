@@ -55,6 +55,11 @@ final class Tee: Transform {
 final class TeeCall {
     var shadow: SendResult?
     var primary: (call: Call, requests: Batch, responses: Batch)?
+
+    /// A connection closed before the primary answered: the shadow's owned responses go back.
+    deinit {
+        if case .responses(let batch)? = shadow { batch.free() }
+    }
 }
 
 final class TeeInstance: TransformInstance {
@@ -152,6 +157,7 @@ final class TeeInstance: TransformInstance {
                 }
             }
             other.free()
+            state.shadow = nil
             if let mismatched, let chain = tee.mismatchChain {
                 env.send(mismatched, to: chain) { result in
                     if case .responses(let r) = result { r.free() }

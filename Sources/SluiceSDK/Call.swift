@@ -1,6 +1,9 @@
 /// A pending `on_requests` call: end it with exactly one of forward, respond or fail.
 public struct Call {
     public let raw: OpaquePointer
+    /// The instance's outstanding work, so per-call state is released if the connection closes
+    /// before the call completes.
+    let outstanding: Outstanding
 
     /// Sends the (possibly modified) request batch down the chain.
     @discardableResult
@@ -28,17 +31,24 @@ public struct Call {
         }
     }
 
-    /// Per-call state kept for `onResponses`: retained until taken with `takeState`.
+    /// Per-call state kept for `onResponses`, held by the instance until taken with `takeState`
+    /// (or until the connection closes, if the call never completes).
     public func setState(_ state: AnyObject?) {
-        if let old = sluiceHost.pointee.call_data(raw) { Unmanaged<AnyObject>.fromOpaque(old).release() }
-        sluiceHost.pointee.call_set_data(raw, state.map { Unmanaged.passRetained($0).toOpaque() })
+        if let old = sluiceHost.pointee.call_data(raw) { outstanding.states.removeValue(forKey: old) }
+        guard let state else {
+            sluiceHost.pointee.call_set_data(raw, nil)
+            return
+        }
+        let key = Unmanaged.passUnretained(state).toOpaque()
+        outstanding.states[key] = state
+        sluiceHost.pointee.call_set_data(raw, key)
     }
 
     /// The state set with `setState`, released from the call.
     public func takeState<T: AnyObject>(as type: T.Type) -> T? {
         guard let data = sluiceHost.pointee.call_data(raw) else { return nil }
         sluiceHost.pointee.call_set_data(raw, nil)
-        return Unmanaged<AnyObject>.fromOpaque(data).takeRetainedValue() as? T
+        return outstanding.states.removeValue(forKey: data) as? T
     }
 }
 
@@ -52,13 +62,16 @@ public enum SendResult {
 /// The per-connection context of an instance: send to other targets, timers, client address.
 public struct InstanceEnv {
     public let raw: OpaquePointer
+    let outstanding: Outstanding
 
     /// Sends an owned request batch to a chain or sink; `completion` runs later on this thread (never
     /// after the instance is freed).
     public func send(_ batch: Batch, to target: Target, completion: @escaping (SendResult) -> Void) {
-        let box = Unmanaged.passRetained(CompletionBox(completion)).toOpaque()
+        let completionBox = CompletionBox(completion, outstanding: outstanding)
+        let box = Unmanaged.passUnretained(completionBox).toOpaque()
+        outstanding.completions[box] = completionBox
         let status = sluiceHost.pointee.send(raw, target.raw, batch.raw, { user, status, responses, error in
-            let box = Unmanaged<CompletionBox>.fromOpaque(user!).takeRetainedValue()
+            guard let box = CompletionBox.take(user) else { return }
             if status == SLUICE_OK, let responses {
                 box.completion(.responses(Batch(raw: responses)))
             } else {
@@ -69,13 +82,12 @@ public struct InstanceEnv {
         if status != SLUICE_OK {
             // The host never calls a refused send's completion; deliver the refusal ourselves, on a
             // 0 ms timer, so that a completion still never runs inside `send`.
-            Unmanaged<CompletionBox>.fromOpaque(box).takeUnretainedValue().refusal = "send refused with status \(status)"
+            completionBox.refusal = "send refused with status \(status)"
             let timer = sluiceHost.pointee.timer_start(raw, 0, { user in
-                let box = Unmanaged<CompletionBox>.fromOpaque(user!).takeRetainedValue()
+                guard let box = CompletionBox.take(user) else { return }
                 box.completion(.failed(box.refusal ?? "send refused"))
             }, box, nil)
-            if timer != SLUICE_OK {
-                let box = Unmanaged<CompletionBox>.fromOpaque(box).takeRetainedValue()
+            if timer != SLUICE_OK, let box = CompletionBox.take(box) {
                 box.completion(.failed(box.refusal ?? "send refused"))
             }
         }
@@ -89,8 +101,28 @@ public struct InstanceEnv {
     }
 }
 
+/// A send's completion closure. The instance's `Outstanding` holds it until the host calls back;
+/// if the connection closes first the host never calls back, and freeing the instance frees it.
 final class CompletionBox {
     let completion: (SendResult) -> Void
+    unowned let outstanding: Outstanding
     var refusal: String?
-    init(_ completion: @escaping (SendResult) -> Void) { self.completion = completion }
+    init(_ completion: @escaping (SendResult) -> Void, outstanding: Outstanding) {
+        self.completion = completion
+        self.outstanding = outstanding
+    }
+
+    /// The box behind a callback's user data, taken out of its instance's outstanding work.
+    static func take(_ user: UnsafeMutableRawPointer?) -> CompletionBox? {
+        guard let user else { return nil }
+        let box = Unmanaged<CompletionBox>.fromOpaque(user).takeUnretainedValue()
+        return box.outstanding.completions.removeValue(forKey: user)
+    }
+}
+
+/// What an instance has handed out and not got back: send completions and per-call state. Released
+/// with the instance, so a connection that closes mid-call leaks nothing.
+final class Outstanding {
+    var completions: [UnsafeMutableRawPointer: CompletionBox] = [:]
+    var states: [UnsafeMutableRawPointer: AnyObject] = [:]
 }

@@ -51,10 +51,15 @@ public enum SluicePlugin {
     }
 }
 
-/// Holds an instance behind the C `void *instance` (no dynamic cast per call).
+/// Holds an instance behind the C `void *instance` (no dynamic cast per call), with the work it
+/// has outstanding (released together when the connection closes).
 final class InstanceBox {
     let instance: TransformInstance
-    init(_ instance: TransformInstance) { self.instance = instance }
+    let outstanding: Outstanding
+    init(_ instance: TransformInstance, outstanding: Outstanding) {
+        self.instance = instance
+        self.outstanding = outstanding
+    }
 }
 
 /// Holds a configured transform behind the C `void *config`.
@@ -90,26 +95,31 @@ private let configFree: sluice_on_config_free_fn = { config in
 private let instanceNew: sluice_on_instance_new_fn = { config, env, out in
     guard let config, let env, let out else { return Int32(SLUICE_ERROR_INVALID_ARGUMENT) }
     let box = Unmanaged<ConfigBox>.fromOpaque(config).takeUnretainedValue()
-    let instance = box.transform.makeInstance(env: InstanceEnv(raw: env))
-    out.pointee = Unmanaged.passRetained(InstanceBox(instance)).toOpaque()
+    let outstanding = Outstanding()
+    let instance = box.transform.makeInstance(env: InstanceEnv(raw: env, outstanding: outstanding))
+    out.pointee = Unmanaged.passRetained(InstanceBox(instance, outstanding: outstanding)).toOpaque()
     return Int32(SLUICE_OK)
 }
 
 private let instanceFree: sluice_on_instance_free_fn = { instance in
     guard let instance else { return }
-    Unmanaged<InstanceBox>.fromOpaque(instance).release()
+    let box = Unmanaged<InstanceBox>.fromOpaque(instance).takeRetainedValue()
+    // The host calls no completion after this: drop what is still outstanding, then the instance.
+    box.outstanding.completions.removeAll()
+    box.outstanding.states.removeAll()
 }
 
 private let onRequests: sluice_on_requests_fn = { instance, call, requests in
     guard let instance, let call, let requests else { return Int32(SLUICE_ERROR_INVALID_ARGUMENT) }
-    Unmanaged<InstanceBox>.fromOpaque(instance).takeUnretainedValue().instance
-        .onRequests(Call(raw: call), Batch(raw: requests))
+    let box = Unmanaged<InstanceBox>.fromOpaque(instance).takeUnretainedValue()
+    box.instance.onRequests(Call(raw: call, outstanding: box.outstanding), Batch(raw: requests))
     return Int32(SLUICE_OK)
 }
 
 private let onResponses: sluice_on_responses_fn = { instance, call, requests, responses in
     guard let instance, let call, let requests, let responses else { return Int32(SLUICE_ERROR_INVALID_ARGUMENT) }
-    Unmanaged<InstanceBox>.fromOpaque(instance).takeUnretainedValue().instance.onResponses(Call(raw: call), requests: Batch(raw: requests),
-                                               responses: Batch(raw: responses))
+    let box = Unmanaged<InstanceBox>.fromOpaque(instance).takeUnretainedValue()
+    box.instance.onResponses(Call(raw: call, outstanding: box.outstanding), requests: Batch(raw: requests),
+                             responses: Batch(raw: responses))
     return Int32(SLUICE_OK)
 }

@@ -356,7 +356,7 @@ def test_subscribe_pipelined_after_a_nil_reply(redis_factory, sluice_factory):
 def test_client_leaving_with_requests_in_flight(redis_factory, sluice_factory):
     """A client that disconnects while its BLPOP waits on a dedicated connection, or while its
     pipeline is on the shared connection, leaves nothing behind that later crashes the host."""
-    backend = redis_factory()
+    backend = redis_factory("--enable-debug-command", "yes")
     config = plain_config(backend.port).replace("  main:\n", "  main:\n    - debug-printer: { prefix: DBG }\n")
     proxy = sluice_factory(config)
     for _ in range(5):

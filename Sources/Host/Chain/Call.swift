@@ -27,6 +27,10 @@ final class Call: ResponseReceiver {
     var pluginData: UnsafeMutableRawPointer?
     private var responses: Batch?
     private var heldByPlugin = false
+    /// Links of the chain instance's list of calls the plugin holds (see `ChainInstance.held`):
+    /// the list keeps them alive, and closing the connection abandons whatever is still on it.
+    var nextHeld: Call?
+    unowned(unsafe) var previousHeld: Call?
     /// True while call_forward runs, so responses that come back synchronously are deferred.
     private var forwarding = false
 
@@ -187,13 +191,20 @@ final class Call: ResponseReceiver {
     private func holdForPlugin() {
         guard !heldByPlugin else { return }
         heldByPlugin = true
-        _ = Unmanaged.passUnretained(self).retain()
+        chain.hold(self)
     }
 
     private func releaseFromPlugin() {
         guard heldByPlugin else { return }
         heldByPlugin = false
-        Unmanaged.passUnretained(self).release()
+        chain.release(self)
+    }
+
+    /// The connection closed while the plugin still held this call: it will never be completed.
+    func abandon() {
+        state = .done
+        responses = nil
+        heldByPlugin = false
     }
 }
 

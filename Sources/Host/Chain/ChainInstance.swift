@@ -11,6 +11,22 @@ final class ChainInstance {
     /// Set when the client connection closed: outcomes still arriving for its calls are dropped
     /// (their plugin instances are gone).
     private(set) var isClosed = false
+    /// Calls handed to a plugin and not completed yet, as an intrusive list (O(1), no hashing on the
+    /// hot path). Holding them here rather than by a bare retain lets `close` abandon them.
+    private var held: Call?
+
+    func hold(_ call: Call) {
+        call.nextHeld = held
+        held?.previousHeld = call
+        held = call
+    }
+
+    func release(_ call: Call) {
+        if let previous = call.previousHeld { previous.nextHeld = call.nextHeld } else { held = call.nextHeld }
+        call.nextHeld?.previousHeld = call.previousHeld
+        call.nextHeld = nil
+        call.previousHeld = nil
+    }
 
     /// Creates every plugin instance of the chain; throws the first instance_new failure.
     init(session: ChainSession, plan: ChainPlan) throws {
@@ -78,6 +94,14 @@ final class ChainInstance {
     /// Frees every plugin instance (timers and pending send completions are cancelled first).
     func close() {
         isClosed = true
+        // Calls the plugins never completed are abandoned (no hook runs for them again); the
+        // plugins free their own per-call state in instance_free.
+        while let call = held {
+            held = call.nextHeld
+            call.nextHeld = nil
+            call.previousHeld = nil
+            call.abandon()
+        }
         for i in plan.steps.indices.reversed() {
             guard let env = envs[i] else { continue }
             env.close()
