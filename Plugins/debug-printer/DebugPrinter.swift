@@ -42,9 +42,9 @@ final class DebugPrinterInstance: TransformInstance {
             var parts: [String] = []
             // AUTH's arguments and everything after HELLO's AUTH are credentials: never logged.
             var secretFrom = argc
-            if argc > 1, equalsIgnoringCase(args[0], "auth") { secretFrom = 1 }
-            if argc > 2, equalsIgnoringCase(args[0], "hello") {
-                for a in 1..<argc where equalsIgnoringCase(args[a], "auth") { secretFrom = a + 1; break }
+            if argc > 1, args[0].equalsIgnoringCase("auth") { secretFrom = 1 }
+            if argc > 2, args[0].equalsIgnoringCase("hello") {
+                for a in 1..<argc where args[a].equalsIgnoringCase("auth") { secretFrom = a + 1; break }
             }
             for a in 0..<argc where budget > 0 {
                 parts.append(a >= secretFrom ? "(redacted)" : printable(args[a], limit: budget))
@@ -92,10 +92,3 @@ final class DebugPrinterInstance: TransformInstance {
     }
 }
 
-/// True if bytes equal `lowercase` ignoring ASCII case.
-private func equalsIgnoringCase(_ bytes: UnsafeRawBufferPointer, _ lowercase: StaticString) -> Bool {
-    guard bytes.count == lowercase.utf8CodeUnitCount else { return false }
-    let expected = UnsafeRawBufferPointer(start: lowercase.utf8Start, count: bytes.count)
-    for i in 0..<bytes.count where bytes[i] | 0x20 != expected[i] { return false }
-    return true
-}

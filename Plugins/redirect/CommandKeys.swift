@@ -1,3 +1,5 @@
+import SluiceSDK
+
 /// Where the keys of a Redis command are, after the key specs of `COMMAND INFO`.
 enum KeySpec {
     /// Arguments first...last (a negative last counts from the end: -1 is the last argument),
@@ -86,7 +88,7 @@ enum CommandKeys {
             }
         case .streams:
             var s = 1
-            while s < argc, !equalsIgnoringCase(argument(s), "streams") { s += 1 }
+            while s < argc, !argument(s).equalsIgnoringCase("streams") { s += 1 }
             let rest = argc - s - 1
             guard s < argc, rest > 0, rest % 2 == 0 else { return }
             var i = s + 1
@@ -95,13 +97,6 @@ enum CommandKeys {
                 i += 1
             }
         }
-    }
-
-    static func equalsIgnoringCase(_ bytes: UnsafeRawBufferPointer, _ lowercase: StaticString) -> Bool {
-        guard bytes.count == lowercase.utf8CodeUnitCount else { return false }
-        let expected = UnsafeRawBufferPointer(start: lowercase.utf8Start, count: bytes.count)
-        for i in 0..<bytes.count where bytes[i] | 0x20 != expected[i] { return false }
-        return true
     }
 }
 

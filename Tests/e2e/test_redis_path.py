@@ -27,6 +27,15 @@ def raw_exchange(port, payload, expect_bytes, chunk=None, timeout=5):
         return data
 
 
+def read_until_closed(sock):
+    data = b""
+    while True:
+        part = sock.recv(65536)
+        if not part:
+            return data
+        data += part
+
+
 def test_redis_cli_set_get_through_sluice(redis_factory, sluice_factory):
     backend = redis_factory()
     proxy = sluice_factory(plain_config(backend.port, plugins=False))
@@ -204,12 +213,7 @@ def test_quit_closes_after_ok(redis_factory, sluice_factory):
     proxy = sluice_factory(plain_config(backend.port, plugins=False))
     with socket.create_connection(("127.0.0.1", proxy.port), timeout=5) as s:
         s.sendall(b"*1\r\n$4\r\nPING\r\n*1\r\n$4\r\nQUIT\r\n*1\r\n$4\r\nPING\r\n")
-        data = b""
-        while True:
-            part = s.recv(4096)
-            if not part:
-                break
-            data += part
+        data = read_until_closed(s)
     assert data == b"+PONG\r\n+OK\r\n"
 
 
@@ -226,12 +230,7 @@ def test_malformed_and_oversized_frames_get_errors_and_host_survives(redis_facto
     ]:
         with socket.create_connection(("127.0.0.1", proxy.port), timeout=5) as s:
             s.sendall(garbage)
-            data = b""
-            while True:
-                part = s.recv(4096)
-                if not part:
-                    break
-                data += part
+            data = read_until_closed(s)
         assert needle in data, (garbage, data)
     assert proxy.client().ping()
     assert proxy.alive()
@@ -277,15 +276,6 @@ def test_metrics_endpoint_counts_requests(redis_factory, sluice_factory):
     body = urllib.request.urlopen(f"http://127.0.0.1:{proxy.metrics_port}/metrics", timeout=5).read().decode()
     line = [l for l in body.splitlines() if l.startswith("sluice_requests_total")][0]
     assert float(line.split()[-1]) >= 10
-
-
-def read_until_closed(sock):
-    data = b""
-    while True:
-        part = sock.recv(65536)
-        if not part:
-            return data
-        data += part
 
 
 def test_hostile_frames_never_crash_or_desynchronise_the_shared_connection(redis_factory, sluice_factory):

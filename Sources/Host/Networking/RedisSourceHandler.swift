@@ -75,15 +75,7 @@ final class RedisSourceHandler: ChannelInboundHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard !closing, let chain else { return }
-        var incoming = unwrapInboundIn(data)
-        var buffer: ByteBuffer
-        if var pendingBytes = buffered {
-            buffered = nil
-            pendingBytes.writeBuffer(&incoming)
-            buffer = pendingBytes
-        } else {
-            buffer = incoming
-        }
+        var buffer = ByteBuffer.joining(&buffered, unwrapInboundIn(data))
 
         var messages: [ByteBuffer] = []
         let contiguousStart = buffer.readerIndex

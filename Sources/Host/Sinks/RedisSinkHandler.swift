@@ -15,15 +15,7 @@ final class RedisSinkHandler: ChannelInboundHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        var incoming = unwrapInboundIn(data)
-        var buffer: ByteBuffer
-        if var pendingBytes = buffered {
-            buffered = nil
-            pendingBytes.writeBuffer(&incoming)
-            buffer = pendingBytes
-        } else {
-            buffer = incoming
-        }
+        var buffer = ByteBuffer.joining(&buffered, unwrapInboundIn(data))
         connection.beginRead(buffer)
         defer { connection.endRead() }
         while buffer.readableBytes > 0 {

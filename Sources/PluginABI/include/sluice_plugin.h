@@ -57,7 +57,11 @@
  *    all run on that same thread.
  * 4. instance_free: when the client connection closes, after every call of the instance completed or
  *    was abandoned. Pending send completions and timers of the instance are cancelled first (their
- *    callbacks are not called after instance_free).
+ *    callbacks are not called after instance_free). A call the plugin had not completed is abandoned:
+ *    no hook runs for it again, its handle is invalid once instance_free returns, and whatever the
+ *    plugin attached to it (call_set_data) or still holds for it (owned batches) is the plugin's to
+ *    release in instance_free. Timer handles stay valid during instance_free (timer_cancel on them is
+ *    harmless).
  * 5. config_free: at shutdown. The host never dlclose()s a plugin (Swift code cannot be unloaded and
  *    code may still be on a stack).
  * A hook must never block its thread (no sleeping, no blocking I/O, no waiting on locks held across
