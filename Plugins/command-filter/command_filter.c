@@ -26,8 +26,11 @@ typedef struct deny_config {
   sluice_metric *requests;
 } deny_config;
 
-/* A batch with some denied requests: where the denied ones were, to put their errors back. */
+/* A batch with some denied requests: where the denied ones were, to put their errors back. Linked
+ * into its instance's list until on_responses frees it, so that instance_free can free the states of
+ * calls abandoned when the client disconnected. */
 typedef struct deny_call {
+  struct deny_call *next, *prev;
   deny_config *config;
   size_t original_count;
   size_t denied_count;
@@ -115,10 +118,45 @@ static int32_t deny_config_new(sluice_config_env *env, const sluice_config_node 
   return SLUICE_OK;
 }
 
+/* Per connection: the shared read-only config and the per-call states not yet answered. */
+typedef struct deny_instance {
+  deny_config *config;
+  deny_call *calls;
+} deny_instance;
+
 static int32_t deny_instance_new(void *config, sluice_instance_env *env, void **out) {
   (void)env;
-  *out = config; /* no per-connection state: the instance is the (read-only) config */
+  deny_instance *instance = calloc(1, sizeof *instance);
+  if (instance == NULL) return SLUICE_ERROR;
+  instance->config = config;
+  *out = instance;
   return SLUICE_OK;
+}
+
+static void deny_call_free(struct deny_call *state);
+
+static void deny_link(deny_instance *instance, deny_call *state) {
+  state->prev = NULL;
+  state->next = instance->calls;
+  if (instance->calls != NULL) instance->calls->prev = state;
+  instance->calls = state;
+}
+
+static void deny_unlink(deny_instance *instance, deny_call *state) {
+  if (state->prev != NULL) state->prev->next = state->next; else instance->calls = state->next;
+  if (state->next != NULL) state->next->prev = state->prev;
+  state->next = state->prev = NULL;
+}
+
+/* The connection closed: states of calls that never got their responses are freed here. */
+static void deny_instance_free(void *p) {
+  deny_instance *instance = p;
+  while (instance->calls != NULL) {
+    deny_call *state = instance->calls;
+    deny_unlink(instance, state);
+    deny_call_free(state);
+  }
+  free(instance);
 }
 
 /* Index into config->commands of request i's command, or -1. */
@@ -152,8 +190,9 @@ static void deny_call_free(deny_call *state) {
   free(state);
 }
 
-static int32_t deny_on_requests(void *instance, sluice_call *call, sluice_batch *requests) {
-  deny_config *c = instance;
+static int32_t deny_on_requests(void *p, sluice_call *call, sluice_batch *requests) {
+  deny_instance *instance = p;
+  deny_config *c = instance->config;
   size_t count = host->batch_count(requests);
   host->metric_add(c->requests, count);
   size_t first = count;
@@ -202,18 +241,19 @@ static int32_t deny_on_requests(void *instance, sluice_call *call, sluice_batch 
   for (size_t i = count; i-- > 0;) {
     if (state->denied[i]) host->batch_remove(requests, i);
   }
+  deny_link(instance, state);
   host->call_set_data(call, state);
   return host->call_forward(call);
 }
 
 /* Puts the errors of the denied requests back at their original positions. */
-static int32_t deny_on_responses(void *instance, sluice_call *call, const sluice_batch *requests,
+static int32_t deny_on_responses(void *p, sluice_call *call, const sluice_batch *requests,
                                  sluice_batch *responses) {
-  (void)instance;
   (void)requests;
   deny_call *state = host->call_data(call);
   if (state == NULL) return host->call_respond(call, NULL); /* nothing was denied in this batch */
   host->call_set_data(call, NULL);
+  deny_unlink(p, state);
   sluice_batch *merged = host->batch_new(SLUICE_BATCH_RESPONSES, SLUICE_PROTOCOL_REDIS);
   int32_t status = merged ? SLUICE_OK : SLUICE_ERROR;
   size_t next = 0;
@@ -269,6 +309,7 @@ static const sluice_transform_descriptor transforms[] = {
         .config_new = deny_config_new,
         .config_free = deny_config_free,
         .instance_new = deny_instance_new,
+        .instance_free = deny_instance_free,
         .on_requests = deny_on_requests,
         .on_responses = deny_on_responses,
     },

@@ -449,16 +449,19 @@ sources:
 
 
 def test_clients_leaving_mid_call_through_tee_and_redirect(redis_factory, sluice_factory):
-    """Clients that close while the shadow (tee) or hot server (redirect) is still busy: the calls
-    are abandoned, late completions are dropped, and the host keeps serving."""
+    """Clients that close while the shadow (tee) or hot server (redirect) is still busy, some with a
+    denied command in the batch (the C plugin then holds per-call state): the calls are abandoned,
+    late completions are dropped, plugins free their per-call state, and the host keeps serving."""
     primary, other = redis_factory(), redis_factory("--enable-debug-command", "yes")
-    steps = ('    - tee: { target: other, on_mismatch: log }\n'
+    steps = ('    - deny: { commands: [FLUSHALL] }\n'
+             '    - tee: { target: other, on_mismatch: log }\n'
              '    - redirect: { target: other, patterns: ["hot:*"] }\n')
     proxy = sluice_factory(two_sink_config(primary.port, other.port, steps, other_name="other"))
     slow = threading.Thread(target=lambda: other.client().execute_command("DEBUG", "SLEEP", "0.6"))
     slow.start()
     time.sleep(0.1)
-    for payload in (b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n", b"*2\r\n$3\r\nGET\r\n$5\r\nhot:1\r\n"):
+    for payload in (b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n", b"*2\r\n$3\r\nGET\r\n$5\r\nhot:1\r\n",
+                    b"*1\r\n$8\r\nFLUSHALL\r\n*2\r\n$3\r\nGET\r\n$1\r\nk\r\n"):
         for _ in range(5):
             with socket.create_connection(("127.0.0.1", proxy.port), timeout=5) as s:
                 s.sendall(payload)
