@@ -248,7 +248,16 @@ def test_dead_backend_gives_clear_error_then_recovers(redis_factory, sluice_fact
     from conftest import RedisServer
     server = RedisServer(workdir, port=port)
     try:
-        assert r.set("k", "v")
+        # Connects are retried with a backoff (100 ms after one failure): recovery follows shortly.
+        deadline = time.time() + 5
+        while True:
+            try:
+                assert r.set("k", "v")
+                break
+            except redis.ResponseError:
+                if time.time() > deadline:
+                    raise
+                time.sleep(0.05)
         assert r.get("k") == b"v"
     finally:
         server.stop()
@@ -360,3 +369,90 @@ def test_client_leaving_with_requests_in_flight(redis_factory, sluice_factory):
     time.sleep(0.3)
     assert proxy.alive()
     assert proxy.client().ping()
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def test_subscriber_that_does_not_read_cannot_grow_the_proxy(redis_factory, sluice_factory):
+    """200 MB of pub/sub messages to a subscriber that never reads: Sluice stops reading that
+    client's backend connection, so the messages wait at Redis (whose pubsub output limit then drops
+    the subscriber) instead of in the proxy's memory; a bystander keeps working."""
+    backend = redis_factory()
+    proxy = sluice_factory(plain_config(backend.port, plugins=False))
+    before = rss_kib(proxy.proc.pid)
+    lazy = socket.create_connection(("127.0.0.1", proxy.port), timeout=5)
+    lazy.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+    lazy.sendall(b"*2\r\n$9\r\nSUBSCRIBE\r\n$5\r\nflood\r\n")
+    time.sleep(0.3)
+    publisher = backend.client()
+    payload = b"x" * 100_000
+    for _ in range(2000):
+        publisher.publish("flood", payload)
+    time.sleep(0.5)
+    grown_mib = (rss_kib(proxy.proc.pid) - before) / 1024
+    assert grown_mib < 100, f"proxy grew by {grown_mib:.0f} MiB"
+    assert proxy.client().ping() and proxy.alive()
+    lazy.close()
+
+
+def test_stuck_backend_times_out_instead_of_hanging_every_client(sluice_factory):
+    """A backend that accepts connections and never answers: requests on the shared connection fail
+    after reply_timeout_ms with a clear error, and later requests get the same rather than a hang."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    port = listener.getsockname()[1]
+    accepted = []
+    stop = threading.Event()
+
+    def accept_and_ignore():
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                accepted.append(listener.accept()[0])
+            except OSError:
+                pass
+
+    thread = threading.Thread(target=accept_and_ignore, daemon=True)
+    thread.start()
+    try:
+        config = plain_config(port, plugins=False).replace(
+            f"address: 127.0.0.1:{port} }}", f"address: 127.0.0.1:{port}, reply_timeout_ms: 400 }}")
+        proxy = sluice_factory(config)
+        with socket.create_connection(("127.0.0.1", proxy.port), timeout=5) as s:
+            for _ in range(2):  # the second request goes out on a fresh connection, stuck as well
+                start = time.time()
+                s.sendall(b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n")
+                data = b""
+                while not data.endswith(b"\r\n"):
+                    data += s.recv(4096)
+                assert b"no reply within 400 ms" in data, data
+                assert time.time() - start < 3
+        assert proxy.alive()
+    finally:
+        stop.set()
+        thread.join()
+        for c in accepted:
+            c.close()
+        listener.close()
+
+
+def test_dead_backend_is_not_hammered_with_connects(sluice_factory):
+    proxy = sluice_factory(plain_config(free_port(), plugins=False))
+    r = proxy.client()
+    failures = 0
+    for _ in range(50):
+        try:
+            r.get("k")
+        except redis.ResponseError as e:
+            assert "unavailable" in str(e)
+            failures += 1
+    assert failures == 50
+    attempts = proxy.output().count("connect failed")
+    assert 1 <= attempts <= 5, proxy.output()

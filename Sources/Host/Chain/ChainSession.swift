@@ -80,6 +80,12 @@ final class ChainSession {
         }
     }
 
+    /// The client cannot take more bytes (or can again): its dedicated backend connections stop (or
+    /// resume) reading, so a flood of pub/sub messages waits at the backend instead of in memory.
+    func setBackendReadingPaused(_ paused: Bool) {
+        for route in sinks { route?.setReadPaused(paused) }
+    }
+
     func deliverPush(_ bytes: ByteBuffer) {
         onPush?(bytes)
     }

@@ -8,6 +8,8 @@ public struct SluiceConfig {
         public let host: String
         public let port: Int
         public let connectTimeoutMilliseconds: Int64
+        /// How long a shared backend connection may owe a reply before it is given up (0: never).
+        public let replyTimeoutMilliseconds: Int64
         let node: YAMLNode
     }
 
@@ -233,12 +235,13 @@ struct ConfigReader {
             fail(node, "sink '\(name)': expected 'redis: { address: host:port }'")
             return nil
         }
-        guard expectMap(redis, "sink '\(name)'.redis", allowed: ["address", "connect_timeout_ms"]),
+        guard expectMap(redis, "sink '\(name)'.redis", allowed: ["address", "connect_timeout_ms", "reply_timeout_ms"]),
               let (host, port) = address(redis["address"], "sink '\(name)'.redis.address", at: redis)
         else { return nil }
         let timeout = integer(redis["connect_timeout_ms"], "connect_timeout_ms", range: 1...600_000) ?? 2000
+        let replyTimeout = integer(redis["reply_timeout_ms"], "reply_timeout_ms", range: 0...3_600_000) ?? 30_000
         return SluiceConfig.Sink(name: name, host: host, port: port, connectTimeoutMilliseconds: Int64(timeout),
-                                 node: key)
+                                 replyTimeoutMilliseconds: Int64(replyTimeout), node: key)
     }
 
     private mutating func readChain(name: String, _ node: YAMLNode, sinkNames: Set<String>) -> SluiceConfig.Chain? {

@@ -141,10 +141,29 @@ final class RedisSourceHandler: ChannelInboundHandler {
                                                                  messages: [bytes]), closeAfter: true))
             slotCompleted()
         }
-        if slots.count >= Self.maxBatchesInFlight, !readPaused {
+        updateReading(context)
+    }
+
+    /// Reads from the client only while it has fewer than `maxBatchesInFlight` batches unanswered
+    /// and its socket takes our writes (NIO's write-buffer water marks): a client that pipelines
+    /// without reading its replies stops being read instead of growing our memory.
+    private func updateReading(_ context: ChannelHandlerContext) {
+        let writable = context.channel.isWritable
+        if !readPaused, slots.count >= Self.maxBatchesInFlight || !writable {
             readPaused = true
             context.channel.setOption(ChannelOptions.autoRead, value: false).whenFailure { _ in }
+        } else if readPaused, slots.count <= Self.maxBatchesInFlight / 2, writable {
+            readPaused = false
+            context.channel.setOption(ChannelOptions.autoRead, value: true).whenFailure { _ in }
+            context.read()
         }
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        let writable = context.channel.isWritable
+        session?.setBackendReadingPaused(!writable)
+        updateReading(context)
+        context.fireChannelWritabilityChanged()
     }
 
     /// Writes every answered slot at the head of the queue, in order.
@@ -166,11 +185,7 @@ final class RedisSourceHandler: ChannelInboundHandler {
             context.close(promise: nil)
             return
         }
-        if readPaused, slots.count <= Self.maxBatchesInFlight / 2 {
-            readPaused = false
-            context.channel.setOption(ChannelOptions.autoRead, value: true).whenFailure { _ in }
-            context.read()
-        }
+        updateReading(context)
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {

@@ -19,6 +19,9 @@ public final class SluiceServer {
                     .serverChannelOption(ChannelOptions.backlog, value: 1024)
                     .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
                     .childChannelOption(ChannelOptions.tcpOption(.tcp_nodelay), value: 1)
+                    // Past 1 MiB of unsent replies a client counts as not reading (see RedisSourceHandler).
+                    .childChannelOption(ChannelOptions.writeBufferWaterMark,
+                                        value: ChannelOptions.Types.WriteBufferWaterMark(low: 256 * 1024, high: 1024 * 1024))
                     .childChannelOption(ChannelOptions.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 1024, initial: 16384, maximum: 1 << 20))
                     .childChannelInitializer { channel in
                         channel.pipeline.addHandler(RedisSourceHandler(plan: plan, chainIndex: source.chainIndex,

@@ -29,6 +29,10 @@ final class RedisSinkConnection {
         /// so far lie back to back there.
         var contiguousStart: Int?
         var readID = -1
+        /// When the batch was handed to this connection (for the reply timeout).
+        var sentAt = NIODeadline.uptimeNanoseconds(0)
+        /// The batch holds a command that may wait as long as it likes (BLPOP…): no reply timeout.
+        var mayWait = false
         init(receiver: ResponseReceiver, count: Int, outOfBand: [Bool]?) {
             self.receiver = receiver
             self.count = count
@@ -58,6 +62,11 @@ final class RedisSinkConnection {
     /// Whether the connection ever carried a request (then losing it loses client state).
     private var everUsed = false
     private var metrics: SinkMetrics
+    /// The pending check of the oldest batch's age (shared connections with a reply timeout).
+    private var replyTimeoutCheck: Scheduled<Void>?
+    /// Set while the client of a dedicated connection cannot take more bytes: replies and pushes
+    /// wait in the backend's socket (and Redis's output buffer limits apply) instead of in memory here.
+    private var readPaused = false
     /// The read buffer being parsed (replies are slices of it) and a number identifying it.
     private var currentRead: ByteBuffer?
     private var readID = 0
@@ -95,6 +104,25 @@ final class RedisSinkConnection {
         }
         let entry = Pending(receiver: receiver, count: batch.count, outOfBand: outOfBand)
         entry.route = route
+        if case .idle = state, let (error, wait) = plan.health.backingOff() {
+            let message = unavailable("connect failed: \(error); next attempt in \(wait) ms")
+            metrics.failedBatches(1)
+            eventLoop.execute {
+                route?.sharedBatchCompleted()
+                receiver.receive(.failed(message))
+            }
+            return
+        }
+        if plan.replyTimeoutMilliseconds > 0 {
+            entry.sentAt = .now()
+            if !isShared {
+                for i in 0..<batch.count where batch.withMessageBytes(i, RedisConnectionState.mayWaitIndefinitely) {
+                    entry.mayWait = true
+                    break
+                }
+            }
+            armReplyTimeout()
+        }
         switch state {
         case .closed:
             eventLoop.execute { receiver.receive(.failed(self.unavailable("connection closed"))) }
@@ -154,13 +182,16 @@ final class RedisSinkConnection {
                     return
                 }
                 state = .connected(channel)
+                plan.health.connected()
+                if readPaused { channel.setOption(ChannelOptions.autoRead, value: false).whenFailure { _ in } }
                 for batch in waitingForConnection { batch.write(to: channel) }
                 waitingForConnection.removeAll()
                 channel.flush()
             case .failure(let error):
                 guard case .connecting = state else { return }
                 metrics.connectFailed()
-                HostLog.sinks.warning("sink '\(plan.name)' (\(plan.address)): connect failed: \(error)")
+                let backoff = plan.health.connectFailed("\(error)")
+                HostLog.sinks.warning("sink '\(plan.name)' (\(plan.address)): connect failed: \(error); next attempt in \(backoff) ms at the earliest")
                 state = .idle
                 waitingForConnection.removeAll()
                 everUsed = false
@@ -169,9 +200,57 @@ final class RedisSinkConnection {
         }
     }
 
+    /// Stops or resumes reading from the backend (a dedicated connection whose client is not
+    /// reading its replies).
+    func setReadPaused(_ paused: Bool) {
+        guard paused != readPaused else { return }
+        readPaused = paused
+        guard case .connected(let channel) = state else { return }
+        channel.setOption(ChannelOptions.autoRead, value: !paused).whenFailure { _ in }
+        if !paused { channel.read() }
+    }
+
+    // MARK: reply timeout
+
+    private func armReplyTimeout() {
+        guard replyTimeoutCheck == nil else { return }
+        let period = max(plan.replyTimeoutMilliseconds / 4, 10)
+        replyTimeoutCheck = eventLoop.scheduleTask(in: .milliseconds(period)) { [weak self] in
+            self?.checkReplyTimeout()
+        }
+    }
+
+    /// The oldest batch has waited longer than the reply timeout: the backend is stuck (or the
+    /// connection half-open). Every client on a shared connection would wait with it, so the
+    /// connection is closed, its batches fail, and the next request reconnects. A dedicated
+    /// connection is exempt while it may legitimately wait (blocking command, subscribed); when it
+    /// times out, the client's server-side state is gone with it, so the client is closed too.
+    private func checkReplyTimeout() {
+        replyTimeoutCheck = nil
+        guard let head = pending.first, case .connected(let channel) = state else { return }
+        let limit = TimeAmount.milliseconds(plan.replyTimeoutMilliseconds)
+        guard NIODeadline.now() - head.sentAt >= limit, !head.mayWait, !subscribed else {
+            armReplyTimeout()
+            return
+        }
+        let kind = isShared ? "shared" : "dedicated"
+        HostLog.sinks.warning("sink '\(plan.name)' (\(plan.address)): no reply within \(plan.replyTimeoutMilliseconds) ms; closing the \(kind) connection")
+        state = .idle
+        let hadState = everUsed
+        everUsed = false
+        failAll("no reply within \(plan.replyTimeoutMilliseconds) ms")
+        channel.close(promise: nil)
+        if hadState, !isShared {
+            // After the failures above reach the client (failAll delivers them in a later turn).
+            let reason = "backend '\(plan.name)' did not reply within \(plan.replyTimeoutMilliseconds) ms"
+            eventLoop.execute { [weak owner] in owner?.backendLost(reason) }
+        }
+    }
+
     /// Called by the handler when the backend connection went away.
-    func connectionClosed() {
-        guard case .connected = state else { return }
+    func connectionClosed(_ channel: Channel) {
+        // A channel this connection already gave up (reply timeout) may close after a new one is up.
+        guard case .connected(let current) = state, current === channel else { return }
         state = .idle
         subscribed = false
         namedUnsubscribesPending = 0
@@ -183,7 +262,8 @@ final class RedisSinkConnection {
         }
         failAll("backend closed the connection")
         if hadState, !isShared {
-            owner?.backendLost("backend '\(plan.name)' closed the connection")
+            // After the failures above reach the client (failAll delivers them in a later turn).
+            eventLoop.execute { [weak owner, name = plan.name] in owner?.backendLost("backend '\(name)' closed the connection") }
         }
     }
 

@@ -38,7 +38,7 @@ final class RedisSinkHandler: ChannelInboundHandler {
 
     func channelInactive(context: ChannelHandlerContext) {
         buffered = nil
-        connection.connectionClosed()
+        connection.connectionClosed(context.channel)
         context.fireChannelInactive()
     }
 

@@ -64,6 +64,11 @@ final class SinkRoute {
         for (batch, receiver) in queued { dedicated.send(batch, receiver: receiver) }
     }
 
+    /// Pauses or resumes reading replies and pushes on this client's dedicated connection.
+    func setReadPaused(_ paused: Bool) {
+        dedicated?.setReadPaused(paused)
+    }
+
     func close() {
         dedicated?.close()
         let queued = waiting

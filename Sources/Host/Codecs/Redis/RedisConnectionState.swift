@@ -17,6 +17,23 @@ enum RedisConnectionState {
         return false
     }
 
+    /// True if the command may legitimately wait without replying for as long as it likes (blocking
+    /// pops, XREAD BLOCK, WAIT, MONITOR, replication): such batches are exempt from the reply timeout.
+    static func mayWaitIndefinitely(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        guard let name = commandName(bytes), name.count >= 4, name.count <= 10 else { return false }
+        let list: [StaticString]
+        switch name[0] | 0x20 {
+        case UInt8(ascii: "b"): list = Names.b
+        case UInt8(ascii: "x"): list = Names.x
+        case UInt8(ascii: "w"): list = ["wait", "waitaof"]
+        case UInt8(ascii: "m"): list = ["monitor"]
+        case UInt8(ascii: "s"): list = ["sync"]
+        case UInt8(ascii: "p"): list = ["psync"]
+        default: return false
+        }
+        return list.contains { RedisReplyPlan.equalsIgnoringCase(name, $0) }
+    }
+
     private static func candidates(startingWith letter: UInt8) -> [StaticString] {
         switch letter {
         case UInt8(ascii: "a"): return Names.a
