@@ -456,3 +456,20 @@ def test_dead_backend_is_not_hammered_with_connects(sluice_factory):
     assert failures == 50
     attempts = proxy.output().count("connect failed")
     assert 1 <= attempts <= 5, proxy.output()
+
+
+def test_reply_larger_than_max_reply_bytes_fails_cleanly(redis_factory, sluice_factory):
+    backend = redis_factory()
+    backend.client().set("big", b"x" * 200_000)
+    backend.client().set("small", "ok")
+    config = plain_config(backend.port, plugins=False).replace(
+        f"address: 127.0.0.1:{backend.port} }}", f"address: 127.0.0.1:{backend.port}, max_reply_bytes: 65536 }}")
+    proxy = sluice_factory(config)
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=5) as s:
+        s.sendall(b"*2\r\n$3\r\nGET\r\n$3\r\nbig\r\n")
+        data = b""
+        while not data.endswith(b"\r\n"):
+            data += s.recv(4096)
+        assert data.startswith(b"-ERR sluice: backend 'primary'"), data
+    assert proxy.client().get("small") == b"ok"
+    assert proxy.alive()

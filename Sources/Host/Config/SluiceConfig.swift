@@ -10,6 +10,8 @@ public struct SluiceConfig {
         public let connectTimeoutMilliseconds: Int64
         /// How long a shared backend connection may owe a reply before it is given up (0: never).
         public let replyTimeoutMilliseconds: Int64
+        /// Largest reply accepted from this backend; a larger one closes the backend connection.
+        public let maxReplyBytes: Int
         let node: YAMLNode
     }
 
@@ -235,13 +237,15 @@ struct ConfigReader {
             fail(node, "sink '\(name)': expected 'redis: { address: host:port }'")
             return nil
         }
-        guard expectMap(redis, "sink '\(name)'.redis", allowed: ["address", "connect_timeout_ms", "reply_timeout_ms"]),
+        guard expectMap(redis, "sink '\(name)'.redis", allowed: ["address", "connect_timeout_ms", "reply_timeout_ms", "max_reply_bytes"]),
               let (host, port) = address(redis["address"], "sink '\(name)'.redis.address", at: redis)
         else { return nil }
         let timeout = integer(redis["connect_timeout_ms"], "connect_timeout_ms", range: 1...600_000) ?? 2000
         let replyTimeout = integer(redis["reply_timeout_ms"], "reply_timeout_ms", range: 0...3_600_000) ?? 30_000
+        let maxReply = integer(redis["max_reply_bytes"], "max_reply_bytes", range: 1024...(1 << 31))
+            ?? SluiceConfig.defaultMaxFrameBytes
         return SluiceConfig.Sink(name: name, host: host, port: port, connectTimeoutMilliseconds: Int64(timeout),
-                                 replyTimeoutMilliseconds: Int64(replyTimeout), node: key)
+                                 replyTimeoutMilliseconds: Int64(replyTimeout), maxReplyBytes: maxReply, node: key)
     }
 
     private mutating func readChain(name: String, _ node: YAMLNode, sinkNames: Set<String>) -> SluiceConfig.Chain? {
