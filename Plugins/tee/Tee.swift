@@ -80,8 +80,10 @@ final class TeeInstance: TransformInstance {
     private func holdsBlockingCommand(_ requests: Batch) -> Bool {
         for i in 0..<requests.count where requests.arguments(at: i, into: &args) > 0 {
             let name = args[0]
-            guard name.count >= 4, name.count <= 10, name[0] | 0x20 == UInt8(ascii: "b") || name[0] | 0x20 == UInt8(ascii: "x")
-                || name[0] | 0x20 == UInt8(ascii: "w")
+            // Every blocking command starts with b, x or w: most commands are ruled out without a String.
+            let first = name[0] | 0x20
+            guard name.count >= 4, name.count <= 10, first == UInt8(ascii: "b") || first == UInt8(ascii: "x")
+                || first == UInt8(ascii: "w")
             else { continue }
             if Self.blocking.contains(String(decoding: name, as: UTF8.self).lowercased()) { return true }
         }

@@ -36,6 +36,13 @@ def metric(proxy, name):
     return sum(float(l.split()[-1]) for l in body.splitlines() if l.startswith(name))
 
 
+def redirect_proxy(redis_factory, sluice_factory, options='patterns: ["hot:*"]', server_args=()):
+    """A primary and a hot redis-server and a Sluice whose chain redirects to 'hot' with `options`."""
+    primary, hot = redis_factory(*server_args), redis_factory(*server_args)
+    steps = f"    - redirect: {{ target: hot, {options} }}\n"
+    return primary, hot, sluice_factory(two_sink_config(primary.port, hot.port, steps, other_name="hot"))
+
+
 # ---- tee ---------------------------------------------------------------------------------------
 
 def test_tee_writes_land_on_both_servers(redis_factory, sluice_factory):
@@ -129,10 +136,9 @@ GLOB_KEYS = ["hot:1", "hot:", "hat:9", "h]t", "a-", "a]", "b", "]", "-", "[", "k
 def test_redirect_globs_match_what_redis_keys_matches(redis_factory, sluice_factory, pattern):
     """redis-server's own KEYS is the oracle: the keys redirect sends to the hot server are exactly
     the keys KEYS PATTERN returns on a server holding them all."""
-    primary, hot, oracle = redis_factory(), redis_factory(), redis_factory()
     quoted = pattern.replace("\\", "\\\\").replace('"', '\\"')
-    steps = f'    - redirect: {{ target: hot, patterns: ["{quoted}"] }}\n'
-    proxy = sluice_factory(two_sink_config(primary.port, hot.port, steps, other_name="hot"))
+    primary, hot, proxy = redirect_proxy(redis_factory, sluice_factory, f'patterns: ["{quoted}"]')
+    oracle = redis_factory()
     r, o = proxy.client(), oracle.client()
     for key in GLOB_KEYS:
         assert r.set(key, "v")
@@ -143,9 +149,7 @@ def test_redirect_globs_match_what_redis_keys_matches(redis_factory, sluice_fact
 
 
 def test_redirect_finds_keys_of_numkeys_and_streams_commands(redis_factory, sluice_factory):
-    primary, hot = redis_factory(), redis_factory()
-    steps = '    - redirect: { target: hot, patterns: ["hot:*"] }\n'
-    proxy = sluice_factory(two_sink_config(primary.port, hot.port, steps, other_name="hot"))
+    primary, hot, proxy = redirect_proxy(redis_factory, sluice_factory)
     r = proxy.client()
     assert r.eval("return redis.call('SET', KEYS[1], ARGV[1])", 1, "hot:lua", "x") == b"OK"
     r.xadd("hot:stream", {"f": "v"})
@@ -162,9 +166,7 @@ def test_redirect_finds_keys_of_numkeys_and_streams_commands(redis_factory, slui
 
 
 def test_redirect_refuses_hot_keys_inside_multi(redis_factory, sluice_factory):
-    primary, hot = redis_factory(), redis_factory()
-    steps = '    - redirect: { target: hot, patterns: ["hot:*"] }\n'
-    proxy = sluice_factory(two_sink_config(primary.port, hot.port, steps, other_name="hot"))
+    primary, hot, proxy = redirect_proxy(redis_factory, sluice_factory)
     r = proxy.client()
     pipe = r.pipeline(transaction=True)
     pipe.set("cold:1", "a").set("hot:1", "b")
@@ -176,10 +178,8 @@ def test_redirect_refuses_hot_keys_inside_multi(redis_factory, sluice_factory):
 
 
 def test_redirect_carries_auth_to_the_hot_server(redis_factory, sluice_factory):
-    primary = redis_factory("--requirepass", "s3cret")
-    hot = redis_factory("--requirepass", "s3cret")
-    steps = '    - redirect: { target: hot, patterns: ["hot:*"] }\n'
-    proxy = sluice_factory(two_sink_config(primary.port, hot.port, steps, other_name="hot"))
+    primary, hot, proxy = redirect_proxy(redis_factory, sluice_factory,
+                                         server_args=("--requirepass", "s3cret"))
     anonymous = proxy.client()
     with pytest.raises(redis.AuthenticationError):
         anonymous.set("hot:x", "no")
@@ -230,9 +230,8 @@ def test_tee_dead_shadow_with_fail_policy(redis_factory, sluice_factory):
 
 
 def test_redirect_hot_keys_land_on_the_other_server_only(redis_factory, sluice_factory):
-    primary, hot = redis_factory(), redis_factory()
-    steps = '    - redirect: { target: hot, keys: [leaderboard], patterns: ["hot:*", "session:[0-9]*"] }\n'
-    proxy = sluice_factory(two_sink_config(primary.port, hot.port, steps, other_name="hot"))
+    primary, hot, proxy = redirect_proxy(redis_factory, sluice_factory,
+                                         'keys: [leaderboard], patterns: ["hot:*", "session:[0-9]*"]')
     r = proxy.client()
     pipe = r.pipeline(transaction=False)
     pipe.set("hot:1", "a").set("cold:1", "b").zadd("leaderboard", {"x": 1}).set("session:42", "s")
@@ -248,9 +247,7 @@ def test_redirect_hot_keys_land_on_the_other_server_only(redis_factory, sluice_f
 def test_redirect_carries_the_clients_protocol_and_database(redis_factory, sluice_factory, protocol):
     """HELLO and SELECT reach the hot server too: a RESP3 client gets RESP3 nulls from it, and a
     client in database 5 writes hot keys into database 5 there."""
-    primary, hot = redis_factory(), redis_factory()
-    steps = '    - redirect: { target: hot, patterns: ["hot:*"] }\n'
-    proxy = sluice_factory(two_sink_config(primary.port, hot.port, steps, other_name="hot"))
+    primary, hot, proxy = redirect_proxy(redis_factory, sluice_factory)
     r = proxy.client(protocol=protocol, db=5)
     pipe = r.pipeline(transaction=False)
     pipe.set("hot:1", "a").set("cold:1", "b").get("hot:missing").mget("hot:1", "hot:2")
@@ -261,9 +258,7 @@ def test_redirect_carries_the_clients_protocol_and_database(redis_factory, sluic
 
 
 def test_redirect_mixed_keys_are_refused(redis_factory, sluice_factory):
-    primary, hot = redis_factory(), redis_factory()
-    steps = '    - redirect: { target: hot, patterns: ["hot:*"] }\n'
-    proxy = sluice_factory(two_sink_config(primary.port, hot.port, steps, other_name="hot"))
+    primary, hot, proxy = redirect_proxy(redis_factory, sluice_factory)
     r = proxy.client()
     with pytest.raises(redis.ResponseError, match="mixes hot and regular keys"):
         r.mset({"hot:a": 1, "cold:a": 2})

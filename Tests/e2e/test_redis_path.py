@@ -36,6 +36,16 @@ def read_until_closed(sock):
         data += part
 
 
+def read_until(sock, needle):
+    """Reads until `needle` has arrived; fails if the connection closes first."""
+    data = b""
+    while needle not in data:
+        part = sock.recv(65536)
+        assert part, data
+        data += part
+    return data
+
+
 def test_redis_cli_set_get_through_sluice(redis_factory, sluice_factory):
     backend = redis_factory()
     proxy = sluice_factory(plain_config(backend.port, plugins=False))
@@ -323,11 +333,7 @@ def test_unsubscribe_outside_subscribed_mode_keeps_replies_in_order(redis_factor
     with socket.create_connection(("127.0.0.1", proxy.port), timeout=5) as s:
         # Redis answers UNSUBSCRIBE once per channel, even when not subscribed.
         s.sendall(b"*3\r\n$11\r\nUNSUBSCRIBE\r\n$1\r\na\r\n$1\r\nb\r\n*2\r\n$3\r\nGET\r\n$1\r\nk\r\n")
-        data = b""
-        while b"v\r\n" not in data:
-            part = s.recv(65536)
-            assert part, data
-            data += part
+        data = read_until(s, b"v\r\n")
         assert data.count(b"unsubscribe") == 2 and data.endswith(b"$1\r\nv\r\n"), data
     for _ in range(3):
         assert bystander.get("k") == b"v"
@@ -338,16 +344,9 @@ def test_subscribe_pipelined_after_a_nil_reply(redis_factory, sluice_factory):
     proxy = sluice_factory(plain_config(backend.port, plugins=False))
     with socket.create_connection(("127.0.0.1", proxy.port), timeout=5) as s:
         s.sendall(b"*2\r\n$3\r\nGET\r\n$7\r\nmissing\r\n*2\r\n$9\r\nSUBSCRIBE\r\n$2\r\nch\r\n")
-        data = b""
-        while b"subscribe" not in data:
-            part = s.recv(65536)
-            assert part, data
-            data += part
+        data = read_until(s, b"subscribe")
         backend.client().publish("ch", "hello")
-        while b"hello" not in data:
-            part = s.recv(65536)
-            assert part, data
-            data += part
+        data += read_until(s, b"hello")
     assert data.startswith(b"$-1\r\n*3\r\n$9\r\nsubscribe\r\n$2\r\nch\r\n:1\r\n"), data
     assert proxy.client().ping() and proxy.alive()
 
@@ -429,9 +428,7 @@ def test_stuck_backend_times_out_instead_of_hanging_every_client(sluice_factory)
             for _ in range(2):  # the second request goes out on a fresh connection, stuck as well
                 start = time.time()
                 s.sendall(b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n")
-                data = b""
-                while not data.endswith(b"\r\n"):
-                    data += s.recv(4096)
+                data = read_until(s, b"\r\n")
                 assert b"no reply within 400 ms" in data, data
                 assert time.time() - start < 3
         assert proxy.alive()
@@ -467,9 +464,20 @@ def test_reply_larger_than_max_reply_bytes_fails_cleanly(redis_factory, sluice_f
     proxy = sluice_factory(config)
     with socket.create_connection(("127.0.0.1", proxy.port), timeout=5) as s:
         s.sendall(b"*2\r\n$3\r\nGET\r\n$3\r\nbig\r\n")
-        data = b""
-        while not data.endswith(b"\r\n"):
-            data += s.recv(4096)
+        data = read_until(s, b"\r\n")
         assert data.startswith(b"-ERR sluice: backend 'primary'"), data
     assert proxy.client().get("small") == b"ok"
     assert proxy.alive()
+
+
+def test_reply_timeout_spares_blocking_commands(redis_factory, sluice_factory):
+    """A BLPOP may wait longer than reply_timeout_ms: it is answered by Redis, not cut off."""
+    backend = redis_factory()
+    config = plain_config(backend.port, plugins=False).replace(
+        f"address: 127.0.0.1:{backend.port} }}", f"address: 127.0.0.1:{backend.port}, reply_timeout_ms: 200 }}")
+    proxy = sluice_factory(config)
+    r = proxy.client()
+    start = time.time()
+    assert r.blpop(["nothing-here"], timeout=1) is None
+    assert time.time() - start >= 0.9
+    assert r.ping() and proxy.alive()

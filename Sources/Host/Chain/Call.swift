@@ -144,9 +144,9 @@ final class Call: ResponseReceiver {
     func receive(_ outcome: ChainOutcome) {
         guard state == .forwarded else { return }
         guard !chain.isClosed else {
-            // The plugin instance was freed with its connection: the call is abandoned.
-            state = .done
-            releaseFromPlugin()
+            // The plugin instance was freed with its connection: the call is abandoned. (Calls the
+            // plugin held were abandoned by close; this is one it never held, with no on_requests.)
+            abandon()
             return
         }
         if forwarding {

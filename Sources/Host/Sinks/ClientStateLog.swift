@@ -40,13 +40,15 @@ final class ClientStateLog {
 
     private static func kind(of request: UnsafeRawBufferPointer) -> Kind? {
         guard let name = RedisConnectionState.commandName(request), name.count >= 4, name.count <= 6 else { return nil }
+        let candidate: (StaticString, Kind)
         switch name[0] | 0x20 {
-        case UInt8(ascii: "h"): return RESPCommandReader.commandIs(request, "hello") ? .hello : nil
-        case UInt8(ascii: "s"): return RESPCommandReader.commandIs(request, "select") ? .select : nil
-        case UInt8(ascii: "a"): return RESPCommandReader.commandIs(request, "auth") ? .auth : nil
-        case UInt8(ascii: "r"): return RESPCommandReader.commandIs(request, "reset") ? .reset : nil
+        case UInt8(ascii: "h"): candidate = ("hello", .hello)
+        case UInt8(ascii: "s"): candidate = ("select", .select)
+        case UInt8(ascii: "a"): candidate = ("auth", .auth)
+        case UInt8(ascii: "r"): candidate = ("reset", .reset)
         default: return nil
         }
+        return RedisReplyPlan.equalsIgnoringCase(name, candidate.0) ? candidate.1 : nil
     }
 }
 

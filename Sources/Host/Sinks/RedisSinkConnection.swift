@@ -31,8 +31,9 @@ final class RedisSinkConnection {
         var readID = -1
         /// When the batch was handed to this connection (for the reply timeout).
         var sentAt = NIODeadline.uptimeNanoseconds(0)
-        /// The batch holds a command that may wait as long as it likes (BLPOP…): no reply timeout.
-        var mayWait = false
+        /// The requests, kept on a dedicated connection with a reply timeout so that only a batch
+        /// that is already late is scanned for a command that may wait as long as it likes (BLPOP…).
+        var requests: Batch?
         init(receiver: ResponseReceiver, count: Int, outOfBand: [Bool]?) {
             self.receiver = receiver
             self.count = count
@@ -115,12 +116,7 @@ final class RedisSinkConnection {
         }
         if plan.replyTimeoutMilliseconds > 0 {
             entry.sentAt = .now()
-            if !isShared {
-                for i in 0..<batch.count where batch.withMessageBytes(i, RedisConnectionState.mayWaitIndefinitely) {
-                    entry.mayWait = true
-                    break
-                }
-            }
+            if !isShared { entry.requests = batch }
             armReplyTimeout()
         }
         switch state {
@@ -229,41 +225,46 @@ final class RedisSinkConnection {
         replyTimeoutCheck = nil
         guard let head = pending.first, case .connected(let channel) = state else { return }
         let limit = TimeAmount.milliseconds(plan.replyTimeoutMilliseconds)
-        guard NIODeadline.now() - head.sentAt >= limit, !head.mayWait, !subscribed else {
+        guard NIODeadline.now() - head.sentAt >= limit, !subscribed, !mayWait(head) else {
             armReplyTimeout()
             return
         }
         let kind = isShared ? "shared" : "dedicated"
         HostLog.sinks.warning("sink '\(plan.name)' (\(plan.address)): no reply within \(plan.replyTimeoutMilliseconds) ms; closing the \(kind) connection")
-        state = .idle
-        let hadState = everUsed
-        everUsed = false
-        failAll("no reply within \(plan.replyTimeoutMilliseconds) ms")
+        lost(failure: "no reply within \(plan.replyTimeoutMilliseconds) ms",
+             clientReason: "backend '\(plan.name)' did not reply within \(plan.replyTimeoutMilliseconds) ms")
         channel.close(promise: nil)
-        if hadState, !isShared {
-            // After the failures above reach the client (failAll delivers them in a later turn).
-            let reason = "backend '\(plan.name)' did not reply within \(plan.replyTimeoutMilliseconds) ms"
-            eventLoop.execute { [weak owner] in owner?.backendLost(reason) }
-        }
+    }
+
+    private func mayWait(_ entry: Pending) -> Bool {
+        guard let requests = entry.requests else { return false }
+        return (0..<requests.count).contains { requests.withMessageBytes($0, RedisConnectionState.mayWaitIndefinitely) }
     }
 
     /// Called by the handler when the backend connection went away.
     func connectionClosed(_ channel: Channel) {
         // A channel this connection already gave up (reply timeout) may close after a new one is up.
         guard case .connected(let current) = state, current === channel else { return }
+        if !pending.isEmpty || everUsed {
+            HostLog.sinks.info("sink '\(plan.name)' (\(plan.address)): backend closed the connection")
+        }
+        lost(failure: "backend closed the connection", clientReason: "backend '\(plan.name)' closed the connection")
+    }
+
+    /// The backend connection is gone (closed by the backend, or given up): back to idle with no
+    /// pub/sub state, waiting batches fail, and the client of a dedicated connection that carried
+    /// requests is closed too — its server-side state went with the connection — after its error
+    /// replies (failAll delivers them in a later turn).
+    private func lost(failure: String, clientReason: String) {
         state = .idle
         subscribed = false
         namedUnsubscribesPending = 0
         unsubscribeAllPending = 0
         let hadState = everUsed
         everUsed = false
-        if !pending.isEmpty || hadState {
-            HostLog.sinks.info("sink '\(plan.name)' (\(plan.address)): backend closed the connection")
-        }
-        failAll("backend closed the connection")
+        failAll(failure)
         if hadState, !isShared {
-            // After the failures above reach the client (failAll delivers them in a later turn).
-            eventLoop.execute { [weak owner, name = plan.name] in owner?.backendLost("backend '\(name)' closed the connection") }
+            eventLoop.execute { [weak owner] in owner?.backendLost(clientReason) }
         }
     }
 
