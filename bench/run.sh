@@ -10,7 +10,7 @@
 # alike rather than one of them.
 #
 # Usage: bench/run.sh   (N=200000 requests, C=50 clients, ROUNDS=3; override with env N, C, ROUNDS, THREADS)
-# Needs: scripts/install-deps.sh, a release build (scripts/build-plugins.sh builds the plugins).
+# Needs: scripts/install-deps.sh (it builds with scripts/build.sh itself).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${N:-200000}
@@ -20,8 +20,7 @@ ROUNDS=${ROUNDS:-3}
 # only adds context switches (see docs/performance.md).
 THREADS=${THREADS:-1}
 
-[ -x .build/release/sluice ] || swift build -c release --product sluice
-[ -f build/plugins/libsluice-command-filter.so ] || bash scripts/build-plugins.sh build/plugins
+bash scripts/build.sh build/plugins >/dev/null  # a no-op when nothing changed
 
 W=$(mktemp -d)
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }

@@ -9,7 +9,7 @@ SWIFT_PLUGINS=(sluice-tee sluice-redirect sluice-debug-printer)
 for product in "${SWIFT_PLUGINS[@]}"; do
   swift build -c release --product "$product" ${SWIFT_BUILD_FLAGS:-}
 done
-BIN=$(swift build -c release --show-bin-path)
+BIN=$(swift build -c release --show-bin-path ${SWIFT_BUILD_FLAGS:-})
 for product in "${SWIFT_PLUGINS[@]}"; do
   cp "$BIN/lib$product.so" "$OUT/"
 done

@@ -7,8 +7,7 @@ cd "$(dirname "$0")/.."
 
 bash scripts/install-deps.sh
 echo "== building sluice and its plugins (release)"
-swift build -c release --product sluice
-bash scripts/build-plugins.sh build/plugins
+bash scripts/build.sh build/plugins
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 PRIMARY=$(free_port); SHADOW=$(free_port); PROXY=$(free_port)

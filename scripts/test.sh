@@ -5,10 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash scripts/install-deps.sh
-echo "== building the host (release)"
-swift build -c release --product sluice
-echo "== building the plugins and the test fixtures"
-bash scripts/build-plugins.sh build/plugins
+echo "== building the host and the plugins (release)"
+bash scripts/build.sh build/plugins
+echo "== building the test fixtures"
 bash scripts/build-test-fixtures.sh build/fixtures
 echo "== unit tests"
 swift test

@@ -273,6 +273,53 @@ def test_dead_backend_gives_clear_error_then_recovers(redis_factory, sluice_fact
         server.stop()
 
 
+def test_clients_mixing_small_and_large_requests_on_the_shared_connection(redis_factory, sluice_factory):
+    """Stateless clients share one backend connection: the small requests of an event-loop tick are
+    coalesced into one write, larger ones (over 4 KiB) go out as their own slices in between. Eight
+    clients send at once (their requests often share a tick), and one client mixes sizes within a
+    batch that is added message by message; everyone must get exactly their own replies, in order."""
+    backend = redis_factory()
+    backend.client().set("small", "s")
+    proxy = sluice_factory(plain_config(backend.port, plugins=False))
+    socks = [socket.create_connection(("127.0.0.1", proxy.port)) for _ in range(8)]
+    expected = {n: b"$1\r\ns\r\n" if n % 2 == 0 else b"+OK\r\n" for n in range(len(socks))}
+
+    def big_set(key, size):
+        return b"*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n" % (len(key), key, size, b"v" * size)
+
+    def read_exactly(sock, length):
+        reply = b""
+        while len(reply) < length:
+            part = sock.recv(65536)
+            assert part, reply
+            reply += part
+        return reply
+
+    for round_ in range(150):
+        payloads = []
+        for n in range(len(socks)):
+            if n % 2 == 0:
+                payloads.append(b"*2\r\n$3\r\nGET\r\n$5\r\nsmall\r\n")
+            else:
+                size = (4096, 4097, 70000)[(n + round_) % 3]
+                key = f"big:{n}".encode()
+                payloads.append(big_set(key, size))
+        for sock, payload in zip(socks, payloads):
+            sock.sendall(payload)
+        for n, sock in enumerate(socks):
+            assert read_exactly(sock, len(expected[n])) == expected[n], (round_, n)
+    # One client whose batch is not one contiguous slice (inline commands are re-encoded), so its
+    # messages are added one by one: small, large, small must still go out in that order.
+    sock = socks[0]
+    for size in (4096, 4097, 70000):
+        sock.sendall(b"GET small\r\n" + big_set(b"big:inline", size) + b"STRLEN big:inline\r\n")
+        want = b"$1\r\ns\r\n+OK\r\n:%d\r\n" % size
+        assert read_exactly(sock, len(want)) == want
+    for sock in socks:
+        sock.close()
+    assert backend.client().strlen("big:1") in (4096, 4097, 70000)
+
+
 def test_redis_benchmark_short_run(redis_factory, sluice_factory):
     backend = redis_factory()
     proxy = sluice_factory(plain_config(backend.port, plugins=False))

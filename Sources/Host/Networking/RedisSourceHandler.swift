@@ -19,6 +19,9 @@ final class RedisSourceHandler: ChannelInboundHandler {
     /// Set after QUIT or a protocol error: nothing more is read from this client.
     private var closing = false
     private var readPaused = false
+    /// The channel's writability as last reported (channelWritabilityChanged), so the per-read
+    /// check needs no atomic load through the channel.
+    private var writable = true
     private(set) var allocator = ByteBufferAllocator()
 
     /// Stop reading from a client that has this many batches in flight (it resumes at half).
@@ -38,12 +41,14 @@ final class RedisSourceHandler: ChannelInboundHandler {
         let address = context.remoteAddress.map { "\($0.ipAddress ?? "?"):\($0.port ?? 0)" } ?? "unknown"
         let session = ChainSession(eventLoop: context.eventLoop, allocator: allocator, plan: plan,
                                    clientAddress: address, mainChain: chainIndex)
-        session.onPush = { [weak self] bytes in
-            guard let self, let context = self.context else { return }
+        // Strong captures, released by session.close() when the client closes (weak ones would put
+        // the handler's reference counting on the slow path for every request).
+        session.onPush = { [self] bytes in
+            guard let context = self.context else { return }
             context.writeAndFlush(NIOAny(bytes), promise: nil)
         }
-        session.onBackendLost = { [weak self] reason in
-            guard let self, let context = self.context else { return }
+        session.onBackendLost = { [self] reason in
+            guard let context = self.context else { return }
             HostLog.sources.info("closing client \(address): \(reason)")
             self.closing = true
             context.close(promise: nil)
@@ -148,7 +153,6 @@ final class RedisSourceHandler: ChannelInboundHandler {
     /// and its socket takes our writes (NIO's write-buffer water marks): a client that pipelines
     /// without reading its replies stops being read instead of growing our memory.
     private func updateReading(_ context: ChannelHandlerContext) {
-        let writable = context.channel.isWritable
         if !readPaused, slots.count >= Self.maxBatchesInFlight || !writable {
             readPaused = true
             context.channel.setOption(ChannelOptions.autoRead, value: false).whenFailure { _ in }
@@ -160,7 +164,7 @@ final class RedisSourceHandler: ChannelInboundHandler {
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
-        let writable = context.channel.isWritable
+        writable = context.channel.isWritable
         session?.setBackendReadingPaused(!writable)
         updateReading(context)
         context.fireChannelWritabilityChanged()

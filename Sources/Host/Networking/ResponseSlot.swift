@@ -4,7 +4,10 @@ import NIOCore
 /// Responses are written strictly in request order: a slot waits until every slot before it is
 /// written, however its own responses came back.
 final class ResponseSlot: ResponseReceiver {
-    private weak var owner: RedisSourceHandler?
+    /// Strong (a weak reference would move every retain of the handler to the slow side-table
+    /// path): the handler drops its slots when the client closes, and a slot answered later finds
+    /// the handler closed.
+    private let owner: RedisSourceHandler
     private(set) var result: Batch?
     /// Close the client connection once this slot is written (QUIT, protocol error).
     let closeAfter: Bool
@@ -25,7 +28,7 @@ final class ResponseSlot: ResponseReceiver {
     }
 
     func receive(_ outcome: ChainOutcome) {
-        guard result == nil, let owner else { return }
+        guard result == nil else { return }
         switch outcome {
         case .responses(let batch):
             result = batch

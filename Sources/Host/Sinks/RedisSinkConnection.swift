@@ -29,8 +29,9 @@ final class RedisSinkConnection {
         /// so far lie back to back there.
         var contiguousStart: Int?
         var readID = -1
-        /// When the batch was handed to this connection (for the reply timeout).
-        var sentAt = NIODeadline.uptimeNanoseconds(0)
+        /// The reply-timeout check count when the batch was handed to this connection: its age in
+        /// check periods, without reading the clock per batch.
+        var sentAtCheck = 0
         /// The requests, kept on a dedicated connection with a reply timeout so that only a batch
         /// that is already late is scanned for a command that may wait as long as it likes (BLPOP…).
         var requests: Batch?
@@ -50,6 +51,10 @@ final class RedisSinkConnection {
     private let deliversPushes: Bool
     private let isShared: Bool
     private var flushScheduled = false
+    /// Shared connections: the small requests of this event-loop tick, copied back to back so the
+    /// tick's flush is one plain write instead of one NIO write (and one iovec) per client batch.
+    /// Reused from tick to tick once the socket has taken it.
+    private var coalesced: ByteBuffer
     private var state: State = .idle
     private var waitingForConnection: [Batch] = []
     private var pending = CircularBuffer<Pending>(initialCapacity: 4)
@@ -65,6 +70,8 @@ final class RedisSinkConnection {
     private var metrics: SinkMetrics
     /// The pending check of the oldest batch's age (shared connections with a reply timeout).
     private var replyTimeoutCheck: Scheduled<Void>?
+    /// How many reply-timeout checks ran: the clock of the reply timeout (one tick per check period).
+    private var replyChecks = 0
     /// Set while the client of a dedicated connection cannot take more bytes: replies and pushes
     /// wait in the backend's socket (and Redis's output buffer limits apply) instead of in memory here.
     private var readPaused = false
@@ -80,6 +87,7 @@ final class RedisSinkConnection {
         self.owner = owner
         self.deliversPushes = deliversPushes
         isShared = false
+        coalesced = allocator.buffer(capacity: 0)
         metrics = SinkMetrics.forSink(plan.name)
     }
 
@@ -90,6 +98,7 @@ final class RedisSinkConnection {
         allocator = ByteBufferAllocator()
         deliversPushes = false
         isShared = true
+        coalesced = allocator.buffer(capacity: Self.coalescedCapacity)
         metrics = SinkMetrics.forSink(plan.name)
     }
 
@@ -115,7 +124,7 @@ final class RedisSinkConnection {
             return
         }
         if plan.replyTimeoutMilliseconds > 0 {
-            entry.sentAt = .now()
+            entry.sentAtCheck = replyChecks
             if !isShared { entry.requests = batch }
             armReplyTimeout()
         }
@@ -125,10 +134,11 @@ final class RedisSinkConnection {
             return
         case .connected(let channel):
             pending.append(entry)
-            batch.write(to: channel)
             if isShared {
+                coalesce(batch, into: channel)
                 scheduleFlush(channel)
             } else {
+                batch.write(to: channel)
                 channel.flush()
             }
         case .connecting:
@@ -143,12 +153,57 @@ final class RedisSinkConnection {
         completeSilentHead(deferred: true)
     }
 
+    /// Requests up to this size are copied into `coalesced`; larger ones go out as their own slice
+    /// (copying them would cost more than the write it saves).
+    static let coalesceLimit = 4096
+    static let coalescedCapacity = 16384
+
+    /// Adds a batch's bytes (unchanged) to this tick's write, keeping request order.
+    private func coalesce(_ batch: Batch, into channel: Channel) {
+        if let whole = batch.contiguous {
+            append(whole, channel)
+            return
+        }
+        for i in 0..<batch.count {
+            append(batch.messages[i], channel)
+        }
+    }
+
+    @inline(__always)
+    private func append(_ bytes: ByteBuffer, _ channel: Channel) {
+        if bytes.readableBytes <= Self.coalesceLimit {
+            // Everything before was handed over; by now the socket normally took it, so this
+            // reuses the storage (it copies only if the channel still holds unsent bytes).
+            if coalesced.readableBytes == 0, coalesced.writerIndex > 0 { coalesced.clear() }
+            var bytes = bytes
+            coalesced.writeBuffer(&bytes)
+            return
+        }
+        handOverCoalesced(channel)
+        channel.write(bytes, promise: nil)
+    }
+
+    /// Queues what was coalesced so far on the channel (before a large request, or at the flush).
+    private func handOverCoalesced(_ channel: Channel) {
+        guard coalesced.readableBytes > 0 else { return }
+        channel.write(coalesced, promise: nil)
+        // Marked consumed but not cleared yet: clearing now, while the channel still holds the
+        // bytes, would allocate new storage. `append` clears it when the next tick starts.
+        coalesced.moveReaderIndex(to: coalesced.writerIndex)
+    }
+
+    /// Requests not handed to the channel yet belong to batches that are failing with the connection.
+    private func dropCoalesced() {
+        coalesced.moveReaderIndex(to: coalesced.writerIndex)
+    }
+
     /// Flushes once per event-loop tick, after every client read of that tick added its requests.
     private func scheduleFlush(_ channel: Channel) {
         guard !flushScheduled else { return }
         flushScheduled = true
         eventLoop.execute {
             self.flushScheduled = false
+            self.handOverCoalesced(channel)
             channel.flush()
         }
     }
@@ -156,6 +211,7 @@ final class RedisSinkConnection {
     func close() {
         let previous = state
         state = .closed
+        dropCoalesced()
         if case .connected(let channel) = previous { channel.close(promise: nil) }
         failAll("client connection closed")
     }
@@ -208,10 +264,12 @@ final class RedisSinkConnection {
 
     // MARK: reply timeout
 
+    /// The check runs every quarter of the timeout (at least every 10 ms) while batches are in flight.
+    private var replyCheckPeriodMilliseconds: Int64 { max(plan.replyTimeoutMilliseconds / 4, 10) }
+
     private func armReplyTimeout() {
         guard replyTimeoutCheck == nil else { return }
-        let period = max(plan.replyTimeoutMilliseconds / 4, 10)
-        replyTimeoutCheck = eventLoop.scheduleTask(in: .milliseconds(period)) { [weak self] in
+        replyTimeoutCheck = eventLoop.scheduleTask(in: .milliseconds(replyCheckPeriodMilliseconds)) { [weak self] in
             self?.checkReplyTimeout()
         }
     }
@@ -221,11 +279,15 @@ final class RedisSinkConnection {
     /// connection is closed, its batches fail, and the next request reconnects. A dedicated
     /// connection is exempt while it may legitimately wait (blocking command, subscribed); when it
     /// times out, the client's server-side state is gone with it, so the client is closed too.
+    ///
+    /// Ages are counted in check periods: a batch handed over after check k is at least
+    /// (n - k - 1) periods old at check n, so it times out between the limit and one period later.
     private func checkReplyTimeout() {
         replyTimeoutCheck = nil
+        replyChecks &+= 1
         guard let head = pending.first, case .connected(let channel) = state else { return }
-        let limit = TimeAmount.milliseconds(plan.replyTimeoutMilliseconds)
-        guard NIODeadline.now() - head.sentAt >= limit, !subscribed, !mayWait(head) else {
+        let periods = max(plan.replyTimeoutMilliseconds / replyCheckPeriodMilliseconds, 1)
+        guard Int64(replyChecks &- head.sentAtCheck) > periods, !subscribed, !mayWait(head) else {
             armReplyTimeout()
             return
         }
@@ -257,6 +319,7 @@ final class RedisSinkConnection {
     /// replies (failAll delivers them in a later turn).
     private func lost(failure: String, clientReason: String) {
         state = .idle
+        dropCoalesced()
         subscribed = false
         namedUnsubscribesPending = 0
         unsubscribeAllPending = 0
