@@ -56,12 +56,14 @@ final class Call: ResponseReceiver {
     func start() {
         guard let onRequests = step.onRequests else { return }
         requests.isLent = true
-        holdForPlugin()
+        // While the hook runs, the caller's reference keeps this call alive; it joins the chain
+        // instance's held list only if the plugin keeps it past the hook (most complete it inside).
         let status = onRequests(instance, handle, requests.handle)
         if status != SLUICE_OK, state == .requested {
             step.metrics.errorReturned()
             _ = fail("on_requests returned status \(status)")
         }
+        if state != .done { holdForPlugin() }
     }
 
     // MARK: continuations the plugin calls
