@@ -12,6 +12,9 @@ final class Redirect: Transform {
     /// Lengths of the listed keys, so most keys are rejected without building an array.
     let keyLengths: Set<Int>
     let patterns: [[UInt8]]
+    /// The bytes a hot key can start with, so most keys are rejected without hashing or globbing.
+    let firstBytes: ByteSet
+    let emptyKeyIsHot: Bool
     let redirected: Counter
 
     init(config: ConfigNode, env: ConfigEnv) throws {
@@ -26,12 +29,19 @@ final class Redirect: Transform {
         guard !keys.isEmpty || !patterns.isEmpty else {
             throw ConfigError("give keys: [...] or patterns: [...] (or both)", at: config)
         }
+        var first = ByteSet()
+        for key in keys { if let b = key.first { first.insert(b) } }
+        for pattern in patterns { first.formUnion(ByteSet.firstBytes(ofGlob: pattern)) }
+        firstBytes = first
+        emptyKeyIsHot = keys.contains([]) || patterns.contains { $0.withUnsafeBytes { globMatches($0, UnsafeRawBufferPointer(start: nil, count: 0)) } }
         redirected = try env.counter("redirect_redirected")
     }
 
     func makeInstance(env: InstanceEnv) -> TransformInstance { RedirectInstance(redirect: self, env: env) }
 
     func isHot(_ key: UnsafeRawBufferPointer) -> Bool {
+        guard let first = key.first else { return emptyKeyIsHot }
+        guard firstBytes.contains(first) else { return false }
         if keyLengths.contains(key.count), keys.contains(Array(key)) { return true }
         for pattern in patterns where pattern.withUnsafeBytes({ globMatches($0, key) }) { return true }
         return false

@@ -128,11 +128,12 @@ sources:
 
 
 GLOB_KEYS = ["hot:1", "hot:", "hat:9", "h]t", "a-", "a]", "b", "]", "-", "[", "key[", "keya", "keyb", "keyc",
-             "x*y", "xzy", "x", "abc", "z", "^", "m"]
+             "x*y", "xzy", "x", "abc", "z", "^", "m", "", "[x", "\\a"]
 
 
 @pytest.mark.parametrize("pattern", ["h?t:*", "[]abc]", "[^]]", "key[ab", "[a-]*", "x\\*y", "[z-a]", "[\\]]*",
-                                     "*[^a-z]", "?"])
+                                     "*[^a-z]", "?",
+                                     "\\[*", "a*", "\\", "*", "\\\\*"])
 def test_redirect_globs_match_what_redis_keys_matches(redis_factory, sluice_factory, pattern):
     """redis-server's own KEYS is the oracle: the keys redirect sends to the hot server are exactly
     the keys KEYS PATTERN returns on a server holding them all."""
