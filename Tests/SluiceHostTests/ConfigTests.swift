@@ -41,6 +41,17 @@ final class ConfigTests: XCTestCase {
         XCTAssertEqual(config.sinks[1].connectTimeoutMilliseconds, 500)
         XCTAssertEqual(config.chains.first?.steps.map(\.name), ["tee", "primary"])
         XCTAssertEqual(config.sources.first?.port, 6400)
+        XCTAssertEqual(config.sources.first?.maxClients, 10_000)
+        XCTAssertEqual(config.sources.first?.idleTimeoutMilliseconds, 0)
+    }
+
+    func testClientLimitsAreReadAndChecked() throws {
+        let limited = valid.replacingOccurrences(of: "chain: main }", with: "chain: main, max_clients: 3, idle_timeout_ms: 60000 }")
+        let config = try SluiceConfig.parse(limited, file: "/etc/sluice/test.yaml")
+        XCTAssertEqual(config.sources.first?.maxClients, 3)
+        XCTAssertEqual(config.sources.first?.idleTimeoutMilliseconds, 60_000)
+        let e = errors(valid.replacingOccurrences(of: "chain: main }", with: "chain: main, max_clients: 0 }"))
+        XCTAssertTrue(e.contains("/etc/sluice/test.yaml:15:64: max_clients: expected an integer in 1...1000000"), "\(e)")
     }
 
     func testYAMLSyntaxErrorNamesLineAndColumn() {

@@ -5,6 +5,7 @@ import threading
 import time
 import urllib.request
 
+import pytest
 import redis
 
 from conftest import plain_config, free_port
@@ -342,6 +343,67 @@ def test_metrics_endpoint_counts_requests(redis_factory, sluice_factory):
     body = urllib.request.urlopen(f"http://127.0.0.1:{proxy.metrics_port}/metrics", timeout=5).read().decode()
     line = [l for l in body.splitlines() if l.startswith("sluice_requests_total")][0]
     assert float(line.split()[-1]) >= 10
+
+
+def test_max_clients_turns_extra_clients_away_like_redis(redis_factory, sluice_factory):
+    backend = redis_factory()
+    config = plain_config(backend.port, plugins=False).replace("chain: main }", "chain: main, max_clients: 2 }")
+    proxy = sluice_factory(config)
+    first, second = (socket.create_connection(("127.0.0.1", proxy.port)) for _ in range(2))
+    for sock in (first, second):
+        sock.sendall(b"PING\r\n")
+        assert read_until(sock, b"\r\n") == b"+PONG\r\n"
+    extra = socket.create_connection(("127.0.0.1", proxy.port))
+    extra.settimeout(5)
+    refused = b""
+    while True:
+        part = extra.recv(1024)
+        if not part:
+            break
+        refused += part
+    assert refused == b"-ERR max number of clients reached\r\n"
+    with pytest.raises(redis.exceptions.ConnectionError, match="max number of clients reached"):
+        proxy.client().ping()
+    first.close()
+    deadline = time.time() + 5
+    while True:  # the slot frees once Sluice has seen the close
+        try:
+            assert proxy.client().ping()
+            break
+        except redis.exceptions.ConnectionError:
+            assert time.time() < deadline
+            time.sleep(0.05)
+    second.sendall(b"PING\r\n")
+    assert read_until(second, b"\r\n") == b"+PONG\r\n"
+    body = urllib.request.urlopen(f"http://127.0.0.1:{proxy.metrics_port}/metrics", timeout=5).read().decode()
+    line = [l for l in body.splitlines() if l.startswith("sluice_refused_connections_total")][0]
+    assert float(line.split()[-1]) >= 2
+
+
+def test_idle_timeout_closes_idle_clients_but_not_blocked_or_subscribed_ones(redis_factory, sluice_factory):
+    backend = redis_factory()
+    config = plain_config(backend.port, plugins=False).replace("chain: main }", "chain: main, idle_timeout_ms: 300 }")
+    proxy = sluice_factory(config)
+    idle, blocked, subscriber, busy = (socket.create_connection(("127.0.0.1", proxy.port)) for _ in range(4))
+    for sock in (idle, blocked, subscriber, busy):
+        sock.settimeout(5)
+    idle.sendall(b"PING\r\n")
+    assert read_until(idle, b"\r\n") == b"+PONG\r\n"
+    blocked.sendall(b"BLPOP idle:list 1.5\r\n")
+    subscriber.sendall(b"SUBSCRIBE idle:channel\r\n")
+    assert b"idle:channel" in read_until(subscriber, b":1\r\n")
+    start = time.time()
+    while time.time() - start < 1.2:
+        busy.sendall(b"PING\r\n")
+        assert read_until(busy, b"\r\n") == b"+PONG\r\n"
+        time.sleep(0.1)
+    assert idle.recv(1024) == b""  # closed for idleness
+    assert read_until(blocked, b"\r\n") == b"*-1\r\n"  # kept while blocked: BLPOP timed out at 1.5 s
+    assert backend.client().publish("idle:channel", "still here") == 1
+    assert b"still here" in read_until(subscriber, b"still here")
+    assert blocked.recv(1024) == b""  # idle once its reply came back
+    for sock in (idle, blocked, subscriber, busy):
+        sock.close()
 
 
 def test_hostile_frames_never_crash_or_desynchronise_the_shared_connection(redis_factory, sluice_factory):

@@ -86,6 +86,9 @@ final class ChainSession {
         for route in sinks { route?.setReadPaused(paused) }
     }
 
+    /// Whether the client holds pub/sub subscriptions on any sink.
+    var hasSubscriptions: Bool { sinks.contains { $0?.isSubscribed ?? false } }
+
     func deliverPush(_ bytes: ByteBuffer) {
         onPush?(bytes)
     }

@@ -8,6 +8,8 @@ enum RuntimeBuilder {
         let port: Int
         let chainIndex: Int
         let maxFrameBytes: Int
+        let maxClients: Int
+        let idleTimeoutMilliseconds: Int64
     }
 
     static func build(_ config: SluiceConfig, plugins: PluginLoader.Result) throws -> (RuntimePlan, [SourcePlan]) {
@@ -89,7 +91,8 @@ enum RuntimeBuilder {
         let plan = RuntimePlan(chains: chains, sinks: sinks)
         let sources = config.sources.compactMap { source in
             plan.chainIndex[source.chain].map {
-                SourcePlan(host: source.host, port: source.port, chainIndex: $0, maxFrameBytes: source.maxFrameBytes)
+                SourcePlan(host: source.host, port: source.port, chainIndex: $0, maxFrameBytes: source.maxFrameBytes,
+                           maxClients: source.maxClients, idleTimeoutMilliseconds: source.idleTimeoutMilliseconds)
             }
         }
         if !errors.isEmpty { throw ConfigErrors(errors: errors) }

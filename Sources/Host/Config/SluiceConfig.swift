@@ -36,6 +36,10 @@ public struct SluiceConfig {
         public let port: Int
         public let chain: String
         public let maxFrameBytes: Int
+        /// Connections accepted at once; one more is told so and closed (Redis's maxclients).
+        public let maxClients: Int
+        /// Close a client that sent nothing for this long (0 = never; Redis's timeout).
+        public let idleTimeoutMilliseconds: Int64
         let node: YAMLNode
     }
 
@@ -50,6 +54,8 @@ public struct SluiceConfig {
     public let logLevel: String?
 
     public static let defaultMaxFrameBytes = 512 * 1024 * 1024
+    /// Redis's own default maxclients.
+    public static let defaultMaxClients = 10_000
 
     /// Reads and validates a config file.
     public static func load(path: String) throws -> SluiceConfig {
@@ -283,7 +289,7 @@ struct ConfigReader {
             if node.kind == .map { fail(node, "source: expected 'redis: { listen: host:port, chain: NAME }'") }
             return nil
         }
-        guard expectMap(redis, "source.redis", allowed: ["listen", "chain", "max_frame_bytes"]),
+        guard expectMap(redis, "source.redis", allowed: ["listen", "chain", "max_frame_bytes", "max_clients", "idle_timeout_ms"]),
               let (host, port) = address(redis["listen"], "source.redis.listen", at: redis),
               let chain = scalar(redis["chain"], "source.redis.chain", at: redis)
         else { return nil }
@@ -292,6 +298,9 @@ struct ConfigReader {
         }
         let maxFrame = integer(redis["max_frame_bytes"], "max_frame_bytes", range: 1024...(1 << 31))
             ?? SluiceConfig.defaultMaxFrameBytes
-        return SluiceConfig.Source(host: host, port: port, chain: chain, maxFrameBytes: maxFrame, node: redis)
+        let maxClients = integer(redis["max_clients"], "max_clients", range: 1...1_000_000) ?? SluiceConfig.defaultMaxClients
+        let idle = integer(redis["idle_timeout_ms"], "idle_timeout_ms", range: 0...(86_400_000 * 365)) ?? 0
+        return SluiceConfig.Source(host: host, port: port, chain: chain, maxFrameBytes: maxFrame, maxClients: maxClients,
+                                   idleTimeoutMilliseconds: Int64(idle), node: redis)
     }
 }

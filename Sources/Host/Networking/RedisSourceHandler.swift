@@ -9,6 +9,7 @@ final class RedisSourceHandler: ChannelInboundHandler {
 
     private let plan: RuntimePlan
     private let chainIndex: Int
+    private let maxClients: Int
     private let metrics: SourceMetrics
     private var scanner: RESPRequestScanner
     private var buffered: ByteBuffer?
@@ -27,9 +28,10 @@ final class RedisSourceHandler: ChannelInboundHandler {
     /// Stop reading from a client that has this many batches in flight (it resumes at half).
     static let maxBatchesInFlight = 256
 
-    init(plan: RuntimePlan, chainIndex: Int, maxFrameBytes: Int, metrics: SourceMetrics) {
+    init(plan: RuntimePlan, chainIndex: Int, maxFrameBytes: Int, maxClients: Int, metrics: SourceMetrics) {
         self.plan = plan
         self.chainIndex = chainIndex
+        self.maxClients = maxClients
         self.metrics = metrics
         scanner = RESPRequestScanner(maxFrameBytes: maxFrameBytes)
     }
@@ -37,8 +39,16 @@ final class RedisSourceHandler: ChannelInboundHandler {
     func channelActive(context: ChannelHandlerContext) {
         self.context = context
         allocator = context.channel.allocator
-        metrics.connectionOpened()
         let address = context.remoteAddress.map { "\($0.ipAddress ?? "?"):\($0.port ?? 0)" } ?? "unknown"
+        if metrics.connectionOpened() > maxClients {
+            // Redis's own answer past maxclients, so clients report it the same way. Counted, and
+            // logged at debug only: a connection storm must not become a log storm.
+            metrics.clientRefused()
+            HostLog.sources.debug("refusing client \(address): max_clients (\(maxClients)) reached")
+            refuse("ERR max number of clients reached", context: context)
+            context.fireChannelActive()
+            return
+        }
         let session = ChainSession(eventLoop: context.eventLoop, allocator: allocator, plan: plan,
                                    clientAddress: address, mainChain: chainIndex)
         // Strong captures, released by session.close() when the client closes (weak ones would put
@@ -58,13 +68,29 @@ final class RedisSourceHandler: ChannelInboundHandler {
             chain = try session.chain(chainIndex)
         } catch {
             HostLog.sources.error("client \(address): \(error)")
-            closing = true
-            var reply = RESPEncoding.error("ERR sluice: \(error)", allocator: allocator)
-            context.writeAndFlush(NIOAny(reply), promise: nil)
-            reply.clear()
-            context.close(promise: nil)
+            refuse("ERR sluice: \(error)", context: context)
         }
         context.fireChannelActive()
+    }
+
+    /// Answers a client that cannot be served with one error reply and closes it.
+    private func refuse(_ message: String, context: ChannelHandlerContext) {
+        closing = true
+        context.writeAndFlush(NIOAny(RESPEncoding.error(message, allocator: allocator)), promise: nil)
+        context.close(promise: nil)
+    }
+
+    /// With `idle_timeout_ms`: the client sent nothing for that long. Like Redis's `timeout`, a
+    /// client waiting for replies (a blocking command) or holding subscriptions is not idle.
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        guard let idle = event as? IdleStateHandler.IdleStateEvent, idle == .read else {
+            context.fireUserInboundEventTriggered(event)
+            return
+        }
+        guard !closing, slots.isEmpty, !(session?.hasSubscriptions ?? false) else { return }
+        HostLog.sources.info("closing idle client \(context.remoteAddress.map { "\($0)" } ?? "unknown")")
+        closing = true
+        context.close(promise: nil)
     }
 
     func channelInactive(context: ChannelHandlerContext) {

@@ -24,9 +24,20 @@ public final class SluiceServer {
                                         value: ChannelOptions.Types.WriteBufferWaterMark(low: 256 * 1024, high: 1024 * 1024))
                     .childChannelOption(ChannelOptions.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 1024, initial: 16384, maximum: 1 << 20))
                     .childChannelInitializer { channel in
-                        channel.pipeline.addHandler(RedisSourceHandler(plan: plan, chainIndex: source.chainIndex,
-                                                                       maxFrameBytes: source.maxFrameBytes,
-                                                                       metrics: metrics))
+                        let handler = RedisSourceHandler(plan: plan, chainIndex: source.chainIndex,
+                                                         maxFrameBytes: source.maxFrameBytes,
+                                                         maxClients: source.maxClients, metrics: metrics)
+                        do {
+                            // Only with a timeout configured: the idle handler costs a clock read per read.
+                            if source.idleTimeoutMilliseconds > 0 {
+                                try channel.pipeline.syncOperations.addHandler(
+                                    IdleStateHandler(readTimeout: .milliseconds(source.idleTimeoutMilliseconds)))
+                            }
+                            try channel.pipeline.syncOperations.addHandler(handler)
+                            return channel.eventLoop.makeSucceededVoidFuture()
+                        } catch {
+                            return channel.eventLoop.makeFailedFuture(error)
+                        }
                     }
                     .bind(host: source.host, port: source.port).wait()
                 channels.append(channel)

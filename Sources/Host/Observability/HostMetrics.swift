@@ -6,17 +6,26 @@ struct SourceMetrics {
     private let requestsCounter: Counter
     private let connections: Gauge
     private let protocolErrors: Counter
+    private let refused: Counter
     private let openConnections = ManagedCounter()
 
     init(listen: String) {
         requestsCounter = Counter(label: "sluice_requests_total", dimensions: [("source", listen)])
         connections = Gauge(label: "sluice_client_connections", dimensions: [("source", listen)])
         protocolErrors = Counter(label: "sluice_protocol_errors_total", dimensions: [("source", listen)])
+        refused = Counter(label: "sluice_refused_connections_total", dimensions: [("source", listen)])
     }
 
     func requests(_ n: Int) { requestsCounter.increment(by: n) }
     func protocolError() { protocolErrors.increment() }
-    func connectionOpened() { connections.record(openConnections.add(1)) }
+    /// A client turned away at max_clients.
+    func clientRefused() { refused.increment() }
+    /// Counts a client in and returns how many are connected now (this one included).
+    func connectionOpened() -> Int {
+        let open = openConnections.add(1)
+        connections.record(open)
+        return open
+    }
     func connectionClosed() { connections.record(openConnections.add(-1)) }
 }
 

@@ -60,6 +60,8 @@ final class RedisSinkConnection {
     private var pending = CircularBuffer<Pending>(initialCapacity: 4)
     /// RESP2 subscribed mode: pub/sub arrays are unsolicited.
     private var subscribed = false
+    /// The client holds subscriptions on this connection (it waits for messages, it is not idle).
+    var isSubscribed: Bool { subscribed }
     /// Unsubscribe confirmations still expected for channels named in UNSUBSCRIBE-family requests,
     /// and UNSUBSCRIBEs without channels still waiting for the confirmation that reports 0 left.
     /// Redis sends these even outside subscribed mode, so they are not matched to requests.

@@ -64,6 +64,8 @@ final class SinkRoute {
         for (batch, receiver) in queued { dedicated.send(batch, receiver: receiver) }
     }
 
+    var isSubscribed: Bool { dedicated?.isSubscribed ?? false }
+
     /// Pauses or resumes reading replies and pushes on this client's dedicated connection.
     func setReadPaused(_ paused: Bool) {
         dedicated?.setReadPaused(paused)
