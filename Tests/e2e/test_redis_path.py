@@ -509,6 +509,38 @@ def test_subscriber_that_does_not_read_cannot_grow_the_proxy(redis_factory, slui
     lazy.close()
 
 
+def test_client_pipelining_without_reading_cannot_grow_the_proxy(redis_factory, sluice_factory):
+    """40 000 GETs of a 10 kB value (400 MB of replies) pipelined by a client that does not read:
+    Sluice stops reading it at 4096 requests in flight, so the replies it holds stay bounded; a
+    bystander keeps working, and once the client reads, every reply arrives, in order."""
+    backend = redis_factory()
+    backend.client().set("big", b"v" * 10_000)
+    proxy = sluice_factory(plain_config(backend.port, plugins=False))
+    before = rss_kib(proxy.proc.pid)
+    greedy = socket.create_connection(("127.0.0.1", proxy.port), timeout=30)
+    greedy.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+    count = 40_000
+    sender = threading.Thread(target=lambda: greedy.sendall(b"*2\r\n$3\r\nGET\r\n$3\r\nbig\r\n" * count), daemon=True)
+    sender.start()
+    time.sleep(2)
+    grown_mib = (rss_kib(proxy.proc.pid) - before) / 1024
+    assert grown_mib < 150, f"proxy grew by {grown_mib:.0f} MiB"
+    assert proxy.client().ping() and proxy.alive()
+    reply = b"$10000\r\n" + b"v" * 10_000 + b"\r\n"
+    expected, received = len(reply) * count, 0
+    chunk = b""
+    while received < expected:
+        part = greedy.recv(1 << 20)
+        assert part, f"closed after {received} of {expected} bytes"
+        chunk += part
+        whole = len(chunk) - len(chunk) % len(reply)
+        assert chunk[:whole] == reply * (whole // len(reply))
+        received += whole
+        chunk = chunk[whole:]
+    sender.join(10)
+    greedy.close()
+
+
 def test_stuck_backend_times_out_instead_of_hanging_every_client(sluice_factory):
     """A backend that accepts connections and never answers: requests on the shared connection fail
     after reply_timeout_ms with a clear error, and later requests get the same rather than a hang."""

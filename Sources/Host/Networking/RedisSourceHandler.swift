@@ -20,13 +20,20 @@ final class RedisSourceHandler: ChannelInboundHandler {
     /// Set after QUIT or a protocol error: nothing more is read from this client.
     private var closing = false
     private var readPaused = false
+    /// True while `process` runs (a plugin answering synchronously must not start a nested one).
+    private var processing = false
     /// The channel's writability as last reported (channelWritabilityChanged), so the per-read
     /// check needs no atomic load through the channel.
     private var writable = true
     private(set) var allocator = ByteBufferAllocator()
 
-    /// Stop reading from a client that has this many batches in flight (it resumes at half).
+    /// Stop reading from a client that has this many batches, or this many requests, in flight (it
+    /// resumes at half of both). The request limit bounds what a client that pipelines without
+    /// reading can make Sluice hold: replies to at most this many requests.
     static let maxBatchesInFlight = 256
+    static let maxRequestsInFlight = 4096
+    /// Requests of the slots not written yet.
+    private var requestsInFlight = 0
 
     init(plan: RuntimePlan, chainIndex: Int, maxFrameBytes: Int, maxClients: Int, metrics: SourceMetrics) {
         self.plan = plan
@@ -97,6 +104,7 @@ final class RedisSourceHandler: ChannelInboundHandler {
         metrics.connectionClosed()
         closing = true
         slots.removeAll()
+        requestsInFlight = 0
         session?.close()
         session = nil
         chain = nil
@@ -105,14 +113,24 @@ final class RedisSourceHandler: ChannelInboundHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        guard !closing, let chain else { return }
+        guard !closing, chain != nil else { return }
         var buffer = ByteBuffer.joining(&buffered, unwrapInboundIn(data))
+        process(&buffer, context)
+    }
 
+    /// Runs the complete requests at the front of `buffer` as one batch and keeps the rest in
+    /// `buffered`: a partial request, or whatever exceeds the client's budget of requests in flight
+    /// (run by `updateReading` once replies have been written).
+    private func process(_ buffer: inout ByteBuffer, _ context: ChannelHandlerContext) {
+        guard let chain else { return }
+        processing = true
+        defer { processing = false }
         var messages: [ByteBuffer] = []
         let contiguousStart = buffer.readerIndex
         var contiguous = true
         var closeReply: (String, Bool)?  // (RESP reply, is an error)
         scanning: while buffer.readableBytes > 0 {
+            if requestsInFlight + messages.count >= Self.maxRequestsInFlight { break scanning }
             let outcome = buffer.withUnsafeReadableBytes { scanner.scan($0) }
             switch outcome {
             case .multibulk(let length):
@@ -161,6 +179,7 @@ final class RedisSourceHandler: ChannelInboundHandler {
             metrics.requests(messages.count)
             let slot = ResponseSlot(owner: self, requestCount: messages.count)
             slots.append(slot)
+            requestsInFlight += messages.count
             chain.run(batch, from: 0, receiver: slot)
         }
         if let (reply, isError) = closeReply {
@@ -168,8 +187,10 @@ final class RedisSourceHandler: ChannelInboundHandler {
             if isError { metrics.protocolError() }
             var bytes = allocator.buffer(capacity: reply.utf8.count)
             bytes.writeString(reply)
-            slots.append(ResponseSlot(owner: self, answer: Batch(kind: Batch.responses, protocolID: Batch.redis,
-                                                                 messages: [bytes]), closeAfter: true))
+            let answered = ResponseSlot(owner: self, answer: Batch(kind: Batch.responses, protocolID: Batch.redis,
+                                                                   messages: [bytes]), closeAfter: true)
+            slots.append(answered)
+            requestsInFlight += answered.requestCount
             slotCompleted()
         }
         updateReading(context)
@@ -179,12 +200,20 @@ final class RedisSourceHandler: ChannelInboundHandler {
     /// and its socket takes our writes (NIO's write-buffer water marks): a client that pipelines
     /// without reading its replies stops being read instead of growing our memory.
     private func updateReading(_ context: ChannelHandlerContext) {
-        if !readPaused, slots.count >= Self.maxBatchesInFlight || !writable {
+        if !readPaused, slots.count >= Self.maxBatchesInFlight || requestsInFlight >= Self.maxRequestsInFlight || !writable {
             readPaused = true
             context.channel.setOption(ChannelOptions.autoRead, value: false).whenFailure { _ in }
-        } else if readPaused, slots.count <= Self.maxBatchesInFlight / 2, writable {
+        } else if readPaused, slots.count <= Self.maxBatchesInFlight / 2,
+                  requestsInFlight <= Self.maxRequestsInFlight / 2, writable {
             readPaused = false
             context.channel.setOption(ChannelOptions.autoRead, value: true).whenFailure { _ in }
+            // Requests already read but held back by the budget run first (the socket may have
+            // nothing more to say); the nested call pauses again if they fill the budget.
+            if !processing, !closing, var held = buffered {
+                buffered = nil
+                process(&held, context)
+                if readPaused { return }
+            }
             context.read()
         }
     }
@@ -203,6 +232,7 @@ final class RedisSourceHandler: ChannelInboundHandler {
         var closeNow = false
         while let head = slots.first, let result = head.result {
             slots.removeFirst()
+            requestsInFlight -= head.requestCount
             result.write(to: context)
             wrote = true
             if head.closeAfter {
