@@ -349,10 +349,20 @@ def test_max_clients_turns_extra_clients_away_like_redis(redis_factory, sluice_f
     backend = redis_factory()
     config = plain_config(backend.port, plugins=False).replace("chain: main }", "chain: main, max_clients: 2 }")
     proxy = sluice_factory(config)
-    first, second = (socket.create_connection(("127.0.0.1", proxy.port)) for _ in range(2))
-    for sock in (first, second):
-        sock.sendall(b"PING\r\n")
-        assert read_until(sock, b"\r\n") == b"+PONG\r\n"
+
+    def admitted():
+        # The probe that waited for the port may still count until Sluice has seen it close.
+        deadline = time.time() + 5
+        while True:
+            sock = socket.create_connection(("127.0.0.1", proxy.port))
+            sock.sendall(b"PING\r\n")
+            if read_until(sock, b"\r\n") == b"+PONG\r\n":
+                return sock
+            sock.close()
+            assert time.time() < deadline, "a client slot never freed"
+            time.sleep(0.05)
+
+    first, second = admitted(), admitted()
     extra = socket.create_connection(("127.0.0.1", proxy.port))
     extra.settimeout(5)
     refused = b""
