@@ -54,6 +54,12 @@ final class RedirectCall {
         case primary, hot
         /// Answered here with this error (a command mixing hot and regular keys, …).
         case refused(String)
+        /// EXEC of a transaction in which a command was refused: sent to the primary as DISCARD and
+        /// answered with Redis's EXECABORT, as Redis does when a command fails to queue.
+        case execAbort
+
+        /// Whether the request is sent to the primary (possibly rewritten).
+        var staysOnPrimary: Bool { self == .primary || self == .execAbort }
     }
     let routes: [Route]
     var hotResult: SendResult?
@@ -74,14 +80,22 @@ final class RedirectInstance: TransformInstance {
     /// Between MULTI and EXEC/DISCARD: the transaction runs on the primary, so a hot key in it is
     /// refused rather than executed at once elsewhere.
     private var inTransaction = false
+    /// A command of the open transaction was refused here, so its EXEC must abort.
+    private var transactionRefused = false
 
     init(redirect: Redirect, env: InstanceEnv) {
         self.redirect = redirect
         self.env = env
     }
 
-    /// The route of request i of a batch.
+    /// The route of request i of a batch; a refusal inside MULTI dooms the transaction.
     private func route(_ requests: Batch, _ i: Int) -> RedirectCall.Route {
+        let route = plainRoute(requests, i)
+        if inTransaction, case .refused = route { transactionRefused = true }
+        return route
+    }
+
+    private func plainRoute(_ requests: Batch, _ i: Int) -> RedirectCall.Route {
         let argc = requests.arguments(at: i, into: &args)
         guard argc > 0 else { return .primary }
         let name = args[0]
@@ -108,7 +122,12 @@ final class RedirectInstance: TransformInstance {
     private func unlistedRoute(_ command: String, argc: Int) -> RedirectCall.Route {
         switch command {
         case "multi": inTransaction = true
-        case "exec", "discard", "reset": inTransaction = false
+        case "exec":
+            defer { inTransaction = false; transactionRefused = false }
+            if inTransaction, transactionRefused { return .execAbort }
+        case "discard", "reset":
+            inTransaction = false
+            transactionRefused = false
         default:
             guard CommandKeys.unplaceable.contains(command) else { return .primary }
             for i in 1..<argc where redirect.isHot(args[i]) {
@@ -135,7 +154,12 @@ final class RedirectInstance: TransformInstance {
         let state = RedirectCall(routes: routes)
         let hot = Batch.newRequests()
         for (i, r) in routes.enumerated() where r == .hot { hot.append(from: requests, index: i) }
-        for i in (0..<count).reversed() where routes[i] != .primary { requests.remove(at: i) }
+        for i in (0..<count).reversed() where !routes[i].staysOnPrimary { requests.remove(at: i) }
+        for i in 0..<count where routes[i] == .execAbort {
+            // Indexes below i that left the batch shift it down.
+            let position = routes[..<i].filter(\.staysOnPrimary).count
+            requests.putCommand([Array("DISCARD".utf8)], at: position)
+        }
         redirect.redirected.add(hot.count)
         call.setState(state)
         if hot.count > 0 {
@@ -174,6 +198,9 @@ final class RedirectInstance: TransformInstance {
                 p += 1
             case .refused(let message):
                 merged.putError(message, at: i)
+            case .execAbort:
+                p += 1  // DISCARD's +OK
+                merged.putError("EXECABORT Transaction discarded because of previous errors.", at: i)
             case .hot:
                 switch hot {
                 case .responses(let batch): merged.insert(from: batch, index: h, at: i)

@@ -127,6 +127,15 @@ sources:
     assert "cmdstat_set" not in stats
 
 
+def read_until_suffix(sock, suffix):
+    data = b""
+    while not data.endswith(suffix):
+        part = sock.recv(4096)
+        assert part, data
+        data += part
+    return data
+
+
 GLOB_KEYS = ["hot:1", "hot:", "hat:9", "h]t", "a-", "a]", "b", "]", "-", "[", "key[", "keya", "keyb", "keyc",
              "x*y", "xzy", "x", "abc", "z", "^", "m", "", "[x", "\\a"]
 
@@ -174,6 +183,21 @@ def test_redirect_refuses_hot_keys_inside_multi(redis_factory, sluice_factory):
     with pytest.raises(redis.ResponseError, match="hot keys inside MULTI are not supported"):
         pipe.execute()
     assert hot.client().keys("*") == []
+    # As with a command Redis itself refuses to queue, EXEC aborts: nothing of it ran.
+    assert primary.client().keys("*") == []
+    raw = socket.create_connection(("127.0.0.1", proxy.port))
+    raw.sendall(b"MULTI\r\nSET cold:2 x\r\nSET hot:2 y\r\nEXEC\r\nGET cold:2\r\n")
+    expected = (b"+OK\r\n+QUEUED\r\n-ERR redirect: hot keys inside MULTI are not supported (the transaction runs "
+                b"on the primary)\r\n-EXECABORT Transaction discarded because of previous errors.\r\n$-1\r\n")
+    got = b""
+    while len(got) < len(expected):
+        part = raw.recv(4096)
+        assert part, got
+        got += part
+    assert got == expected
+    raw.sendall(b"MULTI\r\nSET cold:3 x\r\nEXEC\r\n")  # the next transaction is not doomed
+    assert read_until_suffix(raw, b"*1\r\n+OK\r\n")
+    raw.close()
     assert r.set("hot:2", "after exec")  # outside the transaction hot keys route again
     assert hot.client().get("hot:2") == b"after exec"
 
