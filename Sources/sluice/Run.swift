@@ -16,6 +16,9 @@ struct Run: ParsableCommand {
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical (overrides the config).")
     var logLevel: String?
 
+    @Option(help: "On SIGINT/SIGTERM, how long clients may take to receive the replies they are owed before they are cut off.")
+    var drainTimeoutMs: Int64 = 10_000
+
     func run() throws {
         // SIGINT and SIGTERM are blocked in every thread (the event loops inherit the mask) and
         // taken synchronously by the main thread below, which then stops the server.
@@ -39,7 +42,9 @@ struct Run: ParsableCommand {
         let server = try Sluice.start(prepared, threads: threads)
         var received: Int32 = 0
         sigwait(&stopSignals, &received)
-        FileHandle.standardError.write(Data("sluice: signal \(received), stopping\n".utf8))
-        server.stop()
+        FileHandle.standardError.write(Data("sluice: signal \(received), draining clients (up to \(drainTimeoutMs) ms)\n".utf8))
+        let cutOff = server.stop(drainTimeout: .milliseconds(max(0, drainTimeoutMs)))
+        let how = cutOff == 0 ? "every client was answered" : "\(cutOff) client(s) cut off at the drain timeout"
+        FileHandle.standardError.write(Data("sluice: stopped; \(how)\n".utf8))
     }
 }

@@ -1,4 +1,5 @@
 """The Redis path with an empty chain: what a client sees through Sluice is what Redis says."""
+import signal
 import socket
 import subprocess
 import threading
@@ -414,6 +415,58 @@ def test_idle_timeout_closes_idle_clients_but_not_blocked_or_subscribed_ones(red
     assert blocked.recv(1024) == b""  # idle once its reply came back
     for sock in (idle, blocked, subscriber, busy):
         sock.close()
+
+
+def test_quit_after_a_request_in_flight_on_a_dedicated_connection(redis_factory, sluice_factory):
+    """The reply to GET arrives in a backend read and completes QUIT's slot too, so the client
+    closes (and its dedicated backend connection is freed) while that read is still being parsed."""
+    backend = redis_factory()
+    proxy = sluice_factory(plain_config(backend.port, plugins=False))
+    for _ in range(20):
+        sock = socket.create_connection(("127.0.0.1", proxy.port), timeout=5)
+        sock.sendall(b"SELECT 0\r\n")
+        assert read_until(sock, b"\r\n") == b"+OK\r\n"
+        sock.sendall(b"GET quit:key\r\nGET quit:key\r\nQUIT\r\n")
+        assert read_until(sock, b"+OK\r\n") == b"$-1\r\n$-1\r\n+OK\r\n"
+        assert sock.recv(1024) == b""
+        sock.close()
+    assert proxy.alive() and proxy.client().ping()
+
+
+def test_sigterm_drains_clients_before_stopping(redis_factory, sluice_factory):
+    """SIGTERM closes the listener, closes idle clients at once, lets a client with a request in
+    flight receive its reply, then exits cleanly."""
+    backend = redis_factory()
+    proxy = sluice_factory(plain_config(backend.port, plugins=False))
+    idle, waiting = (socket.create_connection(("127.0.0.1", proxy.port), timeout=5) for _ in range(2))
+    idle.sendall(b"PING\r\n")
+    assert read_until(idle, b"\r\n") == b"+PONG\r\n"
+    waiting.sendall(b"BLPOP drain:list 1.5\r\n")
+    time.sleep(0.3)
+    stopped_at = time.time()
+    proxy.proc.send_signal(signal.SIGTERM)
+    assert idle.recv(1024) == b""  # nothing owed: closed at once
+    assert time.time() - stopped_at < 1.0
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", proxy.port), timeout=1)
+    assert read_until(waiting, b"\r\n") == b"*-1\r\n"  # owed a reply: it came, then the close
+    assert waiting.recv(1024) == b""
+    assert proxy.proc.wait(5) == 0
+    assert "every client was answered" in proxy.output()
+
+
+def test_drain_timeout_cuts_off_clients_that_would_wait_forever(redis_factory, sluice_factory):
+    backend = redis_factory()
+    proxy = sluice_factory(plain_config(backend.port, plugins=False), extra_args=("--drain-timeout-ms", "300"))
+    forever = socket.create_connection(("127.0.0.1", proxy.port), timeout=5)
+    forever.sendall(b"BLPOP drain:never 0\r\n")
+    time.sleep(0.3)
+    stopped_at = time.time()
+    proxy.proc.send_signal(signal.SIGTERM)
+    assert forever.recv(1024) == b""
+    assert proxy.proc.wait(5) == 0
+    assert time.time() - stopped_at < 3
+    assert "1 client(s) cut off at the drain timeout" in proxy.output()
 
 
 def test_hostile_frames_never_crash_or_desynchronise_the_shared_connection(redis_factory, sluice_factory):

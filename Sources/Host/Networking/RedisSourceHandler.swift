@@ -80,6 +80,15 @@ final class RedisSourceHandler: ChannelInboundHandler {
         context.fireChannelActive()
     }
 
+    /// The server is stopping: read nothing more, answer what is in flight, then close.
+    func drain() {
+        guard let context, !closing else { return }
+        closing = true
+        readPaused = true
+        context.channel.setOption(ChannelOptions.autoRead, value: false).whenFailure { _ in }
+        if slots.isEmpty { context.close(promise: nil) }
+    }
+
     /// Answers a client that cannot be served with one error reply and closes it.
     private func refuse(_ message: String, context: ChannelHandlerContext) {
         closing = true
@@ -203,7 +212,7 @@ final class RedisSourceHandler: ChannelInboundHandler {
         if !readPaused, slots.count >= Self.maxBatchesInFlight || requestsInFlight >= Self.maxRequestsInFlight || !writable {
             readPaused = true
             context.channel.setOption(ChannelOptions.autoRead, value: false).whenFailure { _ in }
-        } else if readPaused, slots.count <= Self.maxBatchesInFlight / 2,
+        } else if readPaused, !closing, slots.count <= Self.maxBatchesInFlight / 2,
                   requestsInFlight <= Self.maxRequestsInFlight / 2, writable {
             readPaused = false
             context.channel.setOption(ChannelOptions.autoRead, value: true).whenFailure { _ in }
@@ -241,7 +250,7 @@ final class RedisSourceHandler: ChannelInboundHandler {
             }
         }
         if wrote { context.flush() }
-        if closeNow {
+        if closeNow || (closing && slots.isEmpty) {
             context.close(promise: nil)
             return
         }

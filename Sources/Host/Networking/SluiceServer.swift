@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import Logging
 import NIOCore
 import NIOPosix
@@ -6,6 +9,7 @@ import NIOPosix
 public final class SluiceServer {
     public let group: MultiThreadedEventLoopGroup
     private var channels: [Channel] = []
+    private let clients = ClientConnections()
     /// The addresses actually bound, "host:port" (useful with port 0).
     public private(set) var boundAddresses: [String] = []
 
@@ -23,7 +27,7 @@ public final class SluiceServer {
                     .childChannelOption(ChannelOptions.writeBufferWaterMark,
                                         value: ChannelOptions.Types.WriteBufferWaterMark(low: 256 * 1024, high: 1024 * 1024))
                     .childChannelOption(ChannelOptions.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 1024, initial: 16384, maximum: 1 << 20))
-                    .childChannelInitializer { channel in
+                    .childChannelInitializer { [clients] channel in
                         let handler = RedisSourceHandler(plan: plan, chainIndex: source.chainIndex,
                                                          maxFrameBytes: source.maxFrameBytes,
                                                          maxClients: source.maxClients, metrics: metrics)
@@ -34,6 +38,7 @@ public final class SluiceServer {
                                     IdleStateHandler(readTimeout: .milliseconds(source.idleTimeoutMilliseconds)))
                             }
                             try channel.pipeline.syncOperations.addHandler(handler)
+                            clients.add(channel, handler)
                             return channel.eventLoop.makeSucceededVoidFuture()
                         } catch {
                             return channel.eventLoop.makeFailedFuture(error)
@@ -65,9 +70,20 @@ public final class SluiceServer {
         for c in channels { try c.closeFuture.wait() }
     }
 
-    /// Closes the listeners and shuts the event loops down.
-    public func stop() {
-        for c in channels { c.close(promise: nil) }
+    /// Stops gracefully: closes the listeners, lets every client finish the requests it has in
+    /// flight (reading nothing more) and close, waits up to `drainTimeout` for that, closes whatever
+    /// is left and shuts the event loops down. Returns how many clients had to be cut off.
+    @discardableResult
+    public func stop(drainTimeout: TimeAmount = .seconds(10)) -> Int {
+        for c in channels { try? c.close().wait() }
+        clients.drainAll()
+        let deadline = NIODeadline.now() + drainTimeout
+        while clients.count > 0, NIODeadline.now() < deadline {
+            usleep(20_000)
+        }
+        let cutOff = clients.count
+        clients.closeAll()
         try? group.syncShutdownGracefully()
+        return cutOff
     }
 }

@@ -210,6 +210,12 @@ final class RedisSinkConnection {
         }
     }
 
+    /// Closed for good (its client went away); replies still in a read are not wanted.
+    var isClosed: Bool {
+        if case .closed = state { return true }
+        return false
+    }
+
     func close() {
         let previous = state
         state = .closed

@@ -5,7 +5,10 @@ import NIOCore
 final class RedisSinkHandler: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
 
-    private unowned let connection: RedisSinkConnection
+    /// Strong: a reply can make the client close, and with it free its dedicated connection, while
+    /// this handler is still parsing the read that carried the reply. The channel's pipeline
+    /// releases the handler (and the cycle) when the channel closes.
+    private let connection: RedisSinkConnection
     private var scanner: RESPFrameScanner
     private var buffered: ByteBuffer?
 
@@ -18,7 +21,7 @@ final class RedisSinkHandler: ChannelInboundHandler {
         var buffer = ByteBuffer.joining(&buffered, unwrapInboundIn(data))
         connection.beginRead(buffer)
         defer { connection.endRead() }
-        while buffer.readableBytes > 0 {
+        while buffer.readableBytes > 0, !connection.isClosed {
             let outcome = buffer.withUnsafeReadableBytes { scanner.scan($0) }
             switch outcome {
             case .complete(let length):
