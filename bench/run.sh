@@ -130,6 +130,14 @@ for P in 1 16; do
     vd=$(awk -v a="$s" -v b="$g" -v c="${set[direct]}" -v d="${get[direct]}" 'BEGIN { printf "%.2fx", (a + b) / (c + d) }')
     printf "%-4s %-22s %12s %12s %10s %10s\n" "$P" "$name" "$s" "$g" "$vt" "$vd"
   done
+  # The spread behind the medians: each round's ratio of the three-transform chain to twemproxy.
+  read -ra cs <<<"${sets[sluice-3-transforms]}"; read -ra cg <<<"${gets[sluice-3-transforms]}"
+  read -ra ts <<<"${sets[twemproxy]}"; read -ra tg <<<"${gets[twemproxy]}"
+  rounds=""
+  for i in "${!cs[@]}"; do
+    rounds+=$(awk -v a="${cs[$i]}" -v b="${cg[$i]}" -v c="${ts[$i]}" -v d="${tg[$i]}" 'BEGIN { printf " %.2fx", (a + b) / (c + d) }')
+  done
+  echo "-P $P rounds, sluice-3-transforms vs twemproxy:$rounds"
   unset sets gets set get
 done
 errors=$(grep -ci "error" "$W/chain.log" || true)

@@ -387,6 +387,41 @@ def test_timers_hold_calls_and_are_cancelled_safely(redis_factory, sluice_factor
     assert "long timer fired" not in proxy.output()
 
 
+def test_plugin_may_use_its_env_after_an_answer_that_closes_the_client(redis_factory, sluice_factory):
+    """PING and QUIT in one write: PING's answer, given in on_responses, also releases QUIT's +OK and
+    the client closes. The plugin then still uses its env (legal until instance_free), so the host
+    must free the instance on a later turn, not under the hook."""
+    backend = redis_factory()
+    proxy = sluice_factory(two_sink_config(backend.port, backend.port, "    - env-after-answer: {}\n",
+                                           plugin_dir=FIXTURES))
+    for _ in range(20):
+        sock = socket.create_connection(("127.0.0.1", proxy.port), timeout=5)
+        sock.sendall(b"*1\r\n$4\r\nPING\r\n*1\r\n$4\r\nQUIT\r\n")
+        assert read_until_suffix(sock, b"+PONG\r\n+OK\r\n") == b"+PONG\r\n+OK\r\n"
+        assert sock.recv(1024) == b""
+        sock.close()
+    assert proxy.alive() and proxy.client().ping()
+
+
+def test_requests_held_by_the_budget_run_when_a_plugin_answers_them_all_at_once(redis_factory, sluice_factory):
+    """50 000 denied requests in one write: deny answers each batch inside on_requests, so nothing
+    is ever in flight and reading never pauses; what the 4096-request budget held back must still
+    run without the client sending anything more."""
+    backend = redis_factory()
+    proxy = sluice_factory(two_sink_config(backend.port, backend.port, "    - deny: { commands: [KEYS] }\n"))
+    sock = socket.create_connection(("127.0.0.1", proxy.port), timeout=10)
+    count = 50_000
+    sock.sendall(b"*1\r\n$4\r\nKEYS\r\n" * count)
+    reply = b"-ERR command-filter: command 'keys' is denied by this proxy\r\n"
+    data = b""
+    while len(data) < len(reply) * count:
+        part = sock.recv(1 << 20)
+        assert part, f"{data.count(reply)} of {count} replies before the close"
+        data += part
+    assert data == reply * count
+    sock.close()
+
+
 def run_sluice(*args):
     return subprocess.run([SLUICE, *args], capture_output=True, text=True, timeout=60)
 

@@ -63,7 +63,9 @@ final class Call: ResponseReceiver {
             step.metrics.errorReturned()
             _ = fail("on_requests returned status \(status)")
         }
-        if state != .done { holdForPlugin() }
+        if state != .done {
+            if chain.isClosed { abandon() } else { holdForPlugin() }
+        }
     }
 
     // MARK: continuations the plugin calls

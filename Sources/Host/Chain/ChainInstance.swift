@@ -108,7 +108,9 @@ final class ChainInstance {
             if case .transform(let t) = plan.steps[i], let free = t.instanceFree {
                 free(instances[i])
             }
-            // The env (and its timer handles) stays valid until instance_free returned.
+            // The env (and its timer handles) stays valid until instance_free returned, and until
+            // the next event-loop turn: a plugin still on the stack may hold its pointer.
+            session.eventLoop.execute { withExtendedLifetime(env) {} }
             envs[i] = nil
             instances[i] = nil
         }

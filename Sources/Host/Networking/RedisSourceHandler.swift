@@ -22,6 +22,9 @@ final class RedisSourceHandler: ChannelInboundHandler {
     private var readPaused = false
     /// True while `process` runs (a plugin answering synchronously must not start a nested one).
     private var processing = false
+    /// `buffered` holds complete requests that the in-flight budget held back (not just a partial one).
+    private var heldByBudget = false
+    private var heldRunScheduled = false
     /// The channel's writability as last reported (channelWritabilityChanged), so the per-read
     /// check needs no atomic load through the channel.
     private var writable = true
@@ -134,12 +137,16 @@ final class RedisSourceHandler: ChannelInboundHandler {
         guard let chain else { return }
         processing = true
         defer { processing = false }
+        heldByBudget = false
         var messages: [ByteBuffer] = []
         let contiguousStart = buffer.readerIndex
         var contiguous = true
         var closeReply: (String, Bool)?  // (RESP reply, is an error)
         scanning: while buffer.readableBytes > 0 {
-            if requestsInFlight + messages.count >= Self.maxRequestsInFlight { break scanning }
+            if requestsInFlight + messages.count >= Self.maxRequestsInFlight {
+                heldByBudget = true
+                break scanning
+            }
             let outcome = buffer.withUnsafeReadableBytes { scanner.scan($0) }
             switch outcome {
             case .multibulk(let length):
@@ -203,6 +210,30 @@ final class RedisSourceHandler: ChannelInboundHandler {
             slotCompleted()
         }
         updateReading(context)
+        // Plugins may have answered everything already: then nothing paused reading, and nothing
+        // else would run what the budget held back.
+        if heldByBudget, !readPaused, !closing { scheduleHeld(context) }
+    }
+
+    /// Runs the requests the budget held back, once the budget allows (never nested in `process`).
+    private func runHeld(_ context: ChannelHandlerContext) {
+        guard heldByBudget, !closing, requestsInFlight < Self.maxRequestsInFlight else { return }
+        guard !processing else {
+            scheduleHeld(context)
+            return
+        }
+        guard var held = buffered else { return }
+        buffered = nil
+        process(&held, context)
+    }
+
+    private func scheduleHeld(_ context: ChannelHandlerContext) {
+        guard !heldRunScheduled else { return }
+        heldRunScheduled = true
+        context.eventLoop.execute { [self] in
+            heldRunScheduled = false
+            runHeld(context)
+        }
     }
 
     /// Reads from the client only while it has fewer than `maxBatchesInFlight` batches unanswered
@@ -217,10 +248,9 @@ final class RedisSourceHandler: ChannelInboundHandler {
             readPaused = false
             context.channel.setOption(ChannelOptions.autoRead, value: true).whenFailure { _ in }
             // Requests already read but held back by the budget run first (the socket may have
-            // nothing more to say); the nested call pauses again if they fill the budget.
-            if !processing, !closing, var held = buffered {
-                buffered = nil
-                process(&held, context)
+            // nothing more to say); that run pauses reading again if they fill the budget.
+            if heldByBudget {
+                runHeld(context)
                 if readPaused { return }
             }
             context.read()
@@ -251,7 +281,9 @@ final class RedisSourceHandler: ChannelInboundHandler {
         }
         if wrote { context.flush() }
         if closeNow || (closing && slots.isEmpty) {
-            context.close(promise: nil)
+            // Never inside the completion that got us here: closing frees the client's plugin
+            // instances, and a plugin may still be running the hook that answered this slot.
+            context.eventLoop.execute { context.close(promise: nil) }
             return
         }
         updateReading(context)

@@ -182,6 +182,7 @@ enum HostAPI {
                 return SLUICE_ERROR_INVALID_ARGUMENT
             }
             let instanceEnv = InstanceEnv.from(env)
+            guard !instanceEnv.isClosed else { return SLUICE_ERROR_STATE }
             let targetRef = Unmanaged<TargetRef>.fromOpaque(UnsafeRawPointer(target)).takeUnretainedValue()
             let receiver = SendCompletion(env: instanceEnv, callback: completion, userData: userData)
             instanceEnv.session.send(owned, to: targetRef, receiver: receiver)
@@ -190,6 +191,7 @@ enum HostAPI {
         }
         api.timer_start = { env, delay, callback, userData, out in
             guard let env, let callback else { return SLUICE_ERROR_INVALID_ARGUMENT }
+            guard !InstanceEnv.from(env).isClosed else { return SLUICE_ERROR_STATE }
             let timer = InstanceEnv.from(env).startTimer(delayMilliseconds: delay, callback: callback, userData: userData)
             out?.pointee = timer.handle
             return SLUICE_OK
@@ -201,7 +203,12 @@ enum HostAPI {
         }
         api.client_address = { env, out in
             guard let env, let out else { return }
-            let session = InstanceEnv.from(env).session
+            let instanceEnv = InstanceEnv.from(env)
+            guard !instanceEnv.isClosed else {
+                out.pointee = sluice_host_view(ptr: nil, len: 0)
+                return
+            }
+            let session = instanceEnv.session
             out.pointee = sluice_host_view(ptr: UnsafePointer(session.clientAddress.baseAddress),
                                            len: session.clientAddress.count - 1)
         }

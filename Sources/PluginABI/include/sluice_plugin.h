@@ -61,7 +61,9 @@
  *    no hook runs for it again, its handle is invalid once instance_free returns, and whatever the
  *    plugin attached to it (call_set_data) or still holds for it (owned batches) is the plugin's to
  *    release in instance_free. Timer handles stay valid during instance_free (timer_cancel on them is
- *    harmless).
+ *    harmless). instance_free never runs while a hook, completion or timer callback of the same
+ *    instance is on the stack: a close that an answer causes (QUIT, stopping) happens on a later
+ *    turn of the event loop.
  * 5. config_free: at shutdown. The host never dlclose()s a plugin (Swift code cannot be unloaded and
  *    code may still be on a stack).
  * A hook must never block its thread (no sleeping, no blocking I/O, no waiting on locks held across
@@ -389,7 +391,8 @@ typedef int32_t (*sluice_host_call_pass_fn)(sluice_call *call);
  * shadow or a redirect target as it does to the primary. batch: OWNERSHIP moves to the host, even
  * on error. completion: called exactly once, later, on this thread (see sluice_send_completion_fn),
  * unless the instance is freed first. Returns SLUICE_ERROR_INVALID_ARGUMENT for a NULL argument or a
- * lent batch (then completion is never called). THREAD: instance's.
+ * lent batch, and SLUICE_ERROR_STATE from instance_free (the connection is closing); then completion
+ * is never called. THREAD: instance's.
  */
 typedef int32_t (*sluice_host_send_fn)(sluice_instance_env *env, sluice_target *target,
                                        sluice_batch *batch, sluice_send_completion_fn completion,
@@ -397,7 +400,8 @@ typedef int32_t (*sluice_host_send_fn)(sluice_instance_env *env, sluice_target *
 
 /**
  * Starts a one-shot timer on the instance's event loop. out_timer (may be NULL) receives a handle
- * valid until the callback returns or timer_cancel. THREAD: instance's.
+ * valid until the callback returns or timer_cancel. Returns SLUICE_ERROR_STATE from instance_free
+ * (no timer is started). THREAD: instance's.
  */
 typedef int32_t (*sluice_host_timer_start_fn)(sluice_instance_env *env, uint64_t delay_ms,
                                               sluice_timer_fn callback, void *user_data,
@@ -408,7 +412,7 @@ typedef void (*sluice_host_timer_cancel_fn)(sluice_timer *timer);
 
 /**
  * Client information: remote address "ip:port" of the client connection. out: valid until
- * instance_free. THREAD: instance's.
+ * instance_free; an empty view when called from instance_free. THREAD: instance's.
  */
 typedef void (*sluice_host_client_address_fn)(const sluice_instance_env *env, sluice_host_view *out);
 
