@@ -48,6 +48,12 @@ def read_until(sock, needle):
     return data
 
 
+def metric_value(proxy, name):
+    """The value of the first sample of metric `name` on the proxy's /metrics endpoint."""
+    body = urllib.request.urlopen(f"http://127.0.0.1:{proxy.metrics_port}/metrics", timeout=5).read().decode()
+    return float([l for l in body.splitlines() if l.startswith(name)][0].split()[-1])
+
+
 def test_redis_cli_set_get_through_sluice(redis_factory, sluice_factory):
     backend = redis_factory()
     proxy = sluice_factory(plain_config(backend.port, plugins=False))
@@ -341,9 +347,7 @@ def test_metrics_endpoint_counts_requests(redis_factory, sluice_factory):
     r = proxy.client()
     for _ in range(10):
         r.ping()
-    body = urllib.request.urlopen(f"http://127.0.0.1:{proxy.metrics_port}/metrics", timeout=5).read().decode()
-    line = [l for l in body.splitlines() if l.startswith("sluice_requests_total")][0]
-    assert float(line.split()[-1]) >= 10
+    assert metric_value(proxy, "sluice_requests_total") >= 10
 
 
 def test_max_clients_turns_extra_clients_away_like_redis(redis_factory, sluice_factory):
@@ -386,9 +390,7 @@ def test_max_clients_turns_extra_clients_away_like_redis(redis_factory, sluice_f
             time.sleep(0.05)
     second.sendall(b"PING\r\n")
     assert read_until(second, b"\r\n") == b"+PONG\r\n"
-    body = urllib.request.urlopen(f"http://127.0.0.1:{proxy.metrics_port}/metrics", timeout=5).read().decode()
-    line = [l for l in body.splitlines() if l.startswith("sluice_refused_connections_total")][0]
-    assert float(line.split()[-1]) >= 2
+    assert metric_value(proxy, "sluice_refused_connections_total") >= 2
 
 
 def test_idle_timeout_closes_idle_clients_but_not_blocked_or_subscribed_ones(redis_factory, sluice_factory):
