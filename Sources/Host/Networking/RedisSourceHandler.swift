@@ -25,6 +25,8 @@ final class RedisSourceHandler: ChannelInboundHandler {
     /// `buffered` holds complete requests that the in-flight budget held back (not just a partial one).
     private var heldByBudget = false
     private var heldRunScheduled = false
+    /// The server started stopping before this connection became active.
+    private var drainRequested = false
     /// The channel's writability as last reported (channelWritabilityChanged), so the per-read
     /// check needs no atomic load through the channel.
     private var writable = true
@@ -49,6 +51,13 @@ final class RedisSourceHandler: ChannelInboundHandler {
     func channelActive(context: ChannelHandlerContext) {
         self.context = context
         allocator = context.channel.allocator
+        if drainRequested {
+            closing = true
+            _ = metrics.connectionOpened()  // balanced by channelInactive
+            context.close(promise: nil)
+            context.fireChannelActive()
+            return
+        }
         let address = context.remoteAddress.map { "\($0.ipAddress ?? "?"):\($0.port ?? 0)" } ?? "unknown"
         if metrics.connectionOpened() > maxClients {
             // Redis's own answer past maxclients, so clients report it the same way. Counted, and
@@ -85,7 +94,11 @@ final class RedisSourceHandler: ChannelInboundHandler {
 
     /// The server is stopping: read nothing more, answer what is in flight, then close.
     func drain() {
-        guard let context, !closing else { return }
+        guard let context else {
+            drainRequested = true  // accepted but not active yet: closed as soon as it is
+            return
+        }
+        guard !closing else { return }
         closing = true
         readPaused = true
         context.channel.setOption(ChannelOptions.autoRead, value: false).whenFailure { _ in }
