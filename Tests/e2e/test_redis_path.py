@@ -435,6 +435,67 @@ def test_quit_after_a_request_in_flight_on_a_dedicated_connection(redis_factory,
     assert proxy.alive() and proxy.client().ping()
 
 
+def resp(*args):
+    out = b"*%d\r\n" % len(args)
+    for a in args:
+        a = a if isinstance(a, bytes) else str(a).encode()
+        out += b"$%d\r\n%s\r\n" % (len(a), a)
+    return out
+
+
+def test_commands_whose_replies_cannot_be_matched_are_refused_not_forwarded(redis_factory, sluice_factory):
+    """REPLCONF ACK gets no reply from Redis, MONITOR an endless stream, CLIENT REPLY OFF/SKIP
+    suppress replies, a SUBSCRIBE inside MULTI answers in EXEC: forwarded, each would shift later
+    replies (on a shared connection into another client's hands). Sluice answers them itself."""
+    backend = redis_factory()
+    backend.client().set("secret", "alice-token")
+    backend.client().set("pub", "public")
+    proxy = sluice_factory(plain_config(backend.port, plugins=False))
+    attacker, victim = (socket.create_connection(("127.0.0.1", proxy.port), timeout=5) for _ in range(2))
+    attacker.sendall(resp("REPLCONF", "ACK", "0") + resp("GET", "pub"))
+    victim.sendall(resp("GET", "secret"))
+    assert read_until(victim, b"alice-token\r\n") == b"$11\r\nalice-token\r\n"
+    assert read_until(attacker, b"public\r\n") == (
+        b"-ERR sluice: REPLCONF (replication) is not supported through the proxy\r\n$6\r\npublic\r\n")
+    cases = [
+        (resp("MONITOR"), b"-ERR sluice: MONITOR is not supported through the proxy (run it against the backend)\r\n"),
+        (resp("CLIENT", "REPLY", "OFF"), b"-ERR sluice: CLIENT REPLY OFF and SKIP are not supported through the proxy\r\n"),
+        (resp("client", "reply", "skip"), b"-ERR sluice: CLIENT REPLY OFF and SKIP are not supported through the proxy\r\n"),
+        (resp("PSYNC", "?", "-1"), b"-ERR sluice: PSYNC (replication) is not supported through the proxy\r\n"),
+        (resp("SUBSCRIBE"), b"-ERR wrong number of arguments for 'subscribe' command\r\n"),
+        (resp("MULTI") + resp("SUBSCRIBE", "c") + resp("EXEC"),
+         b"+OK\r\n-ERR sluice: SUBSCRIBE inside MULTI is not supported through the proxy\r\n*0\r\n"),
+    ]
+    for request, expected in cases:
+        attacker.sendall(request + resp("PING", "after"))
+        assert read_until(attacker, b"after\r\n") == expected + b"$5\r\nafter\r\n", request
+    # Inline (telnet-style) requests are checked the same way.
+    attacker.sendall(b"MONITOR\r\nPING inline\r\n")
+    assert read_until(attacker, b"inline\r\n").startswith(b"-ERR sluice: MONITOR")
+    assert proxy.client().get("secret") == b"alice-token"
+
+
+def test_reset_and_resp3_end_pubsub_matching_where_redis_does(redis_factory, sluice_factory):
+    backend = redis_factory()
+    backend.client().rpush("list", "message", "x", "y")
+    proxy = sluice_factory(plain_config(backend.port, plugins=False))
+    sock = socket.create_connection(("127.0.0.1", proxy.port), timeout=5)
+    # RESP2: RESET leaves subscribed mode, so an array reply starting with "message" is a reply.
+    sock.sendall(resp("SUBSCRIBE", "c") + resp("RESET") + resp("LRANGE", "list", 0, -1) + resp("GET", "k"))
+    expected = (b"*3\r\n$9\r\nsubscribe\r\n$1\r\nc\r\n:1\r\n+RESET\r\n"
+                b"*3\r\n$7\r\nmessage\r\n$1\r\nx\r\n$1\r\ny\r\n$-1\r\n")
+    assert read_until(sock, expected[-5:]) == expected
+    # RESP3: ordinary commands are allowed while subscribed, and pub/sub traffic comes as pushes.
+    sock.sendall(resp("HELLO", 3) + resp("SUBSCRIBE", "c") + resp("LRANGE", "list", 0, -1) + resp("PING", "z"))
+    data = read_until(sock, b"$1\r\nz\r\n")
+    # (The push may come before HELLO's reply: pushes are not held back behind a batch's replies.)
+    assert b">3\r\n$9\r\nsubscribe\r\n$1\r\nc\r\n:1\r\n" in data and b"$5\r\nproto\r\n:3\r\n" in data
+    assert data.endswith(b"*3\r\n$7\r\nmessage\r\n$1\r\nx\r\n$1\r\ny\r\n$1\r\nz\r\n")
+    assert backend.client().publish("c", "hi") == 1
+    assert b"hi" in read_until(sock, b"hi\r\n")
+    sock.close()
+
+
 def test_sigterm_drains_clients_before_stopping(redis_factory, sluice_factory):
     """SIGTERM closes the listener, closes idle clients at once, lets a client with a request in
     flight receive its reply, then exits cleanly."""

@@ -27,6 +27,8 @@ final class RedisSourceHandler: ChannelInboundHandler {
     private var heldRunScheduled = false
     /// The server started stopping before this connection became active.
     private var drainRequested = false
+    /// Between MULTI and EXEC/DISCARD/RESET, as far as the client's commands tell.
+    private var inTransaction = false
     /// The channel's writability as last reported (channelWritabilityChanged), so the per-read
     /// check needs no atomic load through the channel.
     private var writable = true
@@ -152,9 +154,38 @@ final class RedisSourceHandler: ChannelInboundHandler {
         defer { processing = false }
         heldByBudget = false
         var messages: [ByteBuffer] = []
-        let contiguousStart = buffer.readerIndex
+        var contiguousStart = buffer.readerIndex
         var contiguous = true
         var closeReply: (String, Bool)?  // (RESP reply, is an error)
+        /// Runs what was scanned so far as one batch (before a request answered here).
+        func runScanned() {
+            guard !messages.isEmpty else { return }
+            var whole: ByteBuffer?
+            if contiguous {
+                // All frames lie back to back from where they started: one slice covers them.
+                let total = messages.reduce(0) { $0 + $1.readableBytes }
+                whole = buffer.getSlice(at: contiguousStart, length: total)
+            }
+            let batch = Batch(kind: Batch.requests, protocolID: Batch.redis, messages: messages, contiguous: whole)
+            metrics.requests(messages.count)
+            let slot = ResponseSlot(owner: self, requestCount: messages.count)
+            slots.append(slot)
+            requestsInFlight += messages.count
+            messages = []
+            chain.run(batch, from: 0, receiver: slot)
+        }
+        /// Takes a complete request: forwarded with the batch, or answered here in its place.
+        func take(_ frame: ByteBuffer) {
+            let refusal = frame.withUnsafeReadableBytes { RedisLocalRefusal.refusal($0, inTransaction: &inTransaction) }
+            guard let refusal else {
+                messages.append(frame)
+                return
+            }
+            runScanned()
+            answer(RESPEncoding.error(refusal, allocator: allocator), closeAfter: false)
+            contiguousStart = buffer.readerIndex
+            contiguous = true
+        }
         scanning: while buffer.readableBytes > 0 {
             if requestsInFlight + messages.count >= Self.maxRequestsInFlight {
                 heldByBudget = true
@@ -168,7 +199,7 @@ final class RedisSourceHandler: ChannelInboundHandler {
                     closeReply = ("+OK\r\n", false)
                     break scanning
                 }
-                messages.append(frame)
+                take(frame)
             case .empty(let length):
                 buffer.moveReaderIndex(forwardBy: length)
                 contiguous = false  // "*0\r\n" or "*-1\r\n" asks for nothing; Redis ignores it too
@@ -183,7 +214,7 @@ final class RedisSourceHandler: ChannelInboundHandler {
                         closeReply = ("+OK\r\n", false)
                         break scanning
                     }
-                    messages.append(RESPEncoding.command(args, allocator: allocator))
+                    take(RESPEncoding.command(args, allocator: allocator))
                 } catch {
                     closeReply = ("-ERR Protocol error: unbalanced quotes in request\r\n", true)
                     break scanning
@@ -197,35 +228,27 @@ final class RedisSourceHandler: ChannelInboundHandler {
         }
         if closeReply == nil, buffer.readableBytes > 0 { buffered = buffer }
 
-        if !messages.isEmpty {
-            var whole: ByteBuffer?
-            if contiguous {
-                // All frames lie back to back from where this read started: one slice covers them.
-                let total = messages.reduce(0) { $0 + $1.readableBytes }
-                whole = buffer.getSlice(at: contiguousStart, length: total)
-            }
-            let batch = Batch(kind: Batch.requests, protocolID: Batch.redis, messages: messages, contiguous: whole)
-            metrics.requests(messages.count)
-            let slot = ResponseSlot(owner: self, requestCount: messages.count)
-            slots.append(slot)
-            requestsInFlight += messages.count
-            chain.run(batch, from: 0, receiver: slot)
-        }
+        runScanned()
         if let (reply, isError) = closeReply {
             closing = true
             if isError { metrics.protocolError() }
             var bytes = allocator.buffer(capacity: reply.utf8.count)
             bytes.writeString(reply)
-            let answered = ResponseSlot(owner: self, answer: Batch(kind: Batch.responses, protocolID: Batch.redis,
-                                                                   messages: [bytes]), closeAfter: true)
-            slots.append(answered)
-            requestsInFlight += answered.requestCount
-            slotCompleted()
+            answer(bytes, closeAfter: true)
         }
         updateReading(context)
         // Plugins may have answered everything already: then nothing paused reading, and nothing
         // else would run what the budget held back.
         if heldByBudget, !readPaused, !closing { scheduleHeld(context) }
+    }
+
+    /// Takes the next place in the response order with a reply given here.
+    private func answer(_ reply: ByteBuffer, closeAfter: Bool) {
+        let answered = ResponseSlot(owner: self, answer: Batch(kind: Batch.responses, protocolID: Batch.redis,
+                                                               messages: [reply]), closeAfter: closeAfter)
+        slots.append(answered)
+        requestsInFlight += answered.requestCount
+        slotCompleted()
     }
 
     /// Runs the requests the budget held back, once the budget allows (never nested in `process`).

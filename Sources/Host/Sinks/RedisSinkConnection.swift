@@ -62,6 +62,9 @@ final class RedisSinkConnection {
     private var subscribed = false
     /// The client holds subscriptions on this connection (it waits for messages, it is not idle).
     var isSubscribed: Bool { subscribed }
+    /// The connection speaks RESP3 (HELLO 3): pub/sub traffic then comes as `>` pushes only, and a
+    /// `*` reply is always an ordinary reply, even while subscribed.
+    private var resp3 = false
     /// Unsubscribe confirmations still expected for channels named in UNSUBSCRIBE-family requests,
     /// and UNSUBSCRIBEs without channels still waiting for the confirmation that reports 0 left.
     /// Redis sends these even outside subscribed mode, so they are not matched to requests.
@@ -107,6 +110,7 @@ final class RedisSinkConnection {
     /// Sends a request batch; the responses (one per request, in order) go to `receiver`.
     func send(_ batch: Batch, receiver: ResponseReceiver, route: SinkRoute? = nil) {
         let outOfBand = isShared ? nil : RedisReplyPlan.outOfBand(batch)
+        if !isShared { followProtocol(batch) }
         if let outOfBand {
             subscribed = true
             for i in 0..<batch.count where outOfBand[i] {
@@ -424,6 +428,23 @@ final class RedisSinkConnection {
         }
     }
 
+    /// HELLO 3 / HELLO 2 / RESET switch the protocol of a dedicated connection.
+    private func followProtocol(_ batch: Batch) {
+        for i in 0..<batch.count {
+            batch.withMessageBytes(i) { bytes in
+                if RESPCommandReader.commandIs(bytes, "reset") {
+                    resp3 = false
+                } else if RESPCommandReader.commandIs(bytes, "hello") {
+                    RESPCommandReader.forEachArgument(bytes) { index, start, length in
+                        guard index == 1 else { return index < 1 }
+                        if length == 1 { resp3 = bytes[start] == UInt8(ascii: "3") ? true : (bytes[start] == UInt8(ascii: "2") ? false : resp3) }
+                        return false
+                    }
+                }
+            }
+        }
+    }
+
     private func isUnsolicited(_ frame: ByteBuffer) -> Bool {
         frame.withUnsafeReadableBytes { bytes in
             guard let first = bytes.first else { return false }
@@ -432,7 +453,15 @@ final class RedisSinkConnection {
                 if expectingConfirmations { noteConfirmation(bytes) }
                 return true
             }
-            guard subscribed || expectingConfirmations, first == UInt8(ascii: "*") else { return false }
+            if first == UInt8(ascii: "+"), bytes.count == 8, RedisReplyPlan.equalsIgnoringCase(
+                UnsafeRawBufferPointer(rebasing: bytes[1..<6]), "reset") {
+                // RESET ended subscribed mode (and whatever confirmations were still due).
+                subscribed = false
+                namedUnsubscribesPending = 0
+                unsubscribeAllPending = 0
+                return false
+            }
+            guard subscribed || expectingConfirmations, !resp3, first == UInt8(ascii: "*") else { return false }
             return noteConfirmation(bytes)
         }
     }

@@ -1,0 +1,73 @@
+/// Commands Sluice answers with an error instead of forwarding, because their replies cannot be
+/// matched to requests through a proxy: they send no reply, or replies that never end, or change
+/// how many replies later commands get. Forwarding them would shift every later reply on the
+/// connection, on a shared connection into other clients' hands. (twemproxy refuses them too.)
+///
+/// - MONITOR: an endless stream of `+` lines indistinguishable from replies.
+/// - REPLCONF, SYNC, PSYNC: the replication protocol (REPLCONF ACK gets no reply at all).
+/// - CLIENT REPLY OFF / SKIP: the following replies are suppressed.
+/// - SUBSCRIBE-family inside MULTI: queued there, so their confirmations arrive in EXEC's reply
+///   instead of out of band.
+/// - SUBSCRIBE, PSUBSCRIBE, SSUBSCRIBE without a channel: Redis answers an in-band error where
+///   the proxy expects out-of-band confirmations; answered here with Redis's own error.
+enum RedisLocalRefusal {
+    /// The error (without "-" and CRLF) to answer request `bytes` with, or nil to forward it.
+    /// Also follows the client's MULTI…EXEC state in `inTransaction` (one parse of the name).
+    static func refusal(_ bytes: UnsafeRawBufferPointer, inTransaction: inout Bool) -> String? {
+        guard let name = RedisConnectionState.commandName(bytes), name.count >= 4, name.count <= 12 else { return nil }
+        switch name[0] | 0x20 {
+        case UInt8(ascii: "m"):
+            if RedisReplyPlan.equalsIgnoringCase(name, "multi") { inTransaction = true }
+            if RedisReplyPlan.equalsIgnoringCase(name, "monitor") {
+                return "ERR sluice: MONITOR is not supported through the proxy (run it against the backend)"
+            }
+        case UInt8(ascii: "e"), UInt8(ascii: "d"):
+            if RedisReplyPlan.equalsIgnoringCase(name, "exec") || RedisReplyPlan.equalsIgnoringCase(name, "discard") {
+                inTransaction = false
+            }
+        case UInt8(ascii: "r"):
+            if RedisReplyPlan.equalsIgnoringCase(name, "reset") { inTransaction = false }
+            if RedisReplyPlan.equalsIgnoringCase(name, "replconf") {
+                return "ERR sluice: REPLCONF (replication) is not supported through the proxy"
+            }
+        case UInt8(ascii: "c"):
+            if RedisReplyPlan.equalsIgnoringCase(name, "client"), suppressesReplies(bytes) {
+                return "ERR sluice: CLIENT REPLY OFF and SKIP are not supported through the proxy"
+            }
+        case UInt8(ascii: "p"), UInt8(ascii: "s"), UInt8(ascii: "u"):
+            if RedisReplyPlan.equalsIgnoringCase(name, "sync") || RedisReplyPlan.equalsIgnoringCase(name, "psync") {
+                return "ERR sluice: \(String(decoding: name, as: UTF8.self).uppercased()) (replication) is not supported through the proxy"
+            }
+            guard RedisReplyPlan.isSubscriptionCommand(bytes) else { return nil }
+            let lower = String(decoding: name, as: UTF8.self).lowercased()
+            if inTransaction {
+                return "ERR sluice: \(lower.uppercased()) inside MULTI is not supported through the proxy"
+            }
+            if RESPCommandReader.argumentCount(bytes) < 2, !lower.hasSuffix("unsubscribe") {
+                return "ERR wrong number of arguments for '\(lower)' command"
+            }
+        default:
+            break
+        }
+        return nil
+    }
+
+    /// Whether a CLIENT command is CLIENT REPLY OFF or CLIENT REPLY SKIP.
+    private static func suppressesReplies(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        var isReply = false, suppresses = false
+        RESPCommandReader.forEachArgument(bytes) { index, start, length in
+            let argument = UnsafeRawBufferPointer(rebasing: bytes[start..<start + length])
+            switch index {
+            case 1:
+                isReply = RedisReplyPlan.equalsIgnoringCase(argument, "reply")
+                return isReply
+            case 2:
+                suppresses = RedisReplyPlan.equalsIgnoringCase(argument, "off") || RedisReplyPlan.equalsIgnoringCase(argument, "skip")
+                return false
+            default:
+                return true
+            }
+        }
+        return isReply && suppresses
+    }
+}
