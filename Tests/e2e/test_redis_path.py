@@ -233,6 +233,15 @@ def test_quit_closes_after_ok(redis_factory, sluice_factory):
         s.sendall(b"*1\r\n$4\r\nPING\r\n*1\r\n$4\r\nQUIT\r\n*1\r\n$4\r\nPING\r\n")
         data = read_until_closed(s)
     assert data == b"+PONG\r\n+OK\r\n"
+    # Inline QUIT, with an argument too, is answered here like the RESP form: forwarded, it would
+    # close the backend connection that other clients share.
+    bystander = proxy.client()
+    bystander.set("q", "still here")
+    for inline in (b"quit\r\nPING\r\n", b"QUIT now\r\nPING\r\n"):
+        with socket.create_connection(("127.0.0.1", proxy.port), timeout=5) as s:
+            s.sendall(inline)
+            assert read_until_closed(s) == b"+OK\r\n", inline
+        assert bystander.get("q") == b"still here"
 
 
 def test_malformed_and_oversized_frames_get_errors_and_host_survives(redis_factory, sluice_factory):

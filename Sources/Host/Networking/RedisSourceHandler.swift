@@ -175,16 +175,21 @@ final class RedisSourceHandler: ChannelInboundHandler {
             chain.run(batch, from: 0, receiver: slot)
         }
         /// Takes a complete request: forwarded with the batch, or answered here in its place.
-        func take(_ frame: ByteBuffer) {
-            let refusal = frame.withUnsafeReadableBytes { RedisLocalRefusal.refusal($0, inTransaction: &inTransaction) }
-            guard let refusal else {
+        /// Returns false for QUIT, which ends the scan.
+        func take(_ frame: ByteBuffer) -> Bool {
+            switch frame.withUnsafeReadableBytes({ RedisLocalAnswers.verdict($0, inTransaction: &inTransaction) }) {
+            case .forward:
                 messages.append(frame)
-                return
+            case .quit:
+                closeReply = ("+OK\r\n", false)
+                return false
+            case .refuse(let message):
+                runScanned()
+                answer(RESPEncoding.error(message, allocator: allocator), closeAfter: false)
+                contiguousStart = buffer.readerIndex
+                contiguous = true
             }
-            runScanned()
-            answer(RESPEncoding.error(refusal, allocator: allocator), closeAfter: false)
-            contiguousStart = buffer.readerIndex
-            contiguous = true
+            return true
         }
         scanning: while buffer.readableBytes > 0 {
             if requestsInFlight + messages.count >= Self.maxRequestsInFlight {
@@ -194,12 +199,7 @@ final class RedisSourceHandler: ChannelInboundHandler {
             let outcome = buffer.withUnsafeReadableBytes { scanner.scan($0) }
             switch outcome {
             case .multibulk(let length):
-                let frame = buffer.readSlice(length: length)!
-                if isQuit(frame) {
-                    closeReply = ("+OK\r\n", false)
-                    break scanning
-                }
-                take(frame)
+                guard take(buffer.readSlice(length: length)!) else { break scanning }
             case .empty(let length):
                 buffer.moveReaderIndex(forwardBy: length)
                 contiguous = false  // "*0\r\n" or "*-1\r\n" asks for nothing; Redis ignores it too
@@ -210,11 +210,7 @@ final class RedisSourceHandler: ChannelInboundHandler {
                 do {
                     let args = try line.withUnsafeReadableBytes { try RESPInlineCommand.arguments(of: $0) }
                     if args.isEmpty { continue }
-                    if args.count == 1, args[0].count == 4 && String(decoding: args[0], as: UTF8.self).lowercased() == "quit" {
-                        closeReply = ("+OK\r\n", false)
-                        break scanning
-                    }
-                    take(RESPEncoding.command(args, allocator: allocator))
+                    guard take(RESPEncoding.command(args, allocator: allocator)) else { break scanning }
                 } catch {
                     closeReply = ("-ERR Protocol error: unbalanced quotes in request\r\n", true)
                     break scanning
@@ -330,9 +326,4 @@ final class RedisSourceHandler: ChannelInboundHandler {
         context.close(promise: nil)
     }
 
-    /// QUIT with or without arguments (redis-server accepts any): answered here, never forwarded,
-    /// since it would close a backend connection that other clients may share.
-    private func isQuit(_ frame: ByteBuffer) -> Bool {
-        frame.readableBytes >= 14 && frame.withUnsafeReadableBytes { RESPCommandReader.commandIs($0, "quit") }
-    }
 }

@@ -191,8 +191,9 @@ enum HostAPI {
         }
         api.timer_start = { env, delay, callback, userData, out in
             guard let env, let callback else { return SLUICE_ERROR_INVALID_ARGUMENT }
-            guard !InstanceEnv.from(env).isClosed else { return SLUICE_ERROR_STATE }
-            let timer = InstanceEnv.from(env).startTimer(delayMilliseconds: delay, callback: callback, userData: userData)
+            let instanceEnv = InstanceEnv.from(env)
+            guard !instanceEnv.isClosed else { return SLUICE_ERROR_STATE }
+            let timer = instanceEnv.startTimer(delayMilliseconds: delay, callback: callback, userData: userData)
             out?.pointee = timer.handle
             return SLUICE_OK
         }

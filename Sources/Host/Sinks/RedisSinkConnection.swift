@@ -432,12 +432,14 @@ final class RedisSinkConnection {
     private func followProtocol(_ batch: Batch) {
         for i in 0..<batch.count {
             batch.withMessageBytes(i) { bytes in
-                if RESPCommandReader.commandIs(bytes, "reset") {
+                guard let name = RedisConnectionState.commandName(bytes) else { return }
+                if RedisReplyPlan.equalsIgnoringCase(name, "reset") {
                     resp3 = false
-                } else if RESPCommandReader.commandIs(bytes, "hello") {
+                } else if RedisReplyPlan.equalsIgnoringCase(name, "hello") {
                     RESPCommandReader.forEachArgument(bytes) { index, start, length in
-                        guard index == 1 else { return index < 1 }
-                        if length == 1 { resp3 = bytes[start] == UInt8(ascii: "3") ? true : (bytes[start] == UInt8(ascii: "2") ? false : resp3) }
+                        guard index == 1 else { return true }  // the protocol version follows the name
+                        if length == 1, bytes[start] == UInt8(ascii: "3") { resp3 = true }
+                        if length == 1, bytes[start] == UInt8(ascii: "2") { resp3 = false }
                         return false
                     }
                 }

@@ -1,7 +1,12 @@
-/// Commands Sluice answers with an error instead of forwarding, because their replies cannot be
-/// matched to requests through a proxy: they send no reply, or replies that never end, or change
-/// how many replies later commands get. Forwarding them would shift every later reply on the
-/// connection, on a shared connection into other clients' hands. (twemproxy refuses them too.)
+/// Requests Sluice answers itself instead of forwarding, decided with one look at the command name.
+///
+/// QUIT (with or without arguments, as redis-server accepts) is answered `+OK` and closes the
+/// client: forwarded, it would close a backend connection other clients may share.
+///
+/// The others are answered with an error because their replies cannot be matched to requests
+/// through a proxy: they send no reply, or replies that never end, or change how many replies later
+/// commands get. Forwarding them would shift every later reply on the connection, on a shared
+/// connection into other clients' hands. (twemproxy refuses them too.)
 ///
 /// - MONITOR: an endless stream of `+` lines indistinguishable from replies.
 /// - REPLCONF, SYNC, PSYNC: the replication protocol (REPLCONF ACK gets no reply at all).
@@ -10,16 +15,25 @@
 ///   instead of out of band.
 /// - SUBSCRIBE, PSUBSCRIBE, SSUBSCRIBE without a channel: Redis answers an in-band error where
 ///   the proxy expects out-of-band confirmations; answered here with Redis's own error.
-enum RedisLocalRefusal {
-    /// The error (without "-" and CRLF) to answer request `bytes` with, or nil to forward it.
-    /// Also follows the client's MULTI…EXEC state in `inTransaction` (one parse of the name).
-    static func refusal(_ bytes: UnsafeRawBufferPointer, inTransaction: inout Bool) -> String? {
-        guard let name = RedisConnectionState.commandName(bytes), name.count >= 4, name.count <= 12 else { return nil }
+enum RedisLocalAnswers {
+    enum Verdict: Equatable {
+        case forward
+        /// Answer `+OK` and close the client.
+        case quit
+        /// Answer with this error (without "-" and CRLF).
+        case refuse(String)
+    }
+
+    /// What to do with request `bytes`. Also follows the client's MULTI…EXEC state in `inTransaction`.
+    static func verdict(_ bytes: UnsafeRawBufferPointer, inTransaction: inout Bool) -> Verdict {
+        guard let name = RedisConnectionState.commandName(bytes), name.count >= 4, name.count <= 12 else { return .forward }
         switch name[0] | 0x20 {
+        case UInt8(ascii: "q"):
+            if RedisReplyPlan.equalsIgnoringCase(name, "quit") { return .quit }
         case UInt8(ascii: "m"):
             if RedisReplyPlan.equalsIgnoringCase(name, "multi") { inTransaction = true }
             if RedisReplyPlan.equalsIgnoringCase(name, "monitor") {
-                return "ERR sluice: MONITOR is not supported through the proxy (run it against the backend)"
+                return .refuse("ERR sluice: MONITOR is not supported through the proxy (run it against the backend)")
             }
         case UInt8(ascii: "e"), UInt8(ascii: "d"):
             if RedisReplyPlan.equalsIgnoringCase(name, "exec") || RedisReplyPlan.equalsIgnoringCase(name, "discard") {
@@ -28,28 +42,28 @@ enum RedisLocalRefusal {
         case UInt8(ascii: "r"):
             if RedisReplyPlan.equalsIgnoringCase(name, "reset") { inTransaction = false }
             if RedisReplyPlan.equalsIgnoringCase(name, "replconf") {
-                return "ERR sluice: REPLCONF (replication) is not supported through the proxy"
+                return .refuse("ERR sluice: REPLCONF (replication) is not supported through the proxy")
             }
         case UInt8(ascii: "c"):
             if RedisReplyPlan.equalsIgnoringCase(name, "client"), suppressesReplies(bytes) {
-                return "ERR sluice: CLIENT REPLY OFF and SKIP are not supported through the proxy"
+                return .refuse("ERR sluice: CLIENT REPLY OFF and SKIP are not supported through the proxy")
             }
         case UInt8(ascii: "p"), UInt8(ascii: "s"), UInt8(ascii: "u"):
             if RedisReplyPlan.equalsIgnoringCase(name, "sync") || RedisReplyPlan.equalsIgnoringCase(name, "psync") {
-                return "ERR sluice: \(String(decoding: name, as: UTF8.self).uppercased()) (replication) is not supported through the proxy"
+                return .refuse("ERR sluice: \(String(decoding: name, as: UTF8.self).uppercased()) (replication) is not supported through the proxy")
             }
-            guard RedisReplyPlan.isSubscriptionCommand(bytes) else { return nil }
+            guard RedisReplyPlan.isSubscriptionCommand(bytes) else { return .forward }
             let lower = String(decoding: name, as: UTF8.self).lowercased()
             if inTransaction {
-                return "ERR sluice: \(lower.uppercased()) inside MULTI is not supported through the proxy"
+                return .refuse("ERR sluice: \(lower.uppercased()) inside MULTI is not supported through the proxy")
             }
             if RESPCommandReader.argumentCount(bytes) < 2, !lower.hasSuffix("unsubscribe") {
-                return "ERR wrong number of arguments for '\(lower)' command"
+                return .refuse("ERR wrong number of arguments for '\(lower)' command")
             }
         default:
             break
         }
-        return nil
+        return .forward
     }
 
     /// Whether a CLIENT command is CLIENT REPLY OFF or CLIENT REPLY SKIP.
