@@ -39,9 +39,17 @@ final class Redirect: Transform {
 
     func makeInstance(env: InstanceEnv) -> TransformInstance { RedirectInstance(redirect: self, env: env) }
 
+    /// False when `argument` cannot be a hot key (its first byte starts no listed key or pattern):
+    /// the cheap test that spares most requests any lookup.
+    @inline(__always)
+    func mayBeHot(_ argument: UnsafeRawBufferPointer) -> Bool {
+        guard let first = argument.first else { return emptyKeyIsHot }
+        return firstBytes.contains(first)
+    }
+
     func isHot(_ key: UnsafeRawBufferPointer) -> Bool {
-        guard let first = key.first else { return emptyKeyIsHot }
-        guard firstBytes.contains(first) else { return false }
+        guard mayBeHot(key) else { return false }
+        guard !key.isEmpty else { return true }
         if keyLengths.contains(key.count), keys.contains(Array(key)) { return true }
         for pattern in patterns where pattern.withUnsafeBytes({ globMatches($0, key) }) { return true }
         return false
@@ -100,6 +108,11 @@ final class RedirectInstance: TransformInstance {
         guard argc > 0 else { return .primary }
         let name = args[0]
         guard name.count <= 16 else { return .primary }
+        if !(1..<argc).contains(where: { redirect.mayBeHot(args[$0]) }) {
+            // No argument can be a hot key, so whatever the command, it stays on the primary; only
+            // the transaction boundaries matter (no name lookup, no String for most requests).
+            return transactionRoute(name)
+        }
         nameBuffer.removeAll(keepingCapacity: true)
         for b in name { nameBuffer.append(b >= 65 && b <= 90 ? b + 32 : b) }
         let command = String(decoding: nameBuffer, as: UTF8.self)
@@ -115,6 +128,14 @@ final class RedirectInstance: TransformInstance {
             return .refused("ERR redirect: hot keys inside MULTI are not supported (the transaction runs on the primary)")
         }
         return hot == total ? .hot : .refused("ERR redirect: command mixes hot and regular keys")
+    }
+
+    /// The route of a command none of whose arguments can be hot: MULTI, EXEC, DISCARD and RESET
+    /// still open or close the transaction.
+    private func transactionRoute(_ name: UnsafeRawBufferPointer) -> RedirectCall.Route {
+        guard name.equalsIgnoringCase("exec") || name.equalsIgnoringCase("multi")
+              || name.equalsIgnoringCase("discard") || name.equalsIgnoringCase("reset") else { return .primary }
+        return unlistedRoute(String(decoding: name, as: UTF8.self).lowercased(), argc: 1)
     }
 
     /// Commands without a key spec: transaction boundaries are tracked; SORT and MIGRATE, whose keys

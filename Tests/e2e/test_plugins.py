@@ -387,6 +387,33 @@ def test_timers_hold_calls_and_are_cancelled_safely(redis_factory, sluice_factor
     assert "long timer fired" not in proxy.output()
 
 
+def test_each_call_starts_without_the_data_of_an_earlier_call(redis_factory, sluice_factory):
+    # The host reuses the object of a call its plugin completed inside the hook; call_data must
+    # still be NULL for every new call.
+    backend = redis_factory()
+    proxy = sluice_factory(two_sink_config(backend.port, backend.port, "    - call-data: {}\n", plugin_dir=FIXTURES))
+    r = proxy.client()
+    for i in range(20):
+        assert r.set(f"k{i}", i) and r.get(f"k{i}") == str(i).encode()
+    assert proxy.alive()
+    assert "stale call data" not in proxy.output()
+
+
+def test_redirect_alternating_cold_and_hot_batches_on_one_connection(redis_factory, sluice_factory):
+    # Cold batches pass (their calls are reused), hot ones are split and answered later (their
+    # calls are kept): interleaved on one connection, every reply must still be its own.
+    primary, hot, proxy = redirect_proxy(redis_factory, sluice_factory)
+    r = proxy.client()
+    for i in range(100):
+        assert r.set(f"cold:{i}", f"c{i}") and r.set(f"hot:{i}", f"h{i}")
+        pipe = r.pipeline(transaction=False)
+        pipe.get(f"cold:{i}").get(f"hot:{i}").get(f"cold:{i}")
+        assert pipe.execute() == [f"c{i}".encode(), f"h{i}".encode(), f"c{i}".encode()]
+        assert r.get(f"hot:{i}") == f"h{i}".encode() and r.get(f"cold:{i}") == f"c{i}".encode()
+    assert len(hot.client().keys("hot:*")) == 100 and hot.client().keys("cold:*") == []
+    assert len(primary.client().keys("cold:*")) == 100 and primary.client().keys("hot:*") == []
+
+
 def test_plugin_may_use_its_env_after_an_answer_that_closes_the_client(redis_factory, sluice_factory):
     """PING and QUIT in one write: PING's answer, given in on_responses, also releases QUIT's +OK and
     the client closes. The plugin then still uses its env (legal until instance_free), so the host

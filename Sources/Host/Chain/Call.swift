@@ -17,11 +17,11 @@ final class Call: ResponseReceiver {
     let position: Int
     let step: TransformStep
     let instance: UnsafeMutableRawPointer?
-    let requests: Batch
+    private(set) var requests: Batch
     /// How many requests the call started with: the plugin may remove some before forwarding, but
     /// it must answer every one of them.
-    let requestCount: Int
-    let receiver: ResponseReceiver
+    private(set) var requestCount: Int
+    private(set) var receiver: ResponseReceiver
     private(set) var state: State = .requested
     /// The plugin's own pointer for this call (call_set_data); never touched by the host.
     var pluginData: UnsafeMutableRawPointer?
@@ -44,6 +44,33 @@ final class Call: ResponseReceiver {
         requestCount = requests.count
         self.receiver = receiver
         if forwarded { state = .forwarded }
+    }
+
+    /// Makes a call the plugin completed inside its hook (and never kept) a new call of the same
+    /// step: the ABI ends a call's lifetime at its completion, so the chain instance reuses the
+    /// object instead of allocating one per batch and step.
+    func restart(requests: Batch, receiver: ResponseReceiver) {
+        self.requests = requests
+        requestCount = requests.count
+        self.receiver = receiver
+        state = .requested
+        pluginData = nil
+    }
+
+    /// Drops what a completed call still references (the batch may hold a large read), so a call
+    /// kept for reuse holds nothing of its last batch.
+    func vacate() {
+        requests = Self.vacantBatch
+        receiver = Self.vacantReceiver
+    }
+
+    /// Whether the call may be reused: completed inside its hook, and kept by nothing else.
+    var isReusable: Bool { state == .done && !heldByPlugin }
+
+    private static let vacantBatch = Batch(kind: Batch.requests, protocolID: Batch.redis)
+    private static let vacantReceiver = VacantReceiver()
+    private final class VacantReceiver: ResponseReceiver {
+        func receive(_ outcome: ChainOutcome) {}
     }
 
     var handle: OpaquePointer { OpaquePointer(Unmanaged.passUnretained(self).toOpaque()) }

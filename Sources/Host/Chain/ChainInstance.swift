@@ -14,6 +14,9 @@ final class ChainInstance {
     /// Calls handed to a plugin and not completed yet, as an intrusive list (O(1), no hashing on the
     /// hot path). Holding them here rather than by a bare retain lets `close` abandon them.
     private var held: Call?
+    /// Per step, a call completed inside its hook and ready for the step's next batch (most
+    /// transforms pass or answer at once, so this spares an allocation per batch and step).
+    private var spareCalls: [Call?]
 
     func hold(_ call: Call) {
         call.nextHeld = held
@@ -34,6 +37,7 @@ final class ChainInstance {
         self.plan = plan
         instances = Array(repeating: nil, count: plan.steps.count)
         envs = Array(repeating: nil, count: plan.steps.count)
+        spareCalls = Array(repeating: nil, count: plan.steps.count)
         for (i, step) in plan.steps.enumerated() {
             guard case .transform(let t) = step, let instanceNew = t.instanceNew else { continue }
             let env = InstanceEnv(session: session, step: t)
@@ -82,9 +86,20 @@ final class ChainInstance {
                     position += 1
                     continue
                 }
-                let call = Call(chain: self, position: position, step: step, instance: instances[position],
+                var call: Call
+                if let spare = spareCalls[position] {
+                    spareCalls[position] = nil
+                    spare.restart(requests: batch, receiver: receiver)
+                    call = spare
+                } else {
+                    call = Call(chain: self, position: position, step: step, instance: instances[position],
                                 requests: batch, receiver: receiver)
+                }
                 call.start()
+                if call.isReusable, !isClosed, isKnownUniquelyReferenced(&call) {
+                    call.vacate()
+                    spareCalls[position] = call
+                }
                 return
             }
         }
@@ -94,6 +109,7 @@ final class ChainInstance {
     /// Frees every plugin instance (timers and pending send completions are cancelled first).
     func close() {
         isClosed = true
+        spareCalls.removeAll()  // they reference this chain instance
         // Calls the plugins never completed are abandoned (no hook runs for them again); the
         // plugins free their own per-call state in instance_free.
         while let call = held {
