@@ -7,15 +7,15 @@
 #
 # Every figure is the median of ROUNDS runs, the targets interleaved round by round so that a noisy
 # moment of the machine (2 cores shared by redis-benchmark, redis-server and the proxy) hits them all
-# alike rather than one of them.
+# alike rather than one of them, and their order rotated from round to round.
 #
-# Usage: bench/run.sh   (N=200000 requests, C=50 clients, ROUNDS=3; override with env N, C, ROUNDS, THREADS)
+# Usage: bench/run.sh   (N=200000 requests, C=50 clients, ROUNDS=5; override with env N, C, ROUNDS, THREADS)
 # Needs: scripts/install-deps.sh (it builds with scripts/build.sh itself).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${N:-200000}
 C=${C:-50}
-ROUNDS=${ROUNDS:-3}
+ROUNDS=${ROUNDS:-5}  # a multiple of the 5 targets puts each in every place equally often
 # One event loop: on a 2-core machine shared with redis-server and redis-benchmark a second loop
 # only adds context switches (see docs/performance.md).
 THREADS=${THREADS:-1}
@@ -112,8 +112,11 @@ echo "redis-benchmark -n $N -c $C -t set,get; median of $ROUNDS interleaved roun
 printf "%-4s %-22s %12s %12s %10s %10s\n" "P" "target" "SET/s" "GET/s" "vs twem" "vs direct"
 for P in 1 16; do
   declare -A sets gets set get
-  for _ in $(seq 1 "$ROUNDS"); do
-    for entry in "${targets[@]}"; do
+  for round in $(seq 1 "$ROUNDS"); do
+    # Each round starts at the next target: where a target runs in the round (right after a slow
+    # one, say) moves its figures by several percent, so no target keeps the same place.
+    k=$(( (round - 1) % ${#targets[@]} ))
+    for entry in "${targets[@]:k}" "${targets[@]:0:k}"; do
       name=${entry%%:*}
       read -r s g < <(bench "${entry##*:}" "$P")
       sets[$name]="${sets[$name]:-} $s"; gets[$name]="${gets[$name]:-} $g"
