@@ -92,12 +92,17 @@ sources:
   - redis: { listen: 127.0.0.1:$CHAIN, chain: main }
 YAML
 .build/release/sluice run --config "$W/empty.yaml" --threads "$THREADS" --log-level warning >"$W/empty.log" 2>&1 &
-pids+=($!)
+pids+=($!); EMPTY_PID=$!
 .build/release/sluice run --config "$W/chain.yaml" --threads "$THREADS" --log-level warning >"$W/chain.log" 2>&1 &
-pids+=($!)
+pids+=($!); CHAIN_PID=$!
 for port in "$REDIS" "$HAPROXY" "$TWEM" "$EMPTY" "$CHAIN"; do
   for _ in $(seq 1 100); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.1; done
 done
+REDIS_PID=$(cat "$W/redis.pid")
+
+# CPU time of a process (all its threads) in clock ticks: "user system".
+cpu_ticks() { awk '{ print $14, $15 }' "/proc/$1/stat"; }
+TICK_US=$(( 1000000 / $(getconf CLK_TCK) ))
 
 # Prints "SET GET" requests per second for a port and pipeline depth.
 bench() {
@@ -105,21 +110,35 @@ bench() {
     awk '/requests per second/ { gsub(":", "", $1); v[$1] = $2 } END { printf "%s %s\n", v["SET"], v["GET"] }'
 }
 
-median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+median() { tr ' ' '\n' | { grep -v '^$' || true; } | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 
 targets=("direct:$REDIS" "haproxy:$HAPROXY" "twemproxy:$TWEM" "sluice-empty:$EMPTY" "sluice-3-transforms:$CHAIN")
+declare -A proxy_pid=([direct]="" [haproxy]="$(cat "$W/haproxy.pid")" [twemproxy]="$(cat "$W/nut.pid")"
+                      [sluice-empty]="$EMPTY_PID" [sluice-3-transforms]="$CHAIN_PID")
 echo "redis-benchmark -n $N -c $C -t set,get; median of $ROUNDS interleaved rounds; sluice with $THREADS event loop(s); $(nproc) cores"
 printf "%-4s %-22s %12s %12s %10s %10s\n" "P" "target" "SET/s" "GET/s" "vs twem" "vs direct"
 for P in 1 16; do
-  declare -A sets gets set get
+  declare -A sets gets set get pusers psyss rcpus
   for round in $(seq 1 "$ROUNDS"); do
     # Each round starts at the next target: where a target runs in the round (right after a slow
     # one, say) moves its figures by several percent, so no target keeps the same place.
     k=$(( (round - 1) % ${#targets[@]} ))
     for entry in "${targets[@]:k}" "${targets[@]:0:k}"; do
       name=${entry%%:*}
+      pid=${proxy_pid[$name]}
+      read -r ru0 rs0 < <(cpu_ticks "$REDIS_PID")
+      [ -n "$pid" ] && read -r pu0 ps0 < <(cpu_ticks "$pid")
       read -r s g < <(bench "${entry##*:}" "$P")
+      read -r ru1 rs1 < <(cpu_ticks "$REDIS_PID")
       sets[$name]="${sets[$name]:-} $s"; gets[$name]="${gets[$name]:-} $g"
+      # CPU per request (µs) of the proxy (user, system) and of redis-server behind it.
+      per_request() { awk -v t="$1" -v u="$TICK_US" -v n="$N" 'BEGIN { printf "%.2f", t * u / (2 * n) }'; }
+      rcpus[$name]="${rcpus[$name]:-} $(per_request $(( ru1 + rs1 - ru0 - rs0 )))"
+      if [ -n "$pid" ]; then
+        read -r pu1 ps1 < <(cpu_ticks "$pid")
+        pusers[$name]="${pusers[$name]:-} $(per_request $(( pu1 - pu0 )))"
+        psyss[$name]="${psyss[$name]:-} $(per_request $(( ps1 - ps0 )))"
+      fi
     done
   done
   for entry in "${targets[@]}"; do
@@ -141,7 +160,14 @@ for P in 1 16; do
     rounds+=$(awk -v a="${cs[$i]}" -v b="${cg[$i]}" -v c="${ts[$i]}" -v d="${tg[$i]}" 'BEGIN { printf " %.2fx", (a + b) / (c + d) }')
   done
   echo "-P $P rounds, sluice-3-transforms vs twemproxy:$rounds"
-  unset sets gets set get
+  # Where the CPU goes: on 2 shared cores throughput follows the CPU all processes spend per request.
+  printf "%-4s %-22s %12s %12s %14s\n" "P" "CPU µs/request" "proxy user" "proxy sys" "redis-server"
+  for entry in "${targets[@]}"; do
+    name=${entry%%:*}
+    pu=$(echo "${pusers[$name]:-}" | median); psy=$(echo "${psyss[$name]:-}" | median)
+    printf "%-4s %-22s %12s %12s %14s\n" "$P" "$name" "${pu:--}" "${psy:--}" "$(echo "${rcpus[$name]}" | median)"
+  done
+  unset sets gets set get pusers psyss rcpus
 done
 errors=$(grep -ci "error" "$W/chain.log" || true)
 echo "sluice (3 transforms) log lines with 'error': $errors"
