@@ -1,5 +1,6 @@
 """The Redis path with an empty chain: what a client sees through Sluice is what Redis says."""
 import signal
+import os
 import socket
 import subprocess
 import threading
@@ -9,7 +10,7 @@ import urllib.request
 import pytest
 import redis
 
-from conftest import plain_config, free_port
+from conftest import ROOT, plain_config, free_port
 
 
 def raw_exchange(port, payload, expect_bytes, chunk=None, timeout=5):
@@ -348,6 +349,28 @@ def test_redis_benchmark_short_run(redis_factory, sluice_factory):
         lines = [l for l in out.stdout.replace("\r", "\n").splitlines() if "requests per second" in l]
         assert len(lines) == 6, out.stdout
     assert backend.client().dbsize() > 0
+
+
+def test_bench_script_measures_every_target():
+    # bench/run.sh is not a test, but it must keep working: a tiny run of it, every target and
+    # both pipeline depths must report throughput, the ratios and the CPU per request.
+    env = dict(os.environ, N="2000", C="10", ROUNDS="1")
+    out = subprocess.run(["bash", "bench/run.sh"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stdout + out.stderr
+    rows = {}
+    for line in out.stdout.splitlines():
+        fields = line.split()
+        if len(fields) == 6 and fields[0] in ("1", "16"):
+            rows[(fields[0], fields[1])] = fields[2:]
+    targets = ("direct", "haproxy", "twemproxy", "sluice-empty", "sluice-3-transforms")
+    for p in ("1", "16"):
+        for target in targets:
+            set_rate, get_rate, vs_twem, vs_direct = rows[(p, target)]
+            assert float(set_rate) > 0 and float(get_rate) > 0, out.stdout
+            assert vs_twem.endswith("x") and float(vs_twem[:-1]) > 0, out.stdout
+    cpu_rows = [l.split() for l in out.stdout.splitlines() if l.split()[:2] == ["1", "sluice-3-transforms"]]
+    assert len(cpu_rows) == 2 and len(cpu_rows[1]) == 5, out.stdout  # the throughput row and the CPU row
+    assert "log lines with 'error': 0" in out.stdout, out.stdout
 
 
 def test_metrics_endpoint_counts_requests(redis_factory, sluice_factory):
