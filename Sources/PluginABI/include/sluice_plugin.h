@@ -172,7 +172,9 @@ typedef struct sluice_target sluice_target;
 typedef struct sluice_metric sluice_metric;
 /** Per-connection context given to instance_new (send, timers, client info). LIFETIME: until instance_free returns. */
 typedef struct sluice_instance_env sluice_instance_env;
-/** One pending on_requests call: the continuation. LIFETIME: until it is completed (forward/respond/fail), then invalid. */
+/** One pending on_requests call: the continuation. LIFETIME: until it is completed (forward/respond/fail), then invalid;
+ * the host may hand the same pointer out again for a later call (call_data NULL again), so it is no key for per-call
+ * state after completion. */
 typedef struct sluice_call sluice_call;
 /** An ordered batch of messages (requests or responses) of one protocol. */
 typedef struct sluice_batch sluice_batch;
