@@ -127,6 +127,47 @@ sources:
     assert "cmdstat_set" not in stats
 
 
+def test_tee_sees_its_own_requests_when_a_later_transform_changes_the_batch(redis_factory, sluice_factory):
+    # redirect after tee takes the hot requests out of the batch it was given: tee's on_responses
+    # must still see the batch as tee forwarded it, or it names (log) and replays (chain) the wrong
+    # request for a mismatch.
+    primary, shadow, hot, audit = redis_factory(), redis_factory(), redis_factory(), redis_factory()
+    primary.client().set("drift", "one")
+    shadow.client().set("drift", "two")
+
+    def proxy_with(policy):
+        return sluice_factory(f"""
+plugins:
+  directory: {PLUGINS}
+sinks:
+  primary: {{ redis: {{ address: 127.0.0.1:{primary.port} }} }}
+  shadow: {{ redis: {{ address: 127.0.0.1:{shadow.port} }} }}
+  hot: {{ redis: {{ address: 127.0.0.1:{hot.port} }} }}
+  audit_sink: {{ redis: {{ address: 127.0.0.1:{audit.port} }} }}
+chains:
+  main:
+    - tee: {{ target: shadow, {policy} }}
+    - redirect: {{ target: hot, patterns: ["hot:*"] }}
+    - sink: primary
+  audit:
+    - sink: audit_sink
+sources:
+  - redis: {{ listen: 127.0.0.1:{{PORT}}, chain: main }}
+""")
+
+    for proxy in (proxy_with("on_mismatch: chain, mismatch_chain: audit"), proxy_with("on_mismatch: log")):
+        pipe = proxy.client().pipeline(transaction=False)
+        pipe.set("hot:1", "a").set("hot:2", "b").get("drift").set("cold", "c")
+        assert pipe.execute() == [True, True, b"one", True]
+    deadline = time.time() + 5
+    while time.time() < deadline and audit.client().info("commandstats").get("cmdstat_get") is None:
+        time.sleep(0.05)
+    stats = audit.client().info("commandstats")
+    assert stats.get("cmdstat_get", {}).get("calls") == 1, stats  # the GET that differed, nothing else
+    assert "cmdstat_set" not in stats, stats
+    assert proxy.wait_for_output("tee: mismatch for GET (request 2 of 4)"), proxy.output()
+
+
 def read_until_suffix(sock, suffix):
     data = b""
     while not data.endswith(suffix):

@@ -108,7 +108,10 @@ final class Call: ResponseReceiver {
         forwarding = true
         defer { forwarding = false }
         state = .forwarded
-        chain.run(requests, from: position + 1, receiver: self)
+        // The rest of the chain gets its own batch object (the messages are shared, not copied):
+        // a later transform may change what it was given (redirect takes hot requests out), and
+        // on_responses must still see the requests as this step forwarded them, one per response.
+        chain.run(requests.copy(), from: position + 1, receiver: self)
         return SLUICE_OK
     }
 

@@ -640,8 +640,9 @@ typedef void (*sluice_on_instance_free_fn)(void *instance);
 typedef int32_t (*sluice_on_requests_fn)(void *instance, sluice_call *call, sluice_batch *requests);
 
 /**
- * Responses for a forwarded call arrived. requests: the batch that was forwarded (read-only, LENT
- * until the call completes). responses: LENT and modifiable until the call completes. Must end in
+ * Responses for a forwarded call arrived. requests: the batch that was forwarded, exactly as this
+ * transform forwarded it, one request per response (later transforms work on their own batch, so
+ * their changes do not show here; read-only, LENT until the call completes). responses: LENT and modifiable until the call completes. Must end in
  * call_respond (NULL = the lent responses) or call_fail. NULL hook: responses pass up unchanged
  * (and the host does not even keep the call). THREAD: the connection's event loop.
  */
