@@ -1,5 +1,6 @@
 """Transforms loaded from .so files through the C ABI, driven by real clients against real servers."""
 import os
+import random
 import socket
 import threading
 import re
@@ -95,6 +96,22 @@ def test_tee_mismatch_fails_the_request(redis_factory, sluice_factory):
     assert r.get("same") == b"x"
 
 
+def test_tee_does_not_compare_replies_that_describe_the_server(redis_factory, sluice_factory):
+    primary, shadow = redis_factory(), redis_factory()
+    primary.client().set("drift", "one")
+    shadow.client().set("drift", "two")
+    shadow.client().client_id()  # the shadow's connection ids now run ahead of the primary's
+    proxy = sluice_factory(two_sink_config(primary.port, shadow.port,
+                                           "    - tee: { target: shadow, on_mismatch: fail }\n"))
+    r = proxy.client(protocol=3)  # HELLO 3 answers with the connection id
+    assert isinstance(r.client_id(), int) and len(r.time()) == 2 and "redis_version" in r.info()
+    r.sadd("set", *range(50))
+    assert int(r.srandmember("set")) in range(50)
+    with pytest.raises(redis.ResponseError, match="tee: responses differ"):
+        r.get("drift")  # data is still compared
+    assert metric(proxy, "sluice_plugin_tee_mismatches_total") == 1
+
+
 def test_tee_mismatch_sent_to_a_chain(redis_factory, sluice_factory):
     primary, shadow, audit = redis_factory(), redis_factory(), redis_factory()
     primary.client().set("drift", "one")
@@ -166,6 +183,101 @@ sources:
     assert stats.get("cmdstat_get", {}).get("calls") == 1, stats  # the GET that differed, nothing else
     assert "cmdstat_set" not in stats, stats
     assert proxy.wait_for_output("tee: mismatch for GET (request 2 of 4)"), proxy.output()
+
+
+def test_mixed_traffic_through_deny_count_tee_and_redirect(redis_factory, sluice_factory):
+    # Several clients at once, each on keys of its own: pipelines of hot and cold keys, denied
+    # commands, transactions, SELECT, blocking pops, pub/sub, and raw connections that leave with
+    # replies owed. Every reply must be right, tee must never see the two sides differ, and in the
+    # end the shadow must hold what primary and hot hold between them.
+    primary, shadow, hot = redis_factory(), redis_factory(), redis_factory()
+    proxy = sluice_factory(f"""
+plugins:
+  directory: {PLUGINS}
+sinks:
+  primary: {{ redis: {{ address: 127.0.0.1:{primary.port} }} }}
+  shadow: {{ redis: {{ address: 127.0.0.1:{shadow.port} }} }}
+  hot: {{ redis: {{ address: 127.0.0.1:{hot.port} }} }}
+chains:
+  main:
+    - deny: {{ commands: [FLUSHALL, KEYS] }}
+    - count: {{}}
+    - tee: {{ target: shadow, on_mismatch: log }}
+    - redirect: {{ target: hot, patterns: ["hot:*"] }}
+    - sink: primary
+sources:
+  - redis: {{ listen: 127.0.0.1:{{PORT}}, chain: main }}
+""")
+    failures = []
+
+    def client(seed):
+        rnd = random.Random(seed)
+        try:
+            for _ in range(25):
+                r = redis.Redis(port=proxy.port, protocol=rnd.choice([2, 3]), socket_timeout=10)
+                for _ in range(rnd.randint(1, 12)):
+                    key = lambda: f"{rnd.choice(['hot', 'cold'])}:{seed}:{rnd.randint(0, 9)}"
+                    op = rnd.random()
+                    if op < 0.35:
+                        pipe = r.pipeline(transaction=False)
+                        expected = []
+                        for _ in range(rnd.randint(1, 30)):
+                            k, kind = key(), rnd.random()
+                            if kind < 0.4:
+                                pipe.set(k, f"v{seed}")
+                                expected.append(True)
+                            elif kind < 0.8:
+                                pipe.incr(f"{k}:n")
+                                expected.append(int)
+                            else:
+                                pipe.keys("*")
+                                expected.append(redis.ResponseError)
+                        for got, want in zip(pipe.execute(raise_on_error=False), expected):
+                            assert got is want or isinstance(got, want) if isinstance(want, type) else got == want, (got, want)
+                    elif op < 0.45:
+                        pipe = r.pipeline(transaction=True)
+                        pipe.set(f"cold:t{seed}", "1").get(f"cold:t{seed}")
+                        assert pipe.execute() == [True, b"1"]
+                    elif op < 0.5:
+                        raw = socket.create_connection(("127.0.0.1", proxy.port))
+                        raw.sendall(b"SET hot:raw 1\r\nGET cold:raw\r\n" * rnd.randint(1, 50))
+                        raw.close()
+                    elif op < 0.6:
+                        r.execute_command("SELECT", 1)
+                        assert r.set(f"db1:{seed}", "z") and r.get(f"db1:{seed}") == b"z"
+                        r.execute_command("SELECT", 0)
+                    elif op < 0.65:
+                        assert r.blpop([f"cold:list{seed}"], timeout=0.05) is None
+                    elif op < 0.7:
+                        ps = r.pubsub()
+                        ps.subscribe(f"ch{seed}")
+                        assert ps.get_message(timeout=2)["type"] == "subscribe"
+                        r.publish(f"ch{seed}", "hi")
+                        assert ps.get_message(timeout=2)["data"] == b"hi"
+                        ps.close()
+                    else:
+                        k = key()
+                        assert r.set(k, "x") and r.get(k) == b"x"
+                r.close()
+        except Exception as error:  # reported below, with the seed
+            failures.append(f"client {seed}: {error!r}")
+
+    threads = [threading.Thread(target=client, args=(seed,)) for seed in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not failures, failures
+    assert proxy.alive()
+    assert "mismatch" not in proxy.output(), proxy.output()[-2000:]
+    time.sleep(0.3)  # the last tee sends
+    s, p, h = shadow.client(), primary.client(), hot.client()
+    for seed in range(6):
+        for i in range(10):
+            for name in (f"hot:{seed}:{i}", f"hot:{seed}:{i}:n"):
+                assert s.get(name) == h.get(name) and p.get(name) is None, name
+            for name in (f"cold:{seed}:{i}", f"cold:{seed}:{i}:n"):
+                assert s.get(name) == p.get(name) and h.get(name) is None, name
 
 
 def read_until_suffix(sock, suffix):
