@@ -32,6 +32,21 @@ observability:
 """
 
 
+def chains_config(sinks, chains):
+    """A config with one Redis sink per server in `sinks` (name -> server) and `chains` (YAML text
+    under `chains:`); the source runs chain `main`."""
+    sink_lines = "".join(f"  {name}: {{ redis: {{ address: 127.0.0.1:{server.port} }} }}\n"
+                         for name, server in sinks.items())
+    return f"""
+plugins:
+  directory: {PLUGINS}
+sinks:
+{sink_lines}chains:
+{chains}sources:
+  - redis: {{ listen: 127.0.0.1:{{PORT}}, chain: main }}
+"""
+
+
 def metric(proxy, name):
     body = urllib.request.urlopen(f"http://127.0.0.1:{proxy.metrics_port}/metrics", timeout=5).read().decode()
     return sum(float(l.split()[-1]) for l in body.splitlines() if l.startswith(name))
@@ -116,23 +131,13 @@ def test_tee_mismatch_sent_to_a_chain(redis_factory, sluice_factory):
     primary, shadow, audit = redis_factory(), redis_factory(), redis_factory()
     primary.client().set("drift", "one")
     shadow.client().set("drift", "two")
-    config = f"""
-plugins:
-  directory: {PLUGINS}
-sinks:
-  primary: {{ redis: {{ address: 127.0.0.1:{primary.port} }} }}
-  shadow: {{ redis: {{ address: 127.0.0.1:{shadow.port} }} }}
-  audit_sink: {{ redis: {{ address: 127.0.0.1:{audit.port} }} }}
-chains:
+    proxy = sluice_factory(chains_config({"primary": primary, "shadow": shadow, "audit_sink": audit}, """\
   main:
-    - tee: {{ target: shadow, on_mismatch: chain, mismatch_chain: audit }}
+    - tee: { target: shadow, on_mismatch: chain, mismatch_chain: audit }
     - sink: primary
   audit:
     - sink: audit_sink
-sources:
-  - redis: {{ listen: 127.0.0.1:{{PORT}}, chain: main }}
-"""
-    proxy = sluice_factory(config)
+"""))
     r = proxy.client()
     assert r.get("drift") == b"one"
     assert r.set("agree", "x")  # same reply from both: not sent to the audit chain
@@ -153,24 +158,15 @@ def test_tee_sees_its_own_requests_when_a_later_transform_changes_the_batch(redi
     shadow.client().set("drift", "two")
 
     def proxy_with(policy):
-        return sluice_factory(f"""
-plugins:
-  directory: {PLUGINS}
-sinks:
-  primary: {{ redis: {{ address: 127.0.0.1:{primary.port} }} }}
-  shadow: {{ redis: {{ address: 127.0.0.1:{shadow.port} }} }}
-  hot: {{ redis: {{ address: 127.0.0.1:{hot.port} }} }}
-  audit_sink: {{ redis: {{ address: 127.0.0.1:{audit.port} }} }}
-chains:
+        sinks = {"primary": primary, "shadow": shadow, "hot": hot, "audit_sink": audit}
+        return sluice_factory(chains_config(sinks, f"""\
   main:
     - tee: {{ target: shadow, {policy} }}
     - redirect: {{ target: hot, patterns: ["hot:*"] }}
     - sink: primary
   audit:
     - sink: audit_sink
-sources:
-  - redis: {{ listen: 127.0.0.1:{{PORT}}, chain: main }}
-""")
+"""))
 
     for proxy in (proxy_with("on_mismatch: chain, mismatch_chain: audit"), proxy_with("on_mismatch: log")):
         pipe = proxy.client().pipeline(transaction=False)
@@ -191,23 +187,14 @@ def test_mixed_traffic_through_deny_count_tee_and_redirect(redis_factory, sluice
     # replies owed. Every reply must be right, tee must never see the two sides differ, and in the
     # end the shadow must hold what primary and hot hold between them.
     primary, shadow, hot = redis_factory(), redis_factory(), redis_factory()
-    proxy = sluice_factory(f"""
-plugins:
-  directory: {PLUGINS}
-sinks:
-  primary: {{ redis: {{ address: 127.0.0.1:{primary.port} }} }}
-  shadow: {{ redis: {{ address: 127.0.0.1:{shadow.port} }} }}
-  hot: {{ redis: {{ address: 127.0.0.1:{hot.port} }} }}
-chains:
+    proxy = sluice_factory(chains_config({"primary": primary, "shadow": shadow, "hot": hot}, """\
   main:
-    - deny: {{ commands: [FLUSHALL, KEYS] }}
-    - count: {{}}
-    - tee: {{ target: shadow, on_mismatch: log }}
-    - redirect: {{ target: hot, patterns: ["hot:*"] }}
+    - deny: { commands: [FLUSHALL, KEYS] }
+    - count: {}
+    - tee: { target: shadow, on_mismatch: log }
+    - redirect: { target: hot, patterns: ["hot:*"] }
     - sink: primary
-sources:
-  - redis: {{ listen: 127.0.0.1:{{PORT}}, chain: main }}
-""")
+"""))
     failures = []
 
     def client(seed):
