@@ -111,6 +111,24 @@ def test_tee_mismatch_fails_the_request(redis_factory, sluice_factory):
     assert r.get("same") == b"x"
 
 
+def test_a_responses_only_step_sees_its_requests_when_a_later_transform_changes_the_batch(
+        redis_factory, sluice_factory, workdir):
+    # The twin of the tee case for a step with on_responses and no on_requests: redirect after it
+    # takes hot requests out of its batch, which must not shrink the requests this step sees.
+    plugin_dir = os.path.join(workdir, "mixed-plugins")
+    os.makedirs(plugin_dir)
+    for source in (os.path.join(FIXTURES, "libmisbehaving.so"), os.path.join(PLUGINS, "libsluice-redirect.so")):
+        os.symlink(source, os.path.join(plugin_dir, os.path.basename(source)))
+    primary, hot = redis_factory(), redis_factory()
+    steps = '    - responses-only: {}\n    - redirect: { target: hot, patterns: ["hot:*"] }\n'
+    proxy = sluice_factory(two_sink_config(primary.port, hot.port, steps, other_name="hot", plugin_dir=plugin_dir))
+    pipe = proxy.client().pipeline(transaction=False)
+    pipe.set("hot:1", "a").set("cold:1", "b").get("hot:1").get("cold:1")
+    assert pipe.execute() == [True, True, b"a", b"b"]
+    assert proxy.alive()
+    assert "responses-only:" not in proxy.output(), proxy.output()
+
+
 def test_tee_does_not_compare_replies_that_describe_the_server(redis_factory, sluice_factory):
     primary, shadow = redis_factory(), redis_factory()
     primary.client().set("drift", "one")

@@ -65,6 +65,7 @@ final class ChainInstance {
 
     /// Runs a request batch through the steps from `position` on; the responses go to `receiver`.
     func run(_ batch: Batch, from position: Int, receiver: ResponseReceiver) {
+        var batch = batch
         var receiver = receiver
         var position = position
         if batch.count == 0 {
@@ -82,6 +83,7 @@ final class ChainInstance {
                     if step.onResponses != nil {
                         receiver = Call(chain: self, position: position, step: step, instance: instances[position],
                                         requests: batch, receiver: receiver, forwarded: true)
+                        batch = batch.copy()  // as in Call.forward: later changes must not show in on_responses
                     }
                     position += 1
                     continue

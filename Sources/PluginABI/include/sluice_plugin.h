@@ -642,9 +642,10 @@ typedef int32_t (*sluice_on_requests_fn)(void *instance, sluice_call *call, slui
 /**
  * Responses for a forwarded call arrived. requests: the batch that was forwarded, exactly as this
  * transform forwarded it, one request per response (later transforms work on their own batch, so
- * their changes do not show here; read-only, LENT until the call completes). responses: LENT and modifiable until the call completes. Must end in
- * call_respond (NULL = the lent responses) or call_fail. NULL hook: responses pass up unchanged
- * (and the host does not even keep the call). THREAD: the connection's event loop.
+ * their changes do not show here; read-only, LENT until the call completes). responses: LENT and
+ * modifiable until the call completes. Must end in call_respond (NULL = the lent responses) or
+ * call_fail. NULL hook: responses pass up unchanged (and the host does not even keep the call).
+ * THREAD: the connection's event loop.
  */
 typedef int32_t (*sluice_on_responses_fn)(void *instance, sluice_call *call,
                                           const sluice_batch *requests, sluice_batch *responses);
