@@ -17,6 +17,17 @@ final class ChainInstance {
     /// Per step, a call completed inside its hook and ready for the step's next batch (most
     /// transforms pass or answer at once, so this spares an allocation per batch and step).
     private var spareCalls: [Call?]
+    /// Per step, what `run` needs to decide where a batch goes next: trivial values only.
+    private let hooks: [StepHooks]
+    /// Per sink step, the client's route to that sink (nil until first used).
+    private var sinkRoutes: [SinkRoute?]
+
+    private struct StepHooks {
+        /// The sink index for a sink step, -1 for a transform.
+        let sink: Int
+        let onRequests: Bool
+        let onResponses: Bool
+    }
 
     func hold(_ call: Call) {
         call.nextHeld = held
@@ -38,6 +49,14 @@ final class ChainInstance {
         instances = Array(repeating: nil, count: plan.steps.count)
         envs = Array(repeating: nil, count: plan.steps.count)
         spareCalls = Array(repeating: nil, count: plan.steps.count)
+        sinkRoutes = Array(repeating: nil, count: plan.steps.count)
+        hooks = plan.steps.map { step in
+            switch step {
+            case .sink(let index): return StepHooks(sink: index, onRequests: false, onResponses: false)
+            case .transform(let t):
+                return StepHooks(sink: -1, onRequests: t.onRequests != nil, onResponses: t.onResponses != nil)
+            }
+        }
         for (i, step) in plan.steps.enumerated() {
             guard case .transform(let t) = step, let instanceNew = t.instanceNew else { continue }
             let env = InstanceEnv(session: session, step: t)
@@ -64,54 +83,76 @@ final class ChainInstance {
     }
 
     /// Runs a request batch through the steps from `position` on; the responses go to `receiver`.
+    ///
+    /// The hot path of every request: it reads only trivial per-step values (`hooks`) and the
+    /// routes cached here, so walking steps that pass costs no reference counting of its own.
     func run(_ batch: Batch, from position: Int, receiver: ResponseReceiver) {
-        var batch = batch
-        var receiver = receiver
-        var position = position
         if batch.count == 0 {
             let empty = Batch(kind: Batch.responses, protocolID: batch.protocolID)
             session.eventLoop.execute { receiver.receive(.responses(empty)) }
             return
         }
-        while position < plan.steps.count {
-            switch plan.steps[position] {
-            case .sink(let index):
-                session.sink(index).send(batch, receiver: receiver)
-                return
-            case .transform(let step):
-                if step.onRequests == nil {
-                    if step.onResponses != nil {
-                        receiver = Call(chain: self, position: position, step: step, instance: instances[position],
-                                        requests: batch, receiver: receiver, forwarded: true)
-                        batch = batch.copy()  // as in Call.forward: later changes must not show in on_responses
-                    }
-                    position += 1
-                    continue
-                }
-                var call: Call
-                if let spare = spareCalls[position] {
-                    spareCalls[position] = nil
-                    spare.restart(requests: batch, receiver: receiver)
-                    call = spare
-                } else {
-                    call = Call(chain: self, position: position, step: step, instance: instances[position],
-                                requests: batch, receiver: receiver)
-                }
-                call.start()
-                if call.isReusable, !isClosed, isKnownUniquelyReferenced(&call) {
-                    call.vacate()
-                    spareCalls[position] = call
-                }
+        guard !isClosed else {
+            receiver.receive(.failed("sluice: client connection closed"))
+            return
+        }
+        var position = position
+        while position < hooks.count {
+            let hook = hooks[position]
+            if hook.sink >= 0 {
+                sinkRoute(position, hook.sink).send(batch, receiver: receiver)
                 return
             }
+            if hook.onRequests {
+                runStep(position, batch, receiver)
+                return
+            }
+            if hook.onResponses {
+                // A step that only looks at responses: it sees the requests as they reach it.
+                guard case .transform(let step) = plan.steps[position] else { return }
+                let call = Call(chain: self, position: position, step: step, instance: instances[position],
+                                requests: batch, receiver: receiver, forwarded: true)
+                run(batch.copy(), from: position + 1, receiver: call)  // later changes must not show in on_responses
+                return
+            }
+            position += 1
         }
         receiver.receive(.failed("sluice: chain '\(plan.name)' ended without a sink"))
+    }
+
+    /// Hands a batch to the on_requests hook of the transform at `position`, reusing the step's
+    /// spare call when the plugin completed the previous one inside its hook.
+    private func runStep(_ position: Int, _ batch: Batch, _ receiver: ResponseReceiver) {
+        var call: Call
+        if let spare = spareCalls[position] {
+            spareCalls[position] = nil
+            spare.restart(requests: batch, receiver: receiver)
+            call = spare
+        } else {
+            guard case .transform(let step) = plan.steps[position] else { return }
+            call = Call(chain: self, position: position, step: step, instance: instances[position],
+                        requests: batch, receiver: receiver)
+        }
+        call.start()
+        if call.isReusable, !isClosed, isKnownUniquelyReferenced(&call) {
+            call.vacate()
+            spareCalls[position] = call
+        }
+    }
+
+    /// The client's route to the sink ending this chain, looked up once per chain instance.
+    private func sinkRoute(_ position: Int, _ index: Int) -> SinkRoute {
+        if let route = sinkRoutes[position] { return route }
+        let route = session.sink(index)
+        sinkRoutes[position] = route
+        return route
     }
 
     /// Frees every plugin instance (timers and pending send completions are cancelled first).
     func close() {
         isClosed = true
         spareCalls.removeAll()  // they reference this chain instance
+        for i in sinkRoutes.indices { sinkRoutes[i] = nil }
         // Calls the plugins never completed are abandoned (no hook runs for them again); the
         // plugins free their own per-call state in instance_free.
         while let call = held {

@@ -156,7 +156,7 @@ final class RedisSinkConnection {
             connect()
         }
         everUsed = true
-        completeSilentHead(deferred: true)
+        if !isShared { completeSilentHead(deferred: true) }
     }
 
     /// Requests up to this size are copied into `coalesced`; larger ones go out as their own slice
@@ -393,9 +393,13 @@ final class RedisSinkConnection {
         }
         head.responses.append(frame)
         // Fills the out-of-band slots (SUBSCRIBE…) that follow this reply; that may complete and
-        // remove `head` itself, which must then not be completed a second time.
-        completeSilentHead()
-        if pending.first === head, head.responses.count == head.count {
+        // remove `head` itself, which must then not be completed a second time. (Only dedicated
+        // connections carry out-of-band requests.)
+        if !isShared {
+            completeSilentHead()
+            guard pending.first === head else { return }
+        }
+        if head.responses.count == head.count {
             pending.removeFirst()
             head.route?.sharedBatchCompleted()
             var contiguous: ByteBuffer?
@@ -404,7 +408,7 @@ final class RedisSinkConnection {
             }
             head.receiver.receive(.responses(Batch(kind: Batch.responses, protocolID: Batch.redis,
                                                    messages: head.responses, contiguous: contiguous)))
-            completeSilentHead()
+            if !isShared { completeSilentHead() }
         }
     }
 
