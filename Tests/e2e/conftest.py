@@ -65,7 +65,7 @@ class RedisServer:
 class Sluice:
     """A sluice process started with a config written from text (PORT placeholders filled)."""
 
-    def __init__(self, workdir, config_text, extra_args=(), expect_start=True):
+    def __init__(self, workdir, config_text, extra_args=(), expect_start=True, env=None):
         self.port = free_port()
         self.metrics_port = free_port()
         self.workdir = workdir
@@ -78,7 +78,8 @@ class Sluice:
         self.log_path = self.config_path + ".log"
         self.log = open(self.log_path, "w")
         self.proc = subprocess.Popen([SLUICE, "run", "--config", self.config_path, "--threads", "2", *extra_args],
-                                     stdout=self.log, stderr=subprocess.STDOUT)
+                                     stdout=self.log, stderr=subprocess.STDOUT,
+                                     env={**os.environ, **(env or {})})
         if expect_start:
             wait_for_port(self.port, process=self.proc)
 

@@ -780,3 +780,82 @@ def test_reply_timeout_spares_blocking_commands(redis_factory, sluice_factory):
     assert r.blpop(["nothing-here"], timeout=1) is None
     assert time.time() - start >= 0.9
     assert r.ping() and proxy.alive()
+
+
+def credentials_config(backend_port, credentials):
+    return f"""
+sinks:
+  primary: {{ redis: {{ address: 127.0.0.1:{backend_port}, {credentials} }} }}
+chains:
+  main:
+    - sink: primary
+sources:
+  - redis: {{ listen: 127.0.0.1:{{PORT}}, chain: main }}
+"""
+
+
+def test_sink_credentials_let_clients_share_a_password_protected_backend(redis_factory, sluice_factory):
+    backend = redis_factory("--requirepass", "s3cret")
+    admin = backend.client(password="s3cret")
+    admin.execute_command("ACL", "SETUSER", "app", "on", ">app-pw", "~*", "+@all")
+    proxy = sluice_factory(credentials_config(backend.port, "password: s3cret"))
+    clients = [proxy.client(protocol=2) for _ in range(20)]  # none of them sends AUTH (nor HELLO)
+    for i, c in enumerate(clients):
+        assert c.set(f"k{i}", i)
+    assert [int(c.get(f"k{i}")) for i, c in enumerate(clients)] == list(range(20))
+    # They share the authenticated connections (one per event loop) instead of each opening one.
+    assert len(admin.client_list()) <= 1 + 2  # admin's own, and Sluice's (2 event loops)
+    # An ACL user, its password taken from the environment.
+    acl = sluice_factory(credentials_config(backend.port, "username: app, password_env: APP_PASSWORD"),
+                         env={"APP_PASSWORD": "app-pw"})
+    assert acl.client().execute_command("ACL", "WHOAMI") == b"app"
+    assert acl.client().get("k3") == b"3"
+    assert "app-pw" not in acl.output() and "s3cret" not in proxy.output()
+
+
+def test_sink_credentials_refused_fail_requests_with_the_reason(redis_factory, sluice_factory):
+    backend = redis_factory("--requirepass", "s3cret")
+    proxy = sluice_factory(credentials_config(backend.port, "password: not-the-password"))
+    with pytest.raises(redis.ResponseError) as refused:
+        proxy.client().get("x")
+    message = str(refused.value)
+    assert "backend 'primary'" in message and "AUTH refused" in message and "WRONGPASS" in message
+    assert proxy.wait_for_output("AUTH refused")
+    assert "not-the-password" not in proxy.output()
+    # The backend is backed off, not hammered; once it accepts, requests flow again.
+    backend.client(password="s3cret").config_set("requirepass", "not-the-password")
+    deadline = time.time() + 10
+    while True:
+        try:
+            assert proxy.client().set("x", "1")
+            break
+        except redis.ResponseError:
+            assert time.time() < deadline, "requests kept failing after the backend accepted the password"
+            time.sleep(0.2)
+    assert proxy.alive()
+
+
+def test_sink_credentials_config_errors(workdir):
+    path = os.path.join(workdir, "auth.yaml")
+    with open(path, "w") as f:
+        f.write(f"""sinks:
+  a: {{ redis: {{ address: 127.0.0.1:1, password: x, password_env: SLUICE_TEST_PW }} }}
+  b: {{ redis: {{ address: 127.0.0.1:1, password_env: SLUICE_TEST_SURELY_UNSET }} }}
+  c: {{ redis: {{ address: 127.0.0.1:1, username: app }} }}
+chains:
+  main: [ {{ sink: a }} ]
+sources:
+  - redis: {{ listen: 127.0.0.1:{free_port()}, chain: main }}
+""")
+    out = subprocess.run([os.environ.get("SLUICE_BIN", os.path.join(ROOT, ".build", "release", "sluice")),
+                          "check", "--config", path], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2, out
+    lines = open(path).read().split("\n")
+
+    def at(line, text):  # file:line:column of text's first occurrence on that line (1-based)
+        return f"{path}:{line}:{lines[line - 1].index(text) + 1}"
+    assert f"{at(2, 'SLUICE_TEST_PW')}: sink 'a'.redis: give either password or password_env, not both" in out.stderr, out.stderr
+    assert (f"{at(3, 'SLUICE_TEST_SURELY_UNSET')}: sink 'b'.redis.password_env: environment variable "
+            "'SLUICE_TEST_SURELY_UNSET' is not set") in out.stderr, out.stderr
+    assert (f"{at(4, 'app')}: sink 'c'.redis.username: a password (password or password_env) is required "
+            "with it") in out.stderr, out.stderr

@@ -31,7 +31,8 @@ enum RuntimeBuilder {
         var targets: [String: TargetRef] = [:]
         let sinks = config.sinks.map {
             SinkPlan(name: $0.name, host: $0.host, port: $0.port, connectTimeoutMilliseconds: $0.connectTimeoutMilliseconds,
-                     replyTimeoutMilliseconds: $0.replyTimeoutMilliseconds, maxFrameBytes: $0.maxReplyBytes)
+                     replyTimeoutMilliseconds: $0.replyTimeoutMilliseconds, maxFrameBytes: $0.maxReplyBytes,
+                     authCommand: $0.credentials.map(SinkPlan.authCommand))
         }
         for (i, sink) in sinks.enumerated() { targets[sink.name] = TargetRef(name: sink.name, kind: .sink(i)) }
         for (i, chain) in config.chains.enumerated() { targets[chain.name] = TargetRef(name: chain.name, kind: .chain(i)) }

@@ -12,7 +12,16 @@ public struct SluiceConfig {
         public let replyTimeoutMilliseconds: Int64
         /// Largest reply accepted from this backend; a larger one closes the backend connection.
         public let maxReplyBytes: Int
+        /// Credentials Sluice sends (`AUTH [username] password`) on every connection it opens to this
+        /// backend; nil when the backend needs none.
+        public let credentials: BackendCredentials?
         let node: YAMLNode
+    }
+
+    /// A backend's ACL user (nil: the default user) and password. Never logged.
+    public struct BackendCredentials {
+        public let username: String?
+        public let password: String
     }
 
     public struct Step {
@@ -243,7 +252,8 @@ struct ConfigReader {
             fail(node, "sink '\(name)': expected 'redis: { address: host:port }'")
             return nil
         }
-        guard expectMap(redis, "sink '\(name)'.redis", allowed: ["address", "connect_timeout_ms", "reply_timeout_ms", "max_reply_bytes"]),
+        guard expectMap(redis, "sink '\(name)'.redis", allowed: ["address", "connect_timeout_ms", "reply_timeout_ms", "max_reply_bytes",
+                                                                "username", "password", "password_env"]),
               let (host, port) = address(redis["address"], "sink '\(name)'.redis.address", at: redis)
         else { return nil }
         let timeout = integer(redis["connect_timeout_ms"], "connect_timeout_ms", range: 1...600_000) ?? 2000
@@ -251,7 +261,42 @@ struct ConfigReader {
         let maxReply = integer(redis["max_reply_bytes"], "max_reply_bytes", range: 1024...(1 << 31))
             ?? SluiceConfig.defaultMaxFrameBytes
         return SluiceConfig.Sink(name: name, host: host, port: port, connectTimeoutMilliseconds: Int64(timeout),
-                                 replyTimeoutMilliseconds: Int64(replyTimeout), maxReplyBytes: maxReply, node: key)
+                                 replyTimeoutMilliseconds: Int64(replyTimeout), maxReplyBytes: maxReply,
+                                 credentials: readCredentials(redis, "sink '\(name)'.redis"), node: key)
+    }
+
+    /// `username` (optional), and `password` or `password_env` (the name of an environment variable
+    /// holding it, so the secret can stay out of the file).
+    private mutating func readCredentials(_ redis: YAMLNode, _ what: String) -> SluiceConfig.BackendCredentials? {
+        let username = redis["username"].flatMap { scalar($0, "\(what).username", at: redis) }
+        var password: String?
+        switch (redis["password"], redis["password_env"]) {
+        case (nil, nil):
+            if let node = redis["username"] { fail(node, "\(what).username: a password (password or password_env) is required with it") }
+            return nil
+        case (let node?, nil):
+            password = scalar(node, "\(what).password", at: redis)
+        case (nil, let node?):
+            guard let variable = scalar(node, "\(what).password_env", at: redis) else { return nil }
+            guard let value = ProcessInfo.processInfo.environment[variable] else {
+                fail(node, "\(what).password_env: environment variable '\(variable)' is not set")
+                return nil
+            }
+            password = value
+        case (_, let node?):
+            fail(node, "\(what): give either password or password_env, not both")
+            return nil
+        }
+        guard let password else { return nil }
+        if password.isEmpty {
+            fail(redis["password"] ?? redis["password_env"]!, "\(what): the password is empty")
+            return nil
+        }
+        if username?.isEmpty == true {
+            fail(redis["username"]!, "\(what).username: expected a user name, found an empty string")
+            return nil
+        }
+        return SluiceConfig.BackendCredentials(username: username, password: password)
     }
 
     private mutating func readChain(name: String, _ node: YAMLNode, sinkNames: Set<String>) -> SluiceConfig.Chain? {

@@ -56,6 +56,8 @@ final class RedisSinkConnection {
     /// Reused from tick to tick once the socket has taken it.
     private var coalesced: ByteBuffer
     private var state: State = .idle
+    /// While `.connecting` with credentials: the new channel, waiting for the backend's reply to AUTH.
+    private var authenticating: Channel?
     private var waitingForConnection: [Batch] = []
     private var pending = CircularBuffer<Pending>(initialCapacity: 4)
     /// RESP2 subscribed mode: pub/sub arrays are unsolicited.
@@ -225,6 +227,8 @@ final class RedisSinkConnection {
         state = .closed
         dropCoalesced()
         if case .connected(let channel) = previous { channel.close(promise: nil) }
+        authenticating?.close(promise: nil)
+        authenticating = nil
         failAll("client connection closed")
     }
 
@@ -245,23 +249,63 @@ final class RedisSinkConnection {
                     channel.close(promise: nil)
                     return
                 }
-                state = .connected(channel)
-                plan.health.connected()
-                if readPaused { channel.setOption(ChannelOptions.autoRead, value: false).whenFailure { _ in } }
-                for batch in waitingForConnection { batch.write(to: channel) }
-                waitingForConnection.removeAll()
-                channel.flush()
+                if let auth = plan.authCommand {
+                    // Requests wait (in waitingForConnection) until the backend accepted the credentials.
+                    authenticating = channel
+                    var bytes = channel.allocator.buffer(capacity: auth.count)
+                    bytes.writeBytes(auth)
+                    channel.writeAndFlush(bytes, promise: nil)
+                } else {
+                    established(channel)
+                }
             case .failure(let error):
                 guard case .connecting = state else { return }
-                metrics.connectFailed()
-                let backoff = plan.health.connectFailed("\(error)")
-                HostLog.sinks.warning("sink '\(plan.name)' (\(plan.address)): connect failed: \(error); next attempt in \(backoff) ms at the earliest")
-                state = .idle
-                waitingForConnection.removeAll()
-                everUsed = false
-                failAll("connect failed: \(error)")
+                connectFailed("\(error)", level: .warning)
             }
         }
+    }
+
+    /// The connection is ready for requests: the ones that waited for it go out first.
+    private func established(_ channel: Channel) {
+        state = .connected(channel)
+        plan.health.connected()
+        if readPaused { channel.setOption(ChannelOptions.autoRead, value: false).whenFailure { _ in } }
+        for batch in waitingForConnection { batch.write(to: channel) }
+        waitingForConnection.removeAll()
+        channel.flush()
+    }
+
+    /// Connecting failed (TCP, or the backend refused the credentials): back to idle, the backend
+    /// is backed off, and the waiting batches fail with the reason.
+    private func connectFailed(_ reason: String, level: Logger.Level) {
+        metrics.connectFailed()
+        let backoff = plan.health.connectFailed(reason)
+        HostLog.sinks.log(level: level, "sink '\(plan.name)' (\(plan.address)): connect failed: \(reason); next attempt in \(backoff) ms at the earliest")
+        state = .idle
+        waitingForConnection.removeAll()
+        everUsed = false
+        failAll("connect failed: \(reason)")
+    }
+
+    /// The backend's reply to the AUTH sent on a new connection.
+    private func authenticated(by reply: ByteBuffer, on channel: Channel) {
+        authenticating = nil
+        guard reply.readableBytes > 0, reply.getInteger(at: reply.readerIndex, as: UInt8.self) == UInt8(ascii: "-") else {
+            established(channel)
+            return
+        }
+        // The backend's own words (WRONGPASS…, or no password configured there); they never echo it.
+        let message = String(decoding: reply.readableBytesView.dropFirst().prefix { $0 != 13 && $0 != 10 }, as: UTF8.self)
+        channel.close(promise: nil)
+        connectFailed("AUTH refused (\(message))", level: .error)
+    }
+
+    /// The connection closed (or timed out) before the backend answered the AUTH.
+    private func authenticationLost(_ reason: String) {
+        guard let channel = authenticating else { return }
+        authenticating = nil
+        channel.close(promise: nil)
+        connectFailed(reason, level: .warning)
     }
 
     /// Stops or resumes reading from the backend (a dedicated connection whose client is not
@@ -297,8 +341,16 @@ final class RedisSinkConnection {
     private func checkReplyTimeout() {
         replyTimeoutCheck = nil
         replyChecks &+= 1
-        guard let head = pending.first, case .connected(let channel) = state else { return }
         let periods = max(plan.replyTimeoutMilliseconds / replyCheckPeriodMilliseconds, 1)
+        if authenticating != nil, let head = pending.first {
+            guard Int64(replyChecks &- head.sentAtCheck) > periods else {
+                armReplyTimeout()
+                return
+            }
+            authenticationLost("no reply to AUTH within \(plan.replyTimeoutMilliseconds) ms")
+            return
+        }
+        guard let head = pending.first, case .connected(let channel) = state else { return }
         guard Int64(replyChecks &- head.sentAtCheck) > periods, !subscribed, !mayWait(head) else {
             armReplyTimeout()
             return
@@ -317,6 +369,10 @@ final class RedisSinkConnection {
 
     /// Called by the handler when the backend connection went away.
     func connectionClosed(_ channel: Channel) {
+        if let waiting = authenticating, waiting === channel {
+            authenticationLost("backend closed the connection before answering AUTH")
+            return
+        }
         // A channel this connection already gave up (reply timeout) may close after a new one is up.
         guard case .connected(let current) = state, current === channel else { return }
         if !pending.isEmpty || everUsed {
@@ -375,6 +431,10 @@ final class RedisSinkConnection {
 
     /// Handles one complete reply that starts at reader index `start` of the current read buffer.
     func handleReply(_ frame: ByteBuffer, start: Int) {
+        if let channel = authenticating {
+            authenticated(by: frame, on: channel)
+            return
+        }
         if isUnsolicited(frame) {
             pending.first?.contiguousStart = nil
             if deliversPushes { owner?.deliverPush(frame) }
@@ -492,5 +552,6 @@ final class RedisSinkConnection {
     func protocolError(_ message: String) {
         HostLog.sinks.error("sink '\(plan.name)' (\(plan.address)): malformed reply: \(message); closing")
         if case .connected(let channel) = state { channel.close(promise: nil) }
+        authenticationLost("malformed reply to AUTH: \(message)")
     }
 }

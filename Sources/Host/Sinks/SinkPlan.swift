@@ -9,8 +9,20 @@ struct SinkPlan {
     let replyTimeoutMilliseconds: Int64
     /// Largest reply accepted from the backend.
     let maxFrameBytes: Int
+    /// `AUTH [username] password` as RESP, sent first on every connection to this backend (nil:
+    /// the backend needs no credentials). Holds the secret: never log it.
+    let authCommand: [UInt8]?
     /// Whether the backend is reachable, shared by every connection to it on every event loop.
     let health = SinkHealth()
 
     var address: String { "\(host):\(port)" }
+
+    static func authCommand(_ credentials: SluiceConfig.BackendCredentials) -> [UInt8] {
+        let arguments = ["AUTH"] + (credentials.username.map { [$0] } ?? []) + [credentials.password]
+        var bytes = Array("*\(arguments.count)\r\n".utf8)
+        for argument in arguments {
+            bytes += Array("$\(argument.utf8.count)\r\n".utf8) + Array(argument.utf8) + [13, 10]
+        }
+        return bytes
+    }
 }

@@ -3,7 +3,7 @@
 /// A client that only sends self-contained commands (GET, SET, INCR, MGET…) can share one backend
 /// connection with every other such client on its event loop, so replies for many clients come back
 /// in one read and requests go out in one write. A command that changes or depends on connection
-/// state (SELECT, AUTH, HELLO, MULTI/WATCH, CLIENT …), blocks the connection (BLPOP, XREAD BLOCK,
+/// state (SELECT, AUTH, HELLO, MULTI/WATCH, most CLIENT subcommands), blocks the connection (BLPOP, XREAD BLOCK,
 /// WAIT), or turns it into a push channel (SUBSCRIBE, MONITOR) moves the client to a dedicated
 /// connection for the rest of its life.
 enum RedisConnectionState {
@@ -12,9 +12,24 @@ enum RedisConnectionState {
         guard let name = commandName(bytes), name.count >= 4, name.count <= 12 else { return false }
         let first = name[0] | 0x20
         for candidate in candidates(startingWith: first) where RedisReplyPlan.equalsIgnoringCase(name, candidate) {
-            return true
+            return first != UInt8(ascii: "c") || !isSharableClientCommand(bytes)
         }
         return false
+    }
+
+    /// CLIENT subcommands that neither read nor change the state of the connection they arrive on:
+    /// SETINFO only labels it (redis-py, Jedis and others send it on every new connection, which
+    /// would otherwise cost each of them a backend connection of its own); LIST, KILL, PAUSE and
+    /// UNPAUSE act on the whole server. The rest (SETNAME, ID, TRACKING, NO-EVICT…) stay dedicated.
+    private static func isSharableClientCommand(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        var sharable = false
+        RESPCommandReader.forEachArgument(bytes) { index, start, length in
+            guard index == 1 else { return true }
+            let subcommand = UnsafeRawBufferPointer(rebasing: bytes[start..<start + length])
+            sharable = Names.sharableClientSubcommands.contains { RedisReplyPlan.equalsIgnoringCase(subcommand, $0) }
+            return false
+        }
+        return sharable
     }
 
     /// True if the command may legitimately wait without replying for as long as it likes (blocking
@@ -66,6 +81,7 @@ enum RedisConnectionState {
         static let w: [StaticString] = ["watch", "wait", "waitaof"]
         static let x: [StaticString] = ["xread", "xreadgroup"]
         static let none: [StaticString] = []
+        static let sharableClientSubcommands: [StaticString] = ["setinfo", "list", "kill", "pause", "unpause", "help"]
     }
 
     /// Argument 0 of a multibulk request, without copying.
