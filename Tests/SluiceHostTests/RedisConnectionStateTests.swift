@@ -23,6 +23,7 @@ final class RedisConnectionStateTests: XCTestCase {
         // SETINFO only labels the connection (client libraries send it on connect); the others act
         // on the whole server.
         for command in [["CLIENT", "SETINFO", "LIB-NAME", "redis-py"], ["client", "setinfo", "lib-ver", "8.1.0"],
+                        ["CLIENT", "MAINT_NOTIFICATIONS", "ON", "moving-endpoint-type", "internal-fqdn"],
                         ["CLIENT", "LIST"], ["CLIENT", "KILL", "ID", "7"], ["CLIENT", "PAUSE", "10"],
                         ["CLIENT", "UNPAUSE"], ["CLIENT", "HELP"]] {
             XCTAssertFalse(needsDedicated(command), "\(command)")

@@ -859,3 +859,68 @@ sources:
             "'SLUICE_TEST_SURELY_UNSET' is not set") in out.stderr, out.stderr
     assert (f"{at(4, 'app')}: sink 'c'.redis.username: a password (password or password_env) is required "
             "with it") in out.stderr, out.stderr
+
+
+def resp(*args):
+    out = b"*%d\r\n" % len(args)
+    for a in args:
+        a = a if isinstance(a, bytes) else str(a).encode()
+        out += b"$%d\r\n%s\r\n" % (len(a), a)
+    return out
+
+
+def ask(sock, *commands, until):
+    """Sends the commands in one write and reads until `until` (a reply's bytes) arrived."""
+    sock.sendall(b"".join(resp(*c) for c in commands))
+    return read_until(sock, until)
+
+
+def test_resp3_clients_share_a_resp3_backend_connection(redis_factory, sluice_factory):
+    backend = redis_factory()
+    backend.client().zadd("z", {"m": 1.5})
+    proxy = sluice_factory(plain_config(backend.port, plugins=False))
+    clients = [proxy.client(protocol=3) for _ in range(20)]  # each sends HELLO 3 first
+    for i, c in enumerate(clients):
+        assert c.set(f"k{i}", i)
+        assert c.zscore("z", "m") == 1.5
+    # One RESP3 connection per event loop, not one per client.
+    assert len(backend.client().client_list()) <= 1 + 2
+    # The replies are RESP3 for RESP3 clients and RESP2 for the others, side by side.
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=5) as v3, \
+            socket.create_connection(("127.0.0.1", proxy.port), timeout=5) as v2:
+        assert ask(v3, ("HELLO", "3"), until=b"proto").startswith(b"%")
+        for _ in range(3):
+            assert ask(v3, ("ZSCORE", "z", "m"), until=b"\r\n") == b",1.5\r\n"
+            assert ask(v2, ("ZSCORE", "z", "m"), until=b"1.5\r\n") == b"$3\r\n1.5\r\n"
+        assert ask(v3, ("GET", "missing"), until=b"\r\n") == b"_\r\n"
+        assert ask(v2, ("GET", "missing"), until=b"\r\n") == b"$-1\r\n"
+        # HELLO 2 takes the client back to RESP2.
+        assert ask(v3, ("HELLO", "2"), until=b"proto").startswith(b"*")
+        assert ask(v3, ("GET", "missing"), until=b"\r\n") == b"$-1\r\n"
+
+
+def test_resp3_client_keeps_resp3_on_its_dedicated_connection(redis_factory, sluice_factory):
+    backend = redis_factory()
+    proxy = sluice_factory(plain_config(backend.port, plugins=False))
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=5) as s:
+        ask(s, ("HELLO", "3"), until=b"proto")
+        assert ask(s, ("SELECT", "1"), until=b"\r\n") == b"+OK\r\n"  # moves it to a dedicated connection
+        assert ask(s, ("ZADD", "z1", "2.5", "m"), ("ZSCORE", "z1", "m"), until=b",2.5\r\n") == b":1\r\n,2.5\r\n"
+    assert backend.client(db=1).zscore("z1", "m") == 2.5
+    # A HELLO 3 after other requests in one pipeline: those before it are answered in RESP2.
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=5) as s:
+        data = ask(s, ("GET", "missing"), ("HELLO", "3"), ("GET", "missing"), until=b"_\r\n")
+        assert data.startswith(b"$-1\r\n%") and data.endswith(b"_\r\n"), data
+
+
+def test_resp3_clients_share_an_authenticated_connection(redis_factory, sluice_factory):
+    backend = redis_factory("--requirepass", "s3cret")
+    proxy = sluice_factory(credentials_config(backend.port, "password: s3cret"))
+    clients = [proxy.client(protocol=3) for _ in range(10)]
+    for i, c in enumerate(clients):
+        assert c.hset("h", f"f{i}", i) == 1
+        assert c.hgetall("h")[f"f{i}".encode()] == str(i).encode()
+    assert len(backend.client(password="s3cret").client_list()) <= 1 + 2
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=5) as s:
+        ask(s, ("HELLO", "3"), until=b"proto")
+        assert ask(s, ("HGETALL", "h"), until=b"f9\r\n").startswith(b"%10\r\n")

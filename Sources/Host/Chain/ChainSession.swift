@@ -55,8 +55,7 @@ final class ChainSession {
     func sink(_ index: Int) -> SinkRoute {
         if let existing = sinks[index] { return existing }
         let sinkPlan = plan.sinks[index]
-        let shared = plan.sharedConnections.connection(sink: index, plan: sinkPlan, on: eventLoop)
-        let route = SinkRoute(plan: sinkPlan, session: self, shared: shared,
+        let route = SinkRoute(plan: sinkPlan, sinkIndex: index, session: self,
                               deliversPushes: pushingSinks.contains(index))
         sinks[index] = route
         return route

@@ -12,7 +12,8 @@ import NIOCore
 final class ClientStateLog {
     private enum Kind { case hello, select, auth, reset }
 
-    private var entries: [(sequence: Int, kind: Kind, request: ByteBuffer)] = []
+    /// `protocolSwitch` is 2 or 3 for a lone HELLO 2 / HELLO 3.
+    private var entries: [(sequence: Int, kind: Kind, request: ByteBuffer, protocolSwitch: Int?)] = []
     /// The sequence number of the newest entry (0: nothing logged yet).
     private(set) var lastSequence = 0
 
@@ -26,8 +27,23 @@ final class ClientStateLog {
             case .hello, .auth: break
             }
             lastSequence += 1
-            entries.append((lastSequence, kind, batch.messages[i]))
+            let version = kind == .hello ? batch.withMessageBytes(i, RedisConnectionState.protocolSwitch) : nil
+            entries.append((lastSequence, kind, batch.messages[i], version))
         }
+    }
+
+    /// What a route missed after `sequence`: nil if nothing; else whether it was protocol switches
+    /// only (then a route on a shared connection just moves to the one speaking the last protocol),
+    /// and whether that last protocol is RESP3.
+    func missed(after sequence: Int) -> (onlyProtocol: Bool, resp3: Bool)? {
+        guard sequence < lastSequence else { return nil }
+        var last: Int?
+        for entry in entries where entry.sequence > sequence {
+            guard let version = entry.protocolSwitch else { return (false, false) }
+            last = version
+        }
+        guard let last else { return nil }  // superseded entries only
+        return (true, last == 3)
     }
 
     /// The requests logged after `sequence`, as a request batch to replay; nil if there are none.

@@ -65,7 +65,12 @@ enum RedisReplyPlan {
     static func equalsIgnoringCase(_ bytes: UnsafeRawBufferPointer, _ name: StaticString) -> Bool {
         guard bytes.count == name.utf8CodeUnitCount else { return false }
         let expected = UnsafeRawBufferPointer(start: name.utf8Start, count: bytes.count)
-        for i in 0..<bytes.count where bytes[i] | 0x20 != expected[i] { return false }
+        for i in 0..<bytes.count {
+            let byte = bytes[i]
+            // Only ASCII letters fold: `| 0x20` would also turn '_' into DEL and '@' into '`'.
+            let folded = byte &- UInt8(ascii: "A") < 26 ? byte | 0x20 : byte
+            if folded != expected[i] { return false }
+        }
         return true
     }
 }

@@ -56,8 +56,13 @@ final class RedisSinkConnection {
     /// Reused from tick to tick once the socket has taken it.
     private var coalesced: ByteBuffer
     private var state: State = .idle
-    /// While `.connecting` with credentials: the new channel, waiting for the backend's reply to AUTH.
-    private var authenticating: Channel?
+    /// What every new channel of this connection sends before any request: AUTH with the sink's
+    /// credentials, HELLO 3 for a RESP3 connection. Replies are checked here, never forwarded.
+    private let handshake: [(command: String, bytes: [UInt8])]
+    /// While `.connecting` with a handshake: the new channel, and the handshake steps it still owes
+    /// a reply to.
+    private var handshaking: Channel?
+    private var handshakeStep = 0
     private var waitingForConnection: [Batch] = []
     private var pending = CircularBuffer<Pending>(initialCapacity: 4)
     /// RESP2 subscribed mode: pub/sub arrays are unsolicited.
@@ -87,8 +92,10 @@ final class RedisSinkConnection {
     private var readID = 0
 
     /// A dedicated connection for one client.
-    init(plan: SinkPlan, dedicatedTo owner: ChainSession, deliversPushes: Bool) {
+    init(plan: SinkPlan, dedicatedTo owner: ChainSession, deliversPushes: Bool, resp3: Bool) {
         self.plan = plan
+        handshake = Self.handshake(plan, resp3: resp3)
+        self.resp3 = resp3
         eventLoop = owner.eventLoop
         allocator = owner.allocator
         self.owner = owner
@@ -99,14 +106,24 @@ final class RedisSinkConnection {
     }
 
     /// A connection shared by the stateless clients of one event loop.
-    init(plan: SinkPlan, sharedOn eventLoop: EventLoop) {
+    init(plan: SinkPlan, sharedOn eventLoop: EventLoop, resp3: Bool) {
         self.plan = plan
+        handshake = Self.handshake(plan, resp3: resp3)
+        self.resp3 = resp3
         self.eventLoop = eventLoop
         allocator = ByteBufferAllocator()
         deliversPushes = false
         isShared = true
         coalesced = allocator.buffer(capacity: Self.coalescedCapacity)
         metrics = SinkMetrics.forSink(plan.name)
+    }
+
+    /// AUTH when the sink has credentials, then HELLO 3 for a connection that speaks RESP3.
+    private static func handshake(_ plan: SinkPlan, resp3: Bool) -> [(command: String, bytes: [UInt8])] {
+        var steps: [(command: String, bytes: [UInt8])] = []
+        if let auth = plan.authCommand { steps.append(("AUTH", auth)) }
+        if resp3 { steps.append(("HELLO 3", Array("*2\r\n$5\r\nHELLO\r\n$1\r\n3\r\n".utf8))) }
+        return steps
     }
 
     /// Sends a request batch; the responses (one per request, in order) go to `receiver`.
@@ -227,8 +244,8 @@ final class RedisSinkConnection {
         state = .closed
         dropCoalesced()
         if case .connected(let channel) = previous { channel.close(promise: nil) }
-        authenticating?.close(promise: nil)
-        authenticating = nil
+        handshaking?.close(promise: nil)
+        handshaking = nil
         failAll("client connection closed")
     }
 
@@ -249,11 +266,12 @@ final class RedisSinkConnection {
                     channel.close(promise: nil)
                     return
                 }
-                if let auth = plan.authCommand {
-                    // Requests wait (in waitingForConnection) until the backend accepted the credentials.
-                    authenticating = channel
-                    var bytes = channel.allocator.buffer(capacity: auth.count)
-                    bytes.writeBytes(auth)
+                if !handshake.isEmpty {
+                    // Requests wait (in waitingForConnection) until the backend accepted every step.
+                    handshaking = channel
+                    handshakeStep = 0
+                    var bytes = channel.allocator.buffer(capacity: handshake.reduce(0) { $0 + $1.bytes.count })
+                    for step in handshake { bytes.writeBytes(step.bytes) }
                     channel.writeAndFlush(bytes, promise: nil)
                 } else {
                     established(channel)
@@ -287,25 +305,46 @@ final class RedisSinkConnection {
         failAll("connect failed: \(reason)")
     }
 
-    /// The backend's reply to the AUTH sent on a new connection.
-    private func authenticated(by reply: ByteBuffer, on channel: Channel) {
-        authenticating = nil
+    /// The backend's reply to the current handshake step of a new channel.
+    private func handshakeReplied(_ reply: ByteBuffer, on channel: Channel) {
+        let command = handshake[handshakeStep].command
         guard reply.readableBytes > 0, reply.getInteger(at: reply.readerIndex, as: UInt8.self) == UInt8(ascii: "-") else {
-            established(channel)
+            handshakeStep += 1
+            if handshakeStep == handshake.count {
+                handshaking = nil
+                established(channel)
+            }
             return
         }
         // The backend's own words (WRONGPASS…, or no password configured there); they never echo it.
         let message = String(decoding: reply.readableBytesView.dropFirst().prefix { $0 != 13 && $0 != 10 }, as: UTF8.self)
+        handshaking = nil
         channel.close(promise: nil)
-        connectFailed("AUTH refused (\(message))", level: .error)
+        guard command == "HELLO 3" else {
+            connectFailed("\(command) refused (\(message))", level: .error)
+            return
+        }
+        // Not a broken backend but its answer to a RESP3 client (NOAUTH: a password is required and
+        // the sink has none, so clients must authenticate themselves): every waiting request gets
+        // that answer, as it would have directly, and the backend is not backed off.
+        HostLog.sinks.debug("sink '\(plan.name)' (\(plan.address)): HELLO 3 refused: \(message)")
+        state = .idle
+        waitingForConnection.removeAll()
+        everUsed = false
+        answerAll(withError: message)
     }
 
-    /// The connection closed (or timed out) before the backend answered the AUTH.
-    private func authenticationLost(_ reason: String) {
-        guard let channel = authenticating else { return }
-        authenticating = nil
+    /// The channel closed (or timed out) before the backend answered the handshake.
+    private func handshakeLost(_ reason: String) {
+        guard let channel = handshaking else { return }
+        handshaking = nil
         channel.close(promise: nil)
         connectFailed(reason, level: .warning)
+    }
+
+    /// The handshake step waiting for its reply (only while `handshaking`).
+    private var handshakeCommand: String {
+        handshakeStep < handshake.count ? handshake[handshakeStep].command : "the handshake"
     }
 
     /// Stops or resumes reading from the backend (a dedicated connection whose client is not
@@ -342,12 +381,12 @@ final class RedisSinkConnection {
         replyTimeoutCheck = nil
         replyChecks &+= 1
         let periods = max(plan.replyTimeoutMilliseconds / replyCheckPeriodMilliseconds, 1)
-        if authenticating != nil, let head = pending.first {
+        if handshaking != nil, let head = pending.first {
             guard Int64(replyChecks &- head.sentAtCheck) > periods else {
                 armReplyTimeout()
                 return
             }
-            authenticationLost("no reply to AUTH within \(plan.replyTimeoutMilliseconds) ms")
+            handshakeLost("no reply to \(handshakeCommand) within \(plan.replyTimeoutMilliseconds) ms")
             return
         }
         guard let head = pending.first, case .connected(let channel) = state else { return }
@@ -369,8 +408,8 @@ final class RedisSinkConnection {
 
     /// Called by the handler when the backend connection went away.
     func connectionClosed(_ channel: Channel) {
-        if let waiting = authenticating, waiting === channel {
-            authenticationLost("backend closed the connection before answering AUTH")
+        if let waiting = handshaking, waiting === channel {
+            handshakeLost("backend closed the connection before answering \(handshakeCommand)")
             return
         }
         // A channel this connection already gave up (reply timeout) may close after a new one is up.
@@ -417,6 +456,19 @@ final class RedisSinkConnection {
         }
     }
 
+    /// Answers every pending batch with the same error reply for each request (the backend's).
+    private func answerAll(withError message: String) {
+        guard !pending.isEmpty else { return }
+        let answered = pending
+        pending.removeAll()
+        eventLoop.execute { [allocator] in
+            for entry in answered {
+                entry.route?.sharedBatchCompleted()
+                entry.receiver.receive(.responses(Batch.errors(message, count: entry.count, allocator: allocator)))
+            }
+        }
+    }
+
     // MARK: replies
 
     /// Starts parsing replies out of `buffer` (the handler's accumulated read).
@@ -431,8 +483,8 @@ final class RedisSinkConnection {
 
     /// Handles one complete reply that starts at reader index `start` of the current read buffer.
     func handleReply(_ frame: ByteBuffer, start: Int) {
-        if let channel = authenticating {
-            authenticated(by: frame, on: channel)
+        if let channel = handshaking {
+            handshakeReplied(frame, on: channel)
             return
         }
         if isUnsolicited(frame) {
@@ -552,6 +604,6 @@ final class RedisSinkConnection {
     func protocolError(_ message: String) {
         HostLog.sinks.error("sink '\(plan.name)' (\(plan.address)): malformed reply: \(message); closing")
         if case .connected(let channel) = state { channel.close(promise: nil) }
-        authenticationLost("malformed reply to AUTH: \(message)")
+        if handshaking != nil { handshakeLost("malformed reply to \(handshakeCommand): \(message)") }
     }
 }

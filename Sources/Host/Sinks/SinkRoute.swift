@@ -4,64 +4,110 @@ import NIOCore
 /// self-contained commands, and through a connection of its own from the first command that needs
 /// connection state (see `RedisConnectionState`).
 ///
-/// The switch keeps order: requests that need the dedicated connection wait until every batch this
-/// client still has in flight on the shared connection has been answered.
+/// The shared connection is the one speaking the client's protocol: a RESP3 client (a lone
+/// `HELLO 3`, as redis-py 8, Lettuce and node-redis send first) shares the event loop's RESP3
+/// connection instead of needing one of its own. `HELLO 3` or `HELLO 2` at the start of a batch moves
+/// the client between the two; anywhere else in a batch it moves the client to a dedicated connection.
+///
+/// Switches keep order: a batch for another connection than the one this client has batches in
+/// flight on waits until those have been answered.
 ///
 /// When the session has more than one sink, the client's connection settings (HELLO, SELECT, AUTH)
 /// follow it to every sink: a route whose backend has not seen the latest settings moves to a
-/// dedicated connection and replays them before the next batch (see `ClientStateLog`).
+/// dedicated connection and replays them before the next batch (see `ClientStateLog`). A missed
+/// protocol switch alone only changes which shared connection the route uses.
 final class SinkRoute {
     private let plan: SinkPlan
+    private let sinkIndex: Int
     private unowned let session: ChainSession
-    private let shared: RedisSinkConnection
+    /// The session's log (nil with a single sink), read once instead of through `session` per batch.
+    private let stateLog: ClientStateLog?
     private let deliversPushes: Bool
+    /// The client's protocol as this route follows it (RESP3 after a HELLO 3).
+    private var resp3 = false
+    private var sharedRESP2: RedisSinkConnection?
+    private var sharedRESP3: RedisSinkConnection?
     private var dedicated: RedisSinkConnection?
+    /// Batches in flight on a shared connection, and that connection.
     private var inFlightOnShared = 0
-    private var waiting: [(Batch, ResponseReceiver)] = []
+    private var inFlightConnection: RedisSinkConnection?
+    /// Batches waiting for a switch; a nil connection stands for the dedicated one.
+    private var waiting: [(Batch, ResponseReceiver, RedisSinkConnection?)] = []
     /// The newest entry of the session's `ClientStateLog` this route's backend has seen.
     private var stateSequence = 0
 
-    init(plan: SinkPlan, session: ChainSession, shared: RedisSinkConnection, deliversPushes: Bool) {
+    init(plan: SinkPlan, sinkIndex: Int, session: ChainSession, deliversPushes: Bool) {
         self.plan = plan
+        self.sinkIndex = sinkIndex
         self.session = session
-        self.shared = shared
+        stateLog = session.stateLog
         self.deliversPushes = deliversPushes
     }
 
     func send(_ batch: Batch, receiver: ResponseReceiver) {
         var replay: Batch?
-        if let log = session.stateLog {
-            replay = log.replay(after: stateSequence)
+        if let log = stateLog {
+            if dedicated == nil, let missed = log.missed(after: stateSequence), missed.onlyProtocol {
+                resp3 = missed.resp3
+            } else {
+                replay = log.replay(after: stateSequence)
+            }
             log.record(batch)
             stateSequence = log.lastSequence
         }
-        if dedicated == nil, replay != nil || needsDedicated(batch) {
-            dedicated = RedisSinkConnection(plan: plan, dedicatedTo: session, deliversPushes: deliversPushes)
+        let needs = needs(batch)
+        if dedicated == nil, replay != nil || needs.dedicated {
+            dedicated = RedisSinkConnection(plan: plan, dedicatedTo: session, deliversPushes: deliversPushes, resp3: resp3)
         }
         guard dedicated != nil else {
-            inFlightOnShared += 1
-            shared.send(batch, receiver: receiver, route: self)
+            if let switchTo = needs.leadingProtocolSwitch { resp3 = switchTo }
+            dispatch(batch, receiver, to: shared())
             return
         }
-        if let replay { sendDedicated(replay, receiver: DiscardedReplies.shared) }
-        sendDedicated(batch, receiver: receiver)
+        if let replay { dispatch(replay, DiscardedReplies.shared, to: nil) }
+        dispatch(batch, receiver, to: nil)
     }
 
-    private func sendDedicated(_ batch: Batch, receiver: ResponseReceiver) {
-        if inFlightOnShared > 0 || !waiting.isEmpty {
-            waiting.append((batch, receiver))
+    /// The event loop's shared connection in the client's protocol.
+    private func shared() -> RedisSinkConnection {
+        if let existing = resp3 ? sharedRESP3 : sharedRESP2 { return existing }
+        let connection = session.plan.sharedConnections.connection(sink: sinkIndex, plan: plan, on: session.eventLoop,
+                                                                   resp3: resp3)
+        if resp3 { sharedRESP3 = connection } else { sharedRESP2 = connection }
+        return connection
+    }
+
+    private func dispatch(_ batch: Batch, _ receiver: ResponseReceiver, to connection: RedisSinkConnection?) {
+        if waiting.isEmpty, canSend(to: connection) {
+            sendNow(batch, receiver, to: connection)
         } else {
-            dedicated?.send(batch, receiver: receiver)
+            waiting.append((batch, receiver, connection))
         }
     }
 
-    /// Called by the shared connection when one of this client's batches was answered (or failed).
+    /// Nothing is in flight on another shared connection than `connection` (nil: the dedicated one).
+    private func canSend(to connection: RedisSinkConnection?) -> Bool {
+        inFlightOnShared == 0 || (connection != nil && connection === inFlightConnection)
+    }
+
+    private func sendNow(_ batch: Batch, _ receiver: ResponseReceiver, to connection: RedisSinkConnection?) {
+        guard let connection else {
+            dedicated?.send(batch, receiver: receiver)
+            return
+        }
+        inFlightOnShared += 1
+        inFlightConnection = connection
+        connection.send(batch, receiver: receiver, route: self)
+    }
+
+    /// Called by a shared connection when one of this client's batches was answered (or failed).
     func sharedBatchCompleted() {
         inFlightOnShared -= 1
-        guard inFlightOnShared == 0, let dedicated, !waiting.isEmpty else { return }
-        let queued = waiting
-        waiting.removeAll()
-        for (batch, receiver) in queued { dedicated.send(batch, receiver: receiver) }
+        if inFlightOnShared == 0 { inFlightConnection = nil }
+        while let (batch, receiver, connection) = waiting.first, canSend(to: connection) {
+            waiting.removeFirst()
+            sendNow(batch, receiver, to: connection)
+        }
     }
 
     var isSubscribed: Bool { dedicated?.isSubscribed ?? false }
@@ -75,13 +121,21 @@ final class SinkRoute {
         dedicated?.close()
         let queued = waiting
         waiting.removeAll()
-        for (_, receiver) in queued { receiver.receive(.failed("sluice: client connection closed")) }
+        for (_, receiver, _) in queued { receiver.receive(.failed("sluice: client connection closed")) }
     }
 
-    private func needsDedicated(_ batch: Batch) -> Bool {
+    /// Whether the batch needs the dedicated connection, and the protocol a lone HELLO 2 or 3 at its
+    /// start switches the client to (the rest of the batch is then answered in that protocol).
+    private func needs(_ batch: Batch) -> (dedicated: Bool, leadingProtocolSwitch: Bool?) {
+        var leading: Bool?
         for i in 0..<batch.count where batch.withMessageBytes(i, RedisConnectionState.needsDedicatedConnection) {
-            return true
+            // HELLO is among the commands that need one, so only those are checked for a lone switch.
+            if i == 0, let version = batch.withMessageBytes(0, RedisConnectionState.protocolSwitch) {
+                leading = version == 3
+                continue
+            }
+            return (true, nil)
         }
-        return false
+        return (false, leading)
     }
 }

@@ -19,8 +19,10 @@ enum RedisConnectionState {
 
     /// CLIENT subcommands that neither read nor change the state of the connection they arrive on:
     /// SETINFO only labels it (redis-py, Jedis and others send it on every new connection, which
-    /// would otherwise cost each of them a backend connection of its own); LIST, KILL, PAUSE and
-    /// UNPAUSE act on the whole server. The rest (SETNAME, ID, TRACKING, NO-EVICT…) stay dedicated.
+    /// would otherwise cost each of them a backend connection of its own); MAINT_NOTIFICATIONS (sent
+    /// by redis-py 8 on connect) asks for pushes about endpoint moves, which a client behind a proxy
+    /// cannot act on, and which a shared connection drops; LIST, KILL, PAUSE and UNPAUSE act on the
+    /// whole server. The rest (SETNAME, ID, TRACKING, NO-EVICT…) stay dedicated.
     private static func isSharableClientCommand(_ bytes: UnsafeRawBufferPointer) -> Bool {
         var sharable = false
         RESPCommandReader.forEachArgument(bytes) { index, start, length in
@@ -30,6 +32,23 @@ enum RedisConnectionState {
             return false
         }
         return sharable
+    }
+
+    /// 2 or 3 if the command is a lone protocol switch (`HELLO 2`, `HELLO 3`: no AUTH or SETNAME
+    /// option); nil for anything else.
+    static func protocolSwitch(_ bytes: UnsafeRawBufferPointer) -> Int? {
+        guard RESPCommandReader.argumentCount(bytes) == 2 else { return nil }
+        var version: Int?
+        RESPCommandReader.forEachArgument(bytes) { index, start, length in
+            if index == 0 {
+                return RedisReplyPlan.equalsIgnoringCase(UnsafeRawBufferPointer(rebasing: bytes[start..<start + length]), "hello")
+            }
+            if length == 1, bytes[start] == UInt8(ascii: "2") || bytes[start] == UInt8(ascii: "3") {
+                version = Int(bytes[start] - UInt8(ascii: "0"))
+            }
+            return false
+        }
+        return version
     }
 
     /// True if the command may legitimately wait without replying for as long as it likes (blocking
@@ -81,7 +100,8 @@ enum RedisConnectionState {
         static let w: [StaticString] = ["watch", "wait", "waitaof"]
         static let x: [StaticString] = ["xread", "xreadgroup"]
         static let none: [StaticString] = []
-        static let sharableClientSubcommands: [StaticString] = ["setinfo", "list", "kill", "pause", "unpause", "help"]
+        static let sharableClientSubcommands: [StaticString] = ["setinfo", "maint_notifications", "list", "kill",
+                                                                "pause", "unpause", "help"]
     }
 
     /// Argument 0 of a multibulk request, without copying.
