@@ -924,3 +924,23 @@ def test_resp3_clients_share_an_authenticated_connection(redis_factory, sluice_f
     with socket.create_connection(("127.0.0.1", proxy.port), timeout=5) as s:
         ask(s, ("HELLO", "3"), until=b"proto")
         assert ask(s, ("HGETALL", "h"), until=b"f9\r\n").startswith(b"%10\r\n")
+
+
+def test_push_never_overtakes_the_replies_it_follows(redis_factory, sluice_factory):
+    """An invalidation push that the backend sent after a GET's reply must not reach the client
+    before that reply: a client-side cache would then keep the stale value it invalidates."""
+    backend = redis_factory()
+    backend.client().set("k", "old")
+    proxy = sluice_factory(plain_config(backend.port, plugins=False))
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=5) as s:
+        ask(s, ("HELLO", "3"), until=b"proto")
+        assert ask(s, ("CLIENT", "TRACKING", "on"), until=b"\r\n") == b"+OK\r\n"
+        push = b">2\r\n$10\r\ninvalidate\r\n*1\r\n$1\r\nk\r\n"
+        # One pipeline: the backend answers GET, then pushes the invalidation its own SET causes,
+        # then answers SET and the second GET.
+        data = ask(s, ("GET", "k"), ("SET", "k", "new"), ("GET", "k"), until=push)
+        if not data.endswith(push):
+            data += read_until(s, b"$3\r\nnew\r\n")
+        assert data.startswith(b"$3\r\nold\r\n"), data
+        assert data.index(push) > data.index(b"$3\r\nold\r\n"), data
+        assert data.replace(push, b"") == b"$3\r\nold\r\n+OK\r\n$3\r\nnew\r\n", data

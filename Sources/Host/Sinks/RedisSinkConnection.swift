@@ -35,6 +35,10 @@ final class RedisSinkConnection {
         /// The requests, kept on a dedicated connection with a reply timeout so that only a batch
         /// that is already late is scanned for a command that may wait as long as it likes (BLPOP…).
         var requests: Batch?
+        /// Pushes that arrived between this batch's replies, delivered right after the batch.
+        var heldPushes: [ByteBuffer] = []
+        /// Whether a reply from the backend (not an out-of-band request's empty stand-in) arrived.
+        var hasReplies = false
         init(receiver: ResponseReceiver, count: Int, outOfBand: [Bool]?) {
             self.receiver = receiver
             self.count = count
@@ -488,8 +492,18 @@ final class RedisSinkConnection {
             return
         }
         if isUnsolicited(frame) {
-            pending.first?.contiguousStart = nil
-            if deliversPushes { owner?.deliverPush(frame) }
+            guard deliversPushes else { return }
+            if let head = pending.first, head.hasReplies, head.outOfBand == nil {
+                // Mid-batch: the replies before it reach the client only with their whole batch, so
+                // the push waits for that batch instead of overtaking them (a client-side cache
+                // would otherwise apply an invalidation before the stale value it invalidates).
+                // Before the batch's first reply it goes at once, and so do pushes among the replies
+                // of a batch with pub/sub requests: their confirmations stand in for replies there.
+                head.contiguousStart = nil
+                head.heldPushes.append(frame)
+            } else {
+                owner?.deliverPush(frame)
+            }
             return
         }
         guard let head = pending.first else {
@@ -504,6 +518,7 @@ final class RedisSinkConnection {
             head.contiguousStart = nil
         }
         head.responses.append(frame)
+        head.hasReplies = true
         // Fills the out-of-band slots (SUBSCRIBE…) that follow this reply; that may complete and
         // remove `head` itself, which must then not be completed a second time. (Only dedicated
         // connections carry out-of-band requests.)
@@ -520,7 +535,10 @@ final class RedisSinkConnection {
             }
             head.receiver.receive(.responses(Batch(kind: Batch.responses, protocolID: Batch.redis,
                                                    messages: head.responses, contiguous: contiguous)))
-            if !isShared { completeSilentHead() }
+            if !isShared {
+                deliverHeldPushes(of: head)
+                completeSilentHead()
+            }
         }
     }
 
@@ -537,11 +555,22 @@ final class RedisSinkConnection {
             pending.removeFirst()
             let batch = Batch(kind: Batch.responses, protocolID: Batch.redis, messages: head.responses)
             if deferred {
-                eventLoop.execute { head.receiver.receive(.responses(batch)) }
+                eventLoop.execute {
+                    head.receiver.receive(.responses(batch))
+                    self.deliverHeldPushes(of: head)
+                }
             } else {
                 head.receiver.receive(.responses(batch))
+                deliverHeldPushes(of: head)
             }
         }
+    }
+
+    private func deliverHeldPushes(of entry: Pending) {
+        guard !entry.heldPushes.isEmpty else { return }
+        let pushes = entry.heldPushes
+        entry.heldPushes = []
+        for push in pushes { owner?.deliverPush(push) }
     }
 
     /// HELLO 3 / HELLO 2 / RESET switch the protocol of a dedicated connection.
