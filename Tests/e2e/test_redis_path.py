@@ -550,6 +550,25 @@ def test_sigterm_drains_clients_before_stopping(redis_factory, sluice_factory):
     assert "every client was answered" in proxy.output()
 
 
+def test_sigterm_drain_answers_requests_held_back_by_the_budget(redis_factory, sluice_factory):
+    """A client pipelined more than the in-flight budget (4096 requests) before SIGTERM. What
+    Sluice had read runs and is answered, including what the budget held back; what it had not
+    read yet is never run; the replies end with a clean close, not a reset that could destroy them."""
+    backend = redis_factory("--enable-debug-command", "yes")
+    proxy = sluice_factory(plain_config(backend.port, plugins=False))
+    s = socket.create_connection(("127.0.0.1", proxy.port), timeout=10)
+    # DEBUG SLEEP holds the backend (and with it the first 4096 requests) while SIGTERM arrives.
+    s.sendall(resp("DEBUG", "SLEEP", "0.5") + resp("INCR", "drained") * 9000)
+    time.sleep(0.25)
+    proxy.proc.send_signal(signal.SIGTERM)
+    data = read_until_closed(s)  # a reset raises here
+    answered = data.count(b"\r\n") - 1
+    assert data.startswith(b"+OK\r\n") and data.endswith(b":%d\r\n" % answered), data[-100:]
+    assert answered > 4096, answered  # more than the budget: the held-back requests ran
+    assert backend.client().get("drained") == str(answered).encode()  # nothing ran unanswered
+    assert proxy.proc.wait(5) == 0
+
+
 def test_drain_timeout_cuts_off_clients_that_would_wait_forever(redis_factory, sluice_factory):
     backend = redis_factory()
     proxy = sluice_factory(plain_config(backend.port, plugins=False), extra_args=("--drain-timeout-ms", "300"))

@@ -19,6 +19,13 @@ final class RedisSourceHandler: ChannelInboundHandler {
     private var context: ChannelHandlerContext?
     /// Set after QUIT or a protocol error: nothing more is read from this client.
     private var closing = false
+    /// Set by a drain: nothing more is read, but requests already read and held back by the
+    /// in-flight budget still run (as the budget allows) before the client is closed.
+    private var drainingHeld = false
+    /// Set by a drain (see `closeIfFinished`).
+    private var drained = false
+    /// How long a drained client may keep sending after its last reply and the FIN that followed it.
+    static let drainLinger: TimeAmount = .seconds(1)
     private var readPaused = false
     /// True while `process` runs (a plugin answering synchronously must not start a nested one).
     private var processing = false
@@ -102,9 +109,12 @@ final class RedisSourceHandler: ChannelInboundHandler {
         }
         guard !closing else { return }
         closing = true
+        drained = true
+        drainingHeld = heldByBudget
         readPaused = true
         context.channel.setOption(ChannelOptions.autoRead, value: false).whenFailure { _ in }
-        if slots.isEmpty { context.close(promise: nil) }
+        if drainingHeld { runHeld(context) }
+        closeIfFinished(context)
     }
 
     /// Answers a client that cannot be served with one error reply and closes it.
@@ -227,6 +237,7 @@ final class RedisSourceHandler: ChannelInboundHandler {
         runScanned()
         if let (reply, isError) = closeReply {
             closing = true
+            drainingHeld = false
             if isError { metrics.protocolError() }
             var bytes = allocator.buffer(capacity: reply.utf8.count)
             bytes.writeString(reply)
@@ -249,7 +260,7 @@ final class RedisSourceHandler: ChannelInboundHandler {
 
     /// Runs the requests the budget held back, once the budget allows (never nested in `process`).
     private func runHeld(_ context: ChannelHandlerContext) {
-        guard heldByBudget, !closing, requestsInFlight < Self.maxRequestsInFlight else { return }
+        guard heldByBudget, !closing || drainingHeld, requestsInFlight < Self.maxRequestsInFlight else { return }
         guard !processing else {
             scheduleHeld(context)
             return
@@ -257,6 +268,7 @@ final class RedisSourceHandler: ChannelInboundHandler {
         guard var held = buffered else { return }
         buffered = nil
         process(&held, context)
+        if drainingHeld { closeIfFinished(context) }  // plugins may have answered it all at once
     }
 
     private func scheduleHeld(_ context: ChannelHandlerContext) {
@@ -312,13 +324,42 @@ final class RedisSourceHandler: ChannelInboundHandler {
             }
         }
         if wrote { context.flush() }
-        if closeNow || (closing && slots.isEmpty) {
+        if closeNow {
             // Never inside the completion that got us here: closing frees the client's plugin
             // instances, and a plugin may still be running the hook that answered this slot.
             context.eventLoop.execute { context.close(promise: nil) }
             return
         }
+        if drainingHeld, heldByBudget {
+            runHeld(context)  // a draining client's requests read before the drain still run
+        }
+        if closeIfFinished(context) { return }
         updateReading(context)
+    }
+
+    /// Closes a closing client once everything it sent before is answered (and, when draining, once
+    /// the requests the budget held back ran too). Never inside `process` or the completion that
+    /// called this: closing frees the client's plugin instances, which may still be on the stack.
+    @discardableResult
+    private func closeIfFinished(_ context: ChannelHandlerContext) -> Bool {
+        guard closing, slots.isEmpty, !processing, !(drainingHeld && heldByBudget) else { return false }
+        guard drained else {
+            context.eventLoop.execute { context.close(promise: nil) }
+            return true
+        }
+        // A drained client may have sent more than was read before the drain: closing with those
+        // bytes unread would send a reset, which can destroy replies still on their way to it. So
+        // the replies are followed by a FIN, whatever else arrives is read and dropped, and the
+        // connection closes when the client closes its side (or after `drainLinger`).
+        context.eventLoop.execute {
+            let halfClosed = context.eventLoop.makePromise(of: Void.self)
+            halfClosed.futureResult.whenFailure { _ in context.close(promise: nil) }
+            context.close(mode: .output, promise: halfClosed)
+            context.channel.setOption(ChannelOptions.autoRead, value: true).whenFailure { _ in }
+            context.read()
+            context.eventLoop.scheduleTask(in: Self.drainLinger) { context.close(promise: nil) }
+        }
+        return true
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
