@@ -12,27 +12,41 @@ public struct Call {
     /// Sends the (possibly modified, same-sized) request batch down the chain, letting the responses of
     /// this call bypass `onResponses` (cheaper when this batch needs nothing on the way back).
     @discardableResult
-    public func pass() -> Int32 { sluiceHost.pointee.call_pass(raw) }
+    public func pass() -> Int32 { completing { sluiceHost.pointee.call_pass(raw) } }
 
     /// Answers with an owned response batch (ownership passes to the host).
     @discardableResult
-    public func respond(_ responses: Batch) -> Int32 { sluiceHost.pointee.call_respond(raw, responses.raw) }
+    public func respond(_ responses: Batch) -> Int32 {
+        completing { sluiceHost.pointee.call_respond(raw, responses.raw) }
+    }
 
     /// In `onResponses`: answers with the lent response batch as modified in place.
     @discardableResult
-    public func respondWithReceived() -> Int32 { sluiceHost.pointee.call_respond(raw, nil) }
+    public func respondWithReceived() -> Int32 { completing { sluiceHost.pointee.call_respond(raw, nil) } }
 
     /// Answers every request of the batch with `ERR <transform>: message`.
     @discardableResult
     public func fail(_ message: String) -> Int32 {
         var text = message
-        return text.withUTF8 { utf8 in
-            utf8.withMemoryRebound(to: CChar.self) { sluiceHost.pointee.call_fail(raw, $0.baseAddress, $0.count) }
+        return completing {
+            text.withUTF8 { utf8 in
+                utf8.withMemoryRebound(to: CChar.self) { sluiceHost.pointee.call_fail(raw, $0.baseAddress, $0.count) }
+            }
         }
     }
 
-    /// Per-call state kept for `onResponses`, held by the instance until taken with `takeState`
-    /// (or until the connection closes, if the call never completes).
+    /// Runs a continuation that ends the call; once it succeeded, state set with `setState` and
+    /// never taken is released (it was held for this call only). The state's key is read first:
+    /// a completed call's pointer may already stand for another call.
+    private func completing(_ complete: () -> Int32) -> Int32 {
+        let state = sluiceHost.pointee.call_data(raw)
+        let status = complete()
+        if status == SLUICE_OK, let state { outstanding.states.removeValue(forKey: state) }
+        return status
+    }
+
+    /// Per-call state kept for `onResponses`, held by the instance until taken with `takeState` or
+    /// until the call completes (or until the connection closes, if the call never completes).
     public func setState(_ state: AnyObject?) {
         if let old = sluiceHost.pointee.call_data(raw) { outstanding.states.removeValue(forKey: old) }
         guard let state else {
