@@ -76,14 +76,29 @@ final class Batch {
         try messages[index].withUnsafeReadableBytes(body)
     }
 
-    /// Writes the batch to a channel (without flushing), as few writes as possible.
-    func write(to context: ChannelHandlerContext) {
-        if let contiguous {
-            if contiguous.readableBytes > 0 { context.write(NIOAny(contiguous), promise: nil) }
+    /// Writes the batch to a channel, as few writes as possible; with `flush`, flushes after it
+    /// (in the same pipeline pass as the last write when there is one).
+    func write(to context: ChannelHandlerContext, flush: Bool = false) {
+        if let contiguous, contiguous.readableBytes > 0 {
+            if flush {
+                context.writeAndFlush(NIOAny(contiguous), promise: nil)
+            } else {
+                context.write(NIOAny(contiguous), promise: nil)
+            }
             return
         }
-        for message in messages where message.readableBytes > 0 {
-            context.write(NIOAny(message), promise: nil)
+        var last: ByteBuffer?
+        if contiguous == nil {
+            for message in messages where message.readableBytes > 0 {
+                if let previous = last { context.write(NIOAny(previous), promise: nil) }
+                last = message
+            }
+        }
+        switch (last, flush) {
+        case (let last?, true): context.writeAndFlush(NIOAny(last), promise: nil)
+        case (let last?, false): context.write(NIOAny(last), promise: nil)
+        case (nil, true): context.flush()
+        case (nil, false): break
         }
     }
 

@@ -17,11 +17,15 @@ final class Call: ResponseReceiver {
     let position: Int
     let step: TransformStep
     let instance: UnsafeMutableRawPointer?
-    private(set) var requests: Batch
+    /// The requests and the receiver of the current call; nil while a completed call waits for
+    /// reuse (so it holds nothing of its last batch, at the cost of a release rather than a swap).
+    private var currentRequests: Batch?
+    private var currentReceiver: ResponseReceiver?
+    var requests: Batch { currentRequests! }
     /// How many requests the call started with: the plugin may remove some before forwarding, but
     /// it must answer every one of them.
     private(set) var requestCount: Int
-    private(set) var receiver: ResponseReceiver
+    var receiver: ResponseReceiver { currentReceiver! }
     private(set) var state: State = .requested
     /// The plugin's own pointer for this call (call_set_data); never touched by the host.
     var pluginData: UnsafeMutableRawPointer?
@@ -40,9 +44,9 @@ final class Call: ResponseReceiver {
         self.position = position
         self.step = step
         self.instance = instance
-        self.requests = requests
+        currentRequests = requests
         requestCount = requests.count
-        self.receiver = receiver
+        currentReceiver = receiver
         if forwarded { state = .forwarded }
     }
 
@@ -50,9 +54,9 @@ final class Call: ResponseReceiver {
     /// step: the ABI ends a call's lifetime at its completion, so the chain instance reuses the
     /// object instead of allocating one per batch and step.
     func restart(requests: Batch, receiver: ResponseReceiver) {
-        self.requests = requests
+        currentRequests = requests
         requestCount = requests.count
-        self.receiver = receiver
+        currentReceiver = receiver
         state = .requested
         pluginData = nil
     }
@@ -60,18 +64,12 @@ final class Call: ResponseReceiver {
     /// Drops what a completed call still references (the batch may hold a large read), so a call
     /// kept for reuse holds nothing of its last batch.
     func vacate() {
-        requests = Self.vacantBatch
-        receiver = Self.vacantReceiver
+        currentRequests = nil
+        currentReceiver = nil
     }
 
     /// Whether the call may be reused: completed inside its hook, and kept by nothing else.
     var isReusable: Bool { state == .done && !heldByPlugin }
-
-    private static let vacantBatch = Batch(kind: Batch.requests, protocolID: Batch.redis)
-    private static let vacantReceiver = VacantReceiver()
-    private final class VacantReceiver: ResponseReceiver {
-        func receive(_ outcome: ChainOutcome) {}
-    }
 
     var handle: OpaquePointer { OpaquePointer(Unmanaged.passUnretained(self).toOpaque()) }
 

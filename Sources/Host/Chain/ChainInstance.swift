@@ -124,8 +124,7 @@ final class ChainInstance {
     /// spare call when the plugin completed the previous one inside its hook.
     private func runStep(_ position: Int, _ batch: Batch, _ receiver: ResponseReceiver) {
         var call: Call
-        if let spare = spareCalls[position] {
-            spareCalls[position] = nil
+        if let spare = spareCalls[position].take() {  // moved out: no retain and release
             spare.restart(requests: batch, receiver: receiver)
             call = spare
         } else {
@@ -136,7 +135,7 @@ final class ChainInstance {
         call.start()
         if call.isReusable, !isClosed, isKnownUniquelyReferenced(&call) {
             call.vacate()
-            spareCalls[position] = call
+            spareCalls[position] = consume call
         }
     }
 

@@ -311,19 +311,16 @@ final class RedisSourceHandler: ChannelInboundHandler {
     /// Writes every answered slot at the head of the queue, in order.
     func slotCompleted() {
         guard let context else { return }
-        var wrote = false
         var closeNow = false
         while let head = slots.first, let result = head.result {
             slots.removeFirst()
             requestsInFlight -= head.requestCount
-            result.write(to: context)
-            wrote = true
-            if head.closeAfter {
-                closeNow = true
-                break
-            }
+            closeNow = head.closeAfter
+            // The last slot written now flushes them all, in the pass of its own write.
+            let last = closeNow || slots.first?.result == nil
+            result.write(to: context, flush: last)
+            if last { break }
         }
-        if wrote { context.flush() }
         if closeNow {
             // Never inside the completion that got us here: closing frees the client's plugin
             // instances, and a plugin may still be running the hook that answered this slot.

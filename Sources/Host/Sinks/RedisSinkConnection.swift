@@ -246,6 +246,8 @@ final class RedisSinkConnection {
     func close() {
         let previous = state
         state = .closed
+        replyTimeoutCheck?.cancel()
+        replyTimeoutCheck = nil
         dropCoalesced()
         if case .connected(let channel) = previous { channel.close(promise: nil) }
         handshaking?.close(promise: nil)
@@ -368,8 +370,10 @@ final class RedisSinkConnection {
 
     private func armReplyTimeout() {
         guard replyTimeoutCheck == nil else { return }
-        replyTimeoutCheck = eventLoop.scheduleTask(in: .milliseconds(replyCheckPeriodMilliseconds)) { [weak self] in
-            self?.checkReplyTimeout()
+        // A strong capture (close() cancels the check): a weak one would give this connection a
+        // side table, putting every retain and release of it on the runtime's slow path.
+        replyTimeoutCheck = eventLoop.scheduleTask(in: .milliseconds(replyCheckPeriodMilliseconds)) { [self] in
+            checkReplyTimeout()
         }
     }
 

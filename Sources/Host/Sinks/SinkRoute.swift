@@ -30,7 +30,9 @@ final class SinkRoute {
     private var dedicated: RedisSinkConnection?
     /// Batches in flight on a shared connection, and that connection.
     private var inFlightOnShared = 0
-    private var inFlightConnection: RedisSinkConnection?
+    /// Unowned: the shared connections live as long as the process (and `sharedRESP2`/`3` hold
+    /// them); a strong reference would cost a retain and release per batch.
+    private unowned(unsafe) var inFlightConnection: RedisSinkConnection?
     /// Batches waiting for a switch; a nil connection stands for the dedicated one.
     private var waiting: [(Batch, ResponseReceiver, RedisSinkConnection?)] = []
     /// The newest entry of the session's `ClientStateLog` this route's backend has seen.
