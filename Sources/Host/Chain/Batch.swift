@@ -36,6 +36,25 @@ final class Batch {
 
     var count: Int { messages.count }
 
+    /// Empties a request batch that nothing references any more, keeping its storage for the next
+    /// read's requests (and letting go of the read buffer its messages pointed into).
+    func clearForReuse() {
+        messages.removeAll(keepingCapacity: true)
+        contiguous = nil
+        generation &+= 1
+        isLent = false
+    }
+
+    /// Appends a message as received while the batch is being built (not a change to it).
+    func appendReceived(_ message: ByteBuffer) {
+        messages.append(message)
+    }
+
+    /// Sets the bytes covering every message, as received, once the batch is built.
+    func setReceivedBytes(_ bytes: ByteBuffer?) {
+        contiguous = bytes
+    }
+
     func copy() -> Batch {
         Batch(kind: kind, protocolID: protocolID, messages: messages, contiguous: contiguous)
     }

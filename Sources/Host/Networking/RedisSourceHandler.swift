@@ -14,6 +14,10 @@ final class RedisSourceHandler: ChannelInboundHandler {
     private var scanner: RESPRequestScanner
     private var buffered: ByteBuffer?
     private var slots = CircularBuffer<ResponseSlot>(initialCapacity: 8)
+    /// The last slot written, reused for the next batch if nothing references it any more.
+    private var spareSlot: ResponseSlot?
+    /// The last request batch, emptied, once the chain was done with it: the next one's object.
+    private var spareBatch: Batch?
     private var session: ChainSession?
     private var chain: ChainInstance?
     private var context: ChannelHandlerContext?
@@ -141,6 +145,7 @@ final class RedisSourceHandler: ChannelInboundHandler {
         metrics.connectionClosed()
         closing = true
         slots.removeAll()
+        spareSlot = nil  // it references this handler
         requestsInFlight = 0
         session?.close()
         session = nil
@@ -163,33 +168,40 @@ final class RedisSourceHandler: ChannelInboundHandler {
         processing = true
         defer { processing = false }
         heldByBudget = false
-        var messages: [ByteBuffer] = []
+        var building: Batch?  // the requests scanned so far
         var contiguousStart = buffer.readerIndex
         var contiguous = true
         var closeReply: (String, Bool)?  // (RESP reply, is an error)
         /// Runs what was scanned so far as one batch (before a request answered here).
         func runScanned() {
-            guard !messages.isEmpty else { return }
-            var whole: ByteBuffer?
+            guard var batch = building.take(), batch.count > 0 else { return }
             if contiguous {
                 // All frames lie back to back from where they started: one slice covers them.
-                let total = messages.reduce(0) { $0 + $1.readableBytes }
-                whole = buffer.getSlice(at: contiguousStart, length: total)
+                let total = batch.messages.reduce(0) { $0 + $1.readableBytes }
+                batch.setReceivedBytes(buffer.getSlice(at: contiguousStart, length: total))
             }
-            let batch = Batch(kind: Batch.requests, protocolID: Batch.redis, messages: messages, contiguous: whole)
-            metrics.requests(messages.count)
-            let slot = ResponseSlot(owner: self, requestCount: messages.count)
+            let count = batch.count
+            metrics.requests(count)
+            let slot = newSlot(requestCount: count)
             slots.append(slot)
-            requestsInFlight += messages.count
-            messages = []
+            requestsInFlight += count
             chain.run(batch, from: 0, receiver: slot)
+            // Most chains are done with the batch once run returns (the sink copied its bytes):
+            // then the next read's requests go into it.
+            if isKnownUniquelyReferenced(&batch) {
+                batch.clearForReuse()
+                spareBatch = consume batch
+            }
         }
         /// Takes a complete request: forwarded with the batch, or answered here in its place.
         /// Returns false for QUIT, which ends the scan.
         func take(_ frame: ByteBuffer) -> Bool {
             switch frame.withUnsafeReadableBytes({ RedisLocalAnswers.verdict($0, inTransaction: &inTransaction) }) {
             case .forward:
-                messages.append(frame)
+                if building == nil {
+                    building = spareBatch.take() ?? Batch(kind: Batch.requests, protocolID: Batch.redis)
+                }
+                building!.appendReceived(frame)
             case .quit:
                 closeReply = ("+OK\r\n", false)
                 return false
@@ -202,7 +214,7 @@ final class RedisSourceHandler: ChannelInboundHandler {
             return true
         }
         scanning: while buffer.readableBytes > 0 {
-            if requestsInFlight + messages.count >= Self.maxRequestsInFlight {
+            if requestsInFlight + (building?.count ?? 0) >= Self.maxRequestsInFlight {
                 heldByBudget = true
                 break scanning
             }
@@ -247,6 +259,14 @@ final class RedisSourceHandler: ChannelInboundHandler {
         // Plugins may have answered everything already: then nothing paused reading, and nothing
         // else would run what the budget held back.
         if heldByBudget, !readPaused, !closing { scheduleHeld(context) }
+    }
+
+    private func newSlot(requestCount: Int) -> ResponseSlot {
+        if var spare = spareSlot.take(), isKnownUniquelyReferenced(&spare) {
+            spare.reuse(requestCount: requestCount)
+            return spare
+        }
+        return ResponseSlot(owner: self, requestCount: requestCount)
     }
 
     /// Takes the next place in the response order with a reply given here.
@@ -314,6 +334,7 @@ final class RedisSourceHandler: ChannelInboundHandler {
         var closeNow = false
         while let head = slots.first, let result = head.result {
             slots.removeFirst()
+            spareSlot = head
             requestsInFlight -= head.requestCount
             closeNow = head.closeAfter
             // The last slot written now flushes them all, in the pass of its own write.

@@ -291,9 +291,12 @@ enum HostAPI {
             }
             var count = 0
             b.withMessageBytes(index) { bytes in
-                count = RESPCommandReader.argumentCount(bytes)
-                guard let out, capacity > 0, let base = bytes.baseAddress else { return }
-                RESPCommandReader.forEachArgument(bytes) { i, start, length in
+                guard let out, capacity > 0, let base = bytes.baseAddress else {
+                    count = RESPCommandReader.argumentCount(bytes)
+                    return
+                }
+                // One pass: the views, and the count the header declares.
+                count = RESPCommandReader.forEachArgument(bytes) { i, start, length in
                     out[i] = sluice_host_view(ptr: base.advanced(by: start).assumingMemoryBound(to: UInt8.self), len: length)
                     return i + 1 < capacity
                 }

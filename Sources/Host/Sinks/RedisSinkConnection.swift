@@ -19,11 +19,12 @@ final class RedisSinkConnection {
 
     /// A batch written (or waiting to be written) to the backend, and the replies gathered so far.
     private final class Pending {
-        let receiver: ResponseReceiver
+        /// Nil only while parked for reuse (see `park`).
+        private(set) var receiver: ResponseReceiver!
         /// The route to tell when this batch completes (shared connections count in-flight batches).
         var route: SinkRoute?
-        let count: Int
-        let outOfBand: [Bool]?
+        private(set) var count: Int
+        private(set) var outOfBand: [Bool]?
         var responses: [ByteBuffer] = []
         /// Where this batch's first reply starts in the read buffer `readID`, while all its replies
         /// so far lie back to back there.
@@ -44,6 +45,29 @@ final class RedisSinkConnection {
             self.count = count
             self.outOfBand = outOfBand
             responses.reserveCapacity(count)
+        }
+
+        /// Drops what a completed entry references (the client's slot, the replies), so that it can
+        /// wait for reuse without keeping them alive.
+        func park() {
+            receiver = nil
+            route = nil
+            responses = []
+            requests = nil
+        }
+
+        /// Makes a completed entry, referenced by nothing else, the entry of a new batch.
+        func reuse(receiver: ResponseReceiver, count: Int) {
+            self.receiver = receiver
+            self.count = count
+            route = nil
+            responses = []
+            responses.reserveCapacity(count)
+            contiguousStart = nil
+            readID = -1
+            sentAtCheck = 0
+            requests = nil
+            hasReplies = false
         }
     }
 
@@ -69,6 +93,10 @@ final class RedisSinkConnection {
     private var handshakeStep = 0
     private var waitingForConnection: [Batch] = []
     private var pending = CircularBuffer<Pending>(initialCapacity: 4)
+    /// Entries completed on a shared connection, reused for the next batches (if nothing
+    /// references them any more): a shared connection has many batches in flight at once.
+    private var sparePendings: [Pending] = []
+    private static let maxSparePendings = 64
     /// RESP2 subscribed mode: pub/sub arrays are unsolicited.
     private var subscribed = false
     /// The client holds subscriptions on this connection (it waits for messages, it is not idle).
@@ -141,7 +169,13 @@ final class RedisSinkConnection {
                 if n > 0 { namedUnsubscribesPending += n } else { unsubscribeAllPending += 1 }
             }
         }
-        let entry = Pending(receiver: receiver, count: batch.count, outOfBand: outOfBand)
+        let entry: Pending
+        if outOfBand == nil, var spare = sparePendings.popLast(), isKnownUniquelyReferenced(&spare) {
+            spare.reuse(receiver: receiver, count: batch.count)
+            entry = spare
+        } else {
+            entry = Pending(receiver: receiver, count: batch.count, outOfBand: outOfBand)
+        }
         entry.route = route
         if case .idle = state, let (error, wait) = plan.health.backingOff() {
             let message = unavailable("connect failed: \(error); next attempt in \(wait) ms")
@@ -542,6 +576,11 @@ final class RedisSinkConnection {
             if !isShared {
                 deliverHeldPushes(of: head)
                 completeSilentHead()
+            } else {
+                if sparePendings.count < Self.maxSparePendings {
+                    head.park()
+                    sparePendings.append(head)
+                }
             }
         }
     }

@@ -79,22 +79,25 @@ enum RESPCommandReader {
 
     /// Calls `body(index, start, length)` for each argument until it returns false.
     @inline(__always)
-    static func forEachArgument(_ bytes: UnsafeRawBufferPointer, _ body: (Int, Int, Int) -> Bool) {
+    /// Returns the number of arguments the header declares (0 if bytes are not a multibulk command).
+    @discardableResult
+    static func forEachArgument(_ bytes: UnsafeRawBufferPointer, _ body: (Int, Int, Int) -> Bool) -> Int {
         guard bytes.count > 3, bytes[0] == UInt8(ascii: "*"),
               let lineEnd = RESPLine.findCRLF(bytes, from: 1), lineEnd > 0,
               let n = RESPLine.parseInteger(bytes, from: 1, to: lineEnd)
-        else { return }
+        else { return 0 }
         var offset = lineEnd + 2
         var index = 0
         while index < n {
             guard let end = RESPLine.findCRLF(bytes, from: offset + 1), end > 0,
                   let length = RESPLine.parseInteger(bytes, from: offset + 1, to: end)
-            else { return }
+            else { return max(n, 0) }
             let start = end + 2
-            if !body(index, start, length) { return }
+            if !body(index, start, length) { return max(n, 0) }
             offset = start + length + 2
             index += 1
         }
+        return max(n, 0)
     }
 
     /// True if argument 0 equals `name` ignoring ASCII case (name must be lowercase).
@@ -104,10 +107,7 @@ enum RESPCommandReader {
         forEachArgument(bytes) { _, start, length in
             guard length == name.utf8CodeUnitCount else { return false }
             let expected = UnsafeRawBufferPointer(start: name.utf8Start, count: length)
-            for i in 0..<length where bytes[start + i] | 0x20 != expected[i] {
-                return false
-            }
-            result = true
+            result = RedisReplyPlan.equalsIgnoringCase(UnsafeRawBufferPointer(rebasing: bytes[start..<start + length]), name)
             return false
         }
         return result

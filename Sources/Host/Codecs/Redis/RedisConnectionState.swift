@@ -107,6 +107,15 @@ enum RedisConnectionState {
     /// Argument 0 of a multibulk request, without copying.
     @inline(__always)
     static func commandName(_ bytes: UnsafeRawBufferPointer) -> UnsafeRawBufferPointer? {
+        // Fast path for "*N\r\n$L\r\nNAME": one-digit argument count and name length (almost every
+        // request; checked every time it is asked, once per transform and per classification).
+        if bytes.count >= 10, bytes[0] == UInt8(ascii: "*"), bytes[2] == 13, bytes[3] == 10,
+           bytes[4] == UInt8(ascii: "$"), bytes[6] == 13, bytes[7] == 10,
+           bytes[1] &- UInt8(ascii: "1") < 9, bytes[5] &- UInt8(ascii: "1") < 9 {
+            let length = Int(bytes[5] &- UInt8(ascii: "0"))
+            guard 8 + length <= bytes.count else { return nil }
+            return UnsafeRawBufferPointer(rebasing: bytes[8..<8 + length])
+        }
         var result: UnsafeRawBufferPointer?
         RESPCommandReader.forEachArgument(bytes) { _, start, length in
             result = UnsafeRawBufferPointer(rebasing: bytes[start..<start + length])
