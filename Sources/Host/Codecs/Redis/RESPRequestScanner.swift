@@ -54,12 +54,23 @@ struct RESPRequestScanner {
             guard bytes[offset] == UInt8(ascii: "$") else {
                 return .malformed("expected '$', got '\(RESPLine.printable(bytes[offset]))'")
             }
-            guard let lineEnd = RESPLine.findCRLF(bytes, from: offset + 1) else {
+            // The length line, in one pass: canonical decimal digits (no sign, no leading zero, at
+            // most 18 of them), then CRLF.
+            var i = offset + 1
+            var length = 0
+            while i < count, bytes[i] != 13 {
+                let digit = bytes[i] &- UInt8(ascii: "0")
+                guard digit < 10, i - offset <= 18, !(i == offset + 2 && length == 0) else {
+                    return .malformed("invalid bulk length")
+                }
+                length = length * 10 + Int(digit)
+                i += 1
+            }
+            guard i + 1 < count else {
                 return count - offset > 64 ? .malformed("invalid bulk length") : .needMore
             }
-            guard lineEnd > 0, let length = RESPLine.parseInteger(bytes, from: offset + 1, to: lineEnd),
-                  length >= 0, RESPLine.isCanonicalInteger(bytes, from: offset + 1, to: lineEnd)
-            else { return .malformed("invalid bulk length") }
+            guard i > offset + 1, bytes[i + 1] == 10 else { return .malformed("invalid bulk length") }
+            let lineEnd = i
             let end = lineEnd + 2 + length + 2
             guard end <= maxFrameBytes else {
                 return .malformed("request larger than max_frame_bytes (\(maxFrameBytes))")
