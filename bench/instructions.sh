@@ -9,6 +9,7 @@
 # With TOP=n it also lists the n functions that execute the most instructions, per request.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source bench/three-transform-chain.sh
 N=${N:-20000}
 command -v valgrind >/dev/null || { echo "needs valgrind (apt-get install valgrind)" >&2; exit 2; }
 bash scripts/build.sh build/plugins >/dev/null
@@ -24,22 +25,7 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 REDIS=$(free_port); PORT=$(free_port)
 redis-server --port "$REDIS" --bind 127.0.0.1 --save '' --appendonly no --daemonize yes \
   --pidfile "$W/redis.pid" --logfile "$W/redis.log" --dir "$W"
-cat >"$W/chain.yaml" <<YAML
-plugins:
-  directory: $PWD/build/plugins
-  require: [command-filter, redirect]
-sinks:
-  primary: { redis: { address: 127.0.0.1:$REDIS } }
-  hot: { redis: { address: 127.0.0.1:$REDIS } }
-chains:
-  main:
-    - deny: { commands: [FLUSHALL, FLUSHDB, KEYS, DEBUG] }
-    - count: {}
-    - redirect: { target: hot, patterns: ["hot:*", "session:*"], keys: [leaderboard] }
-    - sink: primary
-sources:
-  - redis: { listen: 127.0.0.1:$PORT, chain: main }
-YAML
+three_transform_chain "$REDIS" "$PORT" >"$W/chain.yaml"
 # valgrind cannot read the DWARF of Swift binaries; the symbol table is enough to name functions.
 strip --strip-debug -o "$W/sluice" "${1:-.build/release/sluice}"
 valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$W/callgrind.%p" \

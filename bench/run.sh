@@ -13,6 +13,7 @@
 # Needs: scripts/install-deps.sh (it builds with scripts/build.sh itself).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source bench/three-transform-chain.sh
 N=${N:-200000}
 C=${C:-50}
 ROUNDS=${ROUNDS:-5}  # a multiple of the 5 targets puts each in every place equally often
@@ -75,22 +76,7 @@ chains:
 sources:
   - redis: { listen: 127.0.0.1:$EMPTY, chain: main }
 YAML
-cat >"$W/chain.yaml" <<YAML
-plugins:
-  directory: $PWD/build/plugins
-  require: [command-filter, redirect]
-sinks:
-  primary: { redis: { address: 127.0.0.1:$REDIS } }
-  hot: { redis: { address: 127.0.0.1:$REDIS } }
-chains:
-  main:
-    - deny: { commands: [FLUSHALL, FLUSHDB, KEYS, DEBUG] }
-    - count: {}
-    - redirect: { target: hot, patterns: ["hot:*", "session:*"], keys: [leaderboard] }
-    - sink: primary
-sources:
-  - redis: { listen: 127.0.0.1:$CHAIN, chain: main }
-YAML
+three_transform_chain "$REDIS" "$CHAIN" >"$W/chain.yaml"
 # Each Sluice runs in a session of its own, as redis-server, twemproxy and haproxy do once they
 # daemonize (and as any service does under a service manager). With the kernel's autogroup
 # scheduling (/proc/sys/kernel/sched_autogroup_enabled) a session is a scheduling group: left in this

@@ -880,14 +880,6 @@ sources:
             "with it") in out.stderr, out.stderr
 
 
-def resp(*args):
-    out = b"*%d\r\n" % len(args)
-    for a in args:
-        a = a if isinstance(a, bytes) else str(a).encode()
-        out += b"$%d\r\n%s\r\n" % (len(a), a)
-    return out
-
-
 def ask(sock, *commands, until):
     """Sends the commands in one write and reads until `until` (a reply's bytes) arrived."""
     sock.sendall(b"".join(resp(*c) for c in commands))
