@@ -955,3 +955,34 @@ def test_push_never_overtakes_the_replies_it_follows(redis_factory, sluice_facto
         assert data.startswith(b"$3\r\nold\r\n"), data
         assert data.index(push) > data.index(b"$3\r\nold\r\n"), data
         assert data.replace(push, b"") == b"$3\r\nold\r\n+OK\r\n$3\r\nnew\r\n", data
+
+
+def test_refused_hello_3_leaves_the_client_in_resp2(redis_factory, sluice_factory):
+    """Without sink credentials a password-protected backend refuses HELLO 3 before AUTH. The client
+    keeps RESP2, as with Redis, and can still authenticate (clients such as Lettuce fall back so)."""
+    backend = redis_factory("--requirepass", "s3cret")
+    proxy = sluice_factory(plain_config(backend.port, plugins=False))
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=5) as s:
+        assert ask(s, ("HELLO", "3"), until=b"\r\n").startswith(b"-NOAUTH")
+        assert ask(s, ("AUTH", "s3cret"), until=b"\r\n") == b"+OK\r\n"
+        assert ask(s, ("GET", "missing"), until=b"\r\n") == b"$-1\r\n"
+        assert ask(s, ("HELLO", "3"), until=b"proto").startswith(b"%")
+        assert ask(s, ("GET", "missing"), until=b"\r\n") == b"_\r\n"
+
+
+def test_client_leaving_during_the_backend_handshake_does_not_back_the_sink_off(redis_factory, sluice_factory):
+    backend = redis_factory("--requirepass", "s3cret", "--enable-debug-command", "yes")
+    proxy = sluice_factory(credentials_config(backend.port, "password: s3cret"))
+    assert proxy.client(protocol=2).set("k", "v")
+    admin = backend.client(password="s3cret")
+    sleeper = threading.Thread(target=lambda: admin.execute_command("DEBUG", "SLEEP", "0.6"))
+    sleeper.start()
+    time.sleep(0.1)
+    # SELECT needs a connection of its own, whose AUTH the sleeping backend does not answer yet.
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=5) as s:
+        s.sendall(resp("SELECT", "1"))
+        time.sleep(0.1)
+    sleeper.join()
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=5) as s:
+        assert ask(s, ("SELECT", "2"), until=b"\r\n") == b"+OK\r\n"  # a new dedicated connection, at once
+    assert "connect failed" not in proxy.output()

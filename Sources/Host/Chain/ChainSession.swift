@@ -18,7 +18,9 @@ final class ChainSession {
     /// The client's connection settings, replayed to each sink it reaches; nil with a single sink.
     let stateLog: ClientStateLog?
     /// Called with unsolicited bytes from a pushing sink.
-    var onPush: ((ByteBuffer) -> Void)?
+    /// Called with unsolicited bytes from a pushing sink, and whether they followed replies the
+    /// backend sent before them (then they must not reach the client ahead of those).
+    var onPush: ((ByteBuffer, Bool) -> Void)?
     /// Called when a pushing sink lost an established connection: the client's server-side state is
     /// gone, so the client connection must be closed too.
     var onBackendLost: ((String) -> Void)?
@@ -88,8 +90,8 @@ final class ChainSession {
     /// Whether the client holds pub/sub subscriptions on any sink.
     var hasSubscriptions: Bool { sinks.contains { $0?.isSubscribed ?? false } }
 
-    func deliverPush(_ bytes: ByteBuffer) {
-        onPush?(bytes)
+    func deliverPush(_ bytes: ByteBuffer, afterReplies: Bool = false) {
+        onPush?(bytes, afterReplies)
     }
 
     func backendLost(_ reason: String) {

@@ -28,6 +28,8 @@ final class RedisSourceHandler: ChannelInboundHandler {
     private var drainingHeld = false
     /// Set by a drain (see `closeIfFinished`).
     private var drained = false
+    /// `closeIfFinished` scheduled the close (a second, full close would undo a half-close).
+    private var closeScheduled = false
     /// How long a drained client may keep sending after its last reply and the FIN that followed it.
     static let drainLinger: TimeAmount = .seconds(1)
     private var readPaused = false
@@ -85,8 +87,18 @@ final class RedisSourceHandler: ChannelInboundHandler {
                                    clientAddress: address, mainChain: chainIndex)
         // Strong captures, released by session.close() when the client closes (weak ones would put
         // the handler's reference counting on the slow path for every request).
-        session.onPush = { [self] bytes in
+        session.onPush = { [self] bytes, afterReplies in
             guard let context = self.context else { return }
+            // A push that followed replies goes behind the last answered slot still queued (its
+            // batch's, when that waits behind an earlier one), never ahead of it; it does not wait
+            // for batches still unanswered, which may take as long as they like (BLPOP…).
+            if afterReplies, let last = slots.lastIndex(where: { $0.result != nil }) {
+                let push = ResponseSlot(owner: self, answer: Batch(kind: Batch.responses, protocolID: Batch.redis,
+                                                                   messages: [bytes]), closeAfter: false)
+                slots.insert(push, at: slots.index(after: last))
+                requestsInFlight += push.requestCount
+                return
+            }
             context.writeAndFlush(NIOAny(bytes), promise: nil)
         }
         session.onBackendLost = { [self] reason in
@@ -334,12 +346,13 @@ final class RedisSourceHandler: ChannelInboundHandler {
         var closeNow = false
         while let head = slots.first, let result = head.result {
             slots.removeFirst()
-            spareSlot = head
             requestsInFlight -= head.requestCount
             closeNow = head.closeAfter
             // The last slot written now flushes them all, in the pass of its own write.
             let last = closeNow || slots.first?.result == nil
             result.write(to: context, flush: last)
+            head.reuse(requestCount: 0)  // holds nothing of its reply while it waits for reuse
+            spareSlot = head
             if last { break }
         }
         if closeNow {
@@ -360,7 +373,10 @@ final class RedisSourceHandler: ChannelInboundHandler {
     /// called this: closing frees the client's plugin instances, which may still be on the stack.
     @discardableResult
     private func closeIfFinished(_ context: ChannelHandlerContext) -> Bool {
-        guard closing, slots.isEmpty, !processing, !(drainingHeld && heldByBudget) else { return false }
+        guard closing, !closeScheduled, slots.isEmpty, !processing, !(drainingHeld && heldByBudget) else {
+            return closeScheduled
+        }
+        closeScheduled = true
         guard drained else {
             context.eventLoop.execute { context.close(promise: nil) }
             return true

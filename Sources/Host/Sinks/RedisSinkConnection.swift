@@ -40,6 +40,9 @@ final class RedisSinkConnection {
         var heldPushes: [ByteBuffer] = []
         /// Whether a reply from the backend (not an out-of-band request's empty stand-in) arrived.
         var hasReplies = false
+        /// Dedicated connections: the batch has a command that may wait as long as it likes (BLPOP…),
+        /// so pushes are not held back until it completes.
+        var mayWaitIndefinitely = false
         init(receiver: ResponseReceiver, count: Int, outOfBand: [Bool]?) {
             self.receiver = receiver
             self.count = count
@@ -68,6 +71,7 @@ final class RedisSinkConnection {
             sentAtCheck = 0
             requests = nil
             hasReplies = false
+            mayWaitIndefinitely = false
         }
     }
 
@@ -177,6 +181,11 @@ final class RedisSinkConnection {
             entry = Pending(receiver: receiver, count: batch.count, outOfBand: outOfBand)
         }
         entry.route = route
+        if !isShared {
+            entry.mayWaitIndefinitely = (0..<batch.count).contains {
+                batch.withMessageBytes($0, RedisConnectionState.mayWaitIndefinitely)
+            }
+        }
         if case .idle = state, let (error, wait) = plan.health.backingOff() {
             let message = unavailable("connect failed: \(error); next attempt in \(wait) ms")
             metrics.failedBatches(1)
@@ -284,8 +293,12 @@ final class RedisSinkConnection {
         replyTimeoutCheck = nil
         dropCoalesced()
         if case .connected(let channel) = previous { channel.close(promise: nil) }
-        handshaking?.close(promise: nil)
-        handshaking = nil
+        if let channel = handshaking {
+            // Cleared first: closing fires channelInactive at once, and a handshake that looks
+            // lost would count as a failed connect and back the whole sink off.
+            handshaking = nil
+            channel.close(promise: nil)
+        }
         failAll("client connection closed")
     }
 
@@ -336,13 +349,22 @@ final class RedisSinkConnection {
     /// Connecting failed (TCP, or the backend refused the credentials): back to idle, the backend
     /// is backed off, and the waiting batches fail with the reason.
     private func connectFailed(_ reason: String, level: Logger.Level) {
+        if case .closed = state { return }  // its client left: not the backend's failure
         metrics.connectFailed()
         let backoff = plan.health.connectFailed(reason)
         HostLog.sinks.log(level: level, "sink '\(plan.name)' (\(plan.address)): connect failed: \(reason); next attempt in \(backoff) ms at the earliest")
         state = .idle
         waitingForConnection.removeAll()
         everUsed = false
+        forgetPubSubState()
         failAll("connect failed: \(reason)")
+    }
+
+    /// A connection that never got established holds no subscriptions, whatever was sent for it.
+    private func forgetPubSubState() {
+        subscribed = false
+        namedUnsubscribesPending = 0
+        unsubscribeAllPending = 0
     }
 
     /// The backend's reply to the current handshake step of a new channel.
@@ -368,9 +390,11 @@ final class RedisSinkConnection {
         // the sink has none, so clients must authenticate themselves): every waiting request gets
         // that answer, as it would have directly, and the backend is not backed off.
         HostLog.sinks.debug("sink '\(plan.name)' (\(plan.address)): HELLO 3 refused: \(message)")
+        if case .closed = state { return }
         state = .idle
         waitingForConnection.removeAll()
         everUsed = false
+        forgetPubSubState()
         answerAll(withError: message)
     }
 
@@ -469,9 +493,7 @@ final class RedisSinkConnection {
     private func lost(failure: String, clientReason: String) {
         state = .idle
         dropCoalesced()
-        subscribed = false
-        namedUnsubscribesPending = 0
-        unsubscribeAllPending = 0
+        forgetPubSubState()
         let hadState = everUsed
         everUsed = false
         failAll(failure)
@@ -530,14 +552,15 @@ final class RedisSinkConnection {
             return
         }
         if isUnsolicited(frame) {
+            // Its bytes lie between the replies around it: they are no longer one slice.
+            pending.first?.contiguousStart = nil
             guard deliversPushes else { return }
-            if let head = pending.first, head.hasReplies, head.outOfBand == nil {
+            if let head = pending.first, head.hasReplies, head.outOfBand == nil, !head.mayWaitIndefinitely {
                 // Mid-batch: the replies before it reach the client only with their whole batch, so
                 // the push waits for that batch instead of overtaking them (a client-side cache
                 // would otherwise apply an invalidation before the stale value it invalidates).
                 // Before the batch's first reply it goes at once, and so do pushes among the replies
                 // of a batch with pub/sub requests: their confirmations stand in for replies there.
-                head.contiguousStart = nil
                 head.heldPushes.append(frame)
             } else {
                 owner?.deliverPush(frame)
@@ -613,7 +636,7 @@ final class RedisSinkConnection {
         guard !entry.heldPushes.isEmpty else { return }
         let pushes = entry.heldPushes
         entry.heldPushes = []
-        for push in pushes { owner?.deliverPush(push) }
+        for push in pushes { owner?.deliverPush(push, afterReplies: true) }
     }
 
     /// HELLO 3 / HELLO 2 / RESET switch the protocol of a dedicated connection.

@@ -62,7 +62,11 @@ final class SinkRoute {
             dedicated = RedisSinkConnection(plan: plan, dedicatedTo: session, deliversPushes: deliversPushes, resp3: resp3)
         }
         guard dedicated != nil else {
-            if let switchTo = needs.leadingProtocolSwitch { resp3 = switchTo }
+            var receiver = receiver
+            if let switchTo = needs.leadingProtocolSwitch {
+                receiver = ProtocolSwitchOutcome(route: self, previous: resp3, receiver: receiver)
+                resp3 = switchTo
+            }
             dispatch(batch, receiver, to: shared())
             return
         }
@@ -112,6 +116,12 @@ final class SinkRoute {
         }
     }
 
+    /// The backend refused a client's lone HELLO (NOAUTH, or no HELLO at all): as in Redis, the
+    /// client keeps the protocol it had, and so does the route.
+    fileprivate func protocolSwitchRefused(previous: Bool) {
+        resp3 = previous
+    }
+
     var isSubscribed: Bool { dedicated?.isSubscribed ?? false }
 
     /// Pauses or resumes reading replies and pushes on this client's dedicated connection.
@@ -139,5 +149,31 @@ final class SinkRoute {
             return (true, nil)
         }
         return (false, leading)
+    }
+}
+
+/// Passes on the responses of a batch that starts with a lone HELLO, telling the route when the
+/// backend refused it.
+private final class ProtocolSwitchOutcome: ResponseReceiver {
+    private let route: SinkRoute
+    private let previous: Bool
+    private let receiver: ResponseReceiver
+
+    init(route: SinkRoute, previous: Bool, receiver: ResponseReceiver) {
+        self.route = route
+        self.previous = previous
+        self.receiver = receiver
+    }
+
+    func receive(_ outcome: ChainOutcome) {
+        switch outcome {
+        case .responses(let batch):
+            if batch.count > 0, batch.withMessageBytes(0, { $0.first == UInt8(ascii: "-") }) {
+                route.protocolSwitchRefused(previous: previous)
+            }
+        case .failed:
+            route.protocolSwitchRefused(previous: previous)
+        }
+        receiver.receive(outcome)
     }
 }
