@@ -551,7 +551,9 @@ final class RedisSinkConnection {
             handshakeReplied(frame, on: channel)
             return
         }
-        if isUnsolicited(frame) {
+        // A shared connection carries no pub/sub and no RESET (they need a connection of their own):
+        // only a RESP3 push can arrive unasked, and its first byte tells.
+        if isShared ? frame.getInteger(at: frame.readerIndex, as: UInt8.self) == UInt8(ascii: ">") : isUnsolicited(frame) {
             // Its bytes lie between the replies around it: they are no longer one slice.
             pending.first?.contiguousStart = nil
             guard deliversPushes else { return }
