@@ -986,3 +986,16 @@ def test_client_leaving_during_the_backend_handshake_does_not_back_the_sink_off(
     with socket.create_connection(("127.0.0.1", proxy.port), timeout=5) as s:
         assert ask(s, ("SELECT", "2"), until=b"\r\n") == b"+OK\r\n"  # a new dedicated connection, at once
     assert "connect failed" not in proxy.output()
+
+
+def test_subscribe_on_a_connection_that_cannot_be_established_gets_the_error(redis_factory, sluice_factory):
+    """A SUBSCRIBE is answered by its confirmation, not by a reply, so its batch used to count as
+    answered before the connection was up: a refused AUTH or a dead backend left the subscriber
+    waiting forever instead of telling it why."""
+    backend = redis_factory("--requirepass", "s3cret")
+    refused = sluice_factory(credentials_config(backend.port, "password: wrong"))
+    dead = sluice_factory(plain_config(free_port(), plugins=False))
+    for proxy, reason in ((refused, b"AUTH refused (WRONGPASS"), (dead, b"connect failed")):
+        with socket.create_connection(("127.0.0.1", proxy.port), timeout=5) as s:
+            reply = ask(s, ("SUBSCRIBE", "ch"), until=b"\r\n")
+            assert reply.startswith(b"-ERR sluice: backend 'primary'") and reason in reply, reply

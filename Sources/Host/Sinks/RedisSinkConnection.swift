@@ -222,7 +222,10 @@ final class RedisSinkConnection {
             connect()
         }
         everUsed = true
-        if !isShared { completeSilentHead(deferred: true) }
+        // Out-of-band requests (SUBSCRIBE…) are answered by their confirmations, so their batch
+        // completes at once, but only on an established connection: until then it must stay
+        // pending, so that a failed connect (or a refused AUTH) answers it with the error.
+        if !isShared, case .connected = state { completeSilentHead(deferred: true) }
     }
 
     /// Requests up to this size are copied into `coalesced`; larger ones go out as their own slice
@@ -344,6 +347,7 @@ final class RedisSinkConnection {
         for batch in waitingForConnection { batch.write(to: channel) }
         waitingForConnection.removeAll()
         channel.flush()
+        if !isShared { completeSilentHead(deferred: true) }
     }
 
     /// Connecting failed (TCP, or the backend refused the credentials): back to idle, the backend
