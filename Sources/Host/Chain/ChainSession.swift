@@ -17,7 +17,6 @@ final class ChainSession {
     private var closed = false
     /// The client's connection settings, replayed to each sink it reaches; nil with a single sink.
     let stateLog: ClientStateLog?
-    /// Called with unsolicited bytes from a pushing sink.
     /// Called with unsolicited bytes from a pushing sink, and whether they followed replies the
     /// backend sent before them (then they must not reach the client ahead of those).
     var onPush: ((ByteBuffer, Bool) -> Void)?

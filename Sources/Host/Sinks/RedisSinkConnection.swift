@@ -357,11 +357,17 @@ final class RedisSinkConnection {
         metrics.connectFailed()
         let backoff = plan.health.connectFailed(reason)
         HostLog.sinks.log(level: level, "sink '\(plan.name)' (\(plan.address)): connect failed: \(reason); next attempt in \(backoff) ms at the earliest")
+        abandonConnecting()
+        failAll("connect failed: \(reason)")
+    }
+
+    /// Back to idle from a connect that did not succeed: what waited for it is not sent, and the
+    /// connection holds no state (the pending batches are answered by the caller).
+    private func abandonConnecting() {
         state = .idle
         waitingForConnection.removeAll()
         everUsed = false
         forgetPubSubState()
-        failAll("connect failed: \(reason)")
     }
 
     /// A connection that never got established holds no subscriptions, whatever was sent for it.
@@ -395,10 +401,7 @@ final class RedisSinkConnection {
         // that answer, as it would have directly, and the backend is not backed off.
         HostLog.sinks.debug("sink '\(plan.name)' (\(plan.address)): HELLO 3 refused: \(message)")
         if case .closed = state { return }
-        state = .idle
-        waitingForConnection.removeAll()
-        everUsed = false
-        forgetPubSubState()
+        abandonConnecting()
         answerAll(withError: message)
     }
 
@@ -451,16 +454,18 @@ final class RedisSinkConnection {
         replyTimeoutCheck = nil
         replyChecks &+= 1
         let periods = max(plan.replyTimeoutMilliseconds / replyCheckPeriodMilliseconds, 1)
-        if handshaking != nil, let head = pending.first {
-            guard Int64(replyChecks &- head.sentAtCheck) > periods else {
+        guard let head = pending.first else { return }
+        let overdue = Int64(replyChecks &- head.sentAtCheck) > periods
+        if handshaking != nil {
+            guard overdue else {
                 armReplyTimeout()
                 return
             }
             handshakeLost("no reply to \(handshakeCommand) within \(plan.replyTimeoutMilliseconds) ms")
             return
         }
-        guard let head = pending.first, case .connected(let channel) = state else { return }
-        guard Int64(replyChecks &- head.sentAtCheck) > periods, !subscribed, !mayWait(head) else {
+        guard case .connected(let channel) = state else { return }
+        guard overdue, !subscribed, !mayWait(head) else {
             armReplyTimeout()
             return
         }

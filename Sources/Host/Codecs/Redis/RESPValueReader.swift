@@ -105,8 +105,6 @@ enum RESPCommandReader {
     static func commandIs(_ bytes: UnsafeRawBufferPointer, _ name: StaticString) -> Bool {
         var result = false
         forEachArgument(bytes) { _, start, length in
-            guard length == name.utf8CodeUnitCount else { return false }
-            let expected = UnsafeRawBufferPointer(start: name.utf8Start, count: length)
             result = RedisReplyPlan.equalsIgnoringCase(UnsafeRawBufferPointer(rebasing: bytes[start..<start + length]), name)
             return false
         }

@@ -37,9 +37,8 @@ enum RedisConnectionState {
     /// 2 or 3 if the command is a lone protocol switch (`HELLO 2`, `HELLO 3`: no AUTH or SETNAME
     /// option); nil for anything else.
     static func protocolSwitch(_ bytes: UnsafeRawBufferPointer) -> Int? {
-        guard RESPCommandReader.argumentCount(bytes) == 2 else { return nil }
         var version: Int?
-        RESPCommandReader.forEachArgument(bytes) { index, start, length in
+        let count = RESPCommandReader.forEachArgument(bytes) { index, start, length in
             if index == 0 {
                 return RedisReplyPlan.equalsIgnoringCase(UnsafeRawBufferPointer(rebasing: bytes[start..<start + length]), "hello")
             }
@@ -48,7 +47,7 @@ enum RedisConnectionState {
             }
             return false
         }
-        return version
+        return count == 2 ? version : nil
     }
 
     /// True if the command may legitimately wait without replying for as long as it likes (blocking
