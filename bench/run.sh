@@ -25,7 +25,7 @@ bash scripts/build.sh build/plugins >/dev/null  # a no-op when nothing changed
 
 W=$(mktemp -d)
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-REDIS=$(free_port); HAPROXY=$(free_port); TWEM=$(free_port); EMPTY=$(free_port); CHAIN=$(free_port)
+REDIS=$(free_port); HAPROXY=$(free_port); TWEM=$(free_port); TWEM_STATS=$(free_port); EMPTY=$(free_port); CHAIN=$(free_port)
 pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
@@ -49,7 +49,8 @@ alpha:
   servers:
    - 127.0.0.1:$REDIS:1
 YAML
-nutcracker -c "$W/nut.yml" -d -p "$W/nut.pid" -o "$W/nut.log"
+# Its stats port too: the default (22222) may be taken by another twemproxy on the machine.
+nutcracker -c "$W/nut.yml" -s "$TWEM_STATS" -d -p "$W/nut.pid" -o "$W/nut.log"
 
 cat >"$W/haproxy.cfg" <<CFG
 global
@@ -86,8 +87,15 @@ setsid .build/release/sluice run --config "$W/empty.yaml" --threads "$THREADS" -
 pids+=($!); EMPTY_PID=$!
 setsid .build/release/sluice run --config "$W/chain.yaml" --threads "$THREADS" --log-level warning >"$W/chain.log" 2>&1 &
 pids+=($!); CHAIN_PID=$!
-for port in "$REDIS" "$HAPROXY" "$TWEM" "$EMPTY" "$CHAIN"; do
-  for _ in $(seq 1 100); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.1; done
+# Every target must answer before the first round: redis-benchmark retries a refused connection
+# forever, so a target that did not start would hang the run instead of failing it.
+for target in "redis:$REDIS" "haproxy:$HAPROXY" "twemproxy:$TWEM" "sluice-empty:$EMPTY" "sluice-3-transforms:$CHAIN"; do
+  up=""
+  for _ in $(seq 1 100); do redis-cli -p "${target##*:}" ping >/dev/null 2>&1 && { up=1; break; }; sleep 0.1; done
+  [ -n "$up" ] || { echo "bench: ${target%%:*} (port ${target##*:}) did not start" >&2; tail -n 5 "$W"/*.log >&2; exit 1; }
+done
+for f in haproxy.pid nut.pid; do
+  for _ in $(seq 1 50); do [ -s "$W/$f" ] && break; sleep 0.1; done  # daemons write these after answering
 done
 REDIS_PID=$(cat "$W/redis.pid")
 
@@ -97,7 +105,8 @@ TICK_US=$(( 1000000 / $(getconf CLK_TCK) ))
 
 # Prints "SET GET" requests per second for a port and pipeline depth.
 bench() {
-  redis-benchmark -p "$1" -q -n "$N" -c "$C" -t set,get -P "$2" 2>/dev/null | tr '\r' '\n' |
+  # A generous limit (a run takes seconds): a target that dies mid-run fails the round, not the script.
+  timeout 300 redis-benchmark -p "$1" -q -n "$N" -c "$C" -t set,get -P "$2" 2>/dev/null | tr '\r' '\n' |
     awk '/requests per second/ { gsub(":", "", $1); v[$1] = $2 } END { printf "%s %s\n", v["SET"], v["GET"] }'
 }
 
