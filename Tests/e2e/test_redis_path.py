@@ -880,6 +880,121 @@ sources:
             "with it") in out.stderr, out.stderr
 
 
+def client_auth_config(backend_port, auth, sink_credentials=""):
+    """Sluice with `auth:` on its source, in front of a backend reached with `sink_credentials`."""
+    extra = f", {sink_credentials}" if sink_credentials else ""
+    return f"""
+plugins:
+  directory: {{PLUGINS}}
+sinks:
+  primary: {{ redis: {{ address: 127.0.0.1:{backend_port}{extra} }} }}
+chains:
+  main:
+    - debug-printer: {{}}
+    - sink: primary
+sources:
+  - redis:
+      listen: 127.0.0.1:{{PORT}}
+      chain: main
+      auth: {auth}
+observability:
+  metrics: 127.0.0.1:{{METRICS_PORT}}
+"""
+
+
+def test_client_auth_guards_a_password_protected_backend(redis_factory, sluice_factory):
+    # The backend needs a password that Sluice holds (sink credentials); without source auth anyone
+    # reaching Sluice's port would be let in. With it, clients authenticate to Sluice itself.
+    backend = redis_factory("--requirepass", "backend-pw")
+    backend.client(password="backend-pw").set("k", "v")
+    proxy = sluice_factory(client_auth_config(
+        backend.port, "[ { password: client-pw }, { username: app, password_env: APP_CLIENT_PW } ]",
+        "password: backend-pw"), env={"APP_CLIENT_PW": "app-pw"})
+    with pytest.raises(redis.AuthenticationError):
+        proxy.client(protocol=2).get("k")
+    with pytest.raises(redis.AuthenticationError):
+        proxy.client(protocol=2, password="backend-pw").get("k")  # the backend's password is not the client's
+    with pytest.raises(redis.AuthenticationError):
+        proxy.client(protocol=3, username="app", password="client-pw").get("k")  # right password, wrong user
+    assert proxy.client(protocol=2, password="client-pw").get("k") == b"v"
+    assert proxy.client(protocol=3, password="client-pw").get("k") == b"v"  # HELLO 3 AUTH default ...
+    assert proxy.client(protocol=3, username="app", password="app-pw").get("k") == b"v"
+    assert proxy.client(protocol=2, username="app", password="app-pw").get("k") == b"v"
+    # HELLO keeps what follows its AUTH option: the client name reaches the backend.
+    named = proxy.client(protocol=3, password="client-pw", client_name="reporting")
+    assert named.client_getname() == b"reporting"
+    # Every wrong password counts (redis-py retries a refused connection, so it sent several).
+    failures = metric_value(proxy, "sluice_client_auth_failures_total")
+    assert failures >= 3
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=5) as s:
+        assert ask(s, ("AUTH", "app", "client-pw"), ("PING",), until=b"required.\r\n") == (
+            b"-WRONGPASS invalid username-password pair or user is disabled.\r\n"
+            b"-NOAUTH Authentication required.\r\n")
+    assert metric_value(proxy, "sluice_client_auth_failures_total") == failures + 1
+    # Neither transforms nor logs see a client's password (debug-printer prints every request).
+    output = proxy.output()
+    assert "GET" in output.upper()
+    for secret in ("client-pw", "app-pw", "backend-pw"):
+        assert secret not in output
+
+
+def test_client_auth_replies_follow_redis_in_a_pipeline(redis_factory, sluice_factory):
+    backend = redis_factory()
+    backend.client().set("x", "1")
+    proxy = sluice_factory(client_auth_config(backend.port, "{ password: pw }"))
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=5) as s:
+        got = ask(s, ("GET", "x"), ("HELLO", "3"), ("AUTH", "nope"), ("AUTH", "a", "b", "c"), ("AUTH",),
+                  ("HELLO", "4", "AUTH", "default", "pw"), ("HELLO", "3", "AUTH", "default"),
+                  ("AUTH", "pw"), ("GET", "x"), ("RESET",), ("GET", "x"), ("RESET",),
+                  ("AUTH", "default", "pw"), ("MULTI",), ("AUTH", "pw"), ("EXEC",), ("PING",),
+                  until=b"+PONG\r\n")
+    assert got == (b"-NOAUTH Authentication required.\r\n"
+                   b"-NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO "
+                   b"<proto> AUTH <user> <pass> option can be used to authenticate the client and select the "
+                   b"RESP protocol version at the same time\r\n"
+                   b"-WRONGPASS invalid username-password pair or user is disabled.\r\n"
+                   b"-ERR syntax error\r\n"
+                   b"-ERR wrong number of arguments for 'auth' command\r\n"
+                   b"-NOPROTO unsupported protocol version\r\n"
+                   b"-ERR Syntax error in HELLO option 'AUTH'\r\n"
+                   b"+OK\r\n$1\r\n1\r\n"
+                   b"+RESET\r\n"  # from the backend: RESET signs the client out, as on Redis
+                   b"-NOAUTH Authentication required.\r\n"
+                   b"+RESET\r\n"  # answered here: the client has nothing to reset
+                   b"+OK\r\n+OK\r\n"
+                   b"-ERR sluice: AUTH inside MULTI is not supported through the proxy\r\n"
+                   b"*0\r\n+PONG\r\n")
+    # Before signing in, nothing reaches a backend: not even a SUBSCRIBE or a RESET.
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=5) as s:
+        assert ask(s, ("SUBSCRIBE", "c"), ("RESET",), ("QUIT",), until=b"+OK\r\n") == (
+            b"-NOAUTH Authentication required.\r\n+RESET\r\n+OK\r\n")
+
+
+def test_client_auth_config_errors(workdir):
+    path = os.path.join(workdir, "client-auth.yaml")
+    with open(path, "w") as f:
+        f.write(f"""sinks:
+  a: {{ redis: {{ address: 127.0.0.1:1 }} }}
+chains:
+  main: [ {{ sink: a }} ]
+sources:
+  - redis: {{ listen: 127.0.0.1:{free_port()}, chain: main, auth: {{ username: app }} }}
+  - redis: {{ listen: 127.0.0.1:{free_port()}, chain: main, auth: [ {{ password: x, pasword: y }} ] }}
+  - redis: {{ listen: 127.0.0.1:{free_port()}, chain: main, auth: [] }}
+""")
+    out = subprocess.run([os.environ.get("SLUICE_BIN", os.path.join(ROOT, ".build", "release", "sluice")),
+                          "check", "--config", path], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2, out
+    lines = open(path).read().split("\n")
+
+    def at(line, text):
+        return f"{path}:{line}:{lines[line - 1].index(text) + 1}"
+    assert (f"{at(6, 'app')}: source.redis.auth.username: a password (password or password_env) is required "
+            "with it") in out.stderr, out.stderr
+    assert f"{at(7, 'pasword')}: source.redis.auth: unknown key 'pasword'" in out.stderr, out.stderr
+    assert f"{at(8, '[]')}: source.redis.auth: expected" in out.stderr, out.stderr
+
+
 def ask(sock, *commands, until):
     """Sends the commands in one write and reads until `until` (a reply's bytes) arrived."""
     sock.sendall(b"".join(resp(*c) for c in commands))

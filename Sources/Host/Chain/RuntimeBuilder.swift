@@ -10,6 +10,8 @@ enum RuntimeBuilder {
         let maxFrameBytes: Int
         let maxClients: Int
         let idleTimeoutMilliseconds: Int64
+        /// The users clients must authenticate as (nil: no authentication).
+        let clientAuth: RedisClientAuth?
     }
 
     static func build(_ config: SluiceConfig, plugins: PluginLoader.Result) throws -> (RuntimePlan, [SourcePlan]) {
@@ -93,7 +95,10 @@ enum RuntimeBuilder {
         let sources = config.sources.compactMap { source in
             plan.chainIndex[source.chain].map {
                 SourcePlan(host: source.host, port: source.port, chainIndex: $0, maxFrameBytes: source.maxFrameBytes,
-                           maxClients: source.maxClients, idleTimeoutMilliseconds: source.idleTimeoutMilliseconds)
+                           maxClients: source.maxClients, idleTimeoutMilliseconds: source.idleTimeoutMilliseconds,
+                           clientAuth: source.auth.isEmpty ? nil : RedisClientAuth(users: source.auth.map {
+                               RedisClientAuth.User(name: Array(($0.username ?? "default").utf8), password: Array($0.password.utf8))
+                           }))
             }
         }
         if !errors.isEmpty { throw ConfigErrors(errors: errors) }

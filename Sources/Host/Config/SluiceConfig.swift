@@ -14,12 +14,13 @@ public struct SluiceConfig {
         public let maxReplyBytes: Int
         /// Credentials Sluice sends (`AUTH [username] password`) on every connection it opens to this
         /// backend; nil when the backend needs none.
-        public let credentials: BackendCredentials?
+        public let credentials: Credentials?
         let node: YAMLNode
     }
 
-    /// A backend's ACL user (nil: the default user) and password. Never logged.
-    public struct BackendCredentials {
+    /// An ACL user name (nil: the user "default") and password: what Sluice sends a backend, or
+    /// what a source accepts from its clients. Never logged.
+    public struct Credentials {
         public let username: String?
         public let password: String
     }
@@ -49,6 +50,9 @@ public struct SluiceConfig {
         public let maxClients: Int
         /// Close a client that sent nothing for this long (0 = never; Redis's timeout).
         public let idleTimeoutMilliseconds: Int64
+        /// The users a client must authenticate as (AUTH / HELLO AUTH) before anything else; empty:
+        /// clients need not authenticate.
+        public let auth: [Credentials]
         let node: YAMLNode
     }
 
@@ -267,7 +271,7 @@ struct ConfigReader {
 
     /// `username` (optional), and `password` or `password_env` (the name of an environment variable
     /// holding it, so the secret can stay out of the file).
-    private mutating func readCredentials(_ redis: YAMLNode, _ what: String) -> SluiceConfig.BackendCredentials? {
+    private mutating func readCredentials(_ redis: YAMLNode, _ what: String) -> SluiceConfig.Credentials? {
         let username = redis["username"].flatMap { scalar($0, "\(what).username", at: redis) }
         var password: String?
         switch (redis["password"], redis["password_env"]) {
@@ -296,7 +300,7 @@ struct ConfigReader {
             fail(redis["username"]!, "\(what).username: expected a user name, found an empty string")
             return nil
         }
-        return SluiceConfig.BackendCredentials(username: username, password: password)
+        return SluiceConfig.Credentials(username: username, password: password)
     }
 
     private mutating func readChain(name: String, _ node: YAMLNode, sinkNames: Set<String>) -> SluiceConfig.Chain? {
@@ -334,7 +338,7 @@ struct ConfigReader {
             if node.kind == .map { fail(node, "source: expected 'redis: { listen: host:port, chain: NAME }'") }
             return nil
         }
-        guard expectMap(redis, "source.redis", allowed: ["listen", "chain", "max_frame_bytes", "max_clients", "idle_timeout_ms"]),
+        guard expectMap(redis, "source.redis", allowed: ["listen", "chain", "max_frame_bytes", "max_clients", "idle_timeout_ms", "auth"]),
               let (host, port) = address(redis["listen"], "source.redis.listen", at: redis),
               let chain = scalar(redis["chain"], "source.redis.chain", at: redis)
         else { return nil }
@@ -346,6 +350,30 @@ struct ConfigReader {
         let maxClients = integer(redis["max_clients"], "max_clients", range: 1...1_000_000) ?? SluiceConfig.defaultMaxClients
         let idle = integer(redis["idle_timeout_ms"], "idle_timeout_ms", range: 0...(86_400_000 * 365)) ?? 0
         return SluiceConfig.Source(host: host, port: port, chain: chain, maxFrameBytes: maxFrame, maxClients: maxClients,
-                                   idleTimeoutMilliseconds: Int64(idle), node: redis)
+                                   idleTimeoutMilliseconds: Int64(idle), auth: readClientAuth(redis["auth"]), node: redis)
+    }
+
+    /// `auth:` of a source: one `{ username?, password | password_env }` or a sequence of them (two
+    /// passwords during a rotation, a user per application).
+    private mutating func readClientAuth(_ node: YAMLNode?) -> [SluiceConfig.Credentials] {
+        guard let node else { return [] }
+        let entries: [YAMLNode]
+        switch node.kind {
+        case .map: entries = [node]
+        case .sequence where !node.items.isEmpty: entries = node.items
+        default:
+            fail(node, "source.redis.auth: expected { password: ... } (or password_env, with an optional username), or a non-empty sequence of them")
+            return []
+        }
+        var users: [SluiceConfig.Credentials] = []
+        for entry in entries {
+            guard expectMap(entry, "source.redis.auth", allowed: ["username", "password", "password_env"]) else { continue }
+            if entry["password"] == nil, entry["password_env"] == nil, entry["username"] == nil {
+                fail(entry, "source.redis.auth: a password (password or password_env) is required")
+                continue
+            }
+            if let credentials = readCredentials(entry, "source.redis.auth") { users.append(credentials) }
+        }
+        return users
     }
 }

@@ -11,6 +11,9 @@ final class RedisSourceHandler: ChannelInboundHandler {
     private let chainIndex: Int
     private let maxClients: Int
     private let metrics: SourceMetrics
+    /// The source's client authentication (nil: none), and whether this client passed it.
+    private let clientAuth: RedisClientAuth?
+    private var authenticated: Bool
     private var scanner: RESPRequestScanner
     private var buffered: ByteBuffer?
     private var slots = CircularBuffer<ResponseSlot>(initialCapacity: 8)
@@ -55,11 +58,14 @@ final class RedisSourceHandler: ChannelInboundHandler {
     /// Requests of the slots not written yet.
     private var requestsInFlight = 0
 
-    init(plan: RuntimePlan, chainIndex: Int, maxFrameBytes: Int, maxClients: Int, metrics: SourceMetrics) {
+    init(plan: RuntimePlan, chainIndex: Int, maxFrameBytes: Int, maxClients: Int, clientAuth: RedisClientAuth? = nil,
+         metrics: SourceMetrics) {
         self.plan = plan
         self.chainIndex = chainIndex
         self.maxClients = maxClients
         self.metrics = metrics
+        self.clientAuth = clientAuth
+        authenticated = clientAuth == nil
         scanner = RESPRequestScanner(maxFrameBytes: maxFrameBytes)
     }
 
@@ -207,7 +213,38 @@ final class RedisSourceHandler: ChannelInboundHandler {
         }
         /// Takes a complete request: forwarded with the batch, or answered here in its place.
         /// Returns false for QUIT, which ends the scan.
-        func take(_ frame: ByteBuffer) -> Bool {
+        func take(_ received: ByteBuffer) -> Bool {
+            var frame = received
+            if let clientAuth {
+                var signsOut = false
+                switch frame.withUnsafeReadableBytes({
+                    clientAuth.screen($0, authenticated: authenticated, inTransaction: inTransaction, allocator: allocator)
+                }) {
+                case .forward:
+                    break
+                case .forwardSigningOut:
+                    signsOut = true
+                case .forwardRewritten(let hello):
+                    frame = hello
+                    contiguous = false
+                    authenticated = true
+                case .answer(let reply, let signedIn, let failedPassword):
+                    if failedPassword { metrics.authFailed() }
+                    runScanned()
+                    var bytes = allocator.buffer(capacity: reply.utf8.count)
+                    bytes.writeString(reply)
+                    answer(bytes, closeAfter: false)
+                    if let signedIn { authenticated = signedIn }
+                    contiguousStart = buffer.readerIndex
+                    contiguous = true
+                    return true
+                }
+                defer { if signsOut { authenticated = false } }
+                return takeAuthenticated(frame)
+            }
+            return takeAuthenticated(frame)
+        }
+        func takeAuthenticated(_ frame: ByteBuffer) -> Bool {
             switch frame.withUnsafeReadableBytes({ RedisLocalAnswers.verdict($0, inTransaction: &inTransaction) }) {
             case .forward:
                 if building == nil {

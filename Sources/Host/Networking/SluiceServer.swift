@@ -30,7 +30,8 @@ public final class SluiceServer {
                     .childChannelInitializer { [clients] channel in
                         let handler = RedisSourceHandler(plan: plan, chainIndex: source.chainIndex,
                                                          maxFrameBytes: source.maxFrameBytes,
-                                                         maxClients: source.maxClients, metrics: metrics)
+                                                         maxClients: source.maxClients, clientAuth: source.clientAuth,
+                                                         metrics: metrics)
                         do {
                             // Only with a timeout configured: the idle handler costs a clock read per read.
                             if source.idleTimeoutMilliseconds > 0 {

@@ -7,6 +7,7 @@ struct SourceMetrics {
     private let connections: Gauge
     private let protocolErrors: Counter
     private let refused: Counter
+    private let authFailures: Counter
     private let openConnections = ManagedCounter()
 
     init(listen: String) {
@@ -14,12 +15,15 @@ struct SourceMetrics {
         connections = Gauge(label: "sluice_client_connections", dimensions: [("source", listen)])
         protocolErrors = Counter(label: "sluice_protocol_errors_total", dimensions: [("source", listen)])
         refused = Counter(label: "sluice_refused_connections_total", dimensions: [("source", listen)])
+        authFailures = Counter(label: "sluice_client_auth_failures_total", dimensions: [("source", listen)])
     }
 
     func requests(_ n: Int) { requestsCounter.increment(by: n) }
     func protocolError() { protocolErrors.increment() }
     /// A client turned away at max_clients.
     func clientRefused() { refused.increment() }
+    /// A client's AUTH (or HELLO AUTH) with a wrong user name or password.
+    func authFailed() { authFailures.increment() }
     /// Counts a client in and returns how many are connected now (this one included).
     func connectionOpened() -> Int {
         let open = openConnections.add(1)

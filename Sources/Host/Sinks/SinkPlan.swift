@@ -17,7 +17,7 @@ struct SinkPlan {
 
     var address: String { "\(host):\(port)" }
 
-    static func authCommand(_ credentials: SluiceConfig.BackendCredentials) -> [UInt8] {
+    static func authCommand(_ credentials: SluiceConfig.Credentials) -> [UInt8] {
         let arguments = ["AUTH"] + (credentials.username.map { [$0] } ?? []) + [credentials.password]
         var bytes = Array("*\(arguments.count)\r\n".utf8)
         for argument in arguments {
