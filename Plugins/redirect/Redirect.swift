@@ -135,7 +135,7 @@ final class RedirectInstance: TransformInstance {
     private func transactionRoute(_ name: UnsafeRawBufferPointer) -> RedirectCall.Route {
         guard name.equalsIgnoringCase("exec") || name.equalsIgnoringCase("multi")
               || name.equalsIgnoringCase("discard") || name.equalsIgnoringCase("reset") else { return .primary }
-        return unlistedRoute(String(decoding: name, as: UTF8.self).lowercased(), argc: 1)
+        return unlistedRoute(name.asciiLowercased, argc: 1)
     }
 
     /// Commands without a key spec: transaction boundaries are tracked; SORT and MIGRATE, whose keys

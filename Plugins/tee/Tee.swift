@@ -88,7 +88,7 @@ final class TeeInstance: TransformInstance {
 
     private func describesServer(_ requests: Batch, _ index: Int) -> Bool {
         guard requests.arguments(at: index, into: &args) > 0, args[0].count <= 16 else { return false }
-        return Self.serverSpecific.contains(String(decoding: args[0], as: UTF8.self).lowercased())
+        return Self.serverSpecific.contains(args[0].asciiLowercased)
     }
 
     private func holdsBlockingCommand(_ requests: Batch) -> Bool {
@@ -99,7 +99,7 @@ final class TeeInstance: TransformInstance {
             guard name.count >= 4, name.count <= 10, first == UInt8(ascii: "b") || first == UInt8(ascii: "x")
                 || first == UInt8(ascii: "w")
             else { continue }
-            if Self.blocking.contains(String(decoding: name, as: UTF8.self).lowercased()) { return true }
+            if Self.blocking.contains(name.asciiLowercased) { return true }
         }
         return false
     }

@@ -153,6 +153,12 @@ public struct ReplyValues: IteratorProtocol, Sequence {
 }
 
 extension UnsafeRawBufferPointer {
+    /// These bytes as a String with ASCII letters lowercased (a command name to look up in a set of
+    /// lowercase names). Allocates: for the hot path compare with `equalsIgnoringCase` instead.
+    public var asciiLowercased: String {
+        String(decoding: lazy.map { $0 &- 65 < 26 ? $0 | 0x20 : $0 }, as: UTF8.self)
+    }
+
     /// True if these bytes equal `lowercase` ignoring ASCII case (for command names).
     public func equalsIgnoringCase(_ lowercase: StaticString) -> Bool {
         guard count == lowercase.utf8CodeUnitCount else { return false }

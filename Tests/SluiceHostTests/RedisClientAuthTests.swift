@@ -33,6 +33,25 @@ final class RedisClientAuthTests: XCTestCase {
         XCTAssertEqual(reply(screen(command("HELLO", "AUTH", "app", "app-pw"), authenticated: true)),
                        "-ERR Protocol version is not an integer or out of range\r\n")
         guard case .forward = screen(command("HELLO", "3", "SETNAME", "x"), authenticated: true) else { return XCTFail() }
+        // Every AUTH option is taken out; the last one counts, as in redis-server.
+        let twice = screen(command("HELLO", "3", "AUTH", "default", "first-secret", "AUTH", "app", "app-pw"), authenticated: false)
+        guard case .forwardRewritten(let stripped) = twice else { return XCTFail("\(twice)") }
+        XCTAssertEqual(String(buffer: stripped), "*2\r\n$5\r\nHELLO\r\n$1\r\n3\r\n")
+        // A client name Redis would refuse refuses the whole HELLO, sign-in included.
+        XCTAssertEqual(reply(screen(command("HELLO", "3", "AUTH", "app", "app-pw", "SETNAME", "a b"), authenticated: false)),
+                       "-ERR Client names cannot contain spaces, newlines or special characters.\r\n")
+    }
+
+    func testHelloVersionIsReadAsRedisReadsIt() {
+        for (version, expected) in [("03", "-ERR Protocol version is not an integer or out of range\r\n"),
+                                    ("x", "-ERR Protocol version is not an integer or out of range\r\n"),
+                                    ("-0", "-ERR Protocol version is not an integer or out of range\r\n"),
+                                    ("99999999999999999999", "-ERR Protocol version is not an integer or out of range\r\n"),
+                                    ("-1", "-NOPROTO unsupported protocol version\r\n"),
+                                    ("4", "-NOPROTO unsupported protocol version\r\n"),
+                                    ("1234567890123456789", "-NOPROTO unsupported protocol version\r\n")] {
+            XCTAssertEqual(reply(screen(command("HELLO", version, "AUTH", "app", "app-pw"), authenticated: false)), expected, version)
+        }
     }
 
     func testAuthForms() {
@@ -62,5 +81,7 @@ final class RedisClientAuthTests: XCTestCase {
         XCTAssertFalse(RedisClientAuth.constantTimeEquals(Array("abc".utf8), Array("abd".utf8)))
         XCTAssertFalse(RedisClientAuth.constantTimeEquals(Array("abc".utf8), Array("ab".utf8)))
         XCTAssertTrue(RedisClientAuth.constantTimeEquals([UInt8](), [UInt8]()))
+        XCTAssertFalse(RedisClientAuth.constantTimeEquals(Array("abcabc".utf8), Array("abc".utf8)), "a repeated secret is not the secret")
+        XCTAssertFalse(RedisClientAuth.constantTimeEquals(Array("abc".utf8), [UInt8]()))
     }
 }

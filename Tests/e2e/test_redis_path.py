@@ -970,6 +970,24 @@ def test_client_auth_replies_follow_redis_in_a_pipeline(redis_factory, sluice_fa
             b"-NOAUTH Authentication required.\r\n+RESET\r\n+OK\r\n")
 
 
+def test_reset_keeps_a_dedicated_connection_signed_in_to_a_password_protected_backend(redis_factory, sluice_factory):
+    # RESET signs a connection out of a backend that requires a password; the sink signs it in again
+    # at once, so the client (which never had the backend's password) carries on. Also pipelined,
+    # with requests after the RESET in the same read, and twice in one batch.
+    backend = redis_factory("--requirepass", "backend-pw")
+    backend.client(password="backend-pw").set("k", "v")
+    proxy = sluice_factory(client_auth_config(backend.port, "{ password: client-pw }", "password: backend-pw"))
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=5) as s:
+        assert ask(s, ("AUTH", "client-pw"), ("SELECT", "1"), ("RESET",), ("AUTH", "client-pw"), ("GET", "k"),
+                   ("MULTI",), ("RESET",), ("RESET",), until=b"+RESET\r\n+RESET\r\n") == (
+            b"+OK\r\n+OK\r\n+RESET\r\n+OK\r\n$1\r\nv\r\n+OK\r\n+RESET\r\n+RESET\r\n")
+        assert ask(s, ("AUTH", "client-pw"), ("GET", "k"), until=b"v\r\n") == b"+OK\r\n$1\r\nv\r\n"
+    # Without client auth too: the sink's credentials follow a client's RESET.
+    open_proxy = sluice_factory(credentials_config(backend.port, "password: backend-pw"))
+    with socket.create_connection(("127.0.0.1", open_proxy.port), timeout=5) as s:
+        assert ask(s, ("SELECT", "0"), ("RESET",), ("GET", "k"), until=b"v\r\n") == b"+OK\r\n+RESET\r\n$1\r\nv\r\n"
+
+
 def test_client_auth_config_errors(workdir):
     path = os.path.join(workdir, "client-auth.yaml")
     with open(path, "w") as f:

@@ -61,7 +61,7 @@ final class __TRANSFORM_TYPE__Instance: TransformInstance {
 
     private func firstDenied(_ requests: Batch) -> String? {
         for i in 0..<requests.count where requests.arguments(at: i, into: &args) > 0 {
-            let name = String(decoding: args[0], as: UTF8.self).lowercased()
+            let name = args[0].asciiLowercased
             if config.denied.contains(name) { return name }
         }
         return nil

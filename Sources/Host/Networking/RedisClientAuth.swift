@@ -16,6 +16,7 @@ final class RedisClientAuth {
     struct User {
         let name: [UInt8]
         let password: [UInt8]
+        var isDefault: Bool { name.elementsEqual("default".utf8) }
     }
 
     private let users: [User]
@@ -105,56 +106,80 @@ final class RedisClientAuth {
         if authenticated, !mentionsAuth { return .forward }
         func refuse(_ reply: String) -> Screening { .answer(reply: reply, signedIn: nil, failedPassword: false) }
         if arguments.count >= 2 {
-            let version = arguments[1]
-            if !(version.count == 1 && (version[0] == UInt8(ascii: "2") || version[0] == UInt8(ascii: "3"))) {
-                let isNumber = !version.isEmpty && version.count < 19 && version.allSatisfy { $0 &- UInt8(ascii: "0") < 10 }
-                return refuse(isNumber ? "-NOPROTO unsupported protocol version\r\n"
-                                       : "-ERR Protocol version is not an integer or out of range\r\n")
+            // redis-server reads the version as a 64-bit integer (no leading zeros), then range-checks it.
+            guard let version = Self.integer(arguments[1]) else {
+                return refuse("-ERR Protocol version is not an integer or out of range\r\n")
             }
+            if version != 2 && version != 3 { return refuse("-NOPROTO unsupported protocol version\r\n") }
         }
-        var authAt: Int?
+        var authOptions: [Int] = []  // every one is taken out; the last one counts, as in redis-server
         var index = 2
         while index < arguments.count {
             let option = arguments[index]
             if RedisReplyPlan.equalsIgnoringCase(option, "auth"), index + 2 < arguments.count {
-                authAt = index
+                authOptions.append(index)
                 index += 3
             } else if RedisReplyPlan.equalsIgnoringCase(option, "setname"), index + 1 < arguments.count {
+                if arguments[index + 1].contains(where: { $0 < UInt8(ascii: "!") || $0 > UInt8(ascii: "~") }) {
+                    return refuse("-ERR Client names cannot contain spaces, newlines or special characters.\r\n")
+                }
                 index += 2
             } else {
                 let text = String(decoding: option, as: UTF8.self).filter { $0 != "\r" && $0 != "\n" }
                 return refuse("-ERR Syntax error in HELLO option '\(text)'\r\n")
             }
         }
-        guard let authAt else { return authenticated ? .forward : refuse(Self.helloNoAuth) }
+        guard let authAt = authOptions.last else { return authenticated ? .forward : refuse(Self.helloNoAuth) }
         if inTransaction { return refuse("-ERR sluice: HELLO with AUTH inside MULTI is not supported through the proxy\r\n") }
         guard accepts(user: arguments[authAt + 1], password: arguments[authAt + 2]) else {
             return .answer(reply: Self.wrongPass, signedIn: nil, failedPassword: true)
         }
-        let kept = arguments.indices.filter { $0 < authAt || $0 > authAt + 2 }.map { Array(arguments[$0]) }
+        let kept = arguments.indices.filter { i in !authOptions.contains { i >= $0 && i <= $0 + 2 } }.map { Array(arguments[$0]) }
         return .forwardRewritten(RESPEncoding.command(kept, allocator: allocator))
     }
 
-    /// Whether a user (nil: "default") and password match an accepted pair. Every pair is compared
-    /// in full, in time that does not depend on where the bytes differ.
+    /// Whether a user (nil: "default") and password match an accepted pair. Every password is
+    /// compared, in constant time (user names are not secret).
     func accepts(user: UnsafeRawBufferPointer?, password: UnsafeRawBufferPointer) -> Bool {
-        let defaultName = Array("default".utf8)
         var matched = false
         for entry in users {
-            let nameMatches = user.map { Self.constantTimeEquals($0, entry.name) } ?? Self.constantTimeEquals(defaultName, entry.name)
+            let nameMatches = user.map { entry.name.elementsEqual($0) } ?? entry.isDefault
             let passwordMatches = Self.constantTimeEquals(password, entry.password)
             matched = matched || (nameMatches && passwordMatches)
         }
         return matched
     }
 
-    /// Compares two byte strings without an early exit on the first difference (the length still
-    /// shows, as it does for Redis).
-    static func constantTimeEquals<A: Collection, B: Collection>(_ a: A, _ b: B) -> Bool
-    where A.Element == UInt8, B.Element == UInt8 {
-        guard a.count == b.count else { return false }
-        var difference: UInt8 = 0
-        for (x, y) in zip(a, b) { difference |= x ^ y }
+    /// Compares a byte string a client sent with a secret, in time that depends only on the length
+    /// of what the client sent: neither where the bytes differ nor the secret's length shows.
+    static func constantTimeEquals<A: Collection, B: Collection>(_ given: A, _ secret: B) -> Bool
+    where A.Element == UInt8, B.Element == UInt8, B.Index == Int {
+        var difference: UInt = given.count == secret.count ? 0 : 1
+        guard !secret.isEmpty else { return given.isEmpty }
+        var j = secret.startIndex
+        for byte in given {
+            difference |= UInt(byte ^ secret[j])
+            j = j + 1 == secret.endIndex ? secret.startIndex : j + 1
+        }
         return difference == 0
+    }
+
+    /// A RESP argument read as redis-server's string2ll does: optional '-', no leading zeros, 64 bits.
+    static func integer(_ bytes: UnsafeRawBufferPointer) -> Int64? {
+        guard !bytes.isEmpty, bytes.count <= 20 else { return nil }
+        let negative = bytes[0] == UInt8(ascii: "-")
+        let digits = negative ? UnsafeRawBufferPointer(rebasing: bytes[1...]) : bytes
+        guard let first = digits.first, first &- UInt8(ascii: "0") < 10,
+              first != UInt8(ascii: "0") || digits.count == 1, !(negative && digits.count == 1 && first == UInt8(ascii: "0"))
+        else { return nil }
+        var value: Int64 = 0
+        for byte in digits {
+            guard byte &- UInt8(ascii: "0") < 10 else { return nil }
+            let (times, o1) = value.multipliedReportingOverflow(by: 10)
+            let (sum, o2) = (negative ? times.subtractingReportingOverflow(Int64(byte - 48)) : times.addingReportingOverflow(Int64(byte - 48)))
+            if o1 || o2 { return nil }
+            value = sum
+        }
+        return value
     }
 }

@@ -70,8 +70,24 @@ final class SinkRoute {
             dispatch(batch, receiver, to: shared())
             return
         }
-        if let replay { dispatch(replay, DiscardedReplies.shared, to: nil) }
-        dispatch(batch, receiver, to: nil)
+        if let replay { dispatchToDedicated(replay, DiscardedReplies.shared) }
+        dispatchToDedicated(batch, receiver)
+    }
+
+    /// Sends a batch on the dedicated connection; with sink credentials, the sink's AUTH follows
+    /// every RESET in it (see `ResetReauthentication`).
+    private func dispatchToDedicated(_ batch: Batch, _ receiver: ResponseReceiver) {
+        guard let auth = plan.authCommand, let parts = ResetReauthentication.split(batch) else {
+            dispatch(batch, receiver, to: nil)
+            return
+        }
+        let joined = JoinedResponses(parts: parts.count, receiver: receiver)
+        for (i, part) in parts.enumerated() {
+            dispatch(part, joined.part(i), to: nil)
+            if part.withMessageBytes(part.count - 1, { RESPCommandReader.commandIs($0, "reset") }) {
+                dispatch(ResetReauthentication.authBatch(auth), DiscardedReplies.shared, to: nil)
+            }
+        }
     }
 
     /// The event loop's shared connection in the client's protocol.
