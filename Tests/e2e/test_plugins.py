@@ -787,3 +787,77 @@ def test_mutated_requests_never_bring_the_host_down(redis_factory, sluice_factor
         authed = redis.Redis(port=auth_port, password="pw", protocol=3, socket_timeout=10)
         assert int(authed.get("fuzz-ok")) == round_
     assert "Fatal error" not in proxy.output()
+
+
+FUZZ_REPLIES = [b"+OK\r\n", b"-ERR x\r\n", b":12\r\n", b"$3\r\nabc\r\n", b"$-1\r\n", b"*2\r\n$1\r\na\r\n:1\r\n",
+                b"%1\r\n+k\r\n*1\r\n_\r\n", b",1.5\r\n", b">3\r\n$7\r\nmessage\r\n$1\r\nc\r\n$1\r\nm\r\n",
+                b"*3\r\n$9\r\nsubscribe\r\n$1\r\nc\r\n:1\r\n", b"|1\r\n+a\r\n+b\r\n:2\r\n", b"~1\r\n:1\r\n"]
+
+
+def test_mutated_replies_from_a_backend_never_bring_the_host_down(sluice_factory):
+    """A backend (written here, not redis-server) that answers every read with mutations of
+    RESP2/RESP3 replies (seeded; the order connections draw them in varies), too few, too many or
+    malformed: clients get replies or errors, never a hang
+    past the reply timeout, and the host stays up."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)
+    rnd = random.Random(112526)
+    stop = threading.Event()
+
+    def serve(conn):
+        conn.settimeout(0.2)
+        with conn:
+            while not stop.is_set():
+                try:
+                    if not conn.recv(65536):
+                        return
+                    conn.sendall(b"".join(fuzz_mutate(rnd, r) if rnd.random() < 0.5 else r
+                                          for r in rnd.choices(FUZZ_REPLIES, k=rnd.randint(0, 3))))
+                except socket.timeout:
+                    continue
+                except OSError:
+                    return
+
+    def accept():
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return  # closed at the end of the test
+            threading.Thread(target=serve, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    config = f"""
+sinks:
+  primary: {{ redis: {{ address: 127.0.0.1:{listener.getsockname()[1]}, reply_timeout_ms: 400, max_reply_bytes: 65536 }} }}
+chains:
+  main:
+    - sink: primary
+sources:
+  - redis: {{ listen: 127.0.0.1:{{PORT}}, chain: main }}
+"""
+    proxy = sluice_factory(config)
+    try:
+        for i in range(150):
+            c = redis.Redis(port=proxy.port, socket_timeout=5, protocol=rnd.choice([2, 3]), retry=None)
+            try:
+                # (No SUBSCRIBE: a subscriber waits for its confirmation as long as the backend takes.)
+                c.execute_command(*rnd.choice([("GET", "k"), ("SET", "k", "v"), ("PING",), ("HGETALL", "h"),
+                                              ("MULTI",), ("SELECT", "0")]))
+            except redis.exceptions.TimeoutError:
+                raise AssertionError(f"client {i} got no answer within 5 s (reply timeout is 0.4 s)")
+            except (redis.RedisError, ConnectionError, ValueError, IndexError, TypeError, AttributeError, KeyError):
+                pass  # a malformed reply reaches redis-py as a protocol error, or as data it cannot use
+            finally:
+                c.close()
+            assert proxy.alive(), proxy.output()[-2000:]
+    finally:
+        stop.set()
+        listener.close()
+    output = proxy.output()
+    assert "malformed reply" in output  # the run did feed the host broken replies
+    assert "Fatal error" not in output
