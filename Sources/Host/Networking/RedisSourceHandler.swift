@@ -215,8 +215,9 @@ final class RedisSourceHandler: ChannelInboundHandler {
         /// Returns false for QUIT, which ends the scan.
         func take(_ received: ByteBuffer) -> Bool {
             var frame = received
+            var signsOut = false
+            defer { if signsOut { authenticated = false } }
             if let clientAuth {
-                var signsOut = false
                 switch frame.withUnsafeReadableBytes({
                     clientAuth.screen($0, authenticated: authenticated, inTransaction: inTransaction, allocator: allocator)
                 }) {
@@ -239,12 +240,7 @@ final class RedisSourceHandler: ChannelInboundHandler {
                     contiguous = true
                     return true
                 }
-                defer { if signsOut { authenticated = false } }
-                return takeAuthenticated(frame)
             }
-            return takeAuthenticated(frame)
-        }
-        func takeAuthenticated(_ frame: ByteBuffer) -> Bool {
             switch frame.withUnsafeReadableBytes({ RedisLocalAnswers.verdict($0, inTransaction: &inTransaction) }) {
             case .forward:
                 if building == nil {
