@@ -211,35 +211,42 @@ final class RedisSourceHandler: ChannelInboundHandler {
                 spareBatch = consume batch
             }
         }
+        /// With client auth: the request to take instead of `frame` (a HELLO without its AUTH
+        /// option), or nil when it was answered here (AUTH, or anything before signing in). A RESET
+        /// signs the client out, taking effect from the next request.
+        @inline(never)
+        func screened(_ frame: ByteBuffer, _ clientAuth: RedisClientAuth) -> ByteBuffer? {
+            switch frame.withUnsafeReadableBytes({
+                clientAuth.screen($0, authenticated: authenticated, inTransaction: inTransaction, allocator: allocator)
+            }) {
+            case .forward:
+                return frame
+            case .forwardSigningOut:
+                authenticated = false  // screens the requests after this RESET, not the RESET itself
+                return frame
+            case .forwardRewritten(let hello):
+                contiguous = false
+                authenticated = true
+                return hello
+            case .answer(let reply, let signedIn, let failedPassword):
+                if failedPassword { metrics.authFailed() }
+                runScanned()
+                var bytes = allocator.buffer(capacity: reply.utf8.count)
+                bytes.writeString(reply)
+                answer(bytes, closeAfter: false)
+                if let signedIn { authenticated = signedIn }
+                contiguousStart = buffer.readerIndex
+                contiguous = true
+                return nil
+            }
+        }
         /// Takes a complete request: forwarded with the batch, or answered here in its place.
         /// Returns false for QUIT, which ends the scan.
         func take(_ received: ByteBuffer) -> Bool {
             var frame = received
-            var signsOut = false
-            defer { if signsOut { authenticated = false } }
             if let clientAuth {
-                switch frame.withUnsafeReadableBytes({
-                    clientAuth.screen($0, authenticated: authenticated, inTransaction: inTransaction, allocator: allocator)
-                }) {
-                case .forward:
-                    break
-                case .forwardSigningOut:
-                    signsOut = true
-                case .forwardRewritten(let hello):
-                    frame = hello
-                    contiguous = false
-                    authenticated = true
-                case .answer(let reply, let signedIn, let failedPassword):
-                    if failedPassword { metrics.authFailed() }
-                    runScanned()
-                    var bytes = allocator.buffer(capacity: reply.utf8.count)
-                    bytes.writeString(reply)
-                    answer(bytes, closeAfter: false)
-                    if let signedIn { authenticated = signedIn }
-                    contiguousStart = buffer.readerIndex
-                    contiguous = true
-                    return true
-                }
+                guard let accepted = screened(received, clientAuth) else { return true }
+                frame = accepted
             }
             switch frame.withUnsafeReadableBytes({ RedisLocalAnswers.verdict($0, inTransaction: &inTransaction) }) {
             case .forward:
