@@ -9,7 +9,7 @@
 # moment of the machine (2 cores shared by redis-benchmark, redis-server and the proxy) hits them all
 # alike rather than one of them, and their order rotated from round to round.
 #
-# Usage: bench/run.sh   (N=200000 requests, C=50 clients, ROUNDS=5; override with env N, C, ROUNDS, THREADS)
+# Usage: bench/run.sh   (N=200000 requests, C=50 clients, ROUNDS=5; override with env N, C, ROUNDS, THREADS, PIN)
 # Needs: scripts/install-deps.sh (it builds with scripts/build.sh itself).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,6 +20,19 @@ ROUNDS=${ROUNDS:-5}  # a multiple of the 5 targets puts each in every place equa
 # One event loop: on a 2-core machine shared with redis-server and redis-benchmark a second loop
 # only adds context switches (see docs/performance.md).
 THREADS=${THREADS:-1}
+# PIN=1: redis-benchmark on CPU 0, every server (redis-server, each proxy) on CPU 1, the same for
+# every target. Left to the scheduler, which two of the three processes share a core is decided per
+# run and sticks (no migrations were seen within a run), which is most of the ±20% spread of single
+# -P 1 rounds; pinned, each target is measured in the same layout: one core for the client, one for
+# the proxy and the server behind it (see docs/performance.md).
+PIN=${PIN:-0}
+if [ "$PIN" = 1 ]; then
+  command -v taskset >/dev/null || { echo "PIN=1 needs taskset (util-linux)" >&2; exit 2; }
+  [ "$(nproc)" -ge 2 ] || { echo "PIN=1 needs 2 cores" >&2; exit 2; }
+  SERVER_CPU=(taskset -c 1); CLIENT_CPU=(taskset -c 0)
+else
+  SERVER_CPU=(); CLIENT_CPU=()
+fi
 
 bash scripts/build.sh build/plugins >/dev/null  # a no-op when nothing changed
 
@@ -36,7 +49,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-redis-server --port "$REDIS" --bind 127.0.0.1 --save '' --appendonly no --daemonize yes \
+"${SERVER_CPU[@]}" redis-server --port "$REDIS" --bind 127.0.0.1 --save '' --appendonly no --daemonize yes \
   --pidfile "$W/redis.pid" --logfile "$W/redis.log" --dir "$W"
 
 cat >"$W/nut.yml" <<YAML
@@ -50,7 +63,7 @@ alpha:
    - 127.0.0.1:$REDIS:1
 YAML
 # Its stats port too: the default (22222) may be taken by another twemproxy on the machine.
-nutcracker -c "$W/nut.yml" -s "$TWEM_STATS" -d -p "$W/nut.pid" -o "$W/nut.log"
+"${SERVER_CPU[@]}" nutcracker -c "$W/nut.yml" -s "$TWEM_STATS" -d -p "$W/nut.pid" -o "$W/nut.log"
 
 cat >"$W/haproxy.cfg" <<CFG
 global
@@ -66,7 +79,7 @@ frontend f
 backend b
   server r1 127.0.0.1:$REDIS
 CFG
-haproxy -f "$W/haproxy.cfg" -D -p "$W/haproxy.pid" 2>/dev/null
+"${SERVER_CPU[@]}" haproxy -f "$W/haproxy.cfg" -D -p "$W/haproxy.pid" 2>/dev/null
 
 cat >"$W/empty.yaml" <<YAML
 sinks:
@@ -83,9 +96,9 @@ three_transform_chain "$REDIS" "$CHAIN" >"$W/chain.yaml"
 # scheduling (/proc/sys/kernel/sched_autogroup_enabled) a session is a scheduling group: left in this
 # script's session, Sluice would share one CPU share with redis-benchmark while each peer had its own,
 # which cost it about 10% at -P 1 on 2 cores.
-setsid .build/release/sluice run --config "$W/empty.yaml" --threads "$THREADS" --log-level warning >"$W/empty.log" 2>&1 &
+setsid "${SERVER_CPU[@]}" .build/release/sluice run --config "$W/empty.yaml" --threads "$THREADS" --log-level warning >"$W/empty.log" 2>&1 &
 pids+=($!); EMPTY_PID=$!
-setsid .build/release/sluice run --config "$W/chain.yaml" --threads "$THREADS" --log-level warning >"$W/chain.log" 2>&1 &
+setsid "${SERVER_CPU[@]}" .build/release/sluice run --config "$W/chain.yaml" --threads "$THREADS" --log-level warning >"$W/chain.log" 2>&1 &
 pids+=($!); CHAIN_PID=$!
 # Every target must answer before the first round: redis-benchmark retries a refused connection
 # forever, so a target that did not start would hang the run instead of failing it.
@@ -106,7 +119,7 @@ TICK_US=$(( 1000000 / $(getconf CLK_TCK) ))
 # Prints "SET GET" requests per second for a port and pipeline depth.
 bench() {
   # A generous limit (a run takes seconds): a target that dies mid-run fails the round, not the script.
-  timeout 300 redis-benchmark -p "$1" -q -n "$N" -c "$C" -t set,get -P "$2" 2>/dev/null | tr '\r' '\n' |
+  timeout 300 "${CLIENT_CPU[@]}" redis-benchmark -p "$1" -q -n "$N" -c "$C" -t set,get -P "$2" 2>/dev/null | tr '\r' '\n' |
     awk '/requests per second/ { gsub(":", "", $1); v[$1] = $2 } END { printf "%s %s\n", v["SET"], v["GET"] }'
 }
 
@@ -115,7 +128,7 @@ median() { tr ' ' '\n' | { grep -v '^$' || true; } | sort -g | awk '{ v[NR] = $1
 targets=("direct:$REDIS" "haproxy:$HAPROXY" "twemproxy:$TWEM" "sluice-empty:$EMPTY" "sluice-3-transforms:$CHAIN")
 declare -A proxy_pid=([direct]="" [haproxy]="$(cat "$W/haproxy.pid")" [twemproxy]="$(cat "$W/nut.pid")"
                       [sluice-empty]="$EMPTY_PID" [sluice-3-transforms]="$CHAIN_PID")
-echo "redis-benchmark -n $N -c $C -t set,get; median of $ROUNDS interleaved rounds; sluice with $THREADS event loop(s); $(nproc) cores"
+echo "redis-benchmark -n $N -c $C -t set,get; median of $ROUNDS interleaved rounds; sluice with $THREADS event loop(s); $(nproc) cores$([ "$PIN" = 1 ] && echo "; pinned: client on CPU 0, servers on CPU 1")"
 printf "%-4s %-22s %12s %12s %10s %10s\n" "P" "target" "SET/s" "GET/s" "vs twem" "vs direct"
 for P in 1 16; do
   declare -A sets gets set get pusers psyss rcpus
