@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Installs what building and testing Sluice needs, if it is missing: libyaml (the config parser),
 # redis-server and redis-tools (the real backends and clients of the tests), nutcracker (twemproxy)
-# and haproxy (the benchmark's peers), a C compiler and make (the C plugin), and the Python clients.
+# and haproxy (the benchmark's peers), a C compiler and make (the C plugin), openssl (the TLS tests make
+# their certificates with it), and the Python clients.
 set -euo pipefail
 
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 
-packages=(libyaml-dev redis-server redis-tools nutcracker haproxy gcc make python3-pip)
+packages=(libyaml-dev redis-server redis-tools nutcracker haproxy gcc make python3-pip openssl)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -63,7 +63,7 @@ final class ConfigTests: XCTestCase {
 
     func testUnknownKeyIsReportedAtItsPosition() {
         let e = errors(valid.replacingOccurrences(of: "connect_timeout_ms: 500", with: "conect_timeout_ms: 500"))
-        XCTAssertEqual(e, ["/etc/sluice/test.yaml:9:7: sink 'shadow'.redis: unknown key 'conect_timeout_ms' (expected one of: address, connect_timeout_ms, reply_timeout_ms, max_reply_bytes, username, password, password_env)"])
+        XCTAssertEqual(e, ["/etc/sluice/test.yaml:9:7: sink 'shadow'.redis: unknown key 'conect_timeout_ms' (expected one of: address, connect_timeout_ms, reply_timeout_ms, max_reply_bytes, username, password, password_env, tls)"])
     }
 
     func testBadAddressAndUnknownReferences() {

@@ -1,3 +1,4 @@
+import NIOSSL
 import PluginABI
 
 /// Turns a validated config plus the loaded plugins into the `RuntimePlan`: resolves transform
@@ -12,6 +13,8 @@ enum RuntimeBuilder {
         let idleTimeoutMilliseconds: Int64
         /// The users clients must authenticate as (nil: no authentication).
         let clientAuth: RedisClientAuth?
+        /// TLS for clients (nil: plain TCP).
+        let tls: NIOSSLContext?
     }
 
     static func build(_ config: SluiceConfig, plugins: PluginLoader.Result) throws -> (RuntimePlan, [SourcePlan]) {
@@ -31,10 +34,20 @@ enum RuntimeBuilder {
         }
 
         var targets: [String: TargetRef] = [:]
-        let sinks = config.sinks.map {
-            SinkPlan(name: $0.name, host: $0.host, port: $0.port, connectTimeoutMilliseconds: $0.connectTimeoutMilliseconds,
-                     replyTimeoutMilliseconds: $0.replyTimeoutMilliseconds, maxFrameBytes: $0.maxReplyBytes,
-                     authCommand: $0.credentials.map(SinkPlan.authCommand))
+        let sinks = config.sinks.map { sink in
+            var tls: SinkPlan.TLS?
+            if let settings = sink.tls {
+                do {
+                    tls = SinkPlan.TLS(context: try TLSContexts.client(settings),
+                                       serverName: settings.serverName ?? SinkPlan.TLS.defaultServerName(sink.host))
+                } catch {
+                    errors.append(config.error(sink.node, "sink '\(sink.name)': cannot set up TLS: \(error)"))
+                }
+            }
+            return SinkPlan(name: sink.name, host: sink.host, port: sink.port,
+                            connectTimeoutMilliseconds: sink.connectTimeoutMilliseconds,
+                            replyTimeoutMilliseconds: sink.replyTimeoutMilliseconds, maxFrameBytes: sink.maxReplyBytes,
+                            authCommand: sink.credentials.map(SinkPlan.authCommand), tls: tls)
         }
         for (i, sink) in sinks.enumerated() { targets[sink.name] = TargetRef(name: sink.name, kind: .sink(i)) }
         for (i, chain) in config.chains.enumerated() { targets[chain.name] = TargetRef(name: chain.name, kind: .chain(i)) }
@@ -93,12 +106,20 @@ enum RuntimeBuilder {
 
         let plan = RuntimePlan(chains: chains, sinks: sinks)
         let sources = config.sources.compactMap { source in
-            plan.chainIndex[source.chain].map {
+            var tls: NIOSSLContext?
+            if let settings = source.tls {
+                do {
+                    tls = try TLSContexts.server(settings)
+                } catch {
+                    errors.append(config.error(source.node, "source \(source.host):\(source.port): cannot set up TLS: \(error)"))
+                }
+            }
+            return plan.chainIndex[source.chain].map {
                 SourcePlan(host: source.host, port: source.port, chainIndex: $0, maxFrameBytes: source.maxFrameBytes,
                            maxClients: source.maxClients, idleTimeoutMilliseconds: source.idleTimeoutMilliseconds,
                            clientAuth: source.auth.isEmpty ? nil : RedisClientAuth(users: source.auth.map {
                                RedisClientAuth.User(name: Array(($0.username ?? "default").utf8), password: Array($0.password.utf8))
-                           }))
+                           }), tls: tls)
             }
         }
         if !errors.isEmpty { throw ConfigErrors(errors: errors) }

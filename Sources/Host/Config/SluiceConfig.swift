@@ -15,6 +15,8 @@ public struct SluiceConfig {
         /// Credentials Sluice sends (`AUTH [username] password`) on every connection it opens to this
         /// backend; nil when the backend needs none.
         public let credentials: Credentials?
+        /// TLS to this backend (nil: plain TCP).
+        public let tls: TLS?
         let node: YAMLNode
     }
 
@@ -53,6 +55,8 @@ public struct SluiceConfig {
         /// The users a client must authenticate as (AUTH / HELLO AUTH) before anything else; empty:
         /// clients need not authenticate.
         public let auth: [Credentials]
+        /// TLS for this source's clients (nil: plain TCP).
+        public let tls: TLS?
         let node: YAMLNode
     }
 
@@ -257,7 +261,7 @@ struct ConfigReader {
             return nil
         }
         guard expectMap(redis, "sink '\(name)'.redis", allowed: ["address", "connect_timeout_ms", "reply_timeout_ms", "max_reply_bytes",
-                                                                "username", "password", "password_env"]),
+                                                                "username", "password", "password_env", "tls"]),
               let (host, port) = address(redis["address"], "sink '\(name)'.redis.address", at: redis)
         else { return nil }
         let timeout = integer(redis["connect_timeout_ms"], "connect_timeout_ms", range: 1...600_000) ?? 2000
@@ -266,7 +270,8 @@ struct ConfigReader {
             ?? SluiceConfig.defaultMaxFrameBytes
         return SluiceConfig.Sink(name: name, host: host, port: port, connectTimeoutMilliseconds: Int64(timeout),
                                  replyTimeoutMilliseconds: Int64(replyTimeout), maxReplyBytes: maxReply,
-                                 credentials: readCredentials(redis, "sink '\(name)'.redis"), node: key)
+                                 credentials: readCredentials(redis, "sink '\(name)'.redis"),
+                                 tls: readTLS(redis["tls"], "sink '\(name)'.redis", isSource: false), node: key)
     }
 
     /// `username` (optional), and `password` or `password_env` (the name of an environment variable
@@ -338,7 +343,7 @@ struct ConfigReader {
             if node.kind == .map { fail(node, "source: expected 'redis: { listen: host:port, chain: NAME }'") }
             return nil
         }
-        guard expectMap(redis, "source.redis", allowed: ["listen", "chain", "max_frame_bytes", "max_clients", "idle_timeout_ms", "auth"]),
+        guard expectMap(redis, "source.redis", allowed: ["listen", "chain", "max_frame_bytes", "max_clients", "idle_timeout_ms", "auth", "tls"]),
               let (host, port) = address(redis["listen"], "source.redis.listen", at: redis),
               let chain = scalar(redis["chain"], "source.redis.chain", at: redis)
         else { return nil }
@@ -350,7 +355,8 @@ struct ConfigReader {
         let maxClients = integer(redis["max_clients"], "max_clients", range: 1...1_000_000) ?? SluiceConfig.defaultMaxClients
         let idle = integer(redis["idle_timeout_ms"], "idle_timeout_ms", range: 0...(86_400_000 * 365)) ?? 0
         return SluiceConfig.Source(host: host, port: port, chain: chain, maxFrameBytes: maxFrame, maxClients: maxClients,
-                                   idleTimeoutMilliseconds: Int64(idle), auth: readClientAuth(redis["auth"]), node: redis)
+                                   idleTimeoutMilliseconds: Int64(idle), auth: readClientAuth(redis["auth"]),
+                                   tls: readTLS(redis["tls"], "source.redis", isSource: true), node: redis)
     }
 
     /// `auth:` of a source: one `{ username?, password | password_env }` or a sequence of them (two

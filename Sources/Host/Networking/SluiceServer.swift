@@ -4,6 +4,7 @@ import Glibc
 import Logging
 import NIOCore
 import NIOPosix
+import NIOSSL
 
 /// A running Sluice: the event loops, the Redis listeners and the metrics endpoint.
 public final class SluiceServer {
@@ -34,6 +35,9 @@ public final class SluiceServer {
                                                          metrics: metrics)
                         do {
                             // Only with a timeout configured: the idle handler costs a clock read per read.
+                            if let tls = source.tls {
+                                try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls))
+                            }
                             if source.idleTimeoutMilliseconds > 0 {
                                 try channel.pipeline.syncOperations.addHandler(
                                     IdleStateHandler(readTimeout: .milliseconds(source.idleTimeoutMilliseconds)))

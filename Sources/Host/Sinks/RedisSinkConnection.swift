@@ -1,6 +1,7 @@
 import Logging
 import NIOCore
 import NIOPosix
+import NIOSSL
 
 /// A connection to one Redis backend. Requests are written in order (the original bytes when nothing
 /// changed them) and replies are matched to them in order. Connects on first use.
@@ -95,6 +96,8 @@ final class RedisSinkConnection {
     /// a reply to.
     private var handshaking: Channel?
     private var handshakeStep = 0
+    /// While `handshaking`: the TLS handshake (with TLS configured) has not completed yet.
+    private var tlsPending = false
     private var waitingForConnection: [Batch] = []
     private var pending = CircularBuffer<Pending>(initialCapacity: 4)
     /// Entries completed on a shared connection, reused for the next batches (if nothing
@@ -313,7 +316,16 @@ final class RedisSinkConnection {
             .connectTimeout(.milliseconds(plan.connectTimeoutMilliseconds))
             .channelOption(ChannelOptions.tcpOption(.tcp_nodelay), value: 1)
             .channelInitializer { [unowned self] channel in
-                channel.pipeline.addHandler(RedisSinkHandler(connection: self, maxFrameBytes: plan.maxFrameBytes))
+                do {
+                    if let tls = plan.tls {
+                        try channel.pipeline.syncOperations.addHandler(
+                            NIOSSLClientHandler(context: tls.context, serverHostname: tls.serverName))
+                    }
+                    try channel.pipeline.syncOperations.addHandler(RedisSinkHandler(connection: self, maxFrameBytes: plan.maxFrameBytes))
+                    return channel.eventLoop.makeSucceededVoidFuture()
+                } catch {
+                    return channel.eventLoop.makeFailedFuture(error)
+                }
             }
         bootstrap.connect(host: plan.host, port: plan.port).whenComplete { [self] result in
             switch result {
@@ -322,21 +334,63 @@ final class RedisSinkConnection {
                     channel.close(promise: nil)
                     return
                 }
-                if !handshake.isEmpty {
-                    // Requests wait (in waitingForConnection) until the backend accepted every step.
+                if plan.tls != nil {
+                    // Nothing is sent before the TLS handshake completed (tlsEstablished).
                     handshaking = channel
-                    handshakeStep = 0
-                    var bytes = channel.allocator.buffer(capacity: handshake.reduce(0) { $0 + $1.bytes.count })
-                    for step in handshake { bytes.writeBytes(step.bytes) }
-                    channel.writeAndFlush(bytes, promise: nil)
+                    tlsPending = true
                 } else {
-                    established(channel)
+                    startHandshake(on: channel)
                 }
             case .failure(let error):
                 guard case .connecting = state else { return }
                 connectFailed("\(error)", level: .warning)
             }
         }
+    }
+
+    /// Sends the AUTH / HELLO 3 steps of a new channel, or declares it established if there are none.
+    private func startHandshake(on channel: Channel) {
+        guard !handshake.isEmpty else {
+            handshaking = nil
+            established(channel)
+            return
+        }
+        // Requests wait (in waitingForConnection) until the backend accepted every step.
+        handshaking = channel
+        handshakeStep = 0
+        var bytes = channel.allocator.buffer(capacity: handshake.reduce(0) { $0 + $1.bytes.count })
+        for step in handshake { bytes.writeBytes(step.bytes) }
+        channel.writeAndFlush(bytes, promise: nil)
+    }
+
+    /// The TLS handshake of a new channel completed.
+    func tlsEstablished(_ channel: Channel) {
+        guard tlsPending, handshaking === channel else { return }
+        tlsPending = false
+        startHandshake(on: channel)
+    }
+
+    /// An error on a channel (from NIO or TLS): a TLS handshake that fails is a failed connect, with
+    /// TLS's reason (an unknown CA, a name mismatch…) rather than just a closed connection.
+    func channelError(_ error: Error, on channel: Channel) {
+        guard tlsPending, handshaking === channel else {
+            HostLog.sinks.debug("sink '\(plan.name)' (\(plan.address)): \(error)")
+            return
+        }
+        tlsPending = false
+        handshaking = nil
+        channel.close(promise: nil)
+        connectFailed("TLS handshake failed: \(Self.describeTLSError(error))", level: .error)
+    }
+
+    /// BoringSSL's reason (CERTIFICATE_VERIFY_FAILED…) without the error-queue dump around it.
+    static func describeTLSError(_ error: Error) -> String {
+        let text = "\(error)"
+        if let marker = text.range(of: "OPENSSL_internal:") {
+            let reason = text[marker.upperBound...].prefix { $0 != " " && $0 != "]" && $0 != ")" }
+            if !reason.isEmpty { return String(reason) }
+        }
+        return text
     }
 
     /// The connection is ready for requests: the ones that waited for it go out first.
@@ -365,6 +419,7 @@ final class RedisSinkConnection {
     /// connection holds no state (the pending batches are answered by the caller).
     private func abandonConnecting() {
         state = .idle
+        tlsPending = false
         waitingForConnection.removeAll()
         everUsed = false
         forgetPubSubState()
@@ -415,7 +470,8 @@ final class RedisSinkConnection {
 
     /// The handshake step waiting for its reply (only while `handshaking`).
     private var handshakeCommand: String {
-        handshakeStep < handshake.count ? handshake[handshakeStep].command : "the handshake"
+        if tlsPending { return "the TLS handshake" }
+        return handshakeStep < handshake.count ? handshake[handshakeStep].command : "the handshake"
     }
 
     /// Stops or resumes reading from the backend (a dedicated connection whose client is not

@@ -1,4 +1,5 @@
 import NIOCore
+import NIOTLS
 
 /// Splits the backend's byte stream into complete RESP replies and hands them to the connection.
 /// Replies are slices of the read buffer (no copy); a partial reply is kept until the rest arrives.
@@ -45,7 +46,15 @@ final class RedisSinkHandler: ChannelInboundHandler {
         context.fireChannelInactive()
     }
 
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let tls = event as? TLSUserEvent, case .handshakeCompleted = tls {
+            connection.tlsEstablished(context.channel)
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
     func errorCaught(context: ChannelHandlerContext, error: Error) {
+        connection.channelError(error, on: context.channel)
         context.close(promise: nil)
     }
 }

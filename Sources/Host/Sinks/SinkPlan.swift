@@ -1,3 +1,6 @@
+import NIOCore
+import NIOSSL
+
 /// A configured Redis backend (`sinks: NAME: { redis: { address: host:port } }`).
 struct SinkPlan {
     let name: String
@@ -12,10 +15,23 @@ struct SinkPlan {
     /// `AUTH [username] password` as RESP, sent first on every connection to this backend (nil:
     /// the backend needs no credentials). Holds the secret: never log it.
     let authCommand: [UInt8]?
+    /// TLS to the backend (nil: plain TCP).
+    let tls: TLS?
     /// Whether the backend is reachable, shared by every connection to it on every event loop.
     let health = SinkHealth()
 
     var address: String { "\(host):\(port)" }
+
+    struct TLS {
+        let context: NIOSSLContext
+        /// Checked against the backend's certificate and sent as SNI; nil: the IP address is checked.
+        let serverName: String?
+
+        /// The sink's host when it is a name: an IP address is not a server name.
+        static func defaultServerName(_ host: String) -> String? {
+            (try? SocketAddress(ipAddress: host, port: 0)) == nil ? host : nil
+        }
+    }
 
     static func authCommand(_ credentials: SluiceConfig.Credentials) -> [UInt8] {
         let arguments = ["AUTH"] + (credentials.username.map { [$0] } ?? []) + [credentials.password]
