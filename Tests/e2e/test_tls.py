@@ -2,8 +2,11 @@
 clients (redis-py, redis-cli) speaking TLS to Sluice. Certificates are made here with the openssl
 command line: a test CA, a server certificate for localhost / 127.0.0.1, a client certificate."""
 import os
+import socket
 import ssl
 import subprocess
+import threading
+import time
 
 import pytest
 import redis
@@ -100,8 +103,11 @@ def test_sink_tls_refuses_a_backend_it_cannot_verify(redis_factory, sluice_facto
 def test_sink_presents_a_client_certificate_when_the_backend_asks(redis_factory, sluice_factory, certs):
     backend, tls_port = tls_redis(redis_factory, certs, "--tls-auth-clients", "yes")
     without = sluice_factory(sink_config(tls_port, f"{{ ca_file: {certs('ca.crt')} }}"))
-    with pytest.raises(redis.ResponseError):
+    # With TLS 1.3 the backend refuses the missing certificate only after the client saw the
+    # handshake complete: still a failed connect, with TLS's reason.
+    with pytest.raises(redis.ResponseError, match="TLS") as refused:
         without.client().get("k")
+    assert "CERTIFICATE_REQUIRED" in str(refused.value) or "CERTIFICATE" in str(refused.value), str(refused.value)
     proxy = sluice_factory(sink_config(
         tls_port, f"{{ ca_file: {certs('ca.crt')}, cert_file: {certs('client.crt')}, key_file: {certs('client.key')} }}"))
     assert proxy.client().set("k", "v") and backend.client().get("k") == b"v"
@@ -168,3 +174,38 @@ sources:
     assert f"sink 'c'.redis.tls.ca_file: '{certs('server.key')}' holds no PEM certificate" in out.stderr, out.stderr
     assert f"{at(4, 'maybe')}: sink 'c'.redis.tls.verify: expected true or false" in out.stderr, out.stderr
     assert f"source.redis.tls: cert_file and key_file are required" in out.stderr, out.stderr
+
+
+def test_sink_tls_handshake_is_bounded_by_the_connect_timeout(sluice_factory):
+    # A backend that accepts and never says a word; no reply timeout: the TLS handshake still ends.
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    accepted = []
+    threading.Thread(target=lambda: accepted.append(silent.accept()), daemon=True).start()
+    config = sink_config(silent.getsockname()[1], "true").replace(
+        "tls: true", "tls: true, connect_timeout_ms: 500, reply_timeout_ms: 0")
+    proxy = sluice_factory(config)
+    started = time.time()
+    with pytest.raises(redis.ResponseError, match="no TLS handshake within 500 ms"):
+        proxy.client().get("k")
+    assert time.time() - started < 5
+    silent.close()
+
+
+def test_replies_of_a_given_up_tls_connection_are_not_matched_to_new_requests(redis_factory, sluice_factory, certs):
+    # A shared TLS connection gives up on a slow command (reply timeout); its reply arrives later,
+    # while TLS is still closing that channel and the next request waits on a new one. That reply
+    # must be dropped, not taken as the new request's (or as its handshake's) answer.
+    backend, tls_port = tls_redis(redis_factory, certs, "--tls-auth-clients", "no", "--enable-debug-command", "yes")
+    backend.client().set("k", "right")
+    config = sink_config(tls_port, f"{{ ca_file: {certs('ca.crt')} }}").replace(
+        f"address: 127.0.0.1:{tls_port},", f"address: 127.0.0.1:{tls_port}, reply_timeout_ms: 400,")
+    proxy = sluice_factory(config)
+    slow, other = proxy.client(), proxy.client()
+    assert other.ping()
+    with pytest.raises(redis.ResponseError, match="no reply within 400 ms"):
+        slow.execute_command("DEBUG", "SLEEP", "0.6")
+    assert other.get("k") == b"right"  # sent while redis still sleeps; its +OK comes on the old channel
+    assert other.set("k2", "v2") and other.get("k2") == b"v2"
+    assert proxy.alive()

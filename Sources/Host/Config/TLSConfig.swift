@@ -1,4 +1,5 @@
 import Foundation
+import NIOCore
 import NIOSSL
 
 extension SluiceConfig {
@@ -34,7 +35,11 @@ extension ConfigReader {
         guard expectMap(node, "\(what).tls", allowed: allowed) else { return nil }
         func path(_ key: String) -> String? {
             guard let value = node[key] else { return nil }
-            guard let text = scalar(value, "\(what).tls.\(key)", at: node), !text.isEmpty else { return nil }
+            guard let text = scalar(value, "\(what).tls.\(key)", at: node) else { return nil }
+            guard !text.isEmpty else {
+                fail(value, "\(what).tls.\(key): expected a file path, found an empty string")
+                return nil
+            }
             let full = text.hasPrefix("/") ? text : URL(fileURLWithPath: file).deletingLastPathComponent().path + "/" + text
             guard FileManager.default.isReadableFile(atPath: full) else {
                 fail(value, "\(what).tls.\(key): cannot read '\(full)'")
@@ -66,6 +71,11 @@ extension ConfigReader {
             verify = value.scalar == "true"
         }
         let serverName = node["server_name"].flatMap { scalar($0, "\(what).tls.server_name", at: node) }
+        if let serverName, let value = node["server_name"],
+           serverName.isEmpty || (try? SocketAddress(ipAddress: serverName, port: 0)) != nil {
+            // SNI carries host names only; an IP address is checked without one (leave it out).
+            fail(value, "\(what).tls.server_name: expected a host name, found '\(serverName)' (for an IP address, leave server_name out)")
+        }
         return SluiceConfig.TLS(certificateFile: certificate, keyFile: key, caFile: ca, serverName: serverName, verify: verify)
     }
 }

@@ -98,6 +98,10 @@ final class RedisSinkConnection {
     private var handshakeStep = 0
     /// While `handshaking`: the TLS handshake (with TLS configured) has not completed yet.
     private var tlsPending = false
+    /// Whether the connected channel delivered a reply yet (a TLS error before the first one counts
+    /// as a failed connect), and why it is closing (a TLS error), for the failures it causes.
+    private var receivedReply = false
+    private var closeReason: String?
     private var waitingForConnection: [Batch] = []
     private var pending = CircularBuffer<Pending>(initialCapacity: 4)
     /// Entries completed on a shared connection, reused for the next batches (if nothing
@@ -335,9 +339,16 @@ final class RedisSinkConnection {
                     return
                 }
                 if plan.tls != nil {
-                    // Nothing is sent before the TLS handshake completed (tlsEstablished).
+                    // Nothing is sent before the TLS handshake completed (tlsEstablished); it gets
+                    // the connect timeout too (a reply timeout of 0 would leave it unbounded).
                     handshaking = channel
                     tlsPending = true
+                    // Strong captures, held for the timeout at most: a weak reference would give this
+                    // object (and the channel) a side table, slowing every retain of it for good.
+                    eventLoop.scheduleTask(in: .milliseconds(plan.connectTimeoutMilliseconds)) { [self] in
+                        guard tlsPending, handshaking === channel else { return }
+                        handshakeLost("no TLS handshake within \(plan.connectTimeoutMilliseconds) ms")
+                    }
                 } else {
                     startHandshake(on: channel)
                 }
@@ -373,14 +384,39 @@ final class RedisSinkConnection {
     /// An error on a channel (from NIO or TLS): a TLS handshake that fails is a failed connect, with
     /// TLS's reason (an unknown CA, a name mismatch…) rather than just a closed connection.
     func channelError(_ error: Error, on channel: Channel) {
-        guard tlsPending, handshaking === channel else {
+        let isTLS = error is NIOSSLError || error is BoringSSLError || error is NIOSSLExtraError
+        guard isTLS else {
             HostLog.sinks.debug("sink '\(plan.name)' (\(plan.address)): \(error)")
             return
         }
-        tlsPending = false
-        handshaking = nil
-        channel.close(promise: nil)
-        connectFailed("TLS handshake failed: \(Self.describeTLSError(error))", level: .error)
+        let reason = Self.describeTLSError(error)
+        if let waiting = handshaking, waiting === channel {
+            // During TLS's handshake, or during AUTH / HELLO 3 (with TLS 1.3 a backend refuses a
+            // missing client certificate only after the client saw the handshake complete).
+            tlsPending = false
+            handshaking = nil
+            channel.close(promise: nil)
+            connectFailed("TLS handshake failed: \(reason)", level: .error)
+            return
+        }
+        guard case .connected(let current) = state, current === channel else { return }
+        HostLog.sinks.error("sink '\(plan.name)' (\(plan.address)): TLS error: \(reason)")
+        closeReason = "TLS: \(reason)"
+        if !receivedReply {
+            // Refused before it ever answered (TLS 1.3 and a missing client certificate, with no
+            // AUTH step to notice it in): a failed connect, so the sink is backed off.
+            metrics.connectFailed()
+            _ = plan.health.connectFailed("TLS handshake failed: \(reason)")
+        }
+    }
+
+    /// Whether replies read from `channel` are this connection's: a channel given up (reply
+    /// timeout, a TLS error) can still deliver data while TLS closes it, and those bytes must not
+    /// be matched to the requests of the channel that replaced it.
+    func isCurrent(_ channel: Channel) -> Bool {
+        if let waiting = handshaking { return waiting === channel && !tlsPending }
+        if case .connected(let current) = state { return current === channel }
+        return false
     }
 
     /// BoringSSL's reason (CERTIFICATE_VERIFY_FAILED…) without the error-queue dump around it.
@@ -396,6 +432,8 @@ final class RedisSinkConnection {
     /// The connection is ready for requests: the ones that waited for it go out first.
     private func established(_ channel: Channel) {
         state = .connected(channel)
+        receivedReply = false
+        closeReason = nil
         plan.health.connected()
         if readPaused { channel.setOption(ChannelOptions.autoRead, value: false).whenFailure { _ in } }
         for batch in waitingForConnection { batch.write(to: channel) }
@@ -545,10 +583,11 @@ final class RedisSinkConnection {
         }
         // A channel this connection already gave up (reply timeout) may close after a new one is up.
         guard case .connected(let current) = state, current === channel else { return }
+        let why = closeReason.map { " (\($0))" } ?? ""
         if !pending.isEmpty || everUsed {
-            HostLog.sinks.info("sink '\(plan.name)' (\(plan.address)): backend closed the connection")
+            HostLog.sinks.info("sink '\(plan.name)' (\(plan.address)): backend closed the connection\(why)")
         }
-        lost(failure: "backend closed the connection", clientReason: "backend '\(plan.name)' closed the connection")
+        lost(failure: "backend closed the connection\(why)", clientReason: "backend '\(plan.name)' closed the connection\(why)")
     }
 
     /// The backend connection is gone (closed by the backend, or given up): back to idle with no
@@ -616,6 +655,7 @@ final class RedisSinkConnection {
             handshakeReplied(frame, on: channel)
             return
         }
+        if !receivedReply { receivedReply = true }
         // A shared connection carries no pub/sub and no RESET (they need a connection of their own):
         // only a RESP3 push can arrive unasked, and its first byte tells.
         if isShared ? frame.getInteger(at: frame.readerIndex, as: UInt8.self) == UInt8(ascii: ">") : isUnsolicited(frame) {

@@ -19,6 +19,8 @@ final class RedisSinkHandler: ChannelInboundHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        // A channel the connection gave up on may still deliver data while TLS closes it.
+        guard connection.isCurrent(context.channel) else { return }
         var buffer = ByteBuffer.joining(&buffered, unwrapInboundIn(data))
         connection.beginRead(buffer)
         defer { connection.endRead() }
