@@ -158,6 +158,7 @@ def test_tls_config_errors(workdir, certs):
   a: {{ redis: {{ address: 127.0.0.1:1, tls: {{ ca_file: /nonexistent/ca.pem }} }} }}
   b: {{ redis: {{ address: 127.0.0.1:1, tls: {{ cert_file: {certs('client.crt')} }} }} }}
   c: {{ redis: {{ address: 127.0.0.1:1, tls: {{ ca_file: {certs('server.key')}, verify: maybe }} }} }}
+  d: {{ redis: {{ address: 127.0.0.1:1, tls: {{ ca_file: "", server_name: 127.0.0.1 }} }} }}
 chains:
   main: [ {{ sink: a }} ]
 sources:
@@ -174,6 +175,9 @@ sources:
     assert f"sink 'c'.redis.tls.ca_file: '{certs('server.key')}' holds no PEM certificate" in out.stderr, out.stderr
     assert f"{at(4, 'maybe')}: sink 'c'.redis.tls.verify: expected true or false" in out.stderr, out.stderr
     assert f"source.redis.tls: cert_file and key_file are required" in out.stderr, out.stderr
+    empty = '""'
+    assert f"{at(5, empty)}: sink 'd'.redis.tls.ca_file: expected a file path, found an empty string" in out.stderr, out.stderr
+    assert f"{at(5, '127.0.0.1 }')}: sink 'd'.redis.tls.server_name: expected a host name, found '127.0.0.1'" in out.stderr, out.stderr
 
 
 def test_sink_tls_handshake_is_bounded_by_the_connect_timeout(sluice_factory):
