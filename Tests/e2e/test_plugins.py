@@ -794,11 +794,36 @@ FUZZ_REPLIES = [b"+OK\r\n", b"-ERR x\r\n", b":12\r\n", b"$3\r\nabc\r\n", b"$-1\r
                 b"*3\r\n$9\r\nsubscribe\r\n$1\r\nc\r\n:1\r\n", b"|1\r\n+a\r\n+b\r\n:2\r\n", b"~1\r\n:1\r\n"]
 
 
+def resp_frame_end(buf, i=0):
+    """Index just past the one RESP2/RESP3 value starting at buf[i], or None while it is incomplete.
+    Written here from the RESP3 spec, independently of Sluice's scanner."""
+    j = buf.find(b"\r\n", i)
+    if j < 0:
+        return None
+    kind, line = buf[i:i + 1], buf[i + 1:j]
+    if kind in (b"+", b"-", b":", b"_", b",", b"#", b"("):
+        return j + 2
+    if kind in (b"$", b"!", b"="):
+        n = int(line)
+        end = j + 2 if n < 0 else j + 2 + n + 2
+        return end if len(buf) >= end else None
+    if kind in (b"*", b"%", b"~", b">", b"|"):
+        n = int(line)
+        p = j + 2
+        for _ in range(max(n * 2 if kind in (b"%", b"|") else n, 0)):
+            p = resp_frame_end(buf, p)
+            if p is None:
+                return None
+        return resp_frame_end(buf, p) if kind == b"|" else p  # an attribute precedes its value
+    raise ValueError(f"not RESP: {buf[i:i + 20]!r}")
+
+
 def test_mutated_replies_from_a_backend_never_bring_the_host_down(sluice_factory):
     """A backend (written here, not redis-server) that answers every read with mutations of
     RESP2/RESP3 replies (seeded; the order connections draw them in varies), too few, too many or
-    malformed: clients get replies or errors, never a hang
-    past the reply timeout, and the host stays up."""
+    malformed. Each client, a raw socket (a client library may itself hang on a strange but
+    well-formed reply), must get a complete RESP value or a close for every request within 5 s
+    (the reply timeout is 0.4 s), and the host stays up."""
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(64)
@@ -841,19 +866,36 @@ sources:
   - redis: {{ listen: 127.0.0.1:{{PORT}}, chain: main }}
 """
     proxy = sluice_factory(config)
+
+    def answered(sock, request):
+        """Sends a request; True once a whole RESP value came back, False if Sluice closed."""
+        sock.sendall(request)
+        data, deadline = b"", time.time() + 5
+        while True:
+            if data and resp_frame_end(data) is not None:
+                return True
+            sock.settimeout(max(deadline - time.time(), 0.01))
+            try:
+                part = sock.recv(65536)
+            except socket.timeout:
+                raise AssertionError(f"no complete answer to {request!r} within 5 s: {data[:200]!r}")
+            except ConnectionError:
+                return False
+            if not part:
+                return False
+            data += part
+
     try:
         for i in range(150):
-            c = redis.Redis(port=proxy.port, socket_timeout=5, protocol=rnd.choice([2, 3]), retry=None)
-            try:
+            with socket.create_connection(("127.0.0.1", proxy.port), timeout=5) as sock:
+                requests = [b"*2\r\n$5\r\nHELLO\r\n$1\r\n3\r\n"] if rnd.random() < 0.5 else []
                 # (No SUBSCRIBE: a subscriber waits for its confirmation as long as the backend takes.)
-                c.execute_command(*rnd.choice([("GET", "k"), ("SET", "k", "v"), ("PING",), ("HGETALL", "h"),
-                                              ("MULTI",), ("SELECT", "0")]))
-            except redis.exceptions.TimeoutError:
-                raise AssertionError(f"client {i} got no answer within 5 s (reply timeout is 0.4 s)")
-            except (redis.RedisError, ConnectionError, ValueError, IndexError, TypeError, AttributeError, KeyError):
-                pass  # a malformed reply reaches redis-py as a protocol error, or as data it cannot use
-            finally:
-                c.close()
+                requests.append(rnd.choice([b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n", b"*1\r\n$4\r\nPING\r\n",
+                                            b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n", b"*1\r\n$5\r\nMULTI\r\n",
+                                            b"*2\r\n$6\r\nSELECT\r\n$1\r\n0\r\n"]))
+                for request in requests:
+                    if not answered(sock, request):
+                        break
             assert proxy.alive(), proxy.output()[-2000:]
     finally:
         stop.set()
