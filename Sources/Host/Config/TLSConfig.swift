@@ -72,7 +72,7 @@ extension ConfigReader {
         }
         let serverName = node["server_name"].flatMap { scalar($0, "\(what).tls.server_name", at: node) }
         if let serverName, let value = node["server_name"],
-           serverName.isEmpty || (try? SocketAddress(ipAddress: serverName, port: 0)) != nil {
+           serverName.isEmpty || TLSContexts.isIPAddress(serverName) {
             // SNI carries host names only; an IP address is checked without one (leave it out).
             fail(value, "\(what).tls.server_name: expected a host name, found '\(serverName)' (for an IP address, leave server_name out)")
         }
@@ -111,5 +111,26 @@ enum TLSContexts {
 
     enum TLSConfigurationError: Error {
         case missingCertificate
+    }
+
+    /// Whether `host` is an IP address (which is not a server name: no SNI, the certificate's IP
+    /// entries are checked instead).
+    static func isIPAddress(_ host: String) -> Bool {
+        (try? SocketAddress(ipAddress: host, port: 0)) != nil
+    }
+}
+
+/// TLS failures as Sluice reports them.
+enum TLSErrors {
+    /// BoringSSL's reason (CERTIFICATE_VERIFY_FAILED…) without the error-queue dump around it, or
+    /// SwiftNIO SSL's own description; nil for an error that does not come from TLS.
+    static func reason(of error: Error) -> String? {
+        guard error is NIOSSLError || error is BoringSSLError || error is NIOSSLExtraError else { return nil }
+        let text = "\(error)"
+        if let marker = text.range(of: "OPENSSL_internal:") {
+            let reason = text[marker.upperBound...].prefix { $0 != " " && $0 != "]" && $0 != ")" }
+            if !reason.isEmpty { return String(reason) }
+        }
+        return text
     }
 }

@@ -231,9 +231,7 @@ final class RedisSourceHandler: ChannelInboundHandler {
             case .answer(let reply, let signedIn, let failedPassword):
                 if failedPassword { metrics.authFailed() }
                 runScanned()
-                var bytes = allocator.buffer(capacity: reply.utf8.count)
-                bytes.writeString(reply)
-                answer(bytes, closeAfter: false)
+                answer(text: reply, closeAfter: false)
                 if let signedIn { authenticated = signedIn }
                 contiguousStart = buffer.readerIndex
                 contiguous = true
@@ -303,9 +301,7 @@ final class RedisSourceHandler: ChannelInboundHandler {
             closing = true
             drainingHeld = false
             if isError { metrics.protocolError() }
-            var bytes = allocator.buffer(capacity: reply.utf8.count)
-            bytes.writeString(reply)
-            answer(bytes, closeAfter: true)
+            answer(text: reply, closeAfter: true)
         }
         updateReading(context)
         // Plugins may have answered everything already: then nothing paused reading, and nothing
@@ -328,6 +324,13 @@ final class RedisSourceHandler: ChannelInboundHandler {
         slots.append(answered)
         requestsInFlight += answered.requestCount
         slotCompleted()
+    }
+
+    /// Takes the next place in the response order with a reply given as RESP text.
+    private func answer(text reply: String, closeAfter: Bool) {
+        var bytes = allocator.buffer(capacity: reply.utf8.count)
+        bytes.writeString(reply)
+        answer(bytes, closeAfter: closeAfter)
     }
 
     /// Runs the requests the budget held back, once the budget allows (never nested in `process`).

@@ -384,12 +384,10 @@ final class RedisSinkConnection {
     /// An error on a channel (from NIO or TLS): a TLS handshake that fails is a failed connect, with
     /// TLS's reason (an unknown CA, a name mismatch…) rather than just a closed connection.
     func channelError(_ error: Error, on channel: Channel) {
-        let isTLS = error is NIOSSLError || error is BoringSSLError || error is NIOSSLExtraError
-        guard isTLS else {
+        guard let reason = TLSErrors.reason(of: error) else {
             HostLog.sinks.debug("sink '\(plan.name)' (\(plan.address)): \(error)")
             return
         }
-        let reason = Self.describeTLSError(error)
         if let waiting = handshaking, waiting === channel {
             // During TLS's handshake, or during AUTH / HELLO 3 (with TLS 1.3 a backend refuses a
             // missing client certificate only after the client saw the handshake complete).
@@ -417,16 +415,6 @@ final class RedisSinkConnection {
         if let waiting = handshaking { return waiting === channel && !tlsPending }
         if case .connected(let current) = state { return current === channel }
         return false
-    }
-
-    /// BoringSSL's reason (CERTIFICATE_VERIFY_FAILED…) without the error-queue dump around it.
-    static func describeTLSError(_ error: Error) -> String {
-        let text = "\(error)"
-        if let marker = text.range(of: "OPENSSL_internal:") {
-            let reason = text[marker.upperBound...].prefix { $0 != " " && $0 != "]" && $0 != ")" }
-            if !reason.isEmpty { return String(reason) }
-        }
-        return text
     }
 
     /// The connection is ready for requests: the ones that waited for it go out first.
@@ -612,27 +600,25 @@ final class RedisSinkConnection {
 
     private func failAll(_ reason: String) {
         guard !pending.isEmpty else { return }
-        let failed = pending
-        pending.removeAll()
-        metrics.failedBatches(failed.count)
+        metrics.failedBatches(pending.count)
         let message = unavailable(reason)
-        eventLoop.execute {
-            for entry in failed {
-                entry.route?.sharedBatchCompleted()
-                entry.receiver.receive(.failed(message))
-            }
-        }
+        settleAll { _ in .failed(message) }
     }
 
     /// Answers every pending batch with the same error reply for each request (the backend's).
     private func answerAll(withError message: String) {
+        settleAll { [allocator] entry in .responses(Batch.errors(message, count: entry.count, allocator: allocator)) }
+    }
+
+    /// Takes every pending batch off the connection and, in a later turn, gives each its outcome.
+    private func settleAll(_ outcome: @escaping (Pending) -> ChainOutcome) {
         guard !pending.isEmpty else { return }
-        let answered = pending
+        let settled = pending
         pending.removeAll()
-        eventLoop.execute { [allocator] in
-            for entry in answered {
+        eventLoop.execute {
+            for entry in settled {
                 entry.route?.sharedBatchCompleted()
-                entry.receiver.receive(.responses(Batch.errors(message, count: entry.count, allocator: allocator)))
+                entry.receiver.receive(outcome(entry))
             }
         }
     }

@@ -6,17 +6,18 @@ import NIOCore
 /// sends the sink's own AUTH right after every RESET, its reply discarded: a batch holding a RESET is
 /// cut after it, and the parts' responses are joined again in order for the client.
 enum ResetReauthentication {
-    /// The batch's parts, each ending with a RESET except perhaps the last; nil if it holds none.
-    static func split(_ batch: Batch) -> [Batch]? {
-        var parts: [Batch] = []
+    /// The batch's parts, each ending with a RESET except perhaps the last (`endsWithReset`); nil if
+    /// it holds none.
+    static func split(_ batch: Batch) -> [(part: Batch, endsWithReset: Bool)]? {
+        var parts: [(part: Batch, endsWithReset: Bool)] = []
         var start = 0
         for i in 0..<batch.count where batch.withMessageBytes(i, { RESPCommandReader.commandIs($0, "reset") }) {
-            parts.append(Batch(kind: batch.kind, protocolID: batch.protocolID, messages: Array(batch.messages[start...i])))
+            parts.append((Batch(kind: batch.kind, protocolID: batch.protocolID, messages: Array(batch.messages[start...i])), true))
             start = i + 1
         }
         guard !parts.isEmpty else { return nil }
         if start < batch.count {
-            parts.append(Batch(kind: batch.kind, protocolID: batch.protocolID, messages: Array(batch.messages[start...])))
+            parts.append((Batch(kind: batch.kind, protocolID: batch.protocolID, messages: Array(batch.messages[start...])), false))
         }
         return parts
     }

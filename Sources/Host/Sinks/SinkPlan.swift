@@ -1,4 +1,3 @@
-import NIOCore
 import NIOSSL
 
 /// A configured Redis backend (`sinks: NAME: { redis: { address: host:port } }`).
@@ -29,7 +28,7 @@ struct SinkPlan {
 
         /// The sink's host when it is a name: an IP address is not a server name.
         static func defaultServerName(_ host: String) -> String? {
-            (try? SocketAddress(ipAddress: host, port: 0)) == nil ? host : nil
+            TLSContexts.isIPAddress(host) ? nil : host
         }
     }
 

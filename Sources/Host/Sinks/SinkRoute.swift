@@ -82,11 +82,9 @@ final class SinkRoute {
             return
         }
         let joined = JoinedResponses(parts: parts.count, receiver: receiver)
-        for (i, part) in parts.enumerated() {
+        for (i, (part, endsWithReset)) in parts.enumerated() {
             dispatch(part, joined.part(i), to: nil)
-            if part.withMessageBytes(part.count - 1, { RESPCommandReader.commandIs($0, "reset") }) {
-                dispatch(ResetReauthentication.authBatch(auth), DiscardedReplies.shared, to: nil)
-            }
+            if endsWithReset { dispatch(ResetReauthentication.authBatch(auth), DiscardedReplies.shared, to: nil) }
         }
     }
 
