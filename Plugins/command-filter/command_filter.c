@@ -2,7 +2,9 @@
  * command-filter: two Redis transforms written in plain C99 against sluice_plugin.h, no Swift.
  *
  *   deny:  requests whose command is in a configured list are answered by the plugin with an error;
- *          the others go on down the chain.
+ *          the others go on down the chain. A command denied inside MULTI dooms the transaction, as
+ *          a command that fails to queue does in Redis: its EXEC is sent as DISCARD and answered
+ *          with EXECABORT, so nothing of the transaction runs.
  *   count: counts requests into a metric and forwards everything.
  */
 #include <ctype.h>
@@ -26,6 +28,15 @@ typedef struct deny_config {
   sluice_metric *requests;
 } deny_config;
 
+/* What deny does with one request of a batch. */
+enum deny_route {
+  ROUTE_PASS = 0,       /* goes down the chain unchanged */
+  ROUTE_DENIED = 1,     /* removed from the batch, answered here with an error */
+  ROUTE_EXEC_ABORT = 2, /* EXEC of a doomed transaction: sent as DISCARD, answered with EXECABORT */
+};
+
+#define EXECABORT_MESSAGE "EXECABORT Transaction discarded because of previous errors."
+
 /* A batch with some denied requests: where the denied ones were, to put their errors back. Linked
  * into its instance's list until on_responses frees it, so that instance_free can free the states of
  * calls abandoned when the client disconnected. */
@@ -34,7 +45,7 @@ typedef struct deny_call {
   deny_config *config;
   size_t original_count;
   size_t denied_count;
-  unsigned char *denied; /* original_count flags */
+  unsigned char *denied; /* original_count routes (enum deny_route) */
   char **command_names;  /* name of each denied request (lowercase), for the error */
 } deny_call;
 
@@ -118,10 +129,21 @@ static int32_t deny_config_new(sluice_config_env *env, const sluice_config_node 
   return SLUICE_OK;
 }
 
-/* Per connection: the shared read-only config and the per-call states not yet answered. */
+/* Where the client's connection stands with respect to MULTI / EXEC, as the backend sees it (the
+ * requests this transform let through). Requests of one connection arrive in order, across batches,
+ * so the state carries from one batch to the next. */
+enum transaction_state {
+  TRANSACTION_NONE = 0,   /* no MULTI open */
+  TRANSACTION_OPEN = 1,   /* MULTI passed; commands are being queued */
+  TRANSACTION_DOOMED = 2, /* MULTI passed and a command of it was denied here: its EXEC must abort */
+};
+
+/* Per connection: the shared read-only config, the per-call states not yet answered and the
+ * transaction state. */
 typedef struct deny_instance {
   deny_config *config;
   deny_call *calls;
+  enum transaction_state transaction;
 } deny_instance;
 
 static int32_t deny_instance_new(void *config, sluice_instance_env *env, void **out) {
@@ -190,38 +212,73 @@ static void deny_call_free(deny_call *state) {
   free(state);
 }
 
+/* Whether a command name (binary, any case) equals a lowercase word. */
+static int name_is(sluice_host_view name, const char *word) {
+  size_t n = strlen(word);
+  if (name.len != n) return 0;
+  for (size_t j = 0; j < n; j++) {
+    if (tolower(name.ptr[j]) != word[j]) return 0;
+  }
+  return 1;
+}
+
+/* The route of request i, given whether it is denied; advances the connection's transaction state
+ * over the requests that reach the backend (a denied MULTI or EXEC opens or closes nothing). */
+static enum deny_route deny_route_of(deny_instance *instance, const sluice_batch *batch, size_t i, int denied) {
+  if (denied) {
+    if (instance->transaction == TRANSACTION_OPEN) instance->transaction = TRANSACTION_DOOMED;
+    return ROUTE_DENIED;
+  }
+  sluice_host_view name;
+  size_t argc = 0;
+  if (host->redis_args(batch, i, &name, 1, &argc) != SLUICE_OK || argc == 0) return ROUTE_PASS;
+  if (name.len < 4 || name.len > 7) return ROUTE_PASS; /* exec, multi, reset, discard */
+  if (name_is(name, "multi")) {
+    /* A nested MULTI is an error in Redis that leaves the open transaction as it was. */
+    if (instance->transaction == TRANSACTION_NONE) instance->transaction = TRANSACTION_OPEN;
+  } else if (name_is(name, "exec")) {
+    enum transaction_state was = instance->transaction;
+    instance->transaction = TRANSACTION_NONE;
+    if (was == TRANSACTION_DOOMED) return ROUTE_EXEC_ABORT;
+  } else if (name_is(name, "discard") || name_is(name, "reset")) {
+    instance->transaction = TRANSACTION_NONE;
+  }
+  return ROUTE_PASS;
+}
+
 static int32_t deny_on_requests(void *p, sluice_call *call, sluice_batch *requests) {
   deny_instance *instance = p;
   deny_config *c = instance->config;
   size_t count = host->batch_count(requests);
   host->metric_add(c->requests, count);
-  size_t first = count;
+  deny_call *state = NULL; /* made at the first request that does not simply pass */
+  size_t exec_aborts = 0;
   for (size_t i = 0; i < count; i++) {
-    if (denied_command(c, requests, i) >= 0) {
-      first = i;
-      break;
-    }
-  }
-  if (first == count) return host->call_pass(call); /* the fast path: nothing denied, no way back */
-
-  deny_call *state = calloc(1, sizeof *state);
-  if (state == NULL) return host->call_fail(call, "out of memory", 13);
-  state->config = c;
-  state->original_count = count;
-  state->denied = calloc(count, 1);
-  state->command_names = calloc(count, sizeof *state->command_names);
-  if (state->denied == NULL || state->command_names == NULL) {
-    deny_call_free(state);
-    return host->call_fail(call, "out of memory", 13);
-  }
-  for (size_t i = first; i < count; i++) {
     int k = denied_command(c, requests, i);
-    if (k >= 0) {
-      state->denied[i] = 1;
+    enum deny_route route = deny_route_of(instance, requests, i, k >= 0);
+    if (route == ROUTE_PASS) continue;
+    if (state == NULL) {
+      state = calloc(1, sizeof *state);
+      if (state != NULL) {
+        state->config = c;
+        state->original_count = count;
+        state->denied = calloc(count, 1);
+        state->command_names = calloc(count, sizeof *state->command_names);
+      }
+      if (state == NULL || state->denied == NULL || state->command_names == NULL) {
+        deny_call_free(state);
+        return host->call_fail(call, "out of memory", 13);
+      }
+    }
+    state->denied[i] = (unsigned char)route;
+    if (route == ROUTE_DENIED) {
       state->command_names[i] = c->commands[k];
       state->denied_count++;
+    } else {
+      exec_aborts++;
     }
   }
+  if (state == NULL) return host->call_pass(call); /* the fast path: nothing denied, no way back */
   host->metric_add(c->denied, state->denied_count);
 
   if (state->denied_count == count) {
@@ -237,9 +294,22 @@ static int32_t deny_on_requests(void *p, sluice_call *call, sluice_batch *reques
     }
     return host->call_respond(call, responses);
   }
+  /* An aborted EXEC goes to the backend as DISCARD, which ends the transaction there without running
+   * it; its +OK is replaced by EXECABORT in on_responses. */
+  if (exec_aborts > 0) {
+    static const uint8_t discard[] = "DISCARD";
+    const uint8_t *argv[1] = {discard};
+    size_t argv_len[1] = {7};
+    for (size_t i = 0; i < count; i++) {
+      if (state->denied[i] == ROUTE_EXEC_ABORT && host->redis_put_command(requests, i, 1, argv, argv_len) != SLUICE_OK) {
+        deny_call_free(state);
+        return host->call_fail(call, "cannot rewrite EXEC as DISCARD", 30);
+      }
+    }
+  }
   /* Remove the denied requests (from the back, so indices stay valid) and forward the rest. */
   for (size_t i = count; i-- > 0;) {
-    if (state->denied[i]) host->batch_remove(requests, i);
+    if (state->denied[i] == ROUTE_DENIED) host->batch_remove(requests, i);
   }
   deny_link(instance, state);
   host->call_set_data(call, state);
@@ -258,8 +328,12 @@ static int32_t deny_on_responses(void *p, sluice_call *call, const sluice_batch 
   int32_t status = merged ? SLUICE_OK : SLUICE_ERROR;
   size_t next = 0;
   for (size_t i = 0; i < state->original_count && status == SLUICE_OK; i++) {
-    if (state->denied[i]) {
+    if (state->denied[i] == ROUTE_DENIED) {
       status = put_denied_error(state->config, merged, i, state->command_names[i]);
+    } else if (state->denied[i] == ROUTE_EXEC_ABORT) {
+      next++; /* DISCARD's reply */
+      status = host->redis_put_reply(merged, i, SLUICE_REDIS_ERROR, (const uint8_t *)EXECABORT_MESSAGE,
+                                     sizeof EXECABORT_MESSAGE - 1, 0);
     } else {
       status = host->batch_insert_from(merged, i, responses, next++);
     }
