@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds every built-in transform into one plugin directory (default build/plugins):
-# the Swift plugins (dynamic-library products of Package.swift) and the C plugin (its own Makefile).
+# the Swift plugins (dynamic-library products of Package.swift) and the C plugins (each folder of
+# Plugins/ with a Makefile: command-filter and the C catalogue).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=$(mkdir -p "${1:-build/plugins}" && cd "${1:-build/plugins}" && pwd)
@@ -13,5 +14,7 @@ BIN=$(swift build -c release --show-bin-path ${SWIFT_BUILD_FLAGS:-})
 for product in "${SWIFT_PLUGINS[@]}"; do
   cp "$BIN/lib$product.so" "$OUT/"
 done
-make -s -C Plugins/command-filter OUT="$OUT"
+for makefile in Plugins/*/Makefile; do
+  make -s -C "$(dirname "$makefile")" OUT="$OUT"
+done
 echo "plugins in $OUT: $(cd "$OUT" && ls *.so | tr '\n' ' ')"

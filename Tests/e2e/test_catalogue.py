@@ -1,0 +1,125 @@
+"""The C catalogue transforms of issue 15 (debug-returner, null-sink, query-counter, throttle,
+query-type-filter), each loaded from its own .so through the C ABI as a third party's plugin would be,
+driven by real clients (redis-py, redis-cli, redis-benchmark) against real redis-server processes."""
+import os
+import re
+import subprocess
+import urllib.request
+
+import pytest
+import redis
+
+from conftest import PLUGINS, SLUICE, free_port, plain_config
+
+
+def metrics_text(proxy):
+    return urllib.request.urlopen(f"http://127.0.0.1:{proxy.metrics_port}/metrics", timeout=5).read().decode()
+
+
+def metric(proxy, name, label_filter=""):
+    """Sum of the samples of `name` whose line also contains `label_filter`."""
+    return sum(float(l.split()[-1]) for l in metrics_text(proxy).splitlines()
+               if l.startswith(name) and label_filter in l)
+
+
+def redis_cli(port, *args, stdin=None):
+    out = subprocess.run(["redis-cli", "-p", str(port), *args], input=stdin, capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+def check_config(workdir, steps):
+    """Runs `sluice check` on a config whose chain has `steps`; returns (path, returncode, stderr)."""
+    path = os.path.join(workdir, "catalogue.yaml")
+    with open(path, "w") as f:
+        f.write(f"""plugins:
+  directory: {PLUGINS}
+sinks:
+  primary: {{ redis: {{ address: 127.0.0.1:1 }} }}
+chains:
+  main:
+{steps}    - sink: primary
+sources:
+  - redis: {{ listen: 127.0.0.1:{free_port()}, chain: main }}
+""")
+    out = subprocess.run([SLUICE, "check", "--config", path], capture_output=True, text=True, timeout=60)
+    return path, out.returncode, out.stderr + out.stdout
+
+
+# ---- debug-returner --------------------------------------------------------------------------------
+
+RETURNER = ('    - debug-returner: { reply: "+FINE", replies: { GET: "$hello", incrby: ":42", DEL: "-ERR nope", '
+            'EXISTS: { integer: -7 }, HGET: nil, ECHO: { bulk: "" } } }\n')
+
+
+def test_debug_returner_answers_every_request_itself(redis_factory, sluice_factory):
+    backend = redis_factory()
+    proxy = sluice_factory(plain_config(backend.port, RETURNER))
+    r = proxy.client()
+    assert r.get("anything") == b"hello"
+    assert r.incr("counter") == 42
+    assert r.exists("k") == -7
+    assert r.hget("h", "f") is None
+    assert r.echo("ignored") == b""
+    with pytest.raises(redis.ResponseError, match="^nope$"):
+        r.delete("k")
+    assert r.execute_command("MADE-UP", "k") == b"FINE"  # every other command: the fallback reply
+    # A pipelined batch: every request its own reply, in order.
+    pipe = r.pipeline(transaction=False)
+    pipe.get("a").incr("b").execute_command("MADE-UP", "c").get("d").hget("h", "f")
+    assert pipe.execute(raise_on_error=False) == [b"hello", 42, b"FINE", b"hello", None]
+    assert redis_cli(proxy.port, "GET", "x").strip() == "hello"
+    assert redis_cli(proxy.port, "SET", "x", "y").strip() == "FINE"
+    assert redis_cli(proxy.port, "INCRBY", "x", "1").strip() == "42"
+    # Nothing reached redis-server.
+    assert backend.client().dbsize() == 0
+    assert backend.client().info("commandstats").get("cmdstat_set") is None
+    assert metric(proxy, "sluice_plugin_debug_returner_replies_total") >= 14
+
+
+def test_debug_returner_default_reply_is_ok(redis_factory, sluice_factory):
+    backend = redis_factory()
+    proxy = sluice_factory(plain_config(backend.port, "    - debug-returner: {}\n"))
+    assert proxy.client().execute_command("GET", "x") == b"OK"
+    assert redis_cli(proxy.port, "DBSIZE").strip() == "OK"
+
+
+@pytest.mark.parametrize("steps,needle", [
+    ('    - debug-returner: { reply: "hello" }\n', r":7:\d+: main\[0\] debug-returner: reply: expected a reply as"),
+    ('    - debug-returner: { reply: ":12x" }\n', r":7:\d+: main\[0\] debug-returner: reply: expected a 64-bit integer, found '12x'"),
+    ('    - debug-returner: { reply: "-" }\n', r":7:\d+: main\[0\] debug-returner: reply: an error needs a message"),
+    ('    - debug-returner: { replies: { GET: { float: 1 } } }\n', r":7:\d+: main\[0\] debug-returner: replies.get: unknown reply type 'float'"),
+    ('    - debug-returner: { replies: { GET: "+a", get: "+b" } }\n', r":7:\d+: main\[0\] debug-returner: replies: command 'get' is given twice"),
+    ('    - debug-returner: { replys: {} }\n', r":7:\d+: main\[0\] debug-returner: unknown option 'replys' \(expected one of: reply, replies\)"),
+    ('    - null-sink: { reply: [1] }\n', r":7:\d+: main\[0\] null-sink: reply: expected a reply as"),
+    ('    - null-sink: { replies: {} }\n', r":7:\d+: main\[0\] null-sink: unknown option 'replies' \(expected one of: reply\)"),
+])
+def test_returner_and_null_sink_config_errors_point_into_the_file(workdir, steps, needle):
+    path, code, out = check_config(workdir, steps)
+    assert code != 0
+    assert re.search(re.escape(path) + needle, out), out
+
+
+# ---- null-sink -------------------------------------------------------------------------------------
+
+def test_null_sink_swallows_a_benchmark_without_touching_the_sink(sluice_factory):
+    """redis-benchmark through a chain ending in null-sink: every request is answered +OK and the
+    chain's sink (a port nobody listens on) is never contacted."""
+    proxy = sluice_factory(plain_config(free_port(), "    - null-sink: {}\n"))
+    out = subprocess.run(["redis-benchmark", "-p", str(proxy.port), "-t", "set,get,lpush", "-n", "20000",
+                          "-P", "16", "-c", "8", "-q"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert re.search(r"SET: [0-9.]+ requests per second", out.stdout), out.stdout
+    assert "error" not in out.stdout.lower() + out.stderr.lower().replace("could not fetch server config", "")
+    assert metric(proxy, "sluice_plugin_null_sink_requests_total") >= 60000
+    assert "connect failed" not in proxy.output()
+
+
+def test_null_sink_configured_reply(redis_factory, sluice_factory):
+    backend = redis_factory()
+    proxy = sluice_factory(plain_config(backend.port, '    - null-sink: { reply: ":0" }\n'))
+    r = proxy.client()
+    assert r.execute_command("SET", "k", "v") == 0
+    assert r.execute_command("GET", "k") == 0
+    assert redis_cli(proxy.port, "SET", "a", "b").strip() == "0"
+    assert backend.client().dbsize() == 0
