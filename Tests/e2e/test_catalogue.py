@@ -123,3 +123,60 @@ def test_null_sink_configured_reply(redis_factory, sluice_factory):
     assert r.execute_command("GET", "k") == 0
     assert redis_cli(proxy.port, "SET", "a", "b").strip() == "0"
     assert backend.client().dbsize() == 0
+
+
+# ---- query-counter ---------------------------------------------------------------------------------
+
+def test_query_counter_counts_a_benchmark_by_command_and_key_pattern(redis_factory, sluice_factory):
+    backend = redis_factory()
+    steps = '    - query-counter: { commands: [GET, set], key_patterns: { bench: "key:*", other_keys: "nomatch:*" } }\n'
+    proxy = sluice_factory(plain_config(backend.port, steps))
+    out = subprocess.run(["redis-benchmark", "-p", str(proxy.port), "-t", "set,get", "-n", "3000", "-P", "10",
+                          "-c", "4", "-q"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert metric(proxy, "sluice_plugin_query_counter_command_get_total") == 3000
+    assert metric(proxy, "sluice_plugin_query_counter_command_set_total") == 3000
+    assert metric(proxy, "sluice_plugin_query_counter_key_bench_total") == 6000
+    assert metric(proxy, "sluice_plugin_query_counter_key_other_keys_total") == 0
+    total = metric(proxy, "sluice_plugin_query_counter_requests_total")
+    other = metric(proxy, "sluice_plugin_query_counter_other_total")  # redis-benchmark's CONFIG GET, PING…
+    assert total == 6000 + other and other >= 1
+    # Everything reached the server unchanged.
+    assert backend.client().get("key:__rand_int__") is not None
+
+
+def test_query_counter_series_are_bounded_whatever_clients_send(redis_factory, sluice_factory):
+    backend = redis_factory()
+    proxy = sluice_factory(plain_config(backend.port, '    - query-counter: { key_patterns: { users: "user:*" } }\n'))
+    r = proxy.client()
+    series_before = sum(1 for l in metrics_text(proxy).splitlines() if l.startswith("sluice_plugin_query_counter_"))
+    r.set("user:1", "a")
+    r.mset({"user:2": "b", "x": "c"})
+    assert r.mget("user:1", "x") == [b"a", b"c"]
+    r.hset("user:h", "f", "v")
+    r.execute_command("EVAL", "return 1", 1, "user:1")  # numkeys: no fixed key positions, not matched
+    for i in range(300):  # 300 distinct unknown commands: all "other", no new series
+        with pytest.raises(redis.ResponseError):
+            r.execute_command(f"MADEUP{i}", "user:9")
+    assert metric(proxy, "sluice_plugin_query_counter_command_set_total") == 1
+    assert metric(proxy, "sluice_plugin_query_counter_command_mset_total") == 1
+    assert metric(proxy, "sluice_plugin_query_counter_command_mget_total") == 1
+    assert metric(proxy, "sluice_plugin_query_counter_command_hset_total") == 1
+    assert metric(proxy, "sluice_plugin_query_counter_command_eval_total") == 1
+    assert metric(proxy, "sluice_plugin_query_counter_other_total") == 300
+    assert metric(proxy, "sluice_plugin_query_counter_key_users_total") == 4  # SET, MSET, MGET, HSET
+    series_after = sum(1 for l in metrics_text(proxy).splitlines() if l.startswith("sluice_plugin_query_counter_"))
+    assert series_after == series_before
+
+
+@pytest.mark.parametrize("steps,needle", [
+    ('    - query-counter: { commands: [] }\n', r":7:\d+: main\[0\] query-counter: commands: expected a list of 1 to 256"),
+    ('    - query-counter: { commands: [GET, get] }\n', r":7:\d+: main\[0\] query-counter: commands: 'get' is listed twice"),
+    ('    - query-counter: { key_patterns: { Bad-Name: "x*" } }\n', r":7:\d+: main\[0\] query-counter: key_patterns: 'Bad-Name' is not a metric name"),
+    ('    - query-counter: { key_patterns: [x] }\n', r":7:\d+: main\[0\] query-counter: key_patterns: expected a map"),
+    ('    - query-counter: { comands: [GET] }\n', r":7:\d+: main\[0\] query-counter: unknown option 'comands'"),
+])
+def test_query_counter_config_errors_point_into_the_file(workdir, steps, needle):
+    path, code, out = check_config(workdir, steps)
+    assert code != 0
+    assert re.search(re.escape(path) + needle, out), out
