@@ -616,7 +616,10 @@ class Executor:
                         out.append(sum(1 for r in rows if r.get(arg) is not None))
                 else:
                     out.append(rows[0].get(how[1]) if rows else None)
-            return Rows(specs, [out])
+            result = Rows(specs, [out])
+            if not pk_direct and t.provider is None:
+                result.warnings = ["Aggregation query used without partition key"]
+            return result
         values = [[r.get(how[1]) for _, how in selection] for r in rows]
         if stmt.distinct:
             seen, unique = set(), []

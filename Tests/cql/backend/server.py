@@ -109,7 +109,8 @@ class Backend:
             self.ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             self.ssl_context.load_cert_chain(certfile, keyfile)
         self.nodes = [Node(self, info) for info in infos]
-        self.stats = {"connections": 0, "requests": 0, "prepares": 0, "unprepared": 0}
+        self.stats = {"connections": 0, "requests": 0, "prepares": 0, "unprepared": 0,
+                      "events": 0, "rejected_versions": 0}
 
     async def start(self):
         for n in self.nodes:
@@ -128,6 +129,7 @@ class Backend:
         for n in self.nodes:
             for c in list(n.connections):
                 if "SCHEMA_CHANGE" in c.registered:
+                    self.stats["events"] += 1
                     c.send_event(body)
 
 
@@ -201,6 +203,7 @@ class Connection:
                 stream = struct.unpack(">h", rest[1:3])[0] if version >= 3 else rest[1]
             except (asyncio.TimeoutError, asyncio.IncompleteReadError):
                 pass
+            self.backend.stats["rejected_versions"] += 1
             reply_version = max(SUPPORTED_VERSIONS) if version > max(SUPPORTED_VERSIONS) else version
             message = (f"Invalid or unsupported protocol version ({version}); supported versions "
                        f"are ({', '.join(f'{v}/v{v}' for v in SUPPORTED_VERSIONS)})")
@@ -392,6 +395,8 @@ class Connection:
                 raise CqlError(PROTOCOL_ERROR, f"{compression} compression is not supported by "
                                                f"protocol v5 (only lz4)")
             compressor = name
+        key = f"startup_v{self.version}_{compressor or 'none'}"
+        self.backend.stats[key] = self.backend.stats.get(key, 0) + 1
         if self.backend.credentials is not None:
             self.send(0, env.stream, F.OP_AUTHENTICATE, wire.string(AUTHENTICATOR))
             self.state = State.AWAIT_AUTH

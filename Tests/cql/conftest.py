@@ -1,0 +1,74 @@
+"""Fixtures for the CQL test backend's own tests: a backend on a free loopback port (in this process,
+on its own event loop thread), and helpers to make drivers' clusters that are shut down after the
+test. The drivers are the real ones (cassandra-driver, cqlsh, scylla-driver); nothing here
+imitates them.
+"""
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+from backend import BackendThread  # noqa: E402
+
+
+def free_port(host="127.0.0.1"):
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def make_backend():
+    started = []
+
+    def make(**kwargs):
+        kwargs.setdefault("port", free_port())
+        b = BackendThread(**kwargs).start()
+        started.append(b)
+        return b
+
+    yield make
+    for b in started:
+        b.stop()
+
+
+@pytest.fixture
+def backend(make_backend):
+    return make_backend()
+
+
+@pytest.fixture
+def clusters():
+    """Makes DataStax driver clusters that are shut down after the test."""
+    from cassandra.cluster import Cluster
+    from cassandra.policies import RoundRobinPolicy
+    made = []
+
+    def make(backend, **kwargs):
+        kwargs.setdefault("load_balancing_policy", RoundRobinPolicy())
+        kwargs.setdefault("connect_timeout", 5)
+        kwargs.setdefault("control_connection_timeout", 5)
+        addresses = [n.info.address for n in backend.backend.nodes[:1]]
+        c = Cluster(addresses, port=backend.backend.nodes[0].info.port, **kwargs)
+        made.append(c)
+        return c
+
+    yield make
+    for c in made:
+        c.shutdown()
+
+
+@pytest.fixture(scope="session")
+def tls_files(tmp_path_factory):
+    """A self-signed certificate for 127.0.0.1 made with openssl."""
+    d = tmp_path_factory.mktemp("cql-tls")
+    cert, key = str(d / "cert.pem"), str(d / "key.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", key, "-out", cert], check=True, capture_output=True)
+    return cert, key
