@@ -3,7 +3,9 @@ query-type-filter), each loaded from its own .so through the C ABI as a third pa
 driven by real clients (redis-py, redis-cli, redis-benchmark) against real redis-server processes."""
 import os
 import re
+import socket
 import subprocess
+import time
 import urllib.request
 
 import pytest
@@ -177,6 +179,102 @@ def test_query_counter_series_are_bounded_whatever_clients_send(redis_factory, s
     ('    - query-counter: { comands: [GET] }\n', r":7:\d+: main\[0\] query-counter: unknown option 'comands'"),
 ])
 def test_query_counter_config_errors_point_into_the_file(workdir, steps, needle):
+    path, code, out = check_config(workdir, steps)
+    assert code != 0
+    assert re.search(re.escape(path) + needle, out), out
+
+
+# ---- throttle ----------------------------------------------------------------------------------------
+
+THROTTLED = re.compile(r"^THROTTLED rate limit of (\d+) requests/s exceeded \(burst (\d+)\); retry in (\d+) ms$")
+
+
+def test_throttle_answers_over_limit_requests_at_once_and_passes_the_rest(redis_factory, sluice_factory):
+    backend = redis_factory()
+    proxy = sluice_factory(plain_config(backend.port, "    - throttle: { rate: 2, burst: 5 }\n"))
+    r = proxy.client()
+    r.ping()  # the handshake (HELLO, CLIENT SETINFO) and this take tokens too; let the bucket refill
+    time.sleep(2.6)
+    pipe = r.pipeline(transaction=False)
+    for i in range(20):
+        pipe.set(f"t{i}", i)
+    results = pipe.execute(raise_on_error=False)
+    assert results[:5] == [True] * 5
+    for error in results[5:]:
+        assert isinstance(error, redis.ResponseError)
+        m = THROTTLED.match(str(error))
+        assert m and m.group(1) == "2" and m.group(2) == "5" and 1 <= int(m.group(3)) <= 500, str(error)
+    assert sorted(backend.client().keys("t*")) == sorted(f"t{i}".encode() for i in range(5))
+    assert metric(proxy, "sluice_plugin_throttle_rejected_total") >= 15
+    assert metric(proxy, "sluice_plugin_throttle_passed_total") >= 5
+
+
+def test_throttle_inside_multi_aborts_the_transaction(redis_factory, sluice_factory):
+    backend = redis_factory()
+    proxy = sluice_factory(plain_config(backend.port, "    - throttle: { rate: 1, burst: 3 }\n"))
+    from test_transform_promises import EXECABORT, RawClient
+    raw = RawClient(proxy.port)
+    raw.send(b"MULTI\r\nSET m1 1\r\nSET m2 2\r\nSET m3 3\r\nEXEC\r\n")
+    replies = [raw.reply() for _ in range(5)]
+    raw.close()
+    assert replies[:3] == [b"+OK\r\n", b"+QUEUED\r\n", b"+QUEUED\r\n"]
+    assert replies[3].startswith(b"-THROTTLED")
+    assert replies[4] == EXECABORT  # EXEC is never refused: the doomed transaction is discarded
+    assert backend.client().keys("m*") == []
+    raw = RawClient(proxy.port)
+    time.sleep(3.2)
+    raw.send(b"MULTI\r\nSET m4 4\r\nEXEC\r\n")  # the bucket refilled: the next transaction commits
+    assert [raw.reply() for _ in range(3)] == [b"+OK\r\n", b"+QUEUED\r\n", b"*1\r\n+OK\r\n"]
+    raw.close()
+
+
+def test_throttle_delays_within_max_wait_instead_of_failing(redis_factory, sluice_factory):
+    """redis-benchmark at full speed against 400 requests/s: with max_wait_ms every request is
+    held until its token is due (host timers), none fails, and the rate seen is the limit."""
+    backend = redis_factory()
+    proxy = sluice_factory(plain_config(backend.port, "    - throttle: { rate: 400, burst: 40, max_wait_ms: 2000 }\n"))
+    out = subprocess.run(["redis-benchmark", "-p", str(proxy.port), "-t", "set", "-n", "800", "-c", "4", "-q"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    rps = float(re.search(r"SET: ([0-9.]+) requests per second", out.stdout).group(1))
+    assert rps < 400 * 1.25, out.stdout  # 800 requests with a burst of 40 take at least 1.9 s
+    assert metric(proxy, "sluice_plugin_throttle_rejected_total") == 0
+    assert metric(proxy, "sluice_plugin_throttle_delayed_total") > 0
+    assert backend.client().info("commandstats")["cmdstat_set"]["calls"] == 800
+
+
+def test_throttle_per_client_gives_each_address_its_own_bucket(redis_factory, sluice_factory):
+    backend = redis_factory()
+    proxy = sluice_factory(plain_config(backend.port, "    - throttle: { rate: 1, burst: 3, per: client }\n"))
+    from test_transform_promises import RawClient
+
+    def client_from(source):
+        c = RawClient.__new__(RawClient)
+        c.sock = socket.create_connection(("127.0.0.1", proxy.port), timeout=10, source_address=(source, 0))
+        c.buffer = b""
+        return c
+
+    a, b = client_from("127.0.0.1"), client_from("127.0.0.2")
+    a.send(b"PING\r\n" * 5)
+    replies = [a.reply() for _ in range(5)]
+    assert replies[:3] == [b"+PONG\r\n"] * 3
+    assert all(r.startswith(b"-THROTTLED") for r in replies[3:]), replies
+    b.send(b"PING\r\n" * 3)
+    assert [b.reply() for _ in range(3)] == [b"+PONG\r\n"] * 3  # b's bucket is its own
+    a.send(b"PING\r\n")
+    assert a.reply().startswith(b"-THROTTLED")
+    a.close()
+    b.close()
+
+
+@pytest.mark.parametrize("steps,needle", [
+    ('    - throttle: {}\n', r":7:\d+: main\[0\] throttle: rate is required"),
+    ('    - throttle: { rate: 0 }\n', r":7:\d+: main\[0\] throttle: rate: expected an integer from 1 to 100000000, found 0"),
+    ('    - throttle: { rate: 10, burst: x }\n', r":7:\d+: main\[0\] throttle: burst: expected an integer"),
+    ('    - throttle: { rate: 10, per: user }\n', r":7:\d+: main\[0\] throttle: per: expected source .* or client"),
+    ('    - throttle: { rate: 10, max_wait_ms: 600000 }\n', r":7:\d+: main\[0\] throttle: max_wait_ms: expected an integer from 0 to 60000"),
+])
+def test_throttle_config_errors_point_into_the_file(workdir, steps, needle):
     path, code, out = check_config(workdir, steps)
     assert code != 0
     assert re.search(re.escape(path) + needle, out), out
