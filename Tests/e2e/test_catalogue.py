@@ -278,3 +278,101 @@ def test_throttle_config_errors_point_into_the_file(workdir, steps, needle):
     path, code, out = check_config(workdir, steps)
     assert code != 0
     assert re.search(re.escape(path) + needle, out), out
+
+
+# ---- query-type-filter -----------------------------------------------------------------------------
+
+def test_query_type_filter_denies_by_category_and_name_in_a_pipeline(redis_factory, sluice_factory):
+    backend = redis_factory()
+    proxy = sluice_factory(plain_config(backend.port, '    - query-type-filter: { deny: ["@dangerous", KEYS] }\n'))
+    r = proxy.client()
+    pipe = r.pipeline(transaction=False)
+    pipe.set("a", "1").flushall().get("a").keys("*").execute_command("DEBUG", "SLEEP", "0").incr("n")
+    results = pipe.execute(raise_on_error=False)
+    assert results[0] is True and results[2] == b"1" and results[5] == 1
+    assert str(results[1]) == "query-type-filter: command 'flushall' is denied by this proxy (@dangerous)"
+    assert str(results[3]) == "query-type-filter: command 'keys' is denied by this proxy"
+    assert "'debug' is denied by this proxy (@dangerous)" in str(results[4])
+    with pytest.raises(redis.exceptions.NoPermissionError):  # NOPERM, as Redis's ACL refusals
+        r.flushdb()
+    assert backend.client().get("a") == b"1" and backend.client().get("n") == b"1"
+    assert metric(proxy, "sluice_plugin_query_type_filter_denied_total") == 4
+    assert redis_cli(proxy.port, "FLUSHALL").startswith("NOPERM query-type-filter")
+    assert backend.client().dbsize() == 2
+
+
+def test_query_type_filter_allow_list_with_subcommands(redis_factory, sluice_factory):
+    backend = redis_factory()
+    backend.client().set("k", "v")
+    steps = '    - query-type-filter: { allow: ["@read", "@connection", "config|get"] }\n'
+    proxy = sluice_factory(plain_config(backend.port, steps))
+    r = proxy.client()  # redis-py's HELLO 3 and CLIENT SETINFO are @connection
+    assert r.get("k") == b"v"
+    assert r.config_get("maxmemory-policy")
+    with pytest.raises(redis.ResponseError, match="command 'config.set' is not in a category this proxy allows"):
+        r.config_set("maxmemory-policy", "allkeys-lru")
+    with pytest.raises(redis.ResponseError, match="command 'set' is not in a category this proxy allows"):
+        r.set("k", "changed")
+    with pytest.raises(redis.ResponseError, match="command 'nosuchcommand' is not in a category"):
+        r.execute_command("NOSUCHCOMMAND")
+    assert backend.client().get("k") == b"v"
+    assert backend.client().config_get("maxmemory-policy")["maxmemory-policy"] == "noeviction"
+
+
+@pytest.mark.parametrize("category", ["write", "read", "admin", "pubsub", "scripting", "slow", "keyspace"])
+def test_query_type_filter_categories_match_the_running_redis(redis_factory, sluice_factory, category):
+    """The committed table against the live server: for 40 commands, a request is refused exactly
+    when redis-server's COMMAND INFO puts it in the category."""
+    backend = redis_factory()
+    proxy = sluice_factory(plain_config(backend.port, f'    - query-type-filter: {{ deny: ["@{category}"] }}\n'))
+    commands = ["get", "set", "del", "incr", "lpush", "lrange", "hget", "hset", "sadd", "smembers", "zadd", "zrange",
+                "expire", "ttl", "type", "exists", "scan", "dbsize", "info", "publish", "eval", "evalsha", "script",
+                "bgsave", "lastsave", "time", "echo", "object", "dump", "restore", "sort", "getex", "xadd", "xread",
+                "pfadd", "geoadd", "setbit", "bitcount", "append", "strlen"]
+    info = backend.client(protocol=2).execute_command("COMMAND", "INFO", *commands)
+    categories = {name: set(entry["acl_categories"]) for name, entry in info.items()} if isinstance(info, dict) else None
+    assert categories and len(categories) == len(commands)
+    raw = __import__("test_transform_promises").RawClient(proxy.port)
+    try:
+        for name in commands:
+            # A request shape redis-server rejects on arity alone is enough: the filter decides first.
+            reply = raw.call(f"*1\r\n${len(name)}\r\n{name}\r\n".encode())
+            refused = reply.startswith(b"-NOPERM query-type-filter")
+            assert refused == (f"@{category}" in categories[name]), (name, categories[name], reply)
+    finally:
+        raw.close()
+
+
+def test_query_type_filter_denial_inside_multi_aborts(redis_factory, sluice_factory):
+    backend = redis_factory()
+    proxy = sluice_factory(plain_config(backend.port, '    - query-type-filter: { deny: ["@admin"] }\n'))
+    r = proxy.client()
+    pipe = r.pipeline(transaction=True)
+    pipe.set("x", "1").config_set("maxmemory", "1").set("y", "2")
+    with pytest.raises(redis.ResponseError):
+        pipe.execute()
+    assert backend.client().keys("*") == []
+    assert backend.client().config_get("maxmemory")["maxmemory"] == "0"
+
+
+def test_query_type_filter_under_redis_benchmark(redis_factory, sluice_factory):
+    backend = redis_factory()
+    proxy = sluice_factory(plain_config(backend.port, '    - query-type-filter: { deny: ["@dangerous", "@admin"] }\n'))
+    out = subprocess.run(["redis-benchmark", "-p", str(proxy.port), "-t", "set,get,incr", "-n", "5000", "-P", "8",
+                          "-c", "4", "-q"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    stats = backend.client().info("commandstats")
+    assert stats["cmdstat_set"]["calls"] == 5000 and stats["cmdstat_get"]["calls"] == 5000
+    assert "cmdstat_config" not in stats  # redis-benchmark's CONFIG GET (@admin @dangerous) was answered NOPERM
+
+
+@pytest.mark.parametrize("steps,needle", [
+    ('    - query-type-filter: {}\n', r":7:\d+: main\[0\] query-type-filter: give allow: \[...\] or deny"),
+    ('    - query-type-filter: { deny: ["@danger"] }\n', r":7:\d+: main\[0\] query-type-filter: deny: unknown category '@danger' \(redis 7\.0\.15 has: @admin"),
+    ('    - query-type-filter: { allow: [GETT] }\n', r":7:\d+: main\[0\] query-type-filter: allow: unknown command 'GETT'"),
+    ('    - query-type-filter: { deny: [] }\n', r":7:\d+: main\[0\] query-type-filter: deny: expected a non-empty list"),
+])
+def test_query_type_filter_config_errors_point_into_the_file(workdir, steps, needle):
+    path, code, out = check_config(workdir, steps)
+    assert code != 0
+    assert re.search(re.escape(path) + needle, out), out
