@@ -33,7 +33,7 @@ let package = Package(
     ],
     targets: [
         /// The one C header that is the whole host/plugin contract.
-        .target(name: "PluginABI", path: "Sources/PluginABI"),
+        .target(name: "PluginABI", path: "Sources/PluginABI", exclude: ["abi-versions.txt"]),
         /// libyaml (apt: libyaml-dev) as a system library.
         .systemLibrary(name: "CYaml", path: "Sources/CYaml", providers: [.apt(["libyaml-dev"])]),
         .target(

@@ -35,7 +35,9 @@ public enum SluicePlugin {
             struct_size: UInt32(MemoryLayout<sluice_plugin_descriptor>.size),
             abi_major: UInt32(SLUICE_ABI_VERSION_MAJOR),
             abi_minor: UInt32(SLUICE_ABI_VERSION_MINOR),
-            flags: 0,
+            // The SDK calls functions of its own minor without checking: a host with an older
+            // minor must refuse the plugin by name rather than let it call past its table.
+            flags: UInt32(SLUICE_PLUGIN_FLAG_REQUIRES_MINOR),
             transform_count: UInt32(transforms.count),
             name: permanentCString(name),
             version: permanentCString(version),

@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+import PluginABI
 @testable import SluiceHost
 
 /// Loads the deliberately broken plugins of Tests/fixtures/plugins (built into build/fixtures by
@@ -36,7 +37,7 @@ final class PluginLoaderTests: XCTestCase {
         let reason = try refusal("libwrong-major.so")
         XCTAssertTrue(reason.hasPrefix("wrong ABI major"), reason)
         XCTAssertTrue(reason.contains("ABI 99."), reason)
-        XCTAssertTrue(reason.contains("host speaks ABI 1.0"), reason)
+        XCTAssertTrue(reason.contains("host speaks ABI \(SLUICE_ABI_VERSION_MAJOR).\(SLUICE_ABI_VERSION_MINOR)"), reason)
     }
 
     func testBadMagic() throws {
@@ -59,6 +60,20 @@ final class PluginLoaderTests: XCTestCase {
         }
         XCTAssertEqual(plugin.name, "older-minor")
         XCTAssertNil(plugin.transforms.first?.onResponses, "a field beyond the declared struct_size was read")
+    }
+
+    func testNewerMinorThatRequiresItIsRefusedNamingBothVersions() throws {
+        let reason = try refusal("libnewer-minor-required.so")
+        let host = "\(SLUICE_ABI_VERSION_MAJOR).\(SLUICE_ABI_VERSION_MINOR)"
+        let plugin = "\(SLUICE_ABI_VERSION_MAJOR).\(SLUICE_ABI_VERSION_MINOR + 1)"
+        XCTAssertEqual(reason, "plugin requires ABI \(plugin), host speaks ABI \(host)")
+    }
+
+    func testNewerMinorThatChecksTheHostLoads() throws {
+        guard case .success(let plugin) = PluginLoader.load(path: Self.fixtures + "/libnewer-minor-checked.so") else {
+            return XCTFail("a newer-minor plugin without SLUICE_PLUGIN_FLAG_REQUIRES_MINOR was refused")
+        }
+        XCTAssertEqual(plugin.abiMinor, UInt32(SLUICE_ABI_VERSION_MINOR + 1))
     }
 
     func testDirectoryListsLoadedAndRefused() throws {

@@ -35,7 +35,7 @@ def generated_plugin_dir(tmp_path_factory):
 def test_generated_transform_loads_and_runs(generated_plugin_dir, redis_factory, sluice_factory):
     listing = subprocess.run([SLUICE, "plugins", "--dir", generated_plugin_dir], capture_output=True, text=True,
                              timeout=60).stdout
-    assert "rate-guard 0.1.0  ABI 1.0" in listing and "transform rate-guard" in listing
+    assert "rate-guard 0.1.0  ABI 1.1" in listing and "transform rate-guard" in listing
     backend = redis_factory()
     proxy = sluice_factory(two_sink_config(backend.port, backend.port, "    - rate-guard: { deny: [flushall] }\n",
                                            plugin_dir=generated_plugin_dir))

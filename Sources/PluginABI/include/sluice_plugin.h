@@ -26,13 +26,30 @@
  * - Every versioned struct starts with (or carries) struct_size. A reader never touches a field that
  *   lies beyond the struct_size the writer declared:
  *     * The host accepts a plugin built against an older minor of the same major: fields the plugin's
- *       descriptor does not have (beyond its struct_size) read as NULL / zero.
- *     * A plugin built against a newer minor than the host may run on that host if it checks
- *       host->abi_minor (or host->struct_size) before calling a function added later; the host
- *       refuses a plugin whose descriptor declares a newer minor than the host supports only if the
- *       plugin sets SLUICE_PLUGIN_FLAG_REQUIRES_MINOR (see the descriptor).
- * - Planned additive minors: 1.1 adds CQL (Cassandra native protocol v4/v5) accessors and builders
- *   for batches whose protocol is SLUICE_PROTOCOL_CQL. Redis functions never change for it.
+ *       descriptor does not have (beyond its struct_size) read as NULL / zero, and every function
+ *       of the older minor keeps working as it did.
+ *     * A plugin built against a newer minor than the host: sluice_plugin_descriptor.abi_minor is
+ *       the minor of the header the plugin was built with. If the plugin sets
+ *       SLUICE_PLUGIN_FLAG_REQUIRES_MINOR it NEEDS that minor (it calls the newer functions without
+ *       checking), and a host with an older minor refuses it with a message naming both versions
+ *       ("plugin requires ABI 1.2, host speaks ABI 1.1"). Without the flag the plugin promises to
+ *       check host->abi_minor before calling any function marked "since 1.x" with x newer than the
+ *       host's minor, and it loads. SluiceSDK and the plugin templates set the flag.
+ * - Every header change bumps the minor (or the major). A unit test records the SHA-256 of this file
+ *   per version (Sources/PluginABI/abi-versions.txt) and fails when the header changes without it;
+ *   while a minor is unreleased (on main only), its recorded hash is updated instead.
+ * - Every host function, hook and field added after 1.0 says "since 1.x" in its doc block.
+ *
+ * VERSION PLAN
+ *   1.0  the first ABI (Redis).
+ *   1.1  call_pass (it was appended to 1.0 without a bump and is formally part of 1.1); handles
+ *        (call, batch, timer, send) that are safe to misuse: a stale or foreign one is refused with
+ *        SLUICE_ERROR_STATE and never dereferenced; send with a timeout and a cancel; a deadline for
+ *        calls a plugin never completes; replies encoded for the client's protocol (RESP2/RESP3);
+ *        in-place argument edits, key positions, a session property getter, partial answers.
+ *   1.2  CQL (Cassandra native protocol v4/v5) accessors and builders for batches whose protocol is
+ *        SLUICE_PROTOCOL_CQL. Redis functions never change for it.
+ *   1.3  control functions (reload, drain, runtime state).
  *
  * ---------------------------------------------------------------------------------------------
  * NAMING
@@ -110,7 +127,7 @@ extern "C" {
 /** Major version: a plugin built for another major is refused. */
 #define SLUICE_ABI_VERSION_MAJOR 1
 /** Minor version: additions only (see COMPATIBILITY POLICY). */
-#define SLUICE_ABI_VERSION_MINOR 0
+#define SLUICE_ABI_VERSION_MINOR 1
 /** First field of sluice_plugin_descriptor: "SLCE" in ASCII. A mismatch means "not a Sluice plugin". */
 #define SLUICE_PLUGIN_MAGIC 0x534C4345u
 /** The one symbol a plugin exports. */
@@ -144,7 +161,7 @@ extern "C" {
 
 /** Protocols (bit flags in sluice_transform_descriptor.protocols; one value per batch). */
 #define SLUICE_PROTOCOL_REDIS 1
-/** Reserved for ABI 1.1 (CQL accessors). */
+/** Reserved for ABI 1.2 (CQL accessors). */
 #define SLUICE_PROTOCOL_CQL 2
 
 /** Batch kinds (int32_t). */
@@ -381,6 +398,7 @@ typedef void *(*sluice_host_call_data_fn)(const sluice_call *call);
  * with an error reply and SLUICE_ERROR_INVALID_ARGUMENT is returned. Free any call data first (the
  * host never frees it). After SLUICE_OK the call handle is invalid.
  * Returns SLUICE_ERROR_STATE if the call was already forwarded or completed. THREAD: instance's.
+ * SINCE 1.1 (it was appended to 1.0 without a minor bump: check host->abi_minor >= 1 before using it).
  */
 typedef int32_t (*sluice_host_call_pass_fn)(sluice_call *call);
 
@@ -598,8 +616,12 @@ typedef struct sluice_host_api {
   sluice_host_redis_cursor_init_fn redis_cursor_init;
   sluice_host_redis_cursor_next_fn redis_cursor_next;
   sluice_host_redis_put_reply_fn redis_put_reply;
+
+  /* ---- since 1.1 ---------------------------------------------------------------------------- */
   sluice_host_call_pass_fn call_pass;
-  /* ABI 1.1 appends CQL functions here. */
+  /* 1.1: safe handles, send timeout and cancel, call deadlines (abi-core appends here) */
+  /* 1.1: in-place edits, key positions, session properties, partial answers (abi-reach appends here) */
+  /* ABI 1.2 appends CQL functions here. */
 } sluice_host_api;
 
 /* ============================================================================================= */
@@ -665,7 +687,11 @@ typedef struct sluice_transform_descriptor {
 } sluice_transform_descriptor;
 
 /** Descriptor flags. */
-/** Refuse to load on a host whose abi_minor is older than this descriptor's abi_minor. */
+/**
+ * The plugin needs the minor it declares: a host whose abi_minor is older than the descriptor's
+ * abi_minor refuses to load it (naming both versions). Without this flag the plugin must check
+ * host->abi_minor before calling functions newer than the host's minor. See COMPATIBILITY POLICY.
+ */
 #define SLUICE_PLUGIN_FLAG_REQUIRES_MINOR 1
 
 /** What sluice_plugin_init returns. OWNERSHIP plugin; LIFETIME: the whole process (static data). */
