@@ -94,13 +94,15 @@ def test_crud_prepared_paging_batch_use(backend, clusters, version, compression)
 
 @pytest.mark.parametrize("version,compression", [(5, False), (5, "lz4"), (4, "lz4")])
 def test_values_larger_than_a_segment(backend, clusters, version, compression):
-    """An envelope over 128 KiB travels across several segments that are not self-contained."""
+    """Envelopes of several MiB (over 128 KiB: across v5 segments that are not self-contained)."""
     cluster = clusters(backend, protocol_version=version, compression=compression)
     session = cluster.connect()
     setup_table(session)
-    big = os.urandom(300_000) + b"a" * 200_000
-    session.execute(session.prepare("INSERT INTO ks.kv (k, c, b) VALUES (?, ?, ?)"), (7, 1, big))
-    assert session.execute("SELECT b FROM ks.kv WHERE k = 7 AND c = 1").one().b == big
+    insert = session.prepare("INSERT INTO ks.kv (k, c, b) VALUES (?, ?, ?)")
+    for c, big in enumerate([os.urandom(300_000) + b"a" * 200_000,
+                             os.urandom(3 * 1024 * 1024) + bytes(1024 * 1024)]):
+        session.execute(insert, (7, c, big))
+        assert session.execute("SELECT b FROM ks.kv WHERE k = 7 AND c = %s", (c,)).one().b == big
 
 
 def test_types_round_trip(backend, clusters):
@@ -188,6 +190,31 @@ def test_schema_change_events_reach_the_driver(backend, clusters, version):
     assert "evt" not in watcher.metadata.keyspaces["ks"].tables
 
 
+def test_topology_and_status_events_reach_the_driver(make_backend, clusters):
+    """TESTBACKEND EVENT sends TOPOLOGY_CHANGE / STATUS_CHANGE to the connections registered for
+    them (here the driver's control connection), which decodes them and hands them to its
+    handlers (wrapped here to record what arrives)."""
+    backend = make_backend(nodes=2)
+    cluster = clusters(backend, protocol_version=5)
+    session = cluster.connect()
+    port = backend.backend.nodes[0].info.port
+    seen = []
+    control = cluster.control_connection
+    for name in ("_handle_topology_change", "_handle_status_change"):
+        original = getattr(control, name)
+        setattr(control, name, lambda event, original=original, name=name: (
+            seen.append((name, event["change_type"], tuple(event["address"]))), original(event)))
+    before = stats(backend)["events"]
+    session.execute("TESTBACKEND EVENT TOPOLOGY_CHANGE NEW_NODE '127.0.0.9'")
+    session.execute("TESTBACKEND EVENT STATUS_CHANGE UP '127.0.0.2'")
+    deadline = time.time() + 10
+    while len(seen) < 2 and time.time() < deadline:
+        time.sleep(0.02)
+    assert seen == [("_handle_topology_change", "NEW_NODE", ("127.0.0.9", port)),
+                    ("_handle_status_change", "UP", ("127.0.0.2", port))]
+    assert stats(backend)["events"] == before + 2  # only the control connection registered
+
+
 # --- errors, warnings, tracing, custom payloads --------------------------------------------------
 
 def test_error_codes(backend, clusters):
@@ -255,12 +282,15 @@ def test_slow_request_does_not_hold_back_others(backend, clusters):
 
 # --- authentication and TLS ----------------------------------------------------------------------
 
-@pytest.mark.parametrize("version", [4, 5])
-def test_password_authenticator(make_backend, clusters, version):
-    backend = make_backend(credentials={"alice": "s3cret"})
+@pytest.mark.parametrize("authenticator,version", [("password", 4), ("password", 5), ("dse", 4),
+                                                   ("dse", 5)])
+def test_password_authenticator(make_backend, clusters, authenticator, version):
+    """PasswordAuthenticator, and DSE's authenticator whose AUTH_CHALLENGE the driver answers."""
+    backend = make_backend(credentials={"alice": "s3cret"}, authenticator=authenticator)
     ok = clusters(backend, protocol_version=version,
                   auth_provider=PlainTextAuthProvider("alice", "s3cret"))
     assert ok.connect().execute("SELECT key FROM system.local").one().key == "local"
+    assert (stats(backend)["auth_challenges"] > 0) == (authenticator == "dse")
     bad = clusters(backend, protocol_version=version,
                    auth_provider=PlainTextAuthProvider("alice", "wrong"))
     with pytest.raises(NoHostAvailable) as e:
@@ -307,6 +337,34 @@ def test_three_nodes_on_loopback_addresses(make_backend, clusters):
     assert len(list(session.execute("SELECT k FROM ks.kv"))) == 9  # one shared data set
     peers = {str(r.peer) for r in session.execute("SELECT peer FROM system.peers")}
     assert len(peers) == 2
+
+
+def test_many_clients_and_streams(backend, clusters):
+    """200 client connections at once (raw v4 frames), and 1,000 requests with 200 in flight on
+    the driver's connections."""
+    from cassandra.concurrent import execute_concurrent_with_args
+    port = backend.backend.nodes[0].info.port
+    startup = struct.pack(">H", 1) + struct.pack(">H", 11) + b"CQL_VERSION" + struct.pack(">H", 5) + b"3.0.0"
+    text = b"SELECT key FROM system.local"
+    query = struct.pack(">i", len(text)) + text + struct.pack(">HB", 1, 0)
+    socks = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(200)]
+    try:
+        for i, s in enumerate(socks):
+            s.sendall(_raw_frame(4, 0x01, startup, stream=i) + _raw_frame(4, 0x07, query, stream=i + 1))
+        for i, s in enumerate(socks):
+            assert _read_frame(s)[2:4] == (i, 0x02)  # READY
+            _, _, stream, opcode, body = _read_frame(s)
+            assert (stream, opcode) == (i + 1, 0x08) and b"local" in body
+    finally:
+        for s in socks:
+            s.close()
+    session = clusters(backend, protocol_version=5).connect()
+    setup_table(session)
+    insert = session.prepare("INSERT INTO ks.kv (k, c, v) VALUES (?, ?, ?)")
+    results = execute_concurrent_with_args(session, insert, [(20, i, str(i)) for i in range(1000)],
+                                           concurrency=200)
+    assert all(ok for ok, _ in results)
+    assert session.execute("SELECT COUNT(*) FROM ks.kv WHERE k = 20").one().count == 1000
 
 
 # --- raw sockets: version negotiation and segment checks -----------------------------------------
@@ -438,13 +496,18 @@ def test_cqlsh_scripted_session_against_the_backend_process(tmp_path):
             "UPDATE items SET price = 11.0 WHERE id = 1;\n"
             "SELECT name, price FROM items WHERE id = 1;\n"
             "DELETE FROM items WHERE id = 2;\n"
-            "SELECT COUNT(*) FROM items;\n")
+            "SELECT COUNT(*) FROM items;\n"
+            "DESCRIBE KEYSPACES;\n"
+            "DESCRIBE TABLE items;\n")
         out = subprocess.run([cqlsh, "127.0.0.1", str(port), "-f", str(script)],
                              capture_output=True, text=True, timeout=60)
         assert out.returncode == 0, out.stderr
         text = out.stdout
         assert "lamp" in text and "desk" in text and "(2 rows)" in text
         assert "11" in text and "(1 rows)" in text
+        assert "system_schema" in text and "shop" in text  # DESCRIBE KEYSPACES
+        assert "CREATE TABLE shop.items (" in text and "PRIMARY KEY (id)" in text
+        assert "WARNING" not in out.stderr and "Traceback" not in out.stderr, out.stderr
         out = subprocess.run([cqlsh, "127.0.0.1", str(port), "-e", "SELECT * FROM shop.nope"],
                              capture_output=True, text=True, timeout=60)
         assert out.returncode != 0 and "unconfigured table nope" in out.stderr

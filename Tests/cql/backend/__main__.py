@@ -18,6 +18,9 @@ def main(argv=None):
                     help="number of nodes, on consecutive addresses from --host (default 1)")
     ap.add_argument("--user", action="append", default=[], metavar="NAME:PASSWORD",
                     help="require PasswordAuthenticator with this user (repeatable)")
+    ap.add_argument("--authenticator", choices=["password", "dse"], default="password",
+                    help="with --user: Cassandra's PasswordAuthenticator (default) or DSE's, which "
+                         "sends an AUTH_CHALLENGE")
     ap.add_argument("--tls-cert", help="serve TLS with this certificate (PEM)")
     ap.add_argument("--tls-key", help="private key of --tls-cert (PEM)")
     ap.add_argument("--no-echo-custom-payload", action="store_true",
@@ -31,7 +34,8 @@ def main(argv=None):
         credentials = dict(u.split(":", 1) for u in args.user)
     backend = Backend(host=args.host, port=args.port, nodes=args.nodes, credentials=credentials,
                       certfile=args.tls_cert, keyfile=args.tls_key,
-                      echo_custom_payload=not args.no_echo_custom_payload)
+                      echo_custom_payload=not args.no_echo_custom_payload,
+                      authenticator=args.authenticator)
 
     async def run():
         await backend.start()

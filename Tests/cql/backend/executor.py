@@ -270,6 +270,8 @@ class Executor:
                                query_id)
         if isinstance(stmt, P.Batch):
             return self.batch([(s, bound) for s in stmt.statements], session, default_keyspace)
+        if isinstance(stmt, P.Describe):
+            return self.describe(stmt, session, default_keyspace)
         raise CqlError(SYNTAX_ERROR, "unsupported statement")
 
     def batch(self, items, session, default_keyspace=None):
@@ -362,6 +364,41 @@ class Executor:
         self.cluster.bump_schema_version()
         self.on_schema_change(change)
         return change
+
+    # server-side DESCRIBE (what cqlsh 6 sends to a Cassandra 4 server)
+    def describe(self, stmt, session, default_keyspace):
+        text = NATIVE["text"]
+        what = stmt.what
+        if what == "CLUSTER":
+            specs = [ColumnSpec("system", "describe", n, text)
+                     for n in ("cluster", "partitioner", "snitch")]
+            from .schema import CLUSTER_NAME, PARTITIONER
+            return Rows(specs, [[CLUSTER_NAME, PARTITIONER,
+                                 "org.apache.cassandra.locator.SimpleSnitch"]])
+        specs = [ColumnSpec("system", "describe", n, text)
+                 for n in ("keyspace_name", "type", "name", "create_statement")]
+        keyspaces = [ks for ks in self.cluster.keyspaces.values() if not ks.virtual]
+        current = stmt.keyspace or default_keyspace or session.keyspace
+        if what == "KEYSPACES":
+            return Rows(specs, [[ks.name, "keyspace", ks.name, None] for ks in keyspaces])
+        if what == "TABLES":
+            chosen = [ks for ks in keyspaces if current is None or ks.name == current]
+            return Rows(specs, [[ks.name, "table", t, None] for ks in chosen for t in ks.tables])
+        if what in ("TYPES", "FUNCTIONS", "AGGREGATES"):
+            return Rows(specs, [])
+        if what == "OBJECT" and stmt.keyspace is None and stmt.table in self.cluster.keyspaces:
+            what, current = "KEYSPACE", stmt.table
+        if what == "KEYSPACE":
+            if current is None:
+                raise invalid("No keyspace specified and no current keyspace")
+            ks = self.cluster.keyspaces.get(current)
+            if ks is None:
+                raise invalid(f"'{current}' not found in keyspaces")
+            rows = [[ks.name, "keyspace", ks.name, _create_keyspace(ks)]]
+            rows += [[ks.name, "table", t.name, _create_table(t)] for t in ks.tables.values()]
+            return Rows(specs, rows)
+        t = self.table(stmt, session, default_keyspace)
+        return Rows(specs, [[t.keyspace, "table", t.name, _create_table(t)]])
 
     # keys and restrictions
     def _restrictions(self, t, where, bound):
@@ -630,6 +667,31 @@ class Executor:
                     unique.append(v)
             values = unique
         return _page(values, specs, page_size, paging_state, query_id, bound)
+
+
+def _quote(name):
+    return name if name.isidentifier() and name.islower() else '"' + name.replace('"', '""') + '"'
+
+
+def _create_keyspace(ks):
+    replication = ", ".join(f"'{k}': '{v}'" for k, v in ks.replication.items())
+    return (f"CREATE KEYSPACE {_quote(ks.name)} WITH replication = {{{replication}}}  AND "
+            f"durable_writes = {'true' if ks.durable_writes else 'false'};")
+
+
+def _create_table(t):
+    lines = [f"    {_quote(c.name)} {c.type.cql()}{' static' if c.kind == 'static' else ''},"
+             for c in t.columns.values()]
+    pk = ", ".join(map(_quote, t.partition_key))
+    if len(t.partition_key) > 1:
+        pk = f"({pk})"
+    key = ", ".join([pk] + [_quote(c) for c in t.clustering])
+    lines.append(f"    PRIMARY KEY ({key})")
+    out = f"CREATE TABLE {_quote(t.keyspace)}.{_quote(t.name)} (\n" + "\n".join(lines) + "\n)"
+    if t.clustering:
+        order = ", ".join(f"{_quote(c)} {t.clustering_order[c]}" for c in t.clustering)
+        out += f" WITH CLUSTERING ORDER BY ({order})"
+    return out + ";"
 
 
 def _page(values, specs, page_size, paging_state, query_id, bound):

@@ -117,6 +117,7 @@ class Delete(Statement): kind = "DELETE"
 class Select(Statement): kind = "SELECT"
 class Batch(Statement): kind = "BATCH"
 class Control(Statement): kind = "CONTROL"
+class Describe(Statement): kind = "OTHER"
 
 
 # --- parser --------------------------------------------------------------------------------------
@@ -191,10 +192,35 @@ class Parser:
 
     def statement(self):
         word = self.accept_kw("SELECT", "INSERT", "UPDATE", "DELETE", "USE", "CREATE", "DROP",
-                              "BEGIN", "TRUNCATE", "TESTBACKEND")
+                              "BEGIN", "TRUNCATE", "TESTBACKEND", "DESCRIBE", "DESC")
         if word is None:
             self.error("no viable alternative at input")
         return getattr(self, "parse_" + word.lower())()
+
+    def parse_desc(self):
+        return self.parse_describe()
+
+    def parse_describe(self):
+        """DESCRIBE [FULL] CLUSTER | KEYSPACES | TABLES | TYPES | FUNCTIONS | AGGREGATES |
+        KEYSPACE [name] | TABLE [ks.]name | [ks.]name (server-side DESCRIBE, as Cassandra 4)."""
+        self.accept_kw("FULL")
+        what = self.accept_kw("CLUSTER", "KEYSPACES", "TABLES", "COLUMNFAMILIES", "TYPES",
+                              "FUNCTIONS", "AGGREGATES", "KEYSPACE", "SCHEMA", "TABLE",
+                              "COLUMNFAMILY")
+        ks = name = None
+        if what in ("KEYSPACE", "SCHEMA"):
+            what = "KEYSPACE"
+            if self.peek().kind in ("ident", "qident"):
+                ks = self.ident()
+        elif what in ("TABLE", "COLUMNFAMILY"):
+            what = "TABLE"
+            ks, name = self.qualified_name()
+        elif what is None:
+            what = "OBJECT"
+            ks, name = self.qualified_name()
+        elif what == "COLUMNFAMILIES":
+            what = "TABLES"
+        return Describe(what=what, keyspace=ks, table=name)
 
     def parse_use(self):
         return Use(keyspace=self.ident())

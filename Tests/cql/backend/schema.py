@@ -9,8 +9,8 @@ import uuid
 
 from .datatypes import hashable, parse_type, sort_key
 
-RELEASE_VERSION = "4.1.0"
-CQL_VERSION = "3.4.6"
+RELEASE_VERSION = "5.0.0"
+CQL_VERSION = "3.4.7"
 CLUSTER_NAME = "Sluice CQL test backend"
 DATA_CENTER = "datacenter1"
 RACK = "rack1"

@@ -5,6 +5,8 @@ A connection goes through explicit states:
 
     AWAIT_STARTUP --STARTUP--> READY                       (no authentication)
     AWAIT_STARTUP --STARTUP--> AWAIT_AUTH --AUTH_RESPONSE--> READY   (PasswordAuthenticator)
+    AWAIT_STARTUP --STARTUP--> AWAIT_MECHANISM --AUTH_RESPONSE "PLAIN"--> (AUTH_CHALLENGE)
+        AWAIT_AUTH --AUTH_RESPONSE--> READY                          (DSE-style authenticator)
     any state --protocol violation--> CLOSED (after a PROTOCOL_ERROR when one can be sent)
 
 The first byte fixes the protocol version; a version other than 4 or 5 gets the PROTOCOL_ERROR
@@ -37,12 +39,19 @@ from .schema import CQL_VERSION, Cluster, NodeInfo
 log = logging.getLogger("cql-test-backend")
 
 SUPPORTED_VERSIONS = (4, 5)
-AUTHENTICATOR = "org.apache.cassandra.auth.PasswordAuthenticator"
+AUTHENTICATORS = {
+    # name: (class sent in AUTHENTICATE, SASL mechanism expected first or None)
+    "password": ("org.apache.cassandra.auth.PasswordAuthenticator", None),
+    # DSE's authenticator: the client names the mechanism (PLAIN), the server answers with an
+    # AUTH_CHALLENGE "PLAIN-START", then the client sends the PLAIN token.
+    "dse": ("com.datastax.bdp.cassandra.auth.DseAuthenticator", b"PLAIN"),
+}
 EVENT_TYPES = ("TOPOLOGY_CHANGE", "STATUS_CHANGE", "SCHEMA_CHANGE")
 
 
 class State(enum.Enum):
     AWAIT_STARTUP = "awaiting STARTUP"
+    AWAIT_MECHANISM = "awaiting the SASL mechanism"
     AWAIT_AUTH = "awaiting AUTH_RESPONSE"
     READY = "ready"
     CLOSED = "closed"
@@ -89,20 +98,25 @@ class Backend:
     """The whole test backend: the shared in-memory cluster and its nodes.
 
     nodes: how many nodes, on 127.0.0.1, 127.0.0.2, ... (same port) unless `addresses` is given.
-    credentials: {user: password} to require PasswordAuthenticator, or None.
+    credentials: {user: password} to require authentication, or None.
+    authenticator: "password" (Cassandra's PasswordAuthenticator) or "dse" (DSE's, which sends an
+    AUTH_CHALLENGE before the credentials).
     certfile/keyfile: serve TLS.
     echo_custom_payload: answer a request's custom payload with the same payload (Cassandra's default
     query handler ignores it; echoing lets tests see payloads travel both ways).
     """
 
     def __init__(self, host="127.0.0.1", port=9042, nodes=1, addresses=None, credentials=None,
-                 certfile=None, keyfile=None, echo_custom_payload=True):
+                 certfile=None, keyfile=None, echo_custom_payload=True, authenticator="password"):
         if addresses is None:
             base = ipaddress.ip_address(host)
             addresses = [str(base + i) for i in range(nodes)]
         infos = [NodeInfo(a, port, i) for i, a in enumerate(addresses)]
         self.cluster = Cluster(infos)
         self.credentials = credentials
+        if authenticator not in AUTHENTICATORS:
+            raise ValueError(f"unknown authenticator {authenticator}")
+        self.authenticator = authenticator
         self.echo_custom_payload = echo_custom_payload
         self.ssl_context = None
         if certfile:
@@ -110,7 +124,7 @@ class Backend:
             self.ssl_context.load_cert_chain(certfile, keyfile)
         self.nodes = [Node(self, info) for info in infos]
         self.stats = {"connections": 0, "requests": 0, "prepares": 0, "unprepared": 0,
-                      "events": 0, "rejected_versions": 0}
+                      "events": 0, "rejected_versions": 0, "auth_challenges": 0}
 
     async def start(self):
         for n in self.nodes:
@@ -123,6 +137,14 @@ class Backend:
     def forget_prepared(self):
         for n in self.nodes:
             n.prepared.clear()
+
+    def broadcast_event(self, event_type, body):
+        """Sends an EVENT to every connection, on every node, that registered for event_type."""
+        for n in self.nodes:
+            for c in list(n.connections):
+                if event_type in c.registered:
+                    self.stats["events"] += 1
+                    c.send_event(body)
 
     def broadcast_schema_change(self, change):
         body = change.event_body()
@@ -350,7 +372,7 @@ class Connection:
                     raise CqlError(PROTOCOL_ERROR, f"Unexpected message {F.OPCODE_NAMES.get(op, op)}, "
                                                    f"expecting STARTUP or OPTIONS")
                 return self.on_startup(env)
-            if self.state is State.AWAIT_AUTH:
+            if self.state in (State.AWAIT_AUTH, State.AWAIT_MECHANISM):
                 if op != F.OP_AUTH_RESPONSE:
                     raise CqlError(PROTOCOL_ERROR, f"Unexpected message {F.OPCODE_NAMES.get(op, op)}, "
                                                    f"expecting SASL response")
@@ -398,8 +420,9 @@ class Connection:
         key = f"startup_v{self.version}_{compressor or 'none'}"
         self.backend.stats[key] = self.backend.stats.get(key, 0) + 1
         if self.backend.credentials is not None:
-            self.send(0, env.stream, F.OP_AUTHENTICATE, wire.string(AUTHENTICATOR))
-            self.state = State.AWAIT_AUTH
+            cls, mechanism = AUTHENTICATORS[self.backend.authenticator]
+            self.send(0, env.stream, F.OP_AUTHENTICATE, wire.string(cls))
+            self.state = State.AWAIT_MECHANISM if mechanism else State.AWAIT_AUTH
         else:
             self.send(0, env.stream, F.OP_READY, b"")
             self.state = State.READY
@@ -415,6 +438,14 @@ class Connection:
 
     def on_auth_response(self, env):
         token = wire.Reader(env.body).bytes() or b""
+        if self.state is State.AWAIT_MECHANISM:
+            mechanism = AUTHENTICATORS[self.backend.authenticator][1]
+            if token != mechanism:
+                raise CqlError(BAD_CREDENTIALS, f"Unsupported SASL mechanism {token!r}")
+            self.state = State.AWAIT_AUTH
+            self.backend.stats["auth_challenges"] += 1
+            self.send(0, env.stream, F.OP_AUTH_CHALLENGE, wire.bytes_(b"PLAIN-START"))
+            return
         parts = token.split(b"\x00")
         if len(parts) != 3:
             raise CqlError(PROTOCOL_ERROR, "Invalid SASL PLAIN token")
@@ -654,7 +685,7 @@ class Connection:
     # --- TESTBACKEND statements ------------------------------------------------------------------
     async def control(self, stmt):
         """Hooks for tests, sent as CQL text: TESTBACKEND FORGET PREPARED | SLEEP ms |
-        ERROR NAME [message] | WARN text | CLOSE | GARBAGE | STATS."""
+        ERROR NAME [message] | WARN text | EVENT TYPE CHANGE 'address' | CLOSE | GARBAGE | STATS."""
         cmd, args = stmt.command, stmt.args
         if cmd == "FORGET":
             self.backend.forget_prepared()
@@ -668,6 +699,15 @@ class Connection:
                 raise invalid(f"unknown error name {name}")
             message = " ".join(str(a) for a in args[1:]) or f"{name} requested by TESTBACKEND ERROR"
             raise CqlError(ERROR_NAMES[name], message)
+        if cmd == "EVENT":
+            # TESTBACKEND EVENT TOPOLOGY_CHANGE|STATUS_CHANGE CHANGE 'address'
+            if len(args) != 3 or str(args[0]).upper() not in ("TOPOLOGY_CHANGE", "STATUS_CHANGE"):
+                raise invalid("usage: TESTBACKEND EVENT TOPOLOGY_CHANGE|STATUS_CHANGE CHANGE 'address'")
+            kind, change = str(args[0]).upper(), str(args[1]).upper()
+            body = wire.string(kind) + wire.string(change) + wire.inet(str(args[2]),
+                                                                        self.node.info.port)
+            self.backend.broadcast_event(kind, body)
+            return Void()
         if cmd == "WARN":
             v = Void()
             v.warnings = [" ".join(str(a) for a in args) or "warning requested by TESTBACKEND WARN"]
