@@ -135,7 +135,7 @@ final class NetworkInputFuzzTests: XCTestCase {
         var g = Generator(state: seed)
         for iteration in 0..<Self.iterations {
             let bytes = input(Self.replySeeds, &g)
-            var scanner = RESPFrameScanner(maxFrameBytes: 1 << 16, maxDepth: 8)
+            var scanner = RESPFrameScanner(maxFrameBytes: 1 << 16)
             var offset = 0
             while offset < bytes.count {
                 let outcome = bytes.withUnsafeBytes { scanner.scan(UnsafeRawBufferPointer(rebasing: $0[offset...])) }

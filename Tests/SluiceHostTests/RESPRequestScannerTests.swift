@@ -40,7 +40,7 @@ final class RESPRequestScannerTests: XCTestCase {
     }
 
     func testMalformedRequests() {
-        for bad in ["*x\r\n", "*2\r\n:1\r\n", "*1\r\n$-5\r\n", "*1\r\n$3\r\nabcde",
+        for bad in ["*x\r\n", "*2\r\n:1\r\n", "*1\r\n$-5\r\n",
                     // lengths that would overflow Int arithmetic: refused, never a trap
                     "*1\r\n$9223372036854775807\r\n", "*1\r\n$99999999999999999999\r\n", "*9223372036854775807\r\n",
                     // forms redis-server's own parser refuses (leading zeros, minus zero)
@@ -59,6 +59,24 @@ final class RESPRequestScannerTests: XCTestCase {
         guard case .malformed(let message) = scan(Array("*2\r\n$3\r\nSET\r\n$99999999\r\n".utf8), max: 4096) else {
             return XCTFail("oversized request accepted")
         }
-        XCTAssertTrue(message.contains("max_frame_bytes"))
+        // Redis's words for the client (clients match on them), the configured limit for the log.
+        XCTAssertEqual(message, "invalid bulk length")
+        var scanner = RESPRequestScanner(maxFrameBytes: 4096)
+        _ = Array("*2\r\n$3\r\nSET\r\n$99999999\r\n".utf8).withUnsafeBytes { scanner.scan($0) }
+        XCTAssertEqual(scanner.detail, "request larger than max_frame_bytes (4096)")
+    }
+
+    func testBytesAfterABulkAreSkippedAsRedisDoes() {
+        // redis-server reads "$3\r\nabcde" as "abc" and skips two bytes without checking them.
+        XCTAssertEqual(scan(Array("*1\r\n$3\r\nabcde*1\r\n".utf8)), .multibulk(length: 13))
+    }
+
+    func testRedisWordingForLinesThatNeverEnd() {
+        let digits = Array(repeating: UInt8(ascii: "1"), count: 10)
+        XCTAssertEqual(scan(Array("*".utf8) + digits), .needMore)
+        XCTAssertEqual(scan(Array("*".utf8) + Array(repeating: UInt8(ascii: "1"), count: 70_000)),
+                       .malformed("too big mbulk count string"))
+        XCTAssertEqual(scan(Array("*1\r\n$".utf8) + Array(repeating: UInt8(ascii: "x"), count: 70_000)),
+                       .malformed("invalid bulk length"))
     }
 }

@@ -291,6 +291,9 @@ final class RedisSourceHandler: ChannelInboundHandler {
                 break scanning
             case .malformed(let message):
                 closeReply = ("-ERR Protocol error: \(message)\r\n", true)
+                if let detail = scanner.detail {  // a limit of Sluice's, not a Redis rule: worth a line
+                    HostLog.sources.info("closing client \(context.remoteAddress.map { "\($0)" } ?? "unknown"): \(detail) (answered 'Protocol error: \(message)')")
+                }
                 break scanning
             }
         }

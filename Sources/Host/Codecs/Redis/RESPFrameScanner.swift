@@ -4,6 +4,11 @@
 /// (the offset of the first incomplete element and the element counts still owed by the enclosing
 /// aggregates), so a value of many megabytes or of a million elements arriving over many reads is
 /// scanned once in total, not once per read.
+///
+/// Nesting has no limit of its own: the scanner keeps one count per open aggregate in an array
+/// (no recursion), and every level takes at least four bytes of the frame, so `maxFrameBytes`
+/// bounds it. Redis sends thousands of levels (a Lua script returning a table that contains
+/// itself is answered with `*1` nested down to Lua's stack limit, about 8,000).
 struct RESPFrameScanner {
     enum Outcome: Equatable {
         /// A whole value occupies the first `length` bytes.
@@ -16,15 +21,13 @@ struct RESPFrameScanner {
 
     /// Largest value (in bytes) accepted; larger ones are malformed.
     let maxFrameBytes: Int
-    /// Deepest aggregate nesting accepted.
-    let maxDepth: Int
 
     private var offset = 0
+    /// Elements still owed by each open aggregate, outermost first.
     private var owed: [Int] = []
 
-    init(maxFrameBytes: Int, maxDepth: Int = 512) {
+    init(maxFrameBytes: Int) {
         self.maxFrameBytes = maxFrameBytes
-        self.maxDepth = maxDepth
         owed.reserveCapacity(8)
     }
 
@@ -87,7 +90,6 @@ struct RESPFrameScanner {
                 if elements <= 0 {
                     if let done = finishValue() { return done }
                 } else {
-                    guard owed.count < maxDepth else { return .malformed("nesting deeper than \(maxDepth)") }
                     owed.append(elements)
                 }
             default:

@@ -14,6 +14,9 @@ struct RESPRequestScanner {
         /// occupies `length` bytes.
         case inline(lineLength: Int, length: Int)
         case needMore
+        /// Not a request redis-server would accept: the text is redis-server's own wording for the
+        /// same input (clients match on it), for a `-ERR Protocol error: …` reply; Sluice's own
+        /// reason, where it differs, is in `detail`.
         case malformed(String)
     }
 
@@ -24,6 +27,9 @@ struct RESPRequestScanner {
 
     private var offset = 0
     private var argumentsLeft = -1
+    /// After `.malformed`: why Sluice refused the request when that is more than Redis's wording
+    /// says (a limit of this proxy's configuration), for the log; nil otherwise.
+    private(set) var detail: String?
 
     init(maxFrameBytes: Int) {
         self.maxFrameBytes = maxFrameBytes
@@ -35,16 +41,21 @@ struct RESPRequestScanner {
     }
 
     mutating func scan(_ bytes: UnsafeRawBufferPointer) -> Outcome {
+        detail = nil
         let count = bytes.count
         guard count > 0 else { return .needMore }
         if argumentsLeft < 0 {
             guard bytes[0] == UInt8(ascii: "*") else { return scanInline(bytes) }
             guard let lineEnd = RESPLine.findCRLF(bytes, from: 1) else {
-                return count > 64 ? .malformed("invalid multibulk length") : .needMore
+                return count > Self.maxInlineBytes ? .malformed("too big mbulk count string") : .needMore
             }
             guard lineEnd > 0, let n = RESPLine.parseInteger(bytes, from: 1, to: lineEnd),
-                  RESPLine.isCanonicalInteger(bytes, from: 1, to: lineEnd), n <= Self.maxArguments
+                  RESPLine.isCanonicalInteger(bytes, from: 1, to: lineEnd)
             else { return .malformed("invalid multibulk length") }
+            guard n <= Self.maxArguments else {
+                detail = "more than \(Self.maxArguments) arguments"
+                return .malformed("invalid multibulk length")
+            }
             if n <= 0 { return .empty(length: lineEnd + 2) }
             offset = lineEnd + 2
             argumentsLeft = n
@@ -67,18 +78,20 @@ struct RESPRequestScanner {
                 i += 1
             }
             guard i + 1 < count else {
-                return count - offset > 64 ? .malformed("invalid bulk length") : .needMore
+                return count - offset > Self.maxInlineBytes ? .malformed("too big bulk count string") : .needMore
             }
             guard i > offset + 1, bytes[i + 1] == 10 else { return .malformed("invalid bulk length") }
             let lineEnd = i
             let end = lineEnd + 2 + length + 2
             guard end <= maxFrameBytes else {
-                return .malformed("request larger than max_frame_bytes (\(maxFrameBytes))")
+                // Redis refuses a bulk longer than its proto-max-bulk-len (512 MiB, the default
+                // limit here too) with these words; the configured limit goes to the log.
+                detail = "request larger than max_frame_bytes (\(maxFrameBytes))"
+                return .malformed("invalid bulk length")
             }
             guard end <= count else { return .needMore }
-            guard bytes[end - 2] == 13, bytes[end - 1] == 10 else {
-                return .malformed("bulk string not terminated by CRLF")
-            }
+            // Like redis-server, the two bytes after a bulk are skipped, not checked: it reads
+            // "$3\r\nabcXY" as "abc", and so does the backend these bytes go to unchanged.
             offset = end
             argumentsLeft -= 1
         }
