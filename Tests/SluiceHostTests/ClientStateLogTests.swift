@@ -29,9 +29,25 @@ final class ClientStateLogTests: XCTestCase {
         let log = ClientStateLog()
         log.record(batch([["GET", "k"], ["hello", "3"], ["SET", "k", "v"], ["AUTH", "user", "pw"], ["SELECTX", "1"]]))
         XCTAssertEqual(log.lastSequence, 2)
-        XCTAssertEqual(commands(log.replay(after: 0)), [["hello", "3"], ["AUTH", "user", "pw"]])
+        // Replayed in Redis's order: a new connection refuses HELLO before it is authenticated.
+        XCTAssertEqual(commands(log.replay(after: 0)), [["AUTH", "user", "pw"], ["hello", "3"]])
         XCTAssertEqual(commands(log.replay(after: 1)), [["AUTH", "user", "pw"]])
         XCTAssertNil(log.replay(after: 2))
+    }
+
+    func testAProtocolSwitchIsReplayedAfterTheAuthThatFollowedIt() {
+        let log = ClientStateLog()
+        log.record(batch([["HELLO", "2"], ["SELECT", "1"], ["HELLO", "3"], ["AUTH", "a", "1"], ["AUTH", "b", "2"]]))
+        XCTAssertEqual(commands(log.replay(after: 0)),
+                       [["HELLO", "2"], ["SELECT", "1"], ["AUTH", "a", "1"], ["AUTH", "b", "2"], ["HELLO", "3"]])
+        // A HELLO with options between them keeps the order: moving the switch would override it.
+        let other = ClientStateLog()
+        other.record(batch([["HELLO", "3"], ["HELLO", "2", "SETNAME", "x"], ["AUTH", "a", "1"]]))
+        XCTAssertEqual(commands(other.replay(after: 0)), [["HELLO", "3"], ["HELLO", "2", "SETNAME", "x"], ["AUTH", "a", "1"]])
+        // Already in Redis's order: unchanged.
+        let ordered = ClientStateLog()
+        ordered.record(batch([["AUTH", "a", "1"], ["HELLO", "3"]]))
+        XCTAssertEqual(commands(ordered.replay(after: 0)), [["AUTH", "a", "1"], ["HELLO", "3"]])
     }
 
     func testALaterSelectSupersedesAnEarlierOne() {

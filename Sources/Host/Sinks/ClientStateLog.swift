@@ -47,11 +47,24 @@ final class ClientStateLog {
     }
 
     /// The requests logged after `sequence`, as a request batch to replay; nil if there are none.
+    ///
+    /// Replayed in the order Redis needs on a new connection, which is not always the order the
+    /// client sent them in: a client signed in without a password (Redis's `default` user) may
+    /// switch to RESP3 and only later AUTH (after a `CONFIG SET requirepass`), but a new connection
+    /// to that backend refuses HELLO until it is authenticated. So the last lone protocol switch
+    /// before the last AUTH moves right after that AUTH (unless another HELLO lies between them,
+    /// whose protocol it would then override).
     func replay(after sequence: Int) -> Batch? {
         guard sequence < lastSequence else { return nil }
-        let missed = entries.lazy.filter { $0.sequence > sequence }.map(\.request)
+        var missed = entries.filter { $0.sequence > sequence }
         guard !missed.isEmpty else { return nil }
-        return Batch(kind: Batch.requests, protocolID: Batch.redis, messages: Array(missed))
+        if let lastAuth = missed.lastIndex(where: { $0.kind == .auth }),
+           let lastSwitch = missed[..<lastAuth].lastIndex(where: { $0.protocolSwitch != nil }),
+           !missed[(lastSwitch + 1)..<lastAuth].contains(where: { $0.kind == .hello }) {
+            let hello = missed.remove(at: lastSwitch)
+            missed.insert(hello, at: lastAuth)  // lastAuth moved one place up with the removal
+        }
+        return Batch(kind: Batch.requests, protocolID: Batch.redis, messages: missed.map(\.request))
     }
 
     private static func kind(of request: UnsafeRawBufferPointer) -> Kind? {

@@ -37,6 +37,9 @@ final class SinkRoute {
     private var waiting: [(Batch, ResponseReceiver, RedisSinkConnection?)] = []
     /// The newest entry of the session's `ClientStateLog` this route's backend has seen.
     private var stateSequence = 0
+    /// The dedicated connection of this RESP3 client was opened by an AUTH, without HELLO 3, and
+    /// still owes the switch: HELLO 3 follows the client's next leading AUTH (see `HelloAfterAuth`).
+    private var helloOwed = false
 
     init(plan: SinkPlan, sinkIndex: Int, session: ChainSession, deliversPushes: Bool) {
         self.plan = plan
@@ -59,7 +62,10 @@ final class SinkRoute {
         }
         let needs = needs(batch)
         if dedicated == nil, replay != nil || needs.dedicated {
-            dedicated = RedisSinkConnection(plan: plan, dedicatedTo: session, deliversPushes: deliversPushes, resp3: resp3)
+            // With sink credentials the connection is signed in before its HELLO 3 anyway.
+            helloOwed = resp3 && plan.authCommand == nil && HelloAfterAuth.opensWithAuth(replay ?? batch)
+            dedicated = RedisSinkConnection(plan: plan, dedicatedTo: session, deliversPushes: deliversPushes,
+                                            resp3: resp3 && !helloOwed)
         }
         guard dedicated != nil else {
             var receiver = receiver
@@ -70,8 +76,27 @@ final class SinkRoute {
             dispatch(batch, receiver, to: shared())
             return
         }
-        if let replay { dispatchToDedicated(replay, DiscardedReplies.shared) }
-        dispatchToDedicated(batch, receiver)
+        if let replay { dispatchOwingHello(replay, DiscardedReplies.shared) }
+        dispatchOwingHello(batch, receiver)
+    }
+
+    /// Sends a batch on the dedicated connection; while it owes the client's HELLO 3, that goes
+    /// right after the batch's leading AUTH.
+    private func dispatchOwingHello(_ batch: Batch, _ receiver: ResponseReceiver) {
+        guard helloOwed else {
+            dispatchToDedicated(batch, receiver)
+            return
+        }
+        if HelloAfterAuth.hasHello(batch) { helloOwed = false }  // the client switches itself
+        guard helloOwed, HelloAfterAuth.opensWithAuth(batch) else {
+            dispatchToDedicated(batch, receiver)
+            return
+        }
+        let (auth, rest) = HelloAfterAuth.splitAfterFirst(batch)
+        let joined = JoinedResponses(parts: rest == nil ? 1 : 2, receiver: receiver)
+        dispatchToDedicated(auth, joined.part(0))
+        dispatchToDedicated(HelloAfterAuth.helloBatch(), HelloAfterAuthOutcome { [weak self] in self?.helloOwed = false })
+        if let rest { dispatchToDedicated(rest, joined.part(1)) }
     }
 
     /// Sends a batch on the dedicated connection; with sink credentials, the sink's AUTH follows
