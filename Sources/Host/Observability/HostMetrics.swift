@@ -37,16 +37,20 @@ struct SourceMetrics {
 struct SinkMetrics {
     private let connectFailures: Counter
     private let failed: Counter
+    private let outOfStepReplies: Counter
 
     static func forSink(_ name: String) -> SinkMetrics { SinkMetrics(name: name) }
 
     private init(name: String) {
         connectFailures = Counter(label: "sluice_backend_connect_failures_total", dimensions: [("sink", name)])
         failed = Counter(label: "sluice_backend_failed_batches_total", dimensions: [("sink", name)])
+        outOfStepReplies = Counter(label: "sluice_backend_out_of_step_resets_total", dimensions: [("sink", name)])
     }
 
     func connectFailed() { connectFailures.increment() }
     func failedBatches(_ n: Int) { failed.increment(by: n) }
+    /// A backend connection was reset because a reply could not answer the request waiting for it.
+    func outOfStep() { outOfStepReplies.increment() }
 }
 
 /// Counters of one transform at one chain position.

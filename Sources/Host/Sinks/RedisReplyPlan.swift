@@ -1,15 +1,105 @@
-/// How many replies a backend sends for each request of a batch. Almost always one each; the
-/// SUBSCRIBE family answers out of band (its confirmations travel like pushes), so they count zero.
+/// How many replies a backend sends for each request of a batch, and of what kind. Almost always
+/// one each; the SUBSCRIBE family answers out of band (its confirmations travel like pushes), and
+/// requests silenced by CLIENT REPLY or sent after MONITOR get none in band (see `RedisReplyMode`),
+/// so they count zero.
 enum RedisReplyPlan {
-    /// nil when every request gets exactly one reply (the common case, no allocation); otherwise a flag
-    /// per request, true for a request whose replies arrive out of band.
-    static func outOfBand(_ batch: Batch) -> [Bool]? {
-        var flags: [Bool]?
-        for i in 0..<batch.count where batch.withMessageBytes(i, isSubscriptionCommand) {
-            if flags == nil { flags = Array(repeating: false, count: batch.count) }
-            flags![i] = true
+    /// The replies of a batch on a dedicated connection.
+    struct InBand {
+        /// nil when every request gets exactly one reply (the common case, no allocation); otherwise
+        /// a flag per request, true for a request whose replies do not arrive in band.
+        var outOfBand: [Bool]?
+        /// A SUBSCRIBE-family request is among them.
+        var subscribes = false
+        /// The index of the MONITOR request after which the connection streams (nil: none).
+        var monitorAt: Int?
+    }
+
+    /// The replies of `batch`, sent after the requests `mode` has followed so far (it follows these too).
+    static func inBand(_ batch: Batch, mode: inout RedisReplyMode) -> InBand {
+        var plan = InBand()
+        for i in 0..<batch.count {
+            let (subscription, answered, monitors) = batch.withMessageBytes(i) { bytes in
+                let wasMonitoring = mode.isMonitoring
+                let answered = mode.answers(bytes)
+                return (isSubscriptionCommand(bytes), answered, !wasMonitoring && mode.isMonitoring)
+            }
+            if monitors { plan.monitorAt = i }
+            if subscription { plan.subscribes = true }
+            guard subscription || !answered else { continue }
+            if plan.outOfBand == nil { plan.outOfBand = Array(repeating: false, count: batch.count) }
+            plan.outOfBand![i] = true
         }
-        return flags
+        return plan
+    }
+
+    /// The kinds of reply that can answer the first 32 requests of a batch, two bits each (see
+    /// `expectedReply`); 0 when nothing is known. Shared connections check each reply against it,
+    /// with one shift and compare, to notice a backend out of step before a reply reaches the
+    /// wrong client.
+    static func expectedReplies(_ batch: Batch) -> UInt64 {
+        var expected: UInt64 = 0
+        for i in 0..<min(batch.count, 32) {
+            expected |= batch.withMessageBytes(i, expectedReply) << UInt64(2 * i)
+        }
+        return expected
+    }
+
+    /// Any reply may answer (nothing is known about the command).
+    static let anyReply: UInt64 = 0
+    /// A bulk string or null (GET and its family).
+    static let bulkReply: UInt64 = 1
+    /// An integer (INCR, DEL, LLEN…).
+    static let integerReply: UInt64 = 2
+
+    /// What kind of reply can answer the request in `bytes`, from its command name alone (an
+    /// error can answer anything). Only commands whose reply kind never depends on arguments.
+    static func expectedReply(_ bytes: UnsafeRawBufferPointer) -> UInt64 {
+        guard let name = RedisConnectionState.commandName(bytes), name.count >= 3, name.count <= 9 else { return anyReply }
+        let bulk: [StaticString], integer: [StaticString]
+        switch name[0] | 0x20 {
+        case UInt8(ascii: "g"): (bulk, integer) = (ReplyKinds.gBulk, ReplyKinds.none)
+        case UInt8(ascii: "h"): (bulk, integer) = (ReplyKinds.hBulk, ReplyKinds.hInteger)
+        case UInt8(ascii: "l"): (bulk, integer) = (ReplyKinds.lBulk, ReplyKinds.lInteger)
+        case UInt8(ascii: "i"): (bulk, integer) = (ReplyKinds.none, ReplyKinds.iInteger)
+        case UInt8(ascii: "d"): (bulk, integer) = (ReplyKinds.none, ReplyKinds.dInteger)
+        case UInt8(ascii: "e"): (bulk, integer) = (ReplyKinds.none, ReplyKinds.eInteger)
+        case UInt8(ascii: "r"): (bulk, integer) = (ReplyKinds.none, ReplyKinds.rInteger)
+        case UInt8(ascii: "s"): (bulk, integer) = (ReplyKinds.none, ReplyKinds.sInteger)
+        case UInt8(ascii: "u"): (bulk, integer) = (ReplyKinds.none, ReplyKinds.uInteger)
+        case UInt8(ascii: "z"): (bulk, integer) = (ReplyKinds.none, ReplyKinds.zInteger)
+        default: return anyReply
+        }
+        if bulk.contains(where: { equalsIgnoringCase(name, $0) }) { return bulkReply }
+        if integer.contains(where: { equalsIgnoringCase(name, $0) }) { return integerReply }
+        return anyReply
+    }
+
+    /// Commands whose reply is always a bulk string or null, or always an integer, by first letter.
+    private enum ReplyKinds {
+        static let none: [StaticString] = []
+        static let gBulk: [StaticString] = ["get", "getdel", "getset"]
+        static let hBulk: [StaticString] = ["hget"]
+        static let hInteger: [StaticString] = ["hlen", "hdel", "hexists", "hsetnx", "hincrby", "hstrlen"]
+        static let lBulk: [StaticString] = ["lindex"]
+        static let lInteger: [StaticString] = ["llen", "lpush", "lpushx"]
+        static let iInteger: [StaticString] = ["incr", "incrby"]
+        static let dInteger: [StaticString] = ["decr", "decrby", "del"]
+        static let eInteger: [StaticString] = ["exists"]
+        static let rInteger: [StaticString] = ["rpush", "rpushx"]
+        static let sInteger: [StaticString] = ["sadd", "srem", "scard", "strlen", "sismember", "setnx"]
+        static let uInteger: [StaticString] = ["unlink"]
+        static let zInteger: [StaticString] = ["zcard"]
+    }
+
+    /// Whether a reply starting with `first` can answer a request expecting `kind` (not `anyReply`).
+    @inline(__always)
+    static func canAnswer(_ kind: UInt64, first: UInt8) -> Bool {
+        switch first {
+        case UInt8(ascii: "-"), UInt8(ascii: "!"), UInt8(ascii: "|"): return true  // errors; attributes precede a reply
+        case UInt8(ascii: "$"), UInt8(ascii: "_"): return kind == bulkReply
+        case UInt8(ascii: ":"): return kind == integerReply
+        default: return false
+        }
     }
 
     /// How many unsubscribe confirmations request `bytes` will bring: nil if it is no UNSUBSCRIBE,

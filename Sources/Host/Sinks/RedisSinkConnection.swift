@@ -44,6 +44,11 @@ final class RedisSinkConnection {
         /// Dedicated connections: the batch has a command that may wait as long as it likes (BLPOP…),
         /// so pushes are not held back until it completes.
         var mayWaitIndefinitely = false
+        /// Dedicated connections: the index of the MONITOR whose `+OK` starts the monitor stream.
+        var monitorAt: Int?
+        /// Shared connections: the kinds of reply that can answer the first 32 requests, two bits
+        /// each (`RedisReplyPlan.expectedReplies`; 0: nothing known).
+        var expectedReplies: UInt64 = 0
         init(receiver: ResponseReceiver, count: Int, outOfBand: [Bool]?) {
             self.receiver = receiver
             self.count = count
@@ -73,6 +78,8 @@ final class RedisSinkConnection {
             requests = nil
             hasReplies = false
             mayWaitIndefinitely = false
+            monitorAt = nil
+            expectedReplies = 0
         }
     }
 
@@ -110,8 +117,15 @@ final class RedisSinkConnection {
     private static let maxSparePendings = 64
     /// RESP2 subscribed mode: pub/sub arrays are unsolicited.
     private var subscribed = false
-    /// The client holds subscriptions on this connection (it waits for messages, it is not idle).
-    var isSubscribed: Bool { subscribed }
+    /// Dedicated connections: which requests the backend answers in band (CLIENT REPLY, MONITOR),
+    /// followed in the order they are sent.
+    private var replyMode = RedisReplyMode()
+    /// The backend accepted MONITOR: every frame but RESET's reply is the monitor stream, passed to
+    /// the client as it comes (the replies to commands sent meanwhile travel in it too).
+    private var monitoring = false
+    /// The client holds subscriptions on this connection, or monitors (it waits for messages, it is
+    /// not idle).
+    var isSubscribed: Bool { subscribed || monitoring }
     /// The connection speaks RESP3 (HELLO 3): pub/sub traffic then comes as `>` pushes only, and a
     /// `*` reply is always an ordinary reply, even while subscribed.
     private var resp3 = false
@@ -171,11 +185,15 @@ final class RedisSinkConnection {
 
     /// Sends a request batch; the responses (one per request, in order) go to `receiver`.
     func send(_ batch: Batch, receiver: ResponseReceiver, route: SinkRoute? = nil) {
-        let outOfBand = isShared ? nil : RedisReplyPlan.outOfBand(batch)
-        if !isShared { followProtocol(batch) }
-        if let outOfBand {
+        var inBand = RedisReplyPlan.InBand()
+        if !isShared {
+            inBand = RedisReplyPlan.inBand(batch, mode: &replyMode)
+            followProtocol(batch)
+        }
+        let outOfBand = inBand.outOfBand
+        if inBand.subscribes {
             subscribed = true
-            for i in 0..<batch.count where outOfBand[i] {
+            for i in 0..<batch.count {
                 guard let n = batch.withMessageBytes(i, RedisReplyPlan.unsubscribeConfirmations) else { continue }
                 if n > 0 { namedUnsubscribesPending += n } else { unsubscribeAllPending += 1 }
             }
@@ -188,10 +206,13 @@ final class RedisSinkConnection {
             entry = Pending(receiver: receiver, count: batch.count, outOfBand: outOfBand)
         }
         entry.route = route
-        if !isShared {
+        if isShared {
+            entry.expectedReplies = RedisReplyPlan.expectedReplies(batch)
+        } else {
             entry.mayWaitIndefinitely = (0..<batch.count).contains {
                 batch.withMessageBytes($0, RedisConnectionState.mayWaitIndefinitely)
             }
+            entry.monitorAt = inBand.monitorAt
         }
         if case .idle = state, let (error, wait) = plan.health.backingOff() {
             let message = unavailable("connect failed: \(error); next attempt in \(wait) ms")
@@ -456,6 +477,8 @@ final class RedisSinkConnection {
         subscribed = false
         namedUnsubscribesPending = 0
         unsubscribeAllPending = 0
+        monitoring = false
+        replyMode = RedisReplyMode()
     }
 
     /// The backend's reply to the current handshake step of a new channel.
@@ -636,10 +659,13 @@ final class RedisSinkConnection {
     }
 
     /// Handles one complete reply that starts at reader index `start` of the current read buffer.
-    func handleReply(_ frame: ByteBuffer, start: Int) {
+    /// Returns false when the connection was reset (a reply out of step): the rest of the read is
+    /// not to be parsed.
+    @discardableResult
+    func handleReply(_ frame: ByteBuffer, start: Int) -> Bool {
         if let channel = handshaking {
             handshakeReplied(frame, on: channel)
-            return
+            return true
         }
         if !receivedReply { receivedReply = true }
         // A shared connection carries no pub/sub and no RESET (they need a connection of their own):
@@ -647,7 +673,7 @@ final class RedisSinkConnection {
         if isShared ? frame.getInteger(at: frame.readerIndex, as: UInt8.self) == UInt8(ascii: ">") : isUnsolicited(frame) {
             // Its bytes lie between the replies around it: they are no longer one slice.
             pending.first?.contiguousStart = nil
-            guard deliversPushes else { return }
+            guard deliversPushes else { return true }
             if let head = pending.first, head.hasReplies, head.outOfBand == nil, !head.mayWaitIndefinitely {
                 // Mid-batch: the replies before it reach the client only with their whole batch, so
                 // the push waits for that batch instead of overtaking them (a client-side cache
@@ -658,12 +684,21 @@ final class RedisSinkConnection {
             } else {
                 owner?.deliverPush(frame)
             }
-            return
+            return true
         }
         guard let head = pending.first else {
-            HostLog.sinks.warning("sink '\(plan.name)': reply with no request waiting; closing the backend connection")
-            if case .connected(let channel) = state { channel.close(promise: nil) }
-            return
+            outOfStep("a reply arrived with no request waiting for one")
+            return false
+        }
+        let index = head.responses.count
+        if head.expectedReplies != 0, index < 32 {
+            let expected = (head.expectedReplies >> UInt64(2 * index)) & 3
+            if expected != RedisReplyPlan.anyReply, let first = frame.getInteger(at: frame.readerIndex, as: UInt8.self),
+               !RedisReplyPlan.canAnswer(expected, first: first) {
+                let kind = expected == RedisReplyPlan.bulkReply ? "a bulk string" : "an integer"
+                outOfStep("a reply starting with '\(RESPLine.printable(first))' arrived for a request answered with \(kind)")
+                return false
+            }
         }
         if head.responses.isEmpty {
             head.contiguousStart = start
@@ -673,12 +708,16 @@ final class RedisSinkConnection {
         }
         head.responses.append(frame)
         head.hasReplies = true
+        if let monitorAt = head.monitorAt, monitorAt == index,
+           frame.getInteger(at: frame.readerIndex, as: UInt8.self) == UInt8(ascii: "+") {
+            monitoring = true
+        }
         // Fills the out-of-band slots (SUBSCRIBE…) that follow this reply; that may complete and
         // remove `head` itself, which must then not be completed a second time. (Only dedicated
         // connections carry out-of-band requests.)
         if !isShared {
             completeSilentHead()
-            guard pending.first === head else { return }
+            guard pending.first === head else { return true }
         }
         if head.responses.count == head.count {
             pending.removeFirst()
@@ -699,6 +738,7 @@ final class RedisSinkConnection {
                 }
             }
         }
+        return true
     }
 
     /// Fills in empty responses for out-of-band requests at the head, completing batches they finish.
@@ -759,9 +799,12 @@ final class RedisSinkConnection {
                 if expectingConfirmations { noteConfirmation(bytes) }
                 return true
             }
-            if first == UInt8(ascii: "+"), bytes.count == 8, RedisReplyPlan.equalsIgnoringCase(
-                UnsafeRawBufferPointer(rebasing: bytes[1..<6]), "reset") {
-                // RESET ended subscribed mode (and whatever confirmations were still due).
+            let isReset = first == UInt8(ascii: "+") && bytes.count == 8
+                && RedisReplyPlan.equalsIgnoringCase(UnsafeRawBufferPointer(rebasing: bytes[1..<6]), "reset")
+            if monitoring, !isReset { return true }
+            if isReset {
+                // RESET ended MONITOR and subscribed mode (and whatever confirmations were still due).
+                monitoring = false
                 subscribed = false
                 namedUnsubscribesPending = 0
                 unsubscribeAllPending = 0
@@ -787,6 +830,22 @@ final class RedisSinkConnection {
             subscribed = remaining > 0
         }
         return isPubSub
+    }
+
+    /// The backend sent a reply that cannot answer the request waiting for it (or none waits): it
+    /// is out of step with the requests (a bug, a hostile server, bytes lost or added), and every
+    /// later reply on the connection would go to the wrong request, on a shared connection to
+    /// another client. The connection is reset instead: what was waiting on it fails with the
+    /// reason, and the next request opens a new one (a dedicated connection's client is closed, its
+    /// server-side state being gone).
+    private func outOfStep(_ what: String) {
+        guard case .connected(let channel) = state else { return }
+        metrics.outOfStep()
+        let kind = isShared ? "shared" : "dedicated"
+        HostLog.sinks.error("sink '\(plan.name)' (\(plan.address)): \(what): the backend is out of step with the requests; resetting the \(kind) connection and failing the \(pending.count) batch(es) waiting on it")
+        lost(failure: "backend reply out of step with the requests (\(what)); connection reset",
+             clientReason: "backend '\(plan.name)' sent a reply out of step with the requests")
+        channel.close(promise: nil)
     }
 
     func protocolError(_ message: String) {

@@ -30,7 +30,11 @@ final class RedisSinkHandler: ChannelInboundHandler {
             case .complete(let length):
                 let start = buffer.readerIndex
                 let frame = buffer.readSlice(length: length)!
-                connection.handleReply(frame, start: start)
+                // A reply out of step resets the connection: the rest of this read is not its replies.
+                guard connection.handleReply(frame, start: start) else {
+                    buffer.clear()
+                    return
+                }
             case .needMore:
                 buffered = buffer
                 return

@@ -8,9 +8,10 @@
 /// commands get. Forwarding them would shift every later reply on the connection, on a shared
 /// connection into other clients' hands. (twemproxy refuses them too.)
 ///
-/// - MONITOR: an endless stream of `+` lines indistinguishable from replies.
 /// - REPLCONF, SYNC, PSYNC: the replication protocol (REPLCONF ACK gets no reply at all).
-/// - CLIENT REPLY OFF / SKIP: the following replies are suppressed.
+/// - CLIENT REPLY OFF / SKIP inside MULTI: they would take effect in the middle of EXEC's reply.
+///   (Outside MULTI they are forwarded, and the dedicated connection follows which requests get
+///   replies: see `RedisReplyMode`; so is MONITOR, whose stream is passed through.)
 /// - SUBSCRIBE-family inside MULTI: queued there, so their confirmations arrive in EXEC's reply
 ///   instead of out of band.
 /// - SUBSCRIBE, PSUBSCRIBE, SSUBSCRIBE without a channel: Redis answers an in-band error where
@@ -32,9 +33,6 @@ enum RedisLocalAnswers {
             if RedisReplyPlan.equalsIgnoringCase(name, "quit") { return .quit }
         case UInt8(ascii: "m"):
             if RedisReplyPlan.equalsIgnoringCase(name, "multi") { inTransaction = true }
-            if RedisReplyPlan.equalsIgnoringCase(name, "monitor") {
-                return .refuse("ERR sluice: MONITOR is not supported through the proxy (run it against the backend)")
-            }
         case UInt8(ascii: "e"), UInt8(ascii: "d"):
             if RedisReplyPlan.equalsIgnoringCase(name, "exec") || RedisReplyPlan.equalsIgnoringCase(name, "discard") {
                 inTransaction = false
@@ -45,8 +43,8 @@ enum RedisLocalAnswers {
                 return .refuse("ERR sluice: REPLCONF (replication) is not supported through the proxy")
             }
         case UInt8(ascii: "c"):
-            if RedisReplyPlan.equalsIgnoringCase(name, "client"), suppressesReplies(bytes) {
-                return .refuse("ERR sluice: CLIENT REPLY OFF and SKIP are not supported through the proxy")
+            if inTransaction, RedisReplyPlan.equalsIgnoringCase(name, "client"), suppressesReplies(bytes) {
+                return .refuse("ERR sluice: CLIENT REPLY OFF and SKIP inside MULTI are not supported through the proxy")
             }
         case UInt8(ascii: "p"), UInt8(ascii: "s"), UInt8(ascii: "u"):
             if RedisReplyPlan.equalsIgnoringCase(name, "sync") || RedisReplyPlan.equalsIgnoringCase(name, "psync") {
