@@ -40,14 +40,11 @@ final class DebugPrinterInstance: TransformInstance {
             let argc = requests.arguments(at: i, into: &args)
             var budget = printer.maxBytes
             var parts: [String] = []
-            // AUTH's arguments and everything after HELLO's AUTH are credentials: never logged.
-            var secretFrom = argc
-            if argc > 1, args[0].equalsIgnoringCase("auth") { secretFrom = 1 }
-            if argc > 2, args[0].equalsIgnoringCase("hello") {
-                for a in 1..<argc where args[a].equalsIgnoringCase("auth") { secretFrom = a + 1; break }
-            }
+            // Credentials (AUTH, HELLO AUTH, CONFIG SET requirepass, MIGRATE AUTH, ACL SETUSER >pw…)
+            // are never logged.
+            let secret = Credentials.secretArguments(args, argc: argc)
             for a in 0..<argc where budget > 0 {
-                parts.append(a >= secretFrom ? "(redacted)" : printable(args[a], limit: budget))
+                parts.append(secret.contains(a) ? "(redacted)" : printable(args[a], limit: budget))
                 budget -= args[a].count
             }
             if argc > parts.count { parts.append("…(\(argc) args)") }
@@ -58,21 +55,37 @@ final class DebugPrinterInstance: TransformInstance {
 
     func onResponses(_ call: Call, requests: Batch, responses: Batch) {
         for i in 0..<responses.count {
-            Log.info("\(printer.prefix) \(client) response: \(render(responses, i))")
+            var policy = Credentials.ReplyPolicy.none
+            if i < requests.count {
+                let argc = requests.arguments(at: i, into: &args)
+                policy = Credentials.replyPolicy(args, argc: argc)
+            }
+            Log.info("\(printer.prefix) \(client) response: \(render(responses, i, policy))")
         }
         call.respondWithReceived()
     }
 
     /// A short rendering of a reply: its type and first values.
-    private func render(_ responses: Batch, _ index: Int) -> String {
+    private func render(_ responses: Batch, _ index: Int, _ policy: Credentials.ReplyPolicy) -> String {
         var out = ""
         var shown = 0
+        var previousNamesSecret = false  // CONFIG GET: the value before this one names a secret parameter
         for value in responses.values(at: index) {
             if out.count >= printer.maxBytes || shown >= 16 {
                 out += " …"
                 break
             }
             let bytes = UnsafeRawBufferPointer(start: value.bytes.ptr, count: value.bytes.len)
+            let isString = value.type == Int32(SLUICE_REDIS_SIMPLE_STRING) || value.type == Int32(SLUICE_REDIS_BULK_STRING)
+                || value.type == Int32(SLUICE_REDIS_VERBATIM)
+            let namesSecret = previousNamesSecret
+            previousNamesSecret = policy == .configValues && isString && bytes.count <= 32
+                && Credentials.secretParameters.contains(bytes.asciiLowercased)
+            if isString, (policy == .allStrings || (policy == .configValues && namesSecret)) {
+                out += "(redacted) "
+                shown += 1
+                continue
+            }
             switch value.type {
             case Int32(SLUICE_REDIS_SIMPLE_STRING): out += "+\(printable(bytes, limit: printer.maxBytes)) "
             case Int32(SLUICE_REDIS_ERROR), Int32(SLUICE_REDIS_BLOB_ERROR): out += "error(\(printable(bytes, limit: printer.maxBytes))) "

@@ -19,9 +19,13 @@ final class Tee: Transform {
     let mismatchChain: Target?
     let mismatches: Counter
     let shadowErrors: Counter
+    /// Failed shadow requests and mismatches are logged a few per interval, the rest summarised:
+    /// an outage of the shadow must not flood the log (one warning per failed batch did).
+    let failureWarnings: WarningLimiter
+    let mismatchWarnings: WarningLimiter
 
     init(config: ConfigNode, env: ConfigEnv) throws {
-        try config.requireKeys(["target", "on_mismatch", "mismatch_chain"], in: "tee")
+        try config.requireKeys(["target", "on_mismatch", "mismatch_chain", "warning_interval_ms"], in: "tee")
         guard let targetName = try config.string("target") else {
             throw ConfigError("target is required (the chain or sink to send a copy to)", at: config)
         }
@@ -42,6 +46,17 @@ final class Tee: Transform {
         } else {
             mismatchChain = nil
         }
+        var intervalMs: UInt64 = 10_000
+        if let text = try config.string("warning_interval_ms") {
+            guard let n = UInt64(text), n >= 1, n <= 86_400_000 else {
+                throw ConfigError("warning_interval_ms: expected milliseconds from 1 to 86400000", at: config["warning_interval_ms"])
+            }
+            intervalMs = n
+        }
+        failureWarnings = WarningLimiter(intervalMilliseconds: intervalMs, burst: 1,
+                                         what: "failed shadow batches of '\(target.name)'")
+        mismatchWarnings = WarningLimiter(intervalMilliseconds: intervalMs, burst: 10,
+                                          what: "mismatches with '\(target.name)'")
         mismatches = try env.counter("tee_mismatches")
         shadowErrors = try env.counter("tee_shadow_errors")
     }
@@ -84,6 +99,12 @@ final class TeeInstance: TransformInstance {
     init(tee: Tee, env: InstanceEnv) {
         self.tee = tee
         self.env = env
+    }
+
+    /// A client leaving after an outage writes the summary its warnings were held back for.
+    deinit {
+        if let line = tee.failureWarnings.flushIfExpired() { Log.warning("tee: \(line)") }
+        if let line = tee.mismatchWarnings.flushIfExpired() { Log.warning("tee: \(line)") }
     }
 
     private func describesServer(_ requests: Batch, _ index: Int) -> Bool {
@@ -149,7 +170,10 @@ final class TeeInstance: TransformInstance {
                     responses.putError("ERR tee: \(tee.target.name) failed: \(message)", at: i)
                 }
             case .log, .chain:
-                Log.warning("tee: \(tee.target.name) failed for \(requests.count) request(s) from \(env.clientAddress): \(message)")
+                let count = requests.count
+                if let line = tee.failureWarnings.line({ "tee: \(tee.target.name) failed for \(count) request(s) from \(env.clientAddress): \(message)" }) {
+                    Log.warning(line)
+                }
             case .ignore:
                 break
             }
@@ -163,7 +187,9 @@ final class TeeInstance: TransformInstance {
                     var args = ArgumentViews(capacity: 1)
                     requests.arguments(at: i, into: &args)
                     let command = args.count > 0 ? printable(args[0], limit: 32) : "?"
-                    Log.warning("tee: mismatch for \(command) (request \(i) of \(requests.count)) from \(env.clientAddress): primary \(printable(responses.bytes(at: i), limit: 200)) vs \(tee.target.name) \(printable(other.bytes(at: i), limit: 200))")
+                    if let line = tee.mismatchWarnings.line({ "tee: mismatch for \(command) (request \(i) of \(requests.count)) from \(env.clientAddress): primary \(printable(responses.bytes(at: i), limit: 200)) vs \(tee.target.name) \(printable(other.bytes(at: i), limit: 200))" }) {
+                        Log.warning(line)
+                    }
                 case .fail:
                     responses.putError("ERR tee: responses differ between primary and \(tee.target.name)", at: i)
                 case .chain:
