@@ -297,7 +297,7 @@ static const sluice_plugin_descriptor descriptor = {
     .struct_size = sizeof(sluice_plugin_descriptor),
     .abi_major = SLUICE_ABI_VERSION_MAJOR,
     .abi_minor = SLUICE_ABI_VERSION_MINOR,
-    .flags = 0,
+    .flags = SLUICE_PLUGIN_FLAG_REQUIRES_MINOR, /* call_pass is since 1.1 */
     .transform_count = sizeof transforms / sizeof transforms[0],
     .name = "query-counter",
     .version = "1.0.0",
@@ -305,10 +305,7 @@ static const sluice_plugin_descriptor descriptor = {
 };
 
 SLUICE_PLUGIN_EXPORT const sluice_plugin_descriptor *sluice_plugin_init(const sluice_host_api *h) {
-  if (h == NULL || h->abi_major != SLUICE_ABI_VERSION_MAJOR ||
-      h->struct_size < offsetof(sluice_host_api, call_pass) + sizeof h->call_pass) {
-    return NULL;
-  }
+  if (h == NULL || h->abi_major != SLUICE_ABI_VERSION_MAJOR || h->abi_minor < 1) return NULL;
   host = h;
   return &descriptor;
 }

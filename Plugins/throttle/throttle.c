@@ -25,8 +25,7 @@
 static const sluice_host_api *host;
 
 #include "plugin_util.h"
-
-#define EXECABORT_MESSAGE "EXECABORT Transaction discarded because of previous errors."
+#include "partial.h"
 
 /* ---- buckets ------------------------------------------------------------------------------------ */
 
@@ -200,8 +199,6 @@ fail:
 
 /* ---- per connection ------------------------------------------------------------------------------ */
 
-enum route { ROUTE_PASS = 0, ROUTE_REJECTED = 1, ROUTE_EXEC_ABORT = 2 };
-enum transaction_state { TRANSACTION_NONE = 0, TRANSACTION_OPEN = 1, TRANSACTION_DOOMED = 2 };
 
 struct throttle_instance;
 
@@ -210,9 +207,10 @@ typedef struct held_call {
   struct held_call *next, *prev; /* in the instance's list of calls it holds state for */
   struct held_call *queue_next;  /* in the instance's queue of calls waiting for their tokens */
   sluice_call *call;
+  const throttle_config *config;
   uint64_t due_ns;       /* when a held call may go */
   size_t original_count; /* request count before the rejected ones were removed */
-  unsigned char *routes; /* enum route per original request; NULL when nothing was removed */
+  unsigned char *routes; /* enum partial_route per original request; NULL when nothing was removed */
   uint64_t retry_ms;     /* for the THROTTLED text */
 } held_call;
 
@@ -221,7 +219,7 @@ typedef struct throttle_instance {
   sluice_instance_env *env;
   uint8_t address[46];
   size_t address_len;
-  enum transaction_state transaction;
+  enum partial_transaction transaction;
   held_call *calls;                   /* every call this instance holds state for */
   held_call *queue_head, *queue_tail; /* held calls, in arrival order */
   sluice_timer *timer;                /* armed for queue_head, or NULL */
@@ -309,33 +307,11 @@ static size_t take_tokens(throttle_instance *instance, size_t n, uint64_t *wait_
   return granted;
 }
 
-/* The route of request i given whether the bucket covers it; advances the transaction state over
- * what reaches the backend, as deny does. EXEC, DISCARD and RESET are never refused (they take their
- * token all the same): a refused EXEC would leave the transaction open on the backend. */
-static enum route route_of(throttle_instance *instance, const sluice_batch *batch, size_t i, int over_limit) {
-  sluice_host_view name = {0};
-  size_t argc = 0;
-  int multi = 0, exec = 0, closes = 0;
-  if (host->redis_args(batch, i, &name, 1, &argc) == SLUICE_OK && argc > 0 && name.len >= 4 && name.len <= 7) {
-    multi = pu_equals_ignoring_case(name.ptr, name.len, "multi");
-    exec = pu_equals_ignoring_case(name.ptr, name.len, "exec");
-    closes = exec || pu_equals_ignoring_case(name.ptr, name.len, "discard") || pu_equals_ignoring_case(name.ptr, name.len, "reset");
-  }
-  if (over_limit && !closes) {
-    if (instance->transaction == TRANSACTION_OPEN) instance->transaction = TRANSACTION_DOOMED;
-    return ROUTE_REJECTED;
-  }
-  if (multi) {
-    if (instance->transaction == TRANSACTION_NONE) instance->transaction = TRANSACTION_OPEN;
-  } else if (closes) {
-    enum transaction_state was = instance->transaction;
-    instance->transaction = TRANSACTION_NONE;
-    if (exec && was == TRANSACTION_DOOMED) return ROUTE_EXEC_ABORT;
-  }
-  return ROUTE_PASS;
-}
-
-static int32_t put_throttled(const throttle_config *c, sluice_batch *responses, size_t index, uint64_t retry_ms) {
+/* The THROTTLED error of a refused request (ctx: the held_call, for its retry hint). */
+static int32_t put_throttled(void *ctx, sluice_batch *responses, size_t index) {
+  const held_call *h = ctx;
+  const throttle_config *c = h->config;
+  uint64_t retry_ms = h->retry_ms;
   char text[200];
   int n = snprintf(text, sizeof text, "THROTTLED rate limit of %.0f requests/s exceeded (burst %.0f); retry in %llu ms",
                    c->rate, c->burst, (unsigned long long)retry_ms);
@@ -394,16 +370,16 @@ static int32_t throttle_on_requests(void *p, sluice_call *call, sluice_batch *re
 
   /* Routes: the first `granted` requests pass, the rest are answered THROTTLED. */
   unsigned char *routes = NULL;
-  size_t rejected = 0, exec_aborts = 0;
+  size_t rejected = 0;
   for (size_t i = 0; i < count; i++) {
-    enum route r = route_of(instance, requests, i, i >= granted);
-    if (r == ROUTE_PASS) continue;
+    enum partial_route r = partial_route_of(&instance->transaction, requests, i, i >= granted);
+    if (r == PARTIAL_PASS) continue;
     if (routes == NULL) {
       routes = calloc(count, 1);
       if (routes == NULL) return host->call_fail(call, "out of memory", 13);
     }
     routes[i] = (unsigned char)r;
-    if (r == ROUTE_REJECTED) rejected++; else exec_aborts++;
+    if (r == PARTIAL_REFUSED) rejected++;
   }
   host->metric_add(c->passed, count - rejected);
   if (rejected > 0) host->metric_add(c->rejected, rejected);
@@ -412,14 +388,10 @@ static int32_t throttle_on_requests(void *p, sluice_call *call, sluice_batch *re
     return host->call_pass(call); /* the fast path: covered by the bucket, nothing held */
   }
   if (rejected == count) { /* nothing goes on: answered here (the host keeps replies in order) */
-    sluice_batch *responses = host->batch_new(SLUICE_BATCH_RESPONSES, SLUICE_PROTOCOL_REDIS);
-    int32_t status = responses ? SLUICE_OK : SLUICE_ERROR;
-    for (size_t i = 0; i < count && status == SLUICE_OK; i++) status = put_throttled(c, responses, i, retry_ms);
+    held_call errors = {.config = c, .retry_ms = retry_ms};
+    sluice_batch *responses = partial_all_refused(count, put_throttled, &errors);
     free(routes);
-    if (status != SLUICE_OK) {
-      host->batch_free(responses);
-      return host->call_fail(call, "cannot build the error replies", 30);
-    }
+    if (responses == NULL) return host->call_fail(call, "cannot build the error replies", 30);
     return host->call_respond(call, responses);
   }
   held_call *h = calloc(1, sizeof *h);
@@ -431,19 +403,10 @@ static int32_t throttle_on_requests(void *p, sluice_call *call, sluice_batch *re
   h->routes = routes;
   h->original_count = count;
   h->retry_ms = retry_ms;
-  if (routes != NULL) {
-    static const uint8_t discard[] = "DISCARD";
-    const uint8_t *argv[1] = {discard};
-    size_t argv_len[1] = {7};
-    for (size_t i = 0; i < count && exec_aborts > 0; i++) {
-      if (routes[i] == ROUTE_EXEC_ABORT && host->redis_put_command(requests, i, 1, argv, argv_len) != SLUICE_OK) {
-        held_free(h);
-        return host->call_fail(call, "cannot rewrite EXEC as DISCARD", 30);
-      }
-    }
-    for (size_t i = count; i-- > 0;) {
-      if (routes[i] == ROUTE_REJECTED) host->batch_remove(requests, i);
-    }
+  h->config = c;
+  if (routes != NULL && partial_apply(requests, routes, count) != SLUICE_OK) {
+    held_free(h);
+    return host->call_fail(call, "cannot take the throttled requests out", 38);
   }
   held_link(instance, h);
   if (!must_wait) {
@@ -467,25 +430,9 @@ static int32_t throttle_on_responses(void *p, sluice_call *call, const sluice_ba
   if (h == NULL) return host->call_respond(call, NULL);
   host->call_set_data(call, NULL);
   held_unlink(instance, h);
-  sluice_batch *merged = host->batch_new(SLUICE_BATCH_RESPONSES, SLUICE_PROTOCOL_REDIS);
-  int32_t status = merged ? SLUICE_OK : SLUICE_ERROR;
-  size_t next = 0;
-  for (size_t i = 0; i < h->original_count && status == SLUICE_OK; i++) {
-    if (h->routes[i] == ROUTE_REJECTED) {
-      status = put_throttled(instance->config, merged, i, h->retry_ms);
-    } else if (h->routes[i] == ROUTE_EXEC_ABORT) {
-      next++; /* DISCARD's reply */
-      status = host->redis_put_reply(merged, i, SLUICE_REDIS_ERROR, (const uint8_t *)EXECABORT_MESSAGE,
-                                     sizeof EXECABORT_MESSAGE - 1, 0);
-    } else {
-      status = host->batch_insert_from(merged, i, responses, next++);
-    }
-  }
+  sluice_batch *merged = partial_merge(h->routes, h->original_count, responses, put_throttled, h);
   held_free(h);
-  if (status != SLUICE_OK) {
-    host->batch_free(merged);
-    return host->call_fail(call, "cannot merge the responses", 26);
-  }
+  if (merged == NULL) return host->call_fail(call, "cannot merge the responses", 26);
   return host->call_respond(call, merged);
 }
 
@@ -509,7 +456,7 @@ static const sluice_plugin_descriptor descriptor = {
     .struct_size = sizeof(sluice_plugin_descriptor),
     .abi_major = SLUICE_ABI_VERSION_MAJOR,
     .abi_minor = SLUICE_ABI_VERSION_MINOR,
-    .flags = 0,
+    .flags = SLUICE_PLUGIN_FLAG_REQUIRES_MINOR, /* call_pass is since 1.1 */
     .transform_count = sizeof transforms / sizeof transforms[0],
     .name = "throttle",
     .version = "1.0.0",
@@ -517,10 +464,7 @@ static const sluice_plugin_descriptor descriptor = {
 };
 
 SLUICE_PLUGIN_EXPORT const sluice_plugin_descriptor *sluice_plugin_init(const sluice_host_api *h) {
-  if (h == NULL || h->abi_major != SLUICE_ABI_VERSION_MAJOR ||
-      h->struct_size < offsetof(sluice_host_api, call_pass) + sizeof h->call_pass) {
-    return NULL;
-  }
+  if (h == NULL || h->abi_major != SLUICE_ABI_VERSION_MAJOR || h->abi_minor < 1) return NULL;
   host = h;
   return &descriptor;
 }
