@@ -45,12 +45,13 @@ def backend(make_backend):
 @pytest.fixture
 def clusters():
     """Makes DataStax driver clusters that are shut down after the test."""
-    from cassandra.cluster import Cluster
+    from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
     from cassandra.policies import RoundRobinPolicy
     made = []
 
     def make(backend, **kwargs):
-        kwargs.setdefault("load_balancing_policy", RoundRobinPolicy())
+        kwargs.setdefault("execution_profiles", {
+            EXEC_PROFILE_DEFAULT: ExecutionProfile(load_balancing_policy=RoundRobinPolicy())})
         kwargs.setdefault("connect_timeout", 5)
         kwargs.setdefault("control_connection_timeout", 5)
         addresses = [n.info.address for n in backend.backend.nodes[:1]]
