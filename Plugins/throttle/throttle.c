@@ -57,6 +57,7 @@ typedef struct throttle_config {
   bucket shared;        /* per: source */
   address_entry *table; /* per: client */
   size_t capacity, used;
+  uint64_t last_sweep; /* monotonic ns of the last sweep of full buckets */
   bucket overflow;
   sluice_metric *requests, *passed, *rejected, *delayed;
 } throttle_config;
@@ -103,24 +104,33 @@ static int rebuild(throttle_config *c, size_t new_capacity, uint64_t now) {
   return 1;
 }
 
-/* The bucket of an address (created full). Lock held. */
-static bucket *address_bucket(throttle_config *c, const uint8_t *address, size_t len, uint64_t now) {
-  if (len > sizeof c->table[0].address) len = sizeof c->table[0].address;
-  if (c->used + 1 > c->capacity / 2) {
-    size_t target = c->capacity;
-    if (!rebuild(c, target, now)) return &c->overflow;
-    if (c->used + 1 > target / 4 && target * 2 <= c->max_clients * 2) {
-      if (!rebuild(c, target * 2, now)) return &c->overflow;
-    }
-    if (c->used + 1 > c->capacity / 2) return &c->overflow; /* at max_clients: share one bucket */
-  }
+/* The entry of an address, or the empty slot where it would go. Lock held. */
+static address_entry *address_slot(throttle_config *c, const uint8_t *address, size_t len) {
   size_t j = hash_bytes(address, len) & (c->capacity - 1);
   while (c->table[j].used) {
     address_entry *e = &c->table[j];
-    if (e->len == len && memcmp(e->address, address, len) == 0) return &e->b;
+    if (e->len == len && memcmp(e->address, address, len) == 0) return e;
     j = (j + 1) & (c->capacity - 1);
   }
-  address_entry *e = &c->table[j];
+  return &c->table[j];
+}
+
+/* The bucket of an address (created full). A known address is one probe sequence; a new one may
+ * first sweep the table of buckets that are full again (at most every 100 ms once the table is at
+ * max_clients, so a flood of new addresses cannot make every request pay for a sweep). Lock held. */
+static bucket *address_bucket(throttle_config *c, const uint8_t *address, size_t len, uint64_t now) {
+  if (len > sizeof c->table[0].address) len = sizeof c->table[0].address;
+  address_entry *e = address_slot(c, address, len);
+  if (e->used) return &e->b;
+  if (c->used + 1 > c->capacity / 2) {
+    int at_cap = c->capacity >= 2 * c->max_clients;
+    if (at_cap && now - c->last_sweep < 100000000u) return &c->overflow;
+    c->last_sweep = now;
+    if (!rebuild(c, c->capacity, now)) return &c->overflow;
+    if (c->used + 1 > c->capacity / 4 && !at_cap && !rebuild(c, c->capacity * 2, now)) return &c->overflow;
+    if (c->used + 1 > c->capacity / 2) return &c->overflow; /* at max_clients: new addresses share one bucket */
+    e = address_slot(c, address, len);
+  }
   e->used = 1;
   e->len = (uint8_t)len;
   memcpy(e->address, address, len);
@@ -174,13 +184,14 @@ static int32_t throttle_config_new(sluice_config_env *env, const sluice_config_n
   c->burst = (double)burst;
   c->max_wait_ms = max_wait;
   c->per = per;
-  c->max_clients = max_clients;
+  c->max_clients = 16;
+  while (c->max_clients < max_clients) c->max_clients *= 2; /* a power of two, like the table */
   uint64_t now = now_ns();
   c->shared.tokens = c->burst;
   c->shared.stamp = now;
   c->overflow = c->shared;
   if (per == PER_CLIENT) {
-    c->capacity = 64;
+    c->capacity = c->max_clients * 2 < 64 ? c->max_clients * 2 : 64;
     c->table = calloc(c->capacity, sizeof *c->table);
     if (c->table == NULL) goto fail;
   }

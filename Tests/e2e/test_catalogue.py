@@ -21,7 +21,7 @@ def metrics_text(proxy):
 def metric(proxy, name, label_filter=""):
     """Sum of the samples of `name` whose line also contains `label_filter`."""
     return sum(float(l.split()[-1]) for l in metrics_text(proxy).splitlines()
-               if l.startswith(name) and label_filter in l)
+               if l.startswith(name) and l[len(name):len(name) + 1] in ("{", " ") and label_filter in l)
 
 
 def redis_cli(port, *args, stdin=None):
@@ -171,6 +171,27 @@ def test_query_counter_series_are_bounded_whatever_clients_send(redis_factory, s
     assert series_after == series_before
 
 
+GLOB_KEYS = ["hot:1", "hot:", "hat:9", "h]t", "a-", "a]", "b", "]", "-", "[", "key[", "keya", "keyb", "keyc",
+             "x*y", "xzy", "x", "abc", "z", "^", "m", "", "[x", "\\a"]
+GLOB_PATTERNS = ["h?t:*", "[]abc]", "[^]]", "key[ab", "[a-]*", "x\\*y", "[z-a]", "[\\]]*", "*[^a-z]", "?",
+                 "\\[*", "a*", "\\", "*", "\\\\*"]
+
+
+def test_query_counter_globs_match_what_redis_keys_matches(redis_factory, sluice_factory):
+    """redis-server's KEYS is the oracle for the C glob matcher (Plugins/c-common/glob.h): for each
+    pattern, the requests counted under it are exactly the keys KEYS PATTERN returns."""
+    backend = redis_factory()
+    entries = ", ".join(f'p{i}: "{p.replace(chr(92), chr(92) * 2).replace(chr(34), chr(92) + chr(34))}"'
+                        for i, p in enumerate(GLOB_PATTERNS))
+    proxy = sluice_factory(plain_config(backend.port, f"    - query-counter: {{ commands: [SET], key_patterns: {{ {entries} }} }}\n"))
+    r = proxy.client()
+    for key in GLOB_KEYS:
+        assert r.set(key, "v")
+    for i, pattern in enumerate(GLOB_PATTERNS):
+        expected = len(backend.client().keys(pattern))
+        assert metric(proxy, f"sluice_plugin_query_counter_key_p{i}_total") == expected, pattern
+
+
 @pytest.mark.parametrize("steps,needle", [
     ('    - query-counter: { commands: [] }\n', r":7:\d+: main\[0\] query-counter: commands: expected a list of 1 to 256"),
     ('    - query-counter: { commands: [GET, get] }\n', r":7:\d+: main\[0\] query-counter: commands: 'get' is listed twice"),
@@ -265,6 +286,21 @@ def test_throttle_per_client_gives_each_address_its_own_bucket(redis_factory, sl
     assert a.reply().startswith(b"-THROTTLED")
     a.close()
     b.close()
+
+
+def test_throttle_per_client_table_is_bounded_by_max_clients(redis_factory, sluice_factory):
+    """40 client addresses (127.0.0.1 to 127.0.0.40) with max_clients 16: the first 16 get buckets
+    of their own, the others share one overflow bucket, so most of them are throttled."""
+    backend = redis_factory()
+    proxy = sluice_factory(plain_config(backend.port, "    - throttle: { rate: 1, burst: 1, per: client, max_clients: 16 }\n"))
+    replies = []
+    for n in range(1, 41):
+        with socket.create_connection(("127.0.0.1", proxy.port), timeout=10, source_address=(f"127.0.0.{n}", 0)) as s:
+            s.sendall(b"PING\r\n")
+            replies.append(s.recv(200))
+    assert replies[:16] == [b"+PONG\r\n"] * 16
+    throttled = sum(r.startswith(b"-THROTTLED") for r in replies[16:])
+    assert throttled >= 20, replies[16:]  # the overflow bucket holds one token, refilled once a second
 
 
 @pytest.mark.parametrize("steps,needle", [
