@@ -412,3 +412,20 @@ def test_query_type_filter_config_errors_point_into_the_file(workdir, steps, nee
     path, code, out = check_config(workdir, steps)
     assert code != 0
     assert re.search(re.escape(path) + needle, out), out
+
+
+def test_the_committed_command_table_is_what_the_generator_makes(workdir):
+    """scripts/gen-redis-command-table.py run against the installed redis-server reproduces the
+    committed Plugins/c-common/redis_command_table.h byte for byte (when the server is the version
+    the table was made from; another version means: run the script and rebuild)."""
+    root = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+    committed = open(os.path.join(root, "Plugins", "c-common", "redis_command_table.h")).read()
+    table_version = re.search(r'#define RCT_REDIS_VERSION "([^"]+)"', committed).group(1)
+    installed = re.search(r"v=(\S+)", subprocess.run(["redis-server", "--version"], capture_output=True,
+                                                      text=True).stdout).group(1)
+    if installed != table_version:
+        pytest.skip(f"redis-server {installed} installed, table made from {table_version}: regenerate it")
+    out = os.path.join(workdir, "table.h")
+    subprocess.run(["python3", os.path.join(root, "scripts", "gen-redis-command-table.py"), "--out", out],
+                   check=True, capture_output=True, timeout=60)
+    assert open(out).read() == committed
