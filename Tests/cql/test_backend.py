@@ -15,10 +15,10 @@ import uuid
 
 import pytest
 from cassandra import (AlreadyExists, AuthenticationFailed, InvalidRequest, OperationTimedOut,
-                       ProtocolVersion, ReadTimeout, Unauthorized)
+                       ReadTimeout, Unauthorized)
 from cassandra.auth import PlainTextAuthProvider
 from cassandra.cluster import NoHostAvailable
-from cassandra.protocol import ErrorMessage, OverloadedErrorMessage, SyntaxException
+from cassandra.protocol import OverloadedErrorMessage, SyntaxException
 from cassandra.query import BatchStatement, BatchType, SimpleStatement
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -113,7 +113,6 @@ def test_types_round_trip(backend, clusters):
                     "bo boolean, d double, ts timestamp, l list<int>, s set<text>, "
                     "m map<text, int>, ip inet)")
     import datetime
-    import ipaddress
     u = uuid.uuid4()
     ts = datetime.datetime(2024, 5, 6, 7, 8, 9, 123000)
     p = session.prepare("INSERT INTO ks.types (id, i, bi, t, bo, d, ts, l, s, m, ip) "
@@ -365,6 +364,53 @@ def test_many_clients_and_streams(backend, clusters):
                                            concurrency=200)
     assert all(ok for ok, _ in results)
     assert session.execute("SELECT COUNT(*) FROM ks.kv WHERE k = 20").one().count == 1000
+
+
+def test_named_values(backend, clusters):
+    """`:name` markers prepared by the driver and bound from a dict, and a raw QUERY with the
+    names-for-values flag (0x40), which the driver does not send for simple statements."""
+    session = clusters(backend, protocol_version=4).connect()
+    setup_table(session)
+    named = session.prepare("INSERT INTO ks.kv (k, c, v) VALUES (:key, :col, :val)")
+    assert [m.name for m in named.column_metadata] == ["key", "col", "val"]
+    session.execute(named, {"val": "by name", "key": 30, "col": 1})
+    port = backend.backend.nodes[0].info.port
+    startup = struct.pack(">H", 1) + struct.pack(">H", 11) + b"CQL_VERSION" + struct.pack(">H", 5) + b"3.0.0"
+    text = b"INSERT INTO ks.kv (k, c, v) VALUES (:k, :c, :v)"
+    values = [("v", b"raw named"), ("c", struct.pack(">i", 2)), ("k", struct.pack(">i", 30))]
+    query = struct.pack(">i", len(text)) + text + struct.pack(">HBH", 1, 0x01 | 0x40, len(values))
+    for name, raw in values:
+        query += struct.pack(">H", len(name)) + name.encode() + struct.pack(">i", len(raw)) + raw
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(_raw_frame(4, 0x01, startup, stream=0) + _raw_frame(4, 0x07, query, stream=1))
+        assert _read_frame(s)[3] == 0x02
+        _, _, stream, opcode, body = _read_frame(s)
+        assert (stream, opcode, body) == (1, 0x08, struct.pack(">i", 1))  # RESULT Void
+    assert [r.v for r in session.execute("SELECT v FROM ks.kv WHERE k = 30")] == ["by name", "raw named"]
+
+
+def test_close_and_garbage_hooks(backend, clusters):
+    """TESTBACKEND CLOSE drops the connection without an answer, TESTBACKEND GARBAGE answers with
+    bytes that are not a frame: the driver reports a connection error, and the backend goes on."""
+    for hook in ("CLOSE", "GARBAGE"):
+        session = clusters(backend, protocol_version=4).connect()
+        with pytest.raises(Exception) as e:
+            session.execute(f"TESTBACKEND {hook}", timeout=5)
+        assert not isinstance(e.value, OperationTimedOut), hook
+        assert stats(backend)[f"testbackend_{hook.lower()}"] == 1
+    fresh = clusters(backend, protocol_version=5).connect()
+    assert fresh.execute("SELECT key FROM system.local").one().key == "local"
+
+
+def test_v5_refuses_snappy(backend):
+    port = backend.backend.nodes[0].info.port
+    body = struct.pack(">H", 2) + struct.pack(">H", 11) + b"CQL_VERSION" + struct.pack(">H", 5) + \
+        b"3.0.0" + struct.pack(">H", 11) + b"COMPRESSION" + struct.pack(">H", 6) + b"snappy"
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(_raw_frame(5, 0x01, body, stream=0))
+        _, _, _, opcode, reply = _read_frame(s)
+        assert opcode == 0x00 and struct.unpack(">i", reply[:4])[0] == 0x000A
+        assert b"snappy" in reply
 
 
 # --- raw sockets: version negotiation and segment checks -----------------------------------------

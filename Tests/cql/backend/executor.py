@@ -415,8 +415,14 @@ class Executor:
                     values = [literal_value(x, c.type, bound) for x in rel.term]
                 value = values
             elif rel.op in ("CONTAINS", "CONTAINS KEY"):
-                elem = c.type.key if (rel.op == "CONTAINS KEY") else getattr(
-                    c.type, "elem", getattr(c.type, "value", c.type))
+                if rel.op == "CONTAINS KEY" and not isinstance(c.type, MapType):
+                    raise invalid(f"Cannot use CONTAINS KEY on non-map column {c.name}")
+                if not isinstance(c.type, (MapType, ListType)):
+                    raise invalid(f"Cannot use CONTAINS on non-collection column {c.name}")
+                if rel.op == "CONTAINS KEY":
+                    elem = c.type.key
+                else:
+                    elem = c.type.value if isinstance(c.type, MapType) else c.type.elem
                 value = literal_value(rel.term, elem, bound)
             else:
                 value = literal_value(rel.term, c.type, bound)
@@ -474,7 +480,7 @@ class Executor:
         for col, term in zip(stmt.columns, stmt.values):
             c = self.column(t, col)
             if col in values:
-                raise invalid(f"The column names contains duplicates")
+                raise invalid("The column names contains duplicates")
             values[col] = literal_value(term, c.type, bound)
         for k in t.partition_key + t.clustering:
             v = values.get(k)

@@ -687,6 +687,8 @@ class Connection:
         """Hooks for tests, sent as CQL text: TESTBACKEND FORGET PREPARED | SLEEP ms |
         ERROR NAME [message] | WARN text | EVENT TYPE CHANGE 'address' | CLOSE | GARBAGE | STATS."""
         cmd, args = stmt.command, stmt.args
+        key = f"testbackend_{cmd.lower()}"
+        self.backend.stats[key] = self.backend.stats.get(key, 0) + 1
         if cmd == "FORGET":
             self.backend.forget_prepared()
             return Void()
