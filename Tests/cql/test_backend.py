@@ -14,6 +14,7 @@ import time
 import uuid
 
 import pytest
+from backend_fixtures import backend, clusters, make_backend, tls_files  # noqa: F401 (fixtures)
 from cassandra import (AlreadyExists, AuthenticationFailed, InvalidRequest, OperationTimedOut,
                        ReadTimeout, Unauthorized)
 from cassandra.auth import PlainTextAuthProvider

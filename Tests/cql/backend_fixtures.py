@@ -1,7 +1,11 @@
-"""Fixtures for the CQL test backend's own tests: a backend on a free loopback port (in this process,
-on its own event loop thread), and helpers to make drivers' clusters that are shut down after the
-test. The drivers are the real ones (cassandra-driver, cqlsh, scylla-driver); nothing here
-imitates them.
+"""Fixtures for tests that use the CQL test backend: a backend on a free loopback port (in the test's
+process, on its own event loop thread), DataStax driver clusters that are shut down after the test,
+and a self-signed certificate. The drivers are the real ones (cassandra-driver, cqlsh,
+scylla-driver); nothing here imitates them.
+
+Import them into a test module (`from backend_fixtures import *`) rather than through a
+conftest.py: Tests/e2e has a conftest.py whose helpers its tests import as `conftest`, and a second
+conftest.py would shadow it when both folders run in one pytest.
 """
 import os
 import socket
@@ -14,6 +18,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 from backend import BackendThread  # noqa: E402
+
+__all__ = ["free_port", "make_backend", "backend", "clusters", "tls_files"]
 
 
 def free_port(host="127.0.0.1"):
