@@ -118,6 +118,26 @@ def test_resp3_client_authenticates_after_setting_a_password(redis_factory, slui
         later.close()
 
 
+def test_resp3_client_authenticates_with_hello_after_setting_a_password(redis_factory, sluice_factory):
+    """The same with `HELLO 3 AUTH default pass`: the dedicated connection it opens must not send a
+    HELLO 3 of its own first."""
+    backend = redis_factory()
+    proxy = sluice_factory(plain_config(backend.port, plugins=False))
+    replies = []
+    for port in (backend.port, proxy.port):
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+            s.sendall(resp("HELLO", "3"))
+            read_until(s, b"modules")
+            s.sendall(resp("CONFIG", "SET", "requirepass", "s3cret"))
+            assert read_until(s, b"\r\n") == b"+OK\r\n"
+            s.sendall(resp("HELLO", "3", "AUTH", "default", "s3cret") + resp("PING", "after"))
+            data = read_until(s, b"$5\r\nafter\r\n")
+            replies.append(data[:2] + data[data.index(b"after") - 4:])
+            s.sendall(resp("CONFIG", "SET", "requirepass", ""))
+            assert read_until(s, b"\r\n") == b"+OK\r\n", port
+    assert replies[0] == replies[1] == b"%7$5\r\nafter\r\n", replies
+
+
 def direct_and_through(backend_port, proxy_port, payload, needle):
     """The replies to `payload` from redis-server and through Sluice, each read until `needle`."""
     replies = []

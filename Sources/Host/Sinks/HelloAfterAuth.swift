@@ -13,6 +13,15 @@ enum HelloAfterAuth {
         batch.count > 0 && batch.withMessageBytes(0) { RESPCommandReader.commandIs($0, "auth") }
     }
 
+    /// Whether the first request of `batch` is a HELLO naming a protocol version (`HELLO 3 AUTH
+    /// user pass`, `HELLO 2`…): it chooses the connection's protocol itself, and authenticates first
+    /// when it carries AUTH, so the connection must not send a HELLO 3 of its own before it.
+    static func opensWithProtocolChoice(_ batch: Batch) -> Bool {
+        batch.count > 0 && batch.withMessageBytes(0) { bytes in
+            RESPCommandReader.commandIs(bytes, "hello") && RESPCommandReader.argumentCount(bytes) >= 2
+        }
+    }
+
     /// Whether any request of `batch` is a HELLO (the client then chooses its protocol itself).
     static func hasHello(_ batch: Batch) -> Bool {
         (0..<batch.count).contains { i in batch.withMessageBytes(i) { RESPCommandReader.commandIs($0, "hello") } }

@@ -62,10 +62,13 @@ final class SinkRoute {
         }
         let needs = needs(batch)
         if dedicated == nil, replay != nil || needs.dedicated {
-            // With sink credentials the connection is signed in before its HELLO 3 anyway.
-            helloOwed = resp3 && plan.authCommand == nil && HelloAfterAuth.opensWithAuth(replay ?? batch)
+            // With sink credentials the connection is signed in before its HELLO 3 anyway. A leading
+            // HELLO with a version (perhaps with AUTH) sets the protocol itself.
+            let opening = replay ?? batch
+            helloOwed = resp3 && plan.authCommand == nil && HelloAfterAuth.opensWithAuth(opening)
+            let ownHello = resp3 && !helloOwed && !HelloAfterAuth.opensWithProtocolChoice(opening)
             dedicated = RedisSinkConnection(plan: plan, dedicatedTo: session, deliversPushes: deliversPushes,
-                                            resp3: resp3 && !helloOwed)
+                                            resp3: ownHello)
         }
         guard dedicated != nil else {
             var receiver = receiver
