@@ -88,6 +88,10 @@ final class NetworkInputFuzzTests: XCTestCase {
         _ = RedisConnectionState.commandName(frame)
         _ = RedisReplyPlan.isSubscriptionCommand(frame)
         _ = RedisReplyPlan.unsubscribeConfirmations(frame)
+        _ = RedisReplyPlan.expectedReply(frame)
+        var mode = RedisReplyMode()
+        _ = mode.answers(frame)
+        _ = mode.answers(frame)
         let declared = RESPCommandReader.forEachArgument(frame) { _, start, length in
             XCTAssert(start >= 0 && length >= 0 && start + length <= frame.count)
             return true
