@@ -403,6 +403,18 @@ def test_close_and_garbage_hooks(backend, clusters):
     assert fresh.execute("SELECT key FROM system.local").one().key == "local"
 
 
+def test_stalled_startup_hangs_the_driver_connect(make_backend, clusters):
+    """stall_startup: connections are accepted but STARTUP is never answered, so the driver's
+    connect times out (a hung backend, for tests of what sits in front of it)."""
+    backend = make_backend(stall_startup=True)
+    cluster = clusters(backend, protocol_version=4, connect_timeout=1, control_connection_timeout=1)
+    start = time.time()
+    with pytest.raises(NoHostAvailable):
+        cluster.connect()
+    assert time.time() - start >= 0.9
+    assert stats(backend)["stalled_startups"] >= 1
+
+
 def test_v5_refuses_snappy(backend):
     port = backend.backend.nodes[0].info.port
     body = struct.pack(">H", 2) + struct.pack(">H", 11) + b"CQL_VERSION" + struct.pack(">H", 5) + \

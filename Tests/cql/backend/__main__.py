@@ -25,6 +25,8 @@ def main(argv=None):
     ap.add_argument("--tls-key", help="private key of --tls-cert (PEM)")
     ap.add_argument("--no-echo-custom-payload", action="store_true",
                     help="ignore custom payloads instead of echoing them back")
+    ap.add_argument("--stall-startup", action="store_true",
+                    help="accept connections but never answer STARTUP (a hung backend)")
     ap.add_argument("--verbose", action="store_true")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
@@ -35,7 +37,7 @@ def main(argv=None):
     backend = Backend(host=args.host, port=args.port, nodes=args.nodes, credentials=credentials,
                       certfile=args.tls_cert, keyfile=args.tls_key,
                       echo_custom_payload=not args.no_echo_custom_payload,
-                      authenticator=args.authenticator)
+                      authenticator=args.authenticator, stall_startup=args.stall_startup)
 
     async def run():
         await backend.start()

@@ -102,12 +102,14 @@ class Backend:
     authenticator: "password" (Cassandra's PasswordAuthenticator) or "dse" (DSE's, which sends an
     AUTH_CHALLENGE before the credentials).
     certfile/keyfile: serve TLS.
+    stall_startup: never answer STARTUP (a backend that accepts connections and then hangs).
     echo_custom_payload: answer a request's custom payload with the same payload (Cassandra's default
     query handler ignores it; echoing lets tests see payloads travel both ways).
     """
 
     def __init__(self, host="127.0.0.1", port=9042, nodes=1, addresses=None, credentials=None,
-                 certfile=None, keyfile=None, echo_custom_payload=True, authenticator="password"):
+                 certfile=None, keyfile=None, echo_custom_payload=True, authenticator="password",
+                 stall_startup=False):
         if addresses is None:
             base = ipaddress.ip_address(host)
             addresses = [str(base + i) for i in range(nodes)]
@@ -117,6 +119,7 @@ class Backend:
         if authenticator not in AUTHENTICATORS:
             raise ValueError(f"unknown authenticator {authenticator}")
         self.authenticator = authenticator
+        self.stall_startup = stall_startup
         self.echo_custom_payload = echo_custom_payload
         self.ssl_context = None
         if certfile:
@@ -402,6 +405,9 @@ class Connection:
         self.send(0, env.stream, F.OP_SUPPORTED, wire.string_multimap(options))
 
     def on_startup(self, env):
+        if self.backend.stall_startup:
+            self.backend.stats["stalled_startups"] = self.backend.stats.get("stalled_startups", 0) + 1
+            return
         options = wire.Reader(env.body).string_map()
         if "CQL_VERSION" not in options:
             raise CqlError(PROTOCOL_ERROR, "Missing value CQL_VERSION in STARTUP message")
