@@ -31,23 +31,19 @@ typedef struct deny_config {
 /* What deny does with one request of a batch. */
 enum deny_route {
   ROUTE_PASS = 0,       /* goes down the chain unchanged */
-  ROUTE_DENIED = 1,     /* removed from the batch, answered here with an error */
+  ROUTE_DENIED = 1,     /* answered here with an error (call_answer); the host sends the rest */
   ROUTE_EXEC_ABORT = 2, /* EXEC of a doomed transaction: sent as DISCARD, answered with EXECABORT */
 };
 
 #define EXECABORT_MESSAGE "EXECABORT Transaction discarded because of previous errors."
 
-/* A batch with some denied requests: where the denied ones were, to put their errors back. Linked
- * into its instance's list until on_responses frees it, so that instance_free can free the states of
- * calls abandoned when the client disconnected. */
-typedef struct deny_call {
-  struct deny_call *next, *prev;
-  deny_config *config;
-  size_t original_count;
-  size_t denied_count;
-  unsigned char *denied; /* original_count routes (enum deny_route) */
-  char **command_names;  /* name of each denied request (lowercase), for the error */
-} deny_call;
+/* The EXECs of one call that were sent as DISCARD, whose +OK becomes EXECABORT in on_responses.
+ * Linked into its instance until then, so instance_free frees those of abandoned calls. */
+typedef struct exec_aborts {
+  struct exec_aborts *next, *prev;
+  size_t count;
+  size_t indices[]; /* request indices */
+} exec_aborts;
 
 static void config_fail(sluice_config_env *env, const sluice_config_node *node, const char *message) {
   host->config_error(env, node, message, strlen(message));
@@ -138,12 +134,12 @@ enum transaction_state {
   TRANSACTION_DOOMED = 2, /* MULTI passed and a command of it was denied here: its EXEC must abort */
 };
 
-/* Per connection: the shared read-only config, the per-call states not yet answered and the
- * transaction state. */
+/* Per connection: the shared read-only config, the transaction state and the calls waiting for
+ * their EXECABORTs. */
 typedef struct deny_instance {
   deny_config *config;
-  deny_call *calls;
   enum transaction_state transaction;
+  exec_aborts *pending;
 } deny_instance;
 
 static int32_t deny_instance_new(void *config, sluice_instance_env *env, void **out) {
@@ -155,28 +151,18 @@ static int32_t deny_instance_new(void *config, sluice_instance_env *env, void **
   return SLUICE_OK;
 }
 
-static void deny_call_free(struct deny_call *state);
-
-static void deny_link(deny_instance *instance, deny_call *state) {
-  state->prev = NULL;
-  state->next = instance->calls;
-  if (instance->calls != NULL) instance->calls->prev = state;
-  instance->calls = state;
+static void unlink_aborts(deny_instance *instance, exec_aborts *aborts) {
+  if (aborts->prev != NULL) aborts->prev->next = aborts->next; else instance->pending = aborts->next;
+  if (aborts->next != NULL) aborts->next->prev = aborts->prev;
 }
 
-static void deny_unlink(deny_instance *instance, deny_call *state) {
-  if (state->prev != NULL) state->prev->next = state->next; else instance->calls = state->next;
-  if (state->next != NULL) state->next->prev = state->prev;
-  state->next = state->prev = NULL;
-}
-
-/* The connection closed: states of calls that never got their responses are freed here. */
+/* The connection closed: the states of calls that never got their responses are freed here. */
 static void deny_instance_free(void *p) {
   deny_instance *instance = p;
-  while (instance->calls != NULL) {
-    deny_call *state = instance->calls;
-    deny_unlink(instance, state);
-    deny_call_free(state);
+  while (instance->pending != NULL) {
+    exec_aborts *aborts = instance->pending;
+    unlink_aborts(instance, aborts);
+    free(aborts);
   }
   free(instance);
 }
@@ -203,13 +189,6 @@ static int32_t put_denied_error(const deny_config *c, sluice_batch *responses, s
   if (n < 0) return SLUICE_ERROR;
   if ((size_t)n >= sizeof text) n = (int)sizeof text - 1;
   return host->redis_put_reply(responses, index, SLUICE_REDIS_ERROR, (const uint8_t *)text, (size_t)n, 0);
-}
-
-static void deny_call_free(deny_call *state) {
-  if (state == NULL) return;
-  free(state->denied);
-  free(state->command_names);
-  free(state);
 }
 
 /* Whether a command name (binary, any case) equals a lowercase word. */
@@ -246,104 +225,63 @@ static enum deny_route deny_route_of(deny_instance *instance, const sluice_batch
   return ROUTE_PASS;
 }
 
+/* Answers the denied requests here (call_answer) and passes the rest on: the host sends only those
+ * and puts the errors back in their places. Only a batch with a doomed EXEC needs on_responses. */
 static int32_t deny_on_requests(void *p, sluice_call *call, sluice_batch *requests) {
   deny_instance *instance = p;
-  deny_config *c = instance->config;
+  const deny_config *c = instance->config;
   size_t count = host->batch_count(requests);
   host->metric_add(c->requests, count);
-  deny_call *state = NULL; /* made at the first request that does not simply pass */
-  size_t exec_aborts = 0;
-  for (size_t i = 0; i < count; i++) {
+  sluice_batch *errors = NULL;  /* made at the first denied request */
+  exec_aborts *aborts = NULL;   /* made at the first doomed EXEC */
+  int32_t status = SLUICE_OK;
+  for (size_t i = 0; i < count && status == SLUICE_OK; i++) {
     int k = denied_command(c, requests, i);
     enum deny_route route = deny_route_of(instance, requests, i, k >= 0);
-    if (route == ROUTE_PASS) continue;
-    if (state == NULL) {
-      state = calloc(1, sizeof *state);
-      if (state != NULL) {
-        state->config = c;
-        state->original_count = count;
-        state->denied = calloc(count, 1);
-        state->command_names = calloc(count, sizeof *state->command_names);
-      }
-      if (state == NULL || state->denied == NULL || state->command_names == NULL) {
-        deny_call_free(state);
-        return host->call_fail(call, "out of memory", 13);
-      }
-    }
-    state->denied[i] = (unsigned char)route;
     if (route == ROUTE_DENIED) {
-      state->command_names[i] = c->commands[k];
-      state->denied_count++;
-    } else {
-      exec_aborts++;
-    }
-  }
-  if (state == NULL) return host->call_pass(call); /* the fast path: nothing denied, no way back */
-  host->metric_add(c->denied, state->denied_count);
-
-  if (state->denied_count == count) {
-    sluice_batch *responses = host->batch_new(SLUICE_BATCH_RESPONSES, SLUICE_PROTOCOL_REDIS);
-    int32_t status = responses ? SLUICE_OK : SLUICE_ERROR;
-    for (size_t i = 0; i < count && status == SLUICE_OK; i++) {
-      status = put_denied_error(c, responses, i, state->command_names[i]);
-    }
-    deny_call_free(state);
-    if (status != SLUICE_OK) {
-      host->batch_free(responses);
-      return host->call_fail(call, "cannot build the error replies", 30);
-    }
-    return host->call_respond(call, responses);
-  }
-  /* An aborted EXEC goes to the backend as DISCARD, which ends the transaction there without running
-   * it; its +OK is replaced by EXECABORT in on_responses. */
-  if (exec_aborts > 0) {
-    static const uint8_t discard[] = "DISCARD";
-    const uint8_t *argv[1] = {discard};
-    size_t argv_len[1] = {7};
-    for (size_t i = 0; i < count; i++) {
-      if (state->denied[i] == ROUTE_EXEC_ABORT && host->redis_put_command(requests, i, 1, argv, argv_len) != SLUICE_OK) {
-        deny_call_free(state);
-        return host->call_fail(call, "cannot rewrite EXEC as DISCARD", 30);
+      if (errors == NULL) errors = host->batch_new(SLUICE_BATCH_RESPONSES, SLUICE_PROTOCOL_REDIS);
+      size_t at = errors ? host->batch_count(errors) : 0;
+      status = errors ? put_denied_error(c, errors, at, c->commands[k]) : SLUICE_ERROR;
+      if (status == SLUICE_OK) status = host->call_answer(call, i, errors, at);
+      host->metric_add(c->denied, 1);
+    } else if (route == ROUTE_EXEC_ABORT) {
+      /* DISCARD ends the transaction at the backend without running it. */
+      if (aborts == NULL && (aborts = calloc(1, sizeof *aborts + count * sizeof aborts->indices[0])) == NULL) {
+        status = SLUICE_ERROR;
+      } else {
+        aborts->indices[aborts->count++] = i;
+        status = host->redis_set_arg(requests, i, 0, (const uint8_t *)"DISCARD", 7);
       }
     }
   }
-  /* Remove the denied requests (from the back, so indices stay valid) and forward the rest. */
-  for (size_t i = count; i-- > 0;) {
-    if (state->denied[i] == ROUTE_DENIED) host->batch_remove(requests, i);
+  host->batch_free(errors); /* NULL is ignored; the answers share its bytes */
+  if (status != SLUICE_OK) {
+    free(aborts);
+    return host->call_fail(call, "cannot answer a denied command", 30);
   }
-  deny_link(instance, state);
-  host->call_set_data(call, state);
+  if (aborts == NULL) return host->call_pass(call); /* nothing to change on the way back */
+  aborts->next = instance->pending;
+  if (instance->pending != NULL) instance->pending->prev = aborts;
+  instance->pending = aborts;
+  host->call_set_data(call, aborts);
   return host->call_forward(call);
 }
 
-/* Puts the errors of the denied requests back at their original positions. */
+/* Turns the +OK of each DISCARD that stood for a doomed EXEC into EXECABORT. */
 static int32_t deny_on_responses(void *p, sluice_call *call, const sluice_batch *requests,
                                  sluice_batch *responses) {
   (void)requests;
-  deny_call *state = host->call_data(call);
-  if (state == NULL) return host->call_respond(call, NULL); /* nothing was denied in this batch */
+  exec_aborts *aborts = host->call_data(call);
   host->call_set_data(call, NULL);
-  deny_unlink(p, state);
-  sluice_batch *merged = host->batch_new(SLUICE_BATCH_RESPONSES, SLUICE_PROTOCOL_REDIS);
-  int32_t status = merged ? SLUICE_OK : SLUICE_ERROR;
-  size_t next = 0;
-  for (size_t i = 0; i < state->original_count && status == SLUICE_OK; i++) {
-    if (state->denied[i] == ROUTE_DENIED) {
-      status = put_denied_error(state->config, merged, i, state->command_names[i]);
-    } else if (state->denied[i] == ROUTE_EXEC_ABORT) {
-      next++; /* DISCARD's reply */
-      status = host->redis_put_reply(merged, i, SLUICE_REDIS_ERROR, (const uint8_t *)EXECABORT_MESSAGE,
-                                     sizeof EXECABORT_MESSAGE - 1, 0);
-    } else {
-      status = host->batch_insert_from(merged, i, responses, next++);
-    }
+  unlink_aborts(p, aborts);
+  int32_t status = SLUICE_OK;
+  for (size_t j = 0; j < aborts->count && status == SLUICE_OK; j++) {
+    status = host->redis_put_reply(responses, aborts->indices[j], SLUICE_REDIS_ERROR,
+                                   (const uint8_t *)EXECABORT_MESSAGE, sizeof EXECABORT_MESSAGE - 1, 0);
   }
-  deny_call_free(state);
-  if (status != SLUICE_OK) {
-    host->batch_free(merged);
-    return host->call_fail(call, "cannot merge the responses", 26);
-  }
-  return host->call_respond(call, merged);
+  free(aborts);
+  if (status != SLUICE_OK) return host->call_fail(call, "cannot answer an aborted EXEC", 29);
+  return host->call_respond(call, NULL);
 }
 
 /* ---- count ----------------------------------------------------------------------------------- */
@@ -361,6 +299,7 @@ static int32_t count_config_new(sluice_config_env *env, const sluice_config_node
   return SLUICE_OK;
 }
 
+/* The instance is the counter itself. */
 static int32_t count_instance_new(void *config, sluice_instance_env *env, void **out) {
   (void)env;
   *out = config;
@@ -411,7 +350,8 @@ static const sluice_plugin_descriptor descriptor = {
 };
 
 SLUICE_PLUGIN_EXPORT const sluice_plugin_descriptor *sluice_plugin_init(const sluice_host_api *h) {
-  /* call_pass is since 1.1; the descriptor's flag makes an older host refuse this plugin by name. */
+  /* call_pass, call_answer and redis_set_arg are since 1.1; the descriptor's flag makes an older host
+   * refuse this plugin by name. */
   if (h == NULL || h->abi_major != SLUICE_ABI_VERSION_MAJOR || h->abi_minor < 1) {
     return NULL;
   }

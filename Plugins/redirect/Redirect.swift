@@ -84,7 +84,7 @@ final class RedirectInstance: TransformInstance {
     let redirect: Redirect
     let env: InstanceEnv
     private var args = ArgumentViews(capacity: 8)
-    private var nameBuffer: [UInt8] = []
+    private var keys = KeyPositions()
     /// Between MULTI and EXEC/DISCARD: the transaction runs on the primary, so a hot key in it is
     /// refused rather than executed at once elsewhere.
     private var inTransaction = false
@@ -97,72 +97,51 @@ final class RedirectInstance: TransformInstance {
     }
 
     /// The route of request i of a batch; a refusal inside MULTI dooms the transaction.
-    private func route(_ requests: Batch, _ i: Int) -> RedirectCall.Route {
-        let route = plainRoute(requests, i)
+    private func route(_ requests: Batch, _ i: Int) throws -> RedirectCall.Route {
+        let route = try plainRoute(requests, i)
         if inTransaction, case .refused = route { transactionRefused = true }
         return route
     }
 
-    private func plainRoute(_ requests: Batch, _ i: Int) -> RedirectCall.Route {
+    /// Where the host's command table (redis_keys) puts the keys decides: all hot goes to the
+    /// target, none hot stays, a mix is refused. Commands the table does not know, or whose
+    /// arguments contradict their key spec, stay on the primary (which answers them).
+    private func plainRoute(_ requests: Batch, _ i: Int) throws -> RedirectCall.Route {
         let argc = requests.arguments(at: i, into: &args)
         guard argc > 0 else { return .primary }
-        let name = args[0]
-        guard name.count <= 16 else { return .primary }
-        if !(1..<argc).contains(where: { redirect.mayBeHot(args[$0]) }) {
-            // No argument can be a hot key, so whatever the command, it stays on the primary; only
-            // the transaction boundaries matter (no name lookup, no String for most requests).
-            return transactionRoute(name)
-        }
-        nameBuffer.removeAll(keepingCapacity: true)
-        for b in name { nameBuffer.append(b >= 65 && b <= 90 ? b + 32 : b) }
-        let command = String(decoding: nameBuffer, as: UTF8.self)
-        guard let spec = CommandKeys.table[command] else { return unlistedRoute(command, argc: argc) }
-        var hot = 0, total = 0
-        CommandKeys.forEachKey(spec, argc: argc, argument: { args[$0] }) { k in
-            total += 1
-            if redirect.isHot(args[k]) { hot += 1 }
-            return true
-        }
+        if let boundary = transactionRoute(args[0]) { return boundary }
+        // Most requests have no argument that can be hot: no key lookup at all.
+        guard (1..<argc).contains(where: { redirect.mayBeHot(args[$0]) }),
+              try requests.keyPositions(at: i, into: &keys) == .known else { return .primary }
+        let hot = keys.reduce(0) { $0 + (redirect.isHot(args[$1]) ? 1 : 0) }
         if hot == 0 { return .primary }
         if inTransaction {
             return .refused("ERR redirect: hot keys inside MULTI are not supported (the transaction runs on the primary)")
         }
-        return hot == total ? .hot : .refused("ERR redirect: command mixes hot and regular keys")
+        return hot == keys.count ? .hot : .refused("ERR redirect: command mixes hot and regular keys")
     }
 
-    /// The route of a command none of whose arguments can be hot: MULTI, EXEC, DISCARD and RESET
-    /// still open or close the transaction.
-    private func transactionRoute(_ name: UnsafeRawBufferPointer) -> RedirectCall.Route {
-        guard name.equalsIgnoringCase("exec") || name.equalsIgnoringCase("multi")
-              || name.equalsIgnoringCase("discard") || name.equalsIgnoringCase("reset") else { return .primary }
-        return unlistedRoute(name.asciiLowercased, argc: 1)
-    }
-
-    /// Commands without a key spec: transaction boundaries are tracked; SORT and MIGRATE, whose keys
-    /// depend on their options, are refused when any argument is a hot key; the rest have no keys.
-    private func unlistedRoute(_ command: String, argc: Int) -> RedirectCall.Route {
-        switch command {
-        case "multi": inTransaction = true
-        case "exec":
+    /// MULTI, EXEC, DISCARD and RESET open or close the transaction; nil for any other command.
+    private func transactionRoute(_ name: UnsafeRawBufferPointer) -> RedirectCall.Route? {
+        if name.equalsIgnoringCase("multi") {
+            inTransaction = true
+        } else if name.equalsIgnoringCase("exec") {
             defer { inTransaction = false; transactionRefused = false }
             if inTransaction, transactionRefused { return .execAbort }
-        case "discard", "reset":
+        } else if name.equalsIgnoringCase("discard") || name.equalsIgnoringCase("reset") {
             inTransaction = false
             transactionRefused = false
-        default:
-            guard CommandKeys.unplaceable.contains(command) else { return .primary }
-            for i in 1..<argc where redirect.isHot(args[i]) {
-                return .refused("ERR redirect: \(command.uppercased()) with a hot key is not supported")
-            }
+        } else {
+            return nil
         }
         return .primary
     }
 
-    func onRequests(_ call: Call, _ requests: Batch) {
+    func onRequests(_ call: Call, _ requests: Batch) throws {
         let count = requests.count
         var routes: [RedirectCall.Route]?
         for i in 0..<count {
-            let r = route(requests, i)
+            let r = try route(requests, i)
             if r != .primary {
                 if routes == nil { routes = Array(repeating: .primary, count: count) }
                 routes![i] = r

@@ -114,14 +114,30 @@ private let instanceFree: sluice_on_instance_free_fn = { instance in
 private let onRequests: sluice_on_requests_fn = { instance, call, requests in
     guard let instance, let call, let requests else { return Int32(SLUICE_ERROR_INVALID_ARGUMENT) }
     let box = Unmanaged<InstanceBox>.fromOpaque(instance).takeUnretainedValue()
-    box.instance.onRequests(Call(raw: call, outstanding: box.outstanding), Batch(raw: requests))
+    let c = Call(raw: call, outstanding: box.outstanding)
+    do {
+        try box.instance.onRequests(c, Batch(raw: requests))
+    } catch {
+        failThrown(c, error)
+    }
     return Int32(SLUICE_OK)
 }
 
 private let onResponses: sluice_on_responses_fn = { instance, call, requests, responses in
     guard let instance, let call, let requests, let responses else { return Int32(SLUICE_ERROR_INVALID_ARGUMENT) }
     let box = Unmanaged<InstanceBox>.fromOpaque(instance).takeUnretainedValue()
-    box.instance.onResponses(Call(raw: call, outstanding: box.outstanding), requests: Batch(raw: requests),
-                             responses: Batch(raw: responses))
+    let c = Call(raw: call, outstanding: box.outstanding)
+    do {
+        try box.instance.onResponses(c, requests: Batch(raw: requests), responses: Batch(raw: responses))
+    } catch {
+        failThrown(c, error)
+    }
     return Int32(SLUICE_OK)
+}
+
+/// A hook threw: the call fails with the error's description. If the hook had completed the call
+/// before throwing, the host refuses this second completion (SLUICE_ERROR_STATE), which is logged.
+private func failThrown(_ call: Call, _ error: Error) {
+    let status = call.fail("\(error)")
+    if status != SLUICE_OK { Log.warning("a hook threw after completing its call: \(error)") }
 }

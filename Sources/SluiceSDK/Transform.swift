@@ -17,9 +17,11 @@ public protocol Transform: AnyObject {
 /// The per-connection side of a transform.
 public protocol TransformInstance: AnyObject {
     /// A request batch arrived (lent until the call completes). End in forward, respond or fail.
-    func onRequests(_ call: Call, _ requests: Batch)
-    /// The responses of a forwarded call (lent, modifiable). End in respond or fail.
-    func onResponses(_ call: Call, requests: Batch, responses: Batch)
+    /// An error thrown before the call completed fails the call with the error's description.
+    func onRequests(_ call: Call, _ requests: Batch) throws
+    /// The responses of a forwarded call (lent, modifiable). End in respond or fail. An error
+    /// thrown before the call completed fails the call with the error's description.
+    func onResponses(_ call: Call, requests: Batch, responses: Batch) throws
 }
 
 extension TransformInstance {

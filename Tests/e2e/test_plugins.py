@@ -329,8 +329,14 @@ def test_redirect_finds_keys_of_numkeys_and_streams_commands(redis_factory, slui
     assert primary.client().keys("*") == []
     with pytest.raises(redis.ResponseError, match="mixes hot and regular keys"):
         r.eval("return 1", 2, "hot:a", "cold:b")
-    with pytest.raises(redis.ResponseError, match="SORT with a hot key is not supported"):
+    # SORT's keys come from the host's table (redis_keys): the sorted key and STORE's destination,
+    # not the BY and GET patterns.
+    with pytest.raises(redis.ResponseError, match="mixes hot and regular keys"):
         r.sort("cold:list", store="hot:sorted")
+    r.rpush("hot:list", 3, 1, 2)
+    assert r.sort("hot:list", by="cold:*", get="cold:*", store="hot:sorted") == 3
+    assert hot.client().lrange("hot:sorted", 0, -1) == [b"", b"", b""]
+    assert primary.client().keys("*") == []
 
 
 def test_redirect_refuses_hot_keys_inside_multi(redis_factory, sluice_factory):

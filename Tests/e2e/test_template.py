@@ -43,6 +43,11 @@ def test_generated_transform_loads_and_runs(generated_plugin_dir, redis_factory,
     assert r.set("k", "v") and r.get("k") == b"v"
     with pytest.raises(redis.ResponseError, match="rate-guard: 'flushall' is denied"):
         r.flushall()
+    # One denied command in a pipeline is answered alone; the others reach the backend.
+    pipe = r.pipeline(transaction=False)
+    pipe.set("a", "1").flushall().get("a")
+    results = pipe.execute(raise_on_error=False)
+    assert results[0] is True and results[2] == b"1" and isinstance(results[1], redis.ResponseError)
     assert backend.client().get("k") == b"v"
     assert metric(proxy, "sluice_plugin_rate_guard_requests_total") >= 3
 

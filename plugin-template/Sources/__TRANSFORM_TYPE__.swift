@@ -43,27 +43,15 @@ final class __TRANSFORM_TYPE__Instance: TransformInstance {
 
     /// Every batch of requests ends in exactly one of call.forward(), call.respond(_:), call.fail(_:).
     /// Override onResponses(_:requests:responses:) (and set `handlesResponses = true` on the
-    /// transform) to see the responses as well.
-    func onRequests(_ call: Call, _ requests: Batch) {
+    /// transform) to see the responses as well. A thrown error fails the whole batch with its text.
+    func onRequests(_ call: Call, _ requests: Batch) throws {
         config.requests.add(requests.count)
-        guard !config.denied.isEmpty, let refused = firstDenied(requests) else {
-            call.forward()  // untouched: the host writes the client's original bytes
-            return
-        }
-        // Answer the whole batch here: the denied command gets an error, and so does the rest of
-        // the batch (a real transform could forward the others and merge, as Plugins/redirect does).
-        let responses = Batch.newResponses()
-        for i in 0..<requests.count {
-            responses.putError("ERR __TRANSFORM_NAME__: '\(refused)' is denied in this batch", at: i)
-        }
-        call.respond(responses)
-    }
-
-    private func firstDenied(_ requests: Batch) -> String? {
-        for i in 0..<requests.count where requests.arguments(at: i, into: &args) > 0 {
+        // Decisions per request of a pipelined batch: a denied command is answered here, and the
+        // host forwards only the others and puts this error back in its place.
+        for i in 0..<requests.count where !config.denied.isEmpty && requests.arguments(at: i, into: &args) > 0 {
             let name = args[0].asciiLowercased
-            if config.denied.contains(name) { return name }
+            if config.denied.contains(name) { try call.answer(i, error: "ERR __TRANSFORM_NAME__: '\(name)' is denied") }
         }
-        return nil
+        call.forward()  // untouched batches: the host writes the client's original bytes
     }
 }

@@ -37,6 +37,8 @@ final class Call: ResponseReceiver {
     unowned(unsafe) var previousHeld: Call?
     /// True while call_forward runs, so responses that come back synchronously are deferred.
     private var forwarding = false
+    /// Requests the plugin answered itself (call_answer); the rest go on, and the host merges.
+    private var localAnswers = LocalAnswers()
 
     init(chain: ChainInstance, position: Int, step: TransformStep, instance: UnsafeMutableRawPointer?,
          requests: Batch, receiver: ResponseReceiver, forwarded: Bool = false) {
@@ -59,6 +61,7 @@ final class Call: ResponseReceiver {
         currentReceiver = receiver
         state = .requested
         pluginData = nil
+        localAnswers.removeAll()
     }
 
     /// Drops what a completed call still references (the batch may hold a large read), so a call
@@ -97,6 +100,7 @@ final class Call: ResponseReceiver {
 
     func forward() -> Int32 {
         guard state == .requested else { return misuse("call_forward on a call that was already completed") }
+        guard localAnswers.fit(requests.count) else { return answeredBeyondTheBatch() }
         if step.onResponses == nil, requests.count != requestCount {
             step.metrics.errorReturned()
             _ = fail("changed the number of requests without an on_responses hook to answer them all")
@@ -109,13 +113,15 @@ final class Call: ResponseReceiver {
         // The rest of the chain gets its own batch object (the messages are shared, not copied):
         // a later transform may change what it was given (redirect takes hot requests out), and
         // on_responses must still see the requests as this step forwarded them, one per response.
-        chain.run(requests.copy(), from: position + 1, receiver: self)
+        chain.run(localAnswers.isEmpty ? requests.copy() : localAnswers.unanswered(requests), from: position + 1,
+                  receiver: self)
         return SLUICE_OK
     }
 
     /// call_pass: forwards with the responses bypassing this step's on_responses hook.
     func pass() -> Int32 {
         guard state == .requested else { return misuse("call_pass on a call that was already completed") }
+        guard localAnswers.fit(requests.count) else { return answeredBeyondTheBatch() }
         guard requests.count == requestCount else {
             step.metrics.errorReturned()
             _ = fail("call_pass with \(requests.count) of \(requestCount) requests (removed requests need on_responses)")
@@ -127,7 +133,15 @@ final class Call: ResponseReceiver {
     /// The rest of the chain answers the original receiver directly; this call is done.
     private func passOn() -> Int32 {
         state = .done
-        chain.run(requests, from: position + 1, receiver: receiver)
+        if localAnswers.isEmpty {
+            chain.run(requests, from: position + 1, receiver: receiver)
+        } else {
+            let merger = LocalAnswersMerger(answers: localAnswers, total: requests.count, receiver: receiver,
+                                            allocator: chain.session.allocator)
+            let rest = localAnswers.unanswered(requests)
+            localAnswers.removeAll()
+            chain.run(rest, from: position + 1, receiver: merger)
+        }
         releaseFromPlugin()
         return SLUICE_OK
     }
@@ -186,10 +200,15 @@ final class Call: ResponseReceiver {
             return
         }
         let batch: Batch
-        switch outcome {
-        case .responses(let b): batch = b
-        case .failed(let message):
-            batch = Batch.errors("ERR \(message)", count: requests.count, allocator: chain.session.allocator)  // the forwarded count
+        if !localAnswers.isEmpty {
+            batch = localAnswers.merged(outcome, total: requests.count, allocator: chain.session.allocator)
+            localAnswers.removeAll()
+        } else {
+            switch outcome {
+            case .responses(let b): batch = b
+            case .failed(let message):
+                batch = Batch.errors("ERR \(message)", count: requests.count, allocator: chain.session.allocator)  // the forwarded count
+            }
         }
         guard let onResponses = step.onResponses else {
             finish(.responses(batch))
@@ -205,11 +224,28 @@ final class Call: ResponseReceiver {
         }
     }
 
+    /// call_answer: request `index` is answered with message `replyIndex` of `replies`.
+    func answer(_ index: Int, from replies: Batch, _ replyIndex: Int) -> Int32 {
+        guard state == .requested else { return misuse("call_answer on a call that was already forwarded or completed") }
+        guard index >= 0, index < requests.count, replies.kind == Batch.responses,
+              replies.protocolID == requests.protocolID, replyIndex >= 0, replyIndex < replies.count
+        else { return SLUICE_ERROR_INVALID_ARGUMENT }
+        localAnswers.set(replies.messages[replyIndex], at: index)
+        return SLUICE_OK
+    }
+
+    private func answeredBeyondTheBatch() -> Int32 {
+        step.metrics.errorReturned()
+        _ = fail("answered a request beyond the \(requests.count) requests forwarded (requests removed after call_answer)")
+        return SLUICE_ERROR_INVALID_ARGUMENT
+    }
+
     // MARK: private
 
     private func finish(_ outcome: ChainOutcome) {
         state = .done
         responses = nil
+        localAnswers.removeAll()
         receiver.receive(outcome)
         releaseFromPlugin()
     }

@@ -10,6 +10,8 @@ final class ChainSession {
     let plan: RuntimePlan
     /// "ip:port" of the client, NUL-terminated, for `client_address`.
     let clientAddress: UnsafeMutableBufferPointer<UInt8>
+    /// The client's session as plugins read it (`get_property`).
+    let facts: SessionFacts
     /// Sinks whose unsolicited messages (pub/sub, RESP3 pushes) go to the client.
     private let pushingSinks: Set<Int>
     private var chains: [ChainInstance?]
@@ -25,13 +27,14 @@ final class ChainSession {
     var onBackendLost: ((String) -> Void)?
 
     init(eventLoop: EventLoop, allocator: ByteBufferAllocator, plan: RuntimePlan, clientAddress: String,
-         mainChain: Int) {
+         mainChain: Int, sourceName: String = "") {
         self.eventLoop = eventLoop
         self.allocator = allocator
         self.plan = plan
         let utf8 = Array(clientAddress.utf8) + [0]
         self.clientAddress = .allocate(capacity: utf8.count)
         _ = self.clientAddress.initialize(from: utf8)
+        facts = SessionFacts(eventLoop: eventLoop, sourceName: sourceName)
         chains = Array(repeating: nil, count: plan.chains.count)
         sinks = Array(repeating: nil, count: plan.sinks.count)
         stateLog = plan.sinks.count > 1 ? ClientStateLog() : nil
@@ -60,6 +63,16 @@ final class ChainSession {
                               deliversPushes: pushingSinks.contains(index))
         sinks[index] = route
         return route
+    }
+
+    /// Runs a batch the client sent through its chain; the session facts follow the replies of the
+    /// session commands in it (HELLO, SELECT, AUTH, CLIENT SETNAME, RESET).
+    func runFromClient(_ batch: Batch, on chain: ChainInstance, receiver: ResponseReceiver) {
+        guard let changes = SessionFacts.changes(in: batch) else {
+            chain.run(batch, from: 0, receiver: receiver)
+            return
+        }
+        chain.run(batch, from: 0, receiver: SessionFactsObserver(facts: facts, changes: changes, receiver: receiver))
     }
 
     /// Runs a batch through a named target (a chain from its start, or a sink directly).

@@ -90,7 +90,7 @@ final class RedisSourceHandler: ChannelInboundHandler {
             return
         }
         let session = ChainSession(eventLoop: context.eventLoop, allocator: allocator, plan: plan,
-                                   clientAddress: address, mainChain: chainIndex)
+                                   clientAddress: address, mainChain: chainIndex, sourceName: metrics.listen)
         // Strong captures, released by session.close() when the client closes (weak ones would put
         // the handler's reference counting on the slow path for every request).
         session.onPush = { [self] bytes, afterReplies in
@@ -203,7 +203,7 @@ final class RedisSourceHandler: ChannelInboundHandler {
             let slot = newSlot(requestCount: count)
             slots.append(slot)
             requestsInFlight += count
-            chain.run(batch, from: 0, receiver: slot)
+            chain.session.runFromClient(batch, on: chain, receiver: slot)
             // Most chains are done with the batch once run returns (the sink copied its bytes):
             // then the next read's requests go into it.
             if isKnownUniquelyReferenced(&batch) {
@@ -227,12 +227,18 @@ final class RedisSourceHandler: ChannelInboundHandler {
             case .forwardRewritten(let hello):
                 contiguous = false
                 authenticated = true
+                if let user = frame.withUnsafeReadableBytes({ SessionFacts.userName(signingIn: $0) }) {
+                    session?.facts.signedIn(as: user)
+                }
                 return hello
             case .answer(let reply, let signedIn, let failedPassword):
                 if failedPassword { metrics.authFailed() }
                 runScanned()
                 answer(text: reply, closeAfter: false)
                 if let signedIn { authenticated = signedIn }
+                if signedIn == true, let user = frame.withUnsafeReadableBytes({ SessionFacts.userName(signingIn: $0) }) {
+                    session?.facts.signedIn(as: user)
+                }
                 contiguousStart = buffer.readerIndex
                 contiguous = true
                 return nil

@@ -3,6 +3,8 @@ import NIOConcurrencyHelpers
 
 /// Counters and gauges of one Redis source (labelled with its listen address).
 struct SourceMetrics {
+    /// The source's listen address as configured, its label here and its name for plugins.
+    let listen: String
     private let requestsCounter: Counter
     private let connections: Gauge
     private let protocolErrors: Counter
@@ -11,6 +13,7 @@ struct SourceMetrics {
     private let openConnections = ManagedCounter()
 
     init(listen: String) {
+        self.listen = listen
         requestsCounter = Counter(label: "sluice_requests_total", dimensions: [("source", listen)])
         connections = Gauge(label: "sluice_client_connections", dimensions: [("source", listen)])
         protocolErrors = Counter(label: "sluice_protocol_errors_total", dimensions: [("source", listen)])

@@ -21,7 +21,7 @@ enum HostAPI {
         return UnsafePointer(p)
     }()
 
-    private static let allocator = ByteBufferAllocator()
+    static let allocator = ByteBufferAllocator()
 
     /// A plugin's (pointer, length) as bytes; empty for a negative length (a size_t of SIZE_MAX
     /// arrives as -1) or a NULL pointer, so a plugin's bad argument is refused, never a trap.
@@ -361,6 +361,7 @@ enum HostAPI {
             b.put(message, at: index)
             return SLUICE_OK
         }
+        addReach(to: &api)
         return api
     }
 }

@@ -560,6 +560,129 @@ typedef int32_t (*sluice_host_redis_put_reply_fn)(sluice_batch *batch, size_t in
                                                   const uint8_t *bytes, size_t len, int64_t integer);
 
 /* ============================================================================================= */
+/* Reach (SINCE 1.1): in-place argument edits, key positions, session properties, partial answers */
+/* ============================================================================================= */
+
+/**
+ * Replaces argument arg (0 is the command name) of Redis command index with len bytes, leaving the
+ * other arguments as they are. The host builds the new message in one buffer of its final size:
+ * every other byte of the command is copied once, the new bytes once, nothing is re-encoded and
+ * nothing is allocated per argument. (A key rewrite of a command with a 512 MiB value copies the
+ * value once; rebuilding the command with redis_put_command copies it at least twice.)
+ * ALIASING: bytes may point anywhere, including into the message being replaced (another argument
+ * of the same command, from redis_args) or another message of any batch: the host reads all of them
+ * before it lets the old message go. Afterwards every view into the old message is invalid (views
+ * into other messages stay valid).
+ * OWNERSHIP: bytes stay the caller's (copied). LIFETIME: the new message lives as any message.
+ * Returns SLUICE_ERROR_INVALID_ARGUMENT for a response or non-Redis batch, index >= count,
+ * arg >= argc, or bytes NULL with len > 0. THREAD: instance's. SINCE 1.1.
+ */
+typedef int32_t (*sluice_host_redis_set_arg_fn)(sluice_batch *batch, size_t index, size_t arg,
+                                                const uint8_t *bytes, size_t len);
+
+/**
+ * Replaces the bytes [offset, offset + remove_len) of argument arg of Redis command index with len
+ * bytes: a prefix is (offset 0, remove_len 0), a suffix (offset = the argument's length,
+ * remove_len 0), a key namespace swap (0, old prefix length). Copies as redis_set_arg does, with the
+ * same ALIASING rule. OWNERSHIP: bytes stay the caller's (copied).
+ * Returns SLUICE_ERROR_INVALID_ARGUMENT as redis_set_arg, and when offset + remove_len exceeds the
+ * argument's length. THREAD: instance's. SINCE 1.1.
+ */
+typedef int32_t (*sluice_host_redis_splice_arg_fn)(sluice_batch *batch, size_t index, size_t arg,
+                                                   size_t offset, size_t remove_len,
+                                                   const uint8_t *bytes, size_t len);
+
+/**
+ * The argument indices of the keys of Redis command index, as the host's command table says (built
+ * from redis-server's COMMAND INFO key specs; regenerate with scripts/gen-redis-key-table.py). Fills
+ * out_positions[0 .. min(capacity, n)-1] and sets *out_count to n, which may exceed capacity (then
+ * call again with room for n). Positions are in key-spec order, as COMMAND GETKEYS lists them, each
+ * between 1 and argc-1. Examples:
+ *   GET k → 1.  MSET a 1 b 2 → 1 3 (every other argument).  DEL a b c → 1 2 3.
+ *   BLPOP a b 0 → 1 2 (not the timeout).  ZUNIONSTORE d 2 a b → 1 3 4 (the destination first).
+ *   EVAL/EVALSHA/FCALL script numkeys k… → the numkeys arguments after numkeys (none for 0).
+ *   XREAD [COUNT n] [BLOCK ms] STREAMS a b 0 0 → the first half of what follows STREAMS.
+ *   SORT k [BY p] [LIMIT o c] [GET p]… [STORE d] → 1 and STORE's d (BY and GET patterns are no keys).
+ *   MIGRATE host port k … → 3; with an empty key, the arguments after KEYS.
+ *   OBJECT ENCODING k, XINFO STREAM k, MEMORY USAGE k → 2 (looked up by subcommand).
+ *   PING, SELECT, AUTH, HELLO, CLIENT …, PUBLISH, KEYS, SCAN → no keys (SLUICE_OK, *out_count 0).
+ * Arity is not checked beyond what placing the keys needs.
+ * Returns SLUICE_OK (n may be 0); SLUICE_ERROR_NOT_FOUND for a command (or subcommand) the table does
+ * not know, e.g. one newer than the table or a module's (*out_count 0: the plugin decides what an
+ * unknown command means to it); SLUICE_ERROR_MALFORMED when the arguments contradict the key spec
+ * (numkeys not a number, or keys beyond the last argument, as in GET without a key: the server will
+ * refuse the command; *out_count 0); SLUICE_ERROR_INVALID_ARGUMENT for a response or non-Redis batch
+ * or index >= count. out_positions may be NULL when capacity is 0. THREAD: instance's. SINCE 1.1.
+ */
+typedef int32_t (*sluice_host_redis_keys_fn)(const sluice_batch *batch, size_t index,
+                                             size_t *out_positions, size_t capacity,
+                                             size_t *out_count);
+
+/*
+ * Session properties (int32_t ids for get_property). Each is either an integer (out_int) or bytes
+ * (out_view). New ids are added in minor versions; an id the host does not know gives
+ * SLUICE_ERROR_NOT_FOUND, so a plugin can probe for them.
+ * The Redis facts follow the replies the client received: a HELLO, SELECT, AUTH, CLIENT SETNAME or
+ * RESET counts once its success reply (not an error, not +QUEUED inside MULTI) came back through the
+ * chain. Commands queued inside MULTI…EXEC are not followed.
+ */
+/** int: the client's protocol, SLUICE_PROTOCOL_REDIS (later SLUICE_PROTOCOL_CQL). */
+#define SLUICE_PROPERTY_PROTOCOL 1
+/** int: the protocol version the client speaks: 2 (RESP2, the default) or 3 (after HELLO 3). */
+#define SLUICE_PROPERTY_PROTOCOL_VERSION 2
+/** bytes: the user name the client authenticated as (AUTH, HELLO … AUTH, or the source's own
+ * auth:); SLUICE_ERROR_NOT_FOUND before it authenticated and after RESET. Never a password. */
+#define SLUICE_PROPERTY_USER 3
+/** int: the selected database (0 until a SELECT succeeds; 0 again after RESET). */
+#define SLUICE_PROPERTY_DATABASE 4
+/** bytes: the client's name (CLIENT SETNAME, HELLO … SETNAME); SLUICE_ERROR_NOT_FOUND when none. */
+#define SLUICE_PROPERTY_CLIENT_NAME 5
+/** bytes: the name of the source the client connected to: its listen address as configured,
+ * "host:port" (the same as the source label of the host's metrics). */
+#define SLUICE_PROPERTY_SOURCE_NAME 6
+/** bytes: the client's address "ip:port" (as client_address). */
+#define SLUICE_PROPERTY_CLIENT_ADDRESS 7
+
+/**
+ * Reads one fact of the client's session (SLUICE_PROPERTY_*), after proxy-wasm's get_property: one
+ * function for every fact, so new facts need no new functions. Integer properties fill *out_int,
+ * byte properties fill *out_view (NUL-terminated for convenience; len excludes the NUL); the other
+ * out-pointer may be NULL.
+ * OWNERSHIP: the view's bytes are the host's. LIFETIME: until the hook or callback that asked
+ * returns (a later reply may change the fact; the bytes stay valid until then even so).
+ * Returns SLUICE_OK; SLUICE_ERROR_NOT_FOUND for an unknown id or a fact that is not set (see each
+ * id; *out_view is then empty); SLUICE_ERROR_INVALID_ARGUMENT for a NULL env or a NULL out-pointer of
+ * the property's kind; SLUICE_ERROR_STATE from instance_free (the session is gone).
+ * THREAD: instance's. SINCE 1.1.
+ */
+typedef int32_t (*sluice_host_get_property_fn)(const sluice_instance_env *env, int32_t property,
+                                               sluice_host_view *out_view, int64_t *out_int);
+
+/**
+ * Answers request index of a call's request batch here, with a copy of message reply_index of
+ * replies (a response batch of the same protocol; shared bytes, not copied; replies stays the
+ * caller's, lent or owned). The call then still ends in call_forward or call_pass as usual: the host
+ * sends only the requests that were not answered, and puts the local answers back in their places
+ * when the responses return, so the client gets every reply in order. Typical use: a deny-list
+ * answers the denied commands of a pipelined batch and passes the rest with call_pass.
+ * - index refers to the request batch as it is when call_forward / call_pass is called: do not
+ *   insert or remove requests after answering (an answered index beyond the batch then fails the
+ *   call with SLUICE_ERROR_INVALID_ARGUMENT). Answering the same index again replaces the answer.
+ * - on_responses (after call_forward) sees the whole batch in the plugin's own indices: requests
+ *   as it forwarded them, answered ones included, and responses with the local answers already in
+ *   place (one response per request). After call_pass it is not called, as always.
+ * - If every request is answered, nothing is sent; on_responses still runs (on a later turn).
+ * - If the rest of the chain fails the batch, the forwarded requests get the error and the local
+ *   answers stay.
+ * - call_respond and call_fail ignore the answers given so far (they answer everything).
+ * Returns SLUICE_ERROR_STATE unless the call is in on_requests' part (not forwarded or completed);
+ * SLUICE_ERROR_INVALID_ARGUMENT for a bad index, reply_index, or a replies batch that is not a
+ * response batch of the call's protocol. THREAD: instance's. SINCE 1.1.
+ */
+typedef int32_t (*sluice_host_call_answer_fn)(sluice_call *call, size_t index,
+                                              const sluice_batch *replies, size_t reply_index);
+
+/* ============================================================================================= */
 /* The host function table                                                                        */
 /* ============================================================================================= */
 
@@ -621,6 +744,11 @@ typedef struct sluice_host_api {
   sluice_host_call_pass_fn call_pass;
   /* 1.1: safe handles, send timeout and cancel, call deadlines (abi-core appends here) */
   /* 1.1: in-place edits, key positions, session properties, partial answers (abi-reach appends here) */
+  sluice_host_redis_set_arg_fn redis_set_arg;
+  sluice_host_redis_splice_arg_fn redis_splice_arg;
+  sluice_host_redis_keys_fn redis_keys;
+  sluice_host_get_property_fn get_property;
+  sluice_host_call_answer_fn call_answer;
   /* ABI 1.2 appends CQL functions here. */
 } sluice_host_api;
 

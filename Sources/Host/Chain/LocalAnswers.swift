@@ -1,0 +1,91 @@
+import NIOCore
+
+/// The requests of a call that its transform answered itself (`call_answer`), to be put back in
+/// their places when the responses of the other requests return.
+struct LocalAnswers {
+    /// By request index, ascending.
+    private var replies: [(index: Int, reply: ByteBuffer)] = []
+
+    var isEmpty: Bool { replies.isEmpty }
+
+    /// Answers request `index` with `reply` (again: replaces the earlier answer).
+    mutating func set(_ reply: ByteBuffer, at index: Int) {
+        var low = 0, high = replies.count
+        while low < high {
+            let mid = (low + high) / 2
+            if replies[mid].index < index { low = mid + 1 } else { high = mid }
+        }
+        if low < replies.count, replies[low].index == index {
+            replies[low].reply = reply
+        } else {
+            replies.insert((index, reply), at: low)
+        }
+    }
+
+    mutating func removeAll() { replies.removeAll() }
+
+    /// Whether every answered index lies within a batch of `count` requests.
+    func fit(_ count: Int) -> Bool { (replies.last?.index ?? -1) < count }
+
+    /// The requests that still go on: `requests` without the answered ones (messages shared).
+    func unanswered(_ requests: Batch) -> Batch {
+        var rest: [ByteBuffer] = []
+        rest.reserveCapacity(requests.count - replies.count)
+        var next = 0
+        for (i, message) in requests.messages.enumerated() {
+            if next < replies.count, replies[next].index == i {
+                next += 1
+            } else {
+                rest.append(message)
+            }
+        }
+        return Batch(kind: requests.kind, protocolID: requests.protocolID, messages: rest)
+    }
+
+    /// The responses of all `total` requests: those of the unanswered ones (`outcome`, in order,
+    /// or its error for each of them) with the local answers in their places.
+    func merged(_ outcome: ChainOutcome, total: Int, allocator: ByteBufferAllocator) -> Batch {
+        var forwarded: Batch?
+        var failure: ByteBuffer?
+        switch outcome {
+        case .responses(let batch): forwarded = batch
+        case .failed(let message): failure = RESPEncoding.error("ERR \(message)", allocator: allocator)
+        }
+        var messages: [ByteBuffer] = []
+        messages.reserveCapacity(total)
+        var next = 0, p = 0
+        for i in 0..<total {
+            if next < replies.count, replies[next].index == i {
+                messages.append(replies[next].reply)
+                next += 1
+            } else if let forwarded, p < forwarded.count {
+                messages.append(forwarded.messages[p])
+                p += 1
+            } else {
+                // The rest of the chain failed, or answered fewer requests than it was sent.
+                messages.append(failure ?? RESPEncoding.error("ERR sluice: missing response", allocator: allocator))
+            }
+        }
+        return Batch(kind: Batch.responses, protocolID: forwarded?.protocolID ?? Batch.redis, messages: messages)
+    }
+}
+
+/// Receives the responses of a call passed on with local answers (call_pass, or call_forward without
+/// an on_responses hook) and hands the merged batch to the call's receiver.
+final class LocalAnswersMerger: ResponseReceiver {
+    private let answers: LocalAnswers
+    private let total: Int
+    private let receiver: ResponseReceiver
+    private let allocator: ByteBufferAllocator
+
+    init(answers: LocalAnswers, total: Int, receiver: ResponseReceiver, allocator: ByteBufferAllocator) {
+        self.answers = answers
+        self.total = total
+        self.receiver = receiver
+        self.allocator = allocator
+    }
+
+    func receive(_ outcome: ChainOutcome) {
+        receiver.receive(.responses(answers.merged(outcome, total: total, allocator: allocator)))
+    }
+}
