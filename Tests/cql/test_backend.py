@@ -150,6 +150,38 @@ def test_forced_reprepare_after_unprepared(backend, clusters, version):
     assert [r.v for r in session.execute("SELECT v FROM ks.kv WHERE k = 10")] == ["before", "after"]
 
 
+@pytest.mark.parametrize("version", [4, 5])
+def test_alter_table_changes_prepared_result_metadata(backend, clusters, version):
+    """ALTER TABLE ADD after PREPARE: on v5 the EXECUTE (sent with the old result metadata id)
+    answers with Metadata_changed, the new id and the full metadata; on v4 the full metadata comes
+    back although the driver asked to skip it. Either way the driver sees the new column."""
+    session = clusters(backend, protocol_version=version).connect()
+    session.execute(KS)
+    session.execute("CREATE TABLE ks.alt (k int PRIMARY KEY, a text)")
+    session.execute("INSERT INTO ks.alt (k, a) VALUES (1, 'x')")
+    select = session.prepare("SELECT * FROM ks.alt WHERE k = ?")
+    assert session.execute(select, (1,)).one()._fields == ("k", "a")
+    session.execute("ALTER TABLE ks.alt ADD extra int")
+    session.execute("UPDATE ks.alt SET extra = 7 WHERE k = 1")
+    row = session.execute(select, (1,)).one()
+    assert row._fields == ("k", "a", "extra") and row.extra == 7
+    assert stats(backend).get("metadata_changed", 0) == (1 if version >= 5 else 0)
+
+
+def test_drop_table_forgets_its_prepared_statements(backend, clusters):
+    session = clusters(backend, protocol_version=5).connect()
+    setup_table(session)
+    select = session.prepare("SELECT v FROM ks.kv WHERE k = ?")
+    other = session.prepare("SELECT key FROM system.local")
+    session.execute("DROP TABLE ks.kv")
+    setup_table(session)
+    session.execute("INSERT INTO ks.kv (k, c, v) VALUES (1, 1, 'new table')")
+    before = stats(backend)["unprepared"]
+    assert session.execute(select, (1,)).one().v == "new table"  # re-prepared by the driver
+    session.execute(other)
+    assert stats(backend)["unprepared"] == before + 1
+
+
 def test_forget_prepared_through_cql(backend, clusters):
     """TESTBACKEND FORGET PREPARED does the same from any client, e.g. through a proxy."""
     cluster = clusters(backend, protocol_version=4)

@@ -254,6 +254,8 @@ class Executor:
             return self.create_table(stmt, session, default_keyspace)
         if isinstance(stmt, P.DropTable):
             return self.drop_table(stmt, session, default_keyspace)
+        if isinstance(stmt, P.AlterTable):
+            return self.alter_table(stmt, session, default_keyspace)
         if isinstance(stmt, P.Truncate):
             t = self.table(stmt, session, default_keyspace)
             self.check_modifiable(t)
@@ -359,6 +361,28 @@ class Executor:
             raise invalid(f"Table '{ks}.{stmt.table}' doesn't exist")
         del keyspace.tables[stmt.table]
         return self._schema_changed(SchemaChange("DROPPED", "TABLE", ks, stmt.table))
+
+    def alter_table(self, stmt, session, default_keyspace):
+        t = self.table(stmt, session, default_keyspace)
+        self.check_modifiable(t)
+        if stmt.action == "ADD":
+            for name, typ in stmt.columns:
+                if name in t.columns:
+                    raise invalid(f"Column with name '{name}' already exists")
+                try:
+                    cql_type = parse_type(typ)
+                except InvalidValue as e:
+                    raise invalid(f"Unknown type {typ}: {e}")
+                t.add_column(name, cql_type)
+        elif stmt.action == "DROP":
+            for name in stmt.columns:
+                c = self.column(t, name)
+                if c.kind != "regular":
+                    raise invalid(f"Cannot drop PRIMARY KEY column {name}")
+                t.drop_column(name)
+        else:
+            t.options.update(stmt.options)
+        return self._schema_changed(SchemaChange("UPDATED", "TABLE", t.keyspace, t.name))
 
     def _schema_changed(self, change):
         self.cluster.bump_schema_version()

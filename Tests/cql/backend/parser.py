@@ -118,6 +118,7 @@ class Select(Statement): kind = "SELECT"
 class Batch(Statement): kind = "BATCH"
 class Control(Statement): kind = "CONTROL"
 class Describe(Statement): kind = "OTHER"
+class AlterTable(Statement): kind = "DDL"
 
 
 # --- parser --------------------------------------------------------------------------------------
@@ -192,7 +193,8 @@ class Parser:
 
     def statement(self):
         word = self.accept_kw("SELECT", "INSERT", "UPDATE", "DELETE", "USE", "CREATE", "DROP",
-                              "BEGIN", "TRUNCATE", "TESTBACKEND", "DESCRIBE", "DESC")
+                              "BEGIN", "TRUNCATE", "TESTBACKEND", "DESCRIBE", "DESC",
+                              "ALTER")
         if word is None:
             self.error("no viable alternative at input")
         return getattr(self, "parse_" + word.lower())()
@@ -352,6 +354,26 @@ class Parser:
             self.expect_kw("EXISTS")
             return True
         return False
+
+    def parse_alter(self):
+        """ALTER TABLE [ks.]t ADD col type [, col type] | ADD (col type, ...) | DROP col | DROP (a, b)
+        | WITH option = value [AND ...]."""
+        self.expect_kw("TABLE", "COLUMNFAMILY")
+        ks, name = self.qualified_name()
+        action = self.expect_kw("ADD", "DROP", "WITH")
+        if action == "WITH":
+            return AlterTable(keyspace=ks, table=name, action="WITH", columns=[],
+                              options=self.options())
+        paren = self.accept("(")
+        columns = []
+        while True:
+            col = self.ident()
+            columns.append((col, self.type_text()) if action == "ADD" else col)
+            if not self.accept(","):
+                break
+        if paren:
+            self.expect(")")
+        return AlterTable(keyspace=ks, table=name, action=action, columns=columns, options={})
 
     def parse_drop(self):
         what = self.expect_kw("KEYSPACE", "TABLE", "COLUMNFAMILY", "SCHEMA")

@@ -60,6 +60,22 @@ class Table:
     def column_names(self):
         return list(self.columns)
 
+    def add_column(self, name, cql_type):
+        """Adds a regular column (ALTER TABLE ADD); existing rows have it null."""
+        self.columns[name] = Column(name, cql_type, "regular", -1)
+        keys = [c for c in self.columns.values() if c.kind in ("partition_key", "clustering")]
+        others = sorted((c for c in self.columns.values() if c not in keys), key=lambda c: c.name)
+        self.columns = {c.name: c for c in keys + others}
+        for rows in self.partitions.values():
+            for row in rows.values():
+                row.setdefault(name, None)
+
+    def drop_column(self, name):
+        del self.columns[name]
+        for rows in self.partitions.values():
+            for row in rows.values():
+                row.pop(name, None)
+
     def primary_key_of(self, row):
         return (tuple(hashable(row[k]) for k in self.partition_key),
                 tuple(hashable(row[k]) for k in self.clustering))

@@ -150,6 +150,15 @@ class Backend:
                     c.send_event(body)
 
     def broadcast_schema_change(self, change):
+        if change.change == "DROPPED":
+            # As Cassandra does, statements prepared on a dropped table or keyspace are forgotten.
+            for n in self.nodes:
+                for sid, entry in list(n.prepared.items()):
+                    stmt = entry.statement
+                    ks = getattr(stmt, "keyspace", None) or entry.keyspace
+                    if ks == change.keyspace and (change.target == "KEYSPACE"
+                                                  or getattr(stmt, "table", None) == change.name):
+                        del n.prepared[sid]
         body = change.event_body()
         for n in self.nodes:
             for c in list(n.connections):
@@ -639,12 +648,15 @@ class Connection:
         values = self.bind(stmt, prepared.bind_specs, params["values"], params["names"])
         result = self.execute(stmt, values, params, entry.keyspace, statement_id)
         extra = {}
-        if isinstance(result, Rows) and prepared.result_specs and \
-                [s.name for s in result.specs] == [s.name for s in prepared.result_specs]:
+        if isinstance(result, Rows) and prepared.result_specs:
+            # v5: the client says which result metadata it has; if the table changed since (ALTER),
+            # the answer carries Metadata_changed, the new id and the full metadata. v4 has no id:
+            # metadata is skipped on request only while the columns are those prepared.
             current = metadata_id(result.specs)
             if self.version >= 5 and sent_metadata_id != current:
                 extra["metadata_changed_id"] = current
-            elif params["skip_metadata"]:
+                self.backend.stats["metadata_changed"] = self.backend.stats.get("metadata_changed", 0) + 1
+            elif params["skip_metadata"] and current == prepared.result_metadata_id:
                 extra["skip_metadata"] = True
         return result, extra
 
