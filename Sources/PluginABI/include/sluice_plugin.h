@@ -584,7 +584,8 @@ typedef int32_t (*sluice_host_redis_set_arg_fn)(sluice_batch *batch, size_t inde
  * Replaces the bytes [offset, offset + remove_len) of argument arg of Redis command index with len
  * bytes: a prefix is (offset 0, remove_len 0), a suffix (offset = the argument's length,
  * remove_len 0), a key namespace swap (0, old prefix length). Copies as redis_set_arg does, with the
- * same ALIASING rule. OWNERSHIP: bytes stay the caller's (copied).
+ * same ALIASING rule. OWNERSHIP: bytes stay the caller's (copied). LIFETIME: views into the old
+ * message are invalid afterwards; the new message lives as any message.
  * Returns SLUICE_ERROR_INVALID_ARGUMENT as redis_set_arg, and when offset + remove_len exceeds the
  * argument's length. THREAD: instance's. SINCE 1.1.
  */
@@ -612,7 +613,10 @@ typedef int32_t (*sluice_host_redis_splice_arg_fn)(sluice_batch *batch, size_t i
  * unknown command means to it); SLUICE_ERROR_MALFORMED when the arguments contradict the key spec
  * (numkeys not a number, or keys beyond the last argument, as in GET without a key: the server will
  * refuse the command; *out_count 0); SLUICE_ERROR_INVALID_ARGUMENT for a response or non-Redis batch
- * or index >= count. out_positions may be NULL when capacity is 0. THREAD: instance's. SINCE 1.1.
+ * or index >= count. out_positions may be NULL when capacity is 0.
+ * OWNERSHIP: out_positions and out_count are the caller's; the host only writes them. LIFETIME:
+ * positions are argument indices, valid for as long as the command is not replaced.
+ * THREAD: instance's. SINCE 1.1.
  */
 typedef int32_t (*sluice_host_redis_keys_fn)(const sluice_batch *batch, size_t index,
                                              size_t *out_positions, size_t capacity,
@@ -660,8 +664,10 @@ typedef int32_t (*sluice_host_get_property_fn)(const sluice_instance_env *env, i
 
 /**
  * Answers request index of a call's request batch here, with a copy of message reply_index of
- * replies (a response batch of the same protocol; shared bytes, not copied; replies stays the
- * caller's, lent or owned). The call then still ends in call_forward or call_pass as usual: the host
+ * replies (a response batch of the same protocol).
+ * OWNERSHIP: replies stays the caller's (lent or owned: free an owned one as usual); the answer
+ * shares its bytes, so nothing is copied. LIFETIME: the answer is kept by the call until the host
+ * merges it (or the call is completed with call_respond / call_fail, or abandoned). The call then still ends in call_forward or call_pass as usual: the host
  * sends only the requests that were not answered, and puts the local answers back in their places
  * when the responses return, so the client gets every reply in order. Typical use: a deny-list
  * answers the denied commands of a pipelined batch and passes the rest with call_pass.
