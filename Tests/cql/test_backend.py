@@ -685,6 +685,36 @@ def test_cqlsh_scripted_session_against_the_backend_process(tmp_path):
         proc.wait(10)
 
 
+def test_cqlsh_with_credentials_and_tls(tmp_path, tls_files):
+    """cqlsh -u/-p against the backend process with --user, over TLS (--ssl, certificate checked)."""
+    import shutil
+    cqlsh = shutil.which("cqlsh")
+    if cqlsh is None:
+        pytest.skip("cqlsh is not installed (scripts/install-deps.sh installs it)")
+    cert, key = tls_files
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "Tests.cql.backend", "--port", str(port),
+                             "--user", "alice:s3cret", "--tls-cert", cert, "--tls-key", key],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert "listening on 127.0.0.1:" in proc.stdout.readline()
+        env = dict(os.environ, SSL_CERTFILE=cert, SSL_VALIDATE="true")
+        ok = subprocess.run([cqlsh, "--ssl", "-u", "alice", "-p", "s3cret", "127.0.0.1", str(port),
+                             "-e", "SELECT cluster_name FROM system.local"],
+                            capture_output=True, text=True, timeout=60, env=env)
+        assert ok.returncode == 0, ok.stderr
+        assert "Sluice CQL test backend" in ok.stdout and "(1 rows)" in ok.stdout
+        bad = subprocess.run([cqlsh, "--ssl", "-u", "alice", "-p", "wrong", "127.0.0.1", str(port),
+                              "-e", "SELECT cluster_name FROM system.local"],
+                             capture_output=True, text=True, timeout=60, env=env)
+        assert bad.returncode != 0 and "are incorrect" in bad.stderr
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
 SCYLLA_PYTHON = os.environ.get("SCYLLA_DRIVER_PYTHON",
                                os.path.join(ROOT, "build", "venv-scylla", "bin", "python"))
 
