@@ -11,7 +11,7 @@ import urllib.request
 import pytest
 import redis
 
-from conftest import PLUGINS, SLUICE, free_port, plain_config
+from conftest import PLUGINS, SLUICE, free_port, plain_config, wait_for_port
 
 
 def metrics_text(proxy):
@@ -429,3 +429,53 @@ def test_the_committed_command_table_is_what_the_generator_makes(workdir):
     subprocess.run(["python3", os.path.join(root, "scripts", "gen-redis-command-table.py"), "--out", out],
                    check=True, capture_output=True, timeout=60)
     assert open(out).read() == committed
+
+
+# ---- all of them at once, under hostile input -----------------------------------------------------
+
+def test_mutated_requests_through_the_catalogue_never_bring_the_host_down(redis_factory, sluice_factory):
+    """The seeded request mutations of test_plugins.py, from hundreds of clients, through
+    query-counter + query-type-filter + throttle (delaying and refusing) in front of redis-server,
+    and through a debug-returner chain: every client gets answers or a close, the host survives, and
+    well-formed clients are served after every round."""
+    from test_plugins import FUZZ_SEEDS, fuzz_mutate
+    import random
+    backend = redis_factory()
+    steps = ('    - query-counter: { key_patterns: { hot: "hot:*" } }\n'
+             '    - query-type-filter: { deny: ["@dangerous", "@admin", KEYS] }\n'
+             '    - throttle: { rate: 2000, burst: 200, per: client, max_wait_ms: 20 }\n')
+    returner_port = free_port()
+    config = plain_config(backend.port, steps).replace(
+        "chain: main }\n", f"chain: main }}\n  - redis: {{ listen: 127.0.0.1:{returner_port}, chain: canned }}\n").replace(
+        "chains:\n", 'chains:\n  canned:\n    - debug-returner: { replies: { GET: "$x", DEL: "-ERR no" } }\n    - null-sink: {}\n'
+        "    - sink: primary\n", 1)
+    proxy = sluice_factory(config)
+    wait_for_port(returner_port, process=proxy.proc)
+    rnd = random.Random(20261203)
+    for round_ in range(6):
+        sockets = []
+        for _ in range(40):
+            s = socket.create_connection(("127.0.0.1", rnd.choice([proxy.port, returner_port])), timeout=5)
+            s.setblocking(False)
+            data = b"".join(fuzz_mutate(rnd, rnd.choice(FUZZ_SEEDS)) if rnd.random() < 0.7 else rnd.choice(FUZZ_SEEDS)
+                            for _ in range(rnd.randint(1, 6)))
+            cut = rnd.randrange(len(data) + 1)
+            try:
+                s.sendall(data[:cut])
+                s.sendall(data[cut:])
+            except (BlockingIOError, ConnectionError):
+                pass
+            sockets.append(s)
+        time.sleep(0.3)
+        for s in sockets:
+            try:
+                while s.recv(65536):
+                    pass
+            except (BlockingIOError, ConnectionError):
+                pass
+            s.close()
+        assert proxy.alive(), f"round {round_}: {proxy.output()[-2000:]}"
+        c = proxy.client()
+        assert c.set("fuzz-ok", round_) and int(c.get("fuzz-ok")) == round_
+        assert redis.Redis(port=returner_port, socket_timeout=10).get("anything") == b"x"
+    assert "Fatal error" not in proxy.output()
