@@ -10,6 +10,11 @@ let swiftPlugins: [(product: String, target: String, path: String)] = [
     ("sluice-debug-printer", "DebugPrinterPlugin", "Plugins/debug-printer"),
 ]
 
+/// Swift test fixtures built as plugins (scripts/build-test-fixtures.sh): product, target, path.
+let swiftFixtures: [(product: String, target: String, path: String)] = [
+    ("sluice-reach-swift", "ReachSwiftFixture", "Tests/fixtures/swift-reach"),
+]
+
 /// The host's hot path is single-threaded per event loop by design; the runtime's dynamic exclusivity
 /// checks cost a few percent of a proxied request (seen in perf), so the host is built without them.
 /// (Only the host: plugins built against SluiceSDK from another package may not use unsafe flags.)
@@ -22,7 +27,7 @@ let package = Package(
         .executable(name: "sluice", targets: ["sluice"]),
         .library(name: "SluiceHost", targets: ["SluiceHost"]),
         .library(name: "SluiceSDK", targets: ["SluiceSDK"]),
-    ] + swiftPlugins.map { .library(name: $0.product, type: .dynamic, targets: [$0.target]) },
+    ] + (swiftPlugins + swiftFixtures).map { .library(name: $0.product, type: .dynamic, targets: [$0.target]) },
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.65.0"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.3.0"),
@@ -67,7 +72,7 @@ let package = Package(
             dependencies: ["SluiceHost", "PluginABI"],
             path: "Tests/SluiceHostTests"
         ),
-    ] + swiftPlugins.map {
+    ] + (swiftPlugins + swiftFixtures).map {
         .target(name: $0.target, dependencies: ["SluiceSDK", "PluginABI"], path: $0.path)
     }
 )

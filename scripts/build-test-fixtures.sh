@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# Builds the broken and misbehaving test plugins of Tests/fixtures/plugins (default build/fixtures).
+# Builds the broken, misbehaving and probing test plugins of Tests/fixtures (default build/fixtures).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=$(mkdir -p "${1:-build/fixtures}" && cd "${1:-build/fixtures}" && pwd)
 make -s -C Tests/fixtures/plugins OUT="$OUT"
+# Swift fixtures (Package.swift's swiftFixtures), built in debug: they exercise the SDK, not speed.
+swift build --product sluice-reach-swift >/dev/null
+cp "$(swift build --show-bin-path)/libsluice-reach-swift.so" "$OUT/"
 echo "fixtures in $OUT: $(cd "$OUT" && ls | tr '\n' ' ')"

@@ -4,6 +4,7 @@ rule (key-is-value), get_property (whoami) and call_answer with call_pass / call
 answer-odd)."""
 import socket
 
+import pytest
 import redis
 
 from conftest import FIXTURES, PLUGINS
@@ -39,9 +40,10 @@ def raw_pipeline(port, commands):
         return raw_send(s, s.makefile("rb"), commands)
 
 
-def test_namespace_prefixes_every_key_found_by_the_host(redis_factory, sluice_factory):
+@pytest.mark.parametrize("transform", ["namespace", "namespace-swift"])  # C, and Swift through the SDK
+def test_namespace_prefixes_every_key_found_by_the_host(redis_factory, sluice_factory, transform):
     backend = redis_factory()
-    proxy = sluice_factory(reach_config(backend.port, "    - namespace: {}\n"))
+    proxy = sluice_factory(reach_config(backend.port, f"    - {transform}: {{}}\n"))
     r = proxy.client()
     assert r.set("k", "v")
     assert r.mset({"a": "1", "b": "2"})
@@ -52,6 +54,8 @@ def test_namespace_prefixes_every_key_found_by_the_host(redis_factory, sluice_fa
     r.rpush("list", 2, 1)
     assert r.sort("list", store="sorted") == 2
     assert r.ping()  # no keys: untouched
+    if transform == "namespace-swift":
+        assert r.echo("hi") == b"swift:hi"  # Batch.setArgument
     big = b"x" * (8 * 1024 * 1024)
     assert r.set("big", big)
     assert backend.client().get("ns:big") == big
@@ -165,3 +169,15 @@ def test_a_partial_answer_passes_the_rest_and_a_whole_answer_sends_nothing(redis
     assert all(r.startswith(b"protocol=1 ") for r in replies)
     # Nothing reached the backend since but the first INFO itself.
     assert b.info("stats")["total_commands_processed"] == before + 1
+
+
+def test_the_sdk_wrappers_answer_and_read_properties(redis_factory, sluice_factory):
+    backend = redis_factory()
+    proxy = sluice_factory(reach_config(backend.port, "    - whoami-swift: {}\n"))
+    r = RawClient(proxy.port)
+    assert r.call("SELECT", "2") == "+OK"
+    assert r.call("CLIENT", "SETNAME", "swifty") == "+OK"
+    assert r.call("SLUICE.WHOAMI") == f"version=2 user=- db=2 name=swifty source=127.0.0.1:{proxy.port}".encode()
+    r.close()
+    replies = raw_pipeline(proxy.port, [["SET", "k", "v"], ["SLUICE.DENY"], ["GET", "k"]])
+    assert replies == ["+OK", "-ERR whoami-swift: denied", b"v"]
