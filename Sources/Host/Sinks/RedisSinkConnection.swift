@@ -670,7 +670,9 @@ final class RedisSinkConnection {
         if !receivedReply { receivedReply = true }
         // A shared connection carries no pub/sub and no RESET (they need a connection of their own):
         // only a RESP3 push can arrive unasked, and its first byte tells.
-        if isShared ? frame.getInteger(at: frame.readerIndex, as: UInt8.self) == UInt8(ascii: ">") : isUnsolicited(frame) {
+        // (Read once on shared connections: the type check below needs it too.)
+        let sharedFirst = isShared ? frame.getInteger(at: frame.readerIndex, as: UInt8.self) : nil
+        if isShared ? sharedFirst == UInt8(ascii: ">") : isUnsolicited(frame) {
             // Its bytes lie between the replies around it: they are no longer one slice.
             pending.first?.contiguousStart = nil
             guard deliversPushes else { return true }
@@ -693,8 +695,7 @@ final class RedisSinkConnection {
         let index = head.responses.count
         if head.expectedReplies != 0, index < 32 {
             let expected = (head.expectedReplies >> UInt64(2 * index)) & 3
-            if expected != RedisReplyPlan.anyReply, let first = frame.getInteger(at: frame.readerIndex, as: UInt8.self),
-               !RedisReplyPlan.canAnswer(expected, first: first) {
+            if expected != RedisReplyPlan.anyReply, let first = sharedFirst, !RedisReplyPlan.canAnswer(expected, first: first) {
                 let kind = expected == RedisReplyPlan.bulkReply ? "a bulk string" : "an integer"
                 outOfStep("a reply starting with '\(RESPLine.printable(first))' arrived for a request answered with \(kind)")
                 return false
