@@ -54,6 +54,26 @@ final class ConfigTests: XCTestCase {
         XCTAssertTrue(e.contains("/etc/sluice/test.yaml:15:64: max_clients: expected an integer in 1...1000000"), "\(e)")
     }
 
+    func testReplyAndRequestByteLimitsAndTheRequestTimeout() throws {
+        let defaults = try SluiceConfig.parse(valid, file: "/etc/sluice/test.yaml").sources[0].limits
+        XCTAssertEqual(defaults, ClientLimits(replySoftBytes: 1 << 20, replyHardBytes: 64 << 20,
+                                              requestBufferBudgetBytes: 1 << 30, requestTimeoutMilliseconds: 30_000))
+        let set = valid.replacingOccurrences(of: "chain: main }", with: "chain: main, reply_buffer_soft_bytes: 65536, "
+            + "reply_buffer_hard_bytes: 1048576, request_buffer_budget_bytes: 600000000, request_timeout_ms: 0 }")
+        XCTAssertEqual(try SluiceConfig.parse(set, file: "/etc/sluice/test.yaml").sources[0].limits,
+                       ClientLimits(replySoftBytes: 65536, replyHardBytes: 1 << 20, requestBufferBudgetBytes: 600_000_000,
+                                    requestTimeoutMilliseconds: 0))
+        let bigFrames = valid.replacingOccurrences(of: "chain: main }", with: "chain: main, max_frame_bytes: 2147483648 }")
+        XCTAssertEqual(try SluiceConfig.parse(bigFrames, file: "/etc/sluice/test.yaml").sources[0].limits.requestBufferBudgetBytes,
+                       1 << 32, "room for two of the largest requests")
+        let inverted = errors(valid.replacingOccurrences(of: "chain: main }", with: "chain: main, reply_buffer_soft_bytes: 1048576, reply_buffer_hard_bytes: 65536 }"))
+        XCTAssertTrue(inverted.contains { $0.contains("reply_buffer_hard_bytes (65536) must not be below reply_buffer_soft_bytes (1048576)") }, "\(inverted)")
+        let small = errors(valid.replacingOccurrences(of: "chain: main }", with: "chain: main, request_buffer_budget_bytes: 1048576 }"))
+        XCTAssertTrue(small.contains { $0.contains("request_buffer_budget_bytes (1048576) must hold at least one request of max_frame_bytes (536870912)") }, "\(small)")
+        let negative = errors(valid.replacingOccurrences(of: "chain: main }", with: "chain: main, request_timeout_ms: -1 }"))
+        XCTAssertTrue(negative.contains { $0.contains("request_timeout_ms: expected an integer in 0...86400000") }, "\(negative)")
+    }
+
     func testYAMLSyntaxErrorNamesLineAndColumn() {
         let e = errors("sinks:\n  primary: { redis: { address: 1 }\nchains: [")
         XCTAssertEqual(e.count, 1)

@@ -79,4 +79,22 @@ final class RESPRequestScannerTests: XCTestCase {
         XCTAssertEqual(scan(Array("*1\r\n$".utf8) + Array(repeating: UInt8(ascii: "x"), count: 70_000)),
                        .malformed("invalid bulk length"))
     }
+
+    func testUnauthenticatedClientsGetRedisLimits() {
+        func scan(_ text: String, unauthenticated: Bool) -> RESPRequestScanner.Outcome {
+            var scanner = RESPRequestScanner(maxFrameBytes: 1 << 20)
+            scanner.unauthenticated = unauthenticated
+            return Array(text.utf8).withUnsafeBytes { scanner.scan($0) }
+        }
+        let eleven = "*11\r\n" + String(repeating: "$1\r\nx\r\n", count: 11)
+        XCTAssertEqual(scan(eleven, unauthenticated: true), .malformed("unauthenticated multibulk length"))
+        XCTAssertEqual(scan("*11\r\n", unauthenticated: true), .malformed("unauthenticated multibulk length"))
+        XCTAssertEqual(scan(eleven, unauthenticated: false), .multibulk(length: eleven.utf8.count))
+        let ten = "*10\r\n" + String(repeating: "$1\r\nx\r\n", count: 10)
+        XCTAssertEqual(scan(ten, unauthenticated: true), .multibulk(length: ten.utf8.count))
+        // Refused from the length line, before any of the value arrived.
+        XCTAssertEqual(scan("*2\r\n$4\r\nAUTH\r\n$16385\r\n", unauthenticated: true), .malformed("unauthenticated bulk length"))
+        XCTAssertEqual(scan("*2\r\n$4\r\nAUTH\r\n$16384\r\n", unauthenticated: true), .needMore)
+        XCTAssertEqual(scan("*2\r\n$4\r\nAUTH\r\n$16385\r\n", unauthenticated: false), .needMore)
+    }
 }

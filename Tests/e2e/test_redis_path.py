@@ -559,6 +559,10 @@ def test_sigterm_drain_answers_requests_held_back_by_the_budget(redis_factory, s
     backend = redis_factory("--enable-debug-command", "yes")
     proxy = sluice_factory(plain_config(backend.port, plugins=False))
     s = socket.create_connection(("127.0.0.1", proxy.port), timeout=10)
+    # Small replies first, so that the client's window is the full 4096 requests (a new client
+    # starts with 16 in flight until its replies show how large they are).
+    s.sendall(resp("PING") * 100)
+    assert read_until(s, b"+PONG\r\n" * 100).count(b"+PONG") == 100
     # DEBUG SLEEP holds the backend (and with it the first 4096 requests) while SIGTERM arrives.
     s.sendall(resp("DEBUG", "SLEEP", "0.5") + resp("INCR", "drained") * 9000)
     time.sleep(0.25)
@@ -690,7 +694,7 @@ def test_subscriber_that_does_not_read_cannot_grow_the_proxy(redis_factory, slui
 
 def test_client_pipelining_without_reading_cannot_grow_the_proxy(redis_factory, sluice_factory):
     """40 000 GETs of a 10 kB value (400 MB of replies) pipelined by a client that does not read:
-    Sluice stops reading it at 4096 requests in flight, so the replies it holds stay bounded; a
+    Sluice stops reading it once its window of requests is in flight, so the replies it holds stay bounded; a
     bystander keeps working, and once the client reads, every reply arrives, in order."""
     backend = redis_factory()
     backend.client().set("big", b"v" * 10_000)

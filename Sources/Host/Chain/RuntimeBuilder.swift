@@ -15,6 +15,8 @@ enum RuntimeBuilder {
         let clientAuth: RedisClientAuth?
         /// TLS for clients (nil: plain TCP).
         let tls: NIOSSLContext?
+        /// Reply and request byte limits and the request timeout of each client.
+        var limits = ClientLimits()
     }
 
     static func build(_ config: SluiceConfig, plugins: PluginLoader.Result) throws -> (RuntimePlan, [SourcePlan]) {
@@ -119,7 +121,7 @@ enum RuntimeBuilder {
                            maxClients: source.maxClients, idleTimeoutMilliseconds: source.idleTimeoutMilliseconds,
                            clientAuth: source.auth.isEmpty ? nil : RedisClientAuth(users: source.auth.map {
                                RedisClientAuth.User(name: Array(($0.username ?? "default").utf8), password: Array($0.password.utf8))
-                           }), tls: tls)
+                           }), tls: tls, limits: source.limits)
             }
         }
         if !errors.isEmpty { throw ConfigErrors(errors: errors) }

@@ -57,6 +57,9 @@ public struct SluiceConfig {
         public let auth: [Credentials]
         /// TLS for this source's clients (nil: plain TCP).
         public let tls: TLS?
+        /// Reply and request byte limits and the request timeout of each client (`reply_buffer_*`,
+        /// `request_buffer_budget_bytes`, `request_timeout_ms`).
+        public var limits = ClientLimits()
         let node: YAMLNode
     }
 
@@ -343,7 +346,7 @@ struct ConfigReader {
             if node.kind == .map { fail(node, "source: expected 'redis: { listen: host:port, chain: NAME }'") }
             return nil
         }
-        guard expectMap(redis, "source.redis", allowed: ["listen", "chain", "max_frame_bytes", "max_clients", "idle_timeout_ms", "auth", "tls"]),
+        guard expectMap(redis, "source.redis", allowed: ["listen", "chain", "max_frame_bytes", "max_clients", "idle_timeout_ms", "auth", "tls"] + Self.clientLimitKeys),
               let (host, port) = address(redis["listen"], "source.redis.listen", at: redis),
               let chain = scalar(redis["chain"], "source.redis.chain", at: redis)
         else { return nil }
@@ -354,9 +357,38 @@ struct ConfigReader {
             ?? SluiceConfig.defaultMaxFrameBytes
         let maxClients = integer(redis["max_clients"], "max_clients", range: 1...1_000_000) ?? SluiceConfig.defaultMaxClients
         let idle = integer(redis["idle_timeout_ms"], "idle_timeout_ms", range: 0...(86_400_000 * 365)) ?? 0
-        return SluiceConfig.Source(host: host, port: port, chain: chain, maxFrameBytes: maxFrame, maxClients: maxClients,
-                                   idleTimeoutMilliseconds: Int64(idle), auth: readClientAuth(redis["auth"]),
-                                   tls: readTLS(redis["tls"], "source.redis", isSource: true), node: redis)
+        var source = SluiceConfig.Source(host: host, port: port, chain: chain, maxFrameBytes: maxFrame, maxClients: maxClients,
+                                         idleTimeoutMilliseconds: Int64(idle), auth: readClientAuth(redis["auth"]),
+                                         tls: readTLS(redis["tls"], "source.redis", isSource: true), node: redis)
+        source.limits = readClientLimits(redis, maxFrameBytes: maxFrame)
+        return source
+    }
+
+    static let clientLimitKeys = ["reply_buffer_soft_bytes", "reply_buffer_hard_bytes", "request_buffer_budget_bytes",
+                                  "request_timeout_ms"]
+
+    /// A source's client limits (see `ClientLimits` and docs/config.md); defaults where a key is absent.
+    private mutating func readClientLimits(_ redis: YAMLNode, maxFrameBytes: Int) -> ClientLimits {
+        var limits = ClientLimits(requestBufferBudgetBytes: ClientLimits.defaultRequestBufferBudget(maxFrameBytes: maxFrameBytes))
+        if let soft = integer(redis["reply_buffer_soft_bytes"], "reply_buffer_soft_bytes", range: 4096...(1 << 31)) {
+            limits.replySoftBytes = soft
+        }
+        if let hard = integer(redis["reply_buffer_hard_bytes"], "reply_buffer_hard_bytes", range: 4096...(1 << 40)) {
+            limits.replyHardBytes = hard
+        }
+        if limits.replyHardBytes < limits.replySoftBytes, let node = redis["reply_buffer_hard_bytes"] ?? redis["reply_buffer_soft_bytes"] {
+            fail(node, "reply_buffer_hard_bytes (\(limits.replyHardBytes)) must not be below reply_buffer_soft_bytes (\(limits.replySoftBytes))")
+        }
+        if let budget = integer(redis["request_buffer_budget_bytes"], "request_buffer_budget_bytes", range: 1024...(1 << 40)) {
+            limits.requestBufferBudgetBytes = budget
+            if budget < maxFrameBytes, let node = redis["request_buffer_budget_bytes"] {
+                fail(node, "request_buffer_budget_bytes (\(budget)) must hold at least one request of max_frame_bytes (\(maxFrameBytes))")
+            }
+        }
+        if let timeout = integer(redis["request_timeout_ms"], "request_timeout_ms", range: 0...86_400_000) {
+            limits.requestTimeoutMilliseconds = Int64(timeout)
+        }
+        return limits
     }
 
     /// `auth:` of a source: one `{ username?, password | password_env }` or a sequence of them (two

@@ -1,9 +1,14 @@
 import Logging
 import NIOCore
+import NIOTLS
 
 /// One client connection of a Redis source: splits the byte stream into requests (a batch per
 /// read), runs each batch through the source's chain, and writes the responses back in order.
-final class RedisSourceHandler: ChannelInboundHandler {
+/// What it reads and holds is bounded as `ClientLimits` says: `ClientFlowControl` decides when
+/// reading pauses and when queued replies close the client, `RequestBufferBudget` bounds the request
+/// bytes of all the source's clients, and `CompletionDeadline` closes a client that does not finish
+/// a request (or its TLS handshake) in time.
+final class RedisSourceHandler: ChannelInboundHandler, RequestBufferBudget.Waiter {
     typealias InboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
@@ -13,7 +18,9 @@ final class RedisSourceHandler: ChannelInboundHandler {
     private let metrics: SourceMetrics
     /// The source's client authentication (nil: none), and whether this client passed it.
     private let clientAuth: RedisClientAuth?
-    private var authenticated: Bool
+    private var authenticated: Bool {
+        didSet { scanner.unauthenticated = !authenticated }  // Redis's smaller limits until then
+    }
     private var scanner: RESPRequestScanner
     private var buffered: ByteBuffer?
     private var slots = CircularBuffer<ResponseSlot>(initialCapacity: 8)
@@ -25,7 +32,9 @@ final class RedisSourceHandler: ChannelInboundHandler {
     private var chain: ChainInstance?
     private var context: ChannelHandlerContext?
     /// Set after QUIT or a protocol error: nothing more is read from this client.
-    private var closing = false
+    private var closing = false {
+        didSet { if closing { flow.stop() } }
+    }
     /// Set by a drain: nothing more is read, but requests already read and held back by the
     /// in-flight budget still run (as the budget allows) before the client is closed.
     private var drainingHeld = false
@@ -35,7 +44,17 @@ final class RedisSourceHandler: ChannelInboundHandler {
     private var closeScheduled = false
     /// How long a drained client may keep sending after its last reply and the FIN that followed it.
     static let drainLinger: TimeAmount = .seconds(1)
-    private var readPaused = false
+    private let limits: ClientLimits
+    private var flow: ClientFlowControl
+    /// Whether NIO reads the socket (autoRead), as last set to follow `flow`.
+    private var readingEnabled = true
+    private let requestBudget: RequestBufferBudget
+    /// The bytes of `buffered` counted in `requestBudget`.
+    private var bufferedCounted = 0
+    private let usesTLS: Bool
+    private var deadline: CompletionDeadline
+    private var deadlineCheck: Scheduled<Void>?
+    private var clientAddress = "unknown"
     /// True while `process` runs (a plugin answering synchronously must not start a nested one).
     private var processing = false
     /// `buffered` holds complete requests that the in-flight budget held back (not just a partial one).
@@ -45,28 +64,23 @@ final class RedisSourceHandler: ChannelInboundHandler {
     private var drainRequested = false
     /// Between MULTI and EXEC/DISCARD/RESET, as far as the client's commands tell.
     private var inTransaction = false
-    /// The channel's writability as last reported (channelWritabilityChanged), so the per-read
-    /// check needs no atomic load through the channel.
-    private var writable = true
     private(set) var allocator = ByteBufferAllocator()
 
-    /// Stop reading from a client that has this many batches, or this many requests, in flight (it
-    /// resumes at half of both). The request limit bounds what a client that pipelines without
-    /// reading can make Sluice hold: replies to at most this many requests.
-    static let maxBatchesInFlight = 256
-    static let maxRequestsInFlight = 4096
-    /// Requests of the slots not written yet.
-    private var requestsInFlight = 0
-
     init(plan: RuntimePlan, chainIndex: Int, maxFrameBytes: Int, maxClients: Int, clientAuth: RedisClientAuth? = nil,
-         metrics: SourceMetrics) {
+         limits: ClientLimits, requestBudget: RequestBufferBudget, usesTLS: Bool, metrics: SourceMetrics) {
         self.plan = plan
         self.chainIndex = chainIndex
         self.maxClients = maxClients
         self.metrics = metrics
         self.clientAuth = clientAuth
+        self.limits = limits
+        self.requestBudget = requestBudget
+        self.usesTLS = usesTLS
+        flow = ClientFlowControl(limits: limits)
+        deadline = CompletionDeadline(timeoutMilliseconds: limits.requestTimeoutMilliseconds)
         authenticated = clientAuth == nil
         scanner = RESPRequestScanner(maxFrameBytes: maxFrameBytes)
+        scanner.unauthenticated = clientAuth != nil
     }
 
     func channelActive(context: ChannelHandlerContext) {
@@ -80,6 +94,7 @@ final class RedisSourceHandler: ChannelInboundHandler {
             return
         }
         let address = context.remoteAddress.map { "\($0.ipAddress ?? "?"):\($0.port ?? 0)" } ?? "unknown"
+        clientAddress = address
         if metrics.connectionOpened() > maxClients {
             // Redis's own answer past maxclients, so clients report it the same way. Counted, and
             // logged at debug only: a connection storm must not become a log storm.
@@ -102,7 +117,7 @@ final class RedisSourceHandler: ChannelInboundHandler {
                 let push = ResponseSlot(owner: self, answer: Batch(kind: Batch.responses, protocolID: Batch.redis,
                                                                    messages: [bytes]), closeAfter: false)
                 slots.insert(push, at: slots.index(after: last))
-                requestsInFlight += push.requestCount
+                apply(flow.batchStarted(requests: push.requestCount), context)
                 return
             }
             context.writeAndFlush(NIOAny(bytes), promise: nil)
@@ -114,6 +129,10 @@ final class RedisSourceHandler: ChannelInboundHandler {
             context.close(promise: nil)
         }
         self.session = session
+        if usesTLS, deadline.isActive {
+            deadline.tlsHandshakeBegan(at: .now())
+            armDeadlineCheck(context)
+        }
         do {
             chain = try session.chain(chainIndex)
         } catch {
@@ -133,7 +152,7 @@ final class RedisSourceHandler: ChannelInboundHandler {
         closing = true
         drained = true
         drainingHeld = heldByBudget
-        readPaused = true
+        readingEnabled = false
         context.channel.setOption(ChannelOptions.autoRead, value: false).whenFailure { _ in }
         if drainingHeld { runHeld(context) }
         closeIfFinished(context)
@@ -149,6 +168,11 @@ final class RedisSourceHandler: ChannelInboundHandler {
     /// With `idle_timeout_ms`: the client sent nothing for that long. Like Redis's `timeout`, a
     /// client waiting for replies (a blocking command) or holding subscriptions is not idle.
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let tls = event as? TLSUserEvent, case .handshakeCompleted = tls {
+            deadline.tlsHandshakeCompleted()
+            context.fireUserInboundEventTriggered(event)
+            return
+        }
         guard let idle = event as? IdleStateHandler.IdleStateEvent, idle == .read else {
             context.fireUserInboundEventTriggered(event)
             return
@@ -164,7 +188,12 @@ final class RedisSourceHandler: ChannelInboundHandler {
         closing = true
         slots.removeAll()
         spareSlot = nil  // it references this handler
-        requestsInFlight = 0
+        flow.reset()
+        deadlineCheck?.cancel()
+        deadlineCheck = nil
+        buffered = nil
+        if bufferedCounted > 0 { requestBudget.remove(self) }
+        bufferedCounted = 0
         session?.close()
         session = nil
         chain = nil
@@ -180,7 +209,7 @@ final class RedisSourceHandler: ChannelInboundHandler {
 
     /// Runs the complete requests at the front of `buffer` as one batch and keeps the rest in
     /// `buffered`: a partial request, or whatever exceeds the client's budget of requests in flight
-    /// (run by `updateReading` once replies have been written).
+    /// (run once replies have been written, see `apply`).
     private func process(_ buffer: inout ByteBuffer, _ context: ChannelHandlerContext) {
         guard let chain else { return }
         processing = true
@@ -202,7 +231,7 @@ final class RedisSourceHandler: ChannelInboundHandler {
             metrics.requests(count)
             let slot = newSlot(requestCount: count)
             slots.append(slot)
-            requestsInFlight += count
+            apply(flow.batchStarted(requests: count), context)
             chain.session.runFromClient(batch, on: chain, receiver: slot)
             // Most chains are done with the batch once run returns (the sink copied its bytes):
             // then the next read's requests go into it.
@@ -258,6 +287,13 @@ final class RedisSourceHandler: ChannelInboundHandler {
                     building = spareBatch.take() ?? Batch(kind: Batch.requests, protocolID: Batch.redis)
                 }
                 building!.appendReceived(frame)
+                if building!.count == ClientFlowControl.maxRequestsPerBatch {
+                    // A batch is written only once all its replies are in: smaller batches let the
+                    // reply limits see (and stop) a deep pipeline of large replies early.
+                    runScanned()
+                    contiguousStart = buffer.readerIndex
+                    contiguous = true
+                }
             case .quit:
                 closeReply = ("+OK\r\n", false)
                 return false
@@ -270,7 +306,7 @@ final class RedisSourceHandler: ChannelInboundHandler {
             return true
         }
         scanning: while buffer.readableBytes > 0 {
-            if requestsInFlight + (building?.count ?? 0) >= Self.maxRequestsInFlight {
+            if !flow.hasRoom(forMore: building?.count ?? 0) {
                 heldByBudget = true
                 break scanning
             }
@@ -312,10 +348,58 @@ final class RedisSourceHandler: ChannelInboundHandler {
             if isError { metrics.protocolError() }
             answer(text: reply, closeAfter: true)
         }
-        updateReading(context)
+        if self.context != nil { accountBuffered(context) }
         // Plugins may have answered everything already: then nothing paused reading, and nothing
         // else would run what the budget held back.
-        if heldByBudget, !readPaused, !closing { scheduleHeld(context) }
+        if heldByBudget, flow.isReading, !closing { scheduleHeld(context) }
+    }
+
+    /// After a read: counts the change of the client's buffered request bytes in the source's
+    /// budget (pausing the client if the budget is spent), and starts or ends the clock of an
+    /// incomplete request. Costs nothing for a read that left nothing buffered, as before it.
+    private func accountBuffered(_ context: ChannelHandlerContext) {
+        let now = buffered?.readableBytes ?? 0
+        if now != bufferedCounted {
+            bufferedCounted = now
+            if requestBudget.setBuffered(now, for: self, on: context.eventLoop) {
+                metrics.pausedForRequestBudget()
+                apply(flow.requestBudget(spent: true), context)
+            }
+        }
+        if now > 0, !heldByBudget, !closing {
+            if deadline.requestIncomplete(now: { .now() }) { armDeadlineCheck(context) }
+        } else {
+            deadline.requestsComplete()
+        }
+    }
+
+    /// The source's request-buffer budget has room again (called on this client's event loop).
+    func requestBudgetFreed() {
+        guard let context else { return }
+        apply(flow.requestBudget(spent: false), context)
+    }
+
+    /// Checks the completion deadline when it falls due (one timer per client at most, armed when
+    /// something began that must complete, and not cancelled when it completes: it then finds
+    /// nothing pending, or a later deadline to wait for).
+    private func armDeadlineCheck(_ context: ChannelHandlerContext) {
+        guard deadlineCheck == nil, case .checkAgain(let due) = deadline.check(at: .now()) else { return }
+        // A strong capture, released when the check runs or the client closes (cancelled then).
+        deadlineCheck = context.eventLoop.scheduleTask(deadline: due) { [self] in
+            deadlineCheck = nil
+            guard !closing, self.context != nil else { return }
+            switch deadline.check(at: .now()) {
+            case .nothingPending:
+                break
+            case .checkAgain:
+                armDeadlineCheck(context)
+            case .expired(let what):
+                HostLog.sources.info("closing client \(clientAddress): \(what) not complete within \(limits.requestTimeoutMilliseconds) ms (request_timeout_ms)")
+                metrics.closedForDeadline(tlsHandshake: what == "TLS handshake")
+                closing = true
+                context.close(promise: nil)
+            }
+        }
     }
 
     private func newSlot(requestCount: Int) -> ResponseSlot {
@@ -331,7 +415,7 @@ final class RedisSourceHandler: ChannelInboundHandler {
         let answered = ResponseSlot(owner: self, answer: Batch(kind: Batch.responses, protocolID: Batch.redis,
                                                                messages: [reply]), closeAfter: closeAfter)
         slots.append(answered)
-        requestsInFlight += answered.requestCount
+        if let context { apply(flow.batchStarted(requests: answered.requestCount), context) }
         slotCompleted()
     }
 
@@ -344,7 +428,7 @@ final class RedisSourceHandler: ChannelInboundHandler {
 
     /// Runs the requests the budget held back, once the budget allows (never nested in `process`).
     private func runHeld(_ context: ChannelHandlerContext) {
-        guard heldByBudget, !closing || drainingHeld, requestsInFlight < Self.maxRequestsInFlight else { return }
+        guard heldByBudget, !closing || drainingHeld, flow.hasRoom(forMore: 0) else { return }
         guard !processing else {
             scheduleHeld(context)
             return
@@ -364,41 +448,52 @@ final class RedisSourceHandler: ChannelInboundHandler {
         }
     }
 
-    /// Reads from the client only while it has fewer than `maxBatchesInFlight` batches unanswered
-    /// and its socket takes our writes (NIO's write-buffer water marks): a client that pipelines
-    /// without reading its replies stops being read instead of growing our memory.
-    private func updateReading(_ context: ChannelHandlerContext) {
-        if !readPaused, slots.count >= Self.maxBatchesInFlight || requestsInFlight >= Self.maxRequestsInFlight || !writable {
-            readPaused = true
+    /// Carries out what `flow` decided: reads from the client only while it has room for more
+    /// requests in flight, its socket takes our writes (the soft limit of queued replies) and the
+    /// request-buffer budget allows, so a client that pipelines without reading its replies stops
+    /// being read instead of growing our memory. Stale advice (`flow` changed since) is ignored.
+    private func apply(_ action: ClientFlowControl.Action, _ context: ChannelHandlerContext) {
+        switch action {
+        case .none:
+            return
+        case .pause:
+            guard readingEnabled, !flow.isReading else { return }
+            readingEnabled = false
             context.channel.setOption(ChannelOptions.autoRead, value: false).whenFailure { _ in }
-        } else if readPaused, !closing, slots.count <= Self.maxBatchesInFlight / 2,
-                  requestsInFlight <= Self.maxRequestsInFlight / 2, writable {
-            readPaused = false
+        case .resume:
+            guard !readingEnabled, flow.isReading else { return }
+            readingEnabled = true
             context.channel.setOption(ChannelOptions.autoRead, value: true).whenFailure { _ in }
-            // Requests already read but held back by the budget run first (the socket may have
-            // nothing more to say); that run pauses reading again if they fill the budget.
+            // Requests already read but held back by the in-flight limit run first (the socket may
+            // have nothing more to say); that run pauses reading again if they fill the limit.
             if heldByBudget {
                 runHeld(context)
-                if readPaused { return }
+                if !readingEnabled { return }
             }
             context.read()
         }
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
-        writable = context.channel.isWritable
+        let writable = context.channel.isWritable
         session?.setBackendReadingPaused(!writable)
-        updateReading(context)
+        apply(flow.writabilityChanged(writable), context)
         context.fireChannelWritabilityChanged()
     }
 
     /// Writes every answered slot at the head of the queue, in order.
     func slotCompleted() {
-        guard let context else { return }
+        guard let context, !closeScheduled else { return }
         var closeNow = false
+        var action = ClientFlowControl.Action.none
         while let head = slots.first, let result = head.result {
             slots.removeFirst()
-            requestsInFlight -= head.requestCount
+            let step = flow.batchWritten(requests: head.requestCount, replyBytes: Self.byteCount(result))
+            if step != .none { action = step }
+            if flow.exceedsHardLimit {
+                closeForUnreadReplies(context)
+                return
+            }
             closeNow = head.closeAfter
             // The last slot written now flushes them all, in the pass of its own write.
             let last = closeNow || slots.first?.result == nil
@@ -417,7 +512,26 @@ final class RedisSourceHandler: ChannelInboundHandler {
             runHeld(context)  // a draining client's requests read before the drain still run
         }
         if closeIfFinished(context) { return }
-        updateReading(context)
+        apply(action, context)
+    }
+
+    /// The bytes of a batch of replies (one read of the count when they lie back to back).
+    private static func byteCount(_ batch: Batch) -> Int {
+        if let whole = batch.contiguous { return whole.readableBytes }
+        var total = 0
+        for message in batch.messages { total += message.readableBytes }
+        return total
+    }
+
+    /// The client let more than `reply_buffer_hard_bytes` of replies pile up since its socket stopped
+    /// taking them: closed (as Redis's client-output-buffer-limit does), its queued replies dropped.
+    private func closeForUnreadReplies(_ context: ChannelHandlerContext) {
+        HostLog.sources.info("closing client \(clientAddress): more than \(limits.replyHardBytes) bytes of replies queued while it does not read them (reply_buffer_hard_bytes)")
+        metrics.closedForReplyBuffer()
+        closing = true
+        closeScheduled = true
+        // Never inside the completion that got us here (see slotCompleted).
+        context.eventLoop.execute { context.close(promise: nil) }
     }
 
     /// Closes a closing client once everything it sent before is answered (and, when draining, once

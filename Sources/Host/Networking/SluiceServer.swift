@@ -20,19 +20,24 @@ public final class SluiceServer {
         do {
             for source in sources {
                 let metrics = SourceMetrics(listen: "\(source.host):\(source.port)")
+                let limits = source.limits
+                let requestBudget = RequestBufferBudget(limit: limits.requestBufferBudgetBytes)
                 let channel = try ServerBootstrap(group: group)
                     .serverChannelOption(ChannelOptions.backlog, value: 1024)
                     .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
                     .childChannelOption(ChannelOptions.tcpOption(.tcp_nodelay), value: 1)
-                    // Past 1 MiB of unsent replies a client counts as not reading (see RedisSourceHandler).
+                    // Past the soft limit of unsent replies a client counts as not reading and is not read
+                    // until they drained to a quarter of it (see ClientFlowControl).
                     .childChannelOption(ChannelOptions.writeBufferWaterMark,
-                                        value: ChannelOptions.Types.WriteBufferWaterMark(low: 256 * 1024, high: 1024 * 1024))
+                                        value: ChannelOptions.Types.WriteBufferWaterMark(low: limits.replySoftBytes / 4,
+                                                                                         high: limits.replySoftBytes))
                     .childChannelOption(ChannelOptions.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 1024, initial: 16384, maximum: 1 << 20))
                     .childChannelInitializer { [clients] channel in
                         let handler = RedisSourceHandler(plan: plan, chainIndex: source.chainIndex,
                                                          maxFrameBytes: source.maxFrameBytes,
                                                          maxClients: source.maxClients, clientAuth: source.clientAuth,
-                                                         metrics: metrics)
+                                                         limits: limits, requestBudget: requestBudget,
+                                                         usesTLS: source.tls != nil, metrics: metrics)
                         do {
                             // Only with a timeout configured: the idle handler costs a clock read per read.
                             if let tls = source.tls {

@@ -10,6 +10,10 @@ struct SourceMetrics {
     private let protocolErrors: Counter
     private let refused: Counter
     private let authFailures: Counter
+    private let closedForReplies: Counter
+    private let closedForTimeout: Counter
+    private let closedForHandshake: Counter
+    private let budgetPauses: Counter
     private let openConnections = ManagedCounter()
 
     init(listen: String) {
@@ -19,6 +23,10 @@ struct SourceMetrics {
         protocolErrors = Counter(label: "sluice_protocol_errors_total", dimensions: [("source", listen)])
         refused = Counter(label: "sluice_refused_connections_total", dimensions: [("source", listen)])
         authFailures = Counter(label: "sluice_client_auth_failures_total", dimensions: [("source", listen)])
+        closedForReplies = Counter(label: "sluice_clients_closed_total", dimensions: [("source", listen), ("reason", "reply_buffer")])
+        closedForTimeout = Counter(label: "sluice_clients_closed_total", dimensions: [("source", listen), ("reason", "request_timeout")])
+        closedForHandshake = Counter(label: "sluice_clients_closed_total", dimensions: [("source", listen), ("reason", "tls_handshake_timeout")])
+        budgetPauses = Counter(label: "sluice_request_budget_pauses_total", dimensions: [("source", listen)])
     }
 
     func requests(_ n: Int) { requestsCounter.increment(by: n) }
@@ -27,6 +35,12 @@ struct SourceMetrics {
     func clientRefused() { refused.increment() }
     /// A client's AUTH (or HELLO AUTH) with a wrong user name or password.
     func authFailed() { authFailures.increment() }
+    /// A client closed for holding more than `reply_buffer_hard_bytes` of unread replies.
+    func closedForReplyBuffer() { closedForReplies.increment() }
+    /// A client closed for not finishing a request (or its TLS handshake) within `request_timeout_ms`.
+    func closedForDeadline(tlsHandshake: Bool) { (tlsHandshake ? closedForHandshake : closedForTimeout).increment() }
+    /// A client stopped being read because the source's request-buffer budget was spent.
+    func pausedForRequestBudget() { budgetPauses.increment() }
     /// Counts a client in and returns how many are connected now (this one included).
     func connectionOpened() -> Int {
         let open = openConnections.add(1)

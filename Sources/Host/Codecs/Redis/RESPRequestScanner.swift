@@ -24,6 +24,11 @@ struct RESPRequestScanner {
     /// Redis's own limit for inline requests.
     static let maxInlineBytes = 64 * 1024
     static let maxArguments = 1024 * 1024
+    /// Redis's limits for a client that has not authenticated yet (a source with `auth`): at most
+    /// 10 arguments of at most 16 KiB each, so a stranger cannot make Sluice buffer a large request.
+    var unauthenticated = false
+    static let unauthenticatedMaxArguments = 10
+    static let unauthenticatedMaxBulkLength = 16384
 
     private var offset = 0
     private var argumentsLeft = -1
@@ -57,6 +62,7 @@ struct RESPRequestScanner {
                 return .malformed("invalid multibulk length")
             }
             if n <= 0 { return .empty(length: lineEnd + 2) }
+            if unauthenticated, n > Self.unauthenticatedMaxArguments { return .malformed("unauthenticated multibulk length") }
             offset = lineEnd + 2
             argumentsLeft = n
         }
@@ -82,6 +88,7 @@ struct RESPRequestScanner {
             }
             guard i > offset + 1, bytes[i + 1] == 10 else { return .malformed("invalid bulk length") }
             let lineEnd = i
+            if unauthenticated, length > Self.unauthenticatedMaxBulkLength { return .malformed("unauthenticated bulk length") }
             let end = lineEnd + 2 + length + 2
             guard end <= maxFrameBytes else {
                 // Redis refuses a bulk longer than its proto-max-bulk-len (512 MiB, the default

@@ -1,0 +1,153 @@
+/// Whether a client's requests are read, how many may be in flight, and when its queued replies
+/// close it: the backpressure of one client connection, as a plain value (no channel, no clock).
+/// `RedisSourceHandler` reports what happens and carries out the returned `Action`.
+///
+/// Reading pauses for any of three reasons and resumes once none is left:
+/// - `inFlight`: the client has `maxBatchesInFlight` batches, or `requestLimit` requests, unanswered
+///   (it resumes at half of both);
+/// - `replies`: its socket does not take our writes (more than the soft limit of replies queued:
+///   NIO's write-buffer water marks; it resumes below a quarter of it);
+/// - `requestBudget`: the source's budget for buffered request bytes is spent and this client's
+///   buffer grew (it resumes when the budget has room again).
+/// Once stopped (QUIT, a protocol error, a drain, a close) it never resumes.
+///
+/// `requestLimit` follows the client's replies: a client may have requested about `windowBytes` of
+/// replies at once (by the size of its recent replies per request), at least one request and at
+/// most `maxRequestsInFlight`. Before its first reply it may have `initialRequestLimit` requests in
+/// flight. So a client that asks for large values and does not read them holds a bounded number of
+/// them in flight, on a backend connection it may share with other clients, instead of thousands.
+struct ClientFlowControl {
+    struct PauseReasons: OptionSet, Equatable {
+        let rawValue: UInt8
+        static let inFlight = PauseReasons(rawValue: 1)
+        static let replies = PauseReasons(rawValue: 2)
+        static let requestBudget = PauseReasons(rawValue: 4)
+    }
+
+    enum State: Equatable {
+        case reading
+        case paused(PauseReasons)
+        case stopped
+    }
+
+    enum Action: Equatable {
+        case none
+        /// Stop reading the client's socket.
+        case pause
+        /// Read again (first run what the in-flight limit held back).
+        case resume
+    }
+
+    static let maxBatchesInFlight = 256
+    static let maxRequestsInFlight = 4096
+    static let initialRequestLimit = 16
+    /// Requests of one read run as batches of at most this many. A batch's replies are written when
+    /// all of them arrived, so this bounds what a batch gathers before the reply limits see it.
+    static let maxRequestsPerBatch = 64
+
+    private(set) var state: State = .reading
+    private(set) var batchesInFlight = 0
+    private(set) var requestsInFlight = 0
+    /// Requests the client may have in flight now.
+    private(set) var requestLimit = Self.initialRequestLimit
+    /// Reply bytes per request, as the client's recent replies tell (nil before the first one).
+    private(set) var replyBytesPerRequest: Int?
+    /// Reply bytes queued for the client since its socket stopped taking our writes.
+    private(set) var repliesWhileBlocked = 0
+    private var writable = true
+    private var budgetSpent = false
+    let windowBytes: Int
+    let hardLimitBytes: Int
+
+    init(limits: ClientLimits) {
+        windowBytes = limits.replyWindowBytes
+        hardLimitBytes = limits.replyHardBytes
+    }
+
+    var isReading: Bool { state == .reading }
+
+    /// Whether `scanned` more requests (read but not run yet) still fit within the in-flight limit.
+    func hasRoom(forMore scanned: Int) -> Bool { requestsInFlight + scanned < requestLimit }
+
+    /// A batch of `requests` took its place in the response order (run, answered here, or a push).
+    mutating func batchStarted(requests: Int) -> Action {
+        batchesInFlight += 1
+        requestsInFlight += requests
+        return reevaluate()
+    }
+
+    /// A batch's replies (`replyBytes` in all) are about to be written to the client.
+    mutating func batchWritten(requests: Int, replyBytes: Int) -> Action {
+        batchesInFlight -= 1
+        requestsInFlight -= requests
+        if !writable { repliesWhileBlocked += replyBytes }
+        if requests > 0 { learn(replyBytesPerRequest: replyBytes / requests) }
+        return reevaluate()
+    }
+
+    /// The replies queued since the socket stopped taking writes passed the hard limit: the client
+    /// must be closed (it does not read, and its replies keep coming).
+    var exceedsHardLimit: Bool { repliesWhileBlocked > hardLimitBytes }
+
+    /// NIO reported the socket's writability (the soft limit's water marks).
+    mutating func writabilityChanged(_ isWritable: Bool) -> Action {
+        writable = isWritable
+        if isWritable { repliesWhileBlocked = 0 }
+        return reevaluate()
+    }
+
+    /// The source's request-buffer budget is spent (after this client's buffer grew), or has room again.
+    mutating func requestBudget(spent: Bool) -> Action {
+        budgetSpent = spent
+        return reevaluate()
+    }
+
+    /// Nothing more is read from this client.
+    mutating func stop() {
+        state = .stopped
+    }
+
+    /// Forgets what was in flight (the client closed).
+    mutating func reset() {
+        state = .stopped
+        batchesInFlight = 0
+        requestsInFlight = 0
+    }
+
+    /// Follows the client's reply sizes: a larger sample counts at once (the window shrinks before
+    /// more large replies are requested), a smaller one a quarter at a time.
+    private mutating func learn(replyBytesPerRequest sample: Int) {
+        let estimate: Int
+        if let previous = replyBytesPerRequest, sample < previous {
+            estimate = previous - (previous - sample) / 4
+        } else {
+            estimate = sample
+        }
+        replyBytesPerRequest = estimate
+        requestLimit = min(max(windowBytes / max(estimate, 1), 1), Self.maxRequestsInFlight)
+    }
+
+    private mutating func reevaluate() -> Action {
+        let current: PauseReasons
+        switch state {
+        case .stopped: return .none
+        case .reading: current = []
+        case .paused(let reasons): current = reasons
+        }
+        var reasons: PauseReasons = []
+        if batchesInFlight >= Self.maxBatchesInFlight || requestsInFlight >= requestLimit {
+            reasons.insert(.inFlight)
+        } else if current.contains(.inFlight),
+                  batchesInFlight > Self.maxBatchesInFlight / 2 || requestsInFlight > requestLimit / 2 {
+            reasons.insert(.inFlight)  // resumes at half, so that reading does not flap per reply
+        }
+        if !writable { reasons.insert(.replies) }
+        if budgetSpent { reasons.insert(.requestBudget) }
+        state = reasons.isEmpty ? .reading : .paused(reasons)
+        switch (current.isEmpty, reasons.isEmpty) {
+        case (true, false): return .pause
+        case (false, true): return .resume
+        default: return .none
+        }
+    }
+}
