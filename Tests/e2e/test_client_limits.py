@@ -66,12 +66,11 @@ def closed_by_peer(sock, timeout):
 
 
 class PingProbe:
-    """Bystander clients that PING one after another and record the slowest answer."""
+    """Bystander clients that PING one after another and record how long each answer took."""
 
     def __init__(self, port, clients=4):
         self.socks = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(clients)]
-        self.worst = 0.0
-        self.count = 0
+        self.times = []
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self.run, daemon=True)
 
@@ -81,9 +80,16 @@ class PingProbe:
                 started = time.time()
                 s.sendall(b"PING\r\n")
                 assert s.recv(64) == b"+PONG\r\n"
-                self.worst = max(self.worst, time.time() - started)
-                self.count += 1
+                self.times.append(time.time() - started)
             time.sleep(0.01)
+
+    @property
+    def worst(self):
+        return max(self.times)
+
+    def percentile(self, p):
+        ordered = sorted(self.times)
+        return ordered[min(len(ordered) - 1, int(len(ordered) * p / 100))]
 
     def __enter__(self):
         self.thread.start()
@@ -116,10 +122,12 @@ def test_client_not_reading_large_replies_is_paused_holds_little_and_delays_nobo
         sender.start()
         time.sleep(3)
     grown = rss_mib(proxy.proc.pid) - before
-    print(f"proxy grew by {grown:.0f} MiB; slowest of {probe.count} PINGs: {probe.worst * 1000:.0f} ms")
+    print(f"proxy grew by {grown:.0f} MiB; {len(probe.times)} PINGs, 90th percentile "
+          f"{probe.percentile(90) * 1000:.0f} ms, slowest {probe.worst * 1000:.0f} ms")
     assert grown < 100, f"proxy grew by {grown:.0f} MiB"
-    assert probe.worst < 0.5, f"a PING took {probe.worst:.2f} s"
-    assert probe.count > 50
+    # Generous for a loaded machine of 2 cores (seen: slowest 64 ms quiet, 1.1 s at load 17; before
+    # the fix, PINGs waited 6-8 s behind the 400 MiB).
+    assert probe.percentile(90) < 0.25 and probe.worst < 3, (probe.percentile(90), probe.worst)
     reply = b"$%d\r\n" % len(value) + value + b"\r\n"
     received = b""
     for i in range(count):
