@@ -13,7 +13,7 @@
 /* What happens to one request of a batch. */
 enum partial_route {
   PARTIAL_PASS = 0,       /* goes down the chain */
-  PARTIAL_REFUSED = 1,    /* taken out of the batch, answered here with an error */
+  PARTIAL_REFUSED = 1,    /* answered here with an error (call_answer) */
   PARTIAL_EXEC_ABORT = 2, /* EXEC of a doomed transaction: sent as DISCARD, answered EXECABORT */
 };
 
@@ -56,67 +56,59 @@ static inline enum partial_route partial_route_of(enum partial_transaction *tx, 
   return PARTIAL_PASS;
 }
 
-/* Rewrites aborted EXECs as DISCARD and removes the refused requests (routes has count entries). */
-static inline int32_t partial_apply(sluice_batch *requests, const unsigned char *routes, size_t count) {
-  static const uint8_t discard[] = "DISCARD";
-  const uint8_t *argv[1] = {discard};
-  size_t argv_len[1] = {7};
-  for (size_t i = 0; i < count; i++) {
-    if (routes[i] == PARTIAL_EXEC_ABORT) {
-      int32_t status = host->redis_put_command(requests, i, 1, argv, argv_len);
-      if (status != SLUICE_OK) return status;
-    }
-  }
-  for (size_t i = count; i-- > 0;) {
-    if (routes[i] == PARTIAL_REFUSED) {
-      int32_t status = host->batch_remove(requests, i);
-      if (status != SLUICE_OK) return status;
-    }
-  }
-  return SLUICE_OK;
+/*
+ * The EXECs of one call that were sent as DISCARD: their +OK becomes EXECABORT in on_responses.
+ * OWNERSHIP: the transform's (call data until on_responses, or freed in instance_free).
+ */
+typedef struct partial_aborts {
+  size_t count, capacity;
+  size_t *indices;
+} partial_aborts;
+
+static inline void partial_aborts_free(partial_aborts *a) {
+  if (a == NULL) return;
+  free(a->indices);
+  free(a);
 }
 
-/* Writes the error of refused request index into a response batch. */
-typedef int32_t (*partial_error_fn)(void *ctx, sluice_batch *responses, size_t index);
+/* Sends request i (a doomed EXEC) as DISCARD and records it in *aborts (made on first use). */
+static inline int32_t partial_abort_exec(sluice_batch *requests, size_t i, partial_aborts **aborts) {
+  if (*aborts == NULL) *aborts = calloc(1, sizeof **aborts);
+  partial_aborts *a = *aborts;
+  if (a == NULL) return SLUICE_ERROR;
+  if (a->count == a->capacity) {
+    size_t capacity = a->capacity ? a->capacity * 2 : 2;
+    size_t *bigger = realloc(a->indices, capacity * sizeof *bigger);
+    if (bigger == NULL) return SLUICE_ERROR;
+    a->indices = bigger;
+    a->capacity = capacity;
+  }
+  a->indices[a->count++] = i;
+  return host->redis_set_arg(requests, i, 0, (const uint8_t *)"DISCARD", 7);
+}
+
+/* In on_responses: answers each DISCARD that stood for a doomed EXEC with EXECABORT. */
+static inline int32_t partial_answer_aborts(const partial_aborts *a, sluice_batch *responses) {
+  int32_t status = SLUICE_OK;
+  for (size_t k = 0; k < a->count && status == SLUICE_OK; k++) {
+    status = host->redis_put_reply(responses, a->indices[k], SLUICE_REDIS_ERROR, (const uint8_t *)PARTIAL_EXECABORT,
+                                   sizeof PARTIAL_EXECABORT - 1, 0);
+  }
+  return status;
+}
 
 /*
- * The client's responses: the backend's (for the requests that went) with the refused requests'
- * errors and EXECABORT put back at their positions. Returns an OWNED batch, or NULL (out of memory,
- * or an error from put_error). THREAD: instance's.
+ * Answers request i of a call here with an error (call_answer, since 1.1): the host sends the rest
+ * of the batch and puts the answer back in its place. errors: a response batch the transform made
+ * for these answers (made on first use; free it after the loop: the answers share its bytes).
  */
-static inline sluice_batch *partial_merge(const unsigned char *routes, size_t count, const sluice_batch *backend,
-                                          partial_error_fn put_error, void *ctx) {
-  sluice_batch *merged = host->batch_new(SLUICE_BATCH_RESPONSES, SLUICE_PROTOCOL_REDIS);
-  int32_t status = merged ? SLUICE_OK : SLUICE_ERROR;
-  size_t next = 0;
-  for (size_t i = 0; i < count && status == SLUICE_OK; i++) {
-    if (routes[i] == PARTIAL_REFUSED) {
-      status = put_error(ctx, merged, i);
-    } else if (routes[i] == PARTIAL_EXEC_ABORT) {
-      next++; /* DISCARD's reply */
-      status = host->redis_put_reply(merged, i, SLUICE_REDIS_ERROR, (const uint8_t *)PARTIAL_EXECABORT,
-                                     sizeof PARTIAL_EXECABORT - 1, 0);
-    } else {
-      status = host->batch_insert_from(merged, i, backend, next++);
-    }
-  }
-  if (status != SLUICE_OK) {
-    host->batch_free(merged);
-    return NULL;
-  }
-  return merged;
-}
-
-/* All requests refused: the errors as an OWNED batch, or NULL. */
-static inline sluice_batch *partial_all_refused(size_t count, partial_error_fn put_error, void *ctx) {
-  sluice_batch *responses = host->batch_new(SLUICE_BATCH_RESPONSES, SLUICE_PROTOCOL_REDIS);
-  int32_t status = responses ? SLUICE_OK : SLUICE_ERROR;
-  for (size_t i = 0; i < count && status == SLUICE_OK; i++) status = put_error(ctx, responses, i);
-  if (status != SLUICE_OK) {
-    host->batch_free(responses);
-    return NULL;
-  }
-  return responses;
+static inline int32_t partial_refuse(sluice_call *call, size_t i, sluice_batch **errors, const char *text, size_t len) {
+  if (*errors == NULL) *errors = host->batch_new(SLUICE_BATCH_RESPONSES, SLUICE_PROTOCOL_REDIS);
+  if (*errors == NULL) return SLUICE_ERROR;
+  size_t at = host->batch_count(*errors);
+  int32_t status = host->redis_put_reply(*errors, at, SLUICE_REDIS_ERROR, (const uint8_t *)text, len, 0);
+  if (status == SLUICE_OK) status = host->call_answer(call, i, *errors, at);
+  return status;
 }
 
 #endif /* SLUICE_PARTIAL_H */

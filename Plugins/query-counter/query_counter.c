@@ -196,11 +196,14 @@ static int32_t counter_config_new(sluice_config_env *env, const sluice_config_no
   return SLUICE_OK;
 }
 
-/* Per connection: the argument views reused for key patterns (grown to the largest command seen). */
+/* Per connection: the argument views and key positions reused for key patterns (grown to the
+ * largest command seen). */
 typedef struct counter_instance {
   const counter_config *config;
   sluice_host_view *args;
   size_t capacity;
+  size_t *positions;
+  size_t position_capacity;
 } counter_instance;
 
 static int32_t counter_instance_new(void *config, sluice_instance_env *env, void **out) {
@@ -216,24 +219,24 @@ static void counter_instance_free(void *p) {
   counter_instance *instance = p;
   if (instance == NULL) return;
   free(instance->args);
+  free(instance->positions);
   free(instance);
 }
 
-typedef struct key_match {
-  const key_pattern *pattern;
-  const sluice_host_view *args;
-} key_match;
-
-static int key_matches(void *ctx, size_t index) {
-  const key_match *m = ctx;
-  const sluice_host_view *key = &m->args[index];
-  return glob_matches(m->pattern->glob, m->pattern->len, key->ptr, key->len);
-}
-
-/* Adds request i to every key pattern one of its keys matches (at most once per pattern). */
-static void count_keys(counter_instance *instance, const sluice_batch *requests, size_t i, const rct_command *command) {
+/* Adds request i to every key pattern one of its keys matches (at most once per pattern). The keys
+ * are where the host's key table puts them (redis_keys, since 1.1): fixed positions, EVAL/FCALL
+ * numkeys, XREAD STREAMS, ZUNIONSTORE's sources, SORT's STORE… */
+static void count_keys(counter_instance *instance, const sluice_batch *requests, size_t i) {
   const counter_config *c = instance->config;
-  if (command == NULL || command->first_key <= 0) return;
+  size_t n = 0;
+  if (host->redis_keys(requests, i, instance->positions, instance->position_capacity, &n) != SLUICE_OK || n == 0) return;
+  if (n > instance->position_capacity) {
+    size_t *bigger = realloc(instance->positions, n * sizeof *bigger);
+    if (bigger == NULL) return;
+    instance->positions = bigger;
+    instance->position_capacity = n;
+    if (host->redis_keys(requests, i, instance->positions, instance->position_capacity, &n) != SLUICE_OK) return;
+  }
   size_t argc = 0;
   if (host->redis_args(requests, i, instance->args, instance->capacity, &argc) != SLUICE_OK) return;
   if (argc > instance->capacity) {
@@ -244,8 +247,15 @@ static void count_keys(counter_instance *instance, const sluice_batch *requests,
     if (host->redis_args(requests, i, instance->args, instance->capacity, &argc) != SLUICE_OK) return;
   }
   for (size_t p = 0; p < c->pattern_count; p++) {
-    key_match m = {&c->patterns[p], instance->args};
-    if (rc_for_each_key(command, argc, key_matches, &m)) host->metric_add(c->patterns[p].matched, 1);
+    const key_pattern *pattern = &c->patterns[p];
+    for (size_t k = 0; k < n; k++) {
+      if (instance->positions[k] >= argc) continue;
+      const sluice_host_view *key = &instance->args[instance->positions[k]];
+      if (glob_matches(pattern->glob, pattern->len, key->ptr, key->len)) {
+        host->metric_add(pattern->matched, 1);
+        break;
+      }
+    }
   }
 }
 
@@ -273,7 +283,7 @@ static int32_t counter_on_requests(void *p, sluice_call *call, sluice_batch *req
       }
     }
     host->metric_add(counter, 1);
-    if (c->pattern_count > 0) count_keys(instance, requests, i, command);
+    if (c->pattern_count > 0) count_keys(instance, requests, i);
   }
   return host->call_pass(call);
 }
@@ -297,7 +307,7 @@ static const sluice_plugin_descriptor descriptor = {
     .struct_size = sizeof(sluice_plugin_descriptor),
     .abi_major = SLUICE_ABI_VERSION_MAJOR,
     .abi_minor = SLUICE_ABI_VERSION_MINOR,
-    .flags = SLUICE_PLUGIN_FLAG_REQUIRES_MINOR, /* call_pass is since 1.1 */
+    .flags = SLUICE_PLUGIN_FLAG_REQUIRES_MINOR, /* call_pass and redis_keys are since 1.1 */
     .transform_count = sizeof transforms / sizeof transforms[0],
     .name = "query-counter",
     .version = "1.0.0",

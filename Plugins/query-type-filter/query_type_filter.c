@@ -125,21 +125,11 @@ static int refusal_of(const filter_config *c, const sluice_batch *batch, size_t 
   return 0;
 }
 
-/* Per refused request: what the error says. */
-typedef struct refusal {
-  unsigned char reason;
-  const rct_command *entry;
-  char name[33]; /* the command as sent (lowercased, cut), for commands the table does not know */
-} refusal;
-
-/* A batch with refused requests: routes and refusals, until its responses are merged. Linked into
- * the instance so instance_free can free the states of abandoned calls. */
+/* A call with doomed EXECs sent as DISCARD, until on_responses turns their +OK into EXECABORT.
+ * Linked into the instance so instance_free can free the states of abandoned calls. */
 typedef struct filter_call {
   struct filter_call *next, *prev;
-  const filter_config *config;
-  size_t count;
-  unsigned char *routes;
-  refusal *refusals;
+  partial_aborts *aborts;
 } filter_call;
 
 typedef struct filter_instance {
@@ -159,8 +149,7 @@ static int32_t filter_instance_new(void *config, sluice_instance_env *env, void 
 
 static void filter_call_free(filter_call *state) {
   if (state == NULL) return;
-  free(state->routes);
-  free(state->refusals);
+  partial_aborts_free(state->aborts);
   free(state);
 }
 
@@ -180,93 +169,81 @@ static void filter_instance_free(void *p) {
   free(instance);
 }
 
-/* The -NOPERM error of a refused request. */
-static int32_t put_refusal(void *ctx, sluice_batch *responses, size_t index) {
-  const filter_call *state = ctx;
-  const filter_config *c = state->config;
-  const refusal *r = &state->refusals[index];
-  const char *name = r->entry ? r->entry->name : r->name;
-  char text[600];
+/* The text of the -NOPERM error for request i (refused for reason, decided by entry). */
+static size_t refusal_text(const filter_config *c, const sluice_batch *requests, size_t i, int reason,
+                           const rct_command *entry, char *text, size_t cap) {
+  char unknown[33];
+  const char *name = entry ? entry->name : unknown;
+  if (entry == NULL) { /* the command as sent, lowercased, cut, printable */
+    sluice_host_view view = {0};
+    size_t argc = 0;
+    host->redis_args(requests, i, &view, 1, &argc);
+    size_t len = view.len < sizeof unknown - 1 ? view.len : sizeof unknown - 1;
+    pu_lower_name(view.ptr, len, unknown, sizeof unknown);
+    for (size_t k = 0; k < len; k++) {
+      if (unknown[k] < 32 || unknown[k] > 126 || unknown[k] == '\'') unknown[k] = '?';
+    }
+  }
   int n;
   if (c->message != NULL) {
-    n = snprintf(text, sizeof text, "NOPERM query-type-filter: %s", c->message);
-  } else if (r->reason == REASON_CATEGORY) {
+    n = snprintf(text, cap, "NOPERM query-type-filter: %s", c->message);
+  } else if (reason == REASON_CATEGORY) {
     char categories[300] = "";
     size_t used = 0;
-    uint64_t matched = r->entry->categories & c->deny_categories;
+    uint64_t matched = entry->categories & c->deny_categories;
     for (int k = 0; k < RCT_CATEGORY_COUNT; k++) {
       if (!(matched & (UINT64_C(1) << k))) continue;
       int m = snprintf(categories + used, sizeof categories - used, "%s@%s", used ? " " : "", rct_category_names[k]);
       if (m < 0 || (size_t)m >= sizeof categories - used) break;
       used += (size_t)m;
     }
-    n = snprintf(text, sizeof text, "NOPERM query-type-filter: command '%s' is denied by this proxy (%s)", name, categories);
-  } else if (r->reason == REASON_NOT_ALLOWED) {
-    n = snprintf(text, sizeof text, "NOPERM query-type-filter: command '%s' is not in a category this proxy allows", name);
+    n = snprintf(text, cap, "NOPERM query-type-filter: command '%s' is denied by this proxy (%s)", name, categories);
+  } else if (reason == REASON_NOT_ALLOWED) {
+    n = snprintf(text, cap, "NOPERM query-type-filter: command '%s' is not in a category this proxy allows", name);
   } else {
-    n = snprintf(text, sizeof text, "NOPERM query-type-filter: command '%s' is denied by this proxy", name);
+    n = snprintf(text, cap, "NOPERM query-type-filter: command '%s' is denied by this proxy", name);
   }
-  if (n < 0) return SLUICE_ERROR;
-  if ((size_t)n >= sizeof text) n = (int)sizeof text - 1;
-  return host->redis_put_reply(responses, index, SLUICE_REDIS_ERROR, (const uint8_t *)text, (size_t)n, 0);
+  if (n < 0) return 0;
+  return (size_t)n >= cap ? cap - 1 : (size_t)n;
 }
 
+/* Answers the denied requests here (call_answer) and passes the rest on; only a batch with a doomed
+ * EXEC needs on_responses. */
 static int32_t filter_on_requests(void *p, sluice_call *call, sluice_batch *requests) {
   filter_instance *instance = p;
   const filter_config *c = instance->config;
   size_t count = host->batch_count(requests);
   host->metric_add(c->requests, count);
-  filter_call *state = NULL;
+  sluice_batch *errors = NULL;
+  partial_aborts *aborts = NULL;
   size_t refused = 0;
-  for (size_t i = 0; i < count; i++) {
+  int32_t status = SLUICE_OK;
+  for (size_t i = 0; i < count && status == SLUICE_OK; i++) {
     const rct_command *entry = NULL, *parent = NULL;
     int reason = refusal_of(c, requests, i, &entry, &parent);
     enum partial_route route = partial_route_of(&instance->transaction, requests, i, reason != 0);
-    if (route == PARTIAL_PASS) continue;
-    if (state == NULL) {
-      state = calloc(1, sizeof *state);
-      if (state != NULL) {
-        state->config = c;
-        state->count = count;
-        state->routes = calloc(count, 1);
-        state->refusals = calloc(count, sizeof *state->refusals);
-      }
-      if (state == NULL || state->routes == NULL || state->refusals == NULL) {
-        filter_call_free(state);
-        return host->call_fail(call, "out of memory", 13);
-      }
-    }
-    state->routes[i] = (unsigned char)route;
     if (route == PARTIAL_REFUSED) {
+      char text[600];
+      size_t len = refusal_text(c, requests, i, reason, entry, text, sizeof text);
+      status = partial_refuse(call, i, &errors, text, len);
       refused++;
-      refusal *r = &state->refusals[i];
-      r->reason = (unsigned char)reason;
-      r->entry = entry;
-      if (entry == NULL) {
-        sluice_host_view name = {0};
-        size_t argc = 0;
-        host->redis_args(requests, i, &name, 1, &argc);
-        size_t len = name.len < sizeof r->name - 1 ? name.len : sizeof r->name - 1;
-        pu_lower_name(name.ptr, len, r->name, sizeof r->name);
-        for (size_t k = 0; k < len; k++) {
-          if (r->name[k] < 32 || r->name[k] > 126 || r->name[k] == '\'') r->name[k] = '?';
-        }
-      }
+    } else if (route == PARTIAL_EXEC_ABORT) {
+      status = partial_abort_exec(requests, i, &aborts);
     }
   }
-  if (state == NULL) return host->call_pass(call); /* nothing refused: no way back */
-  host->metric_add(c->denied, refused);
-  if (refused == count) {
-    sluice_batch *responses = partial_all_refused(count, put_refusal, state);
-    filter_call_free(state);
-    if (responses == NULL) return host->call_fail(call, "cannot build the error replies", 30);
-    return host->call_respond(call, responses);
+  host->batch_free(errors);
+  if (refused > 0) host->metric_add(c->denied, refused);
+  if (status != SLUICE_OK) {
+    partial_aborts_free(aborts);
+    return host->call_fail(call, "cannot answer the denied requests", 33);
   }
-  if (partial_apply(requests, state->routes, count) != SLUICE_OK) {
-    filter_call_free(state);
-    return host->call_fail(call, "cannot take the denied requests out", 35);
+  if (aborts == NULL) return host->call_pass(call);
+  filter_call *state = calloc(1, sizeof *state);
+  if (state == NULL) {
+    partial_aborts_free(aborts);
+    return host->call_fail(call, "out of memory", 13);
   }
-  state->prev = NULL;
+  state->aborts = aborts;
   state->next = instance->calls;
   if (instance->calls != NULL) instance->calls->prev = state;
   instance->calls = state;
@@ -280,10 +257,10 @@ static int32_t filter_on_responses(void *p, sluice_call *call, const sluice_batc
   if (state == NULL) return host->call_respond(call, NULL);
   host->call_set_data(call, NULL);
   filter_unlink(p, state);
-  sluice_batch *merged = partial_merge(state->routes, state->count, responses, put_refusal, state);
+  int32_t status = partial_answer_aborts(state->aborts, responses);
   filter_call_free(state);
-  if (merged == NULL) return host->call_fail(call, "cannot merge the responses", 26);
-  return host->call_respond(call, merged);
+  if (status != SLUICE_OK) return host->call_fail(call, "cannot answer an aborted EXEC", 29);
+  return host->call_respond(call, NULL);
 }
 
 static const sluice_transform_descriptor transforms[] = {
@@ -306,7 +283,7 @@ static const sluice_plugin_descriptor descriptor = {
     .struct_size = sizeof(sluice_plugin_descriptor),
     .abi_major = SLUICE_ABI_VERSION_MAJOR,
     .abi_minor = SLUICE_ABI_VERSION_MINOR,
-    .flags = SLUICE_PLUGIN_FLAG_REQUIRES_MINOR, /* call_pass is since 1.1 */
+    .flags = SLUICE_PLUGIN_FLAG_REQUIRES_MINOR, /* call_pass, call_answer and redis_set_arg are since 1.1 */
     .transform_count = sizeof transforms / sizeof transforms[0],
     .name = "query-type-filter",
     .version = "1.0.0",

@@ -41,11 +41,11 @@ typedef struct bucket {
 typedef struct address_entry {
   uint8_t used;
   uint8_t len;
-  uint8_t address[46]; /* IPv6 text at most 45 bytes */
+  uint8_t address[64]; /* the bucket's key: an IP address, or a user name (see bucket_key) */
   bucket b;
 } address_entry;
 
-typedef enum { PER_SOURCE = 0, PER_CLIENT = 1 } throttle_scope;
+typedef enum { PER_SOURCE = 0, PER_CLIENT = 1, PER_USER = 2 } throttle_scope;
 
 typedef struct throttle_config {
   double rate;  /* tokens per second */
@@ -172,8 +172,11 @@ static int32_t throttle_config_new(sluice_config_env *env, const sluice_config_n
     host->node_scalar(per_node, &text);
     if (pu_view_is(text, "client")) {
       per = PER_CLIENT;
+    } else if (pu_view_is(text, "user")) {
+      per = PER_USER;
     } else if (!pu_view_is(text, "source")) {
-      pu_fail(env, per_node, "per: expected source (one bucket for every client) or client (one per client address)");
+      pu_fail(env, per_node, "per: expected source (one bucket for every client), client (one per client address) "
+              "or user (one per authenticated user)");
       return SLUICE_ERROR;
     }
   }
@@ -190,7 +193,7 @@ static int32_t throttle_config_new(sluice_config_env *env, const sluice_config_n
   c->shared.tokens = c->burst;
   c->shared.stamp = now;
   c->overflow = c->shared;
-  if (per == PER_CLIENT) {
+  if (per != PER_SOURCE) {
     c->capacity = c->max_clients * 2 < 64 ? c->max_clients * 2 : 64;
     c->table = calloc(c->capacity, sizeof *c->table);
     if (c->table == NULL) goto fail;
@@ -218,17 +221,14 @@ typedef struct held_call {
   struct held_call *next, *prev; /* in the instance's list of calls it holds state for */
   struct held_call *queue_next;  /* in the instance's queue of calls waiting for their tokens */
   sluice_call *call;
-  const throttle_config *config;
-  uint64_t due_ns;       /* when a held call may go */
-  size_t original_count; /* request count before the rejected ones were removed */
-  unsigned char *routes; /* enum partial_route per original request; NULL when nothing was removed */
-  uint64_t retry_ms;     /* for the THROTTLED text */
+  uint64_t due_ns;         /* when a held call may go */
+  partial_aborts *aborts;  /* doomed EXECs sent as DISCARD, or NULL */
 } held_call;
 
 typedef struct throttle_instance {
   throttle_config *config;
   sluice_instance_env *env;
-  uint8_t address[46];
+  uint8_t address[64];
   size_t address_len;
   enum partial_transaction transaction;
   held_call *calls;                   /* every call this instance holds state for */
@@ -269,7 +269,7 @@ static void held_unlink(throttle_instance *instance, held_call *h) {
 
 static void held_free(held_call *h) {
   if (h == NULL) return;
-  free(h->routes);
+  partial_aborts_free(h->aborts);
   free(h);
 }
 
@@ -290,14 +290,39 @@ static void throttle_instance_free(void *p) {
  * max_wait_ms covers them, all n are reserved and *wait_ns says how long; otherwise the whole
  * tokens there are given and *retry_ms says when the next one is due.
  */
+/* The key of a bucket: the bytes, or for more than 64 their first 56 and a 64-bit hash of all. */
+static size_t bucket_key(const uint8_t *p, size_t len, uint8_t out[64]) {
+  if (len <= 64) {
+    if (len > 0) memcpy(out, p, len);
+    return len;
+  }
+  uint64_t h = hash_bytes(p, len);
+  memcpy(out, p, 56);
+  memcpy(out + 56, &h, 8);
+  return 64;
+}
+
 static size_t take_tokens(throttle_instance *instance, size_t n, uint64_t *wait_ns, uint64_t *retry_ms) {
   throttle_config *c = instance->config;
   uint64_t now = now_ns();
   size_t granted = n;
   *wait_ns = 0;
   *retry_ms = 0;
+  uint8_t key[64];
+  size_t key_len = 0;
+  if (c->per == PER_USER) {
+    /* The user the client is authenticated as now (it may change with AUTH); "default" before. */
+    sluice_host_view user = {0};
+    if (host->get_property(instance->env, SLUICE_PROPERTY_USER, &user, NULL) == SLUICE_OK) {
+      key_len = bucket_key(user.ptr, user.len, key);
+    } else {
+      key_len = bucket_key((const uint8_t *)"default", 7, key);
+    }
+  }
   pthread_mutex_lock(&c->lock);
-  bucket *b = c->per == PER_CLIENT ? address_bucket(c, instance->address, instance->address_len, now) : &c->shared;
+  bucket *b = c->per == PER_CLIENT ? address_bucket(c, instance->address, instance->address_len, now)
+            : c->per == PER_USER   ? address_bucket(c, key, key_len, now)
+                                   : &c->shared;
   refill(c, b, now);
   if (b->tokens >= (double)n) {
     b->tokens -= (double)n;
@@ -318,21 +343,17 @@ static size_t take_tokens(throttle_instance *instance, size_t n, uint64_t *wait_
   return granted;
 }
 
-/* The THROTTLED error of a refused request (ctx: the held_call, for its retry hint). */
-static int32_t put_throttled(void *ctx, sluice_batch *responses, size_t index) {
-  const held_call *h = ctx;
-  const throttle_config *c = h->config;
-  uint64_t retry_ms = h->retry_ms;
-  char text[200];
-  int n = snprintf(text, sizeof text, "THROTTLED rate limit of %.0f requests/s exceeded (burst %.0f); retry in %llu ms",
+/* The THROTTLED error text; returns its length. */
+static size_t throttled_text(const throttle_config *c, uint64_t retry_ms, char *text, size_t cap) {
+  int n = snprintf(text, cap, "THROTTLED rate limit of %.0f requests/s exceeded (burst %.0f); retry in %llu ms",
                    c->rate, c->burst, (unsigned long long)retry_ms);
-  if (n < 0 || (size_t)n >= sizeof text) return SLUICE_ERROR;
-  return host->redis_put_reply(responses, index, SLUICE_REDIS_ERROR, (const uint8_t *)text, (size_t)n, 0);
+  if (n < 0) return 0;
+  return (size_t)n >= cap ? cap - 1 : (size_t)n;
 }
 
-/* Sends a call on: untouched (call_pass) when nothing was removed, else with its state. */
+/* Sends a call on: untouched (call_pass) unless an EXEC of it was sent as DISCARD. */
 static void forward(throttle_instance *instance, held_call *h) {
-  if (h->routes == NULL) {
+  if (h->aborts == NULL) {
     sluice_call *call = h->call;
     held_unlink(instance, h);
     held_free(h);
@@ -379,46 +400,39 @@ static int32_t throttle_on_requests(void *p, sluice_call *call, sluice_batch *re
   uint64_t wait_ns = 0, retry_ms = 0;
   size_t granted = take_tokens(instance, count, &wait_ns, &retry_ms);
 
-  /* Routes: the first `granted` requests pass, the rest are answered THROTTLED. */
-  unsigned char *routes = NULL;
+  /* The first `granted` requests go; the rest are answered THROTTLED here (call_answer). */
+  sluice_batch *errors = NULL;
+  partial_aborts *aborts = NULL;
   size_t rejected = 0;
-  for (size_t i = 0; i < count; i++) {
+  int32_t status = SLUICE_OK;
+  for (size_t i = 0; i < count && status == SLUICE_OK; i++) {
     enum partial_route r = partial_route_of(&instance->transaction, requests, i, i >= granted);
-    if (r == PARTIAL_PASS) continue;
-    if (routes == NULL) {
-      routes = calloc(count, 1);
-      if (routes == NULL) return host->call_fail(call, "out of memory", 13);
+    if (r == PARTIAL_REFUSED) {
+      char text[200];
+      status = partial_refuse(call, i, &errors, text, throttled_text(c, retry_ms, text, sizeof text));
+      rejected++;
+    } else if (r == PARTIAL_EXEC_ABORT) {
+      status = partial_abort_exec(requests, i, &aborts);
     }
-    routes[i] = (unsigned char)r;
-    if (r == PARTIAL_REFUSED) rejected++;
+  }
+  host->batch_free(errors);
+  if (status != SLUICE_OK) {
+    partial_aborts_free(aborts);
+    return host->call_fail(call, "cannot answer the throttled requests", 36);
   }
   host->metric_add(c->passed, count - rejected);
   if (rejected > 0) host->metric_add(c->rejected, rejected);
-  int must_wait = wait_ns > 0 || instance->queue_head != NULL; /* later batches queue behind held ones */
-  if (routes == NULL && !must_wait) {
-    return host->call_pass(call); /* the fast path: covered by the bucket, nothing held */
-  }
-  if (rejected == count) { /* nothing goes on: answered here (the host keeps replies in order) */
-    held_call errors = {.config = c, .retry_ms = retry_ms};
-    sluice_batch *responses = partial_all_refused(count, put_throttled, &errors);
-    free(routes);
-    if (responses == NULL) return host->call_fail(call, "cannot build the error replies", 30);
-    return host->call_respond(call, responses);
-  }
+  /* Later batches queue behind held ones, so the connection's commands keep their order; a batch
+   * answered entirely here sends nothing and need not wait. */
+  int must_wait = (wait_ns > 0 || instance->queue_head != NULL) && rejected < count;
+  if (!must_wait && aborts == NULL) return host->call_pass(call); /* the fast path */
   held_call *h = calloc(1, sizeof *h);
   if (h == NULL) {
-    free(routes);
+    partial_aborts_free(aborts);
     return host->call_fail(call, "out of memory", 13);
   }
   h->call = call;
-  h->routes = routes;
-  h->original_count = count;
-  h->retry_ms = retry_ms;
-  h->config = c;
-  if (routes != NULL && partial_apply(requests, routes, count) != SLUICE_OK) {
-    held_free(h);
-    return host->call_fail(call, "cannot take the throttled requests out", 38);
-  }
+  h->aborts = aborts;
   held_link(instance, h);
   if (!must_wait) {
     forward(instance, h);
@@ -433,7 +447,7 @@ static int32_t throttle_on_requests(void *p, sluice_call *call, sluice_batch *re
   return SLUICE_OK;
 }
 
-/* Puts the THROTTLED errors (and EXECABORT for an aborted EXEC) back at their positions. */
+/* Answers the DISCARDs that stood for doomed EXECs with EXECABORT. */
 static int32_t throttle_on_responses(void *p, sluice_call *call, const sluice_batch *requests, sluice_batch *responses) {
   (void)requests;
   throttle_instance *instance = p;
@@ -441,10 +455,10 @@ static int32_t throttle_on_responses(void *p, sluice_call *call, const sluice_ba
   if (h == NULL) return host->call_respond(call, NULL);
   host->call_set_data(call, NULL);
   held_unlink(instance, h);
-  sluice_batch *merged = partial_merge(h->routes, h->original_count, responses, put_throttled, h);
+  int32_t status = partial_answer_aborts(h->aborts, responses);
   held_free(h);
-  if (merged == NULL) return host->call_fail(call, "cannot merge the responses", 26);
-  return host->call_respond(call, merged);
+  if (status != SLUICE_OK) return host->call_fail(call, "cannot answer an aborted EXEC", 29);
+  return host->call_respond(call, NULL);
 }
 
 static const sluice_transform_descriptor transforms[] = {
@@ -467,7 +481,7 @@ static const sluice_plugin_descriptor descriptor = {
     .struct_size = sizeof(sluice_plugin_descriptor),
     .abi_major = SLUICE_ABI_VERSION_MAJOR,
     .abi_minor = SLUICE_ABI_VERSION_MINOR,
-    .flags = SLUICE_PLUGIN_FLAG_REQUIRES_MINOR, /* call_pass is since 1.1 */
+    .flags = SLUICE_PLUGIN_FLAG_REQUIRES_MINOR, /* call_pass, call_answer, redis_set_arg, get_property: since 1.1 */
     .transform_count = sizeof transforms / sizeof transforms[0],
     .name = "throttle",
     .version = "1.0.0",

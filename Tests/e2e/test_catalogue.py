@@ -156,7 +156,9 @@ def test_query_counter_series_are_bounded_whatever_clients_send(redis_factory, s
     r.mset({"user:2": "b", "x": "c"})
     assert r.mget("user:1", "x") == [b"a", b"c"]
     r.hset("user:h", "f", "v")
-    r.execute_command("EVAL", "return 1", 1, "user:1")  # numkeys: no fixed key positions, not matched
+    r.execute_command("EVAL", "return 1", 1, "user:1")  # numkeys: found by the host's key table
+    r.execute_command("XADD", "user:s", "*", "f", "v")
+    r.execute_command("XREAD", "COUNT", "1", "STREAMS", "user:s", "0")  # keys after STREAMS
     for i in range(300):  # 300 distinct unknown commands: all "other", no new series
         with pytest.raises(redis.ResponseError):
             r.execute_command(f"MADEUP{i}", "user:9")
@@ -166,7 +168,7 @@ def test_query_counter_series_are_bounded_whatever_clients_send(redis_factory, s
     assert metric(proxy, "sluice_plugin_query_counter_command_hset_total") == 1
     assert metric(proxy, "sluice_plugin_query_counter_command_eval_total") == 1
     assert metric(proxy, "sluice_plugin_query_counter_other_total") == 300
-    assert metric(proxy, "sluice_plugin_query_counter_key_users_total") == 4  # SET, MSET, MGET, HSET
+    assert metric(proxy, "sluice_plugin_query_counter_key_users_total") == 7  # SET MSET MGET HSET EVAL XADD XREAD
     series_after = sum(1 for l in metrics_text(proxy).splitlines() if l.startswith("sluice_plugin_query_counter_"))
     assert series_after == series_before
 
@@ -288,6 +290,29 @@ def test_throttle_per_client_gives_each_address_its_own_bucket(redis_factory, sl
     b.close()
 
 
+def test_throttle_per_user_shares_a_bucket_between_a_users_connections(redis_factory, sluice_factory):
+    """per: user keys the bucket by the user the client authenticated as (the host's session
+    property): alice's two connections share one bucket, bob has his own."""
+    backend = redis_factory()
+    config = plain_config(backend.port, "    - throttle: { rate: 1, burst: 3, per: user }\n").replace(
+        "chain: main }", "chain: main, auth: [{ username: alice, password: a-pw }, { username: bob, password: b-pw }] }")
+    proxy = sluice_factory(config)
+    from test_transform_promises import RawClient
+    alice1, alice2, bob = RawClient(proxy.port), RawClient(proxy.port), RawClient(proxy.port)
+    try:
+        assert alice1.call(b"AUTH alice a-pw\r\n") == b"+OK\r\n"  # answered by the host: no token
+        assert alice2.call(b"AUTH alice a-pw\r\n") == b"+OK\r\n"
+        assert bob.call(b"AUTH bob b-pw\r\n") == b"+OK\r\n"
+        alice1.send(b"PING\r\n" * 3)
+        assert [alice1.reply() for _ in range(3)] == [b"+PONG\r\n"] * 3
+        assert alice2.call(b"PING\r\n").startswith(b"-THROTTLED")  # the same user: the same bucket
+        bob.send(b"PING\r\n" * 3)
+        assert [bob.reply() for _ in range(3)] == [b"+PONG\r\n"] * 3
+    finally:
+        for c in (alice1, alice2, bob):
+            c.close()
+
+
 def test_throttle_per_client_table_is_bounded_by_max_clients(redis_factory, sluice_factory):
     """40 client addresses (127.0.0.1 to 127.0.0.40) with max_clients 16: the first 16 get buckets
     of their own, the others share one overflow bucket, so most of them are throttled."""
@@ -307,7 +332,7 @@ def test_throttle_per_client_table_is_bounded_by_max_clients(redis_factory, slui
     ('    - throttle: {}\n', r":7:\d+: main\[0\] throttle: rate is required"),
     ('    - throttle: { rate: 0 }\n', r":7:\d+: main\[0\] throttle: rate: expected an integer from 1 to 100000000, found 0"),
     ('    - throttle: { rate: 10, burst: x }\n', r":7:\d+: main\[0\] throttle: burst: expected an integer"),
-    ('    - throttle: { rate: 10, per: user }\n', r":7:\d+: main\[0\] throttle: per: expected source .* or client"),
+    ('    - throttle: { rate: 10, per: tenant }\n', r":7:\d+: main\[0\] throttle: per: expected source .*, client .* or user"),
     ('    - throttle: { rate: 10, max_wait_ms: 600000 }\n', r":7:\d+: main\[0\] throttle: max_wait_ms: expected an integer from 0 to 60000"),
 ])
 def test_throttle_config_errors_point_into_the_file(workdir, steps, needle):
