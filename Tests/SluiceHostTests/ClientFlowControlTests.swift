@@ -137,20 +137,30 @@ final class CompletionDeadlineTests: XCTestCase {
     func testAnIncompleteRequestMustCompleteInTime() {
         var deadline = CompletionDeadline(timeoutMilliseconds: 100)
         XCTAssertEqual(deadline.check(at: start), .nothingPending)
-        XCTAssertTrue(deadline.requestIncomplete(now: { start }))
+        XCTAssertTrue(deadline.requestIncomplete(begunInThisRead: false, now: { start }))
         // Later reads of the same request do not restart the clock (nor read it).
-        XCTAssertFalse(deadline.requestIncomplete(now: { XCTFail("clock read"); return start }))
+        XCTAssertFalse(deadline.requestIncomplete(begunInThisRead: false, now: { XCTFail("clock read"); return start }))
         XCTAssertEqual(deadline.check(at: start + .milliseconds(40)), .checkAgain(at: start + .milliseconds(100)))
         XCTAssertEqual(deadline.check(at: start + .milliseconds(100)), .expired(what: "request"))
     }
 
     func testACompletedRequestStopsTheClock() {
         var deadline = CompletionDeadline(timeoutMilliseconds: 100)
-        _ = deadline.requestIncomplete(now: { start })
+        _ = deadline.requestIncomplete(begunInThisRead: false, now: { start })
         deadline.requestsComplete()
         XCTAssertEqual(deadline.check(at: start + .seconds(10)), .nothingPending)
-        XCTAssertTrue(deadline.requestIncomplete(now: { start + .seconds(10) }))
+        XCTAssertTrue(deadline.requestIncomplete(begunInThisRead: false, now: { start + .seconds(10) }))
         XCTAssertEqual(deadline.check(at: start + .milliseconds(10_050)), .checkAgain(at: start + .milliseconds(10_100)))
+    }
+
+    func testAPipelineWhoseReadsEndInsideARequestKeepsAFreshClock() {
+        var deadline = CompletionDeadline(timeoutMilliseconds: 100)
+        XCTAssertTrue(deadline.requestIncomplete(begunInThisRead: true, now: { start }))
+        for i in 1...50 {  // every read completes the request before and ends inside the next one
+            let now = start + .milliseconds(Int64(i * 20))
+            XCTAssertFalse(deadline.requestIncomplete(begunInThisRead: true, now: { now }))
+            XCTAssertEqual(deadline.check(at: now + .milliseconds(10)), .checkAgain(at: now + .milliseconds(100)))
+        }
     }
 
     func testTLSHandshake() {
@@ -165,7 +175,7 @@ final class CompletionDeadlineTests: XCTestCase {
     func testZeroMeansNoLimit() {
         var deadline = CompletionDeadline(timeoutMilliseconds: 0)
         XCTAssertFalse(deadline.isActive)
-        XCTAssertFalse(deadline.requestIncomplete(now: { XCTFail("clock read"); return start }))
+        XCTAssertFalse(deadline.requestIncomplete(begunInThisRead: true, now: { XCTFail("clock read"); return start }))
         deadline.tlsHandshakeBegan(at: start)
         XCTAssertEqual(deadline.check(at: start + .seconds(1000)), .nothingPending)
     }

@@ -325,6 +325,41 @@ def test_request_must_complete_within_the_request_timeout(redis_factory, sluice_
     assert patient.recv(64) == b"+PONG\r\n"
 
 
+def test_pipelining_client_whose_reads_end_inside_requests_is_not_timed_out(redis_factory, sluice_factory):
+    """The request timeout is per request: a client that streams a pipeline for three times
+    request_timeout_ms, in writes that each end inside a request (so Sluice always holds part of
+    one), completes requests all the time and is never closed."""
+    backend = redis_factory()
+    proxy = sluice_factory(config_with(backend.port, request_timeout_ms=1000))
+    s = socket.create_connection(("127.0.0.1", proxy.port), timeout=5)
+    request = resp("INCR", "streamed")
+    stream = request * 400  # sent one request's length at a time, each write ending in mid-request
+    expected = sum(len(b":%d\r\n" % i) for i in range(1, 401))
+    replies = []
+    reader = threading.Thread(target=lambda: replies.append(read_exactly(s, expected)), daemon=True)
+    reader.start()
+    half = len(request) // 2
+    s.sendall(stream[:half])
+    for i in range(half, len(stream), len(request)):
+        time.sleep(0.008)  # 400 writes: over 3 s
+        s.sendall(stream[i:i + len(request)])
+    reader.join(10)
+    assert replies and replies[0].endswith(b":400\r\n"), replies
+    assert backend.client().get("streamed") == b"400"
+    assert "request not complete" not in proxy.output()
+    s.close()
+
+
+def read_exactly(sock, n):
+    data = b""
+    while len(data) < n:
+        part = sock.recv(65536)
+        if not part:
+            break
+        data += part
+    return data
+
+
 def test_tls_handshake_must_complete_within_the_request_timeout(redis_factory, sluice_factory, certs):  # noqa: F811
     """A TLS source: connections that never start (or never finish) the handshake are closed after
     request_timeout_ms instead of holding a place under max_clients for ever; a TLS client that

@@ -42,13 +42,23 @@ struct CompletionDeadline {
         if case .tlsHandshake = pending { pending = .nothing }
     }
 
-    /// A read left an incomplete request buffered. The clock is read only when one was not already
-    /// pending (the request's first bytes came in this read).
-    /// Returns true when the deadline started now (the caller arms its check if none is armed).
-    mutating func requestIncomplete(now: () -> NIODeadline) -> Bool {
-        guard timeout != nil, case .nothing = pending else { return false }
-        pending = .request(since: now())
-        return true
+    /// A read left an incomplete request buffered. `begunInThisRead`: the read also completed a
+    /// request, so the incomplete one began in it (a pipelining client whose reads end inside a
+    /// request keeps a fresh clock); otherwise the clock keeps running from the request's first
+    /// read. The clock is read only when the request began now.
+    /// Returns true when no deadline was pending before (the caller arms its check if none is armed).
+    mutating func requestIncomplete(begunInThisRead: Bool, now: () -> NIODeadline) -> Bool {
+        guard timeout != nil else { return false }
+        switch pending {
+        case .nothing:
+            pending = .request(since: now())
+            return true
+        case .request where begunInThisRead:
+            pending = .request(since: now())
+            return false
+        case .request, .tlsHandshake:
+            return false
+        }
     }
 
     /// No incomplete request is buffered (or only complete requests wait for their turn).

@@ -219,6 +219,7 @@ final class RedisSourceHandler: ChannelInboundHandler, RequestBufferBudget.Waite
         var contiguousStart = buffer.readerIndex
         var contiguous = true
         var closeReply: (String, Bool)?  // (RESP reply, is an error)
+        var completedAny = false  // a request ended in this read (so a partial one after it began here)
         /// Runs what was scanned so far as one batch (before a request answered here).
         func runScanned() {
             guard var batch = building.take(), batch.count > 0 else { return }
@@ -313,11 +314,14 @@ final class RedisSourceHandler: ChannelInboundHandler, RequestBufferBudget.Waite
             let outcome = buffer.withUnsafeReadableBytes { scanner.scan($0) }
             switch outcome {
             case .multibulk(let length):
+                completedAny = true
                 guard take(buffer.readSlice(length: length)!) else { break scanning }
             case .empty(let length):
+                completedAny = true
                 buffer.moveReaderIndex(forwardBy: length)
                 contiguous = false  // "*0\r\n" or "*-1\r\n" asks for nothing; Redis ignores it too
             case .inline(let lineLength, let length):
+                completedAny = true
                 let line = buffer.getSlice(at: buffer.readerIndex, length: lineLength)!
                 buffer.moveReaderIndex(forwardBy: length)
                 contiguous = false
@@ -348,7 +352,7 @@ final class RedisSourceHandler: ChannelInboundHandler, RequestBufferBudget.Waite
             if isError { metrics.protocolError() }
             answer(text: reply, closeAfter: true)
         }
-        if self.context != nil { accountBuffered(context) }
+        if self.context != nil { accountBuffered(context, completedAny: completedAny) }
         // Plugins may have answered everything already: then nothing paused reading, and nothing
         // else would run what the budget held back.
         if heldByBudget, flow.isReading, !closing { scheduleHeld(context) }
@@ -356,8 +360,9 @@ final class RedisSourceHandler: ChannelInboundHandler, RequestBufferBudget.Waite
 
     /// After a read: counts the change of the client's buffered request bytes in the source's
     /// budget (pausing the client if the budget is spent), and starts or ends the clock of an
-    /// incomplete request. Costs nothing for a read that left nothing buffered, as before it.
-    private func accountBuffered(_ context: ChannelHandlerContext) {
+    /// incomplete request. Costs nothing for a read that left nothing buffered, as before it; a read
+    /// that completed requests and ended inside another reads the clock once.
+    private func accountBuffered(_ context: ChannelHandlerContext, completedAny: Bool) {
         let now = buffered?.readableBytes ?? 0
         if now != bufferedCounted {
             bufferedCounted = now
@@ -367,7 +372,7 @@ final class RedisSourceHandler: ChannelInboundHandler, RequestBufferBudget.Waite
             }
         }
         if now > 0, !heldByBudget, !closing {
-            if deadline.requestIncomplete(now: { .now() }) { armDeadlineCheck(context) }
+            if deadline.requestIncomplete(begunInThisRead: completedAny, now: { .now() }) { armDeadlineCheck(context) }
         } else {
             deadline.requestsComplete()
         }
