@@ -15,6 +15,7 @@ from conftest import PLUGINS, SLUICE, free_port, plain_config, wait_for_port
 
 
 def metrics_text(proxy):
+    wait_for_port(proxy.metrics_port, process=proxy.proc)  # the metrics listener may start after the source's
     return urllib.request.urlopen(f"http://127.0.0.1:{proxy.metrics_port}/metrics", timeout=5).read().decode()
 
 
