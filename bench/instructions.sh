@@ -6,13 +6,15 @@
 # system time nor waiting, so throughput still needs bench/run.sh.
 #
 # Usage: bench/instructions.sh [SLUICE_BINARY]   (N=20000 requests; needs valgrind: apt install valgrind)
+# PLUGINS=DIR measures with the plugins of DIR instead of building build/plugins (for comparing an
+# older binary with its own plugins).
 # With TOP=n it also lists the n functions that execute the most instructions, per request.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/three-transform-chain.sh
 N=${N:-20000}
 command -v valgrind >/dev/null || { echo "needs valgrind (apt-get install valgrind)" >&2; exit 2; }
-bash scripts/build.sh build/plugins >/dev/null
+if [ -z "${PLUGINS:-}" ]; then bash scripts/build.sh build/plugins >/dev/null; fi
 W=$(mktemp -d)
 SP=""
 cleanup() {
@@ -25,7 +27,7 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 REDIS=$(free_port); PORT=$(free_port)
 redis-server --port "$REDIS" --bind 127.0.0.1 --save '' --appendonly no --daemonize yes \
   --pidfile "$W/redis.pid" --logfile "$W/redis.log" --dir "$W"
-three_transform_chain "$REDIS" "$PORT" >"$W/chain.yaml"
+three_transform_chain "$REDIS" "$PORT" | sed "s|directory: .*|directory: ${PLUGINS:-$PWD/build/plugins}|" >"$W/chain.yaml"
 # valgrind cannot read the DWARF of Swift binaries; the symbol table is enough to name functions.
 strip --strip-debug -o "$W/sluice" "${1:-.build/release/sluice}"
 valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$W/callgrind.%p" \
