@@ -9,12 +9,13 @@ import urllib.request
 import pytest
 import redis
 
-from conftest import free_port, plain_config
+from conftest import free_port, plain_config, wait_for_port
 
 EXECABORT = b"-EXECABORT Transaction discarded because of previous errors.\r\n"
 
 
 def metric(proxy, name):
+    wait_for_port(proxy.metrics_port, process=proxy.proc)  # the metrics listener may start after the source's
     body = urllib.request.urlopen(f"http://127.0.0.1:{proxy.metrics_port}/metrics", timeout=5).read().decode()
     return sum(float(l.split()[-1]) for l in body.splitlines() if l.startswith(name))
 
