@@ -29,12 +29,27 @@ public enum Sluice {
         }
     }
 
-    /// Loads the config, its plugins and configures every transform. Throws `ConfigErrors`.
-    public static func prepare(configPath: String) throws -> Prepared {
+    /// Loads the config, its plugins and configures every transform, and checks the addresses it
+    /// listens on (trying to bind them unless `tryBinding` is false). Throws `ConfigErrors`.
+    public static func prepare(configPath: String, tryBinding: Bool = true) throws -> Prepared {
         let config = try SluiceConfig.load(path: configPath)
         let plugins = config.pluginDirectory.map { PluginLoader.loadDirectory($0) } ?? PluginLoader.Result()
-        let (plan, sources) = try RuntimeBuilder.build(config, plugins: plugins)
-        return Prepared(config: config, plugins: plugins, plan: plan, sources: sources)
+        var errors: [ConfigError] = []
+        if let problem = plugins.directoryProblem, let node = config.pluginDirectoryNode {
+            errors.append(config.error(node, "plugins.directory: \(problem), so no transform is available"))
+        } else if config.pluginDirectory == nil,
+                  let step = config.chains.lazy.flatMap(\.steps).first(where: { $0.kind == .transform }) {
+            errors.append(config.error(step.node, "transform '\(step.name)' is used but no plugin directory is configured (plugins: { directory: DIR })"))
+        }
+        var built: (RuntimePlan, [RuntimeBuilder.SourcePlan])?
+        do {
+            built = try RuntimeBuilder.build(config, plugins: plugins)
+        } catch let failures as ConfigErrors {
+            errors += failures.errors
+        }
+        errors += ListenCheck.problems(of: config, tryBinding: tryBinding)
+        guard errors.isEmpty, let built else { throw ConfigErrors(errors: errors) }
+        return Prepared(config: config, plugins: plugins, plan: built.0, sources: built.1)
     }
 
     /// Routes swift-log to stderr at `level` and swift-metrics to the Prometheus registry.
@@ -51,8 +66,13 @@ public enum Sluice {
     public static func start(_ prepared: Prepared, threads: Int? = nil) throws -> SluiceServer {
         let count = threads ?? prepared.config.threads ?? max(1, System.coreCount / 2)
         for r in prepared.plugins.refused { HostLog.host.warning("plugin refused: \(r.path): \(r.reason)") }
-        let server = try SluiceServer(plan: prepared.plan, sources: prepared.sources,
+        let server: SluiceServer
+        do {
+            server = try SluiceServer(plan: prepared.plan, sources: prepared.sources,
                                       metricsListen: prepared.config.metricsListen, threads: count)
+        } catch {
+            throw ListenFailure.explaining(error, config: prepared.config)
+        }
         HostLog.host.info("sluice \(version) listening on \(server.boundAddresses.joined(separator: ", ")) with \(count) event loops")
         return server
     }

@@ -11,10 +11,13 @@ struct Check: ParsableCommand {
     @Option(name: .shortAndLong, help: "The YAML config file.")
     var config: String
 
+    @Flag(help: "Do not try to bind the listen addresses (to check a config whose ports a running Sluice holds).")
+    var noBind = false
+
     func run() throws {
         Sluice.bootstrapObservability(logLevel: .warning)
         do {
-            let prepared = try Sluice.prepare(configPath: config)
+            let prepared = try Sluice.prepare(configPath: config, tryBinding: !noBind)
             print(prepared.summary)
         } catch {
             FileHandle.standardError.write(Data("\(error)\n".utf8))

@@ -13,6 +13,10 @@ struct Plugins: ParsableCommand {
     func run() throws {
         Sluice.bootstrapObservability(logLevel: .warning)
         let result = PluginLoader.loadDirectory(dir)
+        if let problem = result.directoryProblem {
+            FileHandle.standardError.write(Data("sluice: \(problem)\n".utf8))
+            throw ExitCode(2)
+        }
         for p in result.loaded {
             print("\(p.name) \(p.version)  ABI \(p.abiMajor).\(p.abiMinor)  \(p.path)")
             for t in p.transforms {

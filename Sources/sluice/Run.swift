@@ -10,7 +10,7 @@ struct Run: ParsableCommand {
     @Option(name: .shortAndLong, help: "The YAML config file.")
     var config: String
 
-    @Option(help: "Event-loop threads (default: the config's 'threads', else half the cores, at least one).")
+    @Option(help: "Event-loop threads, 1...256 (default: the config's 'threads', else half the cores, at least one).")
     var threads: Int?
 
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical (overrides the config).")
@@ -18,6 +18,16 @@ struct Run: ParsableCommand {
 
     @Option(help: "On SIGINT/SIGTERM, how long clients may take to receive the replies they are owed before they are cut off.")
     var drainTimeoutMs: Int64 = 10_000
+
+    /// Flags are checked as the config's own settings are, before anything starts (an event-loop
+    /// group of 0 threads traps, one of 100,000 runs out of file descriptors).
+    func validate() throws {
+        if let threads { try CommandLineChecks.threads(threads) }
+        if let logLevel { try CommandLineChecks.logLevel(logLevel) }
+        if drainTimeoutMs < 0 {
+            throw ValidationError("--drain-timeout-ms: expected 0 or more milliseconds, found \(drainTimeoutMs)")
+        }
+    }
 
     func run() throws {
         // SIGINT and SIGTERM are blocked in every thread (the event loops inherit the mask) and
@@ -39,7 +49,13 @@ struct Run: ParsableCommand {
             FileHandle.standardError.write(Data("sluice: configuration refused:\n\(error)\n".utf8))
             throw ExitCode(2)
         }
-        let server = try Sluice.start(prepared, threads: threads)
+        let server: SluiceServer
+        do {
+            server = try Sluice.start(prepared, threads: threads)
+        } catch {
+            FileHandle.standardError.write(Data("sluice: cannot start:\n\(error)\n".utf8))
+            throw ExitCode(1)
+        }
         var received: Int32 = 0
         sigwait(&stopSignals, &received)
         FileHandle.standardError.write(Data("sluice: signal \(received), draining clients (up to \(drainTimeoutMs) ms)\n".utf8))

@@ -142,7 +142,7 @@ final class ConfigTests: XCTestCase {
             sources:
               - redis: { listen: 127.0.0.1:6400, chain: main }
             """
-        XCTAssertEqual(errors(yaml), ["/etc/sluice/test.yaml:3:3: sink 'primary' is defined twice (first at 2:3)"])
+        XCTAssertEqual(errors(yaml), ["/etc/sluice/test.yaml:3:3: duplicate key 'primary' in this map (first at /etc/sluice/test.yaml:2:3)"])
     }
 
     func testAliasBombsAndSelfReferencesAreRefusedNotExpanded() {
@@ -150,9 +150,9 @@ final class ConfigTests: XCTestCase {
         for i in 1..<9 { bomb += "a\(i): &a\(i) [*a\(i - 1), *a\(i - 1), *a\(i - 1), *a\(i - 1), *a\(i - 1), *a\(i - 1), *a\(i - 1), *a\(i - 1), *a\(i - 1), *a\(i - 1)]\n" }
         let bombErrors = errors(bomb)
         XCTAssertEqual(bombErrors.count, 1)
-        XCTAssertTrue(bombErrors.first?.contains("more than 100000 nodes once aliases are expanded") ?? false, "\(bombErrors)")
+        XCTAssertTrue(bombErrors.first?.contains("more than 100000 nodes (aliases counted as the nodes they stand for)") ?? false, "\(bombErrors)")
         let loop = errors("sinks: &s { primary: *s }\n")
         XCTAssertEqual(loop.count, 1)
-        XCTAssertTrue(loop.first?.contains("nested deeper than 64 levels") ?? false, "\(loop)")
+        XCTAssertEqual(loop, ["/etc/sluice/test.yaml:1:22: invalid YAML: alias '*s' refers to a node that contains it"])
     }
 }

@@ -65,25 +65,35 @@ public struct SluiceConfig {
 
     public let file: String
     public let pluginDirectory: String?
+    /// Where `plugins.directory` is written (for errors about that directory).
+    let pluginDirectoryNode: YAMLNode?
     public let requiredPlugins: [(name: String, line: Int, column: Int)]
     public let sinks: [Sink]
     public let chains: [Chain]
     public let sources: [Source]
     public let metricsListen: (host: String, port: Int)?
+    /// Where `observability.metrics` is written (for errors about that address).
+    let metricsListenNode: YAMLNode?
     public let threads: Int?
     public let logLevel: String?
 
     public static let defaultMaxFrameBytes = 512 * 1024 * 1024
+    /// Event-loop threads accepted (config `threads`, `sluice run --threads`).
+    public static let threadRange = 1...256
     /// Redis's own default maxclients.
     public static let defaultMaxClients = 10_000
+
+    /// Largest config file read (a config is a few kilobytes; this only keeps a wrong path, such
+    /// as a log file or a device, from being read into memory).
+    public static let maxFileBytes = 8 * 1024 * 1024
 
     /// Reads and validates a config file.
     public static func load(path: String) throws -> SluiceConfig {
         let text: String
         do {
-            text = try String(contentsOfFile: path, encoding: .utf8)
-        } catch {
-            throw ConfigErrors(errors: [ConfigError(file: path, line: 0, column: 0, message: "cannot read the file: \(error.localizedDescription)")])
+            text = try ConfigFile.contents(of: path, maxBytes: maxFileBytes)
+        } catch let problem as ConfigFile.Problem {
+            throw ConfigErrors(errors: [ConfigError(file: path, line: 0, column: 0, message: problem.message)])
         }
         return try parse(text, file: path)
     }
@@ -93,9 +103,15 @@ public struct SluiceConfig {
         let root: YAMLNode
         do {
             root = try YAMLParser.parse(text)
-        } catch let failure as YAMLParser.Failure {
-            throw ConfigErrors(errors: [ConfigError(file: file, line: failure.line, column: failure.column,
-                                                    message: "invalid YAML: \(failure.message)")])
+        } catch let failures as YAMLParser.Failures {
+            throw ConfigErrors(errors: failures.all.map { failure in
+                if let earlier = failure.earlier {
+                    return ConfigError(file: file, line: failure.line, column: failure.column,
+                                       message: "\(failure.message) (first at \(file):\(earlier.line):\(earlier.column))")
+                }
+                return ConfigError(file: file, line: failure.line, column: failure.column,
+                                   message: "invalid YAML: \(failure.message)")
+            })
         }
         var reader = ConfigReader(file: file)
         let config = reader.read(root)
@@ -194,11 +210,8 @@ struct ConfigReader {
         var sinks: [SluiceConfig.Sink] = []
         var names: [String: YAMLNode] = [:]
         if let sinkMap = root["sinks"], expectMap(sinkMap, "sinks", allowed: sinkMap.pairs.map(\.key.scalar)) {
+            // A sink named twice is a duplicate key, refused by the parser with both positions.
             for (key, value) in sinkMap.pairs {
-                if let earlier = names[key.scalar] {
-                    fail(key, "sink '\(key.scalar)' is defined twice (first at \(earlier.line):\(earlier.column))")
-                    continue
-                }
                 if let sink = readSink(name: key.scalar, key: key, value) {
                     sinks.append(sink)
                     names[sink.name] = key
@@ -250,10 +263,12 @@ struct ConfigReader {
                 }
             }
         }
-        let threads = integer(root["threads"], "threads", range: 1...256)
+        let threads = integer(root["threads"], "threads", range: SluiceConfig.threadRange)
 
-        return SluiceConfig(file: file, pluginDirectory: pluginDirectory, requiredPlugins: required, sinks: sinks,
-                            chains: chains, sources: sources, metricsListen: metrics, threads: threads,
+        return SluiceConfig(file: file, pluginDirectory: pluginDirectory,
+                            pluginDirectoryNode: root["plugins"]?["directory"], requiredPlugins: required, sinks: sinks,
+                            chains: chains, sources: sources, metricsListen: metrics,
+                            metricsListenNode: metrics == nil ? nil : root["observability"]?["metrics"], threads: threads,
                             logLevel: logLevel)
     }
 

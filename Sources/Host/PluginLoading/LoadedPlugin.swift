@@ -2,7 +2,10 @@ import PluginABI
 
 /// A plugin that passed every check: its descriptor's facts and its transforms.
 public struct LoadedPlugin {
+    /// The file of the plugin directory.
     public let path: String
+    /// The process's private copy of it that was actually opened (see `PrivatePluginCopies`).
+    public let loadedFrom: String
     public let name: String
     public let version: String
     public let abiMajor: UInt32

@@ -3,8 +3,10 @@ import PluginABI
 
 /// Opens every `*.so` of a directory as a Sluice plugin and checks it against the ABI.
 ///
-/// Each file is opened with `dlopen(path, RTLD_NOW | RTLD_LOCAL)` (an absolute path, so the host's
-/// own RUNPATH is never searched), its `sluice_plugin_init` is called with the host function table,
+/// Each file is first copied into the process's private plugin directory (`PrivatePluginCopies`: a
+/// file of the plugin directory rewritten in place must never change code the host runs), and the
+/// copy is opened with `dlopen(copy, RTLD_NOW | RTLD_LOCAL)` (an absolute path, so the host's own
+/// RUNPATH is never searched); its `sluice_plugin_init` is called with the host function table,
 /// and the returned descriptor is checked: magic, struct size, ABI major (and minor when the plugin
 /// requires it), transform names. Loaded plugins are never closed: code may still be on a stack, and
 /// Swift code cannot be unloaded.
@@ -12,14 +14,19 @@ public enum PluginLoader {
     public struct Result {
         public var loaded: [LoadedPlugin] = []
         public var refused: [RefusedPlugin] = []
+        /// Why the directory itself could not be read (it does not exist, is not a directory…).
+        public var directoryProblem: String?
     }
 
     /// Loads every *.so of `directory` (sorted by file name).
     public static func loadDirectory(_ directory: String) -> Result {
         var result = Result()
         let url = URL(fileURLWithPath: directory)
-        guard let entries = try? FileManager.default.contentsOfDirectory(atPath: url.path) else {
-            result.refused.append(RefusedPlugin(path: directory, reason: "cannot read the plugin directory"))
+        let entries: [String]
+        do {
+            entries = try FileManager.default.contentsOfDirectory(atPath: url.path)
+        } catch {
+            result.directoryProblem = describeUnreadable(directory: url.path)
             return result
         }
         for entry in entries.sorted() where entry.hasSuffix(".so") {
@@ -44,8 +51,18 @@ public enum PluginLoader {
             .failure(RefusedPlugin(path: path, reason: reason))
         }
         let absolute = path.hasPrefix("/") ? path : FileManager.default.currentDirectoryPath + "/" + path
-        guard let handle = dlopen(absolute, RTLD_NOW | RTLD_LOCAL) else {
-            let message = dlerror().map { String(cString: $0) } ?? "unknown error"
+        let copy: String
+        do {
+            copy = try PrivatePluginCopies.shared.copy(of: absolute)
+        } catch let failure as PrivatePluginCopies.Failure {
+            return refuse(failure.reason)
+        } catch {
+            return refuse("\(error)")
+        }
+        guard let handle = dlopen(copy, RTLD_NOW | RTLD_LOCAL) else {
+            // dlerror names the private copy; the operator knows the file by its own path.
+            let message = (dlerror().map { String(cString: $0) } ?? "unknown error")
+                .replacingOccurrences(of: copy, with: absolute)
             if message.contains("invalid ELF header") || message.contains("file too short")
                 || message.contains("not an ELF") {
                 return refuse("not a shared object (\(message))")
@@ -59,11 +76,24 @@ public enum PluginLoader {
         guard let descriptorPointer = initialize(HostAPI.table) else {
             return refuse("\(SLUICE_PLUGIN_INIT_SYMBOL) returned NULL (the plugin refused to load; see its log lines)")
         }
-        return check(descriptorPointer, path: absolute)
+        return check(descriptorPointer, path: absolute, loadedFrom: copy)
+    }
+
+    /// Why a plugin directory cannot be listed, in the operator's words.
+    static func describeUnreadable(directory: String) -> String {
+        var status = stat()
+        guard stat(directory, &status) == 0 else {
+            return errno == ENOENT ? "the plugin directory \(directory) does not exist"
+                                   : "cannot read the plugin directory \(directory): \(String(cString: strerror(errno)))"
+        }
+        guard status.st_mode & S_IFMT == S_IFDIR else {
+            return "the plugin directory \(directory) is not a directory"
+        }
+        return "cannot read the plugin directory \(directory): permission denied"
     }
 
     /// Validates a descriptor; reads only the fields within the struct_size the plugin declared.
-    static func check(_ pointer: UnsafePointer<sluice_plugin_descriptor>, path: String)
+    static func check(_ pointer: UnsafePointer<sluice_plugin_descriptor>, path: String, loadedFrom: String)
         -> Swift.Result<LoadedPlugin, RefusedPlugin>
     {
         func refuse(_ reason: String) -> Swift.Result<LoadedPlugin, RefusedPlugin> {
@@ -124,7 +154,7 @@ public enum PluginLoader {
                 instanceNew: t.instance_new, instanceFree: t.instance_free, onRequests: t.on_requests,
                 onResponses: t.on_responses))
         }
-        return .success(LoadedPlugin(path: path, name: name, version: version, abiMajor: d.abi_major,
+        return .success(LoadedPlugin(path: path, loadedFrom: loadedFrom, name: name, version: version, abiMajor: d.abi_major,
                                      abiMinor: d.abi_minor, transforms: transforms))
     }
 

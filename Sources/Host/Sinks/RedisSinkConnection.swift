@@ -375,7 +375,7 @@ final class RedisSinkConnection {
                 }
             case .failure(let error):
                 guard case .connecting = state else { return }
-                connectFailed("\(error)", level: .warning)
+                connectFailed(ConnectFailureDescription.describe(error), level: .warning)
             }
         }
     }
