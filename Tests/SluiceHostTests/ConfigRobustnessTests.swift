@@ -74,7 +74,7 @@ final class ConfigRobustnessTests: XCTestCase {
     func testConfigFileSizeIsBounded() throws {
         let path = NSTemporaryDirectory() + "sluice-big-\(getpid()).yaml"
         defer { unlink(path) }
-        FileManager.default.createFile(atPath: path, contents: Data(repeating: UInt8(ascii: "#"), count: SluiceConfig.maxFileBytes + 1))
+        XCTAssertTrue(FileManager.default.createFile(atPath: path, contents: Data(repeating: UInt8(ascii: "#"), count: SluiceConfig.maxFileBytes + 1)))
         XCTAssertThrowsError(try SluiceConfig.load(path: path)) { error in
             XCTAssertTrue("\(error)".contains("more than the \(SluiceConfig.maxFileBytes)"), "\(error)")
         }
