@@ -161,6 +161,24 @@ final class ConfigRobustnessTests: XCTestCase {
         XCTAssertTrue(try listenProblems("127.0.0.1:0", "127.0.0.1:\(port)", metrics: "127.0.0.1:0", tryBinding: false).isEmpty)
     }
 
+    /// `run` could not listen after the check passed (a port taken in between): the error names
+    /// the address and its line, found by checking again, or lists every address if that finds nothing.
+    func testAListenFailureAtStartNamesTheAddressAndLine() throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        defer { try? group.syncShutdownGracefully() }
+        let holder = try ServerBootstrap(group: group).bind(host: "127.0.0.1", port: 0).wait()
+        let port = holder.localAddress!.port!
+        let text = twoListeners.replacingOccurrences(of: "LISTEN_A", with: "127.0.0.1:0")
+            .replacingOccurrences(of: "LISTEN_B", with: "127.0.0.1:\(port)").replacingOccurrences(of: "METRICS", with: "127.0.0.1:0")
+        let parsed = try config(text)
+        let bindError = IOError(errnoCode: EADDRINUSE, reason: "bind(descriptor:ptr:bytes:)")
+        XCTAssertEqual("\(ListenFailure.explaining(bindError, config: parsed))",
+                       "\(file):7:22: source.redis.listen: cannot listen on 127.0.0.1:\(port): the address is already in use (another process listens there)")
+        try holder.close().wait()
+        let unexplained = "\(ListenFailure.explaining(bindError, config: parsed))"
+        XCTAssertTrue(unexplained.hasPrefix("cannot listen on one of 127.0.0.1:0 (\(file):6:22), 127.0.0.1:\(port) (\(file):7:22), 127.0.0.1:0 (\(file):9:12): "), unexplained)
+    }
+
     func testAnAddressOfAnotherMachineIsRefused() throws {
         let e = try listenProblems("192.0.2.1:7001", "127.0.0.1:0", metrics: "127.0.0.1:0", tryBinding: true)
         XCTAssertEqual(e, ["\(file):6:22: source.redis.listen: cannot listen on 192.0.2.1:7001: that address is not one of this machine's"])
