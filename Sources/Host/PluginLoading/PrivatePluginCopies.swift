@@ -15,7 +15,8 @@ import NIOConcurrencyHelpers
 /// a directory only this process uses, read-only, and that copy is what dlopen opens. Nothing else
 /// writes there, so the mapped code stays what was loaded whatever happens to the plugin directory.
 ///
-/// - The directory is `$XDG_RUNTIME_DIR/sluice-<pid>-XXXXXX` (else `$TMPDIR` or /tmp), mode 0700,
+/// - The directory is `$XDG_RUNTIME_DIR/sluice-<pid>-XXXXXX` (else in `$TMPDIR`, /tmp or /var/tmp,
+///   the first not mounted noexec), mode 0700,
 ///   made on first use and removed at exit. Directories left by processes that no longer exist (a
 ///   crash, SIGKILL) are removed when the next Sluice of the same user makes its own.
 /// - A copy is named by the file's name and a fingerprint of its contents: the same file loaded
@@ -83,14 +84,23 @@ final class PrivatePluginCopies: Sendable {
         try? FileManager.default.removeItem(atPath: path)
     }
 
-    /// $XDG_RUNTIME_DIR (per user, in memory, cleaned at logout), else $TMPDIR, else /tmp.
+    /// $XDG_RUNTIME_DIR (per user, in memory, cleaned at logout), else $TMPDIR, /tmp, /var/tmp: the
+    /// first that is writable and not mounted noexec (dlopen cannot map code from a noexec mount).
     static func baseDirectory() -> String {
         let environment = ProcessInfo.processInfo.environment
-        for candidate in [environment["XDG_RUNTIME_DIR"], environment["TMPDIR"]] {
-            if let candidate, !candidate.isEmpty, access(candidate, W_OK | X_OK) == 0 { return candidate }
+        let candidates = [environment["XDG_RUNTIME_DIR"], environment["TMPDIR"], "/tmp", "/var/tmp"]
+        for case let candidate? in candidates where !candidate.isEmpty && access(candidate, W_OK | X_OK) == 0 {
+            #if os(Linux)
+            var info = statvfs()
+            if statvfs(candidate, &info) == 0, info.f_flag & noExecFlag != 0 { continue }
+            #endif
+            return candidate
         }
         return "/tmp"
     }
+
+    /// Linux's ST_NOEXEC (bits/statvfs.h; Glibc's module does not export the GNU flags).
+    private static let noExecFlag: UInt = 8
 
     /// Removes the private directories of this user's Sluice processes that no longer exist.
     private static func removeLeftovers(in base: String) {
