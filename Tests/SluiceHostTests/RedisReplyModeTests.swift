@@ -46,6 +46,19 @@ final class RedisReplyModeTests: XCTestCase {
         XCTAssertEqual(answered([["MULTI"], ["CLIENT", "REPLY", "OFF"], ["DISCARD"], ["GET", "a"]]), [true, true, true, true])
     }
 
+    func testDedicatedConnectionsCheckNothingInsideMultiOrSilenced() {
+        let allocator = ByteBufferAllocator()
+        let commands: [[String]] = [["GET", "a"], ["MULTI"], ["GET", "a"], ["EXEC"], ["CLIENT", "REPLY", "SKIP"],
+                                    ["INCR", "n"], ["INCR", "n"]]
+        let batch = Batch(kind: Batch.requests, protocolID: Batch.redis,
+                          messages: commands.map { RESPEncoding.command($0.map { Array($0.utf8) }, allocator: allocator) })
+        var mode = RedisReplyMode()
+        let plan = RedisReplyPlan.inBand(batch, mode: &mode)
+        let kinds = (0..<commands.count).map { (plan.expectedReplies >> UInt64(2 * $0)) & 3 }
+        XCTAssertEqual(kinds, [RedisReplyPlan.bulkReply, 0, 0, 0, 0, 0, RedisReplyPlan.integerReply])
+        XCTAssertEqual(plan.outOfBand, [false, false, false, false, true, true, false])
+    }
+
     func testExpectedReplyKinds() {
         func kind(_ command: [String]) -> UInt64 {
             RESPEncoding.command(command.map { Array($0.utf8) }, allocator: ByteBufferAllocator())

@@ -381,3 +381,32 @@ def test_a_backend_out_of_step_never_sends_a_client_another_client_s_value(sluic
         assert proxy.alive()
     finally:
         backend.stop()
+
+
+def test_a_backend_out_of_step_on_a_dedicated_connection(sluice_factory):
+    """The same check on a client's own connection (after SELECT): the reply that would go to the
+    wrong request resets it, and the client gets errors, then is closed, never a shifted value."""
+    values = {b"key1": b"value-one", b"key2": b"value-two"}
+    backend = OutOfStepBackend(values)
+    try:
+        proxy = sluice_factory(plain_config(backend.port, plugins=False))
+        with socket.create_connection(("127.0.0.1", proxy.port), timeout=10) as s:
+            s.sendall(resp("SELECT", "0"))
+            assert read_until(s, b"\r\n") == b"+OK\r\n"
+            s.sendall(resp("GET", "trap"))
+            assert read_until(s, b"\r\n") == b"$-1\r\n"
+            time.sleep(0.2)  # the extra +OK is in by now, with nothing waiting
+            s.sendall(resp("GET", "key1") + resp("GET", "key2"))
+            data = read_until_closed(s)
+        assert b"value" not in data, data
+        assert b"out of step" in data or data == b"", data
+        s = socket.create_connection(("127.0.0.1", proxy.port), timeout=10)
+        with s:
+            # Pipelined: the extra reply arrives while GET key1 waits for its own.
+            s.sendall(resp("SELECT", "0") + resp("GET", "trap") + resp("GET", "key1") + resp("GET", "key2"))
+            data = read_until_closed(s)
+        # The batch the reply landed in fails as a whole (one error per request), then the close.
+        assert b"value" not in data and b"out of step" in data, data
+        assert proxy.alive()
+    finally:
+        backend.stop()

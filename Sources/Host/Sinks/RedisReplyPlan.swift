@@ -12,18 +12,23 @@ enum RedisReplyPlan {
         var subscribes = false
         /// The index of the MONITOR request after which the connection streams (nil: none).
         var monitorAt: Int?
+        /// As `expectedReplies(_:)`, for the requests answered in band outside MULTI.
+        var expectedReplies: UInt64 = 0
     }
 
     /// The replies of `batch`, sent after the requests `mode` has followed so far (it follows these too).
     static func inBand(_ batch: Batch, mode: inout RedisReplyMode) -> InBand {
         var plan = InBand()
         for i in 0..<batch.count {
-            let (subscription, answered, monitors) = batch.withMessageBytes(i) { bytes in
+            let (subscription, answered, monitors, expected) = batch.withMessageBytes(i) { bytes in
                 let wasMonitoring = mode.isMonitoring
                 let answered = mode.answers(bytes)
-                return (isSubscriptionCommand(bytes), answered, !wasMonitoring && mode.isMonitoring)
+                // Inside MULTI every command is answered +QUEUED: nothing to check there.
+                let expected = answered && !mode.isInTransaction && i < 32 ? expectedReply(bytes) : anyReply
+                return (isSubscriptionCommand(bytes), answered, !wasMonitoring && mode.isMonitoring, expected)
             }
             if monitors { plan.monitorAt = i }
+            plan.expectedReplies |= expected << UInt64(2 * min(i, 31))
             if subscription { plan.subscribes = true }
             guard subscription || !answered else { continue }
             if plan.outOfBand == nil { plan.outOfBand = Array(repeating: false, count: batch.count) }

@@ -46,8 +46,9 @@ final class RedisSinkConnection {
         var mayWaitIndefinitely = false
         /// Dedicated connections: the index of the MONITOR whose `+OK` starts the monitor stream.
         var monitorAt: Int?
-        /// Shared connections: the kinds of reply that can answer the first 32 requests, two bits
-        /// each (`RedisReplyPlan.expectedReplies`; 0: nothing known).
+        /// The kinds of reply that can answer the first 32 requests, two bits each
+        /// (`RedisReplyPlan.expectedReplies`; 0: nothing known; on dedicated connections nothing
+        /// inside MULTI or silenced).
         var expectedReplies: UInt64 = 0
         init(receiver: ResponseReceiver, count: Int, outOfBand: [Bool]?) {
             self.receiver = receiver
@@ -213,6 +214,7 @@ final class RedisSinkConnection {
                 batch.withMessageBytes($0, RedisConnectionState.mayWaitIndefinitely)
             }
             entry.monitorAt = inBand.monitorAt
+            entry.expectedReplies = inBand.expectedReplies
         }
         if case .idle = state, let (error, wait) = plan.health.backingOff() {
             let message = unavailable("connect failed: \(error); next attempt in \(wait) ms")
@@ -695,7 +697,9 @@ final class RedisSinkConnection {
         let index = head.responses.count
         if head.expectedReplies != 0, index < 32 {
             let expected = (head.expectedReplies >> UInt64(2 * index)) & 3
-            if expected != RedisReplyPlan.anyReply, let first = sharedFirst, !RedisReplyPlan.canAnswer(expected, first: first) {
+            if expected != RedisReplyPlan.anyReply,
+               let first = sharedFirst ?? frame.getInteger(at: frame.readerIndex, as: UInt8.self),
+               !RedisReplyPlan.canAnswer(expected, first: first) {
                 let kind = expected == RedisReplyPlan.bulkReply ? "a bulk string" : "an integer"
                 outOfStep("a reply starting with '\(RESPLine.printable(first))' arrived for a request answered with \(kind)")
                 return false

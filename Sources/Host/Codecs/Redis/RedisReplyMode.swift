@@ -21,6 +21,8 @@ struct RedisReplyMode {
 
     /// MONITOR was sent (and no RESET after it).
     var isMonitoring: Bool { mode == .monitor }
+    /// Inside MULTI: commands are answered `+QUEUED`, whatever they are.
+    var isInTransaction: Bool { inTransaction }
 
     /// Whether the request in `bytes` gets a reply in band; advances the mode past it.
     mutating func answers(_ bytes: UnsafeRawBufferPointer) -> Bool {
