@@ -3,7 +3,7 @@
 (C: a C compiler; Swift: `swift build` with an empty HOME, so no SwiftPM cache and nothing to
 resolve), then loaded by the host and run in a chain against redis-server with redis-py.
 
-The C project is made by an *installed* sluice (a copy of the binary in PREFIX/bin with
+The C project is made by an *installed* sluice (scripts/install.sh: PREFIX/bin/sluice with
 PREFIX/share/sluice), the Swift one by the binary in the checkout it was built in."""
 import os
 import re
@@ -25,14 +25,10 @@ def run(args, cwd, timeout=120, **kw):
 
 
 def install_sluice(prefix):
-    """PREFIX/bin/sluice and PREFIX/share/sluice laid out as an install would: the templates, the
-    ABI header and the Swift SDK's sources, and nothing else of the checkout."""
-    share = prefix / "share" / "sluice"
-    (prefix / "bin").mkdir(parents=True)
-    shutil.copy(SLUICE, prefix / "bin" / "sluice")
-    shutil.copytree(os.path.join(ROOT, "plugin-template"), share / "plugin-template")
-    shutil.copytree(os.path.join(ROOT, "Sources", "PluginABI"), share / "Sources" / "PluginABI")
-    shutil.copytree(os.path.join(ROOT, "Sources", "SluiceSDK"), share / "Sources" / "SluiceSDK")
+    """PREFIX/bin/sluice and PREFIX/share/sluice, as scripts/install.sh lays them out."""
+    out = run(["bash", os.path.join(ROOT, "scripts", "install.sh"), prefix, "--bin", SLUICE], cwd=prefix.parent)
+    assert out.returncode == 0, out.stderr
+    assert sorted(os.listdir(prefix / "share" / "sluice")) == ["Sources", "plugin-template"]
     return prefix / "bin" / "sluice"
 
 
