@@ -32,7 +32,8 @@ struct SluiceResources {
         }
         if let root = candidates.first(where: isRoot) { return SluiceResources(root: root) }
         let looked = candidates.map { "  " + $0.path }.joined(separator: "\n")
-        let how = explicitRoot == nil ? "; pass --sluice-root DIR (a Sluice checkout or PREFIX/share/sluice)" : ""
+        let how = explicitRoot == nil
+            ? "\npass --sluice-root DIR: a Sluice checkout, or PREFIX/share/sluice as scripts/install.sh makes it" : ""
         throw NewTransformError(
             "cannot find Sluice's plugin templates and SDK (\(requiredPaths.joined(separator: ", "))) in:\n\(looked)\(how)")
     }

@@ -119,7 +119,11 @@ def test_denies_one_command_of_a_pipeline_and_reports_from_a_timer(lang, plugin_
     while not report.search(proxy.output()) and time.time() < deadline:
         time.sleep(0.05)
     assert report.search(proxy.output()), proxy.output()[-2000:]
+    # Closing the connection frees its instance (the C one cancels its pending timer); the host
+    # goes on serving.
     r.close()
+    other = proxy.client()
+    assert other.ping() and other.get("a") == b"2"
     assert proxy.alive()
 
 
@@ -150,7 +154,7 @@ def test_says_where_it_looked_when_nothing_is_found(tmp_path):
     assert out.returncode != 0 and not (tmp_path / "x").exists()
     assert "cannot find Sluice's plugin templates and SDK" in out.stderr, out.stderr
     assert f"  {lonely}\n" in out.stderr and f"  {lonely}/share/sluice\n" in out.stderr
-    assert "--sluice-root" in out.stderr
+    assert "\npass --sluice-root DIR" in out.stderr
     # --sluice-root replaces the search, and is the one folder named.
     out = run([SLUICE, "new-transform", "x", "--sluice-root", tmp_path], cwd=tmp_path)
     assert out.returncode != 0 and f"in:\n  {tmp_path}" in out.stderr, out.stderr
