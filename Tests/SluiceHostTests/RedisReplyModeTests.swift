@@ -68,6 +68,19 @@ final class RedisReplyModeTests: XCTestCase {
         XCTAssertEqual(kind(["incr", "k"]), RedisReplyPlan.integerReply)
         XCTAssertEqual(kind(["SET", "k", "v"]), RedisReplyPlan.anyReply)
         XCTAssertEqual(kind(["GETEX", "k"]), RedisReplyPlan.anyReply)
+        for name in ["get", "getdel", "getset", "hget", "lindex"] {
+            XCTAssertEqual(kind([name, "k"]), RedisReplyPlan.bulkReply, name)
+            XCTAssertEqual(kind([name.uppercased(), "k"]), RedisReplyPlan.bulkReply, name)
+        }
+        for name in ["hlen", "hdel", "hexists", "hsetnx", "hincrby", "hstrlen", "llen", "lpush", "lpushx", "incr",
+                     "incrby", "decr", "decrby", "del", "exists", "rpush", "rpushx", "sadd", "srem", "scard", "strlen",
+                     "setnx", "unlink", "zcard"] {
+            XCTAssertEqual(kind([name, "k"]), RedisReplyPlan.integerReply, name)
+            XCTAssertEqual(kind([name.uppercased(), "k"]), RedisReplyPlan.integerReply, name)
+        }
+        for name in ["ge", "gets", "get_", "g\u{7}t", "GET\u{0}", "mget", "set", "lpop", "hgetall", "sismember"] {
+            XCTAssertEqual(kind([name, "k"]), RedisReplyPlan.anyReply, name)
+        }
         XCTAssertTrue(RedisReplyPlan.canAnswer(RedisReplyPlan.bulkReply, first: UInt8(ascii: "_")))
         XCTAssertTrue(RedisReplyPlan.canAnswer(RedisReplyPlan.integerReply, first: UInt8(ascii: "-")))
         XCTAssertFalse(RedisReplyPlan.canAnswer(RedisReplyPlan.bulkReply, first: UInt8(ascii: "+")))

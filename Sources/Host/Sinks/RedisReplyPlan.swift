@@ -57,43 +57,51 @@ enum RedisReplyPlan {
     static let integerReply: UInt64 = 2
 
     /// What kind of reply can answer the request in `bytes`, from its command name alone (an
-    /// error can answer anything). Only commands whose reply kind never depends on arguments.
+    /// error can answer anything). Only commands whose reply kind never depends on arguments. The
+    /// name (3 to 8 letters) is folded to lowercase and packed into one integer, so finding it is a
+    /// switch over integer constants (each commented with its name).
     static func expectedReply(_ bytes: UnsafeRawBufferPointer) -> UInt64 {
-        guard let name = RedisConnectionState.commandName(bytes), name.count >= 3, name.count <= 9 else { return anyReply }
-        let bulk: [StaticString], integer: [StaticString]
-        switch name[0] | 0x20 {
-        case UInt8(ascii: "g"): (bulk, integer) = (ReplyKinds.gBulk, ReplyKinds.none)
-        case UInt8(ascii: "h"): (bulk, integer) = (ReplyKinds.hBulk, ReplyKinds.hInteger)
-        case UInt8(ascii: "l"): (bulk, integer) = (ReplyKinds.lBulk, ReplyKinds.lInteger)
-        case UInt8(ascii: "i"): (bulk, integer) = (ReplyKinds.none, ReplyKinds.iInteger)
-        case UInt8(ascii: "d"): (bulk, integer) = (ReplyKinds.none, ReplyKinds.dInteger)
-        case UInt8(ascii: "e"): (bulk, integer) = (ReplyKinds.none, ReplyKinds.eInteger)
-        case UInt8(ascii: "r"): (bulk, integer) = (ReplyKinds.none, ReplyKinds.rInteger)
-        case UInt8(ascii: "s"): (bulk, integer) = (ReplyKinds.none, ReplyKinds.sInteger)
-        case UInt8(ascii: "u"): (bulk, integer) = (ReplyKinds.none, ReplyKinds.uInteger)
-        case UInt8(ascii: "z"): (bulk, integer) = (ReplyKinds.none, ReplyKinds.zInteger)
-        default: return anyReply
+        guard let name = RedisConnectionState.commandName(bytes), name.count >= 3, name.count <= 8 else { return anyReply }
+        var packed: UInt64 = 0
+        for i in 0..<name.count {
+            // `| 0x20` lowercases letters; no other byte folds into a letter, and the names are letters.
+            packed |= UInt64(name[i] | 0x20) << UInt64(8 * i)
         }
-        if bulk.contains(where: { equalsIgnoringCase(name, $0) }) { return bulkReply }
-        if integer.contains(where: { equalsIgnoringCase(name, $0) }) { return integerReply }
-        return anyReply
-    }
-
-    /// Commands whose reply is always a bulk string or null, or always an integer, by first letter.
-    private enum ReplyKinds {
-        static let none: [StaticString] = []
-        static let gBulk: [StaticString] = ["get", "getdel", "getset"]
-        static let hBulk: [StaticString] = ["hget"]
-        static let hInteger: [StaticString] = ["hlen", "hdel", "hexists", "hsetnx", "hincrby", "hstrlen"]
-        static let lBulk: [StaticString] = ["lindex"]
-        static let lInteger: [StaticString] = ["llen", "lpush", "lpushx"]
-        static let iInteger: [StaticString] = ["incr", "incrby"]
-        static let dInteger: [StaticString] = ["decr", "decrby", "del"]
-        static let eInteger: [StaticString] = ["exists"]
-        static let rInteger: [StaticString] = ["rpush", "rpushx"]
-        static let sInteger: [StaticString] = ["sadd", "srem", "scard", "strlen", "sismember", "setnx"]
-        static let uInteger: [StaticString] = ["unlink"]
-        static let zInteger: [StaticString] = ["zcard"]
+        switch packed {
+        case 0x746567 /* get */,
+             0x74656768 /* hget */,
+             0x6c6564746567 /* getdel */,
+             0x746573746567 /* getset */,
+             0x7865646e696c /* lindex */:
+            return bulkReply
+        case 0x6c6564 /* del */,
+             0x72636564 /* decr */,
+             0x6c656468 /* hdel */,
+             0x6e656c68 /* hlen */,
+             0x72636e69 /* incr */,
+             0x6e656c6c /* llen */,
+             0x64646173 /* sadd */,
+             0x6d657273 /* srem */,
+             0x687375706c /* lpush */,
+             0x6873757072 /* rpush */,
+             0x6472616373 /* scard */,
+             0x786e746573 /* setnx */,
+             0x647261637a /* zcard */,
+             0x796272636564 /* decrby */,
+             0x737473697865 /* exists */,
+             0x786e74657368 /* hsetnx */,
+             0x796272636e69 /* incrby */,
+             0x78687375706c /* lpushx */,
+             0x786873757072 /* rpushx */,
+             0x6e656c727473 /* strlen */,
+             0x6b6e696c6e75 /* unlink */,
+             0x73747369786568 /* hexists */,
+             0x796272636e6968 /* hincrby */,
+             0x6e656c72747368 /* hstrlen */:
+            return integerReply
+        default:
+            return anyReply
+        }
     }
 
     /// Whether a reply starting with `first` can answer a request expecting `kind` (not `anyReply`).
