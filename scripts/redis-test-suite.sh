@@ -21,6 +21,7 @@
 #   env MODES="direct passthrough transforms"   UNITS="type/string keyspace …" (default: the data-path units below)
 #       SLUICE_BIN, SLUICE_PLUGINS  (default: build both from this checkout with scripts/build.sh)
 #       OUT=build/redis-test-suite  REDIS_SRC=build/redis-src  UNIT_TIMEOUT=900 (seconds per unit)
+#       TEST_TIMEOUT=120 (runtest --timeout)  DURABLE=1 (runtest --durable)  THREADS=2 (sluice --threads)
 # Results: $OUT/MODE/UNIT.out (runtest's output), $OUT/MODE/notes.txt (what was restored), $OUT/summary.md.
 # `scripts/redis-test-suite.sh --summary` prints the table of the results in $OUT again.
 # Needs root or sudo the first time (a deb-src entry, `apt-get source redis`, tcl).
@@ -40,6 +41,12 @@ UNITS=${UNITS:-$DEFAULT_UNITS}
 OUT=${OUT:-$ROOT/build/redis-test-suite}
 REDIS_SRC=${REDIS_SRC:-$ROOT/build/redis-src}
 UNIT_TIMEOUT=${UNIT_TIMEOUT:-900}
+# runtest gives up on a unit whose test made no progress for this long (a reply that never comes);
+# the slowest single tests here take about 60 s.
+TEST_TIMEOUT=${TEST_TIMEOUT:-120}
+# Sluice's event loops. Two, so that clients land on different loops as they do in production on
+# more cores: the order in which two clients' requests reach Redis is then not their write order.
+THREADS=${THREADS:-2}
 # DURABLE=1 (default): runtest --durable, so an error raised inside a test (SYNC refused, say)
 # fails that test and the unit goes on; DURABLE=0 lets it abort the unit, as a plain runtest does.
 DURABLE=${DURABLE:-1}
@@ -77,9 +84,11 @@ def parse(mode, unit):
         if block:
             name, detail = block[0], block[1:]
             text = "\n".join(detail)
-            kind = raised if ("while executing" in text or "invoked from within" in text) else failed
-            kind[name] += 1
-            why.setdefault(name, (detail[0] if detail else "").strip()[:200])
+            is_raised = "while executing" in text or "invoked from within" in text
+            (raised if is_raised else failed)[name] += 1
+            # The message: the lines up to the Tcl stack trace of a raised error.
+            message = " ".join(l.strip() for l in text.split("    while executing")[0].splitlines())
+            why.setdefault(name, message.strip()[:200])
     for line in open(path, errors="replace"):
         line = line.rstrip("\n")
         if line.startswith("["):
@@ -90,6 +99,10 @@ def parse(mode, unit):
             block = [re.sub(r" in tests/\S+$", "", line[7:])]
         elif line.startswith("[exception]: "):
             aborted = line[13:][:200]
+        elif line.startswith("[TIMEOUT]"):
+            aborted = "timed out (no progress for TEST_TIMEOUT seconds)"
+        elif aborted and aborted.startswith("timed out") and "(IN PROGRESS)" in line:
+            aborted = "timed out in: " + line.split("(IN PROGRESS)", 1)[1].strip()
         elif line.startswith(("[ignore]: ", "[skip]: ")):
             skipped += 1
         elif block is not None:
@@ -266,6 +279,16 @@ if failed or left: print("NOT restored: " + "; ".join(failed + left))
 PY
 }
 
+# A private copy of the binary and the plugins: a rebuild that rewrites a loaded .so in place while
+# the run goes on (cp onto the same file) would crash the running process (seen: SIGSEGV at address 0).
+if [ -n "${SLUICE_BIN:-}" ]; then
+  mkdir -p "$W/bin" "$W/plugins"
+  cp "$SLUICE_BIN" "$W/bin/sluice"
+  cp "$SLUICE_PLUGINS"/*.so "$W/plugins/" 2>/dev/null || true
+  SLUICE_BUILT=$(date -u -r "$SLUICE_BIN" +%FT%TZ)
+  SLUICE_ORIGIN=$SLUICE_BIN; SLUICE_BIN=$W/bin/sluice; SLUICE_PLUGINS=$W/plugins
+fi
+
 BACKEND=$(free_port); SHADOW=$(free_port)
 start_redis backend "$BACKEND"
 state snapshot "$BACKEND" "$W/backend.state"
@@ -280,7 +303,7 @@ SLUICE_PID=""
 start_sluice() {  # MODE CONFIG LOG -> sets TARGET
   local port; port=$(free_port)
   sed "s/{PORT}/$port/" "$2" >"$W/sluice.yaml"
-  "$SLUICE_BIN" run --config "$W/sluice.yaml" --threads 2 >>"$3" 2>&1 &
+  "$SLUICE_BIN" run --config "$W/sluice.yaml" --threads "$THREADS" >>"$3" 2>&1 &
   SLUICE_PID=$!; pids+=("$!")
   wait_for_port "$port" "$SLUICE_PID" || { echo "sluice did not start:" >&2; tail -20 "$3" >&2; exit 1; }
   TARGET=$port
@@ -332,8 +355,8 @@ for mode in $MODES; do
     echo "redis: $(redis-server --version)"
     echo "suite: Debian redis $deb_version"
     if [ "$mode" != direct ]; then
-      echo "sluice: $SLUICE_BIN, $("$SLUICE_BIN" --version), built $(date -u -r "$SLUICE_BIN" +%FT%TZ)"
-      echo "checkout of the binary at run time: $(git -C "$(dirname "$SLUICE_BIN")" log -1 --format='%h %cI' 2>/dev/null || echo '?')"
+      echo "sluice: $SLUICE_ORIGIN, $("$SLUICE_BIN" --version), built $SLUICE_BUILT"
+      echo "its checkout's HEAD at run time: $(git -C "$(dirname "$SLUICE_ORIGIN")" log -1 --format='%h %cI' 2>/dev/null || echo '?')"
     fi
   } >"$dir/run.txt"
   TARGET=$BACKEND
@@ -361,7 +384,7 @@ for mode in $MODES; do
     start=$(date +%s)
     rc=0
     (cd "$SUITE" && TERM=dumb timeout "$UNIT_TIMEOUT" ./runtest --host 127.0.0.1 --port "$TARGET" \
-      --single "unit/$unit" --tags "$DENY_TAGS" "${skip_args[@]}" --baseport "$BASEPORT" --timeout 300 \
+      --single "unit/$unit" --tags "$DENY_TAGS" "${skip_args[@]}" --baseport "$BASEPORT" --timeout "$TEST_TIMEOUT" \
       >"$dir/$name.out" 2>&1) || rc=$?
     echo "$rc $(( $(date +%s) - start ))" >"$dir/$name.rc"
     printf '   %-22s rc=%-3s %4ss  ok=%-4s err=%-3s exception=%s\n' "$unit" "$rc" "$(( $(date +%s) - start ))" \
