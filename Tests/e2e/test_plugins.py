@@ -11,7 +11,7 @@ import urllib.request
 import pytest
 import redis
 
-from conftest import FIXTURES, PLUGINS, SLUICE, free_port
+from conftest import FIXTURES, PLUGINS, SLUICE, free_port, wait_for_port
 
 
 def two_sink_config(primary, other, steps, other_name="shadow", plugin_dir=None, extra_chains=""):
@@ -764,6 +764,7 @@ def test_mutated_requests_never_bring_the_host_down(redis_factory, sluice_factor
         "chain: main }", "chain: main, max_frame_bytes: 65536 }\n"
         f"  - redis: {{ listen: 127.0.0.1:{auth_port}, chain: main, auth: {{ password: pw }} }}")
     proxy = sluice_factory(config)
+    wait_for_port(auth_port, process=proxy.proc)  # the factory waits for the first listener only
     rnd = random.Random(20261125)
     for round_ in range(8):
         sockets = []
