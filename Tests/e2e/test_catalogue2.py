@@ -152,6 +152,8 @@ def test_key_prefix_multi_key_commands_scripts_streams_and_sort(tenants):
     r3.rpush("queue", "again")
     assert r3.blpop(["queue"], timeout=1) == [b"queue", b"again"]
     assert r3.keys("mov*") == [b"moved"]
+    assert metric(proxy, "sluice_transform_abi_misuse_total") == 0
+    assert metric(proxy, "sluice_transform_error_returns_total") == 0
 
 
 def test_key_prefix_refuses_what_spans_tenants_and_the_rest_of_the_pipeline_goes_through(tenants):
@@ -267,3 +269,132 @@ def test_key_prefix_under_redis_benchmark(redis_factory, sluice_factory):
     assert re.search(r"MSET \(10 keys\): [0-9.]+ requests per second", out.stdout), out.stdout
     keys = backend.client().keys("*")
     assert keys and all(k.startswith(b"bench:") for k in keys), keys
+
+
+# ---- consistent-scatter ----------------------------------------------------------------------------
+
+def scatter_config(ports, options="write_consistency: 2, read_consistency: 2, timeout_ms: 500"):
+    sinks = "".join(f"  r{i + 1}: {{ redis: {{ address: 127.0.0.1:{p} }} }}\n" for i, p in enumerate(ports))
+    return f"""plugins:
+  directory: {{PLUGINS}}
+sinks:
+{sinks}chains:
+  main:
+    - consistent-scatter: {{ targets: [r1, r2, r3], {options} }}
+    - sink: r1
+sources:
+  - redis: {{ listen: 127.0.0.1:{{PORT}}, chain: main }}
+observability:
+  metrics: 127.0.0.1:{{METRICS_PORT}}
+"""
+
+
+STAMPED = re.compile(rb"^sc1:[0-9a-f]{16}:")
+
+
+def test_consistent_scatter_writes_everywhere_and_reads_the_newest(redis_factory, sluice_factory):
+    servers = [redis_factory() for _ in range(3)]
+    proxy = sluice_factory(scatter_config([s.port for s in servers]))
+    r = proxy.client()
+    assert r.set("k", "v1") is True
+    # Every replica holds the value behind its timestamp header (what direct readers see).
+    stored = [s.client().get("k") for s in servers]
+    assert all(STAMPED.match(v) and v.endswith(b":v1") for v in stored), stored
+    assert len(set(stored)) == 1  # one timestamp per write, the same on every replica
+    for _ in range(6):  # reads rotate over the replicas; each sees the value without the header
+        assert r.get("k") == b"v1"
+    # A replica that missed a write (an older stamp) loses against the newer value on any 2 of 3.
+    servers[1].client().set("k", b"sc1:0000000000000001:stale")
+    for _ in range(6):
+        assert r.get("k") == b"v1"
+    # A newer stamp written on all replicas read quorum can reach wins over the older.
+    for s in servers:
+        s.client().set("n", b"sc1:0000000000000005:old")
+    servers[2].client().set("n", b"sc1:7fffffffffffffff:newest")
+    seen = {r.get("n") for _ in range(6)}
+    assert b"newest" in seen and seen <= {b"newest", b"old"}
+    # MSET / MGET / EXISTS / DEL / SET … GET, pipelined.
+    pipe = r.pipeline(transaction=False)
+    pipe.mset({"a": "1", "b": "2"}).mget("a", "missing", "b").exists("a", "b", "missing")
+    pipe.set("a", "3", get=True).get("a").delete("a", "b").get("b")
+    assert pipe.execute() == [True, [b"1", None, b"2"], 2, b"1", b"3", 2, None]
+    assert all(s.client().get("a") is None for s in servers)
+    # Connection commands reach every replica; other commands are refused per request.
+    assert r.ping() is True
+    with pytest.raises(redis.ResponseError, match="consistent-scatter: 'INCRBY' is not supported"):
+        r.incr("counter")
+    assert redis_cli(proxy.port, "GET", "k").strip() == "v1"
+    assert metric(proxy, "sluice_plugin_consistent_scatter_writes_total") >= 4
+    assert metric(proxy, "sluice_plugin_consistent_scatter_refused_total") == 1
+    # RESP3 clients get RESP3 replies (nil in MGET as '_').
+    r3 = redis.Redis(host="127.0.0.1", port=proxy.port, protocol=3, socket_timeout=10)
+    assert r3.mget("k", "nothing") == [b"v1", None]
+    assert metric(proxy, "sluice_transform_abi_misuse_total") == 0
+    assert metric(proxy, "sluice_transform_error_returns_total") == 0
+
+
+def test_consistent_scatter_survives_a_killed_replica_and_reports_a_lost_quorum(redis_factory, sluice_factory):
+    servers = [redis_factory() for _ in range(3)]
+    proxy = sluice_factory(scatter_config([s.port for s in servers]))
+    r = proxy.client()
+    assert r.set("before", "x") is True
+    servers[2].stop()  # killed
+    # W=2 of 3: writes are still acknowledged; R=2: reads fail over to the live replicas.
+    for i in range(10):
+        assert r.set(f"k{i}", str(i)) is True
+    for i in range(10):
+        assert r.get(f"k{i}") == str(i).encode()
+        assert r.get("before") == b"x"
+    assert servers[0].client().get("k3").endswith(b":3") and servers[1].client().get("k3").endswith(b":3")
+    assert metric(proxy, "sluice_plugin_consistent_scatter_r3_errors_total") >= 10
+    assert metric(proxy, "sluice_plugin_consistent_scatter_quorum_failures_total") == 0
+    # A second replica gone: one acknowledgement is not enough, and the client is told why.
+    servers[1].stop()
+    with pytest.raises(redis.ResponseError, match=r"consistent-scatter: 1 of 3 targets acknowledged the write, 2 required \(r[23]: "):
+        r.set("k", "v")
+    with pytest.raises(redis.ResponseError, match=r"consistent-scatter: 1 of 3 targets answered, 2 required"):
+        r.get("k0")
+    assert metric(proxy, "sluice_plugin_consistent_scatter_quorum_failures_total") == 2
+
+
+def test_consistent_scatter_counts_a_replica_that_answers_late_or_not_at_all(redis_factory, sluice_factory):
+    import signal
+    import time
+    servers = [redis_factory() for _ in range(3)]
+    proxy = sluice_factory(scatter_config([s.port for s in servers], "timeout_ms: 300"))  # majorities by default
+    r = proxy.client()
+    assert r.set("warm", "1") is True
+    servers[2].proc.send_signal(signal.SIGSTOP)
+    try:
+        start = time.time()
+        assert r.set("k", "v") is True  # two acknowledgements: answered without waiting for r3
+        assert time.time() - start < 0.3
+        for _ in range(4):
+            assert r.get("k") == b"v"  # a read sent to r3 fails over to another replica at the deadline
+        time.sleep(0.4)
+        assert metric(proxy, "sluice_plugin_consistent_scatter_r3_timeouts_total") >= 1
+        assert metric(proxy, "sluice_plugin_consistent_scatter_r1_timeouts_total") == 0
+    finally:
+        servers[2].proc.send_signal(signal.SIGCONT)
+    deadline = time.time() + 5
+    while time.time() < deadline and metric(proxy, "sluice_plugin_consistent_scatter_r3_late_total") < 1:
+        time.sleep(0.05)
+    assert metric(proxy, "sluice_plugin_consistent_scatter_r3_late_total") >= 1
+    assert servers[2].client().get("k").endswith(b":v")  # the late replica applied the write
+
+
+@pytest.mark.parametrize("options,needle", [
+    ("write_consistency: 4", r"write_consistency: expected an integer from 1 to 3, found 4"),
+    ("read_consistency: 0", r"read_consistency: expected an integer from 1 to 3, found 0"),
+    ("targets: [r1, nope]", r"targets: no sink or chain named 'nope'"),
+    ("targets: [r1, r1]", r"targets: 'r1' is listed twice"),
+    ("timeout: 3", r"unknown option 'timeout'"),
+])
+def test_consistent_scatter_config_errors_point_into_the_file(workdir, options, needle):
+    sinks = "".join(f"  r{i}: {{ redis: {{ address: 127.0.0.1:1 }} }}\n" for i in (1, 2, 3))
+    if "targets" not in options:
+        options = "targets: [r1, r2, r3], " + options
+    path, code, out = check_config(workdir, f"    - consistent-scatter: {{ {options} }}\n",
+                                   sinks=sinks.replace("r1:", "primary:").replace("  r2", "  r1: { redis: { address: 127.0.0.1:1 } }\n  r2"))
+    assert code != 0
+    assert re.search(re.escape(path) + r":\d+:\d+: main\[0\] consistent-scatter: " + needle, out), out
