@@ -398,3 +398,99 @@ def test_consistent_scatter_config_errors_point_into_the_file(workdir, options, 
                                    sinks=sinks.replace("r1:", "primary:").replace("  r2", "  r1: { redis: { address: 127.0.0.1:1 } }\n  r2"))
     assert code != 0
     assert re.search(re.escape(path) + r":\d+:\d+: main\[0\] consistent-scatter: " + needle, out), out
+
+
+# ---- coalesce --------------------------------------------------------------------------------------
+
+def coalesce_config(backend_port, options):
+    return plain_config(backend_port, f"    - coalesce: {{ target: primary, {options} }}\n")
+
+
+def read_replies(sock, count):
+    """Reads until `count` simple replies (one line each) arrived; returns the lines."""
+    got = b""
+    while got.count(b"\r\n") < count:
+        chunk = sock.recv(65536)
+        assert chunk, got
+        got += chunk
+    return got.split(b"\r\n")[:count]
+
+
+def test_coalesce_merges_a_clients_writes_into_one_batch_by_time_and_by_count(redis_factory, sluice_factory):
+    import time
+    backend = redis_factory()
+    proxy = sluice_factory(coalesce_config(backend.port, "max_requests: 1000, max_wait_ms: 400"))
+    # Five separate writes 20 ms apart, within one max_wait_ms: one batch of five, replies in order.
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=10) as s:
+        start = time.time()
+        for i in range(5):
+            s.sendall(f"INCRBY n {10 ** i}\r\n".encode())
+            time.sleep(0.02)
+        assert read_replies(s, 5) == [b":1", b":11", b":111", b":1111", b":11111"]
+        assert time.time() - start >= 0.35  # held until the timer
+    assert metric(proxy, "sluice_plugin_coalesce_batches_total") == 1
+    assert metric(proxy, "sluice_plugin_coalesce_timer_flushes_total") == 1
+    assert metric(proxy, "sluice_plugin_coalesce_requests_total") == 5
+    # By count: max_requests 3, six single-command writes: two full batches, no timer needed.
+    proxy2 = sluice_factory(coalesce_config(backend.port, "max_requests: 3, max_wait_ms: 60000"))
+    with socket.create_connection(("127.0.0.1", proxy2.port), timeout=10) as s:
+        for i in range(6):
+            s.sendall(f"RPUSH order {i}\r\n".encode())
+            time.sleep(0.01)
+        assert read_replies(s, 6) == [b":1", b":2", b":3", b":4", b":5", b":6"]
+    assert metric(proxy2, "sluice_plugin_coalesce_full_flushes_total") == 2
+    assert metric(proxy2, "sluice_plugin_coalesce_batches_total") == 2
+    assert backend.client().lrange("order", 0, -1) == [str(i).encode() for i in range(6)]
+
+
+def test_coalesce_keeps_every_reply_in_place_for_redis_py_pipelines_and_benchmark(redis_factory, sluice_factory):
+    backend = redis_factory()
+    proxy = sluice_factory(coalesce_config(backend.port, "max_requests: 50, max_wait_ms: 2"))
+    r = proxy.client()
+    pipe = r.pipeline(transaction=False)
+    for i in range(500):
+        pipe.set(f"k{i}", i).get(f"k{i}").incr("counter")
+    out = pipe.execute()
+    assert out == [x for i in range(500) for x in (True, str(i).encode(), i + 1)]
+    # A transaction and a blocking pop through the held batches.
+    tx = r.pipeline(transaction=True)
+    tx.set("t", "1").incr("t").get("t")
+    assert tx.execute() == [True, 2, b"2"]
+    r.rpush("q", "job")
+    assert r.blpop(["q"], timeout=1) == (b"q", b"job")
+    # RESP3 through the coalesced route.
+    r3 = redis.Redis(host="127.0.0.1", port=proxy.port, protocol=3, socket_timeout=10)
+    assert r3.hgetall("none") == {} and r3.get("k7") == b"7"
+    out = subprocess.run(["redis-benchmark", "-p", str(proxy.port), "-t", "set,get,incr,lpush", "-n", "20000",
+                          "-P", "16", "-c", "8", "-q"], capture_output=True, text=True, timeout=180)
+    assert out.returncode == 0, out.stderr
+    assert re.search(r"INCR: [0-9.]+ requests per second", out.stdout), out.stdout
+    assert backend.client().get("counter:__rand_int__") == b"20000"  # every INCR reached the server once
+    batches = metric(proxy, "sluice_plugin_coalesce_batches_total")
+    requests = metric(proxy, "sluice_plugin_coalesce_requests_total")
+    print(f"coalesce: {requests:.0f} requests in {batches:.0f} batches")
+    assert requests >= 80000 + 1500 and batches < requests / 4, (batches, requests)
+    assert metric(proxy, "sluice_plugin_coalesce_failures_total") == 0
+
+
+def test_coalesce_failing_target_fails_the_held_requests_with_a_clear_error(sluice_factory):
+    proxy = sluice_factory(coalesce_config(free_port(), "max_requests: 10, max_wait_ms: 5"))
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=10) as s:
+        s.sendall(b"GET k\r\nPING\r\n")
+        lines = read_replies(s, 2)
+    assert all(l.startswith(b"-ERR coalesce: the target failed: ") and b"unavailable" in l for l in lines), lines
+    assert proxy.alive()
+    assert metric(proxy, "sluice_plugin_coalesce_failures_total") >= 1
+
+
+@pytest.mark.parametrize("step,needle", [
+    ("    - coalesce: { max_requests: 5 }\n", r"target: required"),
+    ("    - coalesce: { target: nope }\n", r"target: no sink or chain named 'nope'"),
+    ("    - coalesce: { target: primary, max_requests: 0 }\n", r"max_requests: expected an integer from 1 to 1000000, found 0"),
+    ("    - coalesce: { target: primary, max_wait_ms: soon }\n", r"max_wait_ms: expected an integer from 0 to 60000, found 'soon'"),
+    ("    - coalesce: { target: primary, wait: 1 }\n", r"unknown option 'wait'"),
+])
+def test_coalesce_config_errors_point_into_the_file(workdir, step, needle):
+    path, code, out = check_config(workdir, step)
+    assert code != 0
+    assert re.search(re.escape(path) + r":7:\d+: main\[0\] coalesce: " + needle, out), out
