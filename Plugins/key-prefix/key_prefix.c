@@ -373,6 +373,9 @@ static int32_t rewrite_sort_patterns(sluice_batch *requests, size_t i, const uin
       a += 1;
     }
   }
+  /* Redis puts the element at the pattern's first '*' and knows no escape: a prefix with '*' would
+   * take the element's place. */
+  if (count > 0 && memchr(prefix, '*', prefix_len) != NULL) return SLUICE_ERROR_STATE;
   return prefix_args(requests, i, patterns, count, prefix, prefix_len);
 }
 
@@ -485,13 +488,14 @@ static int32_t kp_on_requests(void *p, sluice_call *call, sluice_batch *requests
     case KP_UNTOUCHED: break;
     default: status = rewrite_keys(c, requests, i, prefix, prefix_len); break;
     }
-    if (status == SLUICE_ERROR_NOT_FOUND || status == SLUICE_ERROR_MALFORMED) {
+    if (status == SLUICE_ERROR_NOT_FOUND || status == SLUICE_ERROR_MALFORMED || status == SLUICE_ERROR_STATE) {
       /* No trustworthy key positions: the server would see unprefixed keys, so refuse it. The
        * request is unchanged (nothing was spliced before the keys were known). */
       char text[300];
       int n = snprintf(text, sizeof text, "NOPERM key-prefix: '%s' is refused for a tenant: %s",
                        entry != NULL ? entry->name : "this command",
                        status == SLUICE_ERROR_NOT_FOUND ? "its keys are not in the key table"
+                       : status == SLUICE_ERROR_STATE   ? "BY and GET patterns cannot hold a prefix with '*'"
                                                         : "its arguments do not match its key positions");
       status = partial_refuse(call, i, &errors, text, (size_t)n);
       refused++;

@@ -258,6 +258,11 @@ def test_key_prefix_glob_characters_in_the_prefix_are_escaped(redis_factory, slu
     assert r.keys("*") == [b"mine"]
     assert list(r.scan_iter()) == [b"mine"]
     assert r.get("mine") == b"1"
+    # SORT patterns have no escape: with a '*' in the prefix, BY/GET patterns are refused, plain SORT works.
+    r.rpush("ids", "2", "1")
+    assert r.sort("ids") == [b"1", b"2"]
+    with pytest.raises(redis.ResponseError, match="BY and GET patterns cannot hold a prefix with"):
+        r.sort("ids", by="w_*")
 
 
 def test_key_prefix_under_redis_benchmark(redis_factory, sluice_factory):
