@@ -13,6 +13,7 @@ let swiftPlugins: [(product: String, target: String, path: String)] = [
 /// Swift test fixtures built as plugins (scripts/build-test-fixtures.sh): product, target, path.
 let swiftFixtures: [(product: String, target: String, path: String)] = [
     ("sluice-reach-swift", "ReachSwiftFixture", "Tests/fixtures/swift-reach"),
+    ("fixture-swift", "SwiftFixturePlugin", "Tests/fixtures/swift-plugin"),
 ]
 
 /// The host's hot path is single-threaded per event loop by design; the runtime's dynamic exclusivity
@@ -69,7 +70,7 @@ let package = Package(
         .target(name: "SluiceSDK", dependencies: ["PluginABI"], path: "Sources/SluiceSDK"),
         .testTarget(
             name: "SluiceHostTests",
-            dependencies: ["SluiceHost", "PluginABI"],
+            dependencies: ["SluiceHost", "PluginABI", "SluiceSDK"],
             path: "Tests/SluiceHostTests"
         ),
     ] + (swiftPlugins + swiftFixtures).map {

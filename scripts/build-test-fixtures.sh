@@ -5,10 +5,12 @@ cd "$(dirname "$0")/.."
 OUT=$(mkdir -p "${1:-build/fixtures}" && cd "${1:-build/fixtures}" && pwd)
 make -s -C Tests/fixtures/plugins OUT="$OUT"
 # Swift fixtures (Package.swift's swiftFixtures), built in debug: they exercise the SDK, not speed.
-swift build --product sluice-reach-swift >/dev/null
-# Replaced atomically (a temporary name in OUT, then mv), as scripts/build-plugins.sh does.
-TEMPORARY=$(mktemp "$OUT/.libsluice-reach-swift.so.XXXXXX")
-cp "$(swift build --show-bin-path)/libsluice-reach-swift.so" "$TEMPORARY"
-chmod 0755 "$TEMPORARY"
-mv -f "$TEMPORARY" "$OUT/libsluice-reach-swift.so"
+# Each replaced atomically (a temporary name in OUT, then mv), as scripts/build-plugins.sh does.
+for product in sluice-reach-swift fixture-swift; do
+  swift build --product "$product" >/dev/null
+  TEMPORARY=$(mktemp "$OUT/.lib$product.so.XXXXXX")
+  cp "$(swift build --show-bin-path)/lib$product.so" "$TEMPORARY"
+  chmod 0755 "$TEMPORARY"
+  mv -f "$TEMPORARY" "$OUT/lib$product.so"
+done
 echo "fixtures in $OUT: $(cd "$OUT" && ls | tr '\n' ' ')"

@@ -14,6 +14,12 @@ public enum Sluice {
         let plan: RuntimePlan
         let sources: [RuntimeBuilder.SourcePlan]
 
+        /// Frees every transform's config (config_free). Call once nothing runs on the plan any
+        /// more: after `SluiceServer.stop`, when start-up failed, or when `sluice check` is done.
+        public func release() {
+            plan.freeConfigs()
+        }
+
         public var summary: String {
             var lines = ["config \(config.file): OK"]
             for p in plugins.loaded {
@@ -71,6 +77,7 @@ public enum Sluice {
             server = try SluiceServer(plan: prepared.plan, sources: prepared.sources,
                                       metricsListen: prepared.config.metricsListen, threads: count)
         } catch {
+            prepared.release()  // nothing will use the configs: a failed start-up frees them too
             throw ListenFailure.explaining(error, config: prepared.config)
         }
         HostLog.host.info("sluice \(version) listening on \(server.boundAddresses.joined(separator: ", ")) with \(count) event loops")

@@ -1,6 +1,10 @@
 /// An ordered batch of messages (requests or responses); a thin wrapper over `sluice_batch*`.
 /// See the header for lent and owned batches: a batch from `new`, `clone` or a send completion is
 /// owned and must be given away (`Call.respond`, `InstanceEnv.send`) or `free()`d.
+///
+/// Functions that change a batch return the host's status (`SLUICE_OK`, or why not: a bad index, a
+/// malformed message, a stale batch); nothing is dropped silently. In a hook, `try status.check()`
+/// turns a failure into a thrown `SluiceError`, which fails the call with its message.
 public struct Batch {
     public let raw: OpaquePointer
 
@@ -23,15 +27,27 @@ public struct Batch {
 
     /// Copies message `index` of `source` to position `at` (count appends). No byte copy.
     @discardableResult
-    public func insert(from source: Batch, index: Int, at position: Int) -> Bool {
-        sluiceHost.pointee.batch_insert_from(raw, position, source.raw, index) == SLUICE_OK
+    public func insert(from source: Batch, index: Int, at position: Int) -> SluiceStatus {
+        SluiceStatus(sluiceHost.pointee.batch_insert_from(raw, position, source.raw, index), "batch_insert_from")
     }
 
-    public func append(from source: Batch, index: Int) {
+    @discardableResult
+    public func append(from source: Batch, index: Int) -> SluiceStatus {
         insert(from: source, index: index, at: count)
     }
 
-    public func remove(at index: Int) { _ = sluiceHost.pointee.batch_remove(raw, index) }
+    @discardableResult
+    public func remove(at index: Int) -> SluiceStatus {
+        SluiceStatus(sluiceHost.pointee.batch_remove(raw, index), "batch_remove")
+    }
+
+    /// Replaces (index < count) or appends (index == count) a message given as complete wire bytes.
+    @discardableResult
+    public func putBytes(_ bytes: [UInt8], at index: Int) -> SluiceStatus {
+        bytes.withUnsafeBufferPointer {
+            SluiceStatus(sluiceHost.pointee.batch_put_bytes(raw, index, $0.baseAddress, $0.count), "batch_put_bytes")
+        }
+    }
 
     /// The wire bytes of a message (borrowed: valid until it is replaced or the batch released).
     public func bytes(at index: Int) -> UnsafeRawBufferPointer {
@@ -65,56 +81,71 @@ public struct Batch {
         return total
     }
 
-    /// Builds a command and puts it at `index` (count appends).
-    public func putCommand(_ arguments: [[UInt8]], at index: Int) {
-        var pointers: [UnsafePointer<UInt8>?] = []
+    /// Builds a command and puts it at `index` (count appends). The arguments are copied once into
+    /// one buffer, so any number of them (the host accepts a million) takes constant stack.
+    @discardableResult
+    public func putCommand(_ arguments: [[UInt8]], at index: Int) -> SluiceStatus {
         var lengths: [Int] = []
-        let storage = arguments.map { ContiguousArray($0) }
-        func build(_ i: Int) {
-            if i == storage.count {
-                _ = sluiceHost.pointee.redis_put_command(raw, index, storage.count, pointers, lengths)
-                return
-            }
-            storage[i].withUnsafeBufferPointer { buffer in
-                pointers.append(buffer.baseAddress)
-                lengths.append(buffer.count)
-                build(i + 1)
-            }
+        lengths.reserveCapacity(arguments.count)
+        var total = 0
+        for argument in arguments {
+            lengths.append(argument.count)
+            total += argument.count
         }
-        build(0)
+        var joined: [UInt8] = []
+        joined.reserveCapacity(total)
+        for argument in arguments { joined.append(contentsOf: argument) }
+        return joined.withUnsafeBufferPointer { buffer in
+            var pointers: [UnsafePointer<UInt8>?] = []
+            pointers.reserveCapacity(arguments.count)
+            var offset = 0
+            for length in lengths {
+                pointers.append(buffer.baseAddress.map { $0 + offset })
+                offset += length
+            }
+            return SluiceStatus(sluiceHost.pointee.redis_put_command(raw, index, arguments.count, pointers, lengths),
+                                "redis_put_command")
+        }
     }
 
     // MARK: Redis responses
 
     /// Puts an error reply ("ERR …") at `index` (count appends).
-    public func putError(_ message: String, at index: Int) {
+    @discardableResult
+    public func putError(_ message: String, at index: Int) -> SluiceStatus {
         putReply(Int32(SLUICE_REDIS_ERROR), message, at: index)
     }
 
-    public func putSimpleString(_ text: String, at index: Int) {
+    @discardableResult
+    public func putSimpleString(_ text: String, at index: Int) -> SluiceStatus {
         putReply(Int32(SLUICE_REDIS_SIMPLE_STRING), text, at: index)
     }
 
-    public func putBulk(_ bytes: [UInt8], at index: Int) {
+    @discardableResult
+    public func putBulk(_ bytes: [UInt8], at index: Int) -> SluiceStatus {
         bytes.withUnsafeBufferPointer {
-            _ = sluiceHost.pointee.redis_put_reply(raw, index, Int32(SLUICE_REDIS_BULK_STRING), $0.baseAddress, $0.count, 0)
+            SluiceStatus(sluiceHost.pointee.redis_put_reply(raw, index, Int32(SLUICE_REDIS_BULK_STRING), $0.baseAddress, $0.count, 0),
+                         "redis_put_reply")
         }
     }
 
-    public func putInteger(_ value: Int64, at index: Int) {
-        _ = sluiceHost.pointee.redis_put_reply(raw, index, Int32(SLUICE_REDIS_INTEGER), nil, 0, value)
+    @discardableResult
+    public func putInteger(_ value: Int64, at index: Int) -> SluiceStatus {
+        SluiceStatus(sluiceHost.pointee.redis_put_reply(raw, index, Int32(SLUICE_REDIS_INTEGER), nil, 0, value), "redis_put_reply")
     }
 
-    public func putNull(at index: Int) {
-        _ = sluiceHost.pointee.redis_put_reply(raw, index, Int32(SLUICE_REDIS_NULL), nil, 0, 0)
+    /// A null reply, encoded for the client's protocol (`_` for RESP3, `$-1` for RESP2).
+    @discardableResult
+    public func putNull(at index: Int) -> SluiceStatus {
+        SluiceStatus(sluiceHost.pointee.redis_put_reply(raw, index, Int32(SLUICE_REDIS_NULL), nil, 0, 0), "redis_put_reply")
     }
 
     /// Simple strings and errors are one line: CR and LF bytes become spaces (byte by byte: Swift
     /// sees "\r\n" as one Character, which a Character-level replace would miss).
-    private func putReply(_ type: Int32, _ text: String, at index: Int) {
+    private func putReply(_ type: Int32, _ text: String, at index: Int) -> SluiceStatus {
         let line = text.utf8.map { $0 == 13 || $0 == 10 ? UInt8(ascii: " ") : $0 }
-        line.withUnsafeBufferPointer {
-            _ = sluiceHost.pointee.redis_put_reply(raw, index, type, $0.baseAddress, $0.count, 0)
+        return line.withUnsafeBufferPointer {
+            SluiceStatus(sluiceHost.pointee.redis_put_reply(raw, index, type, $0.baseAddress, $0.count, 0), "redis_put_reply")
         }
     }
 

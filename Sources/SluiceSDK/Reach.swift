@@ -3,25 +3,6 @@
 /// is thrown as `SluiceError`, never dropped. On a host whose table lacks them (older than 1.1)
 /// they throw `SluiceError(status: SLUICE_ERROR_STATE)` instead of calling past the table.
 
-/// A host function's failure status.
-public struct SluiceError: Error, CustomStringConvertible {
-    public let status: Int32
-    public let operation: String
-
-    public init(status: Int32, operation: String) {
-        self.status = status
-        self.operation = operation
-    }
-
-    public var description: String { "\(operation) failed with status \(status)" }
-
-    /// Throws unless `status` is SLUICE_OK.
-    @inline(__always)
-    static func check(_ status: Int32, _ operation: @autoclosure () -> String) throws {
-        if status != SLUICE_OK { throw SluiceError(status: status, operation: operation()) }
-    }
-}
-
 /// The host table's size up to and including the last reach function.
 private let reachTableSize = MemoryLayout<sluice_host_api>.offset(of: \sluice_host_api.call_answer)!
     + MemoryLayout<sluice_host_call_answer_fn>.size

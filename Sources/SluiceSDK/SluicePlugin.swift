@@ -114,11 +114,11 @@ private let instanceFree: sluice_on_instance_free_fn = { instance in
 private let onRequests: sluice_on_requests_fn = { instance, call, requests in
     guard let instance, let call, let requests else { return Int32(SLUICE_ERROR_INVALID_ARGUMENT) }
     let box = Unmanaged<InstanceBox>.fromOpaque(instance).takeUnretainedValue()
-    let c = Call(raw: call, outstanding: box.outstanding)
+    let wrapped = Call(raw: call, outstanding: box.outstanding)
     do {
-        try box.instance.onRequests(c, Batch(raw: requests))
+        try box.instance.onRequests(wrapped, Batch(raw: requests))
     } catch {
-        failThrown(c, error)
+        failThrown(wrapped, error, hook: "onRequests")
     }
     return Int32(SLUICE_OK)
 }
@@ -126,18 +126,21 @@ private let onRequests: sluice_on_requests_fn = { instance, call, requests in
 private let onResponses: sluice_on_responses_fn = { instance, call, requests, responses in
     guard let instance, let call, let requests, let responses else { return Int32(SLUICE_ERROR_INVALID_ARGUMENT) }
     let box = Unmanaged<InstanceBox>.fromOpaque(instance).takeUnretainedValue()
-    let c = Call(raw: call, outstanding: box.outstanding)
+    let wrapped = Call(raw: call, outstanding: box.outstanding)
     do {
-        try box.instance.onResponses(c, requests: Batch(raw: requests), responses: Batch(raw: responses))
+        try box.instance.onResponses(wrapped, requests: Batch(raw: requests), responses: Batch(raw: responses))
     } catch {
-        failThrown(c, error)
+        failThrown(wrapped, error, hook: "onResponses")
     }
     return Int32(SLUICE_OK)
 }
 
-/// A hook threw: the call fails with the error's description. If the hook had completed the call
-/// before throwing, the host refuses this second completion (SLUICE_ERROR_STATE), which is logged.
-private func failThrown(_ call: Call, _ error: Error) {
-    let status = call.fail("\(error)")
-    if status != SLUICE_OK { Log.warning("a hook threw after completing its call: \(error)") }
+/// A hook threw: its call fails with the error's message (Swift errors never cross the ABI). If the
+/// hook had completed the call already, the host refuses the second completion and the error is
+/// logged instead.
+private func failThrown(_ call: Call, _ error: Error, hook: String) {
+    let message = (error as? SluiceError)?.message ?? String(describing: error)
+    if !call.fail(message).isOK {
+        Log.warning("\(hook) threw after completing its call: \(message)")
+    }
 }

@@ -15,17 +15,19 @@ public protocol Transform: AnyObject {
 }
 
 /// The per-connection side of a transform.
+///
+/// Hooks may throw: an error thrown before the hook completed its call fails the call with the
+/// error's message (`-ERR <transform>: <message>` for each request), as `call.fail` would. An error
+/// thrown after the call was completed is logged.
 public protocol TransformInstance: AnyObject {
     /// A request batch arrived (lent until the call completes). End in forward, respond or fail.
-    /// An error thrown before the call completed fails the call with the error's description.
     func onRequests(_ call: Call, _ requests: Batch) throws
-    /// The responses of a forwarded call (lent, modifiable). End in respond or fail. An error
-    /// thrown before the call completed fails the call with the error's description.
+    /// The responses of a forwarded call (lent, modifiable). End in respond or fail.
     func onResponses(_ call: Call, requests: Batch, responses: Batch) throws
 }
 
 extension TransformInstance {
-    public func onResponses(_ call: Call, requests: Batch, responses: Batch) {
+    public func onResponses(_ call: Call, requests: Batch, responses: Batch) throws {
         call.respondWithReceived()
     }
 }

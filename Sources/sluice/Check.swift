@@ -19,6 +19,7 @@ struct Check: ParsableCommand {
         do {
             let prepared = try Sluice.prepare(configPath: config, tryBinding: !noBind)
             print(prepared.summary)
+            prepared.release()
         } catch {
             FileHandle.standardError.write(Data("\(error)\n".utf8))
             throw ExitCode(2)

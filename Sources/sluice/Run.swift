@@ -60,6 +60,7 @@ struct Run: ParsableCommand {
         sigwait(&stopSignals, &received)
         FileHandle.standardError.write(Data("sluice: signal \(received), draining clients (up to \(drainTimeoutMs) ms)\n".utf8))
         let cutOff = server.stop(drainTimeout: .milliseconds(max(0, drainTimeoutMs)))
+        prepared.release()  // config_free, now that no connection (no instance) is left
         let how = cutOff == 0 ? "every client was answered" : "\(cutOff) client(s) cut off at the drain timeout"
         FileHandle.standardError.write(Data("sluice: stopped; \(how)\n".utf8))
     }

@@ -161,10 +161,12 @@ final class NetworkInputFuzzTests: XCTestCase {
     /// Walks an accepted reply with the cursor plugins use: every value must lie inside the frame.
     private func walk(_ frame: ByteBuffer) {
         let batch = Batch(kind: Batch.responses, protocolID: Batch.redis, messages: [frame])
+        let handle = batch.handOverToPlugin()  // the cursor keeps the batch's handle
+        defer { HandleTable.current.retire(handle) }
         batch.withMessageBytes(0) { bytes in
             var cursor = sluice_redis_cursor()
             var value = sluice_redis_value()
-            ReplyCursor.initialize(&cursor, batch: batch, bytes: bytes)
+            ReplyCursor.initialize(&cursor, batch: handle, generation: batch.generation, bytes: bytes)
             var steps = 0
             while ReplyCursor.next(&cursor, &value) == SLUICE_OK {
                 if value.bytes.len > 0 {

@@ -1,4 +1,5 @@
 import NIOCore
+import PluginABI
 
 /// An ordered batch of messages of one protocol: requests from one client read, or their responses.
 ///
@@ -7,8 +8,9 @@ import NIOCore
 /// an untouched batch is written out with a single write of the original bytes. Any change drops
 /// `contiguous` and the writer falls back to writing the messages one by one.
 ///
-/// Plugins see a batch as the opaque `sluice_batch*`. A batch is either lent to a plugin (the host
-/// keeps ownership) or owned by it (`isLent == false` and retained once on the plugin's behalf).
+/// Plugins see a batch as the opaque `sluice_batch*`, a `HandleTable` handle: a lent handle (the host
+/// keeps ownership; retired when the call completes) or an owned one (retired when the plugin frees
+/// the batch or gives it away).
 final class Batch {
     /// SLUICE_BATCH_REQUESTS or SLUICE_BATCH_RESPONSES.
     let kind: Int32
@@ -19,13 +21,11 @@ final class Batch {
     private(set) var contiguous: ByteBuffer?
     /// Bumped on every change, so cursors can tell that their view went stale.
     private(set) var generation: UInt64 = 0
-    /// True while a plugin holds this batch on loan (it may not free or give it away).
-    var isLent = false
 
-    static let requests: Int32 = 0
-    static let responses: Int32 = 1
-    static let redis: Int32 = 1
-    static let cql: Int32 = 2
+    static let requests = Int32(SLUICE_BATCH_REQUESTS)
+    static let responses = Int32(SLUICE_BATCH_RESPONSES)
+    static let redis = Int32(SLUICE_PROTOCOL_REDIS)
+    static let cql = Int32(SLUICE_PROTOCOL_CQL)
 
     init(kind: Int32, protocolID: Int32, messages: [ByteBuffer] = [], contiguous: ByteBuffer? = nil) {
         self.kind = kind
@@ -42,7 +42,6 @@ final class Batch {
         messages.removeAll(keepingCapacity: true)
         contiguous = nil
         generation &+= 1
-        isLent = false
     }
 
     /// Appends a message as received while the batch is being built (not a change to it).

@@ -5,9 +5,9 @@ import PluginABI
 ///
 /// States: `.requested` (the plugin must forward, respond or fail) → `.forwarded` (waiting for the
 /// rest of the chain) → `.awaitingRespond` (on_responses ran; the plugin must respond or fail) →
-/// `.done`. The plugin holds one retain on the call from the moment it first sees it until it
-/// completes it, so a pointer it keeps across hooks stays valid, and a second completion is refused
-/// instead of touching freed memory.
+/// `.done`. The plugin sees the call through a handle of the thread's `HandleTable`, issued when
+/// the call starts and retired when it completes (or expires, or is abandoned): a handle the plugin
+/// kept is refused afterwards, even when this object is reused for the step's next batch.
 final class Call: ResponseReceiver {
     enum State { case requested, forwarded, awaitingRespond, done }
 
@@ -39,6 +39,28 @@ final class Call: ResponseReceiver {
     private var forwarding = false
     /// Requests the plugin answered itself (call_answer); the rest go on, and the host merges.
     private var localAnswers = LocalAnswers()
+    /// The handles the plugin holds for this call: the call's, its lent request batch's, and in
+    /// on_responses the lent response batch's. Retired together when the call completes.
+    private(set) var handle: OpaquePointer?
+    private var requestsHandle: OpaquePointer?
+    private var responsesHandle: OpaquePointer?
+    /// When the plugin's turn began for a call it kept past its hook (for the call deadline).
+    private(set) var turnStarted: NIODeadline?
+    /// call_set_deadline's value for this call (nil: the plan's deadline; 0: none).
+    private var deadlineOverride: Int64?
+
+    /// The deadline that applies to this call, in milliseconds (0: none).
+    var deadlineMilliseconds: Int64 { deadlineOverride ?? chain.session.plan.callDeadlineMilliseconds }
+
+    /// call_set_deadline: from now, the plugin has `milliseconds` (0: no limit) to complete the call.
+    func setDeadline(milliseconds: Int64) -> Int32 {
+        deadlineOverride = milliseconds
+        if isPluginsTurn {
+            turnStarted = .now()
+            if heldByPlugin { chain.callAwaitsPlugin(self) }
+        }
+        return SLUICE_OK
+    }
 
     init(chain: ChainInstance, position: Int, step: TransformStep, instance: UnsafeMutableRawPointer?,
          requests: Batch, receiver: ResponseReceiver, forwarded: Bool = false) {
@@ -62,6 +84,7 @@ final class Call: ResponseReceiver {
         state = .requested
         pluginData = nil
         localAnswers.removeAll()
+        deadlineOverride = nil
     }
 
     /// Drops what a completed call still references (the batch may hold a large read), so a call
@@ -74,25 +97,48 @@ final class Call: ResponseReceiver {
     /// Whether the call may be reused: completed inside its hook, and kept by nothing else.
     var isReusable: Bool { state == .done && !heldByPlugin }
 
-    var handle: OpaquePointer { OpaquePointer(Unmanaged.passUnretained(self).toOpaque()) }
-
-    static func from(_ handle: OpaquePointer) -> Call {
-        Unmanaged<Call>.fromOpaque(UnsafeRawPointer(handle)).takeUnretainedValue()
+    /// The call behind a live call handle of this thread, or nil (logged) for a stale one.
+    static func from(_ handle: OpaquePointer?, _ function: StaticString) -> Call? {
+        guard let (object, _) = HandleTable.current.resolve(handle, .call, function) else { return nil }
+        return unsafeDowncast(object, to: Call.self)
     }
+
+    private var handles: HandleTable { chain.session.handles }
+
+    /// Whether the plugin must act next (respond, fail or forward), as opposed to waiting for the
+    /// rest of the chain.
+    var isPluginsTurn: Bool { state == .requested || state == .awaitingRespond }
 
     /// Hands the request batch to the plugin's on_requests hook.
     func start() {
         guard let onRequests = step.onRequests else { return }
-        requests.isLent = true
+        let handles = self.handles
+        let callHandle = handles.register(self, kind: .call, step: step)
+        handle = callHandle
+        requestsHandle = handles.register(requests, kind: .lentBatch, step: step)
         // While the hook runs, the caller's reference keeps this call alive; it joins the chain
         // instance's held list only if the plugin keeps it past the hook (most complete it inside).
-        let status = onRequests(instance, handle, requests.handle)
+        let requestsHandle = self.requestsHandle
+        let status = chain.session.runningHook(step) { onRequests(instance, callHandle, requestsHandle) }
         if status != SLUICE_OK, state == .requested {
             step.metrics.errorReturned()
             _ = fail("on_requests returned status \(status)")
         }
-        if state != .done {
-            if chain.isClosed { abandon() } else { holdForPlugin() }
+        keepIfPending()
+    }
+
+    /// After a hook: a call the plugin did not complete is held (and its deadline runs while it is
+    /// the plugin's turn), or abandoned if the connection closed meanwhile.
+    private func keepIfPending() {
+        guard state != .done else { return }
+        if chain.isClosed {
+            abandon()
+            return
+        }
+        holdForPlugin()
+        if isPluginsTurn {
+            turnStarted = .now()
+            chain.callAwaitsPlugin(self)
         }
     }
 
@@ -133,6 +179,7 @@ final class Call: ResponseReceiver {
     /// The rest of the chain answers the original receiver directly; this call is done.
     private func passOn() -> Int32 {
         state = .done
+        retireHandles()
         if localAnswers.isEmpty {
             chain.run(requests, from: position + 1, receiver: receiver)
         } else {
@@ -146,18 +193,22 @@ final class Call: ResponseReceiver {
         return SLUICE_OK
     }
 
-    func respond(_ handle: OpaquePointer?) -> Int32 {
+    func respond(_ given: OpaquePointer?) -> Int32 {
         guard state == .requested || state == .awaitingRespond else {
             return misuse("call_respond on a call that was already completed")
         }
         let batch: Batch
-        if let handle {
-            let given = Batch.from(handle)
-            if given === responses {
-                batch = given
+        if let given {
+            if given == responsesHandle, let responses {
+                batch = responses
             } else {
-                guard !given.isLent else { return misuse("call_respond with a lent batch") }
-                batch = Unmanaged<Batch>.fromOpaque(UnsafeRawPointer(handle)).takeRetainedValue()
+                let handles = self.handles
+                guard let (object, kind) = handles.resolve(given, .batch, "call_respond") else {
+                    return misuse("call_respond with a stale or foreign batch handle")
+                }
+                guard kind == .ownedBatch else { return misuse("call_respond with a lent batch") }
+                batch = unsafeDowncast(object, to: Batch.self)
+                handles.retire(given)  // ownership moves to the host
             }
         } else {
             guard state == .awaitingRespond, let responses else {
@@ -216,12 +267,28 @@ final class Call: ResponseReceiver {
         }
         state = .awaitingRespond
         responses = batch
-        batch.isLent = true
-        let status = onResponses(instance, handle, requests.handle, batch.handle)
+        let handles = self.handles
+        if handle == nil { handle = handles.register(self, kind: .call, step: step) }  // a step with on_responses only
+        if requestsHandle == nil { requestsHandle = handles.register(requests, kind: .lentBatch, step: step) }
+        responsesHandle = handles.register(batch, kind: .lentBatch, step: step)
+        let (callHandle, requestsHandle, responsesHandle) = (handle, self.requestsHandle, self.responsesHandle)
+        let status = chain.session.runningHook(step) { onResponses(instance, callHandle, requestsHandle, responsesHandle) }
         if status != SLUICE_OK, state == .awaitingRespond {
             step.metrics.errorReturned()
             _ = fail("on_responses returned status \(status)")
         }
+        keepIfPending()
+    }
+
+    /// The call deadline passed while it was the plugin's turn: the requests are answered with an
+    /// error, and whatever the plugin does with its handle later is refused.
+    func expire(after milliseconds: Int64) {
+        guard isPluginsTurn else { return }
+        step.metrics.failed()
+        HostLog.plugins.warning("\(step.label): a call was not completed within \(milliseconds) ms; its requests fail")
+        finish(.responses(Batch.errors(
+            "ERR \(step.transformName): the transform did not answer within \(milliseconds) ms (sluice call deadline)",
+            count: requestCount, allocator: chain.session.allocator)))
     }
 
     /// call_answer: request `index` is answered with message `replyIndex` of `replies`.
@@ -246,8 +313,22 @@ final class Call: ResponseReceiver {
         state = .done
         responses = nil
         localAnswers.removeAll()
+        retireHandles()
         receiver.receive(outcome)
         releaseFromPlugin()
+    }
+
+    /// Ends the plugin's handles of this call: later uses of them are refused.
+    private func retireHandles() {
+        turnStarted = nil
+        guard let handle else { return }
+        let handles = self.handles
+        handles.retire(handle)
+        handles.retire(requestsHandle)
+        handles.retire(responsesHandle)
+        self.handle = nil
+        requestsHandle = nil
+        responsesHandle = nil
     }
 
     private func misuse(_ what: String) -> Int32 {
@@ -273,24 +354,20 @@ final class Call: ResponseReceiver {
         state = .done
         responses = nil
         heldByPlugin = false
+        retireHandles()
     }
 }
 
 extension Batch {
-    /// The opaque handle lent to plugins (no retain).
-    var handle: OpaquePointer { OpaquePointer(Unmanaged.passUnretained(self).toOpaque()) }
-
-    /// Hands the batch to a plugin as an owned batch (one retain on its behalf).
-    func handOverToPlugin() -> OpaquePointer {
-        isLent = false
-        return OpaquePointer(Unmanaged.passRetained(self).toOpaque())
+    /// The batch behind a live batch handle of this thread (lent or owned), or nil (logged).
+    static func from(_ handle: OpaquePointer?, _ function: StaticString) -> Batch? {
+        guard let (object, _) = HandleTable.current.resolve(handle, .batch, function) else { return nil }
+        return unsafeDowncast(object, to: Batch.self)
     }
 
-    static func from(_ handle: OpaquePointer) -> Batch {
-        Unmanaged<Batch>.fromOpaque(UnsafeRawPointer(handle)).takeUnretainedValue()
-    }
-
-    static func from(_ handle: OpaquePointer?) -> Batch? {
-        handle.map { from($0) }
+    /// Hands the batch to a plugin as an owned batch: a new handle, retained until the plugin frees
+    /// it or gives it away.
+    func handOverToPlugin(step: TransformStep? = nil) -> OpaquePointer {
+        HandleTable.current.register(self, kind: .ownedBatch, step: step)
     }
 }

@@ -21,6 +21,9 @@ final class ChainInstance {
     private let hooks: [StepHooks]
     /// Per sink step, the client's route to that sink (nil until first used).
     private var sinkRoutes: [SinkRoute?]
+    /// The one scheduled check for held calls past their deadline (nil when none is pending).
+    private var deadlineSweep: Scheduled<Void>?
+    private var sweepDue: NIODeadline?
 
     private struct StepHooks {
         /// The sink index for a sink step, -1 for a transform.
@@ -40,6 +43,53 @@ final class ChainInstance {
         call.nextHeld?.previousHeld = call.previousHeld
         call.nextHeld = nil
         call.previousHeld = nil
+    }
+
+    // MARK: call deadline
+
+    /// A held call became the plugin's turn: make sure a deadline check is scheduled. One check
+    /// per chain instance at a time, so calls kept past their hook cost no timer each.
+    func callAwaitsPlugin(_ call: Call) {
+        let deadline = call.deadlineMilliseconds
+        guard deadline > 0, !isClosed, let started = call.turnStarted else { return }
+        let due = started + .milliseconds(deadline)
+        if let scheduled = sweepDue, scheduled <= due { return }
+        scheduleDeadlineSweep(at: due)
+    }
+
+    private func scheduleDeadlineSweep(at due: NIODeadline) {
+        deadlineSweep?.cancel()
+        sweepDue = due
+        deadlineSweep = session.eventLoop.scheduleTask(deadline: due) { [weak self] in
+            self?.sweepDeadlines()
+        }
+    }
+
+    /// Fails every held call whose plugin had it longer than the deadline, then schedules the next
+    /// check for the oldest call still waiting on its plugin.
+    private func sweepDeadlines() {
+        deadlineSweep = nil
+        sweepDue = nil
+        guard !isClosed else { return }
+        let now = NIODeadline.now()
+        var expired: [Call] = []
+        var next: NIODeadline?
+        var call = held
+        while let c = call {
+            call = c.nextHeld
+            let milliseconds = c.deadlineMilliseconds
+            guard c.isPluginsTurn, milliseconds > 0, let started = c.turnStarted else { continue }
+            let due = started + .milliseconds(milliseconds)
+            if due <= now {
+                expired.append(c)
+            } else if next.map({ due < $0 }) ?? true {
+                next = due
+            }
+        }
+        for c in expired { c.expire(after: c.deadlineMilliseconds) }
+        if let next, !isClosed, sweepDue.map({ next < $0 }) ?? true {
+            scheduleDeadlineSweep(at: next)
+        }
     }
 
     /// Creates every plugin instance of the chain; throws the first instance_new failure.
@@ -62,9 +112,10 @@ final class ChainInstance {
             let env = InstanceEnv(session: session, step: t)
             envs[i] = env
             var instance: UnsafeMutableRawPointer?
-            let status = instanceNew(t.config, env.handle, &instance)
+            let status = session.runningHook(t) { instanceNew(t.config, env.handle, &instance) }
             guard status == SLUICE_OK else {
                 env.close()
+                env.retireHandles()
                 envs[i] = nil
                 close()
                 throw ChainError.instanceRefused(t.label, status)
@@ -150,6 +201,8 @@ final class ChainInstance {
     /// Frees every plugin instance (timers and pending send completions are cancelled first).
     func close() {
         isClosed = true
+        deadlineSweep?.cancel()
+        deadlineSweep = nil
         spareCalls.removeAll()  // they reference this chain instance
         for i in sinkRoutes.indices { sinkRoutes[i] = nil }
         // Calls the plugins never completed are abandoned (no hook runs for them again); the
@@ -164,8 +217,10 @@ final class ChainInstance {
             guard let env = envs[i] else { continue }
             env.close()
             if case .transform(let t) = plan.steps[i], let free = t.instanceFree {
-                free(instances[i])
+                let instance = instances[i]
+                session.runningHook(t) { free(instance) }
             }
+            env.retireHandles()
             // The env (and its timer handles) stays valid until instance_free returned, and until
             // the next event-loop turn: a plugin still on the stack may hold its pointer.
             session.eventLoop.execute { withExtendedLifetime(env) {} }

@@ -8,6 +8,9 @@ final class ChainSession {
     let eventLoop: EventLoop
     let allocator: ByteBufferAllocator
     let plan: RuntimePlan
+    /// The handles of this thread that plugins get for calls, batches, timers and sends (taken on
+    /// first use, which is on the connection's event loop).
+    lazy var handles = HandleTable.current
     /// "ip:port" of the client, NUL-terminated, for `client_address`.
     let clientAddress: UnsafeMutableBufferPointer<UInt8>
     /// The client's session as plugins read it (`get_property`).
@@ -73,6 +76,24 @@ final class ChainSession {
             return
         }
         chain.run(batch, from: 0, receiver: SessionFactsObserver(facts: facts, changes: changes, receiver: receiver))
+    }
+
+    /// Whether the client switched to RESP3 (a HELLO 3 that succeeded), for replies plugins build.
+    var clientSpeaksRESP3: Bool { facts.protocolVersion == 3 }
+
+    /// Runs `body` (a hook of `step`'s plugin) with this session and step as the thread's active
+    /// ones (two stores and two restores; no reference counting).
+    @inline(__always)
+    func runningHook<R>(_ step: TransformStep, _ body: () -> R) -> R {
+        let handles = self.handles
+        let (savedSession, savedStep) = (handles.activeSession, handles.activeStep)
+        handles.activeSession = self
+        handles.activeStep = step
+        defer {
+            handles.activeSession = savedSession
+            handles.activeStep = savedStep
+        }
+        return body()
     }
 
     /// Runs a batch through a named target (a chain from its start, or a sink directly).

@@ -92,6 +92,7 @@ enum RuntimeBuilder {
                         continue
                     }
                     planned.config = object
+                    planned.hasConfig = true
                     sendsTo[chain.name, default: []].append(contentsOf: env.resolvedChains)
                     steps.append(.transform(planned))
                 }
@@ -106,7 +107,7 @@ enum RuntimeBuilder {
             }
         }
 
-        let plan = RuntimePlan(chains: chains, sinks: sinks)
+        let plan = RuntimePlan(chains: chains, sinks: sinks, callDeadlineMilliseconds: config.callDeadlineMilliseconds)
         let sources = config.sources.compactMap { source in
             var tls: NIOSSLContext?
             if let settings = source.tls {
@@ -124,7 +125,10 @@ enum RuntimeBuilder {
                            }), tls: tls, limits: source.limits)
             }
         }
-        if !errors.isEmpty { throw ConfigErrors(errors: errors) }
+        if !errors.isEmpty {
+            plan.freeConfigs()  // the configs that were made before the error are never used
+            throw ConfigErrors(errors: errors)
+        }
         return (plan, sources)
     }
 

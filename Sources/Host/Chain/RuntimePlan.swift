@@ -8,13 +8,33 @@ final class RuntimePlan {
     let chainIndex: [String: Int]
     /// The backend connections shared by stateless clients, per event loop and sink.
     let sharedConnections = SharedSinkConnections()
+    /// How long a plugin may keep a call it must answer (0: no limit); see `ChainInstance`.
+    let callDeadlineMilliseconds: Int64
+    private var configsFreed = false
 
-    init(chains: [ChainPlan], sinks: [SinkPlan]) {
+    init(chains: [ChainPlan], sinks: [SinkPlan], callDeadlineMilliseconds: Int64 = SluiceConfig.defaultCallDeadlineMilliseconds) {
         self.chains = chains
         self.sinks = sinks
+        self.callDeadlineMilliseconds = callDeadlineMilliseconds
         var index: [String: Int] = [:]
         for (i, c) in chains.enumerated() { index[c.name] = i }
         chainIndex = index
+    }
+}
+
+extension RuntimePlan {
+    /// Calls config_free for every transform's config, once, on the calling (main) thread: at
+    /// shutdown after the event loops stopped, or when start-up or `sluice check` ends.
+    func freeConfigs() {
+        guard !configsFreed else { return }
+        configsFreed = true
+        RuntimePlan.freeConfigs(of: chains)
+    }
+
+    static func freeConfigs(of chains: [ChainPlan]) {
+        for chain in chains {
+            for case .transform(let step) in chain.steps { step.freeConfig() }
+        }
     }
 }
 
@@ -68,4 +88,15 @@ final class TransformStep {
         onResponses = descriptor.onResponses
         metrics = TransformMetrics(plugin: pluginName, transform: transformName, label: label)
     }
+
+    /// config_free for the config config_new made (once; a step whose config_new failed has none).
+    func freeConfig() {
+        guard hasConfig else { return }
+        hasConfig = false
+        configFree?(config)
+        config = nil
+    }
+
+    /// Whether config_new succeeded and config_free has not run yet (the config may be NULL).
+    var hasConfig = false
 }

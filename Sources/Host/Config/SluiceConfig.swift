@@ -68,6 +68,9 @@ public struct SluiceConfig {
     /// Where `plugins.directory` is written (for errors about that directory).
     let pluginDirectoryNode: YAMLNode?
     public let requiredPlugins: [(name: String, line: Int, column: Int)]
+    /// How long a transform may keep a call it must answer (`plugins.call_deadline_ms`, 0: no limit)
+    /// before the host fails the call's requests itself.
+    public var callDeadlineMilliseconds: Int64 = SluiceConfig.defaultCallDeadlineMilliseconds
     public let sinks: [Sink]
     public let chains: [Chain]
     public let sources: [Source]
@@ -80,6 +83,7 @@ public struct SluiceConfig {
     public static let defaultMaxFrameBytes = 512 * 1024 * 1024
     /// Event-loop threads accepted (config `threads`, `sluice run --threads`).
     public static let threadRange = 1...256
+    public static let defaultCallDeadlineMilliseconds: Int64 = 60_000
     /// Redis's own default maxclients.
     public static let defaultMaxClients = 10_000
 
@@ -190,7 +194,11 @@ struct ConfigReader {
 
         var pluginDirectory: String?
         var required: [(name: String, line: Int, column: Int)] = []
-        if let plugins = root["plugins"], expectMap(plugins, "plugins", allowed: ["directory", "require"]) {
+        var callDeadline = SluiceConfig.defaultCallDeadlineMilliseconds
+        if let plugins = root["plugins"], expectMap(plugins, "plugins", allowed: ["directory", "require", "call_deadline_ms"]) {
+            if let value = integer(plugins["call_deadline_ms"], "plugins.call_deadline_ms", range: 0...86_400_000) {
+                callDeadline = Int64(value)
+            }
             if let dir = scalar(plugins["directory"], "plugins.directory", at: plugins) {
                 pluginDirectory = dir.hasPrefix("/") ? dir : baseDirectory + "/" + dir
             }
@@ -265,11 +273,13 @@ struct ConfigReader {
         }
         let threads = integer(root["threads"], "threads", range: SluiceConfig.threadRange)
 
-        return SluiceConfig(file: file, pluginDirectory: pluginDirectory,
-                            pluginDirectoryNode: root["plugins"]?["directory"], requiredPlugins: required, sinks: sinks,
-                            chains: chains, sources: sources, metricsListen: metrics,
-                            metricsListenNode: metrics == nil ? nil : root["observability"]?["metrics"], threads: threads,
-                            logLevel: logLevel)
+        var config = SluiceConfig(file: file, pluginDirectory: pluginDirectory,
+                                  pluginDirectoryNode: root["plugins"]?["directory"], requiredPlugins: required, sinks: sinks,
+                                  chains: chains, sources: sources, metricsListen: metrics,
+                                  metricsListenNode: metrics == nil ? nil : root["observability"]?["metrics"], threads: threads,
+                                  logLevel: logLevel)
+        config.callDeadlineMilliseconds = callDeadline
+        return config
     }
 
     private mutating func readSink(name: String, key: YAMLNode, _ node: YAMLNode) -> SluiceConfig.Sink? {

@@ -7,15 +7,17 @@ extension HostAPI {
     static func addReach(to api: inout sluice_host_api) {
         api.redis_set_arg = { batch, index, argument, bytes, length in
             guard let batch else { return SLUICE_ERROR_INVALID_ARGUMENT }
-            return HostAPI.splice(Batch.from(batch), index, argument, offset: 0, removing: nil, bytes, length)
+            guard let b = Batch.from(batch, "redis_set_arg") else { return SLUICE_ERROR_STATE }
+            return HostAPI.splice(b, index, argument, offset: 0, removing: nil, bytes, length)
         }
         api.redis_splice_arg = { batch, index, argument, offset, removing, bytes, length in
             guard let batch else { return SLUICE_ERROR_INVALID_ARGUMENT }
-            return HostAPI.splice(Batch.from(batch), index, argument, offset: offset, removing: removing, bytes, length)
+            guard let b = Batch.from(batch, "redis_splice_arg") else { return SLUICE_ERROR_STATE }
+            return HostAPI.splice(b, index, argument, offset: offset, removing: removing, bytes, length)
         }
         api.redis_keys = { batch, index, out, capacity, outCount in
             guard let batch else { return SLUICE_ERROR_INVALID_ARGUMENT }
-            let b = Batch.from(batch)
+            guard let b = Batch.from(batch, "redis_keys") else { return SLUICE_ERROR_STATE }
             guard b.kind == Batch.requests, b.protocolID == Batch.redis, index >= 0, index < b.count,
                   out != nil || capacity == 0
             else { return SLUICE_ERROR_INVALID_ARGUMENT }
@@ -69,7 +71,9 @@ extension HostAPI {
         }
         api.call_answer = { call, index, replies, replyIndex in
             guard let call, let replies else { return SLUICE_ERROR_INVALID_ARGUMENT }
-            return Call.from(call).answer(index, from: Batch.from(replies), replyIndex)
+            guard let resolved = Call.from(call, "call_answer"), let b = Batch.from(replies, "call_answer")
+            else { return SLUICE_ERROR_STATE }
+            return resolved.answer(index, from: b, replyIndex)
         }
     }
 

@@ -30,6 +30,47 @@ enum HostAPI {
         return UnsafeRawBufferPointer(start: start, count: length)
     }
 
+    /// RESP3's null, `_\r\n`.
+    private static func resp3Null() -> ByteBuffer {
+        var buffer = allocator.buffer(capacity: 3)
+        buffer.writeStaticString("_\r\n")
+        return buffer
+    }
+
+    /// send and send_ex: the batch's ownership moves to the host (even on error); the completion
+    /// is called later, at most once.
+    private static func send(_ env: OpaquePointer?, _ target: OpaquePointer?, _ batch: OpaquePointer?,
+                             timeout: UInt64, _ completion: sluice_send_completion_fn?,
+                             _ userData: UnsafeMutableRawPointer?, _ outSend: UnsafeMutablePointer<OpaquePointer?>?,
+                             _ function: StaticString) -> Int32 {
+        outSend?.pointee = nil
+        guard let batch else { return SLUICE_ERROR_INVALID_ARGUMENT }
+        let handles = HandleTable.current
+        guard let (object, kind) = handles.resolve(batch, .batch, function) else { return SLUICE_ERROR_STATE }
+        guard kind == .ownedBatch else {
+            HostLog.plugins.warning("\(function): a lent batch cannot be sent; ignored")
+            return SLUICE_ERROR_INVALID_ARGUMENT
+        }
+        let owned = unsafeDowncast(object, to: Batch.self)
+        handles.retire(batch)  // the host owns it now, whatever happens next
+        guard let env, let target, let completion, owned.kind == Batch.requests else {
+            return SLUICE_ERROR_INVALID_ARGUMENT
+        }
+        let instanceEnv = InstanceEnv.from(env)
+        guard !instanceEnv.isClosed else { return SLUICE_ERROR_STATE }
+        let targetRef = Unmanaged<TargetRef>.fromOpaque(UnsafeRawPointer(target)).takeUnretainedValue()
+        let receiver = SendCompletion(env: instanceEnv, callback: completion, userData: userData,
+                                      targetName: targetRef.name)
+        if outSend != nil || timeout > 0 {
+            let handle = instanceEnv.track(receiver)
+            outSend?.pointee = handle
+            if timeout > 0 { receiver.startTimeout(milliseconds: timeout) }
+        }
+        instanceEnv.session.send(owned, to: targetRef, receiver: receiver)
+        receiver.insideSend = false
+        return SLUICE_OK
+    }
+
     private static func makeTable() -> sluice_host_api {
         var api = sluice_host_api()
         api.struct_size = UInt32(MemoryLayout<sluice_host_api>.size)
@@ -143,63 +184,65 @@ enum HostAPI {
             out.pointee = sluice_host_view(ptr: name.baseAddress, len: name.count - 1)
         }
 
-        // Calls.
+        // Calls. Every handle is resolved through the thread's HandleTable: a stale one is
+        // refused (SLUICE_ERROR_STATE) and logged, never dereferenced.
         api.call_forward = { call in
             guard let call else { return SLUICE_ERROR_INVALID_ARGUMENT }
-            return Call.from(call).forward()
+            return Call.from(call, "call_forward")?.forward() ?? SLUICE_ERROR_STATE
         }
         api.call_pass = { call in
             guard let call else { return SLUICE_ERROR_INVALID_ARGUMENT }
-            return Call.from(call).pass()
+            return Call.from(call, "call_pass")?.pass() ?? SLUICE_ERROR_STATE
         }
         api.call_respond = { call, batch in
             guard let call else { return SLUICE_ERROR_INVALID_ARGUMENT }
-            return Call.from(call).respond(batch)
+            return Call.from(call, "call_respond")?.respond(batch) ?? SLUICE_ERROR_STATE
         }
         api.call_fail = { call, message, length in
             guard let call else { return SLUICE_ERROR_INVALID_ARGUMENT }
+            guard let resolved = Call.from(call, "call_fail") else { return SLUICE_ERROR_STATE }
             let text = message.map { String(decoding: HostAPI.bytes($0, length), as: UTF8.self) }
                 ?? "failed"
-            return Call.from(call).fail(text)
+            return resolved.fail(text)
         }
         api.call_set_data = { call, data in
-            guard let call else { return }
-            Call.from(call).pluginData = data
+            Call.from(call, "call_set_data")?.pluginData = data
         }
         api.call_data = { call in
-            guard let call else { return nil }
-            return Call.from(call).pluginData
+            Call.from(call, "call_data")?.pluginData
         }
+        api.call_set_deadline = { call, milliseconds in
+            guard let call else { return SLUICE_ERROR_INVALID_ARGUMENT }
+            guard let resolved = Call.from(call, "call_set_deadline") else { return SLUICE_ERROR_STATE }
+            return resolved.setDeadline(milliseconds: Int64(clamping: min(milliseconds, UInt64(Int64.max / 1_000_000))))
+        }
+
+        // Sends and timers.
         api.send = { env, target, batch, completion, userData in
-            guard let batch else { return SLUICE_ERROR_INVALID_ARGUMENT }
-            let given = Batch.from(batch)
-            guard !given.isLent else {
-                HostLog.plugins.warning("send: a lent batch cannot be sent; ignored")
-                return SLUICE_ERROR_INVALID_ARGUMENT
+            HostAPI.send(env, target, batch, timeout: 0, completion, userData, nil, "send")
+        }
+        api.send_ex = { env, target, batch, timeout, completion, userData, outSend in
+            HostAPI.send(env, target, batch, timeout: timeout, completion, userData, outSend, "send_ex")
+        }
+        api.send_cancel = { send in
+            guard let send else { return SLUICE_ERROR_INVALID_ARGUMENT }
+            guard let (object, _) = HandleTable.current.resolve(send, .send, "send_cancel") else {
+                return SLUICE_ERROR_STATE
             }
-            let owned = Unmanaged<Batch>.fromOpaque(UnsafeRawPointer(batch)).takeRetainedValue()
-            guard let env, let target, let completion, owned.kind == Batch.requests else {
-                return SLUICE_ERROR_INVALID_ARGUMENT
-            }
-            let instanceEnv = InstanceEnv.from(env)
-            guard !instanceEnv.isClosed else { return SLUICE_ERROR_STATE }
-            let targetRef = Unmanaged<TargetRef>.fromOpaque(UnsafeRawPointer(target)).takeUnretainedValue()
-            let receiver = SendCompletion(env: instanceEnv, callback: completion, userData: userData)
-            instanceEnv.session.send(owned, to: targetRef, receiver: receiver)
-            receiver.insideSend = false
+            unsafeDowncast(object, to: SendCompletion.self).cancel()
             return SLUICE_OK
         }
         api.timer_start = { env, delay, callback, userData, out in
             guard let env, let callback else { return SLUICE_ERROR_INVALID_ARGUMENT }
             let instanceEnv = InstanceEnv.from(env)
             guard !instanceEnv.isClosed else { return SLUICE_ERROR_STATE }
+            // Not `out?.pointee = startTimer(…)`: optional chaining would skip the call for a NULL out.
             let timer = instanceEnv.startTimer(delayMilliseconds: delay, callback: callback, userData: userData)
-            out?.pointee = timer.handle
+            out?.pointee = timer
             return SLUICE_OK
         }
         api.timer_cancel = { timer in
-            guard let timer else { return }
-            let t = PluginTimer.from(timer)
+            guard let t = PluginTimer.from(timer, "timer_cancel") else { return }
             t.owner?.cancelTimer(t)
         }
         api.client_address = { env, out in
@@ -215,28 +258,30 @@ enum HostAPI {
         }
 
         // Batches.
-        api.batch_count = { batch in batch.map { Batch.from($0).count } ?? 0 }
-        api.batch_kind = { batch in batch.map { Batch.from($0).kind } ?? -1 }
-        api.batch_protocol = { batch in batch.map { Batch.from($0).protocolID } ?? -1 }
+        api.batch_count = { batch in Batch.from(batch, "batch_count")?.count ?? 0 }
+        api.batch_kind = { batch in Batch.from(batch, "batch_kind")?.kind ?? -1 }
+        api.batch_protocol = { batch in Batch.from(batch, "batch_protocol")?.protocolID ?? -1 }
         api.batch_new = { kind, protocolID in
             guard kind == Batch.requests || kind == Batch.responses, protocolID == Batch.redis else { return nil }
             return Batch(kind: kind, protocolID: protocolID).handOverToPlugin()
         }
         api.batch_clone = { batch in
-            guard let batch else { return nil }
-            return Batch.from(batch).copy().handOverToPlugin()
+            Batch.from(batch, "batch_clone")?.copy().handOverToPlugin()
         }
         api.batch_free = { batch in
             guard let batch else { return }
-            guard !Batch.from(batch).isLent else {
+            let handles = HandleTable.current
+            guard let (_, kind) = handles.resolve(batch, .batch, "batch_free") else { return }
+            guard kind == .ownedBatch else {
                 HostLog.plugins.warning("batch_free on a lent batch; ignored")
                 return
             }
-            Unmanaged<Batch>.fromOpaque(UnsafeRawPointer(batch)).release()
+            handles.retire(batch)
         }
         api.batch_insert_from = { dst, dstIndex, src, srcIndex in
             guard let dst, let src else { return SLUICE_ERROR_INVALID_ARGUMENT }
-            let d = Batch.from(dst), s = Batch.from(src)
+            guard let d = Batch.from(dst, "batch_insert_from"), let s = Batch.from(src, "batch_insert_from")
+            else { return SLUICE_ERROR_STATE }
             guard d.kind == s.kind, d.protocolID == s.protocolID, dstIndex >= 0, dstIndex <= d.count, srcIndex >= 0, srcIndex < s.count
             else { return SLUICE_ERROR_INVALID_ARGUMENT }
             d.insert(s.messages[srcIndex], at: dstIndex)
@@ -244,21 +289,21 @@ enum HostAPI {
         }
         api.batch_remove = { batch, index in
             guard let batch else { return SLUICE_ERROR_INVALID_ARGUMENT }
-            let b = Batch.from(batch)
+            guard let b = Batch.from(batch, "batch_remove") else { return SLUICE_ERROR_STATE }
             guard index >= 0, index < b.count else { return SLUICE_ERROR_INVALID_ARGUMENT }
             b.remove(at: index)
             return SLUICE_OK
         }
         api.batch_message_bytes = { batch, index, out in
             guard let batch, let out else { return SLUICE_ERROR_INVALID_ARGUMENT }
-            let b = Batch.from(batch)
+            guard let b = Batch.from(batch, "batch_message_bytes") else { return SLUICE_ERROR_STATE }
             guard index >= 0, index < b.count else { return SLUICE_ERROR_INVALID_ARGUMENT }
             out.pointee = b.withMessageBytes(index) { sluice_host_view(ptr: $0.baseAddress?.assumingMemoryBound(to: UInt8.self), len: $0.count) }
             return SLUICE_OK
         }
         api.batch_put_bytes = { batch, index, bytes, length in
             guard let batch, length >= 0, bytes != nil || length == 0 else { return SLUICE_ERROR_INVALID_ARGUMENT }
-            let b = Batch.from(batch)
+            guard let b = Batch.from(batch, "batch_put_bytes") else { return SLUICE_ERROR_STATE }
             guard index >= 0, index <= b.count else { return SLUICE_ERROR_INVALID_ARGUMENT }
             let raw = HostAPI.bytes(bytes, length)
             let valid: Bool
@@ -278,14 +323,13 @@ enum HostAPI {
 
         // Redis commands.
         api.redis_arg_count = { batch, index in
-            guard let batch else { return 0 }
-            let b = Batch.from(batch)
+            guard let b = Batch.from(batch, "redis_arg_count") else { return 0 }
             guard b.kind == Batch.requests, b.protocolID == Batch.redis, index >= 0, index < b.count else { return 0 }
             return b.withMessageBytes(index) { RESPCommandReader.argumentCount($0) }
         }
         api.redis_args = { batch, index, out, capacity, outCount in
             guard let batch else { return SLUICE_ERROR_INVALID_ARGUMENT }
-            let b = Batch.from(batch)
+            guard let b = Batch.from(batch, "redis_args") else { return SLUICE_ERROR_STATE }
             guard b.kind == Batch.requests, b.protocolID == Batch.redis, index >= 0, index < b.count else {
                 return SLUICE_ERROR_INVALID_ARGUMENT
             }
@@ -306,7 +350,7 @@ enum HostAPI {
         }
         api.redis_put_command = { batch, index, argc, argv, lengths in
             guard let batch, argc > 0, argc <= RESPRequestScanner.maxArguments, let argv, let lengths else { return SLUICE_ERROR_INVALID_ARGUMENT }
-            let b = Batch.from(batch)
+            guard let b = Batch.from(batch, "redis_put_command") else { return SLUICE_ERROR_STATE }
             guard b.kind == Batch.requests, b.protocolID == Batch.redis, index >= 0, index <= b.count else {
                 return SLUICE_ERROR_INVALID_ARGUMENT
             }
@@ -323,12 +367,12 @@ enum HostAPI {
         // Redis replies.
         api.redis_cursor_init = { batch, index, cursor in
             guard let batch, let cursor else { return SLUICE_ERROR_INVALID_ARGUMENT }
-            let b = Batch.from(batch)
+            guard let b = Batch.from(batch, "redis_cursor_init") else { return SLUICE_ERROR_STATE }
             guard b.kind == Batch.responses, b.protocolID == Batch.redis, index >= 0, index < b.count else {
                 return SLUICE_ERROR_INVALID_ARGUMENT
             }
             b.withMessageBytes(index) { bytes in
-                ReplyCursor.initialize(cursor, batch: b, bytes: bytes)
+                ReplyCursor.initialize(cursor, batch: batch, generation: b.generation, bytes: bytes)
             }
             return SLUICE_OK
         }
@@ -338,7 +382,7 @@ enum HostAPI {
         }
         api.redis_put_reply = { batch, index, type, bytes, length, integer in
             guard let batch else { return SLUICE_ERROR_INVALID_ARGUMENT }
-            let b = Batch.from(batch)
+            guard let b = Batch.from(batch, "redis_put_reply") else { return SLUICE_ERROR_STATE }
             guard b.kind == Batch.responses, b.protocolID == Batch.redis, index >= 0, index <= b.count,
                   length >= 0, bytes != nil || length == 0
             else { return SLUICE_ERROR_INVALID_ARGUMENT }
@@ -354,7 +398,10 @@ enum HostAPI {
             case Int32(SLUICE_REDIS_INTEGER):
                 message = RESPEncoding.integer(integer, allocator: HostAPI.allocator)
             case Int32(SLUICE_REDIS_NULL):
-                message = RESPEncoding.nullBulk(allocator: HostAPI.allocator)
+                // RESP3 has its own null; a RESP2 client knows only the null bulk string.
+                message = HandleTable.current.activeSession?.clientSpeaksRESP3 == true
+                    ? HostAPI.resp3Null()
+                    : RESPEncoding.nullBulk(allocator: HostAPI.allocator)
             default:
                 return SLUICE_ERROR_INVALID_ARGUMENT
             }

@@ -109,6 +109,28 @@
  * SLUICE_OK without having completed its call makes the host fail the call with a generic message.
  * Every request gets exactly one response, in order: a response batch passed to call_respond must
  * hold as many messages as the request batch of that call.
+ * CALL DEADLINE (since 1.1): a call the plugin keeps past its hook must be completed within the
+ * host's call deadline (config plugins.call_deadline_ms, default 60000 ms; 0 disables it), counted
+ * while it is the plugin's turn (before forwarding, and from on_responses on; not while the rest of
+ * the chain works on a forwarded batch). When it expires the host answers every request of the call
+ * with "-ERR <transform>: the transform did not answer within N ms (sluice call deadline)", logs it,
+ * and the call's handle becomes stale: the plugin's late completion is refused with
+ * SLUICE_ERROR_STATE (free your per-call state then, or in instance_free). host->call_set_deadline
+ * changes it for one call (e.g. 0 while a blocking command waits at another target).
+ *
+ * ---------------------------------------------------------------------------------------------
+ * HANDLES (since 1.1)
+ * ---------------------------------------------------------------------------------------------
+ * sluice_call, sluice_batch, sluice_timer and sluice_send pointers are handles, not addresses: the
+ * host packs a slot index, a per-thread table id and the slot's generation into the pointer's bits
+ * and checks all three (and the handle's kind) on every use. A handle that is stale (its call was
+ * completed or expired, its batch freed or given away, or its lending call completed; its timer
+ * fired or was cancelled; its send completed, timed out or was cancelled), that belongs to another
+ * thread, or that is of another kind is never dereferenced: functions that return a status return
+ * SLUICE_ERROR_STATE, the others do nothing (void), return 0 (counts), -1 (kinds) or NULL, and the
+ * host logs a warning (at most one line a second per thread). Storage is reused, handles are not:
+ * a kept handle of a completed call never reaches a later call, even of the same transform.
+ * Handles are still only valid on the thread that issued them (the instance's event loop).
  */
 #ifndef SLUICE_PLUGIN_H
 #define SLUICE_PLUGIN_H
@@ -151,6 +173,8 @@ extern "C" {
 #define SLUICE_END 5
 /** A named target (chain or sink) does not exist. */
 #define SLUICE_ERROR_NOT_FOUND 6
+/** A send did not complete within its timeout (send_ex). SINCE 1.1 */
+#define SLUICE_ERROR_TIMEOUT 7
 
 /** Log levels (int32_t). */
 #define SLUICE_LOG_TRACE 0
@@ -189,14 +213,21 @@ typedef struct sluice_target sluice_target;
 typedef struct sluice_metric sluice_metric;
 /** Per-connection context given to instance_new (send, timers, client info). LIFETIME: until instance_free returns. */
 typedef struct sluice_instance_env sluice_instance_env;
-/** One pending on_requests call: the continuation. LIFETIME: until it is completed (forward/respond/fail), then invalid;
- * the host may hand the same pointer out again for a later call (call_data NULL again), so it is no key for per-call
- * state after completion. */
+/** One pending on_requests call: the continuation. LIFETIME: until it is completed (forward without
+ * on_responses, pass, respond, fail), expires (CALL DEADLINE) or is abandoned (instance_free), then
+ * stale: every later use is refused (see HANDLES); a new call never gets a handle equal to a stale one
+ * it could be confused with. */
 typedef struct sluice_call sluice_call;
-/** An ordered batch of messages (requests or responses) of one protocol. */
+/** An ordered batch of messages (requests or responses) of one protocol. LIFETIME: a lent batch until
+ * its call completes, an owned one until batch_free, send or call_respond takes it; then stale (see
+ * HANDLES). */
 typedef struct sluice_batch sluice_batch;
-/** A pending timer. LIFETIME: until it fires or is cancelled. */
+/** A pending timer. LIFETIME: until its callback returned or it was cancelled, then stale (see
+ * HANDLES); during instance_free the handles of the instance's timers stay valid (cancel is harmless). */
 typedef struct sluice_timer sluice_timer;
+/** A send made with send_ex. LIFETIME: until its completion is called (it is stale inside the
+ * completion), it times out, or it is cancelled; then stale (see HANDLES). SINCE 1.1 */
+typedef struct sluice_send sluice_send;
 
 /* ============================================================================================= */
 /* Redis values (responses)                                                                        */
@@ -427,7 +458,10 @@ typedef int32_t (*sluice_host_timer_start_fn)(sluice_instance_env *env, uint64_t
                                               sluice_timer_fn callback, void *user_data,
                                               sluice_timer **out_timer);
 
-/** Cancels a pending timer; its callback will not run. THREAD: instance's. */
+/**
+ * Cancels a pending timer; its callback will not run. A stale or foreign handle (the timer fired or
+ * was cancelled already) is ignored and logged (since 1.1; before, it was undefined). THREAD: instance's.
+ */
 typedef void (*sluice_host_timer_cancel_fn)(sluice_timer *timer);
 
 /**
@@ -554,10 +588,51 @@ typedef int32_t (*sluice_host_redis_cursor_next_fn)(sluice_redis_cursor *cursor,
  * type: SLUICE_REDIS_SIMPLE_STRING, _ERROR (bytes is the whole message, e.g. "ERR denied"),
  * _BULK_STRING, _INTEGER (uses integer, ignores bytes) or _NULL. Bytes must not contain CR or LF
  * for SIMPLE_STRING and ERROR (SLUICE_ERROR_INVALID_ARGUMENT). bytes: OWNERSHIP caller, copied.
- * For arrays and RESP3 types, use batch_put_bytes with the encoded value. THREAD: instance's.
+ * Since 1.1 the reply is encoded for the protocol of the client whose hook is running: _NULL is
+ * "_\r\n" once the client switched to RESP3 (HELLO 3) and "$-1\r\n" for RESP2 (1.0 always wrote
+ * "$-1"); the other types encode the same in both. For arrays and RESP3 types, use batch_put_bytes
+ * with the encoded value. THREAD: instance's.
  */
 typedef int32_t (*sluice_host_redis_put_reply_fn)(sluice_batch *batch, size_t index, int32_t type,
                                                   const uint8_t *bytes, size_t len, int64_t integer);
+
+/* ---- since 1.1: sends with a timeout and a cancel, call deadlines --------------------------------- */
+
+/**
+ * Like send, with a timeout and a handle to cancel the send.
+ * timeout_ms: 0 for none; otherwise, if the responses have not arrived after timeout_ms, completion
+ * is called with SLUICE_ERROR_TIMEOUT, no batch and a message naming the target and the timeout.
+ * The requests were sent and may still run at the target; their responses, when they arrive, are
+ * dropped by the host (and later requests to the target stay correctly matched).
+ * out_send: may be NULL; receives a handle for send_cancel, or NULL on an error return.
+ * Returns what send returns; on an error return completion is never called.
+ * OWNERSHIP: batch moves to the host, even on error; the responses given to completion are the
+ * plugin's (as for send). LIFETIME: *out_send until the completion is called (it is already stale
+ * inside the completion), the send times out or it is cancelled, or the instance is freed.
+ * THREAD: instance's. SINCE 1.1
+ */
+typedef int32_t (*sluice_host_send_ex_fn)(sluice_instance_env *env, sluice_target *target,
+                                          sluice_batch *batch, uint64_t timeout_ms,
+                                          sluice_send_completion_fn completion, void *user_data,
+                                          sluice_send **out_send);
+
+/**
+ * Cancels a pending send_ex: its completion is never called; its responses, when they arrive, are
+ * dropped. Returns SLUICE_OK, or SLUICE_ERROR_STATE (logged) when the send already completed, timed
+ * out or was cancelled, or for a stale or foreign handle. OWNERSHIP: nothing changes hands (the
+ * host had the batch already). LIFETIME: send is stale after SLUICE_OK. THREAD: instance's. SINCE 1.1
+ */
+typedef int32_t (*sluice_host_send_cancel_fn)(sluice_send *send);
+
+/**
+ * Sets the deadline of one call (see CALL DEADLINE): from now, the plugin has deadline_ms to complete
+ * it while it is the plugin's turn; 0 means no deadline for this call (for instance while a blocking
+ * command waits at another target). The setting holds for the rest of the call; each turn of the
+ * plugin (on_requests, on_responses) restarts the clock. Returns SLUICE_OK, or SLUICE_ERROR_STATE for
+ * a stale handle. OWNERSHIP: nothing changes hands. LIFETIME: the call's handle as before (it
+ * becomes stale when the deadline expires). THREAD: instance's. SINCE 1.1
+ */
+typedef int32_t (*sluice_host_call_set_deadline_fn)(sluice_call *call, uint64_t deadline_ms);
 
 /* ============================================================================================= */
 /* Reach (SINCE 1.1): in-place argument edits, key positions, session properties, partial answers */
@@ -749,6 +824,9 @@ typedef struct sluice_host_api {
   /* ---- since 1.1 ---------------------------------------------------------------------------- */
   sluice_host_call_pass_fn call_pass;
   /* 1.1: safe handles, send timeout and cancel, call deadlines (abi-core appends here) */
+  sluice_host_send_ex_fn send_ex;
+  sluice_host_send_cancel_fn send_cancel;
+  sluice_host_call_set_deadline_fn call_set_deadline;
   /* 1.1: in-place edits, key positions, session properties, partial answers (abi-reach appends here) */
   sluice_host_redis_set_arg_fn redis_set_arg;
   sluice_host_redis_splice_arg_fn redis_splice_arg;

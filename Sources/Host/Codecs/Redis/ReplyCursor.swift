@@ -1,18 +1,19 @@
 import PluginABI
 
 /// The host side of `sluice_redis_cursor`: a pre-order walk over one reply's values, its state kept
-/// in the caller's 64-byte cursor storage (base address, end, offset, batch, batch generation).
+/// in the caller's 64-byte cursor storage (base address, end, offset, batch handle, batch generation).
+/// The batch is kept as its plugin handle, so a cursor over a batch that was freed since is refused.
 enum ReplyCursor {
     private enum Slot: Int { case base = 0, end, offset, batch, generation }
 
-    static func initialize(_ cursor: UnsafeMutablePointer<sluice_redis_cursor>, batch: Batch,
-                           bytes: UnsafeRawBufferPointer) {
+    static func initialize(_ cursor: UnsafeMutablePointer<sluice_redis_cursor>, batch: OpaquePointer,
+                           generation: UInt64, bytes: UnsafeRawBufferPointer) {
         withSlots(cursor) { slots in
             slots[Slot.base.rawValue] = UInt64(UInt(bitPattern: bytes.baseAddress))
             slots[Slot.end.rawValue] = UInt64(bytes.count)
             slots[Slot.offset.rawValue] = 0
-            slots[Slot.batch.rawValue] = UInt64(UInt(bitPattern: Unmanaged.passUnretained(batch).toOpaque()))
-            slots[Slot.generation.rawValue] = batch.generation
+            slots[Slot.batch.rawValue] = UInt64(UInt(bitPattern: batch))
+            slots[Slot.generation.rawValue] = generation
         }
     }
 
@@ -22,9 +23,8 @@ enum ReplyCursor {
             let end = Int(slots[Slot.end.rawValue])
             let offset = Int(slots[Slot.offset.rawValue])
             guard offset < end else { return SLUICE_END }
-            guard let batchPointer = UnsafeRawPointer(bitPattern: UInt(slots[Slot.batch.rawValue])),
-                  Unmanaged<Batch>.fromOpaque(batchPointer).takeUnretainedValue().generation
-                    == slots[Slot.generation.rawValue],
+            guard let batch = Batch.from(OpaquePointer(bitPattern: UInt(slots[Slot.batch.rawValue])), "redis_cursor_next"),
+                  batch.generation == slots[Slot.generation.rawValue],
                   let base = UnsafeRawPointer(bitPattern: UInt(slots[Slot.base.rawValue]))
             else { return SLUICE_ERROR_STATE }
             let bytes = UnsafeRawBufferPointer(start: base, count: end)
