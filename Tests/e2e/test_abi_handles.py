@@ -103,8 +103,11 @@ def test_a_call_deadline_of_zero_disables_it(redis_factory, sluice_factory):
 # ---- send with a timeout and a cancel -----------------------------------------------------------
 
 def test_send_times_out_and_late_responses_are_dropped(redis_factory, sluice_factory):
+    # With a call deadline of 300 ms: a call whose transform waits for a send of its own (here up
+    # to 2 s) is not forgotten, and does not expire while the send is in flight.
     backend = redis_factory()
-    proxy = sluice_factory(fixture_config(backend.port, "    - slow-send: { target: primary }\n"))
+    proxy = sluice_factory(fixture_config(backend.port, "    - slow-send: { target: primary }\n",
+                                          extra_plugins="  call_deadline_ms: 300\n"))
     r = proxy.client()
     started = time.time()
     reply = r.execute_command("SENDSLOW", 200, 1).decode()

@@ -49,6 +49,11 @@ final class Call: ResponseReceiver {
     /// call_set_deadline's value for this call (nil: the plan's deadline; 0: none).
     private var deadlineOverride: Int64?
 
+    /// The deadline clock of this call starts again (its transform still waits for a send).
+    func restartTurn(at now: NIODeadline) {
+        if turnStarted != nil { turnStarted = now }
+    }
+
     /// The deadline that applies to this call, in milliseconds (0: none).
     var deadlineMilliseconds: Int64 { deadlineOverride ?? chain.session.plan.callDeadlineMilliseconds }
 

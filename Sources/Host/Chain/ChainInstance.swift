@@ -78,7 +78,13 @@ final class ChainInstance {
         while let c = call {
             call = c.nextHeld
             let milliseconds = c.deadlineMilliseconds
-            guard c.isPluginsTurn, milliseconds > 0, let started = c.turnStarted else { continue }
+            guard c.isPluginsTurn, milliseconds > 0, var started = c.turnStarted else { continue }
+            if let env = envs[c.position], env.sendsInFlight > 0 {
+                // The transform waits for a send of its own (tee, redirect): not forgotten. Its
+                // deadline starts again from here.
+                c.restartTurn(at: now)
+                started = now
+            }
             let due = started + .milliseconds(milliseconds)
             if due <= now {
                 expired.append(c)

@@ -11,6 +11,9 @@ final class InstanceEnv {
     /// Pending timers and sends with a handle, by handle bits.
     private var timers: [UInt: PluginTimer] = [:]
     private var sends: [UInt: SendCompletion] = [:]
+    /// Sends of this instance whose completion has not run yet (the call deadline does not count
+    /// while the transform waits for one of its own sends).
+    private(set) var sendsInFlight = 0
 
     init(session: ChainSession, step: TransformStep) {
         self.session = session
@@ -73,6 +76,9 @@ final class InstanceEnv {
 
     // MARK: sends
 
+    func sendStarted() { sendsInFlight += 1 }
+    func sendEnded() { sendsInFlight -= 1 }
+
     /// Registers a send the plugin may cancel (or that has a timeout) and returns its handle.
     func track(_ send: SendCompletion) -> OpaquePointer {
         let handle = session.handles.register(send, kind: .send, step: step)
@@ -115,7 +121,9 @@ final class SendCompletion: ResponseReceiver {
     let userData: UnsafeMutableRawPointer?
     let targetName: String
     var insideSend = true
-    private var delivered = false
+    private var delivered = false {
+        didSet { if delivered, !oldValue { env.sendEnded() } }
+    }
     /// Set for sends made with send_ex (they can be cancelled or time out).
     var handle: OpaquePointer?
     private var timeout: Scheduled<Void>?
@@ -126,6 +134,7 @@ final class SendCompletion: ResponseReceiver {
         self.callback = callback
         self.userData = userData
         self.targetName = targetName
+        env.sendStarted()
     }
 
     /// Fails the send with SLUICE_ERROR_TIMEOUT after `milliseconds` unless it completed before.

@@ -112,7 +112,8 @@
  * CALL DEADLINE (since 1.1): a call the plugin keeps past its hook must be completed within the
  * host's call deadline (config plugins.call_deadline_ms, default 60000 ms; 0 disables it), counted
  * while it is the plugin's turn (before forwarding, and from on_responses on; not while the rest of
- * the chain works on a forwarded batch). When it expires the host answers every request of the call
+ * the chain works on a forwarded batch, nor while the instance waits for a send of its own: then
+ * the clock starts again). When it expires the host answers every request of the call
  * with "-ERR <transform>: the transform did not answer within N ms (sluice call deadline)", logs it,
  * and the call's handle becomes stale: the plugin's late completion is refused with
  * SLUICE_ERROR_STATE (free your per-call state then, or in instance_free). host->call_set_deadline
