@@ -26,6 +26,16 @@ sources:
 """
 
 
+def wait_for_status(r, expected, timeout=5.0):
+    """LASTSTATUS of a fixture, once its delayed misuse ran (timers run late on a loaded machine)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if r.execute_command("LASTSTATUS") == expected:
+            return True
+        time.sleep(0.05)
+    return False
+
+
 # ---- bug 1: handles that cross the ABI are safe to misuse --------------------------------------
 
 def test_a_kept_call_handle_never_completes_a_later_call(redis_factory, sluice_factory):
@@ -51,9 +61,8 @@ def test_stale_batch_and_timer_handles_are_refused_not_dereferenced(redis_factor
     for round in range(3):
         # an owned batch freed twice, then written to (SLUICE_ERROR_STATE = 3) and counted (0)
         assert r.execute_command("STALEBATCH") == b"put=3 count=0"
-        time.sleep(0.1)
         # the lent request batch, read 50 ms after its call completed
-        assert r.execute_command("LASTSTATUS") == 3
+        assert wait_for_status(r, 3)
         if round == 0:
             assert proxy.wait_for_output("batch_free: refused a batch handle")
             time.sleep(1.1)  # refusals are logged at most once a second
@@ -83,8 +92,7 @@ def test_a_call_the_plugin_never_completes_fails_at_the_deadline(redis_factory, 
     # FORGETLATE's completion at 600 ms comes after its deadline: refused
     with pytest.raises(redis.ResponseError):
         r.execute_command("FORGETLATE")
-    time.sleep(0.5)
-    assert r.execute_command("LASTSTATUS") == 3
+    assert wait_for_status(r, 3)
     # call_set_deadline(call, 0): this call may take longer than the host's deadline
     assert r.execute_command("NODEADLINE") == b"patient"
     assert proxy.alive()
