@@ -54,7 +54,10 @@ public enum Sluice {
             errors += failures.errors
         }
         errors += ListenCheck.problems(of: config, tryBinding: tryBinding)
-        guard errors.isEmpty, let built else { throw ConfigErrors(errors: errors) }
+        guard errors.isEmpty, let built else {
+            built?.0.freeConfigs()  // configured, but never to run: config_free for each
+            throw ConfigErrors(errors: errors)
+        }
         return Prepared(config: config, plugins: plugins, plan: built.0, sources: built.1)
     }
 
