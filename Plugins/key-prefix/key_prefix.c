@@ -27,6 +27,9 @@ typedef struct kp_config {
   int from_user;
   int allow_scripts;
   sluice_metric *requests, *keys, *refused, *replies;
+  /* Decided once per table entry at config time (see classify): no string compares per request. */
+  uint8_t kinds[RCT_COMMAND_COUNT], shapes[RCT_COMMAND_COUNT];
+  const char *whys[RCT_COMMAND_COUNT];
 } kp_config;
 
 static void kp_config_free(void *p) {
@@ -47,6 +50,8 @@ static int read_bool(sluice_config_env *env, const sluice_config_node *node, con
   pu_fail(env, value, "%s: expected true or false", key);
   return 0;
 }
+
+static void classify_table(kp_config *c);
 
 static int32_t kp_config_new(sluice_config_env *env, const sluice_config_node *node, void **out) {
   static const char *const allowed[] = {"prefix", "from_user", "allow_scripts", NULL};
@@ -80,6 +85,7 @@ static int32_t kp_config_new(sluice_config_env *env, const sluice_config_node *n
     kp_config_free(c);
     return SLUICE_ERROR;
   }
+  classify_table(c);
   *out = c;
   return SLUICE_OK;
 }
@@ -163,6 +169,7 @@ enum kp_kind {
   KP_SORT = 3,       /* keys as KP_KEYS plus the BY and GET patterns */
   KP_REFUSED = 4,    /* answered here with an error */
   KP_UNTOUCHED = 5,  /* has no keys by nature (CLIENT SETNAME …): passes as it is */
+  KP_DYNAMIC = 6,    /* decided per request (CLIENT with a subcommand newer than the table) */
 };
 
 /* The shape of the reply of a command whose reply names keys (RR_NONE for the rest). */
@@ -215,6 +222,7 @@ static enum kp_kind classify(const kp_config *c, const sluice_batch *requests, s
   if (strncmp(name, "client", 6) == 0 && (name[6] == '\0' || name[6] == '|')) {
     if (name_in(name, client_safe)) return KP_UNTOUCHED;
     if (strcmp(name, "client") == 0) { /* a subcommand newer than the table: SETINFO (Redis 7.2) is harmless */
+      if (requests == NULL) return KP_DYNAMIC;
       sluice_host_view args[2];
       size_t argc = 0;
       if (host->redis_args(requests, i, args, 2, &argc) == SLUICE_OK && argc >= 2 &&
@@ -244,6 +252,16 @@ static enum kp_kind classify(const kp_config *c, const sluice_batch *requests, s
     return KP_REFUSED;
   }
   return KP_KEYS;
+}
+
+/* Classifies every command of the table once (at config time). */
+static void classify_table(kp_config *c) {
+  for (size_t e = 0; e < RCT_COMMAND_COUNT; e++) {
+    const char *why = NULL;
+    c->kinds[e] = (uint8_t)classify(c, NULL, 0, &rct_commands[e], &why);
+    c->whys[e] = why;
+    c->shapes[e] = (uint8_t)reply_shape(rct_commands[e].name);
+  }
 }
 
 /* ---- request rewriting ------------------------------------------------------------------------ */
@@ -379,23 +397,38 @@ static int32_t rewrite_sort_patterns(sluice_batch *requests, size_t i, const uin
   return prefix_args(requests, i, patterns, count, prefix, prefix_len);
 }
 
+/* The key positions of one command (inline for up to 16 keys). */
+typedef struct kp_keys {
+  size_t inline_positions[16];
+  size_t *positions;
+  size_t count;
+  int32_t status; /* of redis_keys: SLUICE_OK, _NOT_FOUND, _MALFORMED… */
+} kp_keys;
+
+static void find_keys(const sluice_batch *requests, size_t i, kp_keys *k) {
+  k->positions = k->inline_positions;
+  k->count = 0;
+  k->status = host->redis_keys(requests, i, k->positions, 16, &k->count);
+  if (k->status == SLUICE_OK && k->count > 16) {
+    k->positions = malloc(k->count * sizeof *k->positions);
+    k->status = k->positions == NULL ? SLUICE_ERROR
+                                     : host->redis_keys(requests, i, k->positions, k->count, &k->count);
+    if (k->positions == NULL) k->positions = k->inline_positions;
+  }
+}
+
+static void release_keys(kp_keys *k) {
+  if (k->positions != k->inline_positions) free(k->positions);
+  k->positions = k->inline_positions;
+}
+
 /* The keys of command i get the prefix. Returns SLUICE_OK, or the status of redis_keys. */
-static int32_t rewrite_keys(const kp_config *c, sluice_batch *requests, size_t i, const uint8_t *prefix, size_t prefix_len) {
-  size_t inline_positions[16], count = 0;
-  size_t *positions = inline_positions;
-  int32_t status = host->redis_keys(requests, i, positions, 16, &count);
-  if (status == SLUICE_OK && count > 16) {
-    positions = malloc(count * sizeof *positions);
-    if (positions == NULL) return SLUICE_ERROR;
-    status = host->redis_keys(requests, i, positions, count, &count);
-  }
-  if (status == SLUICE_OK && count > 0) {
-    host->metric_add(c->keys, count);
-    status = count <= 8 ? prefix_args(requests, i, positions, count, prefix, prefix_len)
-                        : rebuild(requests, i, positions, count, prefix, prefix_len, 0, NULL, NULL);
-  }
-  if (positions != inline_positions) free(positions);
-  return status;
+static int32_t rewrite_keys(const kp_config *c, sluice_batch *requests, size_t i, const kp_keys *k, const uint8_t *prefix,
+                            size_t prefix_len) {
+  if (k->status != SLUICE_OK || k->count == 0) return k->status;
+  host->metric_add(c->keys, k->count);
+  return k->count <= 8 ? prefix_args(requests, i, k->positions, k->count, prefix, prefix_len)
+                       : rebuild(requests, i, k->positions, k->count, prefix, prefix_len, 0, NULL, NULL);
 }
 
 /* Whether request i may change who the client is (AUTH, HELLO, RESET): with from_user, later
@@ -440,17 +473,28 @@ static int32_t kp_on_requests(void *p, sluice_call *call, sluice_batch *requests
   for (size_t i = 0; i < count && status == SLUICE_OK; i++) {
     const rct_command *entry = rc_find_request(requests, i);
     const char *why = NULL;
-    enum kp_kind kind = classify(c, requests, i, entry, &why);
-    enum rr_shape shape = entry != NULL ? reply_shape(entry->name) : RR_NONE;
+    enum kp_kind kind = KP_REFUSED;
+    enum rr_shape shape = RR_NONE;
+    if (entry == NULL) {
+      kind = classify(c, requests, i, entry, &why);
+    } else {
+      size_t e = (size_t)(entry - rct_commands);
+      kind = (enum kp_kind)c->kinds[e];
+      why = c->whys[e];
+      shape = (enum rr_shape)c->shapes[e];
+      if (kind == KP_DYNAMIC) kind = classify(c, requests, i, entry, &why);
+    }
     if (kind != KP_REFUSED && shape != RR_NONE && instance->transaction != PARTIAL_TX_NONE) {
       kind = KP_REFUSED;
       why = "its reply names keys, which cannot be taken out of the namespace inside MULTI";
     }
     /* Requests without a tenant (not signed in, or behind a sign-in of the same batch) keep only
      * the commands that touch no keys. */
-    size_t key_count = 0;
+    kp_keys keys = {.count = 0, .status = SLUICE_OK};
+    keys.positions = keys.inline_positions;
+    if (kind == KP_KEYS || kind == KP_SORT) find_keys(requests, i, &keys);
     int needs_prefix = kind == KP_PATTERN || kind == KP_SCAN || kind == KP_SORT ||
-                       (kind == KP_KEYS && host->redis_keys(requests, i, NULL, 0, &key_count) == SLUICE_OK && key_count > 0);
+                       (kind == KP_KEYS && keys.status == SLUICE_OK && keys.count > 0);
     int noauth = 0;
     if (kind != KP_REFUSED && needs_prefix && !authenticated) {
       kind = KP_REFUSED;
@@ -471,11 +515,13 @@ static int32_t kp_on_requests(void *p, sluice_call *call, sluice_batch *requests
       if ((size_t)n >= sizeof text) n = (int)sizeof text - 1;
       status = partial_refuse(call, i, &errors, text, (size_t)n);
       refused++;
+      release_keys(&keys);
       continue;
     }
     if (route == PARTIAL_EXEC_ABORT) {
       if (state == NULL && (state = calloc(1, sizeof *state)) == NULL) status = SLUICE_ERROR;
       if (status == SLUICE_OK) status = partial_abort_exec(requests, i, &state->aborts);
+      release_keys(&keys);
       continue;
     }
     switch (kind) {
@@ -483,11 +529,12 @@ static int32_t kp_on_requests(void *p, sluice_call *call, sluice_batch *requests
     case KP_SCAN: status = rewrite_scan(requests, i, escaped, escaped_len); break;
     case KP_SORT:
       status = rewrite_sort_patterns(requests, i, prefix, prefix_len);
-      if (status == SLUICE_OK) status = rewrite_keys(c, requests, i, prefix, prefix_len);
+      if (status == SLUICE_OK) status = rewrite_keys(c, requests, i, &keys, prefix, prefix_len);
       break;
     case KP_UNTOUCHED: break;
-    default: status = rewrite_keys(c, requests, i, prefix, prefix_len); break;
+    default: status = rewrite_keys(c, requests, i, &keys, prefix, prefix_len); break;
     }
+    release_keys(&keys);
     if (status == SLUICE_ERROR_NOT_FOUND || status == SLUICE_ERROR_MALFORMED || status == SLUICE_ERROR_STATE) {
       /* No trustworthy key positions: the server would see unprefixed keys, so refuse it. The
        * request is unchanged (nothing was spliced before the keys were known). */
