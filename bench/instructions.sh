@@ -6,9 +6,11 @@
 # system time nor waiting, so throughput still needs bench/run.sh.
 #
 # Usage: bench/instructions.sh [SLUICE_BINARY]   (N=20000 requests; needs valgrind: apt install valgrind)
-# PLUGINS=DIR measures with the plugins of DIR instead of building build/plugins (for comparing an
+# P=16 pipelines 16 requests per write (default 1). PLUGINS=DIR measures with the plugins of DIR instead of building build/plugins (for comparing an
 # older binary with its own plugins).
 # With TOP=n it also lists the n functions that execute the most instructions, per request.
+# STEP='- key-prefix: { prefix: "t1:" }' measures a chain of that one step instead (STEP='': the
+# empty chain), for the cost of one transform against the pass-through chain.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/three-transform-chain.sh
@@ -27,7 +29,16 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 REDIS=$(free_port); PORT=$(free_port)
 redis-server --port "$REDIS" --bind 127.0.0.1 --save '' --appendonly no --daemonize yes \
   --pidfile "$W/redis.pid" --logfile "$W/redis.log" --dir "$W"
-three_transform_chain "$REDIS" "$PORT" | sed "s|directory: .*|directory: ${PLUGINS:-$PWD/build/plugins}|" >"$W/chain.yaml"
+if [ -n "${STEP+set}" ]; then
+  # STEP='- key-prefix: { prefix: "t1:" }' measures a chain of that one step; STEP='' the empty chain.
+  CHAIN="${STEP:+$STEP (alone)}"; CHAIN=${CHAIN:-the empty chain}
+  printf 'plugins: { directory: %s }\nsinks: { primary: { redis: { address: 127.0.0.1:%s } } }\nchains:\n  main:\n%s    - sink: primary\nsources: [ { redis: { listen: 127.0.0.1:%s, chain: main } } ]\n' \
+    "${PLUGINS:-$PWD/build/plugins}" "$REDIS" "${STEP:+    $STEP
+}" "$PORT" >"$W/chain.yaml"
+else
+  CHAIN="deny + count + redirect"
+  three_transform_chain "$REDIS" "$PORT" | sed "s|directory: .*|directory: ${PLUGINS:-$PWD/build/plugins}|" >"$W/chain.yaml"
+fi
 # valgrind cannot read the DWARF of Swift binaries; the symbol table is enough to name functions.
 strip --strip-debug -o "$W/sluice" "${1:-.build/release/sluice}"
 valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$W/callgrind.%p" \
@@ -36,12 +47,12 @@ SP=$!
 for _ in $(seq 1 150); do redis-cli -p "$PORT" ping >/dev/null 2>&1 && break; sleep 0.2; done
 redis-benchmark -p "$PORT" -q -n 5000 -c 50 -t get -P 1 >/dev/null   # connections and caches warm
 callgrind_control -i on "$SP" >/dev/null 2>&1
-redis-benchmark -p "$PORT" -q -n "$N" -c 50 -t get -P 1 >/dev/null
+redis-benchmark -p "$PORT" -q -n "$N" -c 50 -t get -P "${P:-1}" >/dev/null
 callgrind_control -i off "$SP" >/dev/null 2>&1
 callgrind_control -d "$SP" >/dev/null 2>&1
 sleep 1
 total=$(grep -h '^summary:\|^totals:' "$W"/callgrind.* | awk '{ s += $2 } END { print s }')
-echo "instructions per request: $(( total / N ))  (user space, $N GETs at -P 1 through deny + count + redirect)"
+echo "instructions per request: $(( total / N ))  (user space, $N GETs at -P ${P:-1} through $CHAIN)"
 if [ -n "${TOP:-}" ]; then
   callgrind_annotate --threshold=100 "$(ls -S "$W"/callgrind.* | head -1)" 2>/dev/null |
     grep -E '^ *[0-9,]+ \(' | grep -v 'PROGRAM TOTALS' | sed -E 's/\([ 0-9.]+%\) +//; s/ \[[^]]*\]$//' |
