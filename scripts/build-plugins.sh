@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Builds every built-in transform into one plugin directory (default build/plugins):
 # the Swift plugins (dynamic-library products of Package.swift) and the C plugins (each folder of
-# Plugins/ with a Makefile: command-filter and the C catalogue).
+# Plugins/ with a Makefile: command-filter and the C catalogue), and protect, a Swift package of its
+# own (Plugins/protect: it depends on swift-crypto, which the root package, and so `swift test`,
+# never builds; its build directory is Plugins/protect/.build).
 #
 # Every .so is replaced atomically: written under a temporary name in the plugin directory, then
 # renamed over the old file. A Sluice serving from the directory keeps running the code it loaded
@@ -28,6 +30,8 @@ BIN=$(swift build -c release --show-bin-path ${SWIFT_BUILD_FLAGS:-})
 for product in "${SWIFT_PLUGINS[@]}"; do
   install_atomically "$BIN/lib$product.so" "$OUT"
 done
+swift build -c release --package-path Plugins/protect --product sluice-protect ${SWIFT_BUILD_FLAGS:-}
+install_atomically "$(swift build -c release --package-path Plugins/protect --show-bin-path)/libsluice-protect.so" "$OUT"
 # The C plugins are linked in a staging directory inside OUT (same file system), then moved in.
 STAGE=$(mktemp -d "$OUT/.stage.XXXXXX")
 trap 'rm -rf "$STAGE"' EXIT
