@@ -69,16 +69,16 @@ final class ProtectInstance: TransformInstance {
             default: return .pairValues
             }
         case .keyValuePairs:
-            guard argc >= 3, argc % 2 == 1 else { return nil }
+            guard argc >= 3, argc % 2 == 1,
+                  stride(from: 1, to: argc, by: 2).contains(where: { p.isProtected(arguments[$0]) }) else { return nil }
             let values = stride(from: 1, to: argc, by: 2).filter { p.isProtected(arguments[$0]) }.map { $0 + 1 }
-            if !values.isEmpty { try encrypt(values, of: index, in: requests, call: call) }
+            try encrypt(values, of: index, in: requests, call: call)
         case .fieldValuePairs:
             guard argc >= 4, argc % 2 == 0, p.isProtected(arguments[1]) else { return nil }
             try encrypt(Array(stride(from: 3, to: argc, by: 2)), of: index, in: requests, call: call)
         case .multiGet:
-            guard argc >= 2 else { return nil }
+            guard argc >= 2, (1..<argc).contains(where: { p.isProtected(arguments[$0]) }) else { return nil }
             let flags = (1..<argc).map { p.isProtected(arguments[$0]) }
-            guard flags.contains(true) else { return nil }
             if try refuseInTransaction(index, call) { return nil }
             return .elements(flags)
         case .refused:
