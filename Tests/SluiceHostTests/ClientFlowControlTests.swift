@@ -222,6 +222,38 @@ final class RequestBufferBudgetTests: XCTestCase {
         XCTAssertTrue(budget.setBuffered(500, for: c, on: loop))
     }
 
+    func testAWaitingClientWhoseBufferNoLongerCountsStopsWaiting() {
+        // The handler counts a client's partial request only: once the requests it holds are
+        // complete (held back by its in-flight limit), it counts 0 and must not wait any more.
+        let loop = EmbeddedEventLoop()
+        let budget = RequestBufferBudget(limit: 1000)
+        let a = Waiter(), b = Waiter()
+        XCTAssertFalse(budget.setBuffered(900, for: a, on: loop))
+        XCTAssertTrue(budget.setBuffered(200, for: b, on: loop))
+        XCTAssertTrue(budget.setBuffered(150, for: b, on: loop), "still over the budget: still waits")
+        XCTAssertFalse(budget.setBuffered(0, for: b, on: loop), "counts nothing: does not wait")
+        XCTAssertEqual(budget.bytesBuffered, 900)
+        loop.run()
+        XCTAssertEqual(b.freed, 0, "no longer a waiter, so not told")
+    }
+
+    func testAClientThatStoppedCountingIsNoLongerTheOldest() {
+        // B began buffering first, then its buffer held complete requests only (counted 0): the
+        // exemption passes to the client buffering longest among those that count.
+        let loop = EmbeddedEventLoop()
+        let budget = RequestBufferBudget(limit: 1000)
+        let b = Waiter(), a1 = Waiter(), a2 = Waiter()
+        XCTAssertFalse(budget.setBuffered(300, for: b, on: loop))
+        XCTAssertFalse(budget.setBuffered(500, for: a1, on: loop))
+        XCTAssertTrue(budget.setBuffered(400, for: a2, on: loop))
+        XCTAssertTrue(budget.setBuffered(600, for: a1, on: loop), "b is older")
+        XCTAssertFalse(budget.setBuffered(0, for: b, on: loop))
+        loop.run()
+        XCTAssertEqual([a1.freed, a2.freed], [1, 1], "the oldest left")
+        XCTAssertFalse(budget.setBuffered(700, for: a1, on: loop), "a1 is the oldest now")
+        XCTAssertTrue(budget.setBuffered(500, for: a2, on: loop))
+    }
+
     func testAClosedClientGivesItsBytesBackAndIsNotTold() {
         let loop = EmbeddedEventLoop()
         let budget = RequestBufferBudget(limit: 100)

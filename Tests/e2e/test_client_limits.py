@@ -285,6 +285,66 @@ def test_request_bytes_of_all_clients_stay_within_the_budget(redis_factory, slui
     assert proxy.alive()
 
 
+def test_client_not_reading_its_replies_holds_no_request_budget(redis_factory, sluice_factory):
+    """Client B pipelines 20,000 GETs of a 60 KB value and never reads: its reading pauses with
+    complete requests held back (by its in-flight and reply limits) for ever. Those count nothing
+    against the request budget, so B is not the "longest buffering" client that every other client
+    waits for: A1 and A2 then each send a 60 KB SET in two parts and get +OK, within
+    request_timeout_ms. (Before: B's held requests kept it the oldest holder, A1 and A2 waited for
+    it and were closed by the request timeout while B stayed connected.)"""
+    backend = redis_factory()
+    backend.client().set("big", b"v" * 60000)
+    proxy = sluice_factory(config_with(backend.port, max_frame_bytes=65536,
+                                       request_buffer_budget_bytes=131072, request_timeout_ms=3000))
+    b = socket.create_connection(("127.0.0.1", proxy.port))
+    b.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    b.setblocking(False)
+    pipeline = resp("GET", "big") * 20000
+    sent = 0
+    until = time.time() + 3
+    while time.time() < until and sent < len(pipeline):
+        try:
+            sent += b.send(pipeline[sent:sent + 65536])
+        except BlockingIOError:
+            time.sleep(0.05)
+    a1 = socket.create_connection(("127.0.0.1", proxy.port), timeout=10)
+    a2 = socket.create_connection(("127.0.0.1", proxy.port), timeout=10)
+    s1, s2 = resp("SET", "a1", b"1" * 60000), resp("SET", "a2", b"2" * 60000)
+    a1.sendall(s1[:40000])
+    time.sleep(0.3)
+    a2.sendall(s2[:40000])
+    time.sleep(0.3)
+    a1.sendall(s1[40000:])
+    a2.sendall(s2[40000:])
+    assert read_exactly(a1, 5) == b"+OK\r\n"
+    assert read_exactly(a2, 5) == b"+OK\r\n"
+    assert backend.client().strlen("a1") == 60000 and backend.client().strlen("a2") == 60000
+    assert metric(proxy, "sluice_clients_closed_total", reason="request_timeout") == 0
+    b.close()
+    assert proxy.alive()
+
+
+def test_pipelined_requests_run_while_another_client_holds_the_budget(redis_factory, sluice_factory):
+    """Client B holds nearly all of a 64 KiB request budget with a partial 65,000-byte SET. Client A
+    then pipelines 2,000 PINGs at once: they are complete requests, held back only by A's in-flight
+    limit, so they run as A's replies free room and A gets all 2,000 PONGs while B's request is
+    still incomplete; B's SET then completes too. (Before: A's held requests counted against the
+    spent budget, A waited for B and got 16 PONGs until B finished.)"""
+    backend = redis_factory()
+    proxy = sluice_factory(config_with(backend.port, max_frame_bytes=65536, request_buffer_budget_bytes=65536))
+    b = socket.create_connection(("127.0.0.1", proxy.port), timeout=10)
+    b.sendall(b"*3\r\n$3\r\nSET\r\n$1\r\nb\r\n$65000\r\n" + b"x" * 64000)
+    time.sleep(0.5)
+    a = socket.create_connection(("127.0.0.1", proxy.port), timeout=10)
+    a.sendall(b"*1\r\n$4\r\nPING\r\n" * 2000)
+    assert read_exactly(a, 7 * 2000) == b"+PONG\r\n" * 2000
+    b.sendall(b"x" * 1000 + b"\r\n")
+    assert read_exactly(b, 5) == b"+OK\r\n"
+    assert backend.client().strlen("b") == 65000
+    a.close()
+    b.close()
+
+
 def test_request_must_complete_within_the_request_timeout(redis_factory, sluice_factory):
     """Slowloris: 20 clients at max_clients 20 each dribble one byte of a request every 100 ms.
     With request_timeout_ms 1500 they are closed (log line, metric) and a new client gets in; a

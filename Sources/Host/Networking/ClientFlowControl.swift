@@ -7,8 +7,9 @@
 ///   (it resumes at half of both);
 /// - `replies`: its socket does not take our writes (more than the soft limit of replies queued:
 ///   NIO's write-buffer water marks; it resumes below a quarter of it);
-/// - `requestBudget`: the source's budget for buffered request bytes is spent and this client's
-///   buffer grew (it resumes when the budget has room again).
+/// - `requestBudget`: the source's budget for buffered partial requests is spent and this client's
+///   partial request grew (it resumes when the budget has room again, or its buffer no longer
+///   counts: the requests it holds then are complete and run as the in-flight limit allows).
 /// Once stopped (QUIT, a protocol error, a drain, a close) it never resumes.
 ///
 /// `requestLimit` follows the client's replies: a client may have requested about `windowBytes` of
@@ -55,7 +56,8 @@ struct ClientFlowControl {
     /// Reply bytes queued for the client since its socket stopped taking our writes.
     private(set) var repliesWhileBlocked = 0
     private var writable = true
-    private var budgetSpent = false
+    /// The source's request-buffer budget made this client wait (see `requestBudget(spent:)`).
+    private(set) var waitsForRequestBudget = false
     let windowBytes: Int
     let hardLimitBytes: Int
 
@@ -96,9 +98,10 @@ struct ClientFlowControl {
         return reevaluate()
     }
 
-    /// The source's request-buffer budget is spent (after this client's buffer grew), or has room again.
+    /// The source's request-buffer budget is spent (after this client's partial request grew), or
+    /// has room again, or no longer makes this client wait.
     mutating func requestBudget(spent: Bool) -> Action {
-        budgetSpent = spent
+        waitsForRequestBudget = spent
         return reevaluate()
     }
 
@@ -142,7 +145,7 @@ struct ClientFlowControl {
             reasons.insert(.inFlight)  // resumes at half, so that reading does not flap per reply
         }
         if !writable { reasons.insert(.replies) }
-        if budgetSpent { reasons.insert(.requestBudget) }
+        if waitsForRequestBudget { reasons.insert(.requestBudget) }
         state = reasons.isEmpty ? .reading : .paused(reasons)
         switch (current.isEmpty, reasons.isEmpty) {
         case (true, false): return .pause

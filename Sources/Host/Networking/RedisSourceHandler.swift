@@ -49,7 +49,8 @@ final class RedisSourceHandler: ChannelInboundHandler, RequestBufferBudget.Waite
     /// Whether NIO reads the socket (autoRead), as last set to follow `flow`.
     private var readingEnabled = true
     private let requestBudget: RequestBufferBudget
-    /// The bytes of `buffered` counted in `requestBudget`.
+    /// The bytes of `buffered` counted in `requestBudget`: its partial request (0 while `buffered`
+    /// holds requests the in-flight limit held back; its partial tail counts once they ran).
     private var bufferedCounted = 0
     private let usesTLS: Bool
     private var deadline: CompletionDeadline
@@ -358,20 +359,21 @@ final class RedisSourceHandler: ChannelInboundHandler, RequestBufferBudget.Waite
         if heldByBudget, flow.isReading, !closing { scheduleHeld(context) }
     }
 
-    /// After a read: counts the change of the client's buffered request bytes in the source's
-    /// budget (pausing the client if the budget is spent), and starts or ends the clock of an
-    /// incomplete request. Costs nothing for a read that left nothing buffered, as before it; a read
-    /// that completed requests and ended inside another reads the clock once.
+    /// After a read: counts the change of the client's partial-request bytes in the source's budget
+    /// (pausing the client if the budget is spent, and resuming it when it no longer waits), and
+    /// starts or ends the clock of an incomplete request. Costs nothing for a read that left nothing
+    /// buffered, as before it; a read that completed requests and ended inside another reads the
+    /// clock once. Requests held back by the in-flight limit count nothing: the client is paused for
+    /// them already and runs them when it has room again, whatever the budget says.
     private func accountBuffered(_ context: ChannelHandlerContext, completedAny: Bool) {
-        let now = buffered?.readableBytes ?? 0
+        let now = heldByBudget ? 0 : buffered?.readableBytes ?? 0
         if now != bufferedCounted {
             bufferedCounted = now
-            if requestBudget.setBuffered(now, for: self, on: context.eventLoop) {
-                metrics.pausedForRequestBudget()
-                apply(flow.requestBudget(spent: true), context)
-            }
+            let waits = requestBudget.setBuffered(now, for: self, on: context.eventLoop)
+            if waits, !flow.waitsForRequestBudget { metrics.pausedForRequestBudget() }
+            apply(flow.requestBudget(spent: waits), context)
         }
-        if now > 0, !heldByBudget, !closing {
+        if now > 0, !closing {
             if deadline.requestIncomplete(begunInThisRead: completedAny, now: { .now() }) { armDeadlineCheck(context) }
         } else {
             deadline.requestsComplete()

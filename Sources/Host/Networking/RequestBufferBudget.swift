@@ -1,18 +1,22 @@
 import NIOConcurrencyHelpers
 import NIOCore
 
-/// The request bytes all clients of one source have buffered (partial requests, and requests read
-/// but held back by the in-flight limit), against `request_buffer_budget_bytes`.
+/// The bytes of partial requests all clients of one source have buffered, against
+/// `request_buffer_budget_bytes`. Complete requests a client read but holds back (its in-flight
+/// limit is reached, its replies are unread) are not counted: reading that client is paused
+/// already, so they are bounded by its own limits, and a client that never reads its replies holds
+/// no budget and is never the "longest buffering" client below.
 ///
-/// A client whose buffer grows while the total is over the budget stops being read and waits here,
-/// unless it is the client that has been buffering the longest: that one may go on, so the requests
-/// already begun always complete one after another (waiting clients never hold the budget against
-/// each other for ever), and the total stays below the budget plus one request. Waiting clients are
-/// told, on their own event loops, when the total fell below seven eighths of the budget or the
-/// longest-buffering client finished its request.
+/// A client whose partial request grows while the total is over the budget stops being read and
+/// waits here, unless it is the client that has been buffering the longest: that one may go on, so
+/// the requests already begun complete one after another (waiting clients never hold the budget
+/// against each other for ever), and the total stays below the budget plus one request. Waiting
+/// clients are told, on their own event loops, when the total fell below seven eighths of the
+/// budget or the longest-buffering client finished its request.
 ///
-/// Touched only when a client's buffered byte count changes (a read that ends inside a request), so
-/// a client whose reads hold whole requests never takes the lock. Thread-safe.
+/// Touched only when a client's partial-request byte count changes (a read that ends inside a
+/// request, or the first read after one), so reads that hold whole requests only never take the
+/// lock. Thread-safe.
 final class RequestBufferBudget: @unchecked Sendable {
     /// Told (on its event loop) that it may read again.
     protocol Waiter: AnyObject {
@@ -39,9 +43,10 @@ final class RequestBufferBudget: @unchecked Sendable {
     /// How many bytes are buffered now (for tests).
     var bytesBuffered: Int { lock.withLock { used } }
 
-    /// Records that `client` now buffers `bytes` (they are in memory already). Returns true when the
-    /// client must stop reading: its buffer grew, the total is over the budget and another client has
-    /// been buffering longer. It is then told when to read again.
+    /// Records that `client` now buffers `bytes` of a partial request (they are in memory already).
+    /// Returns whether the client must not read now: its buffer grew, the total is over the budget
+    /// and another client has been buffering longer (or it still waits from before). It is then
+    /// told when to read again; when this returns false it does not wait (any more).
     func setBuffered(_ bytes: Int, for client: Waiter, on eventLoop: EventLoop) -> Bool {
         let key = ObjectIdentifier(client)
         var mustWait = false
@@ -67,7 +72,9 @@ final class RequestBufferBudget: @unchecked Sendable {
                 }
                 return []
             }
-            return wakeIfRoom(leaving: nil)
+            let woken = wakeIfRoom(leaving: nil)
+            mustWait = waiters[key] != nil
+            return woken
         }
         for (loop, waiter) in woken { loop.execute { waiter.requestBudgetFreed() } }
         return mustWait
