@@ -116,6 +116,11 @@ def test_hash_family_round_trips_and_redis_holds_ciphertext(backend, sluice_fact
     assert sorted(stored) == [b"f1", b"f2", b"f3", b"f4"]
     assert all(v.startswith(header("k1")) for v in stored.values())
     assert r.hgetall("p:empty") == {}
+    # Many values in one command (rebuilt once, not copied per value).
+    wide = {f"f{i}".encode(): f"value {i}".encode() for i in range(2000)}
+    assert r.hset("p:wide", mapping=wide) == 2000
+    assert r.hgetall("p:wide") == wide
+    assert all(v.startswith(header("k1")) for v in direct.hvals("p:wide"))
     # An unprotected hash is untouched.
     r.hset("h", "f", "v")
     assert direct.hget("h", "f") == b"v"

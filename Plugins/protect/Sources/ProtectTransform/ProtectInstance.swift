@@ -111,8 +111,13 @@ final class ProtectInstance: TransformInstance {
             try refuse(index, call, "encryption failed: \(error)", counted: false)
             return
         }
-        for (position, ciphertext) in zip(positions, sealed) {
-            try requests.setArgument(position, ofCommand: index, to: ciphertext)
+        if sealed.count == 1 {
+            try requests.setArgument(positions[0], ofCommand: index, to: sealed[0])
+        } else {
+            // Several values (MSET, HSET …): one rebuild, not one copy of the whole command per value.
+            var rebuilt = (0..<arguments.count).map { [UInt8](arguments[$0]) }
+            for (position, ciphertext) in zip(positions, sealed) { rebuilt[position] = ciphertext }
+            requests.putCommand(rebuilt, at: index)
         }
         protect.encrypted.add(sealed.count)
     }
