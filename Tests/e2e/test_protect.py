@@ -244,20 +244,41 @@ def test_commands_on_ciphertext_are_refused_and_the_rest_of_the_pipeline_goes_th
     assert metric(proxy, "sluice_plugin_protect_refused_total") == 18
 
 
-def test_transactions_encrypt_writes_and_refuse_reads_they_cannot_decrypt(backend, sluice_factory):
+@pytest.mark.parametrize("protocol", [2, 3])
+def test_transactions_encrypt_writes_and_decrypt_reads_in_exec_reply(backend, sluice_factory, protocol):
     proxy = start(sluice_factory, backend)
-    r = proxy.client()
+    r = proxy.client(protocol=protocol)
     direct = backend.client()
     tx = r.pipeline(transaction=True)
-    tx.set("p:x", "in multi").set("plain", "also")
-    assert tx.execute() == [True, True]
+    tx.set("p:x", "in multi").set("plain", "also").hset("p:h", mapping={"f": "v", "g": "w"})
+    assert tx.execute() == [True, True, 2]
     assert direct.get("p:x").startswith(header("k1"))
-    assert r.get("p:x") == b"in multi"
+    assert direct.hget("p:h", "g").startswith(header("k1"))
     tx = r.pipeline(transaction=True)
-    tx.get("plain").get("p:x")
-    with pytest.raises(redis.ResponseError, match="refused inside MULTI"):
+    tx.get("plain").get("p:x").mget("p:x", "plain", "p:none").hgetall("p:h").hmget("p:h", "g", "nope")
+    tx.execute_command("LPOP", "nolist", 2)  # a null array in RESP2, copied as it came
+    tx.getset("p:x", "new").get("p:missing").append("p:x", "refused")
+    results = tx.execute(raise_on_error=False)
+    assert results[:8] == [b"also", b"in multi", [b"in multi", b"also", None], {b"f": b"v", b"g": b"w"},
+                           [b"w", None], None, b"in multi", None]
+    assert isinstance(results[8], redis.ResponseError) and "protected key" in str(results[8])
+    assert r.get("p:x") == b"new" and direct.get("p:x").startswith(header("k1"))
+    # A value that cannot be decrypted makes EXEC's reply an error (the transaction ran).
+    direct.set("p:foreign", "plain text")
+    tx = r.pipeline(transaction=True)
+    tx.set("p:y", "written").get("p:foreign")
+    with pytest.raises(redis.ResponseError, match="a value in EXEC's reply cannot be decrypted: it was not written by protect"):
         tx.execute()
-    assert r.get("p:x") == b"in multi"  # the connection is usable afterwards
+    assert r.get("p:y") == b"written"
+    # DISCARD forgets what was queued; the next transaction lines up again.
+    tx = r.pipeline(transaction=True)
+    tx.get("p:x")
+    tx.execute_command("DISCARD")
+    with pytest.raises(redis.ResponseError):
+        tx.execute()
+    tx = r.pipeline(transaction=True)
+    tx.get("plain").get("p:y")
+    assert tx.execute() == [b"also", b"written"]
 
 
 def test_redis_benchmark_through_protect(backend, sluice_factory):

@@ -26,8 +26,10 @@ enum CommandKind {
     case randomField
     /// HSCAN: refused unless NOVALUES.
     case hashScan
-    /// Transactions: protect follows MULTI … EXEC/DISCARD to refuse reads it cannot decrypt there.
+    /// Transactions: protect follows MULTI … EXEC to decrypt the replies of queued reads in EXEC's
+    /// array (DISCARD and RESET drop what was queued).
     case multi
+    case exec
     case endTransaction
 }
 
@@ -45,7 +47,7 @@ func commandKind(_ name: UnsafeRawBufferPointer) -> CommandKind? {
         if name.equalsIgnoringCase("hset") { return .fieldValuePairs }
         if name.equalsIgnoringCase("hget") { return .readValue }
         if name.equalsIgnoringCase("incr") || name.equalsIgnoringCase("decr") || name.equalsIgnoringCase("sort") { return .refused }
-        if name.equalsIgnoringCase("exec") { return .endTransaction }
+        if name.equalsIgnoringCase("exec") { return .exec }
     case 5:
         if name.equalsIgnoringCase("setex") { return .valueAt(3) }
         if name.equalsIgnoringCase("setnx") { return .valueAt(2) }

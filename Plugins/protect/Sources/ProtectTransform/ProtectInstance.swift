@@ -9,9 +9,11 @@ final class ProtectInstance: TransformInstance {
     /// Reused argument views and key positions (no per-request allocation for unprotected keys).
     private var arguments = ArgumentViews()
     private var keys = KeyPositions()
-    /// Whether the client is inside MULTI (followed from its requests): replies of queued commands
-    /// come back in EXEC's array, which protect does not decrypt, so protected reads are refused there.
-    private var inTransaction = false
+    /// Inside MULTI (followed from the client's requests): the reply plan of each command queued so
+    /// far, for EXEC's array. nil outside a transaction.
+    private var queued: [ReplyPlan?]?
+    /// Whether the request being handled was answered here (refused): it is not queued at the server.
+    private var answeredHere = false
 
     init(protect: Protect, env: InstanceEnv) {
         self.protect = protect
@@ -22,8 +24,30 @@ final class ProtectInstance: TransformInstance {
         var pending: PendingReplies?
         for index in 0..<requests.count {
             let argc = requests.arguments(at: index, into: &arguments)
-            guard argc > 0, let kind = commandKind(arguments[0]) else { continue }
-            if let plan = try handle(kind, index, argc, requests, call) {
+            let kind = argc > 0 ? commandKind(arguments[0]) : nil
+            switch kind {
+            case .multi?:
+                queued = []
+                continue
+            case .exec?:
+                if let plans = queued, plans.contains(where: { $0 != nil }) {
+                    if pending == nil { pending = PendingReplies() }
+                    pending!.entries.append((index, .transaction(plans), []))
+                }
+                queued = nil
+                continue
+            case .endTransaction?:
+                queued = nil
+                continue
+            default:
+                break
+            }
+            answeredHere = false
+            let plan = try kind.flatMap { try handle($0, index, argc, requests, call) }
+            if queued != nil {
+                // Inside MULTI the reply is +QUEUED; the value comes back in EXEC's array.
+                if !answeredHere { queued!.append(plan) }
+            } else if let plan {
                 if pending == nil { pending = PendingReplies() }
                 requests.arguments(at: index, into: &arguments)  // an encrypted argument invalidated the views
                 pending!.entries.append((index, plan, Array(arguments[1])))
@@ -42,14 +66,11 @@ final class ProtectInstance: TransformInstance {
     private func handle(_ kind: CommandKind, _ index: Int, _ argc: Int, _ requests: Batch, _ call: Call) throws -> ReplyPlan? {
         let p = protect
         switch kind {
-        case .multi:
-            inTransaction = true
-        case .endTransaction:
-            inTransaction = false
+        case .multi, .exec, .endTransaction:
+            break
         case .set:
             guard argc >= 3, p.isProtected(arguments[1]) else { return nil }
             let returnsOld = (3..<argc).contains { arguments[$0].equalsIgnoringCase("get") }
-            if returnsOld, try refuseInTransaction(index, call) { return nil }
             try encrypt([2], of: index, in: requests, call: call)
             return returnsOld ? .value : nil
         case .valueAt(let position):
@@ -57,12 +78,10 @@ final class ProtectInstance: TransformInstance {
             try encrypt([position], of: index, in: requests, call: call)
         case .getSet:
             guard argc >= 3, p.isProtected(arguments[1]) else { return nil }
-            if try refuseInTransaction(index, call) { return nil }
             try encrypt([2], of: index, in: requests, call: call)
             return .value
         case .readValue, .readAllElements, .readPairValues:
             guard argc >= 2, p.isProtected(arguments[1]) else { return nil }
-            if try refuseInTransaction(index, call) { return nil }
             switch kind {
             case .readValue: return .value
             case .readAllElements: return .allElements
@@ -79,7 +98,6 @@ final class ProtectInstance: TransformInstance {
         case .multiGet:
             guard argc >= 2, (1..<argc).contains(where: { p.isProtected(arguments[$0]) }) else { return nil }
             let flags = (1..<argc).map { p.isProtected(arguments[$0]) }
-            if try refuseInTransaction(index, call) { return nil }
             return .elements(flags)
         case .refused:
             guard case .known = try requests.keyPositions(at: index, into: &keys) else { return nil }
@@ -122,16 +140,10 @@ final class ProtectInstance: TransformInstance {
         protect.encrypted.add(sealed.count)
     }
 
-    /// Inside MULTI, refuses a command whose reply protect would have to decrypt; true if refused.
-    private func refuseInTransaction(_ index: Int, _ call: Call) throws -> Bool {
-        guard inTransaction else { return false }
-        try refuse(index, call, "\(commandName) on the protected key '\(printable(arguments[1], limit: 100))' is refused inside MULTI (EXEC's reply is not decrypted)")
-        return true
-    }
-
     /// Answers request `index` here with an error; the rest of the batch goes on.
     private func refuse(_ index: Int, _ call: Call, _ message: String, counted: Bool = true) throws {
         try call.answer(index, error: "ERR protect: " + message)
+        answeredHere = true
         if counted { protect.refused.add() }
     }
 
@@ -147,7 +159,13 @@ final class ProtectInstance: TransformInstance {
                 try rewriter.rewrite(responses, index: entry.index, plan: entry.plan)
             } catch {
                 protect.decryptFailures.add()
-                responses.putError("ERR protect: the value of key '\(entry.key.withUnsafeBytes { printable($0, limit: 100) })' cannot be decrypted: \(error)", at: entry.index)
+                let subject: String
+                if case .transaction = entry.plan {
+                    subject = "a value in EXEC's reply"
+                } else {
+                    subject = "the value of key '\(entry.key.withUnsafeBytes { printable($0, limit: 100) })'"
+                }
+                responses.putError("ERR protect: \(subject) cannot be decrypted: \(error)", at: entry.index)
             }
         }
         protect.decrypted.add(rewriter.decrypted)

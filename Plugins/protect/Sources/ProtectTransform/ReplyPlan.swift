@@ -8,10 +8,12 @@ enum ReplyPlan {
     case pairValues
     /// The elements whose flag is set (MGET: the elements of protected keys).
     case elements([Bool])
+    /// EXEC: the plan of each queued command, in order (nil: its reply is left as it is).
+    case transaction([ReplyPlan?])
 
     func decrypts(element index: Int) -> Bool {
         switch self {
-        case .value: return false
+        case .value, .transaction: return false
         case .allElements: return true
         case .pairValues: return index % 2 == 1
         case .elements(let flags): return index < flags.count && flags[index]

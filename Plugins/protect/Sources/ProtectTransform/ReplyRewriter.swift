@@ -23,6 +23,10 @@ struct ReplyRewriter {
     /// Decrypts what `plan` names in response `index`. Errors, nulls and replies of another type
     /// (WRONGTYPE …) are left as they are. Throws on a value that cannot be opened.
     mutating func rewrite(_ responses: Batch, index: Int, plan: ReplyPlan) throws {
+        if case .transaction(let plans) = plan {
+            try rewriteTransaction(responses, index: index, plans: plans)
+            return
+        }
         var values = responses.values(at: index)
         guard let top = values.next() else { return }
         if case .value = plan {
@@ -53,6 +57,68 @@ struct ReplyRewriter {
             sluiceHost.pointee.batch_put_bytes(responses.raw, index, $0.baseAddress, $0.count)
         }
         out.removeAll(keepingCapacity: true)
+    }
+
+    /// A reply to EXEC that does not have one element per command protect saw queued (another
+    /// transform answered some of them itself): which element is which is unknown.
+    struct TransactionMismatch: Error, CustomStringConvertible {
+        let elements: Int, queued: Int
+        var description: String { "EXEC's reply has \(elements) elements for \(queued) queued commands" }
+    }
+
+    /// EXEC's array: the elements of queued reads of protected keys are decrypted, every other
+    /// element is copied byte for byte. An error (EXECABORT) or a null (WATCH) is left as it is.
+    private mutating func rewriteTransaction(_ responses: Batch, index: Int, plans: [ReplyPlan?]) throws {
+        let raw = responses.bytes(at: index)
+        guard raw.count > 0, raw[0] == UInt8(ascii: "*") else { return }
+        let (count, first) = try RawReply.number(raw, 0)
+        guard count >= 0 else { return }
+        guard count == plans.count else { throw TransactionMismatch(elements: count, queued: plans.count) }
+        out.removeAll(keepingCapacity: true)
+        out += UnsafeRawBufferPointer(rebasing: raw[0..<first])
+        var start = first
+        for plan in plans {
+            let end = try RawReply.skip(raw, start)
+            let element = UnsafeRawBufferPointer(rebasing: raw[start..<end])
+            if let plan { try appendDecrypted(element, plan) } else { out += element }
+            start = end
+        }
+        _ = out.withUnsafeBufferPointer {
+            sluiceHost.pointee.batch_put_bytes(responses.raw, index, $0.baseAddress, $0.count)
+        }
+        out.removeAll(keepingCapacity: true)
+    }
+
+    /// Appends one element of EXEC's reply with the values `plan` names decrypted.
+    private mutating func appendDecrypted(_ element: UnsafeRawBufferPointer, _ plan: ReplyPlan) throws {
+        switch element[0] {
+        case UInt8(ascii: "$"):
+            guard case .value = plan else { out += element; return }
+            try appendDecryptedBulk(element)
+        case UInt8(ascii: "*"), UInt8(ascii: "~"), UInt8(ascii: "%"):
+            if case .value = plan { out += element; return }
+            let (count, first) = try RawReply.number(element, 0)
+            guard count > 0 else { out += element; return }
+            out += UnsafeRawBufferPointer(rebasing: element[0..<first])
+            var start = first
+            for k in 0..<(element[0] == UInt8(ascii: "%") ? 2 * count : count) {
+                let end = try RawReply.skip(element, start)
+                let sub = UnsafeRawBufferPointer(rebasing: element[start..<end])
+                if plan.decrypts(element: k), sub[0] == UInt8(ascii: "$") { try appendDecryptedBulk(sub) } else { out += sub }
+                start = end
+            }
+        default:
+            out += element  // an error (WRONGTYPE …) or a null
+        }
+    }
+
+    /// Appends a bulk string given as wire bytes, decrypted (a null bulk string as it is).
+    private mutating func appendDecryptedBulk(_ wire: UnsafeRawBufferPointer) throws {
+        let (length, first) = try RawReply.number(wire, 0)
+        guard length >= 0 else { out += wire; return }
+        let plaintext = try keyRing.open(UnsafeRawBufferPointer(rebasing: wire[first..<(first + length)]))
+        decrypted += 1
+        plaintext.withUnsafeBytes { bulk(UInt8(ascii: "$"), $0) }
     }
 
     private func view(_ v: sluice_host_view) -> UnsafeRawBufferPointer {
