@@ -476,6 +476,13 @@ def test_coalesce_keeps_every_reply_in_place_for_redis_py_pipelines_and_benchmar
     print(f"coalesce: {requests:.0f} requests in {batches:.0f} batches")
     assert requests >= 80000 + 1500 and batches < requests / 4, (batches, requests)
     assert metric(proxy, "sluice_plugin_coalesce_failures_total") == 0
+    # max_wait_ms: 0 sends at the end of the event-loop turn.
+    proxy0 = sluice_factory(coalesce_config(backend.port, "max_wait_ms: 0"))
+    pipe = proxy0.client().pipeline(transaction=False)
+    for i in range(300):
+        pipe.incr("zero")
+    assert pipe.execute() == list(range(1, 301))
+    assert metric(proxy0, "sluice_plugin_coalesce_requests_total") >= 300
 
 
 def test_coalesce_failing_target_fails_the_held_requests_with_a_clear_error(sluice_factory):
