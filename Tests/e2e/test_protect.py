@@ -257,12 +257,30 @@ def test_transactions_encrypt_writes_and_decrypt_reads_in_exec_reply(backend, sl
     tx = r.pipeline(transaction=True)
     tx.get("plain").get("p:x").mget("p:x", "plain", "p:none").hgetall("p:h").hmget("p:h", "g", "nope")
     tx.execute_command("LPOP", "nolist", 2)  # a null array in RESP2, copied as it came
-    tx.getset("p:x", "new").get("p:missing").append("p:x", "refused")
-    results = tx.execute(raise_on_error=False)
-    assert results[:8] == [b"also", b"in multi", [b"in multi", b"also", None], {b"f": b"v", b"g": b"w"},
-                           [b"w", None], None, b"in multi", None]
-    assert isinstance(results[8], redis.ResponseError) and "protected key" in str(results[8])
+    tx.getset("p:x", "new").get("p:missing")
+    assert tx.execute() == [b"also", b"in multi", [b"in multi", b"also", None], {b"f": b"v", b"g": b"w"},
+                            [b"w", None], None, b"in multi", None]
     assert r.get("p:x") == b"new" and direct.get("p:x").startswith(header("k1"))
+    # A command refused inside MULTI aborts the transaction, as a command Redis refuses to queue does.
+    tx = r.pipeline(transaction=True)
+    tx.set("p:z", "never").append("p:x", "refused").set("plain", "never")
+    with pytest.raises(redis.ResponseError, match="protected key"):
+        tx.execute()
+    assert direct.exists("p:z") == 0 and direct.get("plain") == b"also"
+    conn = r.connection_pool.get_connection("MULTI")
+    try:
+        conn.send_command("MULTI")
+        assert conn.read_response() in (b"OK", "OK", True)
+        conn.send_command("APPEND", "p:x", "refused")
+        with pytest.raises(redis.ResponseError, match="protected key"):
+            conn.read_response()
+        conn.send_command("EXEC")
+        with pytest.raises(redis.exceptions.ExecAbortError, match="Transaction discarded because of previous errors"):
+            conn.read_response()
+        conn.send_command("GET", "plain")
+        assert conn.read_response() == b"also"  # the server is out of MULTI
+    finally:
+        r.connection_pool.release(conn)
     # A value that cannot be decrypted makes EXEC's reply an error (the transaction ran).
     direct.set("p:foreign", "plain text")
     tx = r.pipeline(transaction=True)

@@ -14,6 +14,8 @@ final class ProtectInstance: TransformInstance {
     private var queued: [ReplyPlan?]?
     /// Whether the request being handled was answered here (refused): it is not queued at the server.
     private var answeredHere = false
+    /// Whether protect refused a command of the current transaction: its EXEC then aborts.
+    private var refusedInTransaction = false
 
     init(protect: Protect, env: InstanceEnv) {
         self.protect = protect
@@ -28,6 +30,13 @@ final class ProtectInstance: TransformInstance {
             switch kind {
             case .multi?:
                 queued = []
+                refusedInTransaction = false
+                continue
+            case .exec? where queued != nil && refusedInTransaction:
+                try requests.setArgument(0, ofCommand: index, to: Array("DISCARD".utf8))
+                if pending == nil { pending = PendingReplies() }
+                pending!.entries.append((index, .execAbort, []))
+                queued = nil
                 continue
             case .exec?:
                 if let plans = queued, plans.contains(where: { $0 != nil }) {
@@ -46,7 +55,7 @@ final class ProtectInstance: TransformInstance {
             let plan = try kind.flatMap { try handle($0, index, argc, requests, call) }
             if queued != nil {
                 // Inside MULTI the reply is +QUEUED; the value comes back in EXEC's array.
-                if !answeredHere { queued!.append(plan) }
+                if answeredHere { refusedInTransaction = true } else { queued!.append(plan) }
             } else if let plan {
                 if pending == nil { pending = PendingReplies() }
                 requests.arguments(at: index, into: &arguments)  // an encrypted argument invalidated the views

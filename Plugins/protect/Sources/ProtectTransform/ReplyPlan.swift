@@ -10,10 +10,13 @@ enum ReplyPlan {
     case elements([Bool])
     /// EXEC: the plan of each queued command, in order (nil: its reply is left as it is).
     case transaction([ReplyPlan?])
+    /// EXEC of a transaction in which protect refused a command: sent as DISCARD, answered with
+    /// Redis's EXECABORT (as Redis does when a command fails to queue).
+    case execAbort
 
     func decrypts(element index: Int) -> Bool {
         switch self {
-        case .value, .transaction: return false
+        case .value, .transaction, .execAbort: return false
         case .allElements: return true
         case .pairValues: return index % 2 == 1
         case .elements(let flags): return index < flags.count && flags[index]

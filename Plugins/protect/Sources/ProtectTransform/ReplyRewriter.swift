@@ -23,9 +23,15 @@ struct ReplyRewriter {
     /// Decrypts what `plan` names in response `index`. Errors, nulls and replies of another type
     /// (WRONGTYPE …) are left as they are. Throws on a value that cannot be opened.
     mutating func rewrite(_ responses: Batch, index: Int, plan: ReplyPlan) throws {
-        if case .transaction(let plans) = plan {
+        switch plan {
+        case .transaction(let plans):
             try rewriteTransaction(responses, index: index, plans: plans)
             return
+        case .execAbort:
+            responses.putError("EXECABORT Transaction discarded because of previous errors.", at: index)
+            return
+        default:
+            break
         }
         var values = responses.values(at: index)
         guard let top = values.next() else { return }
