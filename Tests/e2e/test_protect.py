@@ -281,6 +281,21 @@ def test_transactions_encrypt_writes_and_decrypt_reads_in_exec_reply(backend, sl
         assert conn.read_response() == b"also"  # the server is out of MULTI
     finally:
         r.connection_pool.release(conn)
+    # A nested MULTI (refused by the server) does not lose what was queued before it.
+    conn = r.connection_pool.get_connection("MULTI")
+    try:
+        for command, expect in ((("MULTI",), None), (("GET", "p:x"), None), (("MULTI",), "nested"),
+                                (("GET", "plain"), None)):
+            conn.send_command(*command)
+            if expect:
+                with pytest.raises(redis.ResponseError, match=expect):
+                    conn.read_response()
+            else:
+                conn.read_response()
+        conn.send_command("EXEC")
+        assert conn.read_response() == [b"new", b"also"]
+    finally:
+        r.connection_pool.release(conn)
     # A value that cannot be decrypted makes EXEC's reply an error (the transaction ran).
     direct.set("p:foreign", "plain text")
     tx = r.pipeline(transaction=True)

@@ -29,8 +29,11 @@ final class ProtectInstance: TransformInstance {
             let kind = argc > 0 ? commandKind(arguments[0]) : nil
             switch kind {
             case .multi?:
-                queued = []
-                refusedInTransaction = false
+                // A nested MULTI is refused by the server and changes nothing.
+                if queued == nil {
+                    queued = []
+                    refusedInTransaction = false
+                }
                 continue
             case .exec? where queued != nil && refusedInTransaction:
                 try requests.setArgument(0, ofCommand: index, to: Array("DISCARD".utf8))
