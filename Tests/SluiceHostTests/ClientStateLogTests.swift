@@ -72,4 +72,28 @@ final class ClientStateLogTests: XCTestCase {
         XCTAssertEqual(log.lastSequence, 0)
         XCTAssertNil(log.replay(after: 0))
     }
+
+    /// Tee's case: its target's route logs a batch first, then the primary's route sends a copy of
+    /// the same batch; the primary must neither replay the batch's own requests nor log them again.
+    func testACopyOfABatchIsNeitherReplayedNorLoggedAgain() {
+        let log = ClientStateLog()
+        let first = batch([["HELLO", "3"]])
+        log.record(first)
+        let second = batch([["HELLO", "2"], ["SELECT", "1"], ["SELECT", "2"]])
+        log.record(second.copy())  // the target's route: it saw everything before
+        XCTAssertEqual(log.lastSequence, 4)
+        // The primary's route saw only the first batch: nothing to replay, the batch carries it all.
+        XCTAssertNil(log.replay(after: 1, sending: second))
+        XCTAssertNil(log.missed(after: 1, sending: second))
+        log.record(second)  // not logged twice, not even the superseded SELECT 1
+        XCTAssertEqual(log.lastSequence, 4)
+        XCTAssertEqual(commands(log.replay(after: 0)), [["HELLO", "3"], ["HELLO", "2"], ["SELECT", "2"]])
+        // The same bytes read again are a new request (a client may send HELLO 2 twice).
+        let again = batch([["HELLO", "2"]])
+        XCTAssertEqual(commands(log.replay(after: 4, sending: again)), [])
+        log.record(again)
+        XCTAssertEqual(log.lastSequence, 5)
+        // A route that missed more than the batch it sends replays only what it missed.
+        XCTAssertEqual(commands(log.replay(after: 1, sending: again)), [["HELLO", "2"], ["SELECT", "2"]])
+    }
 }

@@ -78,6 +78,51 @@ def test_tee_writes_land_on_both_servers(redis_factory, sluice_factory):
         assert c.dbsize() == 501
 
 
+def _send_and_read(sock, command, *needles):
+    """Sends one RESP command and reads until one of `needles` has arrived."""
+    out = b"*%d\r\n" % len(command) + b"".join(b"$%d\r\n%s\r\n" % (len(a), a) for a in command)
+    sock.sendall(out)
+    data = b""
+    while not any(n in data for n in needles):
+        part = sock.recv(65536)
+        assert part, data
+        data += part
+    return data
+
+
+def _calls(server, command):
+    """How often `server` ran `command`, asked on a raw RESP2 connection (redis-py 8 opens its
+    connections with a HELLO 3 of its own)."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as s:
+        info = _send_and_read(s, [b"INFO", b"commandstats"], b"\r\n\r\n").decode()
+    found = re.search(rf"cmdstat_{command}:calls=(\d+)", info)
+    return int(found.group(1)) if found else 0
+
+
+def test_tee_sends_each_state_command_once_to_each_server(redis_factory, sluice_factory):
+    """Tee's target records HELLO and SELECT first; the primary's route must not replay them before
+    sending the batch's own copy (HELLO 2 twice on a subscribed RESP3 connection is refused)."""
+    primary, shadow = redis_factory(), redis_factory()
+    proxy = sluice_factory(two_sink_config(primary.port, shadow.port,
+                                           "    - tee: { target: shadow, on_mismatch: ignore }\n"))
+    end_of_hello = b"$7\r\nmodules\r\n*0\r\n"
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=5) as s:
+        assert b"unsubscribe" in _send_and_read(s, [b"UNSUBSCRIBE"], b":0\r\n")
+        assert b"proto" in _send_and_read(s, [b"HELLO", b"3"], end_of_hello, b"-ERR")
+        assert b"subscribe" in _send_and_read(s, [b"SUBSCRIBE", b"ch"], b":1\r\n")
+        reply = _send_and_read(s, [b"HELLO", b"2"], end_of_hello, b"-ERR")
+        assert not reply.startswith(b"-"), reply
+        assert reply.startswith(b"*14\r\n"), reply  # the RESP2 map
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=5) as s:
+        assert _send_and_read(s, [b"SELECT", b"3"], b"\r\n") == b"+OK\r\n"
+        assert _send_and_read(s, [b"SET", b"k", b"v"], b"\r\n") == b"+OK\r\n"
+    time.sleep(0.3)
+    for server in (primary, shadow):
+        assert _calls(server, "hello") == 2, server.port  # HELLO 3 and HELLO 2, once each
+        assert _calls(server, "select") == 1, server.port
+        assert server.client(db=3).get("k") == b"v"
+
+
 def test_tee_answers_from_primary(redis_factory, sluice_factory):
     primary, shadow = redis_factory(), redis_factory()
     primary.client().set("who", "primary")

@@ -52,10 +52,14 @@ final class SinkRoute {
     func send(_ batch: Batch, receiver: ResponseReceiver) {
         var replay: Batch?
         if let log = stateLog {
-            if dedicated == nil, let missed = log.missed(after: stateSequence), missed.onlyProtocol {
-                resp3 = missed.resp3
-            } else {
-                replay = log.replay(after: stateSequence)
+            // Entries from this batch's own requests (logged by another route that got a copy of
+            // it first, as tee's target does) are not missed: the batch carries them.
+            if stateSequence < log.lastSequence {
+                if dedicated == nil, let missed = log.missed(after: stateSequence, sending: batch), missed.onlyProtocol {
+                    resp3 = missed.resp3
+                } else {
+                    replay = log.replay(after: stateSequence, sending: batch)
+                }
             }
             log.record(batch)
             stateSequence = log.lastSequence
