@@ -11,12 +11,7 @@ import NIOSSL
 /// (`owner` set: keeps SELECT/AUTH/MULTI/blocking/pub-sub state, delivers pushes to that client).
 /// Lives on one event loop only.
 final class RedisSinkConnection {
-    private enum State {
-        case idle
-        case connecting
-        case connected(Channel)
-        case closed
-    }
+    private typealias Lifecycle = BackendConnectionStateMachine<BackendChannel>
 
     /// A batch written (or waiting to be written) to the backend, and the replies gathered so far.
     private final class Pending {
@@ -96,20 +91,9 @@ final class RedisSinkConnection {
     /// tick's flush is one plain write instead of one NIO write (and one iovec) per client batch.
     /// Reused from tick to tick once the socket has taken it.
     private var coalesced: ByteBuffer
-    private var state: State = .idle
-    /// What every new channel of this connection sends before any request: AUTH with the sink's
-    /// credentials, HELLO 3 for a RESP3 connection. Replies are checked here, never forwarded.
-    private let handshake: [(command: String, bytes: [UInt8])]
-    /// While `.connecting` with a handshake: the new channel, and the handshake steps it still owes
-    /// a reply to.
-    private var handshaking: Channel?
-    private var handshakeStep = 0
-    /// While `handshaking`: the TLS handshake (with TLS configured) has not completed yet.
-    private var tlsPending = false
-    /// Whether the connected channel delivered a reply yet (a TLS error before the first one counts
-    /// as a failed connect), and why it is closing (a TLS error), for the failures it causes.
-    private var receivedReply = false
-    private var closeReason: String?
+    /// Connect, TLS, the handshake (AUTH with the sink's credentials, HELLO 3 for a RESP3
+    /// connection: replies checked there, never forwarded), ready, lost, closed.
+    private var lifecycle: Lifecycle
     private var waitingForConnection: [Batch] = []
     private var pending = CircularBuffer<Pending>(initialCapacity: 4)
     /// Entries completed on a shared connection, reused for the next batches (if nothing
@@ -152,7 +136,7 @@ final class RedisSinkConnection {
     /// A dedicated connection for one client.
     init(plan: SinkPlan, dedicatedTo owner: ChainSession, deliversPushes: Bool, resp3: Bool) {
         self.plan = plan
-        handshake = Self.handshake(plan, resp3: resp3)
+        lifecycle = Lifecycle(handshake: Self.handshake(plan, resp3: resp3), usesTLS: plan.tls != nil)
         self.resp3 = resp3
         eventLoop = owner.eventLoop
         allocator = owner.allocator
@@ -166,7 +150,7 @@ final class RedisSinkConnection {
     /// A connection shared by the stateless clients of one event loop.
     init(plan: SinkPlan, sharedOn eventLoop: EventLoop, resp3: Bool) {
         self.plan = plan
-        handshake = Self.handshake(plan, resp3: resp3)
+        lifecycle = Lifecycle(handshake: Self.handshake(plan, resp3: resp3), usesTLS: plan.tls != nil)
         self.resp3 = resp3
         self.eventLoop = eventLoop
         allocator = ByteBufferAllocator()
@@ -177,10 +161,15 @@ final class RedisSinkConnection {
     }
 
     /// AUTH when the sink has credentials, then HELLO 3 for a connection that speaks RESP3.
-    private static func handshake(_ plan: SinkPlan, resp3: Bool) -> [(command: String, bytes: [UInt8])] {
-        var steps: [(command: String, bytes: [UInt8])] = []
-        if let auth = plan.authCommand { steps.append(("AUTH", auth)) }
-        if resp3 { steps.append(("HELLO 3", Array("*2\r\n$5\r\nHELLO\r\n$1\r\n3\r\n".utf8))) }
+    /// A refused AUTH is a failed connect; a refused HELLO 3 (NOAUTH: the backend wants a password
+    /// and the sink has none) is the backend's answer to the RESP3 client's requests.
+    private static func handshake(_ plan: SinkPlan, resp3: Bool) -> [BackendHandshakeStep] {
+        var steps: [BackendHandshakeStep] = []
+        if let auth = plan.authCommand { steps.append(.init(name: "AUTH", request: auth, refusal: .failsConnect)) }
+        if resp3 {
+            steps.append(.init(name: "HELLO 3", request: Array("*2\r\n$5\r\nHELLO\r\n$1\r\n3\r\n".utf8),
+                               refusal: .answersRequests))
+        }
         return steps
     }
 
@@ -216,7 +205,8 @@ final class RedisSinkConnection {
             entry.monitorAt = inBand.monitorAt
             entry.expectedReplies = inBand.expectedReplies
         }
-        if case .idle = state, let (error, wait) = plan.health.backingOff() {
+        let action = lifecycle.requestSubmitted(backoff: plan.health.backingOff())
+        if case .failBackingOff(let error, let wait) = action {
             let message = unavailable("connect failed: \(error); next attempt in \(wait) ms")
             metrics.failedBatches(1)
             eventLoop.execute {
@@ -230,11 +220,9 @@ final class RedisSinkConnection {
             if !isShared { entry.requests = batch }
             armReplyTimeout()
         }
-        switch state {
-        case .closed:
-            eventLoop.execute { receiver.receive(.failed(self.unavailable("connection closed"))) }
-            return
-        case .connected(let channel):
+        switch action {
+        case .write(let link):
+            let channel = link.channel
             pending.append(entry)
             if isShared {
                 coalesce(batch, into: channel)
@@ -243,19 +231,22 @@ final class RedisSinkConnection {
                 batch.write(to: channel)
                 channel.flush()
             }
-        case .connecting:
+        case .wait:
             pending.append(entry)
             waitingForConnection.append(batch)
-        case .idle:
+        case .connect:
             pending.append(entry)
             waitingForConnection.append(batch)
             connect()
+        default:  // .failClosed
+            eventLoop.execute { receiver.receive(.failed(self.unavailable("connection closed"))) }
+            return
         }
         everUsed = true
         // Out-of-band requests (SUBSCRIBE…) are answered by their confirmations, so their batch
         // completes at once, but only on an established connection: until then it must stay
         // pending, so that a failed connect (or a refused AUTH) answers it with the error.
-        if !isShared, case .connected = state { completeSilentHead(deferred: true) }
+        if !isShared, case .write = action { completeSilentHead(deferred: true) }
     }
 
     /// Requests up to this size are copied into `coalesced`; larger ones go out as their own slice
@@ -315,30 +306,24 @@ final class RedisSinkConnection {
 
     /// Closed for good (its client went away); replies still in a read are not wanted.
     var isClosed: Bool {
-        if case .closed = state { return true }
+        if case .closed = lifecycle.state { return true }
         return false
     }
 
     func close() {
-        let previous = state
-        state = .closed
+        let action = lifecycle.close()
         replyTimeoutCheck?.cancel()
         replyTimeoutCheck = nil
         dropCoalesced()
-        if case .connected(let channel) = previous { channel.close(promise: nil) }
-        if let channel = handshaking {
-            // Cleared first: closing fires channelInactive at once, and a handshake that looks
-            // lost would count as a failed connect and back the whole sink off.
-            handshaking = nil
-            channel.close(promise: nil)
-        }
+        // The state is closed first: closing fires channelInactive at once, and a handshake that
+        // looked lost would count as a failed connect and back the whole sink off.
+        if case .closeChannel(let link) = action { link.channel.close(promise: nil) }
         failAll("client connection closed")
     }
 
     // MARK: connection
 
     private func connect() {
-        state = .connecting
         let bootstrap = ClientBootstrap(group: eventLoop)
             .connectTimeout(.milliseconds(plan.connectTimeoutMilliseconds))
             .channelOption(ChannelOptions.tcpOption(.tcp_nodelay), value: 1)
@@ -357,51 +342,81 @@ final class RedisSinkConnection {
         bootstrap.connect(host: plan.host, port: plan.port).whenComplete { [self] result in
             switch result {
             case .success(let channel):
-                guard case .connecting = state else {
-                    channel.close(promise: nil)
-                    return
-                }
-                if plan.tls != nil {
-                    // Nothing is sent before the TLS handshake completed (tlsEstablished); it gets
-                    // the connect timeout too (a reply timeout of 0 would leave it unbounded).
-                    handshaking = channel
-                    tlsPending = true
-                    // Strong captures, held for the timeout at most: a weak reference would give this
-                    // object (and the channel) a side table, slowing every retain of it for good.
-                    eventLoop.scheduleTask(in: .milliseconds(plan.connectTimeoutMilliseconds)) { [self] in
-                        guard tlsPending, handshaking === channel else { return }
-                        handshakeLost("no TLS handshake within \(plan.connectTimeoutMilliseconds) ms")
-                    }
-                } else {
-                    startHandshake(on: channel)
-                }
+                perform(lifecycle.connectSucceeded(BackendChannel(channel)))
             case .failure(let error):
-                guard case .connecting = state else { return }
-                connectFailed(ConnectFailureDescription.describe(error), level: .warning)
+                perform(lifecycle.connectFailed(ConnectFailureDescription.describe(error)))
             }
         }
     }
 
-    /// Sends the AUTH / HELLO 3 steps of a new channel, or declares it established if there are none.
-    private func startHandshake(on channel: Channel) {
-        guard !handshake.isEmpty else {
-            handshaking = nil
-            established(channel)
-            return
+    /// Carries out what the lifecycle decided about connecting, the handshake and losing the channel.
+    private func perform(_ action: Lifecycle.Action) {
+        switch action {
+        case .none, .write, .wait, .connect, .failBackingOff, .failClosed:
+            break  // answers to a request being sent (see `send`)
+        case .closeChannel(let link):
+            link.channel.close(promise: nil)
+        case .awaitTLS(let link):
+            // Nothing is sent before the TLS handshake completed (tlsEstablished); it gets the
+            // connect timeout too (a reply timeout of 0 would leave it unbounded). Strong captures,
+            // held for the timeout at most: a weak reference would give this object (and the
+            // channel) a side table, slowing every retain of it for good.
+            let timeout = plan.connectTimeoutMilliseconds
+            eventLoop.scheduleTask(in: .milliseconds(timeout)) { [self] in
+                perform(lifecycle.tlsTimedOut(link, milliseconds: timeout))
+            }
+        case .sendHandshake(let link):
+            // Requests wait (in waitingForConnection) until the backend accepted every step.
+            let steps = lifecycle.handshake
+            var bytes = link.channel.allocator.buffer(capacity: steps.reduce(0) { $0 + $1.request.count })
+            for step in steps { bytes.writeBytes(step.request) }
+            link.channel.writeAndFlush(bytes, promise: nil)
+        case .established(let link):
+            established(link.channel)
+        case .connectFailed(let channel, let reason, let level):
+            channel?.channel.close(promise: nil)
+            connectFailed(reason, level: level)
+        case .answerWithRefusal(let link, let message):
+            // Not a broken backend but its answer to a RESP3 client (NOAUTH: a password is required
+            // and the sink has none, so clients must authenticate themselves): every waiting request
+            // gets that answer, as it would have directly, and the backend is not backed off.
+            link.channel.close(promise: nil)
+            HostLog.sinks.debug("sink '\(plan.name)' (\(plan.address)): HELLO 3 refused: \(message)")
+            abandonConnecting()
+            answerAll(withError: message)
+        case .lost(let reason):
+            let why = reason.map { " (\($0))" } ?? ""
+            if !pending.isEmpty || everUsed {
+                HostLog.sinks.info("sink '\(plan.name)' (\(plan.address)): backend closed the connection\(why)")
+            }
+            lost(failure: "backend closed the connection\(why)", clientReason: "backend '\(plan.name)' closed the connection\(why)")
+        case .tlsError(let reason, let beforeFirstReply):
+            HostLog.sinks.error("sink '\(plan.name)' (\(plan.address)): TLS error: \(reason)")
+            if beforeFirstReply {
+                // Refused before it ever answered (TLS 1.3 and a missing client certificate, with no
+                // AUTH step to notice it in): a failed connect, so the sink is backed off.
+                metrics.connectFailed()
+                _ = plan.health.connectFailed("TLS handshake failed: \(reason)")
+            }
+        case .replyTimedOut(let link):
+            let kind = isShared ? "shared" : "dedicated"
+            HostLog.sinks.warning("sink '\(plan.name)' (\(plan.address)): no reply within \(plan.replyTimeoutMilliseconds) ms; closing the \(kind) connection")
+            lost(failure: "no reply within \(plan.replyTimeoutMilliseconds) ms",
+                 clientReason: "backend '\(plan.name)' did not reply within \(plan.replyTimeoutMilliseconds) ms")
+            link.channel.close(promise: nil)
+        case .reset(let link, let what):
+            metrics.outOfStep()
+            let kind = isShared ? "shared" : "dedicated"
+            HostLog.sinks.error("sink '\(plan.name)' (\(plan.address)): \(what): the backend is out of step with the requests; resetting the \(kind) connection and failing the \(pending.count) batch(es) waiting on it")
+            lost(failure: "backend reply out of step with the requests (\(what)); connection reset",
+                 clientReason: "backend '\(plan.name)' sent a reply out of step with the requests")
+            link.channel.close(promise: nil)
         }
-        // Requests wait (in waitingForConnection) until the backend accepted every step.
-        handshaking = channel
-        handshakeStep = 0
-        var bytes = channel.allocator.buffer(capacity: handshake.reduce(0) { $0 + $1.bytes.count })
-        for step in handshake { bytes.writeBytes(step.bytes) }
-        channel.writeAndFlush(bytes, promise: nil)
     }
 
     /// The TLS handshake of a new channel completed.
     func tlsEstablished(_ channel: Channel) {
-        guard tlsPending, handshaking === channel else { return }
-        tlsPending = false
-        startHandshake(on: channel)
+        perform(lifecycle.tlsCompleted(BackendChannel(channel)))
     }
 
     /// An error on a channel (from NIO or TLS): a TLS handshake that fails is a failed connect, with
@@ -411,40 +426,18 @@ final class RedisSinkConnection {
             HostLog.sinks.debug("sink '\(plan.name)' (\(plan.address)): \(error)")
             return
         }
-        if let waiting = handshaking, waiting === channel {
-            // During TLS's handshake, or during AUTH / HELLO 3 (with TLS 1.3 a backend refuses a
-            // missing client certificate only after the client saw the handshake complete).
-            tlsPending = false
-            handshaking = nil
-            channel.close(promise: nil)
-            connectFailed("TLS handshake failed: \(reason)", level: .error)
-            return
-        }
-        guard case .connected(let current) = state, current === channel else { return }
-        HostLog.sinks.error("sink '\(plan.name)' (\(plan.address)): TLS error: \(reason)")
-        closeReason = "TLS: \(reason)"
-        if !receivedReply {
-            // Refused before it ever answered (TLS 1.3 and a missing client certificate, with no
-            // AUTH step to notice it in): a failed connect, so the sink is backed off.
-            metrics.connectFailed()
-            _ = plan.health.connectFailed("TLS handshake failed: \(reason)")
-        }
+        perform(lifecycle.tlsError(BackendChannel(channel), reason: reason))
     }
 
     /// Whether replies read from `channel` are this connection's: a channel given up (reply
     /// timeout, a TLS error) can still deliver data while TLS closes it, and those bytes must not
     /// be matched to the requests of the channel that replaced it.
     func isCurrent(_ channel: Channel) -> Bool {
-        if let waiting = handshaking { return waiting === channel && !tlsPending }
-        if case .connected(let current) = state { return current === channel }
-        return false
+        lifecycle.isCurrent(BackendChannel(channel))
     }
 
     /// The connection is ready for requests: the ones that waited for it go out first.
     private func established(_ channel: Channel) {
-        state = .connected(channel)
-        receivedReply = false
-        closeReason = nil
         plan.health.connected()
         if readPaused { channel.setOption(ChannelOptions.autoRead, value: false).whenFailure { _ in } }
         for batch in waitingForConnection { batch.write(to: channel) }
@@ -453,10 +446,9 @@ final class RedisSinkConnection {
         if !isShared { completeSilentHead(deferred: true) }
     }
 
-    /// Connecting failed (TCP, or the backend refused the credentials): back to idle, the backend
-    /// is backed off, and the waiting batches fail with the reason.
+    /// Connecting failed (TCP, TLS, or the backend refused the credentials): the backend is backed
+    /// off, and the waiting batches fail with the reason.
     private func connectFailed(_ reason: String, level: Logger.Level) {
-        if case .closed = state { return }  // its client left: not the backend's failure
         metrics.connectFailed()
         let backoff = plan.health.connectFailed(reason)
         HostLog.sinks.log(level: level, "sink '\(plan.name)' (\(plan.address)): connect failed: \(reason); next attempt in \(backoff) ms at the earliest")
@@ -464,11 +456,9 @@ final class RedisSinkConnection {
         failAll("connect failed: \(reason)")
     }
 
-    /// Back to idle from a connect that did not succeed: what waited for it is not sent, and the
-    /// connection holds no state (the pending batches are answered by the caller).
+    /// From a connect that did not succeed: what waited for it is not sent, and the connection
+    /// holds no state (the pending batches are answered by the caller).
     private func abandonConnecting() {
-        state = .idle
-        tlsPending = false
         waitingForConnection.removeAll()
         everUsed = false
         forgetPubSubState()
@@ -483,46 +473,15 @@ final class RedisSinkConnection {
         replyMode = RedisReplyMode()
     }
 
-    /// The backend's reply to the current handshake step of a new channel.
-    private func handshakeReplied(_ reply: ByteBuffer, on channel: Channel) {
-        let command = handshake[handshakeStep].command
-        guard reply.readableBytes > 0, reply.getInteger(at: reply.readerIndex, as: UInt8.self) == UInt8(ascii: "-") else {
-            handshakeStep += 1
-            if handshakeStep == handshake.count {
-                handshaking = nil
-                established(channel)
-            }
-            return
+    /// The backend's reply to the current handshake step of a new channel: accepted unless it is
+    /// an error reply, whose text (the backend's own words: WRONGPASS…, or no password configured
+    /// there; they never echo it) is the refusal.
+    private func handshakeReplied(_ reply: ByteBuffer) {
+        var refusal: String?
+        if reply.readableBytes > 0, reply.getInteger(at: reply.readerIndex, as: UInt8.self) == UInt8(ascii: "-") {
+            refusal = String(decoding: reply.readableBytesView.dropFirst().prefix { $0 != 13 && $0 != 10 }, as: UTF8.self)
         }
-        // The backend's own words (WRONGPASS…, or no password configured there); they never echo it.
-        let message = String(decoding: reply.readableBytesView.dropFirst().prefix { $0 != 13 && $0 != 10 }, as: UTF8.self)
-        handshaking = nil
-        channel.close(promise: nil)
-        guard command == "HELLO 3" else {
-            connectFailed("\(command) refused (\(message))", level: .error)
-            return
-        }
-        // Not a broken backend but its answer to a RESP3 client (NOAUTH: a password is required and
-        // the sink has none, so clients must authenticate themselves): every waiting request gets
-        // that answer, as it would have directly, and the backend is not backed off.
-        HostLog.sinks.debug("sink '\(plan.name)' (\(plan.address)): HELLO 3 refused: \(message)")
-        if case .closed = state { return }
-        abandonConnecting()
-        answerAll(withError: message)
-    }
-
-    /// The channel closed (or timed out) before the backend answered the handshake.
-    private func handshakeLost(_ reason: String) {
-        guard let channel = handshaking else { return }
-        handshaking = nil
-        channel.close(promise: nil)
-        connectFailed(reason, level: .warning)
-    }
-
-    /// The handshake step waiting for its reply (only while `handshaking`).
-    private var handshakeCommand: String {
-        if tlsPending { return "the TLS handshake" }
-        return handshakeStep < handshake.count ? handshake[handshakeStep].command : "the handshake"
+        perform(lifecycle.handshakeReplied(refusal: refusal))
     }
 
     /// Stops or resumes reading from the backend (a dedicated connection whose client is not
@@ -530,7 +489,7 @@ final class RedisSinkConnection {
     func setReadPaused(_ paused: Bool) {
         guard paused != readPaused else { return }
         readPaused = paused
-        guard case .connected(let channel) = state else { return }
+        guard let channel = lifecycle.readyLink?.channel else { return }
         channel.setOption(ChannelOptions.autoRead, value: !paused).whenFailure { _ in }
         if !paused { channel.read() }
     }
@@ -563,24 +522,21 @@ final class RedisSinkConnection {
         let periods = max(plan.replyTimeoutMilliseconds / replyCheckPeriodMilliseconds, 1)
         guard let head = pending.first else { return }
         let overdue = Int64(replyChecks &- head.sentAtCheck) > periods
-        if handshaking != nil {
+        switch lifecycle.state {
+        case .securing, .handshaking:
             guard overdue else {
                 armReplyTimeout()
                 return
             }
-            handshakeLost("no reply to \(handshakeCommand) within \(plan.replyTimeoutMilliseconds) ms")
+        case .ready:
+            guard overdue, !subscribed, !mayWait(head) else {
+                armReplyTimeout()
+                return
+            }
+        case .idle, .connecting, .closed:
             return
         }
-        guard case .connected(let channel) = state else { return }
-        guard overdue, !subscribed, !mayWait(head) else {
-            armReplyTimeout()
-            return
-        }
-        let kind = isShared ? "shared" : "dedicated"
-        HostLog.sinks.warning("sink '\(plan.name)' (\(plan.address)): no reply within \(plan.replyTimeoutMilliseconds) ms; closing the \(kind) connection")
-        lost(failure: "no reply within \(plan.replyTimeoutMilliseconds) ms",
-             clientReason: "backend '\(plan.name)' did not reply within \(plan.replyTimeoutMilliseconds) ms")
-        channel.close(promise: nil)
+        perform(lifecycle.replyOverdue(timeoutMilliseconds: plan.replyTimeoutMilliseconds))
     }
 
     private func mayWait(_ entry: Pending) -> Bool {
@@ -590,17 +546,9 @@ final class RedisSinkConnection {
 
     /// Called by the handler when the backend connection went away.
     func connectionClosed(_ channel: Channel) {
-        if let waiting = handshaking, waiting === channel {
-            handshakeLost("backend closed the connection before answering \(handshakeCommand)")
-            return
-        }
-        // A channel this connection already gave up (reply timeout) may close after a new one is up.
-        guard case .connected(let current) = state, current === channel else { return }
-        let why = closeReason.map { " (\($0))" } ?? ""
-        if !pending.isEmpty || everUsed {
-            HostLog.sinks.info("sink '\(plan.name)' (\(plan.address)): backend closed the connection\(why)")
-        }
-        lost(failure: "backend closed the connection\(why)", clientReason: "backend '\(plan.name)' closed the connection\(why)")
+        // A channel this connection already gave up (reply timeout) may close after a new one is up:
+        // the lifecycle ignores it.
+        perform(lifecycle.channelClosed(BackendChannel(channel)))
     }
 
     /// The backend connection is gone (closed by the backend, or given up): back to idle with no
@@ -608,7 +556,6 @@ final class RedisSinkConnection {
     /// requests is closed too — its server-side state went with the connection — after its error
     /// replies (failAll delivers them in a later turn).
     private func lost(failure: String, clientReason: String) {
-        state = .idle
         dropCoalesced()
         forgetPubSubState()
         let hadState = everUsed
@@ -665,11 +612,10 @@ final class RedisSinkConnection {
     /// not to be parsed.
     @discardableResult
     func handleReply(_ frame: ByteBuffer, start: Int) -> Bool {
-        if let channel = handshaking {
-            handshakeReplied(frame, on: channel)
+        if case .handshake = lifecycle.frameArrived() {
+            handshakeReplied(frame)
             return true
         }
-        if !receivedReply { receivedReply = true }
         // A shared connection carries no pub/sub and no RESET (they need a connection of their own):
         // only a RESP3 push can arrive unasked, and its first byte tells.
         // (Read once on shared connections: the type check below needs it too.)
@@ -844,18 +790,11 @@ final class RedisSinkConnection {
     /// reason, and the next request opens a new one (a dedicated connection's client is closed, its
     /// server-side state being gone).
     private func outOfStep(_ what: String) {
-        guard case .connected(let channel) = state else { return }
-        metrics.outOfStep()
-        let kind = isShared ? "shared" : "dedicated"
-        HostLog.sinks.error("sink '\(plan.name)' (\(plan.address)): \(what): the backend is out of step with the requests; resetting the \(kind) connection and failing the \(pending.count) batch(es) waiting on it")
-        lost(failure: "backend reply out of step with the requests (\(what)); connection reset",
-             clientReason: "backend '\(plan.name)' sent a reply out of step with the requests")
-        channel.close(promise: nil)
+        perform(lifecycle.outOfStep(what))
     }
 
     func protocolError(_ message: String) {
         HostLog.sinks.error("sink '\(plan.name)' (\(plan.address)): malformed reply: \(message); closing")
-        if case .connected(let channel) = state { channel.close(promise: nil) }
-        if handshaking != nil { handshakeLost("malformed reply to \(handshakeCommand): \(message)") }
+        perform(lifecycle.malformedReply(message))
     }
 }
