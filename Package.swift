@@ -42,10 +42,13 @@ let package = Package(
         .target(name: "PluginABI", path: "Sources/PluginABI", exclude: ["abi-versions.txt"]),
         /// libyaml (apt: libyaml-dev) as a system library.
         .systemLibrary(name: "CYaml", path: "Sources/CYaml", providers: [.apt(["libyaml-dev"])]),
+        /// liblz4 and libsnappy (apt: liblz4-dev, libsnappy-dev): CQL frame and segment compression.
+        .systemLibrary(name: "CLZ4", path: "Sources/CLZ4", providers: [.apt(["liblz4-dev"])]),
+        .systemLibrary(name: "CSnappy", path: "Sources/CSnappy", providers: [.apt(["libsnappy-dev"])]),
         .target(
             name: "SluiceHost",
             dependencies: [
-                "PluginABI", "CYaml",
+                "PluginABI", "CYaml", "CLZ4", "CSnappy",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Installs what building and testing Sluice needs, if it is missing: libyaml (the config parser),
+# liblz4 and libsnappy (CQL compression),
 # redis-server and redis-tools (the real backends and clients of the tests), nutcracker (twemproxy)
 # and haproxy (the benchmark's peers), a C compiler and make (the C plugin), openssl (the TLS tests make
 # their certificates with it), and the Python clients: redis-py and pytest; for the CQL test backend
@@ -11,7 +12,7 @@ set -euo pipefail
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 
-packages=(libyaml-dev redis-server redis-tools nutcracker haproxy gcc make python3-pip openssl)
+packages=(libyaml-dev liblz4-dev libsnappy-dev redis-server redis-tools nutcracker haproxy gcc make python3-pip openssl)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
