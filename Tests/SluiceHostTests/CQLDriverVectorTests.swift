@@ -54,6 +54,30 @@ final class CQLDriverVectorTests: XCTestCase {
         }
     }
 
+    func testNamedValuesUnsetAndV5NowInSeconds() throws {
+        guard case .query(let named) = try readMessage(try CQLDriverVectors.vector("query_named_v4"), direction: .requests).1
+        else { return XCTFail() }
+        XCTAssertTrue(named.parameters.values.named)
+        XCTAssertEqual(named.parameters.values.map { $0.name.map { String(buffer: $0) } }, ["a", "B b"])
+        XCTAssertEqual(int32(named.parameters.values.value(named: "a")), 5)
+        XCTAssertEqual(named.parameters.values.value(named: "B b"), .unset)
+        XCTAssertNil(named.parameters.values.value(named: "b b"), "names compare exactly")
+        XCTAssertEqual(named.parameters.values.value(at: 1), .unset)
+
+        guard case .query(let now) = try readMessage(try CQLDriverVectors.vector("query_now_v5"), direction: .requests).1
+        else { return XCTFail() }
+        XCTAssertEqual(now.parameters.flags, [.values, .keyspace, .nowInSeconds])
+        XCTAssertEqual(now.parameters.values.value(at: 0), .null)
+        XCTAssertEqual(now.parameters.keyspace, "ks5")
+        XCTAssertEqual(now.parameters.nowInSeconds, 1_700_000_000)
+        // Read as v4 the same body says something else: the flags are a [byte] there (here the
+        // int's high byte, 0).
+        let asV4 = try CQLQueryRequest(message: try readSingleFrame(
+            try CQLDriverVectors.vector("query_now_v5"), direction: .requests).body, version: .v4)
+        XCTAssertEqual(asV4.parameters.flags, [])
+        XCTAssertNil(asV4.parameters.keyspace)
+    }
+
     func testPrepareExecuteBatchV4AndV5() throws {
         for version in [CQLVersion.v4, .v5] {
             let n = version.rawValue

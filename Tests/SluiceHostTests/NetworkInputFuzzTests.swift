@@ -4,7 +4,7 @@ import PluginABI
 import XCTest
 @testable import SluiceHost
 
-/// Mutated RESP through every parser that sees bytes from the network, the way the source handler
+/// Mutated RESP (and CQL frames and v5 segments) through every parser that sees bytes from the network, the way the source handler
 /// and the sink connection drive them. A Swift bounds or overflow check failing here would be a host
 /// crash on input from a client or a backend. Seeded: a failure repeats, and its seed is printed.
 /// `SLUICE_FUZZ_SEED` and `SLUICE_FUZZ_ITERATIONS` run other seeds, or longer, by hand.
@@ -156,6 +156,190 @@ final class NetworkInputFuzzTests: XCTestCase {
                 scanner.reset()
             }
         }
+    }
+
+    // MARK: CQL
+
+    /// Seeds: frames made by the DataStax driver and the test backend (Tests/cql/codec_vectors.py),
+    /// and frames Sluice builds.
+    private static let cqlFrameSeeds: [[UInt8]] = {
+        var seeds: [[UInt8]] = []
+        if let vectors = try? CQLDriverVectors.emitted.get() {
+            for (name, bytes) in vectors.sorted(by: { $0.key < $1.key })
+            where !name.hasPrefix("segment") && !name.hasPrefix("big") && bytes.readableBytes < 4096 {
+                seeds.append(Array(bytes.readableBytesView))
+            }
+        }
+        let built = [
+            CQLFrameBuilder.query(version: .v4, stream: 1, query: "SELECT * FROM ks.t", values: [.null, .unset], pageSize: 10),
+            CQLFrameBuilder.query(version: .v5, stream: 2, query: "USE ks", keyspace: "x"),
+            CQLFrameBuilder.resultRows(version: .v5, stream: 3, keyspace: "k", table: "t", columns: [("a", .int)],
+                                       rows: [[ByteBuffer(bytes: [0, 0, 0, 1])], [nil]]),
+            CQLFrameBuilder.error(version: .v4, stream: 4, code: .unprepared, message: "x"),
+            CQLFrameBuilder.compressed(CQLFrameBuilder.query(version: .v4, stream: 5, query: String(repeating: "SELECT ", count: 20)), with: .lz4),
+            CQLFrameBuilder.compressed(CQLFrameBuilder.query(version: .v4, stream: 6, query: String(repeating: "SELECT ", count: 20)), with: .snappy),
+        ]
+        seeds += built.map { Array($0.readableBytesView) }
+        return seeds
+    }()
+
+    private static let cqlSegmentSeeds: [(bytes: [UInt8], lz4: Bool)] = {
+        var seeds: [(bytes: [UInt8], lz4: Bool)] = []
+        if let vectors = try? CQLDriverVectors.emitted.get() {
+            for (name, lz4) in [("segment_two_frames", false), ("segment_three_frames_lz4", true)] {
+                if let bytes = vectors[name] { seeds.append((Array(bytes.readableBytesView), lz4)) }
+            }
+        }
+        for lz4 in [false, true] {
+            var writer = CQLSegmentWriter(codec: CQLSegmentCodec(compressed: lz4))
+            var output = ByteBuffer()
+            writer.append(frame: CQLFrameBuilder.query(version: .v5, stream: 1, query: String(repeating: "SELECT 1 ", count: 30)), into: &output)
+            writer.append(frame: CQLFrameBuilder.resultVoid(version: .v5, stream: 2), into: &output)
+            writer.flush(into: &output)
+            seeds.append((Array(output.readableBytesView), lz4))
+        }
+        return seeds
+    }()
+
+    /// CQL-aware mutations on top of the byte-level ones: header fields (length, opcode, flags,
+    /// version) and lengths inside the body set to edge values.
+    private func mutateCQL(_ seed: [UInt8], _ g: inout Generator) -> [UInt8] {
+        var bytes = Bool.random(using: &g) ? mutate(seed, &g) : seed
+        guard bytes.count >= 9 else { return bytes }
+        let edges: [UInt32] = [0, 1, 0x7FFF_FFFF, 0xFFFF_FFFF, 0xFFFF_FFFE, 0x8000_0000, 0xFFFF, UInt32(bytes.count)]
+        switch Int.random(in: 0..<6, using: &g) {
+        case 0:
+            let length = edges.randomElement(using: &g)!
+            for i in 0..<4 { bytes[5 + i] = UInt8(truncatingIfNeeded: length >> (8 * (3 - i))) }
+        case 1: bytes[4] = UInt8.random(in: 0...0x12, using: &g)
+        case 2: bytes[1] = UInt8.random(in: 0...0x1F, using: &g)
+        case 3: bytes[0] = [0x03, 0x04, 0x05, 0x83, 0x84, 0x85, 0x42, 0x01].randomElement(using: &g)!
+        case 4 where bytes.count > 13:
+            // A length-like field inside the body, then keep the header's length honest.
+            let at = Int.random(in: 9..<(bytes.count - 3), using: &g)
+            let value = edges.randomElement(using: &g)!
+            for i in 0..<(Bool.random(using: &g) ? 2 : 4) where at + i < bytes.count {
+                bytes[at + i] = UInt8(truncatingIfNeeded: value >> (8 * (3 - i)))
+            }
+            let body = UInt32(bytes.count - 9)
+            for i in 0..<4 { bytes[5 + i] = UInt8(truncatingIfNeeded: body >> (8 * (3 - i))) }
+        default: break
+        }
+        return bytes
+    }
+
+    /// Everything the codec offers over a message it accepted; every slice must lie in the frame.
+    private func inspectCQL(_ message: CQLMessage) {
+        switch message {
+        case .query(let query):
+            _ = CQLStatement.classify(query.query)
+            for element in query.parameters.values { _ = element.value.bytes?.readableBytes }
+            _ = query.parameters.values.value(at: 1)
+            _ = query.parameters.values.value(named: "a")
+        case .execute(let execute):
+            _ = execute.parameters.values.map { $0.value }
+        case .batch(let batch):
+            for child in batch.children {
+                if let text = child.queryText { _ = CQLStatement.classify(text) }
+                _ = child.values.map { $0.name }
+            }
+        case .prepare(let prepare): _ = CQLStatement.classify(prepare.query)
+        case .result(.rows(let rows)):
+            var cursor = rows.makeCursor()
+            var cells = 0
+            while cursor.nextRow() { while let cell = cursor.nextCell() { _ = cell?.readableBytes; cells += 1 } }
+            XCTAssertEqual(cells, rows.rowCount * rows.metadata.columnCount)
+        case .authResponse(let token): _ = token.plainCredentials
+        case .startup(let startup): _ = try? startup.compression()
+        default: break
+        }
+    }
+
+    func testCQLFramesFromClientsAndBackends() {
+        let seed = Self.seed(0x5EED_0C01)
+        var g = Generator(state: seed)
+        let seeds = Self.cqlFrameSeeds
+        XCTAssertGreaterThan(seeds.count, 40, "the driver's vectors are missing")
+        var accepted = 0, refused = 0
+        for iteration in 0..<Self.iterations / 4 {
+            var bytes: [UInt8] = []
+            for _ in 0..<Int.random(in: 1...3, using: &g) { bytes += mutateCQL(seeds.randomElement(using: &g)!, &g) }
+            let direction: CQLFrameScanner.Direction = Bool.random(using: &g) ? .requests : .responses
+            let scanner = CQLFrameScanner(direction: direction, maxFrameBytes: 1 << 16,
+                                          supportedVersions: CQLVersion.allCases)
+            var input = ByteBuffer(bytes: bytes)
+            do {
+                while let frame = try scanner.nextFrame(&input) {
+                    XCTAssertEqual(frame.bytes.readableBytes, frame.header.frameLength, "seed \(seed) iteration \(iteration)")
+                    let compression = [nil, CQLCompression.lz4, .snappy].randomElement(using: &g)!
+                    do {
+                        inspectCQL(try CQLMessage(frame: frame, compression: compression, maxBodyBytes: 1 << 16))
+                        accepted += 1
+                    } catch {
+                        _ = CQLFrameBuilder.error(for: error, version: frame.header.version)
+                        refused += 1
+                    }
+                    // The same body read as every other opcode and version.
+                    let body = frame.body
+                    for opcode in CQLOpcode.allCases {
+                        if let message = try? CQLMessage(opcode: opcode, version: Bool.random(using: &g) ? .v4 : .v5, message: body) {
+                            inspectCQL(message)
+                        }
+                    }
+                }
+            } catch {
+                _ = CQLFrameBuilder.error(for: error, version: .v4)
+                refused += 1
+            }
+        }
+        XCTAssertGreaterThan(accepted, 0)
+        XCTAssertGreaterThan(refused, 0)
+    }
+
+    func testCQLSegments() {
+        let seed = Self.seed(0x5EED_0C02)
+        var g = Generator(state: seed)
+        let seeds = Self.cqlSegmentSeeds
+        XCTAssertGreaterThanOrEqual(seeds.count, 4, "the driver's vectors are missing")
+        var frames = 0
+        for iteration in 0..<Self.iterations / 4 {
+            let (original, lz4) = seeds.randomElement(using: &g)!
+            var bytes = mutate(original, &g)
+            // Most damage is caught by the CRCs; recompute them half the time so the payload
+            // (compressed or not, frames inside or not) gets through to the frame reader.
+            if Bool.random(using: &g) { bytes = Self.fixChecksums(bytes, lz4: lz4) }
+            let codec = CQLSegmentCodec(compressed: Int.random(in: 0..<8, using: &g) == 0 ? !lz4 : lz4)
+            var reader = CQLSegmentReader(codec: codec, scanner: CQLFrameScanner(
+                direction: .requests, maxFrameBytes: 1 << 16, supportedVersions: CQLVersion.allCases))
+            var input = ByteBuffer(bytes: bytes)
+            do {
+                while let frame = try reader.nextFrame(&input) {
+                    XCTAssertEqual(frame.bytes.readableBytes, frame.header.frameLength, "seed \(seed) iteration \(iteration)")
+                    if let message = try? CQLMessage(frame: frame, compression: nil, maxBodyBytes: 1 << 16) { inspectCQL(message) }
+                    frames += 1
+                }
+            } catch {
+                _ = CQLFrameBuilder.error(for: error, version: .v5)
+            }
+        }
+        XCTAssertGreaterThan(frames, 0)
+    }
+
+    /// The segment header's CRC24 and the payload's CRC32 made right for whatever the bytes now say.
+    private static func fixChecksums(_ bytes: [UInt8], lz4: Bool) -> [UInt8] {
+        let headerLength = lz4 ? 5 : 3
+        guard bytes.count >= headerLength + 3 else { return bytes }
+        var fixed = bytes
+        var header: UInt64 = 0
+        for i in 0..<headerLength { header |= UInt64(bytes[i]) << (8 * i) }
+        let crc24 = CQLChecksums.crc24(header, byteCount: headerLength)
+        for i in 0..<3 { fixed[headerLength + i] = UInt8(truncatingIfNeeded: crc24 >> (8 * i)) }
+        let payloadLength = Int(header & 0x1FFFF)
+        let start = headerLength + 3
+        guard fixed.count >= start + payloadLength + 4 else { return fixed }
+        let crc32 = fixed[start..<start + payloadLength].withUnsafeBytes { CQLChecksums.crc32($0) }
+        for i in 0..<4 { fixed[start + payloadLength + i] = UInt8(truncatingIfNeeded: crc32 >> (8 * i)) }
+        return fixed
     }
 
     /// Walks an accepted reply with the cursor plugins use: every value must lie inside the frame.

@@ -66,6 +66,15 @@ def emit():
                                             (True, b"PID", [b"x", None])], ONE,
                          serial_consistency_level=SERIAL, timestamp=42, keyspace="ks" if version == 5 else None)
         v[f"batch_v{version}"] = request(b, version, 10)
+    # Named values, now_in_seconds and unset, which the driver does not send: written with the test
+    # backend's notation helpers.
+    named_params = (wire.short(1) + bytes([0x01 | 0x40]) + wire.short(2) + wire.string("a")
+                    + wire.bytes_(b"\x00\x00\x00\x05") + wire.string("B b") + wire.int32(-2))
+    v["query_named_v4"] = F.Envelope(4, 0, 17, F.OP_QUERY, wire.long_string(
+        "UPDATE t SET v = :a WHERE k = :\"B b\"") + named_params).encode()
+    v5_params = (wire.short(1) + wire.int32(0x01 | 0x80 | 0x100) + wire.short(1) + wire.int32(-1)
+                 + wire.string("ks5") + wire.int32(1700000000))
+    v["query_now_v5"] = F.Envelope(5, 0, 18, F.OP_QUERY, wire.long_string("SELECT now() FROM t") + v5_params).encode()
     v["register_v4"] = request(RegisterMessage(["SCHEMA_CHANGE", "STATUS_CHANGE"]), 4, 11)
     v["auth_response_v4"] = request(AuthResponseMessage(b"\x00cassandra\x00secret"), 4, 12)
     plain = QueryMessage("SELECT * FROM system.local WHERE key = 'local' " + "AND 1 = 1 " * 40, ONE)
