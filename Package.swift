@@ -45,10 +45,12 @@ let package = Package(
         /// liblz4 and libsnappy (apt: liblz4-dev, libsnappy-dev): CQL frame and segment compression.
         .systemLibrary(name: "CLZ4", path: "Sources/CLZ4", providers: [.apt(["liblz4-dev"])]),
         .systemLibrary(name: "CSnappy", path: "Sources/CSnappy", providers: [.apt(["libsnappy-dev"])]),
+        /// libffi (apt: libffi-dev): the host calls plugins' control functions by their declared signature.
+        .systemLibrary(name: "CFFI", path: "Sources/CFFI", providers: [.apt(["libffi-dev"])]),
         .target(
             name: "SluiceHost",
             dependencies: [
-                "PluginABI", "CYaml", "CLZ4", "CSnappy",
+                "PluginABI", "CYaml", "CLZ4", "CSnappy", "CFFI",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

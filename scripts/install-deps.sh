@@ -12,7 +12,7 @@ set -euo pipefail
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 
-packages=(libyaml-dev liblz4-dev libsnappy-dev redis-server redis-tools nutcracker haproxy gcc make python3-pip openssl)
+packages=(libyaml-dev liblz4-dev libsnappy-dev libffi-dev redis-server redis-tools nutcracker haproxy gcc make python3-pip openssl)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -6,8 +6,14 @@
  *          a command that fails to queue does in Redis: its EXEC is sent as DISCARD and answered
  *          with EXECABORT, so nothing of the transaction runs.
  *   count: counts requests into a metric and forwards everything.
+ *
+ * deny declares control functions (ABI 1.2): deny.add, deny.remove and deny.list change or show the
+ * command list of one chain step while Sluice runs (`sluice ctl call command-filter.add --step
+ * main[0] GET`). Each connection keeps its own copy of the list, so the hooks read it without locks;
+ * a change is published to every live connection with host->control_publish.
  */
 #include <ctype.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,9 +26,43 @@ static const sluice_host_api *host;
 
 /* ---- deny ------------------------------------------------------------------------------------ */
 
-typedef struct deny_config {
+/* A list of command names, lowercase and NUL-terminated. */
+typedef struct command_list {
   size_t count;
-  char (*commands)[MAX_COMMAND_LEN + 1]; /* lowercase, NUL-terminated */
+  char (*commands)[MAX_COMMAND_LEN + 1];
+} command_list;
+
+static void command_list_free(command_list *list) {
+  if (list == NULL) return;
+  free(list->commands);
+  free(list);
+}
+
+/* A copy of list, with one more (extra, already lowercase) or one fewer (index drop) entry;
+ * NULL when out of memory. drop: (size_t)-1 for none. */
+static command_list *command_list_copy(const command_list *list, const char *extra, size_t drop) {
+  command_list *copy = calloc(1, sizeof *copy);
+  if (copy == NULL) return NULL;
+  size_t capacity = list->count + (extra != NULL ? 1 : 0);
+  copy->commands = calloc(capacity > 0 ? capacity : 1, sizeof *copy->commands);
+  if (copy->commands == NULL) {
+    free(copy);
+    return NULL;
+  }
+  for (size_t i = 0; i < list->count; i++) {
+    if (i != drop) memcpy(copy->commands[copy->count++], list->commands[i], sizeof list->commands[i]);
+  }
+  if (extra != NULL) {
+    strncpy(copy->commands[copy->count], extra, MAX_COMMAND_LEN);
+    copy->commands[copy->count++][MAX_COMMAND_LEN] = '\0';
+  }
+  return copy;
+}
+
+typedef struct deny_config {
+  /* The list new connections start with. Replaced (never changed in place) by the control
+   * functions, which never run concurrently with instance_new (the host's promise). */
+  command_list *list;
   char *message;                         /* custom error text, or NULL */
   sluice_metric *denied;
   sluice_metric *requests;
@@ -52,7 +92,7 @@ static void config_fail(sluice_config_env *env, const sluice_config_node *node, 
 static void deny_config_free(void *p) {
   deny_config *c = p;
   if (c == NULL) return;
-  free(c->commands);
+  command_list_free(c->list);
   free(c->message);
   free(c);
 }
@@ -81,13 +121,18 @@ static int32_t deny_config_new(sluice_config_env *env, const sluice_config_node 
   }
   deny_config *c = calloc(1, sizeof *c);
   if (c == NULL) return SLUICE_ERROR;
-  c->count = host->node_count(list);
-  c->commands = calloc(c->count, sizeof *c->commands);
-  if (c->commands == NULL) {
+  c->list = calloc(1, sizeof *c->list);
+  if (c->list == NULL) {
     deny_config_free(c);
     return SLUICE_ERROR;
   }
-  for (size_t i = 0; i < c->count; i++) {
+  c->list->count = host->node_count(list);
+  c->list->commands = calloc(c->list->count, sizeof *c->list->commands);
+  if (c->list->commands == NULL) {
+    deny_config_free(c);
+    return SLUICE_ERROR;
+  }
+  for (size_t i = 0; i < c->list->count; i++) {
     const sluice_config_node *item = NULL;
     sluice_host_view name;
     host->node_at(list, i, NULL, &item);
@@ -96,8 +141,8 @@ static int32_t deny_config_new(sluice_config_env *env, const sluice_config_node 
       deny_config_free(c);
       return SLUICE_ERROR;
     }
-    for (size_t j = 0; j < name.len; j++) c->commands[i][j] = (char)tolower(name.ptr[j]);
-    c->commands[i][name.len] = '\0';
+    for (size_t j = 0; j < name.len; j++) c->list->commands[i][j] = (char)tolower(name.ptr[j]);
+    c->list->commands[i][name.len] = '\0';
   }
   const sluice_config_node *message = NULL;
   if (host->node_map_get(node, "message", 7, &message) == SLUICE_OK) {
@@ -134,10 +179,11 @@ enum transaction_state {
   TRANSACTION_DOOMED = 2, /* MULTI passed and a command of it was denied here: its EXEC must abort */
 };
 
-/* Per connection: the shared read-only config, the transaction state and the calls waiting for
- * their EXECABORTs. */
+/* Per connection: the shared config, its own copy of the command list (replaced by published
+ * changes), the transaction state and the calls waiting for their EXECABORTs. */
 typedef struct deny_instance {
   deny_config *config;
+  command_list *list;
   enum transaction_state transaction;
   exec_aborts *pending;
 } deny_instance;
@@ -147,6 +193,11 @@ static int32_t deny_instance_new(void *config, sluice_instance_env *env, void **
   deny_instance *instance = calloc(1, sizeof *instance);
   if (instance == NULL) return SLUICE_ERROR;
   instance->config = config;
+  instance->list = command_list_copy(instance->config->list, NULL, (size_t)-1);
+  if (instance->list == NULL) {
+    free(instance);
+    return SLUICE_ERROR;
+  }
   *out = instance;
   return SLUICE_OK;
 }
@@ -164,11 +215,12 @@ static void deny_instance_free(void *p) {
     unlink_aborts(instance, aborts);
     free(aborts);
   }
+  command_list_free(instance->list);
   free(instance);
 }
 
-/* Index into config->commands of request i's command, or -1. */
-static int denied_command(const deny_config *c, const sluice_batch *batch, size_t i) {
+/* Index into c->commands of request i's command, or -1. */
+static int denied_command(const command_list *c, const sluice_batch *batch, size_t i) {
   sluice_host_view name;
   size_t argc = 0;
   if (host->redis_args(batch, i, &name, 1, &argc) != SLUICE_OK || argc == 0) return -1;
@@ -236,12 +288,12 @@ static int32_t deny_on_requests(void *p, sluice_call *call, sluice_batch *reques
   exec_aborts *aborts = NULL;   /* made at the first doomed EXEC */
   int32_t status = SLUICE_OK;
   for (size_t i = 0; i < count && status == SLUICE_OK; i++) {
-    int k = denied_command(c, requests, i);
+    int k = denied_command(instance->list, requests, i);
     enum deny_route route = deny_route_of(instance, requests, i, k >= 0);
     if (route == ROUTE_DENIED) {
       if (errors == NULL) errors = host->batch_new(SLUICE_BATCH_RESPONSES, SLUICE_PROTOCOL_REDIS);
       size_t at = errors ? host->batch_count(errors) : 0;
-      status = errors ? put_denied_error(c, errors, at, c->commands[k]) : SLUICE_ERROR;
+      status = errors ? put_denied_error(c, errors, at, instance->list->commands[k]) : SLUICE_ERROR;
       if (status == SLUICE_OK) status = host->call_answer(call, i, errors, at);
       host->metric_add(c->denied, 1);
     } else if (route == ROUTE_EXEC_ABORT) {
@@ -284,6 +336,141 @@ static int32_t deny_on_responses(void *p, sluice_call *call, const sluice_batch 
   return host->call_respond(call, NULL);
 }
 
+/* ---- deny's control functions (ABI 1.2) ------------------------------------------------------- */
+
+static void control_reply(sluice_control_call *ctl, const char *text) {
+  host->control_reply(ctl, text, strlen(text));
+}
+
+/* Replies with the list: "denied: get, set". */
+static void reply_list(sluice_control_call *ctl, const command_list *list) {
+  char text[4096];
+  size_t n = (size_t)snprintf(text, sizeof text, "denied:");
+  for (size_t i = 0; i < list->count && n < sizeof text; i++) {
+    n += (size_t)snprintf(text + n, sizeof text - n, "%s %s", i == 0 ? "" : ",", list->commands[i]);
+  }
+  if (list->count == 0 && n < sizeof text) snprintf(text + n, sizeof text - n, " (nothing)");
+  control_reply(ctl, text);
+}
+
+/* Runs on each connection's event loop: the connection takes a copy of the published list. */
+static void apply_list(void *p, void *data) {
+  deny_instance *instance = p;
+  command_list *copy = command_list_copy(data, NULL, (size_t)-1);
+  if (copy == NULL) return; /* out of memory: the connection keeps its old list */
+  command_list_free(instance->list);
+  instance->list = copy;
+}
+
+static void free_published_list(void *data) { command_list_free(data); }
+
+/* Makes next the config's list and publishes a copy of it to every live connection. */
+static int32_t install_list(deny_config *c, sluice_control_call *ctl, command_list *next) {
+  command_list *published = command_list_copy(next, NULL, (size_t)-1);
+  if (published == NULL) {
+    command_list_free(next);
+    control_reply(ctl, "out of memory");
+    return SLUICE_ERROR;
+  }
+  command_list_free(c->list);
+  c->list = next;
+  if (host->control_publish(ctl, apply_list, published, free_published_list) != SLUICE_OK) {
+    command_list_free(published);
+    control_reply(ctl, "cannot publish the new list");
+    return SLUICE_ERROR;
+  }
+  reply_list(ctl, next);
+  return SLUICE_OK;
+}
+
+/* A command name from the operator, lowercased into out; 0 if it is not one. */
+static int normalised_command(const char *command, char out[MAX_COMMAND_LEN + 1]) {
+  size_t n = strlen(command);
+  if (n == 0 || n > MAX_COMMAND_LEN) return 0;
+  for (size_t i = 0; i < n; i++) {
+    if (isspace((unsigned char)command[i]) || !isprint((unsigned char)command[i])) return 0;
+    out[i] = (char)tolower((unsigned char)command[i]);
+  }
+  out[n] = '\0';
+  return 1;
+}
+
+static ptrdiff_t list_index(const command_list *list, const char *name) {
+  for (size_t i = 0; i < list->count; i++) {
+    if (strcmp(list->commands[i], name) == 0) return (ptrdiff_t)i;
+  }
+  return -1;
+}
+
+/* deny.add(command): deny one more command. */
+static int32_t deny_control_add(void *config, sluice_control_call *ctl, const char *command) {
+  deny_config *c = config;
+  char name[MAX_COMMAND_LEN + 1];
+  if (!normalised_command(command, name)) {
+    control_reply(ctl, "expected a command name of 1 to 64 printable characters");
+    return SLUICE_ERROR_INVALID_ARGUMENT;
+  }
+  if (list_index(c->list, name) >= 0) {
+    reply_list(ctl, c->list);
+    return SLUICE_OK; /* already denied: nothing changes */
+  }
+  command_list *next = command_list_copy(c->list, name, (size_t)-1);
+  if (next == NULL) {
+    control_reply(ctl, "out of memory");
+    return SLUICE_ERROR;
+  }
+  return install_list(c, ctl, next);
+}
+
+/* deny.remove(command): stop denying a command. */
+static int32_t deny_control_remove(void *config, sluice_control_call *ctl, const char *command) {
+  deny_config *c = config;
+  char name[MAX_COMMAND_LEN + 1];
+  ptrdiff_t at = normalised_command(command, name) ? list_index(c->list, name) : -1;
+  if (at < 0) {
+    char text[128];
+    snprintf(text, sizeof text, "'%.64s' is not in the deny list", command);
+    control_reply(ctl, text);
+    return SLUICE_ERROR_NOT_FOUND;
+  }
+  command_list *next = command_list_copy(c->list, NULL, (size_t)at);
+  if (next == NULL) {
+    control_reply(ctl, "out of memory");
+    return SLUICE_ERROR;
+  }
+  return install_list(c, ctl, next);
+}
+
+/* deny.list(): the commands denied now. */
+static int32_t deny_control_list(void *config, sluice_control_call *ctl) {
+  reply_list(ctl, ((deny_config *)config)->list);
+  return SLUICE_OK;
+}
+
+static const sluice_control_function deny_controls[] = {
+    {
+        .struct_size = sizeof(sluice_control_function),
+        .name = "add",
+        .params = "const char *command",
+        .help = "deny one more command on every connection of this step (live connections included)",
+        .fn = (sluice_control_fn)deny_control_add,
+    },
+    {
+        .struct_size = sizeof(sluice_control_function),
+        .name = "remove",
+        .params = "const char *command",
+        .help = "stop denying a command (SLUICE_ERROR_NOT_FOUND if it is not denied)",
+        .fn = (sluice_control_fn)deny_control_remove,
+    },
+    {
+        .struct_size = sizeof(sluice_control_function),
+        .name = "list",
+        .params = "",
+        .help = "the commands this step denies now",
+        .fn = (sluice_control_fn)deny_control_list,
+    },
+};
+
 /* ---- count ----------------------------------------------------------------------------------- */
 
 static int32_t count_config_new(sluice_config_env *env, const sluice_config_node *node, void **out) {
@@ -325,6 +512,8 @@ static const sluice_transform_descriptor transforms[] = {
         .instance_free = deny_instance_free,
         .on_requests = deny_on_requests,
         .on_responses = deny_on_responses,
+        .control_functions = deny_controls,
+        .control_function_count = sizeof deny_controls / sizeof deny_controls[0],
     },
     {
         .struct_size = sizeof(sluice_transform_descriptor),
@@ -345,14 +534,14 @@ static const sluice_plugin_descriptor descriptor = {
     .flags = SLUICE_PLUGIN_FLAG_REQUIRES_MINOR,
     .transform_count = sizeof transforms / sizeof transforms[0],
     .name = "command-filter",
-    .version = "1.0.0",
+    .version = "1.1.0",
     .transforms = transforms,
 };
 
 SLUICE_PLUGIN_EXPORT const sluice_plugin_descriptor *sluice_plugin_init(const sluice_host_api *h) {
-  /* call_pass, call_answer and redis_set_arg are since 1.1; the descriptor's flag makes an older host
-   * refuse this plugin by name. */
-  if (h == NULL || h->abi_major != SLUICE_ABI_VERSION_MAJOR || h->abi_minor < 1) {
+  /* call_pass, call_answer and redis_set_arg are since 1.1, control_reply and control_publish since
+   * 1.2; the descriptor's flag makes an older host refuse this plugin by name. */
+  if (h == NULL || h->abi_major != SLUICE_ABI_VERSION_MAJOR || h->abi_minor < 2) {
     return NULL;
   }
   host = h;

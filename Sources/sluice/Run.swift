@@ -56,8 +56,18 @@ struct Run: ParsableCommand {
             FileHandle.standardError.write(Data("sluice: cannot start:\n\(error)\n".utf8))
             throw ExitCode(1)
         }
+        let admin: AdminServer?
+        do {
+            admin = try Sluice.startAdmin(prepared)
+        } catch {
+            FileHandle.standardError.write(Data("sluice: cannot start the admin endpoint:\n\(error)\n".utf8))
+            server.stop(drainTimeout: .milliseconds(0))
+            prepared.release()
+            throw ExitCode(1)
+        }
         var received: Int32 = 0
         sigwait(&stopSignals, &received)
+        admin?.stop()  // no control call runs while the server stops
         FileHandle.standardError.write(Data("sluice: signal \(received), draining clients (up to \(drainTimeoutMs) ms)\n".utf8))
         let cutOff = server.stop(drainTimeout: .milliseconds(max(0, drainTimeoutMs)))
         prepared.release()  // config_free, now that no connection (no instance) is left

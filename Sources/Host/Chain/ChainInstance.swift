@@ -8,6 +8,8 @@ final class ChainInstance {
     let plan: ChainPlan
     private var instances: [UnsafeMutableRawPointer?]
     private var envs: [InstanceEnv?]
+    /// Per transform step, the instance's registration for control_publish.
+    private var registrations: [LiveInstances.Entry?]
     /// Set when the client connection closed: outcomes still arriving for its calls are dropped
     /// (their plugin instances are gone).
     private(set) var isClosed = false
@@ -104,6 +106,7 @@ final class ChainInstance {
         self.plan = plan
         instances = Array(repeating: nil, count: plan.steps.count)
         envs = Array(repeating: nil, count: plan.steps.count)
+        registrations = Array(repeating: nil, count: plan.steps.count)
         spareCalls = Array(repeating: nil, count: plan.steps.count)
         sinkRoutes = Array(repeating: nil, count: plan.steps.count)
         hooks = plan.steps.map { step in
@@ -117,16 +120,20 @@ final class ChainInstance {
             guard case .transform(let t) = step, let instanceNew = t.instanceNew else { continue }
             let env = InstanceEnv(session: session, step: t)
             envs[i] = env
-            var instance: UnsafeMutableRawPointer?
-            let status = session.runningHook(t) { instanceNew(t.config, env.handle, &instance) }
-            guard status == SLUICE_OK else {
+            let (status, registration) = t.liveInstances.create(on: session.eventLoop) {
+                var instance: UnsafeMutableRawPointer?
+                let status = session.runningHook(t) { instanceNew(t.config, env.handle, &instance) }
+                return (status, instance)
+            }
+            guard status == SLUICE_OK, let registration else {
                 env.close()
                 env.retireHandles()
                 envs[i] = nil
                 close()
                 throw ChainError.instanceRefused(t.label, status)
             }
-            instances[i] = instance
+            instances[i] = registration.instance
+            registrations[i] = registration
         }
     }
 
@@ -222,6 +229,10 @@ final class ChainInstance {
         for i in plan.steps.indices.reversed() {
             guard let env = envs[i] else { continue }
             env.close()
+            if case .transform(let t) = plan.steps[i], let registration = registrations[i] {
+                t.liveInstances.remove(registration)  // no publish reaches it from here on
+                registrations[i] = nil
+            }
             if case .transform(let t) = plan.steps[i], let free = t.instanceFree {
                 let instance = instances[i]
                 session.runningHook(t) { free(instance) }

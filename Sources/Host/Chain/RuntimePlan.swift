@@ -75,6 +75,10 @@ final class TransformStep {
     /// The plugin's config object, set once config_new succeeded.
     var config: UnsafeMutableRawPointer?
     let metrics: TransformMetrics
+    /// The control functions the transform declares (ABI 1.2), callable with this step's config.
+    let controlFunctions: [ControlFunction]
+    /// The instances of this step's config on every event loop (for control_publish).
+    let liveInstances = LiveInstances()
 
     init(pluginName: String, transformName: String, label: String, descriptor: LoadedTransform) {
         self.pluginName = pluginName
@@ -86,15 +90,19 @@ final class TransformStep {
         instanceFree = descriptor.instanceFree
         onRequests = descriptor.onRequests
         onResponses = descriptor.onResponses
+        controlFunctions = descriptor.controlFunctions
         metrics = TransformMetrics(plugin: pluginName, transform: transformName, label: label)
     }
 
     /// config_free for the config config_new made (once; a step whose config_new failed has none).
     func freeConfig() {
-        guard hasConfig else { return }
-        hasConfig = false
-        configFree?(config)
-        config = nil
+        // Exclusive of control calls: a control function never runs during or after config_free.
+        liveInstances.exclusively { _ in
+            guard hasConfig else { return }
+            hasConfig = false
+            configFree?(config)
+            config = nil
+        }
     }
 
     /// Whether config_new succeeded and config_free has not run yet (the config may be NULL).

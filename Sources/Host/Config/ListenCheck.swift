@@ -5,7 +5,7 @@ import Darwin
 #endif
 import NIOCore
 
-/// The addresses a config listens on (every source, and the metrics endpoint), checked before
+/// The addresses a config listens on (every source, the metrics and admin endpoints), checked before
 /// anything listens, so that `sluice check` catches what `sluice run` would fail on and every
 /// problem names the address and the line it is written on:
 /// - a host that is neither an IP address nor a name this machine resolves;
@@ -32,6 +32,9 @@ enum ListenCheck {
         }
         if let metrics = config.metricsListen, let node = config.metricsListenNode {
             all.append(Listener(what: "observability.metrics", host: metrics.host, port: metrics.port, node: node))
+        }
+        if let admin = config.admin {
+            all.append(Listener(what: "admin.listen", host: admin.host, port: admin.port, node: admin.listenNode))
         }
         return all
     }

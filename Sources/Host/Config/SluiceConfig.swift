@@ -79,6 +79,8 @@ public struct SluiceConfig {
     let metricsListenNode: YAMLNode?
     public let threads: Int?
     public let logLevel: String?
+    /// The admin endpoint (`admin:`), nil when not configured (see AdminSettings).
+    public var admin: AdminSettings?
 
     public static let defaultMaxFrameBytes = 512 * 1024 * 1024
     /// Event-loop threads accepted (config `threads`, `sluice run --threads`).
@@ -188,7 +190,7 @@ struct ConfigReader {
     }
 
     mutating func read(_ root: YAMLNode) -> SluiceConfig? {
-        guard expectMap(root, "config", allowed: ["plugins", "sinks", "chains", "sources", "observability", "threads"])
+        guard expectMap(root, "config", allowed: ["plugins", "sinks", "chains", "sources", "observability", "threads", "admin"])
         else { return nil }
         let baseDirectory = URL(fileURLWithPath: file).deletingLastPathComponent().path
 
@@ -279,6 +281,7 @@ struct ConfigReader {
                                   metricsListenNode: metrics == nil ? nil : root["observability"]?["metrics"], threads: threads,
                                   logLevel: logLevel)
         config.callDeadlineMilliseconds = callDeadline
+        config.admin = root["admin"].flatMap { readAdmin($0) }
         return config
     }
 

@@ -409,6 +409,7 @@ enum HostAPI {
             return SLUICE_OK
         }
         addReach(to: &api)
+        addControl(to: &api)
         return api
     }
 }

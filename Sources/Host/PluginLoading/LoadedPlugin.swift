@@ -24,6 +24,8 @@ public struct LoadedTransform {
     let instanceFree: sluice_on_instance_free_fn?
     let onRequests: sluice_on_requests_fn?
     let onResponses: sluice_on_responses_fn?
+    /// The control functions it declares (ABI 1.2; none for a plugin built against an older minor).
+    public var controlFunctions: [ControlFunction] = []
 
     /// "redis", "redis, cql"…
     public var protocolNames: String {
@@ -38,4 +40,13 @@ public struct LoadedTransform {
 public struct RefusedPlugin: Error {
     public let path: String
     public let reason: String
+}
+
+/// A control function a transform declares (see CONTROL FUNCTIONS in sluice_plugin.h), checked at load.
+public struct ControlFunction {
+    public let name: String
+    public let signature: ControlSignature
+    public let help: String
+    /// The C function, called through libffi as `int32_t fn(void *config, sluice_control_call *ctl, …)`.
+    let function: UnsafeRawPointer
 }

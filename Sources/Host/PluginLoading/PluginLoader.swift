@@ -148,14 +148,71 @@ public enum PluginLoader {
             if transforms.contains(where: { $0.name == transformName }) {
                 return refuse("plugin '\(name)': transform '\(transformName)' is declared twice")
             }
-            transforms.append(LoadedTransform(
+            var transform = LoadedTransform(
                 name: transformName, description: t.description.map { String(cString: $0) } ?? "",
                 protocols: t.protocols, configNew: configNew, configFree: t.config_free,
                 instanceNew: t.instance_new, instanceFree: t.instance_free, onRequests: t.on_requests,
-                onResponses: t.on_responses))
+                onResponses: t.on_responses)
+            switch controlFunctions(of: t) {
+            case .success(let functions): transform.controlFunctions = functions
+            case .failure(let problem): return refuse("plugin '\(name)': transform '\(transformName)': \(problem.description)")
+            }
+            transforms.append(transform)
         }
         return .success(LoadedPlugin(path: path, loadedFrom: loadedFrom, name: name, version: version, abiMajor: d.abi_major,
                                      abiMinor: d.abi_minor, transforms: transforms))
+    }
+
+    struct ControlDeclarationProblem: Error, CustomStringConvertible {
+        let description: String
+    }
+
+    /// Reads and checks the control functions a transform declares (ABI 1.2). A transform built
+    /// against an older minor has none: its fields beyond struct_size read as zero.
+    static func controlFunctions(of t: sluice_transform_descriptor) -> Swift.Result<[ControlFunction], ControlDeclarationProblem> {
+        func problem(_ text: String) -> Swift.Result<[ControlFunction], ControlDeclarationProblem> {
+            .failure(ControlDeclarationProblem(description: text))
+        }
+        let count = Int(t.control_function_count)
+        guard count > 0 else { return .success([]) }
+        guard let array = t.control_functions else {
+            return problem("control_function_count is \(count) but control_functions is NULL")
+        }
+        guard count <= 256 else { return problem("\(count) control functions; at most 256 are allowed") }
+        let stride = Int(UnsafeRawPointer(array).load(as: UInt32.self))
+        let minimum = MemoryLayout<sluice_control_function>.offset(of: \sluice_control_function.fn)! + MemoryLayout<UnsafeRawPointer>.size
+        guard stride >= minimum, stride <= 4096 else {
+            return problem("control function struct_size \(stride) is not plausible (ABI 1.2's is \(minimum))")
+        }
+        var functions: [ControlFunction] = []
+        for i in 0..<count {
+            let raw = UnsafeRawPointer(array).advanced(by: i * stride)
+            let f = readVersioned(raw.assumingMemoryBound(to: sluice_control_function.self), declaredSize: stride)
+            guard let namePointer = f.name, let name = validControlName(String(cString: namePointer)) else {
+                return problem("control function \(i) has a missing or invalid name (expected [a-z0-9_]+)")
+            }
+            guard let fn = f.fn else { return problem("control function '\(name)' has no function pointer") }
+            guard !functions.contains(where: { $0.name == name }) else {
+                return problem("control function '\(name)' is declared twice")
+            }
+            let signature: ControlSignature
+            do {
+                signature = try ControlSignature.parse(f.params.map { String(cString: $0) } ?? "")
+            } catch {
+                return problem("control function '\(name)': cannot use its params: \(error)")
+            }
+            functions.append(ControlFunction(name: name, signature: signature,
+                                             help: f.help.map { String(cString: $0) } ?? "",
+                                             function: unsafeBitCast(fn, to: UnsafeRawPointer.self)))
+        }
+        return .success(functions)
+    }
+
+    static func validControlName(_ name: String) -> String? {
+        guard !name.isEmpty, name.utf8.count <= 64,
+              name.utf8.allSatisfy({ (97...122).contains($0) || (48...57).contains($0) || $0 == 95 })
+        else { return nil }
+        return name
     }
 
     /// Copies a versioned struct, zero-filling the fields beyond the size its writer declared.

@@ -47,9 +47,12 @@
  *        SLUICE_ERROR_STATE and never dereferenced; send with a timeout and a cancel; a deadline for
  *        calls a plugin never completes; replies encoded for the client's protocol (RESP2/RESP3);
  *        in-place argument edits, key positions, a session property getter, partial answers.
- *   1.2  CQL (Cassandra native protocol v4/v5) accessors and builders for batches whose protocol is
+ *   1.2  control functions: a transform declares functions an operator calls at run time through
+ *        the admin endpoint (sluice ctl call), with the config of one chain step; the host calls them
+ *        through libffi by their declared C signature; control_reply and control_publish (see
+ *        CONTROL FUNCTIONS below).
+ *   1.3  CQL (Cassandra native protocol v4/v5) accessors and builders for batches whose protocol is
  *        SLUICE_PROTOCOL_CQL. Redis functions never change for it.
- *   1.3  control functions (reload, drain, runtime state).
  *
  * ---------------------------------------------------------------------------------------------
  * NAMING
@@ -83,6 +86,8 @@
  *    turn of the event loop.
  * 5. config_free: at shutdown. The host never dlclose()s a plugin (Swift code cannot be unloaded and
  *    code may still be on a stack).
+ * 6. control functions (since 1.2): when an operator calls one, on the host's admin thread, with
+ *    the config of one chain step; see CONTROL FUNCTIONS.
  * A hook must never block its thread (no sleeping, no blocking I/O, no waiting on locks held across
  * I/O). Host functions may only be called from the thread that runs the current hook, unless the
  * function's doc says THREAD: any.
@@ -132,6 +137,51 @@
  * host logs a warning (at most one line a second per thread). Storage is reused, handles are not:
  * a kept handle of a completed call never reaches a later call, even of the same transform.
  * Handles are still only valid on the thread that issued them (the instance's event loop).
+ *
+ * ---------------------------------------------------------------------------------------------
+ * CONTROL FUNCTIONS (since 1.2)
+ * ---------------------------------------------------------------------------------------------
+ * A transform may declare functions that an operator calls while Sluice runs (the admin endpoint,
+ * `sluice ctl call PLUGIN.FUNCTION --step CHAIN[N] ARGS...`): change a policy, a list, a rate.
+ * Each is declared in sluice_transform_descriptor.control_functions with a name, its parameters as
+ * C text and a help line (sluice_control_function). The host parses the parameters at load (a
+ * declaration it cannot parse refuses the plugin, by name), converts the operator's text arguments
+ * by them, refuses a wrong count or a value of the wrong type BEFORE any call, and then calls the
+ * function through libffi as
+ *     int32_t fn(void *config, sluice_control_call *ctl, <the declared parameters>)
+ * config: the config object config_new made for the chain step the operator named (may be NULL if
+ * config_new stored NULL). ctl: the handle of this call, for control_reply and control_publish.
+ * The parameter types (the whole set; anything else is refused at load):
+ *     int64_t NAME            a decimal integer ("-12"; no spaces, no other bases)
+ *     double NAME             a finite decimal number ("0.25", "1e3")
+ *     bool NAME               C99 bool (stdbool.h): true/false, 1/0, yes/no, on/off
+ *     const char *NAME        NUL-terminated UTF-8 text (an argument holding a NUL byte is refused)
+ *     const uint8_t *NAME, size_t NAME_len
+ *                             a byte buffer and its length: always this pair, in this order
+ * written as in a C prototype, separated by commas; "" or "void" declares no parameter; at most 8
+ * parameters (a byte buffer counts once). Example: .params = "const char *policy, int64_t limit".
+ * RETURN: a status. SLUICE_OK: success; the reply text (control_reply), if any, is the value shown
+ * to the operator. Any other status: failure; the reply text, if any, is the error message shown
+ * (with the status), the operator's command exits non-zero, and the host goes on as before (a
+ * plugin's error return never harms the host). The function must leave its config consistent in
+ * either case.
+ * OWNERSHIP: every argument is the host's and lent for the duration of the call only (copy what
+ * you keep). LIFETIME: strings and buffers until the function returns; ctl is stale afterwards.
+ * THREAD: the host's admin thread, never an event loop. One control call runs at a time per
+ * process. A control function never runs concurrently with config_new, config_free or instance_new
+ * of the same config (the host serialises them), but it DOES run concurrently with on_requests,
+ * on_responses, completions, timers and instance_free of that config's instances on the event
+ * loops. Hence:
+ *   - a control function must not touch instances directly, nor call host functions other than
+ *     log, metric_add, control_reply and control_publish;
+ *   - it may change the config object freely with respect to config_new/instance_new (which see
+ *     either the old or the new settings, whole), but whatever hooks on the event loops read from
+ *     the config while it changes must be read atomically by the plugin; the usual way is that
+ *     instances keep their own copy of the settings (taken in instance_new) and receive new ones
+ *     through control_publish, which runs a callback on each live instance on its own event loop,
+ *     so no instance needs a lock.
+ * A function must not block for long (it holds the admin thread) and must not throw (C++) or
+ * unwind (Rust panics, Swift errors) across the boundary.
  */
 #ifndef SLUICE_PLUGIN_H
 #define SLUICE_PLUGIN_H
@@ -150,7 +200,7 @@ extern "C" {
 /** Major version: a plugin built for another major is refused. */
 #define SLUICE_ABI_VERSION_MAJOR 1
 /** Minor version: additions only (see COMPATIBILITY POLICY). */
-#define SLUICE_ABI_VERSION_MINOR 1
+#define SLUICE_ABI_VERSION_MINOR 2
 /** First field of sluice_plugin_descriptor: "SLCE" in ASCII. A mismatch means "not a Sluice plugin". */
 #define SLUICE_PLUGIN_MAGIC 0x534C4345u
 /** The one symbol a plugin exports. */
@@ -186,7 +236,7 @@ extern "C" {
 
 /** Protocols (bit flags in sluice_transform_descriptor.protocols; one value per batch). */
 #define SLUICE_PROTOCOL_REDIS 1
-/** Reserved for ABI 1.2 (CQL accessors). */
+/** Reserved for ABI 1.3 (CQL accessors). */
 #define SLUICE_PROTOCOL_CQL 2
 
 /** Batch kinds (int32_t). */
@@ -229,6 +279,9 @@ typedef struct sluice_timer sluice_timer;
 /** A send made with send_ex. LIFETIME: until its completion is called (it is stale inside the
  * completion), it times out, or it is cancelled; then stale (see HANDLES). SINCE 1.1 */
 typedef struct sluice_send sluice_send;
+/** One control function call in progress (see CONTROL FUNCTIONS). LIFETIME: until the control
+ * function returns, then stale (control_reply and control_publish refuse it). SINCE 1.2 */
+typedef struct sluice_control_call sluice_control_call;
 
 /* ============================================================================================= */
 /* Redis values (responses)                                                                        */
@@ -293,6 +346,22 @@ typedef void (*sluice_send_completion_fn)(void *user_data, int32_t status, sluic
 
 /** A timer firing. THREAD: the instance's event-loop thread; never after instance_free or cancel. */
 typedef void (*sluice_timer_fn)(void *user_data);
+
+/**
+ * Applies published settings to one instance (control_publish). instance: an instance of the
+ * config the control call was made with, as instance_new made it. data: as given to
+ * control_publish; shared by every instance, so read it, do not change it.
+ * THREAD: that instance's event-loop thread, between its hooks (never while one of its hooks,
+ * completions or timers runs, never after its instance_free). SINCE 1.2
+ */
+typedef void (*sluice_on_publish_fn)(void *instance, void *data);
+
+/**
+ * Called once, after the apply callback of a control_publish ran on every instance it was
+ * scheduled for (or that instance closed before its turn): free data here.
+ * THREAD: any (the event loop of the last instance, or the admin thread). SINCE 1.2
+ */
+typedef void (*sluice_on_publish_done_fn)(void *data);
 
 /* ============================================================================================= */
 /* Host functions (the plugin calls them through sluice_host_api)                                  */
@@ -764,6 +833,40 @@ typedef int32_t (*sluice_host_get_property_fn)(const sluice_instance_env *env, i
 typedef int32_t (*sluice_host_call_answer_fn)(sluice_call *call, size_t index,
                                               const sluice_batch *replies, size_t reply_index);
 
+/* ---- control functions (since 1.2; see CONTROL FUNCTIONS) ------------------------------------ */
+
+/**
+ * Sets the text the operator sees for this control call: the returned value when the function
+ * returns SLUICE_OK, the error message otherwise. Calling it again replaces the text.
+ * text: UTF-8, need not be NUL-terminated; at most 65536 bytes are kept. OWNERSHIP caller; the host
+ * copies it before returning.
+ * Returns SLUICE_OK; SLUICE_ERROR_STATE for a stale ctl (the call returned);
+ * SLUICE_ERROR_INVALID_ARGUMENT for a NULL ctl, or a NULL text with a non-zero length.
+ * THREAD: the control function's, during the call. SINCE 1.2.
+ */
+typedef int32_t (*sluice_host_control_reply_fn)(sluice_control_call *ctl, const char *text, size_t text_len);
+
+/**
+ * Publishes new settings to every live instance of the config of this control call: after the
+ * control function returned, apply(instance, data) runs once for each instance whose instance_new
+ * completed before that return, each on its own event loop, between its hooks; then done(data) runs
+ * once. Instances created after the call returned do not get apply: they are made by instance_new
+ * from the config, which the function has changed by then (instance_new never overlaps a control
+ * call). The operator's command returns once every apply ran (or after 5 seconds, saying so).
+ * Usual pattern: store the new settings in the config, allocate one immutable copy as data,
+ * publish it; apply copies (or references) it into the instance; done frees it.
+ * Several publishes in one call run in the order made; the publishes of one call reach an instance
+ * before those of a later call.
+ * The publish is dispatched whatever status the function returns: publish once the change is
+ * certain. OWNERSHIP: data stays the plugin's; the host only passes it on.
+ * Returns SLUICE_OK (apply and done will run; with no live instance, done runs right after the
+ * function returns); SLUICE_ERROR_STATE for a stale ctl; SLUICE_ERROR_INVALID_ARGUMENT for a NULL ctl
+ * or apply. On any status other than SLUICE_OK neither apply nor done is called: free data yourself.
+ * THREAD: the control function's, during the call. SINCE 1.2.
+ */
+typedef int32_t (*sluice_host_control_publish_fn)(sluice_control_call *ctl, sluice_on_publish_fn apply,
+                                                  void *data, sluice_on_publish_done_fn done);
+
 /* ============================================================================================= */
 /* The host function table                                                                        */
 /* ============================================================================================= */
@@ -834,7 +937,10 @@ typedef struct sluice_host_api {
   sluice_host_redis_keys_fn redis_keys;
   sluice_host_get_property_fn get_property;
   sluice_host_call_answer_fn call_answer;
-  /* ABI 1.2 appends CQL functions here. */
+  /* ---- since 1.2 ---------------------------------------------------------------------------- */
+  sluice_host_control_reply_fn control_reply;
+  sluice_host_control_publish_fn control_publish;
+  /* ABI 1.3 appends CQL functions here. */
 } sluice_host_api;
 
 /* ============================================================================================= */
@@ -885,6 +991,28 @@ typedef int32_t (*sluice_on_requests_fn)(void *instance, sluice_call *call, slui
 typedef int32_t (*sluice_on_responses_fn)(void *instance, sluice_call *call,
                                           const sluice_batch *requests, sluice_batch *responses);
 
+/**
+ * How a control function is stored in its declaration: the host casts it back to
+ *     int32_t (*)(void *config, sluice_control_call *ctl, <params>)
+ * and calls it through libffi. Declare the function with exactly that C signature and cast it to
+ * sluice_control_fn in the declaration; a mismatch between params and the real signature is
+ * undefined behaviour the host cannot detect. SINCE 1.2
+ */
+typedef void (*sluice_control_fn)(void);
+
+/**
+ * One control function of a transform (see CONTROL FUNCTIONS). OWNERSHIP plugin; LIFETIME: the whole
+ * process (static data). SINCE 1.2
+ */
+typedef struct sluice_control_function {
+  uint32_t struct_size; /* sizeof(sluice_control_function) as the plugin was built */
+  uint32_t reserved;    /* 0 */
+  const char *name;     /* [a-z0-9_]+, unique within the transform, NUL-terminated */
+  const char *params;   /* the parameters after (config, ctl) as C text, e.g. "const char *policy" */
+  const char *help;     /* one line for `sluice ctl functions`, NUL-terminated; may be NULL */
+  sluice_control_fn fn; /* required */
+} sluice_control_function;
+
 /** One transform a plugin offers. OWNERSHIP plugin; LIFETIME: the whole process (static data). */
 typedef struct sluice_transform_descriptor {
   uint32_t struct_size;    /* sizeof(sluice_transform_descriptor) as the plugin was built */
@@ -897,6 +1025,12 @@ typedef struct sluice_transform_descriptor {
   sluice_on_instance_free_fn instance_free;
   sluice_on_requests_fn on_requests;
   sluice_on_responses_fn on_responses;
+  /* ---- since 1.2 ---------------------------------------------------------------------------- */
+  /* control_function_count entries (may be 0 / NULL). The host steps through the array by
+   * control_functions[0].struct_size, as through transforms. */
+  const sluice_control_function *control_functions;
+  uint32_t control_function_count;
+  uint32_t reserved_1_2; /* 0 */
 } sluice_transform_descriptor;
 
 /** Descriptor flags. */
