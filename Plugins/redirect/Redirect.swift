@@ -8,13 +8,9 @@ final class Redirect: Transform {
     static let handlesResponses = true
 
     let target: Target
-    let keys: Set<[UInt8]>
-    /// Lengths of the listed keys, so most keys are rejected without building an array.
-    let keyLengths: Set<Int>
-    let patterns: [[UInt8]]
-    /// The bytes a hot key can start with, so most keys are rejected without hashing or globbing.
-    let firstBytes: ByteSet
-    let emptyKeyIsHot: Bool
+    /// The hot keys new connections start with; the control functions replace them (and publish
+    /// them to live connections, which keep their own copy: the hooks never read this one).
+    private(set) var hotKeys: HotKeys
     let redirected: Counter
 
     init(config: ConfigNode, env: ConfigEnv) throws {
@@ -23,36 +19,65 @@ final class Redirect: Transform {
             throw ConfigError("target is required (the chain or sink hot keys go to)", at: config)
         }
         target = try env.target(targetName, at: config["target"])
-        keys = Set(try config.strings("keys").map { Array($0.utf8) })
-        keyLengths = Set(keys.map(\.count))
-        patterns = try config.strings("patterns").map { Array($0.utf8) }
+        let keys = Set(try config.strings("keys").map { Array($0.utf8) })
+        let patterns = try config.strings("patterns").map { Array($0.utf8) }
         guard !keys.isEmpty || !patterns.isEmpty else {
             throw ConfigError("give keys: [...] or patterns: [...] (or both)", at: config)
         }
-        var first = ByteSet()
-        for key in keys { if let b = key.first { first.insert(b) } }
-        for pattern in patterns { first.formUnion(ByteSet.firstBytes(ofGlob: pattern)) }
-        firstBytes = first
-        emptyKeyIsHot = keys.contains([]) || patterns.contains { $0.withUnsafeBytes { globMatches($0, UnsafeRawBufferPointer(start: nil, count: 0)) } }
+        hotKeys = HotKeys(keys: keys, patterns: patterns)
         redirected = try env.counter("redirect_redirected")
     }
 
     func makeInstance(env: InstanceEnv) -> TransformInstance { RedirectInstance(redirect: self, env: env) }
 
-    /// False when `argument` cannot be a hot key (its first byte starts no listed key or pattern):
-    /// the cheap test that spares most requests any lookup.
-    @inline(__always)
-    func mayBeHot(_ argument: UnsafeRawBufferPointer) -> Bool {
-        guard let first = argument.first else { return emptyKeyIsHot }
-        return firstBytes.contains(first)
-    }
+    static let controlFunctions: [ControlFunction] = [
+        .text("add_key", parameter: "key", help: "make one more key hot, on every connection of this step") { config, ctl, key in
+            change(config, ctl) { $0.keys.insert(Array(text(key).utf8)).inserted ? nil : "already hot" }
+        },
+        .text("remove_key", parameter: "key", help: "a listed key is no longer hot") { config, ctl, key in
+            change(config, ctl) { $0.keys.remove(Array(text(key).utf8)) != nil ? nil : "not a listed key" }
+        },
+        .text("add_pattern", parameter: "pattern", help: "keys matching one more glob are hot") { config, ctl, pattern in
+            change(config, ctl) { lists in
+                let p = Array(text(pattern).utf8)
+                if lists.patterns.contains(p) { return "already a pattern" }
+                lists.patterns.append(p)
+                return nil
+            }
+        },
+        .text("remove_pattern", parameter: "pattern", help: "keys matching this glob are no longer hot") { config, ctl, pattern in
+            change(config, ctl) { lists in
+                let p = Array(text(pattern).utf8)
+                guard let i = lists.patterns.firstIndex(of: p) else { return "not a pattern" }
+                lists.patterns.remove(at: i)
+                return nil
+            }
+        },
+        .text("set_patterns", parameter: "patterns", help: "replace every pattern (separated by spaces; \"\" for none)") { config, ctl, patterns in
+            change(config, ctl) { lists in
+                lists.patterns = text(patterns).split(separator: " ").map { Array($0.utf8) }
+                return nil
+            }
+        },
+        .noArguments("list", help: "the hot keys and patterns of this step now") { config, ctl in
+            ControlCall.run(config, ctl, as: Redirect.self) { redirect, call in call.reply(redirect.hotKeys.summary) }
+        },
+    ]
 
-    func isHot(_ key: UnsafeRawBufferPointer) -> Bool {
-        guard mayBeHot(key) else { return false }
-        guard !key.isEmpty else { return true }
-        if keyLengths.contains(key.count), keys.contains(Array(key)) { return true }
-        for pattern in patterns where pattern.withUnsafeBytes({ globMatches($0, key) }) { return true }
-        return false
+    private static func text(_ pointer: UnsafePointer<CChar>?) -> String { pointer.map { String(cString: $0) } ?? "" }
+
+    /// Applies an edit of the key and pattern lists (nil: changed; text: why nothing changed, an
+    /// error return) and publishes the result to every live connection.
+    private static func change(_ config: UnsafeMutableRawPointer?, _ ctl: OpaquePointer?,
+                               _ edit: (inout (keys: Set<[UInt8]>, patterns: [[UInt8]])) -> String?) -> Int32 {
+        ControlCall.run(config, ctl, as: Redirect.self) { redirect, call in
+            var lists = (keys: redirect.hotKeys.keys, patterns: redirect.hotKeys.patterns)
+            if let unchanged = edit(&lists) { throw SluiceError(unchanged) }
+            let next = HotKeys(keys: lists.keys, patterns: lists.patterns)
+            redirect.hotKeys = next
+            call.publish { instance in (instance as? RedirectInstance)?.hotKeys = next }
+            call.reply(next.summary)
+        }
     }
 }
 
@@ -91,9 +116,13 @@ final class RedirectInstance: TransformInstance {
     /// A command of the open transaction was refused here, so its EXEC must abort.
     private var transactionRefused = false
 
+    /// This connection's copy of the hot keys (the control functions publish new ones on this loop).
+    var hotKeys: HotKeys
+
     init(redirect: Redirect, env: InstanceEnv) {
         self.redirect = redirect
         self.env = env
+        hotKeys = redirect.hotKeys
     }
 
     /// The route of request i of a batch; a refusal inside MULTI dooms the transaction.
@@ -111,9 +140,9 @@ final class RedirectInstance: TransformInstance {
         guard argc > 0 else { return .primary }
         if let boundary = transactionRoute(args[0]) { return boundary }
         // Most requests have no argument that can be hot: no key lookup at all.
-        guard (1..<argc).contains(where: { redirect.mayBeHot(args[$0]) }),
+        guard (1..<argc).contains(where: { hotKeys.mayBeHot(args[$0]) }),
               try requests.keyPositions(at: i, into: &keys) == .known else { return .primary }
-        let hot = keys.reduce(0) { $0 + (redirect.isHot(args[$1]) ? 1 : 0) }
+        let hot = keys.reduce(0) { $0 + (hotKeys.isHot(args[$1]) ? 1 : 0) }
         if hot == 0 { return .primary }
         if inTransaction {
             return .refused("ERR redirect: hot keys inside MULTI are not supported (the transaction runs on the primary)")

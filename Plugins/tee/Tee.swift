@@ -15,7 +15,9 @@ final class Tee: Transform {
     }
 
     let target: Target
-    let policy: MismatchPolicy
+    /// The policy new connections start with; `set_policy` changes it (and publishes it to the
+    /// live connections, which keep their own copy: the hooks never read this one).
+    private(set) var policy: MismatchPolicy
     let mismatchChain: Target?
     let mismatches: Counter
     let shadowErrors: Counter
@@ -64,6 +66,31 @@ final class Tee: Transform {
     func makeInstance(env: InstanceEnv) -> TransformInstance {
         TeeInstance(tee: self, env: env)
     }
+
+    static let controlFunctions: [ControlFunction] = [
+        .text("set_policy", parameter: "policy",
+              help: "what a mismatch does from now on, on every connection of this step: ignore, log, fail (or chain, with mismatch_chain)") { config, ctl, policy in
+            ControlCall.run(config, ctl, as: Tee.self) { tee, call in
+                try tee.setPolicy(policy.map { String(cString: $0) } ?? "", call)
+            }
+        },
+        .noArguments("policy", help: "the mismatch policy of this step now") { config, ctl in
+            ControlCall.run(config, ctl, as: Tee.self) { tee, call in call.reply("on_mismatch: \(tee.policy.rawValue)") }
+        },
+    ]
+
+    /// tee.set_policy: on the admin thread, never while makeInstance runs (the host's promise).
+    func setPolicy(_ text: String, _ call: ControlCall) throws {
+        guard let next = MismatchPolicy(rawValue: text) else {
+            throw SluiceError("expected ignore, log, fail or chain, found '\(text)'")
+        }
+        guard next != .chain || mismatchChain != nil else {
+            throw SluiceError("chain needs mismatch_chain in the config of this step")
+        }
+        policy = next
+        call.publish { instance in (instance as? TeeInstance)?.policy = next }
+        call.reply("on_mismatch: \(next.rawValue)")
+    }
 }
 
 /// The two answers of one batch, whichever arrives first.
@@ -96,9 +123,13 @@ final class TeeInstance: TransformInstance {
         "hrandfield", "zrandmember", "scan", "sscan", "hscan", "zscan",
     ]
 
+    /// This connection's copy of the policy (set_policy publishes new ones on this event loop).
+    var policy: Tee.MismatchPolicy
+
     init(tee: Tee, env: InstanceEnv) {
         self.tee = tee
         self.env = env
+        policy = tee.policy
     }
 
     /// A client leaving after an outage writes the summary its warnings were held back for.
@@ -127,7 +158,7 @@ final class TeeInstance: TransformInstance {
 
     func onRequests(_ call: Call, _ requests: Batch) {
         let copy = requests.clone()
-        if tee.policy == .ignore || holdsBlockingCommand(requests) {
+        if policy == .ignore || holdsBlockingCommand(requests) {
             env.send(copy, to: tee.target) { [tee] result in
                 switch result {
                 case .responses(let responses): responses.free()
@@ -164,7 +195,7 @@ final class TeeInstance: TransformInstance {
         switch shadow {
         case .failed(let message):
             tee.shadowErrors.add()
-            switch tee.policy {
+            switch policy {
             case .fail:
                 for i in 0..<responses.count {
                     responses.putError("ERR tee: \(tee.target.name) failed: \(message)", at: i)
@@ -182,7 +213,7 @@ final class TeeInstance: TransformInstance {
             for i in 0..<min(responses.count, other.count)
             where !sameBytes(responses.bytes(at: i), other.bytes(at: i)) && !describesServer(requests, i) {
                 tee.mismatches.add()
-                switch tee.policy {
+                switch policy {
                 case .log:
                     var args = ArgumentViews(capacity: 1)
                     requests.arguments(at: i, into: &args)

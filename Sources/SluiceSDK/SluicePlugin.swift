@@ -17,6 +17,7 @@ public enum SluicePlugin {
         for t in transforms { registry[t.name] = t }
         let array = UnsafeMutablePointer<sluice_transform_descriptor>.allocate(capacity: transforms.count)
         for (i, t) in transforms.enumerated() {
+            let controls = controlDeclarations(t.controlFunctions)
             array.advanced(by: i).initialize(to: sluice_transform_descriptor(
                 struct_size: UInt32(MemoryLayout<sluice_transform_descriptor>.size),
                 protocols: UInt32(SLUICE_PROTOCOL_REDIS),
@@ -27,7 +28,10 @@ public enum SluicePlugin {
                 instance_new: instanceNew,
                 instance_free: instanceFree,
                 on_requests: onRequests,
-                on_responses: t.handlesResponses ? onResponses : nil))
+                on_responses: t.handlesResponses ? onResponses : nil,
+                control_functions: controls,
+                control_function_count: UInt32(t.controlFunctions.count),
+                reserved_1_2: 0))
         }
         let descriptor = UnsafeMutablePointer<sluice_plugin_descriptor>.allocate(capacity: 1)
         descriptor.initialize(to: sluice_plugin_descriptor(
@@ -43,6 +47,19 @@ public enum SluicePlugin {
             version: permanentCString(version),
             transforms: UnsafePointer(array)))
         return UnsafeRawPointer(descriptor)
+    }
+
+    /// The C declarations of a transform's control functions (static memory), nil for none.
+    private static func controlDeclarations(_ functions: [ControlFunction]) -> UnsafePointer<sluice_control_function>? {
+        guard !functions.isEmpty else { return nil }
+        let array = UnsafeMutablePointer<sluice_control_function>.allocate(capacity: functions.count)
+        for (i, f) in functions.enumerated() {
+            array.advanced(by: i).initialize(to: sluice_control_function(
+                struct_size: UInt32(MemoryLayout<sluice_control_function>.size), reserved: 0,
+                name: permanentCString(f.name), params: permanentCString(f.parameters),
+                help: permanentCString(f.help), fn: f.function))
+        }
+        return UnsafePointer(array)
     }
 
     private static func permanentCString(_ s: String) -> UnsafePointer<CChar> {

@@ -6,6 +6,8 @@ public protocol Transform: AnyObject {
     static var summary: String { get }
     /// Whether instances implement `onResponses` (false lets the host skip the way back entirely).
     static var handlesResponses: Bool { get }
+    /// The control functions operators may call on a step of this transform (see `ControlFunction`).
+    static var controlFunctions: [ControlFunction] { get }
 
     /// Validates the options; throw `ConfigError` (with the node) for anything wrong.
     init(config: ConfigNode, env: ConfigEnv) throws
@@ -34,4 +36,5 @@ extension TransformInstance {
 
 extension Transform {
     public static var handlesResponses: Bool { false }
+    public static var controlFunctions: [ControlFunction] { [] }
 }
