@@ -534,7 +534,7 @@ static const sluice_plugin_descriptor descriptor = {
     .flags = SLUICE_PLUGIN_FLAG_REQUIRES_MINOR,
     .transform_count = sizeof transforms / sizeof transforms[0],
     .name = "command-filter",
-    .version = "1.1.0",
+    .version = "1.0.0",
     .transforms = transforms,
 };
 

@@ -21,6 +21,9 @@ struct Plugins: ParsableCommand {
             print("\(p.name) \(p.version)  ABI \(p.abiMajor).\(p.abiMinor)  \(p.path)")
             for t in p.transforms {
                 print("  transform \(t.name)  protocols: \(t.protocolNames)  \(t.description)")
+                for f in t.controlFunctions {
+                    print("    control \(p.name).\(f.name)(\(f.signature.text))  \(f.help)")
+                }
             }
         }
         for r in result.refused {

@@ -664,12 +664,12 @@ def run_sluice(*args):
 
 def test_plugins_command_lists_loaded_and_refused():
     out = run_sluice("plugins", "--dir", FIXTURES).stdout
-    assert "misbehaving 1.0.0  ABI 1.1" in out
-    assert "REFUSED" in out and "wrong ABI major: plugin built for ABI 99.0, host speaks ABI 1.1" in out
+    assert "misbehaving 1.0.0  ABI 1.2" in out
+    assert "REFUSED" in out and "wrong ABI major: plugin built for ABI 99.0, host speaks ABI 1.2" in out
     assert "bad magic 0xDEADBEEF" in out and "no entry symbol" in out and "not a shared object" in out
     out = run_sluice("plugins", "--dir", PLUGINS).stdout
     for name in ("tee", "redirect", "debug-printer", "command-filter"):
-        assert f"\n{name} 1.0.0  ABI 1.1" in "\n" + out
+        assert f"\n{name} 1.0.0  ABI 1.2" in "\n" + out
 
 
 def test_required_refused_plugin_stops_startup_with_its_reason(workdir):

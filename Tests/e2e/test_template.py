@@ -81,7 +81,7 @@ def plugin_dir(stranger):
 def test_both_load_and_require_abi_1_1(plugin_dir):
     listing = run([SLUICE, "plugins", "--dir", plugin_dir], cwd=plugin_dir).stdout
     for name in NAMES.values():
-        assert f"{name} 0.1.0  ABI 1.1" in listing and f"transform {name}" in listing, listing
+        assert f"{name} 0.1.0  ABI 1.2" in listing and f"transform {name}" in listing, listing
 
 
 @pytest.mark.parametrize("lang", ["c", "swift"])
