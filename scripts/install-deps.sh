@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what building and testing Sluice needs, if it is missing: libyaml (the config parser),
-# liblz4 and libsnappy (CQL compression),
+# liblz4 and libsnappy (CQL compression), libffi (calling plugins' control functions),
 # redis-server and redis-tools (the real backends and clients of the tests), nutcracker (twemproxy)
 # and haproxy (the benchmark's peers), a C compiler and make (the C plugin), openssl (the TLS tests make
 # their certificates with it), and the Python clients: redis-py and pytest; for the CQL test backend
