@@ -7,3 +7,9 @@ _Static_assert(sizeof(sluice_redis_cursor) == 64, "sluice_redis_cursor size is p
 _Static_assert(offsetof(sluice_plugin_descriptor, magic) == 0, "magic must come first");
 _Static_assert(offsetof(sluice_host_api, struct_size) == 0, "struct_size must come first");
 _Static_assert(offsetof(sluice_transform_descriptor, struct_size) == 0, "struct_size must come first");
+_Static_assert(offsetof(sluice_control_function, struct_size) == 0, "struct_size must come first");
+/* ABI 1.2 appended the control-function fields after on_responses: a 1.1 plugin's transform
+ * descriptor ends exactly where they begin. */
+_Static_assert(offsetof(sluice_transform_descriptor, control_functions) ==
+                   offsetof(sluice_transform_descriptor, on_responses) + sizeof(void *),
+               "control functions are appended right after the 1.1 fields");

@@ -1,6 +1,7 @@
 import Dispatch
 import Foundation
 import Logging
+import Metrics
 
 /// The admin endpoint's requests and answers, whatever carries them (HTTP over TCP or a unix
 /// socket: `AdminServer`; a supervisor forwarding to its workers).
@@ -62,6 +63,17 @@ public final class AdminService: @unchecked Sendable {
     }
 
     private func answer(_ request: Request) -> Response {
+        let response = route(request)
+        // sluice_admin_requests_total{route, status}: every request, refused ones included.
+        Counter(label: "sluice_admin_requests_total",
+                dimensions: [("route", Self.knownRoutes.contains(request.path) ? request.path : "other"),
+                             ("status", String(response.status))]).increment()
+        return response
+    }
+
+    private static let knownRoutes: Set<String> = ["/functions", "/call", "/reload"]
+
+    private func route(_ request: Request) -> Response {
         let route = "\(request.method) \(request.path)"
         guard authorized(request.authorization) else {
             log.warning("admin \(request.peer) \(route): refused, \(request.authorization == nil ? "no token" : "wrong token")")
