@@ -299,3 +299,53 @@ def test_redirect_hot_keys_change_on_a_live_connection(workdir, redis_factory, s
     done = ctl(admin, "call", "redirect.remove_key", "--step", "main[0]", "never-listed")
     assert done.returncode == 1 and "not a listed key" in done.stderr
     assert ctl(admin, "call", "redirect.list", "--step", "main[0]").stdout.strip() == "keys: other; patterns: (none)"
+
+
+def test_control_calls_under_traffic_lose_nothing(deny_proxy):
+    """Publishing runs on every event loop while the hooks serve traffic there: clients on both loops
+    keep getting right answers while the deny list changes 20 times, and all see the final list."""
+    import threading
+    proxy, admin = deny_proxy
+    clients = [proxy.client() for _ in range(8)]
+    for c in clients:
+        c.ping()  # connected (and their instances made) before the first call
+    stop = threading.Event()
+    failures = []
+    done_ops = [0] * len(clients)
+
+    def work(i, c):
+        n = 0
+        while not stop.is_set():
+            try:
+                c.set(f"k{i}", n)
+                assert c.get(f"k{i}") == str(n).encode()
+                n += 1
+            except Exception as error:  # noqa: BLE001 - any failure is reported below
+                failures.append(repr(error))
+                return
+        done_ops[i] = n
+
+    threads = [threading.Thread(target=work, args=(i, c)) for i, c in enumerate(clients)]
+    for t in threads:
+        t.start()
+    try:
+        for _ in range(10):
+            assert ctl(admin, "call", "command-filter.add", "--step", "main[0]", "hgetall").returncode == 0
+            assert ctl(admin, "call", "command-filter.remove", "--step", "main[0]", "hgetall").returncode == 0
+        assert ctl(admin, "call", "command-filter.add", "--step", "main[0]", "lpush").returncode == 0
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(30)
+    assert failures == []
+    assert all(n > 0 for n in done_ops)
+    for c in clients:
+        with pytest.raises(redis.ResponseError, match="command 'lpush' is denied"):
+            c.lpush("list", "x")
+        assert c.hgetall("nohash") == {}
+    assert proxy.alive()
+
+
+def test_ctl_reports_an_unreachable_endpoint(workdir):
+    done = ctl(free_port(), "functions")
+    assert done.returncode == 4 and "cannot reach the admin endpoint" in done.stderr

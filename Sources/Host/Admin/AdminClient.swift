@@ -29,6 +29,7 @@ public struct AdminClient {
 
     /// Sends one request and waits for the answer; throws when the endpoint cannot be reached.
     public func request(_ method: HTTPMethod, _ path: String, json: [String: Any]? = nil) throws -> Answer {
+        let body = try json.map { try JSONSerialization.data(withJSONObject: $0) } ?? Data()
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         defer { try? group.syncShutdownGracefully() }
         let promise = group.next().makePromise(of: (Int, [UInt8]).self)
@@ -40,11 +41,15 @@ public struct AdminClient {
                 }
             }
         let channel: Channel
-        switch address {
-        case .tcp(let host, let port): channel = try bootstrap.connect(host: host, port: port).wait()
-        case .unixSocket(let path): channel = try bootstrap.connect(unixDomainSocketPath: path).wait()
+        do {
+            switch address {
+            case .tcp(let host, let port): channel = try bootstrap.connect(host: host, port: port).wait()
+            case .unixSocket(let path): channel = try bootstrap.connect(unixDomainSocketPath: path).wait()
+            }
+        } catch {
+            promise.fail(error)  // a promise must be completed before its event loop shuts down
+            throw error
         }
-        let body = try json.map { try JSONSerialization.data(withJSONObject: $0) } ?? Data()
         var headers = HTTPHeaders()
         headers.add(name: "Host", value: "sluice-admin")
         headers.add(name: "Content-Type", value: "application/json")
