@@ -47,10 +47,12 @@ let package = Package(
         .systemLibrary(name: "CSnappy", path: "Sources/CSnappy", providers: [.apt(["libsnappy-dev"])]),
         /// libffi (apt: libffi-dev): the host calls plugins' control functions by their declared signature.
         .systemLibrary(name: "CFFI", path: "Sources/CFFI", providers: [.apt(["libffi-dev"])]),
+        /// The worker's crash record: a thread-local "running step" and the fatal-signal handler.
+        .target(name: "CrashRecord", path: "Sources/CrashRecord"),
         .target(
             name: "SluiceHost",
             dependencies: [
-                "PluginABI", "CYaml", "CLZ4", "CSnappy", "CFFI",
+                "PluginABI", "CYaml", "CLZ4", "CSnappy", "CFFI", "CrashRecord",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

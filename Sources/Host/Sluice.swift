@@ -37,7 +37,9 @@ public enum Sluice {
 
     /// Loads the config, its plugins and configures every transform, and checks the addresses it
     /// listens on (trying to bind them unless `tryBinding` is false). Throws `ConfigErrors`.
-    public static func prepare(configPath: String, tryBinding: Bool = true) throws -> Prepared {
+    /// `quarantined` (supervised workers): chain name → the error its requests get instead.
+    public static func prepare(configPath: String, tryBinding: Bool = true,
+                               quarantined: [String: String] = [:]) throws -> Prepared {
         let config = try SluiceConfig.load(path: configPath)
         let plugins = config.pluginDirectory.map { PluginLoader.loadDirectory($0) } ?? PluginLoader.Result()
         var errors: [ConfigError] = []
@@ -49,7 +51,7 @@ public enum Sluice {
         }
         var built: (RuntimePlan, [RuntimeBuilder.SourcePlan])?
         do {
-            built = try RuntimeBuilder.build(config, plugins: plugins)
+            built = try RuntimeBuilder.build(config, plugins: plugins, quarantined: quarantined)
         } catch let failures as ConfigErrors {
             errors += failures.errors
         }
@@ -71,14 +73,15 @@ public enum Sluice {
         MetricsEndpoint.bootstrap()
     }
 
-    /// Starts listening as the prepared config says.
-    public static func start(_ prepared: Prepared, threads: Int? = nil) throws -> SluiceServer {
+    /// Starts listening as the prepared config says (`sharedPorts`: SO_REUSEPORT, for workers).
+    public static func start(_ prepared: Prepared, threads: Int? = nil, sharedPorts: Bool = false) throws -> SluiceServer {
         let count = threads ?? prepared.config.threads ?? max(1, System.coreCount / 2)
         for r in prepared.plugins.refused { HostLog.host.warning("plugin refused: \(r.path): \(r.reason)") }
         let server: SluiceServer
         do {
             server = try SluiceServer(plan: prepared.plan, sources: prepared.sources,
-                                      metricsListen: prepared.config.metricsListen, threads: count)
+                                      metricsListen: prepared.config.metricsListen, threads: count,
+                                      sharedPorts: sharedPorts)
         } catch {
             prepared.release()  // nothing will use the configs: a failed start-up frees them too
             throw ListenFailure.explaining(error, config: prepared.config)

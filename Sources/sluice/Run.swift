@@ -4,6 +4,10 @@ import Logging
 import SluiceHost
 
 /// `sluice run --config FILE`: validate, load plugins, listen until SIGINT/SIGTERM.
+///
+/// Supervised by default: this process becomes the supervisor (no plugin loaded, no client
+/// served) and runs this same command again as worker processes, which serve (`serve`). With
+/// `--single-process` it serves itself, as a worker does.
 struct Run: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Run the proxy with a config file.")
 
@@ -19,6 +23,12 @@ struct Run: ParsableCommand {
     @Option(help: "On SIGINT/SIGTERM, how long clients may take to receive the replies they are owed before they are cut off.")
     var drainTimeoutMs: Int64 = 10_000
 
+    @Flag(help: "Serve in this process, without a supervisor (a plugin crash then stops Sluice).")
+    var singleProcess = false
+
+    @Option(help: "Worker processes, 1...64 (default: the config's 'supervision.workers', else 1).")
+    var workers: Int?
+
     /// Flags are checked as the config's own settings are, before anything starts (an event-loop
     /// group of 0 threads traps, one of 100,000 runs out of file descriptors).
     func validate() throws {
@@ -27,9 +37,35 @@ struct Run: ParsableCommand {
         if drainTimeoutMs < 0 {
             throw ValidationError("--drain-timeout-ms: expected 0 or more milliseconds, found \(drainTimeoutMs)")
         }
+        if let workers, !SupervisionSettings.workerRange.contains(workers) {
+            throw ValidationError("--workers: expected 1...64, found \(workers)")
+        }
     }
 
     func run() throws {
+        if let role = WorkerRole.fromEnvironment() {
+            try serve(as: role)
+        } else if singleProcess {
+            try serve(as: nil)
+        } else {
+            try supervise()
+        }
+    }
+
+    /// The supervisor: reads the config only for its log level and `supervision:` settings (a
+    /// config that does not parse is the first worker's to report), then runs the workers.
+    private func supervise() throws {
+        let parsed = try? SluiceConfig.load(path: config)
+        Sluice.bootstrapObservability(logLevel: Logger.Level(rawValue: logLevel ?? parsed?.logLevel ?? "info") ?? .info)
+        var settings = parsed?.supervision ?? SupervisionSettings()
+        if let workers { settings.workers = workers }
+        let status = Supervisor(arguments: CommandLine.arguments, settings: settings).run()
+        if status != 0 { throw ExitCode(status) }
+    }
+
+    /// A worker (`role` from its supervisor) or `--single-process`: load the plugins and serve.
+    private func serve(as role: WorkerRole?) throws {
+        role?.installCrashHandler()  // first: a crash in a plugin's config_new is reported too
         // SIGINT and SIGTERM are blocked in every thread (the event loops inherit the mask) and
         // taken synchronously by the main thread below, which then stops the server.
         var stopSignals = sigset_t()
@@ -44,27 +80,31 @@ struct Run: ParsableCommand {
             // else the config's (a config that does not parse reports that just below).
             let level = logLevel ?? (try? SluiceConfig.load(path: config))?.logLevel ?? "info"
             Sluice.bootstrapObservability(logLevel: Logger.Level(rawValue: level) ?? .info)
-            prepared = try Sluice.prepare(configPath: config)
+            prepared = try Sluice.prepare(configPath: config, tryBinding: !(role?.portsHeld ?? false),
+                                          quarantined: role?.quarantined ?? [:])
         } catch {
             FileHandle.standardError.write(Data("sluice: configuration refused:\n\(error)\n".utf8))
             throw ExitCode(2)
         }
         let server: SluiceServer
         do {
-            server = try Sluice.start(prepared, threads: threads)
+            server = try Sluice.start(prepared, threads: threads, sharedPorts: role != nil)
         } catch {
             FileHandle.standardError.write(Data("sluice: cannot start:\n\(error)\n".utf8))
             throw ExitCode(1)
         }
         let admin: AdminServer?
         do {
-            admin = try Sluice.startAdmin(prepared)
+            // Supervised, for now the first worker serves the admin endpoint itself (with more
+            // workers, its calls reach that worker only): see docs/operations.md, "Supervision".
+            admin = role == nil || role?.index == 0 ? try Sluice.startAdmin(prepared) : nil
         } catch {
             FileHandle.standardError.write(Data("sluice: cannot start the admin endpoint:\n\(error)\n".utf8))
             server.stop(drainTimeout: .milliseconds(0))
             prepared.release()
             throw ExitCode(1)
         }
+        role?.announceReady(server)
         var received: Int32 = 0
         sigwait(&stopSignals, &received)
         admin?.stop()  // no control call runs while the server stops

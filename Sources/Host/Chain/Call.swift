@@ -124,7 +124,7 @@ final class Call: ResponseReceiver {
         // While the hook runs, the caller's reference keeps this call alive; it joins the chain
         // instance's held list only if the plugin keeps it past the hook (most complete it inside).
         let requestsHandle = self.requestsHandle
-        let status = chain.session.runningHook(step) { onRequests(instance, callHandle, requestsHandle) }
+        let status = chain.session.runningHook(step, .onRequests) { onRequests(instance, callHandle, requestsHandle) }
         if status != SLUICE_OK, state == .requested {
             step.metrics.errorReturned()
             _ = fail("on_requests returned status \(status)")
@@ -277,7 +277,7 @@ final class Call: ResponseReceiver {
         if requestsHandle == nil { requestsHandle = handles.register(requests, kind: .lentBatch, step: step) }
         responsesHandle = handles.register(batch, kind: .lentBatch, step: step)
         let (callHandle, requestsHandle, responsesHandle) = (handle, self.requestsHandle, self.responsesHandle)
-        let status = chain.session.runningHook(step) { onResponses(instance, callHandle, requestsHandle, responsesHandle) }
+        let status = chain.session.runningHook(step, .onResponses) { onResponses(instance, callHandle, requestsHandle, responsesHandle) }
         if status != SLUICE_OK, state == .awaitingRespond {
             step.metrics.errorReturned()
             _ = fail("on_responses returned status \(status)")

@@ -109,20 +109,21 @@ final class ChainInstance {
         registrations = Array(repeating: nil, count: plan.steps.count)
         spareCalls = Array(repeating: nil, count: plan.steps.count)
         sinkRoutes = Array(repeating: nil, count: plan.steps.count)
-        hooks = plan.steps.map { step in
+        // A quarantined chain runs none of its steps: `run` answers every batch with its error.
+        hooks = plan.outOfService != nil ? [] : plan.steps.map { step in
             switch step {
             case .sink(let index): return StepHooks(sink: index, onRequests: false, onResponses: false)
             case .transform(let t):
                 return StepHooks(sink: -1, onRequests: t.onRequests != nil, onResponses: t.onResponses != nil)
             }
         }
-        for (i, step) in plan.steps.enumerated() {
+        for (i, step) in plan.steps.enumerated() where plan.outOfService == nil {
             guard case .transform(let t) = step, let instanceNew = t.instanceNew else { continue }
             let env = InstanceEnv(session: session, step: t)
             envs[i] = env
             let (status, registration) = t.liveInstances.create(on: session.eventLoop) {
                 var instance: UnsafeMutableRawPointer?
-                let status = session.runningHook(t) { instanceNew(t.config, env.handle, &instance) }
+                let status = session.runningHook(t, .instanceNew) { instanceNew(t.config, env.handle, &instance) }
                 return (status, instance)
             }
             guard status == SLUICE_OK, let registration else {
@@ -181,7 +182,7 @@ final class ChainInstance {
             }
             position += 1
         }
-        receiver.receive(.failed("sluice: chain '\(plan.name)' ended without a sink"))
+        receiver.receive(.failed(plan.outOfService ?? "sluice: chain '\(plan.name)' ended without a sink"))
     }
 
     /// Hands a batch to the on_requests hook of the transform at `position`, reusing the step's
@@ -235,7 +236,7 @@ final class ChainInstance {
             }
             if case .transform(let t) = plan.steps[i], let free = t.instanceFree {
                 let instance = instances[i]
-                session.runningHook(t) { free(instance) }
+                session.runningHook(t, .instanceFree) { free(instance) }
             }
             env.retireHandles()
             // The env (and its timer handles) stays valid until instance_free returned, and until

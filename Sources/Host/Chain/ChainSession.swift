@@ -81,10 +81,11 @@ final class ChainSession {
     /// Whether the client switched to RESP3 (a HELLO 3 that succeeded), for replies plugins build.
     var clientSpeaksRESP3: Bool { facts.protocolVersion == 3 }
 
-    /// Runs `body` (a hook of `step`'s plugin) with this session and step as the thread's active
-    /// ones (two stores and two restores; no reference counting).
+    /// Runs `body` (`hook` of `step`'s plugin) with this session and step as the thread's active
+    /// ones (two stores and two restores; no reference counting), and the step and hook recorded
+    /// for the crash handler (one thread-local store and restore).
     @inline(__always)
-    func runningHook<R>(_ step: TransformStep, _ body: () -> R) -> R {
+    func runningHook<R>(_ step: TransformStep, _ hook: PluginHook, _ body: () -> R) -> R {
         let handles = self.handles
         let (savedSession, savedStep) = (handles.activeSession, handles.activeStep)
         handles.activeSession = self
@@ -93,7 +94,7 @@ final class ChainSession {
             handles.activeSession = savedSession
             handles.activeStep = savedStep
         }
-        return body()
+        return recordingCrashStep(step.crashLabels, hook, body)
     }
 
     /// Runs a batch through a named target (a chain from its start, or a sink directly).

@@ -59,7 +59,7 @@ final class InstanceEnv {
         timer.task = session.eventLoop.scheduleTask(in: delay) { [weak self] in
             guard let self, !self.isClosed, self.timers.removeValue(forKey: key) != nil else { return }
             // The handle stays valid until the callback returns (it may cancel itself: a no-op).
-            self.session.runningHook(self.step) { callback(userData) }
+            self.session.runningHook(self.step, .timer) { callback(userData) }
             handles.retire(handle)
         }
         return handle
@@ -183,11 +183,11 @@ final class SendCompletion: ResponseReceiver {
         switch outcome {
         case .responses(let batch):
             let handle = batch.handOverToPlugin(step: env.step)
-            env.session.runningHook(env.step) { callback(userData, SLUICE_OK, handle, sluice_host_view(ptr: nil, len: 0)) }
+            env.session.runningHook(env.step, .sendCompletion) { callback(userData, SLUICE_OK, handle, sluice_host_view(ptr: nil, len: 0)) }
         case .failed(let message):
             var text = message
             text.withUTF8 { utf8 in
-                env.session.runningHook(env.step) {
+                env.session.runningHook(env.step, .sendCompletion) {
                     callback(userData, failure, nil, sluice_host_view(ptr: utf8.baseAddress, len: utf8.count))
                 }
             }

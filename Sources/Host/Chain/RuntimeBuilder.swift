@@ -19,7 +19,9 @@ enum RuntimeBuilder {
         var limits = ClientLimits()
     }
 
-    static func build(_ config: SluiceConfig, plugins: PluginLoader.Result) throws -> (RuntimePlan, [SourcePlan]) {
+    /// `quarantined`: chain name → the error its requests get (from the supervisor; see `ChainPlan`).
+    static func build(_ config: SluiceConfig, plugins: PluginLoader.Result,
+                      quarantined: [String: String] = [:]) throws -> (RuntimePlan, [SourcePlan]) {
         var errors: [ConfigError] = []
         for required in config.requiredPlugins where !plugins.loaded.contains(where: { $0.name == required.name }) {
             let refusals = plugins.refused.filter { $0.path.split(separator: "/").last?.contains(required.name) ?? false }
@@ -83,7 +85,9 @@ enum RuntimeBuilder {
                     let env = ConfigEnv(file: config.file, step: planned, stepNode: step.node, chainName: chain.name,
                                         targets: targets)
                     var object: UnsafeMutableRawPointer?
-                    let status = planned.configNew(env.handle, step.config.handle, &object)
+                    let status = recordingCrashStep(planned.crashLabels, .configNew) {
+                        planned.configNew(env.handle, step.config.handle, &object)
+                    }
                     errors.append(contentsOf: env.errors)
                     if status != SLUICE_OK {
                         if env.errors.isEmpty {
@@ -97,7 +101,7 @@ enum RuntimeBuilder {
                     steps.append(.transform(planned))
                 }
             }
-            chains.append(ChainPlan(name: chain.name, steps: steps))
+            chains.append(ChainPlan(name: chain.name, steps: steps, outOfService: quarantined[chain.name]))
         }
 
         for chain in config.chains {

@@ -41,6 +41,9 @@ extension RuntimePlan {
 struct ChainPlan {
     let name: String
     let steps: [StepPlan]
+    /// Set when the supervisor quarantined this chain (its plugin kept crashing workers): the
+    /// error every request on it is answered with; its plugins get no instance.
+    var outOfService: String? = nil
 }
 
 enum StepPlan {
@@ -79,6 +82,8 @@ final class TransformStep {
     let controlFunctions: [ControlFunction]
     /// The instances of this step's config on every event loop (for control_publish).
     let liveInstances = LiveInstances()
+    /// What the crash handler names if this step's plugin kills the worker (Supervision/CrashLabels).
+    let crashLabels: CrashLabels
 
     init(pluginName: String, transformName: String, label: String, descriptor: LoadedTransform) {
         self.pluginName = pluginName
@@ -92,6 +97,7 @@ final class TransformStep {
         onResponses = descriptor.onResponses
         controlFunctions = descriptor.controlFunctions
         metrics = TransformMetrics(plugin: pluginName, transform: transformName, label: label)
+        crashLabels = CrashLabels(plugin: pluginName, transform: transformName, label: label)
     }
 
     /// config_free for the config config_new made (once; a step whose config_new failed has none).

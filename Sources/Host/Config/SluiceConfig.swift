@@ -81,6 +81,8 @@ public struct SluiceConfig {
     public let logLevel: String?
     /// The admin endpoint (`admin:`), nil when not configured (see AdminSettings).
     public var admin: AdminSettings?
+    /// Worker processes and crash quarantine of `sluice run` (`supervision:`; Supervision/).
+    public var supervision = SupervisionSettings()
 
     public static let defaultMaxFrameBytes = 512 * 1024 * 1024
     /// Event-loop threads accepted (config `threads`, `sluice run --threads`).
@@ -190,7 +192,7 @@ struct ConfigReader {
     }
 
     mutating func read(_ root: YAMLNode) -> SluiceConfig? {
-        guard expectMap(root, "config", allowed: ["plugins", "sinks", "chains", "sources", "observability", "threads", "admin"])
+        guard expectMap(root, "config", allowed: ["plugins", "sinks", "chains", "sources", "observability", "threads", "admin", "supervision"])
         else { return nil }
         let baseDirectory = URL(fileURLWithPath: file).deletingLastPathComponent().path
 
@@ -274,6 +276,14 @@ struct ConfigReader {
             }
         }
         let threads = integer(root["threads"], "threads", range: SluiceConfig.threadRange)
+        var supervision = SupervisionSettings()
+        if let node = root["supervision"], expectMap(node, "supervision", allowed: SupervisionSettings.keys) {
+            supervision = SupervisionSettings(
+                workers: integer(node["workers"], "supervision.workers", range: SupervisionSettings.workerRange),
+                quarantineAfter: integer(node["quarantine_after"], "supervision.quarantine_after", range: 0...1000),
+                quarantineWindowMilliseconds: integer(node["quarantine_window_ms"], "supervision.quarantine_window_ms",
+                                                      range: 1...86_400_000))
+        }
 
         var config = SluiceConfig(file: file, pluginDirectory: pluginDirectory,
                                   pluginDirectoryNode: root["plugins"]?["directory"], requiredPlugins: required, sinks: sinks,
@@ -282,6 +292,7 @@ struct ConfigReader {
                                   logLevel: logLevel)
         config.callDeadlineMilliseconds = callDeadline
         config.admin = root["admin"].flatMap { readAdmin($0) }
+        config.supervision = supervision
         return config
     }
 

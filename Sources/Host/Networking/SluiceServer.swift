@@ -14,8 +14,10 @@ public final class SluiceServer {
     /// The addresses actually bound, "host:port" (useful with port 0).
     public private(set) var boundAddresses: [String] = []
 
+    /// With `sharedPorts` (a supervised worker) every listener sets SO_REUSEPORT, so the workers
+    /// listen on the same ports and the kernel spreads new connections over them.
     init(plan: RuntimePlan, sources: [RuntimeBuilder.SourcePlan], metricsListen: (host: String, port: Int)?,
-         threads: Int) throws {
+         threads: Int, sharedPorts: Bool = false) throws {
         group = MultiThreadedEventLoopGroup(numberOfThreads: threads)
         do {
             for source in sources {
@@ -25,6 +27,7 @@ public final class SluiceServer {
                 let channel = try ServerBootstrap(group: group)
                     .serverChannelOption(ChannelOptions.backlog, value: 1024)
                     .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
+                    .serverChannelOption(Self.reusePort, value: sharedPorts ? 1 : 0)
                     .childChannelOption(ChannelOptions.tcpOption(.tcp_nodelay), value: 1)
                     // Past the soft limit of unsent replies a client counts as not reading and is not read
                     // until they drained to a quarter of it (see ClientFlowControl).
@@ -59,7 +62,8 @@ public final class SluiceServer {
                 boundAddresses.append(Self.describe(channel.localAddress, fallback: "\(source.host):\(source.port)"))
             }
             if let metricsListen {
-                let channel = try MetricsEndpoint.start(host: metricsListen.host, port: metricsListen.port, group: group)
+                let channel = try MetricsEndpoint.start(host: metricsListen.host, port: metricsListen.port, group: group,
+                                                         sharedPort: sharedPorts)
                 channels.append(channel)
                 boundAddresses.append(Self.describe(channel.localAddress, fallback: "\(metricsListen.host):\(metricsListen.port)"))
             }
@@ -69,6 +73,9 @@ public final class SluiceServer {
             throw error
         }
     }
+
+    /// SO_REUSEPORT (NIO names no constant for it).
+    static let reusePort = ChannelOptions.socketOption(NIOBSDSocket.Option(rawValue: SO_REUSEPORT))
 
     private static func describe(_ address: SocketAddress?, fallback: String) -> String {
         guard let address, let ip = address.ipAddress, let port = address.port else { return fallback }

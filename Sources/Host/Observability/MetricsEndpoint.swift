@@ -15,9 +15,11 @@ enum MetricsEndpoint {
     }
 
     /// Starts the HTTP listener; returns its channel.
-    static func start(host: String, port: Int, group: EventLoopGroup) throws -> Channel {
+    /// `sharedPort`: SO_REUSEPORT, for supervised workers (each scrape reaches one of them).
+    static func start(host: String, port: Int, group: EventLoopGroup, sharedPort: Bool = false) throws -> Channel {
         try ServerBootstrap(group: group)
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
+            .serverChannelOption(SluiceServer.reusePort, value: sharedPort ? 1 : 0)
             .childChannelInitializer { channel in
                 channel.pipeline.configureHTTPServerPipeline().flatMap {
                     channel.pipeline.addHandler(MetricsHTTPHandler())
