@@ -41,8 +41,11 @@ else
 fi
 # valgrind cannot read the DWARF of Swift binaries; the symbol table is enough to name functions.
 strip --strip-debug -o "$W/sluice" "${1:-.build/release/sluice}"
+# The serving process itself: without --single-process valgrind would trace the supervisor, which
+# serves nothing (binaries older than supervision have no such flag).
+SINGLE=$("$W/sluice" run --help 2>&1 | grep -q -- --single-process && echo --single-process || true)
 valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$W/callgrind.%p" \
-  "$W/sluice" run --config "$W/chain.yaml" --threads 1 --log-level warning >"$W/sluice.log" 2>&1 &
+  "$W/sluice" run $SINGLE --config "$W/chain.yaml" --threads 1 --log-level warning >"$W/sluice.log" 2>&1 &
 SP=$!
 for _ in $(seq 1 150); do redis-cli -p "$PORT" ping >/dev/null 2>&1 && break; sleep 0.2; done
 redis-benchmark -p "$PORT" -q -n 5000 -c 50 -t get -P 1 >/dev/null   # connections and caches warm

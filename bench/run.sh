@@ -96,9 +96,10 @@ three_transform_chain "$REDIS" "$CHAIN" >"$W/chain.yaml"
 # scheduling (/proc/sys/kernel/sched_autogroup_enabled) a session is a scheduling group: left in this
 # script's session, Sluice would share one CPU share with redis-benchmark while each peer had its own,
 # which cost it about 10% at -P 1 on 2 cores.
-setsid "${SERVER_CPU[@]}" .build/release/sluice run --config "$W/empty.yaml" --threads "$THREADS" --log-level warning >"$W/empty.log" 2>&1 &
+# --single-process: the CPU figures below read this very pid, which would otherwise be the supervisor.
+setsid "${SERVER_CPU[@]}" .build/release/sluice run --single-process --config "$W/empty.yaml" --threads "$THREADS" --log-level warning >"$W/empty.log" 2>&1 &
 pids+=($!); EMPTY_PID=$!
-setsid "${SERVER_CPU[@]}" .build/release/sluice run --config "$W/chain.yaml" --threads "$THREADS" --log-level warning >"$W/chain.log" 2>&1 &
+setsid "${SERVER_CPU[@]}" .build/release/sluice run --single-process --config "$W/chain.yaml" --threads "$THREADS" --log-level warning >"$W/chain.log" 2>&1 &
 pids+=($!); CHAIN_PID=$!
 # Every target must answer before the first round: redis-benchmark retries a refused connection
 # forever, so a target that did not start would hang the run instead of failing it.

@@ -100,7 +100,26 @@ class Sluice:
         return False
 
     def alive(self):
-        return self.proc.poll() is None
+        """Sluice runs and no worker died (under supervision a crash is survived, but still a crash)."""
+        return self.proc.poll() is None and not self.worker_died()
+
+    def worker_died(self):
+        """Whether the supervisor reported a worker that died (Supervision/Supervisor.swift)."""
+        out = self.output()
+        return ") killed by signal " in out or ") exited with status " in out
+
+    def workers(self):
+        """The pids of the supervised worker processes (none with --single-process)."""
+        try:
+            with open(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children") as f:
+                return [int(p) for p in f.read().split()]
+        except OSError:
+            return []
+
+    def serving_pid(self):
+        """The process that serves clients: the first worker under supervision, else sluice itself."""
+        workers = self.workers()
+        return workers[0] if workers else self.proc.pid
 
     def stop(self):
         if self.proc.poll() is None:

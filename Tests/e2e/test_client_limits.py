@@ -112,7 +112,7 @@ def test_client_not_reading_large_replies_is_paused_holds_little_and_delays_nobo
     value = os.urandom(MIB)
     backend.client().set("big", value)
     proxy = sluice_factory(plain_config(backend.port, plugins=False))
-    before = rss_mib(proxy.proc.pid)
+    before = rss_mib(proxy.serving_pid())
     count = 400
     greedy = socket.create_connection(("127.0.0.1", proxy.port), timeout=60)
     greedy.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
@@ -121,7 +121,7 @@ def test_client_not_reading_large_replies_is_paused_holds_little_and_delays_nobo
         sender = threading.Thread(target=lambda: greedy.sendall(resp("GET", "big") * count), daemon=True)
         sender.start()
         time.sleep(3)
-    grown = rss_mib(proxy.proc.pid) - before
+    grown = rss_mib(proxy.serving_pid()) - before
     print(f"proxy grew by {grown:.0f} MiB; {len(probe.times)} PINGs, 90th percentile "
           f"{probe.percentile(90) * 1000:.0f} ms, slowest {probe.worst * 1000:.0f} ms")
     assert grown < 100, f"proxy grew by {grown:.0f} MiB"
@@ -150,7 +150,7 @@ def test_client_whose_replies_keep_piling_up_is_closed_at_the_hard_limit(redis_f
     backend = redis_factory()
     backend.client().set("big", b"b" * MIB)
     proxy = sluice_factory(config_with(backend.port, reply_buffer_hard_bytes=8 * MIB))
-    before = rss_mib(proxy.proc.pid)
+    before = rss_mib(proxy.serving_pid())
     s = socket.create_connection(("127.0.0.1", proxy.port), timeout=30)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
     s.sendall(resp("PING") * 200)
@@ -162,7 +162,7 @@ def test_client_whose_replies_keep_piling_up_is_closed_at_the_hard_limit(redis_f
     assert closed_by_peer(s, 10)
     assert metric(proxy, "sluice_clients_closed_total", reason="reply_buffer") == 1
     time.sleep(1)  # the replies still in flight for it are read and dropped
-    grown = rss_mib(proxy.proc.pid) - before
+    grown = rss_mib(proxy.serving_pid()) - before
     print(f"proxy grew by {grown:.0f} MiB")
     assert grown < 100, f"proxy grew by {grown:.0f} MiB"
     assert proxy.client().get("big") == b"b" * MIB and proxy.alive()
@@ -220,7 +220,7 @@ def test_unauthenticated_requests_are_capped_as_redis_caps_them(redis_factory, s
     with socket.create_connection(("127.0.0.1", proxy.port), timeout=5) as s:
         s.sendall(resp("SET", "k", "v" * 16384))
         assert s.recv(100) == b"-NOAUTH Authentication required.\r\n"
-    before = rss_mib(proxy.proc.pid)
+    before = rss_mib(proxy.serving_pid())
     strangers = []
     for _ in range(3):
         s = socket.create_connection(("127.0.0.1", proxy.port), timeout=10)
@@ -233,7 +233,7 @@ def test_unauthenticated_requests_are_capped_as_redis_caps_them(redis_factory, s
                 s.sendall(chunk)
         except (BrokenPipeError, ConnectionResetError):
             pass
-    grown = rss_mib(proxy.proc.pid) - before
+    grown = rss_mib(proxy.serving_pid()) - before
     assert grown < 30, f"proxy grew by {grown:.0f} MiB"
     for s in strangers:
         assert closed_by_peer(s, 5)
@@ -250,7 +250,7 @@ def test_request_bytes_of_all_clients_stay_within_the_budget(redis_factory, slui
     on, so every request completes in turn once the clients send the rest."""
     backend = redis_factory()
     proxy = sluice_factory(config_with(backend.port, max_frame_bytes=64 * MIB, request_buffer_budget_bytes=64 * MIB))
-    before = rss_mib(proxy.proc.pid)
+    before = rss_mib(proxy.serving_pid())
     size = 40_000_000
     clients = [socket.create_connection(("127.0.0.1", proxy.port), timeout=60) for _ in range(8)]
     requests = [resp("SET", f"k{i}", bytes([65 + i]) * size) for i in range(8)]
@@ -263,7 +263,7 @@ def test_request_bytes_of_all_clients_stay_within_the_budget(redis_factory, slui
     for t in senders:
         t.start()
     time.sleep(4)
-    grown = rss_mib(proxy.proc.pid) - before
+    grown = rss_mib(proxy.serving_pid()) - before
     print(f"proxy grew by {grown:.0f} MiB; paused {metric(proxy, 'sluice_request_budget_pauses_total'):.0f} times")
     assert grown < 200, f"proxy grew by {grown:.0f} MiB"
     assert metric(proxy, "sluice_request_budget_pauses_total") > 0

@@ -178,7 +178,7 @@ def test_plugin_files_overwritten_in_place_do_not_touch_the_running_host(workdir
     first = proxy.client()
     assert first.set("k", "v1") and first.get("k") == b"v1"
 
-    private = glob.glob(os.path.join(runtime, f"sluice-{proxy.proc.pid}-*"))
+    private = glob.glob(os.path.join(runtime, f"sluice-{proxy.serving_pid()}-*"))
     copies = glob.glob(os.path.join(private[0], "*.so")) if private else []
 
     # Rotate the contents: every file now holds another plugin's code, written into its inode.

@@ -676,7 +676,7 @@ def test_subscriber_that_does_not_read_cannot_grow_the_proxy(redis_factory, slui
     the subscriber) instead of in the proxy's memory; a bystander keeps working."""
     backend = redis_factory()
     proxy = sluice_factory(plain_config(backend.port, plugins=False))
-    before = rss_kib(proxy.proc.pid)
+    before = rss_kib(proxy.serving_pid())
     lazy = socket.create_connection(("127.0.0.1", proxy.port), timeout=5)
     lazy.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
     lazy.sendall(b"*2\r\n$9\r\nSUBSCRIBE\r\n$5\r\nflood\r\n")
@@ -686,7 +686,7 @@ def test_subscriber_that_does_not_read_cannot_grow_the_proxy(redis_factory, slui
     for _ in range(2000):
         publisher.publish("flood", payload)
     time.sleep(0.5)
-    grown_mib = (rss_kib(proxy.proc.pid) - before) / 1024
+    grown_mib = (rss_kib(proxy.serving_pid()) - before) / 1024
     assert grown_mib < 100, f"proxy grew by {grown_mib:.0f} MiB"
     assert proxy.client().ping() and proxy.alive()
     lazy.close()
@@ -699,14 +699,14 @@ def test_client_pipelining_without_reading_cannot_grow_the_proxy(redis_factory, 
     backend = redis_factory()
     backend.client().set("big", b"v" * 10_000)
     proxy = sluice_factory(plain_config(backend.port, plugins=False))
-    before = rss_kib(proxy.proc.pid)
+    before = rss_kib(proxy.serving_pid())
     greedy = socket.create_connection(("127.0.0.1", proxy.port), timeout=30)
     greedy.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
     count = 40_000
     sender = threading.Thread(target=lambda: greedy.sendall(b"*2\r\n$3\r\nGET\r\n$3\r\nbig\r\n" * count), daemon=True)
     sender.start()
     time.sleep(2)
-    grown_mib = (rss_kib(proxy.proc.pid) - before) / 1024
+    grown_mib = (rss_kib(proxy.serving_pid()) - before) / 1024
     assert grown_mib < 150, f"proxy grew by {grown_mib:.0f} MiB"
     assert proxy.client().ping() and proxy.alive()
     reply = b"$10000\r\n" + b"v" * 10_000 + b"\r\n"
