@@ -48,7 +48,7 @@ final class CQLCompressionTests: XCTestCase {
     }
 
     func testCorruptInputIsAnError() {
-        var g = SystemRandomNumberGenerator()
+        var g = SeededBytes(state: 0xC0DEC)
         for compression in CQLCompression.allCases {
             let packed = Array(compression.compressBody(sample(10_000)).readableBytesView)
             var failures = 0
@@ -58,16 +58,26 @@ final class CQLCompressionTests: XCTestCase {
                 if Bool.random(using: &g) { damaged.removeLast(Int.random(in: 1..<damaged.count, using: &g)) }
                 do {
                     _ = try compression.decompressBody(ByteBuffer(bytes: damaged), maxBytes: 1 << 20)
-                } catch let violation as CQLProtocolViolation {
-                    XCTAssertTrue([.compression, .oversize].contains(violation.kind))
-                    failures += 1
                 } catch {
-                    XCTFail("\(error)")
+                    XCTAssertTrue([.compression, .oversize].contains(error.kind))
+                    failures += 1
                 }
             }
             XCTAssertGreaterThan(failures, 0, "\(compression): damage went unnoticed every time")
         }
         XCTAssertThrowsError(try CQLCompression.lz4.decompressBody(ByteBuffer(bytes: [0, 0]), maxBytes: 100))
         XCTAssertThrowsError(try CQLCompression.snappy.decompressBody(ByteBuffer(bytes: [0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF]), maxBytes: 100))
+    }
+}
+
+/// SplitMix64, so a failing damage pattern repeats.
+private struct SeededBytes: RandomNumberGenerator {
+    var state: UInt64
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
     }
 }

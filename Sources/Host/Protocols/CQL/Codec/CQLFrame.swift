@@ -16,7 +16,8 @@ public struct CQLFrame: Sendable {
 
     /// The body as sent (a slice of `bytes`, no copy).
     public var body: ByteBuffer {
-        bytes.getSlice(at: bytes.readerIndex + CQLFrameHeader.size, length: header.bodyLength)!
+        // The scanner hands out frames whose bytes are exactly header + body; anything else reads as empty.
+        bytes.getSlice(at: bytes.readerIndex + CQLFrameHeader.size, length: header.bodyLength) ?? ByteBuffer()
     }
 
     /// The body with v3/v4 compression undone (`compression` is what STARTUP negotiated), at most
