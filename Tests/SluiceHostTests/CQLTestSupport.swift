@@ -11,9 +11,14 @@ enum CQLDriverVectors {
         .deletingLastPathComponent().deletingLastPathComponent()
 
     static func runScript(_ mode: String, input: Data? = nil) throws -> Any {
+        try runPython("Tests/cql/codec_vectors.py", arguments: [mode], input: input)
+    }
+
+    /// Runs a Python script of the repository and parses the JSON it prints.
+    static func runPython(_ script: String, arguments: [String] = [], input: Data? = nil) throws -> Any {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3", repositoryRoot.appendingPathComponent("Tests/cql/codec_vectors.py").path, mode]
+        process.arguments = ["python3", repositoryRoot.appendingPathComponent(script).path] + arguments
         let output = Pipe(), errors = Pipe(), stdin = Pipe()
         process.standardOutput = output
         process.standardError = errors
@@ -25,7 +30,7 @@ enum CQLDriverVectors {
         let errorText = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         process.waitUntilExit()
         guard process.terminationStatus == 0 else {
-            throw NSError(domain: "codec_vectors.py", code: Int(process.terminationStatus),
+            throw NSError(domain: script, code: Int(process.terminationStatus),
                           userInfo: [NSLocalizedDescriptionKey: errorText])
         }
         return try JSONSerialization.jsonObject(with: data)
