@@ -77,7 +77,8 @@ let package = Package(
         .target(name: "SluiceSDK", dependencies: ["PluginABI"], path: "Sources/SluiceSDK"),
         .testTarget(
             name: "SluiceHostTests",
-            dependencies: ["SluiceHost", "PluginABI", "SluiceSDK"],
+            dependencies: ["SluiceHost", "PluginABI", "SluiceSDK",
+                           .product(name: "NIOEmbedded", package: "swift-nio")],
             path: "Tests/SluiceHostTests"
         ),
     ] + (swiftPlugins + swiftFixtures).map {

@@ -1,0 +1,94 @@
+import NIOCore
+
+/// What a backend connection (`BackendConnection`) needs to know about the protocol it speaks; the
+/// connection itself knows none (connect, TLS, the handshake's order, back-off, reply timeout,
+/// coalesced writes). One conforming type per protocol folder: `RedisBackend` in
+/// `Protocols/Redis/Backend`. The connection is generic over it and specialised, so nothing on the
+/// per-request path goes through a witness table or an existential.
+protocol BackendProtocol {
+    /// Splits the backend's byte stream into frames (a reply, or an unsolicited frame).
+    associatedtype Scanner: BackendFrameScanner
+    /// Pairs replies with the requests in flight, per connection: in order (RESP) or by stream id
+    /// (CQL); delivers unsolicited frames; follows the connection-state rules.
+    associatedtype Pairing: BackendReplyPairing
+
+    /// The handler for a new channel of `connection`: a concrete class per protocol that runs
+    /// `BackendReadLoop` (see there why it is not generic).
+    static func channelHandler(for connection: BackendConnection<Self>, maxFrameBytes: Int) -> ChannelHandler
+
+    /// The backend's refusal of a handshake step in its own words (nil: the step was accepted).
+    static func handshakeRefusal(_ reply: ByteBuffer) -> String?
+
+    /// The protocol's error reply, `message` for each of `count` requests (a batch whose
+    /// handshake step the backend refused, as the backend would have answered them directly).
+    static func errorReplies(_ message: String, count: Int, allocator: ByteBufferAllocator) -> Batch
+}
+
+/// One step of splitting a byte stream into frames.
+enum BackendFrameScan: Equatable {
+    /// A whole frame of `length` bytes starts at the front.
+    case complete(length: Int)
+    /// The frame at the front is not complete yet.
+    case needMore
+    /// The bytes at the front are not the protocol (or exceed a limit): the connection is closed.
+    case malformed(String)
+}
+
+/// A resumable frame scanner: called again with the same bytes plus more after `.needMore`.
+protocol BackendFrameScanner {
+    init(maxFrameBytes: Int)
+    mutating func scanFrame(_ bytes: UnsafeRawBufferPointer) -> BackendFrameScan
+}
+
+/// What a reply did to the requests in flight.
+enum BackendReplyOutcome: Equatable {
+    /// Paired with a request (or delivered as an unsolicited frame, or dropped as unwanted).
+    case accepted
+    /// It cannot answer the request it would be paired with, or none waits: every later reply on
+    /// the connection would go to the wrong request, so the connection is reset.
+    case outOfStep(String)
+}
+
+/// The requests in flight on one backend connection and how replies find them: the protocol's
+/// pending-request store. In order for RESP (a queue; the head takes the next reply); by stream id
+/// for CQL (a table). Lives on the connection's event loop.
+protocol BackendReplyPairing: AnyObject {
+    /// A request batch's place among the requests in flight.
+    associatedtype Entry
+
+    /// Batches in flight (written, or waiting for the connection).
+    var count: Int { get }
+
+    /// The entry of `batch`, about to be sent (not in flight yet). The pairing follows the
+    /// connection-state rules of its requests here. `sentAtCheck`: the reply-timeout clock when a
+    /// timeout applies (nil: none).
+    func entry(for batch: Batch, receiver: ResponseReceiver, route: SinkRoute?, sentAtCheck: Int?) -> Entry
+
+    /// `entry`'s requests are in flight (written, or waiting for the connection to be established).
+    func add(_ entry: Entry)
+
+    /// The requests just added were written to an established channel, or the connection was
+    /// established with requests waiting. Receivers are not called from inside this (a later turn).
+    func requestsWritten()
+
+    /// The reply-timeout clock of the oldest batch in flight (nil: none in flight).
+    var oldestSentAtCheck: Int? { get }
+
+    /// Whether the oldest batch may legitimately wait for its replies as long as it likes (a
+    /// blocking command, a subscribed connection): the reply timeout does not apply to it.
+    func oldestMayWaitIndefinitely() -> Bool
+
+    /// A read of the backend begins (frames are slices of `buffer`) or ends.
+    func beginRead(_ buffer: ByteBuffer)
+    func endRead()
+
+    /// A frame (reply or unsolicited) that starts at reader index `start` of the current read.
+    func frameArrived(_ frame: ByteBuffer, start: Int) -> BackendReplyOutcome
+
+    /// Takes every batch in flight off the connection and, in a later turn of `eventLoop`, gives each
+    /// its outcome (`outcome` gets the batch's request count).
+    func settleAll(on eventLoop: EventLoop, _ outcome: @escaping (Int) -> ChainOutcome)
+
+    /// The channel is gone (or never got established): state it held on the server is gone too.
+    func connectionLost()
+}
