@@ -92,6 +92,7 @@ final class CQLDriverVectorTests: XCTestCase {
             XCTAssertEqual(text(execute.resultMetadataID), version == .v5 ? "RM" : nil)
             XCTAssertEqual(execute.parameters.consistency, .one)
             XCTAssertEqual(execute.parameters.pageSize, 50)
+            XCTAssertEqual(execute.parameters.flags, [.values, .pageSize], "this driver never sets Skip_metadata")
             XCTAssertEqual(execute.parameters.values.map { $0.value }, [.bytes(ByteBuffer(string: "v1")), .null])
 
             guard case .batch(let batch) = try readMessage(try CQLDriverVectors.vector("batch_v\(n)"), direction: .requests).1
@@ -165,6 +166,24 @@ final class CQLDriverVectorTests: XCTestCase {
             XCTAssertEqual(prepared.metadata.columns.map(\.name), ["k", "v"])
             XCTAssertEqual(prepared.resultMetadata.columns?.map(\.name), ["k", "v", "m"])
         }
+        // No_metadata (the client asked to skip it): the column count stays, the specs are absent,
+        // the cells are still walked by that count. v5 Metadata_changed brings the new id and the specs back.
+        guard case .result(.rows(let bare)) = try readMessage(
+            try CQLDriverVectors.vector("result_rows_no_metadata_v4"), direction: .responses).1 else { return XCTFail() }
+        XCTAssertEqual(bare.metadata.flags, [.hasMorePages, .noMetadata])
+        XCTAssertNil(bare.metadata.columns)
+        XCTAssertEqual(bare.metadata.columnCount, 3)
+        var bareCursor = bare.makeCursor()
+        var cells = 0
+        while bareCursor.nextRow() { while bareCursor.nextCell() != nil { cells += 1 } }
+        XCTAssertEqual(cells, 6)
+        guard case .result(.rows(let changed)) = try readMessage(
+            try CQLDriverVectors.vector("result_rows_changed_v5"), direction: .responses).1 else { return XCTFail() }
+        XCTAssertEqual(changed.metadata.flags, [.globalTableSpec, .hasMorePages, .metadataChanged])
+        XCTAssertEqual(changed.metadata.newMetadataID.map { Array(buffer: $0) }, [0x0A, 0x0B])
+        XCTAssertEqual(changed.metadata.columns?.count, 3)
+        XCTAssertEqual(text(changed.metadata.pagingState), "next")
+
         guard case .result(.setKeyspace("ks")) = try readMessage(try CQLDriverVectors.vector("result_set_keyspace_v4"), direction: .responses).1
         else { return XCTFail() }
         guard case .result(.schemaChange(let change)) = try readMessage(

@@ -110,6 +110,9 @@ def emit():
         ]:
             v[f"error_{name}_v{version}"] = response(version, 6, F.OP_ERROR,
                                                      R.CqlError(code, f"{name} message", **fields).body(version))
+    v["result_rows_no_metadata_v4"] = response(4, 4, F.OP_RESULT, rows.body(4, skip_metadata=True))
+    v["result_rows_changed_v5"] = response(5, 4, F.OP_RESULT, rows.body(5, skip_metadata=True,
+                                                                       metadata_changed_id=b"\x0a\x0b"))
     v["result_set_keyspace_v4"] = response(4, 2, F.OP_RESULT, R.SetKeyspace("ks").body(4))
     v["result_schema_change_v4"] = response(4, 2, F.OP_RESULT, R.SchemaChange("CREATED", "TABLE", "ks", "t").body(4))
     v["event_schema_v4"] = response(4, -1, F.OP_EVENT, R.SchemaChange("DROPPED", "KEYSPACE", "ks").event_body())
