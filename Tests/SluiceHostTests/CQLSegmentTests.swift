@@ -104,6 +104,27 @@ final class CQLSegmentTests: XCTestCase {
         }
     }
 
+    /// A 6 MiB frame across 49 segments, arriving in 64 KiB reads, plain and LZ4.
+    func testSeveralMiBFrameAcrossSegments() throws {
+        let value = ByteBuffer(bytes: (0..<(6 << 20)).map { UInt8(truncatingIfNeeded: ($0 / 3) &* 7) })
+        let frame = CQLFrameBuilder.query(version: .v5, stream: 5, query: "INSERT INTO t (k, v) VALUES (1, ?)", values: [.bytes(value)])
+        for lz4 in [false, true] {
+            var writer = CQLSegmentWriter(codec: CQLSegmentCodec(compressed: lz4))
+            var wire = ByteBuffer()
+            writer.append(frame: frame, into: &wire)
+            writer.flush(into: &wire)
+            var reader = reader(lz4: lz4, maxFrameBytes: 8 << 20)
+            var input = ByteBuffer()
+            var found: [CQLFrame] = []
+            while wire.readableBytes > 0 {
+                var chunk = wire.readSlice(length: min(65_536, wire.readableBytes))!
+                input.writeBuffer(&chunk)
+                while let whole = try reader.nextFrame(&input) { found.append(whole) }
+            }
+            XCTAssertEqual(found.map(\.bytes), [frame], "lz4: \(lz4)")
+        }
+    }
+
     func testSegmentStateViolations() throws {
         let codec = CQLSegmentCodec(compressed: false)
         let frame = CQLFrameBuilder.query(version: .v5, stream: 1, query: "SELECT 1")

@@ -39,21 +39,30 @@ public struct CQLSegmentReader: Sendable {
                 ready = segment.payload
                 continue
             }
+            // Move the partial frame out of `partial` while appending to it, so its storage is not
+            // shared, and so not copied, on every segment.
             var assembling = partial ?? ByteBufferAllocator().buffer(capacity: segment.payload.readableBytes * 2)
+            partial = nil
             var payload = segment.payload
             assembling.writeBuffer(&payload)
-            partial = assembling
-            if let header = try scanner.scan(assembling) {
-                guard assembling.readableBytes == header.frameLength else {
-                    throw CQLProtocolViolation(.malformed, "segments of a split frame carry bytes past its end",
-                                               stream: header.stream)
+            guard let header = try scanner.scan(assembling) else {
+                if assembling.readableBytes > scanner.maxFrameBytes {
+                    throw CQLProtocolViolation(.oversize, "frame exceeds the \(scanner.maxFrameBytes)-byte limit")
                 }
-                partial = nil
-                return try scanner.nextFrame(&assembling)
+                // Once the header is in (and `scan` found its length within the limit), reserve the
+                // whole frame so a frame of many segments is not regrown segment after segment.
+                if assembling.readableBytes >= CQLFrameHeader.size,
+                   let length = assembling.getInteger(at: assembling.readerIndex + 5, as: Int32.self), length > 0 {
+                    assembling.reserveCapacity(minimumWritableBytes: CQLFrameHeader.size + Int(length) - assembling.readableBytes)
+                }
+                partial = assembling
+                continue
             }
-            if assembling.readableBytes > scanner.maxFrameBytes {
-                throw CQLProtocolViolation(.oversize, "frame exceeds the \(scanner.maxFrameBytes)-byte limit")
+            guard assembling.readableBytes == header.frameLength else {
+                throw CQLProtocolViolation(.malformed, "segments of a split frame carry bytes past its end",
+                                           stream: header.stream)
             }
+            return try scanner.nextFrame(&assembling)
         }
     }
 }
