@@ -59,7 +59,22 @@ struct Run: ParsableCommand {
         Sluice.bootstrapObservability(logLevel: Logger.Level(rawValue: logLevel ?? parsed?.logLevel ?? "info") ?? .info)
         var settings = parsed?.supervision ?? SupervisionSettings()
         if let workers { settings.workers = workers }
+        // The admin endpoint lives here, where a worker crash cannot take it down, and forwards
+        // each request to every worker's private socket.
+        var admin: (server: AdminServer, socketDirectory: String)?
+        if let parsed {
+            do {
+                admin = try Sluice.startSupervisorAdmin(parsed, workers: settings.workers)
+            } catch {
+                FileHandle.standardError.write(Data("sluice: cannot start the admin endpoint:\n\(error)\n".utf8))
+                throw ExitCode(1)
+            }
+        }
         let status = Supervisor(arguments: CommandLine.arguments, settings: settings).run()
+        if let admin {
+            admin.server.stop()
+            try? FileManager.default.removeItem(atPath: admin.socketDirectory)
+        }
         if status != 0 { throw ExitCode(status) }
     }
 
@@ -95,9 +110,9 @@ struct Run: ParsableCommand {
         }
         let admin: AdminServer?
         do {
-            // Supervised, for now the first worker serves the admin endpoint itself (with more
-            // workers, its calls reach that worker only): see docs/operations.md, "Supervision".
-            admin = role == nil || role?.index == 0 ? try Sluice.startAdmin(prepared) : nil
+            // Supervised, each worker serves it on its private socket, for the supervisor's
+            // endpoint to forward to (see AdminForwarder).
+            admin = try Sluice.startAdmin(prepared, worker: role?.index)
         } catch {
             FileHandle.standardError.write(Data("sluice: cannot start the admin endpoint:\n\(error)\n".utf8))
             server.stop(drainTimeout: .milliseconds(0))

@@ -349,3 +349,37 @@ def test_control_calls_under_traffic_lose_nothing(deny_proxy):
 def test_ctl_reports_an_unreachable_endpoint(workdir):
     done = ctl(free_port(), "functions")
     assert done.returncode == 4 and "cannot reach the admin endpoint" in done.stderr
+
+
+def test_supervised_workers_all_get_the_call(workdir, redis_factory, sluice_factory):
+    """With two worker processes the supervisor's admin endpoint forwards each call to both, so
+    every client connection changes, whichever worker it landed on."""
+    import time
+    backend = redis_factory()
+    admin = free_port()
+    directory = plugin_dir(workdir, "libsluice-command-filter.so")
+    proxy = sluice_factory(control_config(directory, backend.port, "    - deny: { commands: [flushall] }\n", admin),
+                           extra_args=("--workers", "2"))
+    deadline = time.time() + 30
+    while True:  # both workers serve their private admin sockets once they are up
+        status, answer = http(admin, "POST", "/call", {"function": "command-filter.list", "step": "main[0]"})
+        if status == 200 and len(answer["workers"]) == 2:
+            break
+        assert time.time() < deadline, answer
+        time.sleep(0.2)
+    assert len(proxy.workers()) == 2
+    clients = [proxy.client() for _ in range(16)]
+    for c in clients:
+        assert c.set("k", "v")
+    done = ctl(admin, "call", "command-filter.add", "--step", "main[0]", "GET")
+    assert done.returncode == 0, done.stderr
+    for c in clients:  # 16 connections over two workers: both workers' connections are among them
+        with pytest.raises(redis.ResponseError, match="command 'get' is denied"):
+            c.get("k")
+    status, answer = http(admin, "POST", "/call", {"function": "command-filter.list", "step": "main[0]"})
+    assert status == 200 and [w["result"] for w in answer["workers"]] == ["denied: flushall, get"] * 2
+    assert proxy.wait_for_output("forwarded to 2 worker(s): worker 0: 200, worker 1: 200")
+    # Refusals come back from the workers unchanged, and nothing is called.
+    done = ctl(admin, "call", "command-filter.add", "--step", "main[0]", "GET", "extra")
+    assert done.returncode == 2 and "expected 1 argument(s)" in done.stderr
+    assert proxy.alive()

@@ -30,6 +30,11 @@ public struct AdminClient {
     /// Sends one request and waits for the answer; throws when the endpoint cannot be reached.
     public func request(_ method: HTTPMethod, _ path: String, json: [String: Any]? = nil) throws -> Answer {
         let body = try json.map { try JSONSerialization.data(withJSONObject: $0) } ?? Data()
+        return try request(method, path, body: Array(body))
+    }
+
+    /// Sends one request with a body as it is (a forwarded one) and waits for the answer.
+    public func request(_ method: HTTPMethod, _ path: String, body: [UInt8]) throws -> Answer {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         defer { try? group.syncShutdownGracefully() }
         let promise = group.next().makePromise(of: (Int, [UInt8]).self)

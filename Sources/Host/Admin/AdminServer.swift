@@ -3,17 +3,17 @@ import NIOHTTP1
 import NIOPosix
 
 /// The admin endpoint's HTTP listener, on a TCP address or a unix domain socket, handing each
-/// request to an `AdminService`. It has its own event loop: admin traffic never runs on the loops
-/// that serve clients.
+/// request to an `AdminService` (or, in a supervisor, an `AdminForwarder`). It has its own event
+/// loop: admin traffic never runs on the loops that serve clients.
 public final class AdminServer {
     private let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
     private let channel: Channel
-    public let service: AdminService
+    public let service: AdminHandling
     /// "host:port" or "unix:PATH".
     public let boundAddress: String
 
     /// Listens on host:port (port 0: any free port; see `boundAddress`).
-    public init(host: String, port: Int, service: AdminService) throws {
+    public init(host: String, port: Int, service: AdminHandling) throws {
         self.service = service
         do {
             channel = try Self.bootstrap(group, service).bind(host: host, port: port).wait()
@@ -27,7 +27,7 @@ public final class AdminServer {
     }
 
     /// Listens on a unix domain socket (an existing socket file at the path is replaced).
-    public init(unixSocketPath: String, service: AdminService) throws {
+    public init(unixSocketPath: String, service: AdminHandling) throws {
         self.service = service
         do {
             channel = try Self.bootstrap(group, service)
@@ -39,7 +39,7 @@ public final class AdminServer {
         boundAddress = "unix:\(unixSocketPath)"
     }
 
-    private static func bootstrap(_ group: EventLoopGroup, _ service: AdminService) -> ServerBootstrap {
+    private static func bootstrap(_ group: EventLoopGroup, _ service: AdminHandling) -> ServerBootstrap {
         ServerBootstrap(group: group)
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { channel in
@@ -62,12 +62,12 @@ private final class AdminHTTPHandler: ChannelInboundHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias OutboundOut = HTTPServerResponsePart
 
-    private let service: AdminService
+    private let service: AdminHandling
     private var head: HTTPRequestHead?
     private var body: [UInt8] = []
     private var tooLarge = false
 
-    init(service: AdminService) {
+    init(service: AdminHandling) {
         self.service = service
     }
 

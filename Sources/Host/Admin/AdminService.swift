@@ -15,7 +15,7 @@ import Metrics
 /// constant time); without it the answer is 401 and nothing runs. Every request is logged: the
 /// peer, the route, what was called and the result. The work runs on one serial queue (the
 /// "admin thread" of the header), so control calls never overlap.
-public final class AdminService: @unchecked Sendable {
+public final class AdminService: AdminHandling, @unchecked Sendable {
     public struct Request {
         public var method: String
         public var path: String
@@ -77,13 +77,13 @@ public final class AdminService: @unchecked Sendable {
         let route = "\(request.method) \(request.path)"
         guard authorized(request.authorization) else {
             log.warning("admin \(request.peer) \(route): refused, \(request.authorization == nil ? "no token" : "wrong token")")
-            return json(401, ["ok": false, "error": "unauthorized: this admin endpoint needs 'Authorization: Bearer TOKEN'"])
+            return Self.json(401, ["ok": false, "error": "unauthorized: this admin endpoint needs 'Authorization: Bearer TOKEN'"])
         }
         switch (request.method, request.path) {
         case ("GET", "/functions"):
             let listings = control.functions()
             log.info("admin \(request.peer) \(route): \(listings.count) function(s)")
-            return json(200, ["ok": true, "functions": listings.map { l -> [String: Any] in
+            return Self.json(200, ["ok": true, "functions": listings.map { l -> [String: Any] in
                 ["plugin": l.plugin, "transform": l.transform, "function": l.function,
                  "parameters": l.parameters, "help": l.help, "steps": l.steps]
             }])
@@ -92,15 +92,15 @@ public final class AdminService: @unchecked Sendable {
         case ("POST", "/reload"):
             guard let reload else {
                 log.warning("admin \(request.peer) \(route): reload not available")
-                return json(501, ["ok": false, "error": "reload not available in this build"])
+                return Self.json(501, ["ok": false, "error": "reload not available in this build"])
             }
             let (switched, text) = reload()
             log.notice("admin \(request.peer) \(route): \(switched ? "reloaded" : "refused"): \(text)")
-            return json(switched ? 200 : 409, ["ok": switched, switched ? "result" : "error": text])
+            return Self.json(switched ? 200 : 409, ["ok": switched, switched ? "result" : "error": text])
         case (_, "/functions"), (_, "/call"), (_, "/reload"):
-            return json(405, ["ok": false, "error": "method \(request.method) not allowed on \(request.path)"])
+            return Self.json(405, ["ok": false, "error": "method \(request.method) not allowed on \(request.path)"])
         default:
-            return json(404, ["ok": false, "error": "no route \(request.path) (routes: GET /functions, POST /call, POST /reload)"])
+            return Self.json(404, ["ok": false, "error": "no route \(request.path) (routes: GET /functions, POST /call, POST /reload)"])
         }
     }
 
@@ -109,7 +109,7 @@ public final class AdminService: @unchecked Sendable {
               let function = object["function"] as? String, let step = object["step"] as? String
         else {
             log.warning("admin \(request.peer) \(route): refused, malformed body")
-            return json(400, ["ok": false, "error": "expected a JSON body {\"function\": \"PLUGIN.FUNCTION\", \"step\": \"CHAIN[N]\", \"args\": [\"...\"]}"])
+            return Self.json(400, ["ok": false, "error": "expected a JSON body {\"function\": \"PLUGIN.FUNCTION\", \"step\": \"CHAIN[N]\", \"args\": [\"...\"]}"])
         }
         var arguments: [String] = []
         for value in object["args"] as? [Any] ?? [] {
@@ -117,17 +117,17 @@ public final class AdminService: @unchecked Sendable {
             case let text as String: arguments.append(text)
             case let number as NSNumber: arguments.append(number.stringValue)
             default:
-                return json(400, ["ok": false, "error": "args: expected strings or numbers"])
+                return Self.json(400, ["ok": false, "error": "args: expected strings or numbers"])
             }
         }
         if object["args"] != nil, !(object["args"] is [Any]) {
-            return json(400, ["ok": false, "error": "args: expected an array"])
+            return Self.json(400, ["ok": false, "error": "args: expected an array"])
         }
         let what = "\(function) on \(step) (\(arguments.count) argument(s))"
         switch control.call(function, step: step, arguments: arguments) {
         case .refused(let message):
             log.warning("admin \(request.peer) \(route): \(what): refused before calling: \(message)")
-            return json(400, ["ok": false, "error": message, "called": false])
+            return Self.json(400, ["ok": false, "error": message, "called": false])
         case .returned(let status, let reply, let instances, let complete):
             var body: [String: Any] = ["ok": status == 0, "status": Int(status), "status_name": Self.statusName(status),
                                        "called": true, "instances": instances, "published": complete]
@@ -137,11 +137,17 @@ public final class AdminService: @unchecked Sendable {
             } else {
                 log.warning("admin \(request.peer) \(route): \(what): returned \(Self.statusName(status))\(reply.map { ": \($0)" } ?? "")")
             }
-            return json(status == 0 ? 200 : 422, body)
+            return Self.json(status == 0 ? 200 : 422, body)
         }
     }
 
     private func authorized(_ header: String?) -> Bool {
+        Self.authorized(header, token: token)
+    }
+
+    /// Whether an `Authorization` header carries the bearer token (always, when there is none),
+    /// compared in time that does not depend on where it differs.
+    static func authorized(_ header: String?, token: [UInt8]?) -> Bool {
         guard let token else { return true }
         guard let header, header.hasPrefix("Bearer ") else { return false }
         return RedisClientAuth.constantTimeEquals(Array(header.utf8.dropFirst(7)), token)
@@ -154,8 +160,14 @@ public final class AdminService: @unchecked Sendable {
         return (0..<names.count).contains(Int(status)) ? names[Int(status)] : "status \(status)"
     }
 
-    private func json(_ status: Int, _ object: [String: Any]) -> Response {
+    static func json(_ status: Int, _ object: [String: Any]) -> Response {
         let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data("{}".utf8)
         return Response(status: status, body: Array(data) + [10])
     }
+}
+
+/// Something that answers admin requests: the local `AdminService`, or the supervisor's
+/// `AdminForwarder`. `completion` may run on any thread.
+public protocol AdminHandling: AnyObject {
+    func handle(_ request: AdminService.Request, completion: @escaping (AdminService.Response) -> Void)
 }

@@ -3,6 +3,7 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import Foundation
 import NIOCore
 
 /// The addresses a config listens on (every source, the metrics and admin endpoints), checked before
@@ -33,7 +34,8 @@ enum ListenCheck {
         if let metrics = config.metricsListen, let node = config.metricsListenNode {
             all.append(Listener(what: "observability.metrics", host: metrics.host, port: metrics.port, node: node))
         }
-        if let admin = config.admin {
+        // A supervised worker serves admin on a private socket: the address is its supervisor's.
+        if let admin = config.admin, ProcessInfo.processInfo.environment[AdminForwarder.socketDirectoryVariable] == nil {
             all.append(Listener(what: "admin.listen", host: admin.host, port: admin.port, node: admin.listenNode))
         }
         return all
