@@ -297,3 +297,63 @@ final class CQLDriverVectorTests: XCTestCase {
                       "\(seen["downgrade"] ?? "")")
     }
 }
+
+/// ERROR frames with each code's fields, built by Sluice: read back by Sluice's reader (every code,
+/// v4 and v5) and by the driver (its decoded `info`).
+final class CQLErrorBuilderTests: XCTestCase {
+    private let cases: [(CQLErrorCode, CQLErrorMessage.Details)] = [
+        (.unavailable, .unavailable(consistency: .quorum, required: 3, alive: 1)),
+        (.writeTimeout, .writeTimeout(consistency: .one, received: 0, blockFor: 1, writeType: "CAS", contentions: 2)),
+        (.readTimeout, .readTimeout(consistency: .localQuorum, received: 1, blockFor: 2, dataPresent: true)),
+        (.readFailure, .readFailure(consistency: .one, received: 0, blockFor: 1,
+                                    failures: .reasons([.init(node: [10, 0, 0, 7], code: 3)]), dataPresent: false)),
+        (.writeFailure, .writeFailure(consistency: .all, received: 2, blockFor: 3,
+                                      failures: .reasons([.init(node: [127, 0, 0, 1], code: 1)]), writeType: "BATCH_LOG")),
+        (.casWriteUnknown, .casWriteUnknown(consistency: .serial, received: 1, blockFor: 2)),
+        (.functionFailure, .functionFailure(keyspace: "ks", function: "f", argumentTypes: ["int"])),
+        (.alreadyExists, .alreadyExists(keyspace: "ks", table: "t")),
+        (.unprepared, .unprepared(id: ByteBuffer(bytes: [0xCA, 0xFE]))),
+        (.overloaded, .none),
+    ]
+
+    func testRoundTripThroughSluicesReader() throws {
+        for version in [CQLVersion.v4, .v5] {
+            for (code, details) in cases {
+                let frame = CQLFrameBuilder.error(version: version, stream: 4, code: code, message: "m", details: details)
+                guard case .error(let error) = try readMessage(frame, direction: .responses).1 else { return XCTFail() }
+                XCTAssertEqual(error.code, code)
+                var expected = details
+                // Before v5 reasons travel as a count, and CAS contentions not at all.
+                if version == .v4 {
+                    switch details {
+                    case .readFailure(let c, let r, let b, let f, let d): expected = .readFailure(consistency: c, received: r, blockFor: b, failures: .count(Int32(f.count)), dataPresent: d)
+                    case .writeFailure(let c, let r, let b, let f, let w): expected = .writeFailure(consistency: c, received: r, blockFor: b, failures: .count(Int32(f.count)), writeType: w)
+                    case .writeTimeout(let c, let r, let b, let w, _): expected = .writeTimeout(consistency: c, received: r, blockFor: b, writeType: w, contentions: nil)
+                    default: break
+                    }
+                }
+                XCTAssertEqual(error.details, expected, "\(code) v\(version.rawValue)")
+            }
+        }
+    }
+
+    func testTheDriverReadsTheFields() throws {
+        let seen = try CQLDriverVectors.check([
+            "unavailable": ("response", CQLFrameBuilder.error(version: .v4, stream: 1, code: .unavailable, message: "u",
+                                                              details: .unavailable(consistency: .quorum, required: 3, alive: 1))),
+            "read_failure": ("response", CQLFrameBuilder.error(version: .v5, stream: 2, code: .readFailure, message: "r", details: .readFailure(
+                consistency: .one, received: 0, blockFor: 1, failures: .reasons([.init(node: [10, 0, 0, 7], code: 3)]), dataPresent: true))),
+            "unprepared": ("response", CQLFrameBuilder.error(version: .v5, stream: 3, code: .unprepared, message: "p",
+                                                             details: .unprepared(id: ByteBuffer(bytes: [0xCA, 0xFE])))),
+        ])
+        let unavailable = try XCTUnwrap((seen["unavailable"] as? [String: Any])?["info"] as? [String: Any], "\(seen)")
+        XCTAssertEqual(unavailable["consistency"] as? Int, 4)
+        XCTAssertEqual(unavailable["required_replicas"] as? Int, 3)
+        XCTAssertEqual(unavailable["alive_replicas"] as? Int, 1)
+        let failure = try XCTUnwrap((seen["read_failure"] as? [String: Any])?["info"] as? [String: Any], "\(seen)")
+        XCTAssertEqual(failure["failures"] as? Int, 1)
+        XCTAssertEqual(failure["error_code_map"] as? [String: Int], ["10.0.0.7": 3])
+        XCTAssertEqual(failure["data_retrieved"] as? Bool, true)
+        XCTAssertEqual((seen["unprepared"] as? [String: Any])?["info"] as? String, "cafe", "\(seen)")
+    }
+}

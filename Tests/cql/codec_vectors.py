@@ -178,7 +178,7 @@ def check_response(data):
     msg = ProtocolHandler.decode_message(version & 0x7F, {}, stream, flags, opcode, data[9:], decompressor, None)
     out = {"version": version, "stream": stream, "opcode": opcode, "type": type(msg).__name__}
     if opcode == F.OP_ERROR:
-        out.update(code=msg.code, message=msg.message)
+        out.update(code=msg.code, message=msg.message, info=_json_safe(msg.info))
     elif opcode == F.OP_RESULT:
         out["kind"] = msg.kind
         if msg.kind == 2:
@@ -187,6 +187,16 @@ def check_response(data):
             out["rows"] = [[c.hex() if isinstance(c, bytes) else c for c in row] for row in msg.parsed_rows]
             out["table"] = [[m[0], m[1]] for m in msg.column_metadata]
     return out
+
+
+def _json_safe(value):
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
 
 
 class _V:
