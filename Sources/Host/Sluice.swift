@@ -79,13 +79,14 @@ public enum Sluice {
         for r in prepared.plugins.refused { HostLog.host.warning("plugin refused: \(r.path): \(r.reason)") }
         let server: SluiceServer
         do {
-            server = try SluiceServer(plan: prepared.plan, sources: prepared.sources,
+            server = try SluiceServer(first: ConfigGeneration(number: 1, prepared: prepared),
                                       metricsListen: prepared.config.metricsListen, threads: count,
                                       sharedPorts: sharedPorts)
         } catch {
             prepared.release()  // nothing will use the configs: a failed start-up frees them too
             throw ListenFailure.explaining(error, config: prepared.config)
         }
+        ReloadMetrics.started(generation: 1)
         HostLog.host.info("sluice \(version) listening on \(server.boundAddresses.joined(separator: ", ")) with \(count) event loops")
         return server
     }

@@ -3,7 +3,8 @@ import Foundation
 import Logging
 import SluiceHost
 
-/// `sluice run --config FILE`: validate, load plugins, listen until SIGINT/SIGTERM.
+/// `sluice run --config FILE`: validate, load plugins, listen until SIGINT/SIGTERM; SIGHUP reloads
+/// (see `Reloader`; the supervisor forwards it to every worker).
 ///
 /// Supervised by default: this process becomes the supervisor (no plugin loaded, no client
 /// served) and runs this same command again as worker processes, which serve (`serve`). With
@@ -87,6 +88,7 @@ struct Run: ParsableCommand {
         sigemptyset(&stopSignals)
         sigaddset(&stopSignals, SIGINT)
         sigaddset(&stopSignals, SIGTERM)
+        sigaddset(&stopSignals, SIGHUP)
         pthread_sigmask(SIG_BLOCK, &stopSignals, nil)
 
         let prepared: Sluice.Prepared
@@ -108,25 +110,39 @@ struct Run: ParsableCommand {
             FileHandle.standardError.write(Data("sluice: cannot start:\n\(error)\n".utf8))
             throw ExitCode(1)
         }
+        let reloader = Reloader(server: server, configPath: config, quarantined: role?.quarantined ?? [:])
         let admin: AdminServer?
         do {
             // Supervised, each worker serves it on its private socket, for the supervisor's
             // endpoint to forward to (see AdminForwarder).
-            admin = try Sluice.startAdmin(prepared, worker: role?.index)
+            admin = try Sluice.startAdmin(prepared, worker: role?.index, server: server, reload: {
+                let outcome = reloader.reload()
+                return (outcome.switched, outcome.description)
+            })
         } catch {
             FileHandle.standardError.write(Data("sluice: cannot start the admin endpoint:\n\(error)\n".utf8))
             server.stop(drainTimeout: .milliseconds(0))
-            prepared.release()
+            server.releaseConfigs()
             throw ExitCode(1)
         }
         role?.announceReady(server)
-        var received: Int32 = 0
-        sigwait(&stopSignals, &received)
+        let received = waitForStopSignal(&stopSignals, reloader: reloader)
         admin?.stop()  // no control call runs while the server stops
         FileHandle.standardError.write(Data("sluice: signal \(received), draining clients (up to \(drainTimeoutMs) ms)\n".utf8))
         let cutOff = server.stop(drainTimeout: .milliseconds(max(0, drainTimeoutMs)))
-        prepared.release()  // config_free, now that no connection (no instance) is left
+        server.releaseConfigs()  // config_free, now that no connection (no instance) is left
         let how = cutOff == 0 ? "every client was answered" : "\(cutOff) client(s) cut off at the drain timeout"
         FileHandle.standardError.write(Data("sluice: stopped; \(how)\n".utf8))
+    }
+
+    /// Takes the blocked signals until SIGINT or SIGTERM (returned); each SIGHUP reloads the config
+    /// and plugins (see `Reloader`) and the outcome is logged there.
+    private func waitForStopSignal(_ signals: inout sigset_t, reloader: Reloader) -> Int32 {
+        var received: Int32 = 0
+        while true {
+            sigwait(&signals, &received)
+            guard received == SIGHUP else { return received }
+            _ = reloader.reload()
+        }
     }
 }

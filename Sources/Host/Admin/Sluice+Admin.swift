@@ -7,21 +7,23 @@ extension Sluice {
     /// what `POST /reload` runs (nil: the route answers "reload not available"). `worker`: the
     /// index of a supervised worker, which serves its endpoint on its private unix socket for the
     /// supervisor to forward to (nil when no supervisor set one up). Stop it with
-    /// `AdminServer.stop()` before the server.
-    public static func startAdmin(_ prepared: Prepared, worker: Int? = nil,
+    /// `AdminServer.stop()` before the server. With `server`, control calls reach the steps of its
+    /// current configuration generation (after a reload, the new one's).
+    public static func startAdmin(_ prepared: Prepared, worker: Int? = nil, server: SluiceServer? = nil,
                                   reload: AdminService.ReloadHandler? = nil) throws -> AdminServer? {
         guard let settings = prepared.config.admin else { return nil }
         let plan = prepared.plan
+        let currentPlan: () -> RuntimePlan? = server.map { server in { server.currentPlan } } ?? { plan }
         if let worker {
             guard let directory = ProcessInfo.processInfo.environment[AdminForwarder.socketDirectoryVariable] else { return nil }
             // Only this user can enter the directory: the private socket needs no token.
-            let service = AdminService(control: ControlPlane(currentPlan: { plan }), token: nil, reload: reload)
+            let service = AdminService(control: ControlPlane(currentPlan: currentPlan), token: nil, reload: reload)
             let server = try AdminServer(unixSocketPath: AdminForwarder.socketPath(directory: directory, worker: worker),
                                          service: service)
             HostLog.host.info("admin endpoint of worker \(worker) on \(server.boundAddress)")
             return server
         }
-        let service = AdminService(control: ControlPlane(currentPlan: { plan }), token: settings.token, reload: reload)
+        let service = AdminService(control: ControlPlane(currentPlan: currentPlan), token: settings.token, reload: reload)
         do {
             let server = try AdminServer(host: settings.host, port: settings.port, service: service)
             HostLog.host.info("admin endpoint on \(server.boundAddress)\(settings.token == nil ? " (no token: loopback only)" : " (bearer token from \(settings.tokenVariable ?? "?"))")")

@@ -212,6 +212,11 @@ final class ChainInstance {
         return route
     }
 
+    /// Whether a plugin holds a call of this chain or waits for a send it made.
+    var hasPendingWork: Bool {
+        held != nil || envs.contains { ($0?.sendsInFlight ?? 0) > 0 }
+    }
+
     /// Frees every plugin instance (timers and pending send completions are cancelled first).
     func close() {
         isClosed = true

@@ -7,7 +7,8 @@ import NIOCore
 final class ChainSession {
     let eventLoop: EventLoop
     let allocator: ByteBufferAllocator
-    let plan: RuntimePlan
+    /// The configuration generation's plan; replaced only by `move` (hot reload).
+    private(set) var plan: RuntimePlan
     /// The handles of this thread that plugins get for calls, batches, timers and sends (taken on
     /// first use, which is on the connection's event loop).
     lazy var handles = HandleTable.current
@@ -16,7 +17,7 @@ final class ChainSession {
     /// The client's session as plugins read it (`get_property`).
     let facts: SessionFacts
     /// Sinks whose unsolicited messages (pub/sub, RESP3 pushes) go to the client.
-    private let pushingSinks: Set<Int>
+    private var pushingSinks: Set<Int>
     private var chains: [ChainInstance?]
     private var sinks: [SinkRoute?]
     private var closed = false
@@ -41,9 +42,12 @@ final class ChainSession {
         chains = Array(repeating: nil, count: plan.chains.count)
         sinks = Array(repeating: nil, count: plan.sinks.count)
         stateLog = plan.sinks.count > 1 ? ClientStateLog() : nil
-        var pushing = Set<Int>()
-        if case .sink(let s)? = plan.chains[mainChain].steps.last { pushing.insert(s) }
-        pushingSinks = pushing
+        pushingSinks = Self.pushingSinks(of: plan, mainChain: mainChain)
+    }
+
+    private static func pushingSinks(of plan: RuntimePlan, mainChain: Int) -> Set<Int> {
+        if case .sink(let s)? = plan.chains[mainChain].steps.last { return [s] }
+        return []
     }
 
     deinit {
@@ -130,6 +134,34 @@ final class ChainSession {
 
     func backendLost(_ reason: String) {
         onBackendLost?(reason)
+    }
+
+    /// Whether a plugin of this session still has work of its own going: a call it holds, or a
+    /// send it made and that is not complete (then the session is not at a safe point to move).
+    var hasPendingPluginWork: Bool { chains.contains { $0?.hasPendingWork ?? false } }
+
+    /// Hot reload: moves the session to a newer generation's plan at a safe point. Its plugin
+    /// instances are freed (instance_free) and those of `mainChain` of the new plan made; routes to
+    /// the sinks in `sinkIndices` (old index to new, the sinks that did not change) are kept with
+    /// their backend connections (and the client's state on them), the others closed. The session
+    /// facts (database, protocol, user) stay.
+    func move(to next: RuntimePlan, mainChain: Int, sinkIndices: [Int: Int]) throws -> ChainInstance {
+        for chain in chains { chain?.close() }
+        var kept = [SinkRoute?](repeating: nil, count: next.sinks.count)
+        for (index, route) in sinks.enumerated() {
+            guard let route else { continue }
+            if let newIndex = sinkIndices[index] {
+                route.renumber(newIndex)
+                kept[newIndex] = route
+            } else {
+                route.close()
+            }
+        }
+        sinks = kept
+        plan = next
+        chains = Array(repeating: nil, count: next.chains.count)
+        pushingSinks = Self.pushingSinks(of: next, mainChain: mainChain)
+        return try chain(mainChain)
     }
 
     /// Closes backend connections first (pending batches fail and drain back through the plugins),

@@ -83,11 +83,15 @@ public struct SluiceConfig {
     public var admin: AdminSettings?
     /// Worker processes and crash quarantine of `sluice run` (`supervision:`; Supervision/).
     public var supervision = SupervisionSettings()
+    /// After a reload, how long a client connection that cannot move to the new generation (inside
+    /// MULTI, subscribed, a blocking command) keeps the old one before it is drained (`reload.grace_ms`).
+    public var reloadGraceMilliseconds: Int64 = SluiceConfig.defaultReloadGraceMilliseconds
 
     public static let defaultMaxFrameBytes = 512 * 1024 * 1024
     /// Event-loop threads accepted (config `threads`, `sluice run --threads`).
     public static let threadRange = 1...256
     public static let defaultCallDeadlineMilliseconds: Int64 = 60_000
+    public static let defaultReloadGraceMilliseconds: Int64 = 30_000
     /// Redis's own default maxclients.
     public static let defaultMaxClients = 10_000
 
@@ -192,7 +196,7 @@ struct ConfigReader {
     }
 
     mutating func read(_ root: YAMLNode) -> SluiceConfig? {
-        guard expectMap(root, "config", allowed: ["plugins", "sinks", "chains", "sources", "observability", "threads", "admin", "supervision"])
+        guard expectMap(root, "config", allowed: ["plugins", "sinks", "chains", "sources", "observability", "threads", "admin", "supervision", "reload"])
         else { return nil }
         let baseDirectory = URL(fileURLWithPath: file).deletingLastPathComponent().path
 
@@ -293,6 +297,10 @@ struct ConfigReader {
         config.callDeadlineMilliseconds = callDeadline
         config.admin = root["admin"].flatMap { readAdmin($0) }
         config.supervision = supervision
+        if let reload = root["reload"], expectMap(reload, "reload", allowed: ["grace_ms"]),
+           let grace = integer(reload["grace_ms"], "reload.grace_ms", range: 0...86_400_000) {
+            config.reloadGraceMilliseconds = Int64(grace)
+        }
         return config
     }
 

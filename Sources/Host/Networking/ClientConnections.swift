@@ -25,6 +25,13 @@ final class ClientConnections: @unchecked Sendable {
         }
     }
 
+    /// Runs `body` for every open client, on the client's event loop.
+    func forEach(_ body: @escaping (RedisSourceHandler) -> Void) {
+        for (channel, handler) in lock.withLock({ Array(open.values) }) {
+            channel.eventLoop.execute { body(handler) }
+        }
+    }
+
     /// Closes whatever is still open.
     func closeAll() {
         for (channel, _) in lock.withLock({ Array(open.values) }) { channel.close(promise: nil) }

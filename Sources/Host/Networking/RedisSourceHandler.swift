@@ -12,8 +12,17 @@ final class RedisSourceHandler: ChannelInboundHandler, RequestBufferBudget.Waite
     typealias InboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
-    private let plan: RuntimePlan
-    private let chainIndex: Int
+    /// The configuration generation this client runs on, its plan and the source's chain in it;
+    /// all three change together when the client moves to a newer generation (hot reload).
+    private var generation: ConfigGeneration
+    private var plan: RuntimePlan
+    private var chainIndex: Int
+    /// The newest generation as this client's event loop knows it (compared at safe points).
+    private let loopGeneration: LoopGeneration
+    /// The source's listen address, its name in every generation.
+    private let sourceKey: String
+    /// A move to a newer generation is scheduled for the next event-loop turn.
+    private var moveScheduled = false
     private let maxClients: Int
     private let metrics: SourceMetrics
     /// The source's client authentication (nil: none), and whether this client passed it.
@@ -67,10 +76,14 @@ final class RedisSourceHandler: ChannelInboundHandler, RequestBufferBudget.Waite
     private var inTransaction = false
     private(set) var allocator = ByteBufferAllocator()
 
-    init(plan: RuntimePlan, chainIndex: Int, maxFrameBytes: Int, maxClients: Int, clientAuth: RedisClientAuth? = nil,
+    init(generation: ConfigGeneration, loopGeneration: LoopGeneration, sourceKey: String, chainIndex: Int,
+         maxFrameBytes: Int, maxClients: Int, clientAuth: RedisClientAuth? = nil,
          limits: ClientLimits, requestBudget: RequestBufferBudget, usesTLS: Bool, metrics: SourceMetrics) {
-        self.plan = plan
+        self.generation = generation
+        self.plan = generation.plan
         self.chainIndex = chainIndex
+        self.loopGeneration = loopGeneration
+        self.sourceKey = sourceKey
         self.maxClients = maxClients
         self.metrics = metrics
         self.clientAuth = clientAuth
@@ -105,6 +118,13 @@ final class RedisSourceHandler: ChannelInboundHandler, RequestBufferBudget.Waite
             context.fireChannelActive()
             return
         }
+        if loopGeneration.number > generation.number, let source = loopGeneration.current.sources[sourceKey] {
+            // A reload switched between accepting and now: start on the newest generation.
+            generation = loopGeneration.current
+            plan = generation.plan
+            chainIndex = source.chainIndex
+        }
+        generation.sessionStarted()  // balanced in channelInactive
         let session = ChainSession(eventLoop: context.eventLoop, allocator: allocator, plan: plan,
                                    clientAddress: address, mainChain: chainIndex, sourceName: metrics.listen)
         // Strong captures, released by session.close() when the client closes (weak ones would put
@@ -195,7 +215,10 @@ final class RedisSourceHandler: ChannelInboundHandler, RequestBufferBudget.Waite
         buffered = nil
         if bufferedCounted > 0 { requestBudget.remove(self) }
         bufferedCounted = 0
-        session?.close()
+        if let session {
+            session.close()  // instance_free for every plugin instance
+            generation.sessionEnded()
+        }
         session = nil
         chain = nil
         self.context = nil
@@ -204,6 +227,7 @@ final class RedisSourceHandler: ChannelInboundHandler, RequestBufferBudget.Waite
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard !closing, chain != nil else { return }
+        if loopGeneration.number > generation.number { moveToNewestGeneration() }
         var buffer = ByteBuffer.joining(&buffered, unwrapInboundIn(data))
         process(&buffer, context)
     }
@@ -520,6 +544,65 @@ final class RedisSourceHandler: ChannelInboundHandler, RequestBufferBudget.Waite
         }
         if closeIfFinished(context) { return }
         apply(action, context)
+        if slots.isEmpty, loopGeneration.number > generation.number { scheduleMove(context) }
+    }
+
+    // MARK: hot reload
+
+    /// Where this client stands for a move to a newer generation.
+    private var safePoint: SafePoint {
+        SafePoint(requestsInFlight: slots.count, requestsHeldBack: heldByBudget, inTransaction: inTransaction,
+                  subscribed: session?.hasSubscriptions ?? false,
+                  pluginWorkPending: processing || (session?.hasPendingPluginWork ?? false), closing: closing)
+    }
+
+    /// Moves the client to the newest generation on the next turn (never inside the completion
+    /// that answered its last request: moving frees plugin instances that may be on the stack).
+    private func scheduleMove(_ context: ChannelHandlerContext) {
+        guard !moveScheduled else { return }
+        moveScheduled = true
+        context.eventLoop.execute { [self] in
+            moveScheduled = false
+            moveToNewestGeneration()
+        }
+    }
+
+    /// A reload switched generations (called on this client's event loop).
+    func newGenerationAvailable() {
+        moveToNewestGeneration()
+    }
+
+    /// The grace period of the reload to generation `number` ended: a client still on an older one
+    /// moves now if it can, else it is drained (answered, then closed) as on shutdown.
+    func graceEnded(for number: Int) {
+        guard context != nil, !closing, generation.number < number else { return }
+        moveToNewestGeneration()
+        guard generation.number < number else { return }
+        HostLog.sources.info("closing client \(clientAddress): still on configuration generation \(generation.number) at the end of the reload grace period (\(safePoint.obstacle ?? "its source was removed"))")
+        drain()
+    }
+
+    /// At a safe point (see `SafePoint`), moves the client's session to the newest generation its
+    /// source is in: the plugin instances of the old chain are freed (instance_free), those of the
+    /// new one made; backend connections to unchanged sinks, and the client's session facts, stay.
+    private func moveToNewestGeneration() {
+        guard context != nil, let session, loopGeneration.number > generation.number,
+              let source = loopGeneration.current.sources[sourceKey], safePoint.allowsMove else { return }
+        let target = loopGeneration.current
+        let previous = generation
+        target.sessionStarted()
+        generation = target
+        plan = target.plan
+        chainIndex = source.chainIndex
+        do {
+            chain = try session.move(to: target.plan, mainChain: source.chainIndex,
+                                     sinkIndices: previous.sinkIndices(to: target))
+        } catch {
+            chain = nil
+            HostLog.sources.error("client \(clientAddress): \(error)")
+            if let context { refuse("ERR sluice: \(error)", context: context) }
+        }
+        previous.sessionEnded()  // after its instances were freed: its configs may go now
     }
 
     /// The bytes of a batch of replies (one read of the count when they lie back to back).

@@ -73,7 +73,7 @@ public enum PluginLoader {
             return refuse("no entry symbol: \(SLUICE_PLUGIN_INIT_SYMBOL) is not exported")
         }
         let initialize = unsafeBitCast(symbol, to: sluice_plugin_init_fn.self)
-        guard let descriptorPointer = initialize(HostAPI.table) else {
+        guard let descriptorPointer = PluginDescriptors.shared.descriptor(copy: copy, initialize: { initialize(HostAPI.table) }) else {
             return refuse("\(SLUICE_PLUGIN_INIT_SYMBOL) returned NULL (the plugin refused to load; see its log lines)")
         }
         return check(descriptorPointer, path: absolute, loadedFrom: copy)

@@ -8,6 +8,8 @@ import NIOCore
 final class SharedSinkConnections: @unchecked Sendable {
     private let lock = NIOLock()
     private var connections: [Key: RedisSinkConnection] = [:]
+    /// The event loop of each connection (a connection is closed on its own loop).
+    private var loops: [Key: EventLoop] = [:]
 
     private struct Key: Hashable {
         let eventLoop: ObjectIdentifier
@@ -23,7 +25,46 @@ final class SharedSinkConnections: @unchecked Sendable {
             if let existing = connections[key] { return existing }
             let created = RedisSinkConnection(plan: plan, sharedOn: eventLoop, resp3: resp3)
             connections[key] = created
+            loops[key] = eventLoop
             return created
         }
+    }
+
+    // MARK: hot reload
+
+    /// Hands the connections of sinks that a reload keeps to the new generation's table: `sinkIndices`
+    /// maps a sink's index here to its index there.
+    func carryOver(to next: SharedSinkConnections, sinkIndices: [Int: Int]) {
+        let kept = lock.withLock {
+            connections.compactMap { key, connection -> (Key, RedisSinkConnection, EventLoop)? in
+                guard let index = sinkIndices[key.sink], let loop = loops[key] else { return nil }
+                return (Key(eventLoop: key.eventLoop, sink: index, resp3: key.resp3), connection, loop)
+            }
+        }
+        next.lock.withLock {
+            for (key, connection, loop) in kept where next.connections[key] == nil {
+                next.connections[key] = connection
+                next.loops[key] = loop
+            }
+        }
+    }
+
+    /// Every connection of the table, by identity (to tell which ones another table still uses).
+    var identities: Set<ObjectIdentifier> {
+        lock.withLock { Set(connections.values.map(ObjectIdentifier.init)) }
+    }
+
+    /// Closes (on their event loops) the connections that no table in `inUse` holds: a reload's old
+    /// generation ended and these were only its own (sinks removed or changed).
+    func closeAll(except inUse: Set<ObjectIdentifier>) {
+        let closing = lock.withLock { () -> [(RedisSinkConnection, EventLoop)] in
+            let list = connections.compactMap { key, connection in
+                inUse.contains(ObjectIdentifier(connection)) ? nil : loops[key].map { (connection, $0) }
+            }
+            connections.removeAll()
+            loops.removeAll()
+            return list
+        }
+        for (connection, loop) in closing { loop.execute { connection.close() } }
     }
 }

@@ -18,7 +18,7 @@ import NIOCore
 /// protocol switch alone only changes which shared connection the route uses.
 final class SinkRoute {
     private let plan: SinkPlan
-    private let sinkIndex: Int
+    private var sinkIndex: Int
     private unowned let session: ChainSession
     /// The session's log (nil with a single sink), read once instead of through `session` per batch.
     private let stateLog: ClientStateLog?
@@ -169,6 +169,11 @@ final class SinkRoute {
     }
 
     var isSubscribed: Bool { dedicated?.isSubscribed ?? false }
+
+    /// Hot reload kept this route for an unchanged sink that has index `index` in the new plan.
+    func renumber(_ index: Int) {
+        sinkIndex = index
+    }
 
     /// Pauses or resumes reading replies and pushes on this client's dedicated connection.
     func setReadPaused(_ paused: Bool) {
