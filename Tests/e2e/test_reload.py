@@ -375,3 +375,40 @@ def test_an_old_config_is_freed_after_its_last_instance(redis_factory, sluice_fa
     proxy.stop()
     assert proxy.proc.returncode == 0
     assert events(second) == ["new", "instance-new", "instance-new", "instance-free", "instance-free", "free"]
+
+
+def test_sluice_ctl_reload_switches_or_refuses_through_the_admin_endpoint(redis_factory, sluice_factory):
+    from conftest import SLUICE
+    backend = redis_factory()
+    admin = free_port()
+    admin_block = f"admin: {{ listen: 127.0.0.1:{admin} }}\n"
+    proxy = sluice_factory(config(backend.port, extra=admin_block))
+    reloads = Reloads(proxy)
+    client = proxy.client(single_connection_client=True)
+    assert client.keys("nothing:*") == []
+
+    def ctl_reload():
+        return subprocess.run([SLUICE, "ctl", "reload", "--admin", f"127.0.0.1:{admin}"],
+                              capture_output=True, text=True, timeout=60)
+
+    reloads.write(config(backend.port, DENY_KEYS, extra=admin_block))
+    done = ctl_reload()
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "reloaded: generation 2: chains changed: main"
+    with pytest.raises(redis.ResponseError, match="denied"):
+        client.keys("nothing:*")
+    # A control call after the reload reaches the new generation's deny step.
+    done = subprocess.run([SLUICE, "ctl", "call", "command-filter.add", "--step", "main[0]", "--admin",
+                           f"127.0.0.1:{admin}", "GET"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    with pytest.raises(redis.ResponseError, match="denied"):
+        client.get("k")
+
+    reloads.write(config(backend.port, DENY_KEYS.replace("deny", "denny"), extra=admin_block))
+    done = ctl_reload()
+    assert done.returncode == 1
+    name = os.path.basename(proxy.config_path)
+    assert re.search(re.escape(name) + r":7:7: chain 'main': unknown transform 'denny'", done.stderr), done.stderr
+    with pytest.raises(redis.ResponseError, match="denied"):
+        client.keys("nothing:*")
+    assert metric(proxy, "sluice_config_generation") == 2
