@@ -133,7 +133,7 @@ final class ControlFunctionTests: XCTestCase {
 
     func testAPluginWithControlFunctionsLoadsThemAndAnOlderMinorHasNone() throws {
         let probe = try PluginLoader.load(path: PluginLoaderTests.fixtures + "/libcontrol-probe.so").get()
-        XCTAssertEqual(probe.transforms.first?.controlFunctions.map(\.name), ["typed", "fail", "calls", "keep", "use_kept"])
+        XCTAssertEqual(probe.transforms.first?.controlFunctions.map(\.name), ["typed", "fail", "calls", "keep", "use_kept", "crash"])
         let old = try PluginLoader.load(path: PluginLoaderTests.fixtures + "/libminor-1-1.so").get()
         XCTAssertEqual(old.abiMinor, 1)
         XCTAssertEqual(old.transforms.first?.controlFunctions.count, 0)

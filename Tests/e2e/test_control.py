@@ -383,3 +383,22 @@ def test_supervised_workers_all_get_the_call(workdir, redis_factory, sluice_fact
     done = ctl(admin, "call", "command-filter.add", "--step", "main[0]", "GET", "extra")
     assert done.returncode == 2 and "expected 1 argument(s)" in done.stderr
     assert proxy.alive()
+
+
+def test_a_control_function_that_crashes_is_named_and_the_worker_restarts(deny_proxy):
+    import time
+    proxy, admin = deny_proxy
+    client = proxy.client()
+    assert client.set("k", "v")
+    done = ctl(admin, "call", "control-probe.crash", "--step", "main[1]")
+    assert done.returncode != 0  # the worker died under the call: reported, not answered
+    assert proxy.wait_for_output("hook control_function", timeout=10), proxy.output()
+    assert "plugin control-probe" in proxy.output()
+    deadline = time.time() + 20
+    while True:  # the supervisor restarts the worker; the endpoint (the supervisor's) answers again
+        done = ctl(admin, "call", "control-probe.calls", "--step", "main[1]")
+        if done.returncode == 0:
+            break
+        assert time.time() < deadline, done.stderr
+        time.sleep(0.2)
+    assert proxy.client().get("k") == b"v"

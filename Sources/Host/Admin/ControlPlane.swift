@@ -100,7 +100,10 @@ public final class ControlPlane {
             let ctl = state.begin()
             let status: Int32
             do {
-                status = try ControlInvoker.call(function.function, config: step.config, ctl: ctl, arguments: arguments)
+                // A crash in the plugin's function is recorded as this step's (the supervisor names it).
+                status = try recordingCrashStep(step.crashLabels, .controlFunction) {
+                    Result { try ControlInvoker.call(function.function, config: step.config, ctl: ctl, arguments: arguments) }
+                }.get()
             } catch {
                 _ = state.end()
                 HostLog.host.error("control call \(step.pluginName).\(function.name): \(error)")
@@ -112,7 +115,7 @@ public final class ControlPlane {
         guard let (status, finished, instances) = result else {
             return .refused("the config of \(step.label) was freed (the configuration was replaced)")
         }
-        let complete = Self.dispatch(finished.publishes, to: instances)
+        let complete = Self.dispatch(finished.publishes, to: instances, labels: step.crashLabels)
         let reply = finished.reply.map { String(decoding: $0, as: UTF8.self) }
         return .returned(status: status, reply: reply, instances: finished.publishes.isEmpty ? 0 : instances.count,
                          publishComplete: complete)
@@ -120,7 +123,8 @@ public final class ControlPlane {
 
     /// Runs every publish on each instance's event loop (in order), then each done callback once;
     /// waits up to `publishWait` seconds for all of it. Returns whether everything ran in time.
-    static func dispatch(_ publishes: [ControlCallState.Publish], to instances: [LiveInstances.Entry]) -> Bool {
+    static func dispatch(_ publishes: [ControlCallState.Publish], to instances: [LiveInstances.Entry],
+                         labels: CrashLabels) -> Bool {
         guard !publishes.isEmpty else { return true }
         guard !instances.isEmpty else {
             for p in publishes { p.done?(p.data) }
@@ -132,7 +136,9 @@ public final class ControlPlane {
             group.enter()
             entry.eventLoop.execute {
                 if entry.isAlive {
-                    for p in publishes { p.apply(entry.instance, p.data) }
+                    recordingCrashStep(labels, .controlPublish) {
+                        for p in publishes { p.apply(entry.instance, p.data) }
+                    }
                 }
                 if remaining.withLockedValue({ $0 -= 1; return $0 == 0 }) {
                     for p in publishes { p.done?(p.data) }

@@ -12,6 +12,9 @@ enum PluginHook: String, CaseIterable {
     case onResponses = "on_responses"
     case timer = "timer"
     case sendCompletion = "send_completion"
+    /// A control function (admin thread) and a control_publish callback (an event loop).
+    case controlFunction = "control_function"
+    case controlPublish = "control_publish"
 }
 
 /// One transform step's crash-record labels, one per hook: NUL-terminated C strings formatted once
@@ -20,6 +23,7 @@ enum PluginHook: String, CaseIterable {
 /// They live as long as the process: a crash handler may read one at any time, so they are never freed.
 struct CrashLabels {
     private let configNew, instanceNew, instanceFree, onRequests, onResponses, timer, sendCompletion: UnsafePointer<CChar>
+    private let controlFunction, controlPublish: UnsafePointer<CChar>
 
     /// `label` is the step's "chain[position] transform" (RuntimeBuilder): its first word names the step.
     init(plugin: String, transform: String, label: String) {
@@ -36,6 +40,8 @@ struct CrashLabels {
         onResponses = make(.onResponses)
         timer = make(.timer)
         sendCompletion = make(.sendCompletion)
+        controlFunction = make(.controlFunction)
+        controlPublish = make(.controlPublish)
     }
 
     /// The record's text: key=value words; values never hold spaces (replaced by '_').
@@ -54,6 +60,8 @@ struct CrashLabels {
         case .onResponses: return onResponses
         case .timer: return timer
         case .sendCompletion: return sendCompletion
+        case .controlFunction: return controlFunction
+        case .controlPublish: return controlPublish
         }
     }
 }
