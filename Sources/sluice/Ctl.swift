@@ -9,6 +9,10 @@ struct Ctl: ParsableCommand {
         abstract: "Control a running Sluice through its admin endpoint.",
         subcommands: [CtlFunctions.self, CtlCall.self, CtlReload.self]
     )
+
+    /// `--admin` and `--token-env` may come before the command (`sluice ctl --admin … call …`) or
+    /// after it: ArgumentParser hands the parent's values of this group to the command.
+    @OptionGroup var options: AdminOptions
 }
 
 /// What every ctl command needs: where the endpoint is and the token.

@@ -408,3 +408,11 @@ def test_a_control_function_that_crashes_is_named_and_the_worker_restarts(deny_p
         assert time.time() < deadline, done.stderr
         time.sleep(0.2)
     assert proxy.client().get("k") == b"v"
+
+
+def test_admin_options_may_come_before_the_command(deny_proxy):
+    """As the issue writes it: sluice ctl --admin HOST:PORT COMMAND."""
+    proxy, admin = deny_proxy
+    done = subprocess.run([SLUICE, "ctl", "--admin", f"127.0.0.1:{admin}", "call", "command-filter.list",
+                           "--step", "main[0]"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout.strip() == "denied: flushall", done.stderr
