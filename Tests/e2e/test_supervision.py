@@ -290,5 +290,30 @@ def test_sighup_reaches_every_worker(workdir, redis_factory, sluice_factory):
     backend = redis_factory()
     proxy = sluice_factory(plain_config(backend.port), extra_args=("--workers", "2"))
     assert proxy.wait_for_output("supervising 2 worker(s)", timeout=20), proxy.output()
+    workers = proxy.workers()
     proxy.proc.send_signal(signal.SIGHUP)
     assert proxy.wait_for_output("SIGHUP forwarded to 2 worker(s)"), proxy.output()
+    # Each worker reloads in place (docs/architecture.md, "Supervision"): none restarts.
+    wait_until(lambda: proxy.output().count("reloaded: generation 2") == 2, what="both workers' reloads")
+    assert proxy.workers() == workers and proxy.alive(), proxy.output()
+    assert redis.Redis(host="127.0.0.1", port=proxy.port, socket_timeout=10).ping()
+
+
+def test_the_admin_endpoint_answers_while_a_worker_restarts(workdir, redis_factory, sluice_factory):
+    backend = redis_factory()
+    admin = wait_free_port()
+    text = plain_config(backend.port, "    - deny: { commands: [FLUSHALL] }\n") + f"admin: {{ listen: 127.0.0.1:{admin} }}\n"
+    proxy = sluice_factory(text, extra_args=("--workers", "2"))
+    assert proxy.wait_for_output("supervising 2 worker(s)", timeout=20), proxy.output()
+    wait_for_port(admin)
+
+    def ctl(*args):
+        return subprocess.run([SLUICE, "ctl", args[0], "--admin", f"127.0.0.1:{admin}", *args[1:]],
+                              capture_output=True, text=True, timeout=60)
+
+    os.kill(proxy.workers()[0], signal.SIGKILL)
+    listed = ctl("functions")  # the listener is the supervisor's: up while the worker restarts
+    assert listed.returncode == 0 and "command-filter.add(const char *command)  steps: main[0]" in listed.stdout, listed
+    wait_until(lambda: "serving again" in proxy.output(), what="the restarted worker")
+    done = ctl("call", "command-filter.list", "--step", "main[0]")
+    assert done.returncode == 0 and "denied: flushall" in done.stdout, (done, proxy.output())
