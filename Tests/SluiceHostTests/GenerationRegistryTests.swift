@@ -1,0 +1,98 @@
+import Foundation
+import NIOCore
+import NIOPosix
+import XCTest
+@testable import SluiceHost
+
+/// The life of configuration generations: current, each loop's view, and the end of a replaced one
+/// (its configs freed only after its last session left).
+final class GenerationRegistryTests: XCTestCase {
+    var directory: URL!
+
+    override func setUpWithError() throws {
+        directory = FileManager.default.temporaryDirectory.appendingPathComponent("generations-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+    }
+
+    override func tearDownWithError() throws {
+        try? FileManager.default.removeItem(at: directory)
+    }
+
+    func generation(_ number: Int, sinks: String = "primary: { redis: { address: 127.0.0.1:6379 } }") throws -> ConfigGeneration {
+        let path = directory.appendingPathComponent("g\(number).yaml").path
+        try """
+            sinks:
+              \(sinks)
+            chains:
+              main: [ { sink: primary } ]
+            sources: [ { redis: { listen: 127.0.0.1:7000, chain: main } } ]
+            """.write(toFile: path, atomically: true, encoding: .utf8)
+        return ConfigGeneration(number: number, prepared: try Sluice.prepare(configPath: path, tryBinding: false))
+    }
+
+    func testAReplacedGenerationEndsWithItsLastSessionAndOnlyThen() throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
+        defer { try? group.syncShutdownGracefully() }
+        let first = try generation(1)
+        let registry = GenerationRegistry(first: first, group: group)
+        let freed = LockedValue<[Int]>([])
+        registry.onFreed = { g in freed.value.append(g.number) }
+
+        first.sessionStarted()
+        first.sessionStarted()
+        let second = try generation(2)
+        registry.install(second)
+        XCTAssertTrue(registry.current === second)
+        for loop in group.makeIterator() {
+            let view = registry.loopGeneration(for: loop)
+            XCTAssertEqual(try loop.submit { view.number }.wait(), 2)
+        }
+        first.sessionEnded()
+        registry.controlQueue.sync {}
+        XCTAssertEqual(freed.value, [], "one session still runs on generation 1")
+        first.sessionEnded()
+        registry.controlQueue.sync {}
+        XCTAssertEqual(freed.value, [1])
+
+        // The current generation is not freed by its sessions ending: only once replaced.
+        second.sessionStarted()
+        second.sessionEnded()
+        registry.controlQueue.sync {}
+        XCTAssertEqual(freed.value, [1])
+        registry.freeAll()
+        XCTAssertEqual(freed.value, [1, 2])
+        registry.freeAll()
+        XCTAssertEqual(freed.value, [1, 2], "each generation's configs are freed once")
+    }
+
+    func testAGenerationWithoutSessionsEndsWhenReplaced() throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        defer { try? group.syncShutdownGracefully() }
+        let registry = GenerationRegistry(first: try generation(1), group: group)
+        let freed = LockedValue<[Int]>([])
+        registry.onFreed = { g in freed.value.append(g.number) }
+        registry.install(try generation(2))
+        registry.install(try generation(3))
+        registry.controlQueue.sync {}
+        XCTAssertEqual(freed.value, [1, 2])
+    }
+
+    func testUnchangedSinksKeepTheirPlaceByName() throws {
+        let old = try generation(1, sinks: "primary: { redis: { address: 127.0.0.1:6379 } }\n  other: { redis: { address: 127.0.0.1:6380 } }")
+        let new = try generation(2, sinks: "fresh: { redis: { address: 127.0.0.1:6390 } }\n  other: { redis: { address: 127.0.0.1:6380 } }\n  primary: { redis: { address: 127.0.0.1:6379, reply_timeout_ms: 5 } }")
+        // other: 1 -> 1 (unchanged); primary changed (a new reply timeout): not kept.
+        XCTAssertEqual(old.sinkIndices(to: new), [1: 1])
+        XCTAssertEqual(old.sinkIndices(to: old), [0: 0, 1: 1])
+    }
+}
+
+/// A value behind a lock, for callbacks from other threads.
+final class LockedValue<Value>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var stored: Value
+    init(_ value: Value) { stored = value }
+    var value: Value {
+        get { lock.lock(); defer { lock.unlock() }; return stored }
+        set { lock.lock(); defer { lock.unlock() }; stored = newValue }
+    }
+}
