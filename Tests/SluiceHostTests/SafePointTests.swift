@@ -29,6 +29,9 @@ final class SafePointTests: XCTestCase {
         p.pluginWorkPending = true
         cases.append((p, "plugin work pending"))
         p = idle
+        p.backendStateOnChangedSink = true
+        cases.append((p, "its backend session is on a sink the reload changed"))
+        p = idle
         p.closing = true
         cases.append((p, "closing"))
         for (point, reason) in cases {

@@ -189,6 +189,35 @@ def test_a_client_keeps_its_database_and_name_across_a_reload(redis_factory, slu
     assert backend.client(db=0).get("where") is None
 
 
+def test_a_client_with_state_on_a_changed_sink_keeps_it_until_the_grace_period_ends(redis_factory, sluice_factory):
+    backend = redis_factory()
+    proxy = sluice_factory(config(backend.port))
+    reloads = Reloads(proxy)
+    stateful = redis.Redis(host="127.0.0.1", port=proxy.port, db=3, single_connection_client=True, protocol=2)
+    stateful.set("where", "db3")
+    plain = proxy.client(single_connection_client=True)
+    plain.ping()
+    # The sink changes (a new reply timeout): its backend connections are new ones, and the
+    # stateful client's connection (SELECT 3) cannot follow it there.
+    changed = config(backend.port, DENY_KEYS, grace_ms=1500).replace(
+        f"127.0.0.1:{backend.port} }}", f"127.0.0.1:{backend.port}, reply_timeout_ms: 20000 }}")
+    line = reloads.reload(changed)
+    assert "sinks changed: primary" in line.splitlines()[0]
+    with pytest.raises(redis.ResponseError, match="denied"):
+        plain.keys("*")
+    # Still on the old generation: no deny, and still in database 3.
+    assert stateful.keys("where") == [b"where"]
+    assert stateful.get("where") == b"db3"
+    port = local_port(stateful.connection)
+    assert proxy.wait_for_output("its backend session is on a sink the reload changed", timeout=6)
+    # Closed after its replies; redis-py reconnects (and selects db 3 again) onto the new generation.
+    assert stateful.get("where") == b"db3"
+    assert local_port(stateful.connection) != port
+    with pytest.raises(redis.ResponseError, match="denied"):
+        stateful.keys("*")
+    assert backend.client(db=3).get("where") == b"db3" and backend.client(db=0).get("where") is None
+
+
 def test_multi_and_subscribe_keep_the_old_chain_until_they_end(redis_factory, sluice_factory):
     backend = redis_factory()
     proxy = sluice_factory(config(backend.port))

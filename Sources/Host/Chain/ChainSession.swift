@@ -140,6 +140,12 @@ final class ChainSession {
     /// send it made and that is not complete (then the session is not at a safe point to move).
     var hasPendingPluginWork: Bool { chains.contains { $0?.hasPendingWork ?? false } }
 
+    /// Whether a sink this session holds a backend connection of its own to (the client's database,
+    /// user, name…) is missing from `kept` (old sink index to new): the sinks a reload keeps.
+    func holdsBackendState(outside kept: [Int: Int]) -> Bool {
+        sinks.indices.contains { sinks[$0]?.hasDedicatedConnection == true && kept[$0] == nil }
+    }
+
     /// Hot reload: moves the session to a newer generation's plan at a safe point. Its plugin
     /// instances are freed (instance_free) and those of `mainChain` of the new plan made; routes to
     /// the sinks in `sinkIndices` (old index to new, the sinks that did not change) are kept with

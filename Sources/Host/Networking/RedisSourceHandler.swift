@@ -549,11 +549,13 @@ final class RedisSourceHandler: ChannelInboundHandler, RequestBufferBudget.Waite
 
     // MARK: hot reload
 
-    /// Where this client stands for a move to a newer generation.
-    private var safePoint: SafePoint {
+    /// Where this client stands for a move to a newer generation whose unchanged sinks are `kept`.
+    private func safePoint(keeping kept: [Int: Int]?) -> SafePoint {
         SafePoint(requestsInFlight: slots.count, requestsHeldBack: heldByBudget, inTransaction: inTransaction,
                   subscribed: session?.hasSubscriptions ?? false,
-                  pluginWorkPending: processing || (session?.hasPendingPluginWork ?? false), closing: closing)
+                  pluginWorkPending: processing || (session?.hasPendingPluginWork ?? false),
+                  backendStateOnChangedSink: kept.map { session?.holdsBackendState(outside: $0) ?? false } ?? false,
+                  closing: closing)
     }
 
     /// Moves the client to the newest generation on the next turn (never inside the completion
@@ -578,7 +580,8 @@ final class RedisSourceHandler: ChannelInboundHandler, RequestBufferBudget.Waite
         guard context != nil, !closing, generation.number < number else { return }
         moveToNewestGeneration()
         guard generation.number < number else { return }
-        HostLog.sources.info("closing client \(clientAddress): still on configuration generation \(generation.number) at the end of the reload grace period (\(safePoint.obstacle ?? "its source was removed"))")
+        let kept = loopGeneration.current.sources[sourceKey] == nil ? nil : generation.sinkIndices(to: loopGeneration.current)
+        HostLog.sources.info("closing client \(clientAddress): still on configuration generation \(generation.number) at the end of the reload grace period (\(safePoint(keeping: kept).obstacle ?? "its source was removed"))")
         drain()
     }
 
@@ -587,16 +590,17 @@ final class RedisSourceHandler: ChannelInboundHandler, RequestBufferBudget.Waite
     /// new one made; backend connections to unchanged sinks, and the client's session facts, stay.
     private func moveToNewestGeneration() {
         guard context != nil, let session, loopGeneration.number > generation.number,
-              let source = loopGeneration.current.sources[sourceKey], safePoint.allowsMove else { return }
+              let source = loopGeneration.current.sources[sourceKey], safePoint(keeping: nil).allowsMove else { return }
         let target = loopGeneration.current
         let previous = generation
+        let kept = previous.sinkIndices(to: target)
+        guard !session.holdsBackendState(outside: kept) else { return }
         target.sessionStarted()
         generation = target
         plan = target.plan
         chainIndex = source.chainIndex
         do {
-            chain = try session.move(to: target.plan, mainChain: source.chainIndex,
-                                     sinkIndices: previous.sinkIndices(to: target))
+            chain = try session.move(to: target.plan, mainChain: source.chainIndex, sinkIndices: kept)
         } catch {
             chain = nil
             HostLog.sources.error("client \(clientAddress): \(error)")

@@ -170,6 +170,9 @@ final class SinkRoute {
 
     var isSubscribed: Bool { dedicated?.isSubscribed ?? false }
 
+    /// Whether the client has a backend connection of its own here (it holds the client's state).
+    var hasDedicatedConnection: Bool { dedicated != nil }
+
     /// Hot reload kept this route for an unchanged sink that has index `index` in the new plan.
     func renumber(_ index: Int) {
         sinkIndex = index
