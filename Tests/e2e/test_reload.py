@@ -441,3 +441,22 @@ def test_sluice_ctl_reload_switches_or_refuses_through_the_admin_endpoint(redis_
     with pytest.raises(redis.ResponseError, match="denied"):
         client.keys("nothing:*")
     assert metric(proxy, "sluice_config_generation") == 2
+
+
+def test_a_resp3_subscriber_keeps_its_subscription_across_a_reload(redis_factory, sluice_factory):
+    backend = redis_factory()
+    proxy = sluice_factory(config(backend.port))
+    reloads = Reloads(proxy)
+    pubsub = redis.Redis(host="127.0.0.1", port=proxy.port, protocol=3).pubsub()
+    pubsub.subscribe("news")
+    first = pubsub.get_message(timeout=5)
+    assert first and first["type"] == "subscribe"
+    port = local_port(pubsub.connection)
+    reloads.reload(config(backend.port, DENY_KEYS))
+    time.sleep(0.3)
+    for text in ("after-1", "after-2"):
+        assert backend.client().publish("news", text) == 1
+        message = pubsub.get_message(timeout=5)
+        assert message and message["type"] == "message" and message["data"] == text.encode(), message
+    assert local_port(pubsub.connection) == port
+    pubsub.close()
