@@ -317,3 +317,27 @@ def test_the_admin_endpoint_answers_while_a_worker_restarts(workdir, redis_facto
     wait_until(lambda: "serving again" in proxy.output(), what="the restarted worker")
     done = ctl("call", "command-filter.list", "--step", "main[0]")
     assert done.returncode == 0 and "denied: flushall" in done.stdout, (done, proxy.output())
+
+
+def test_a_restart_that_fails_before_ready_is_retried_with_a_back_off(workdir, redis_factory, sluice_factory):
+    backend = redis_factory()
+    proxy = sluice_factory(plain_config(backend.port), extra_args=("--workers", "2"))
+    assert proxy.wait_for_output("supervising 2 worker(s)", timeout=20), proxy.output()
+    with open(proxy.config_path) as f:
+        good = f.read()
+    with open(proxy.config_path, "w") as f:
+        f.write("sinks: {\n")  # the file on disk breaks; the running workers do not care
+    killed, survivor = proxy.workers()
+    os.kill(killed, signal.SIGKILL)
+    wait_until(lambda: "before it was ready; next try in 2000 ms" in proxy.output(), timeout=15,
+               what="the second failed restart")
+    out = proxy.output()
+    assert f"(pid {killed}) killed by signal 9 (SIGKILL)" in out
+    assert "before it was ready; next try in 1000 ms" in out  # not a tight loop: 1 s, then 2 s, ...
+    assert out.count("sluice: configuration refused:") == 2
+    assert survivor in proxy.workers() and proxy.proc.poll() is None
+    assert redis.Redis(host="127.0.0.1", port=proxy.port, socket_timeout=10).ping()  # the other worker serves
+    with open(proxy.config_path, "w") as f:
+        f.write(good)
+    wait_until(lambda: "serving again" in proxy.output(), timeout=15, what="the restart once the file is fixed")
+    assert len(proxy.workers()) == 2
