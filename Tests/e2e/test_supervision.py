@@ -11,6 +11,7 @@ import socket
 import subprocess
 import threading
 import time
+import urllib.request
 
 import pytest
 import redis
@@ -215,8 +216,8 @@ def test_a_plugin_that_keeps_crashing_gets_its_chain_quarantined(workdir, redis_
             client.get(f"k{n}")
     plain = redis.Redis(host="127.0.0.1", port=plain_port, socket_timeout=10)
     assert plain.set("p", "1") and plain.get("p") == b"1"
-    metrics = subprocess.run(["curl", "-s", f"http://127.0.0.1:{proxy.metrics_port}/metrics"],
-                             capture_output=True, text=True, timeout=10).stdout
+    with urllib.request.urlopen(f"http://127.0.0.1:{proxy.metrics_port}/metrics", timeout=10) as answer:
+        metrics = answer.read().decode()
     assert re.search(r'sluice_worker_crashes_total\{(hook="on_requests",plugin="crashing"|plugin="crashing",hook="on_requests")\} 3', metrics), metrics
     assert re.search(r'sluice_chain_quarantined\{chain="main"\} 1', metrics), metrics
     assert proxy.output().count("killed by signal") == 3
