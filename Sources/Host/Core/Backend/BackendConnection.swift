@@ -91,7 +91,7 @@ final class BackendConnection<P: BackendProtocol> {
             pairing.add(entry)
             waitingForConnection.append(batch)
             connect()
-        default:  // .failClosed
+        case .failBackingOff, .failClosed:  // failBackingOff: answered above
             eventLoop.execute { receiver.receive(.failed(self.unavailable("connection closed"))) }
             return
         }
@@ -205,8 +205,8 @@ final class BackendConnection<P: BackendProtocol> {
     /// Carries out what the lifecycle decided about connecting, the handshake and losing the channel.
     private func perform(_ action: Lifecycle.Action) {
         switch action {
-        case .none, .write, .wait, .connect, .failBackingOff, .failClosed:
-            break  // answers to a request being sent (see `send`)
+        case .none:
+            break
         case .closeChannel(let link):
             link.channel.close(promise: nil)
         case .awaitTLS(let link):

@@ -30,8 +30,9 @@ struct BackendConnectionStateMachine<Link: Equatable> {
         case closed
     }
 
-    enum Action: Equatable {
-        case none
+    /// What to do with a request to send (kept apart from `Action`: it is decided per request, and
+    /// a small enum is cheap to return and destroy).
+    enum SubmitAction: Equatable {
         /// Write the request on the established channel.
         case write(Link)
         /// Hold the request until the connection is established (`established`) or fails.
@@ -42,6 +43,10 @@ struct BackendConnectionStateMachine<Link: Equatable> {
         case failBackingOff(error: String, milliseconds: Int64)
         /// Closed for good: fail the request.
         case failClosed
+    }
+
+    enum Action: Equatable {
+        case none
         /// Close this channel; nothing else changes (a connect that completed after `close`, a
         /// malformed reply on an established channel: its close is reported next).
         case closeChannel(Link)
@@ -94,7 +99,7 @@ struct BackendConnectionStateMachine<Link: Equatable> {
     /// A request is to be sent. `backoff` is asked only when idle: the sink's last connect error and
     /// the milliseconds left while connects are held back (nil: connect now).
     @inline(__always)
-    mutating func requestSubmitted(backoff: @autoclosure () -> (error: String, milliseconds: Int64)?) -> Action {
+    mutating func requestSubmitted(backoff: @autoclosure () -> (error: String, milliseconds: Int64)?) -> SubmitAction {
         switch state {
         case .ready(let link, _, _):
             return .write(link)

@@ -126,6 +126,7 @@ final class RedisReplyPairing: BackendReplyPairing {
 
     // MARK: requests
 
+    @inline(__always)
     func entry(for batch: Batch, receiver: ResponseReceiver, route: SinkRoute?, sentAtCheck: Int?) -> Pending {
         var inBand = RedisReplyPlan.InBand()
         if !isShared {
