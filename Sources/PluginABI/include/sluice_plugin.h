@@ -66,11 +66,14 @@
  * ---------------------------------------------------------------------------------------------
  * LIFECYCLE AND THREADS
  * ---------------------------------------------------------------------------------------------
- * 1. sluice_plugin_init: once per process, on the host's main thread, before anything else.
- * 2. config_new: once per position in a chain where the transform is used, on the main thread, at
- *    start-up, with the YAML subtree the user wrote for it. The config object is then shared by every
- *    connection on every event-loop thread: after config_new returns it must be treated as read-only
- *    (or be internally synchronised).
+ * 1. sluice_plugin_init: once per loaded copy of the plugin file, before any other hook of that copy:
+ *    at start-up on the host's main thread; when a reload (sluice ctl reload, SIGHUP) finds a plugin
+ *    file whose contents changed, the new copy's init runs on the host's reload thread.
+ * 2. config_new: once per position in a chain where the transform is used, with the YAML subtree
+ *    the user wrote for it: at start-up on the main thread, and again for every position of the
+ *    new configuration at each reload, on the reload thread (one reload at a time). The config
+ *    object is then shared by every connection on every event-loop thread: after config_new
+ *    returns it must be treated as read-only (or be internally synchronised).
  * 3. instance_new: once per client connection that uses the chain, on that connection's event-loop
  *    thread. An instance is only ever touched from that one thread, so transform code needs no locks.
  *    on_requests, on_responses, send completions, timer callbacks and instance_free for an instance
@@ -84,7 +87,10 @@
  *    harmless). instance_free never runs while a hook, completion or timer callback of the same
  *    instance is on the stack: a close that an answer causes (QUIT, stopping) happens on a later
  *    turn of the event loop.
- * 5. config_free: at shutdown. The host never dlclose()s a plugin (Swift code cannot be unloaded and
+ * 5. config_free: at shutdown on the main thread, or, after a reload replaced the configuration, on
+ *    the reload thread once the last instance made from that config was freed (never while a
+ *    control function runs on it). Configs of one process may thus be alive in several generations
+ *    at once. The host never dlclose()s a plugin (Swift code cannot be unloaded and
  *    code may still be on a stack).
  * 6. control functions (since 1.2): when an operator calls one, on the host's admin thread, with
  *    the config of one chain step; see CONTROL FUNCTIONS.
@@ -440,7 +446,7 @@ typedef void (*sluice_host_config_error_fn)(sluice_config_env *env, const sluice
  * Resolves a named chain or sink of the config ("chains:" and "sinks:" share one namespace; a chain
  * and a sink may not have the same name). out: handle valid for the whole process.
  * Returns SLUICE_ERROR_NOT_FOUND when no such chain or sink exists. A target that would make a chain
- * send into itself is refused at start-up by the host. THREAD: main (during config_new).
+ * send into itself is refused by the host when the config is loaded. THREAD: that of config_new.
  */
 typedef int32_t (*sluice_host_target_resolve_fn)(sluice_config_env *env, const char *name,
                                                  size_t name_len, sluice_target **out);
@@ -953,12 +959,16 @@ typedef struct sluice_host_api {
  * with host->config_error (they carry the node's line and column).
  * out_config: receives the plugin's config object (OWNERSHIP plugin; freed in config_free).
  * Returns SLUICE_OK, or SLUICE_ERROR after reporting (the host refuses to start).
- * THREAD: main. The result is then shared read-only by all event-loop threads.
+ * THREAD: main at start-up, the reload thread on a reload. The result is then shared read-only by
+ * all event-loop threads.
  */
 typedef int32_t (*sluice_on_config_new_fn)(sluice_config_env *env, const sluice_config_node *node,
                                            void **out_config);
 
-/** Frees a config at shutdown. THREAD: main. May be NULL. */
+/**
+ * Frees a config: at shutdown, or after a reload once no instance made from it is left.
+ * THREAD: main at shutdown, the reload thread after a reload (see LIFECYCLE AND THREADS). May be NULL.
+ */
 typedef void (*sluice_on_config_free_fn)(void *config);
 
 /**
@@ -1057,8 +1067,9 @@ typedef struct sluice_plugin_descriptor {
 } sluice_plugin_descriptor;
 
 /**
- * The entry point, exported as SLUICE_PLUGIN_INIT_SYMBOL. Called once, on the main thread, before any
- * other hook. host: keep it (LIFETIME: process). Return the plugin's descriptor, or NULL to refuse to
+ * The entry point, exported as SLUICE_PLUGIN_INIT_SYMBOL. Called once per loaded copy of the file,
+ * before any other hook: on the main thread at start-up, on the reload thread for a file a reload
+ * found changed. host: keep it (LIFETIME: process). Return the plugin's descriptor, or NULL to refuse to
  * load (log the reason with host->log first). Must not call host functions other than log.
  */
 typedef const sluice_plugin_descriptor *(*sluice_plugin_init_fn)(const sluice_host_api *host);
