@@ -44,6 +44,16 @@ final class Call: ResponseReceiver {
     private(set) var handle: OpaquePointer?
     private var requestsHandle: OpaquePointer?
     private var responsesHandle: OpaquePointer?
+    /// The thread's handle table (this call lives on its connection's event loop).
+    private let handles: HandleTable
+    /// Slots of `handles` this call keeps for its whole life, one per handle above, and lends
+    /// itself and its batches through (not retained: the call holds the batches while their
+    /// handles are live, and the chain holds the call): a hook costs a few stores, not a register
+    /// and a retire. Each completion still advances their generations, so a handle kept from an
+    /// earlier use of this (reused) call object is refused. -1 until first used.
+    private var callSlot: Int32 = -1
+    private var requestsSlot: Int32 = -1
+    private var responsesSlot: Int32 = -1
     /// When the plugin's turn began for a call it kept past its hook (for the call deadline).
     private(set) var turnStarted: NIODeadline?
     /// call_set_deadline's value for this call (nil: the plan's deadline; 0: none).
@@ -76,7 +86,16 @@ final class Call: ResponseReceiver {
         currentRequests = requests
         requestCount = requests.count
         currentReceiver = receiver
+        handles = chain.session.handles
         if forwarded { state = .forwarded }
+    }
+
+    deinit {
+        // Live handles are retired when the call completes or is abandoned, before the chain lets
+        // go of it; unreserving retires anything left, so a slot never outlives its object.
+        if callSlot >= 0 { handles.unreserve(slot: callSlot) }
+        if requestsSlot >= 0 { handles.unreserve(slot: requestsSlot) }
+        if responsesSlot >= 0 { handles.unreserve(slot: responsesSlot) }
     }
 
     /// Makes a call the plugin completed inside its hook (and never kept) a new call of the same
@@ -103,12 +122,27 @@ final class Call: ResponseReceiver {
     var isReusable: Bool { state == .done && !heldByPlugin }
 
     /// The call behind a live call handle of this thread, or nil (logged) for a stale one.
+    @inline(__always)
     static func from(_ handle: OpaquePointer?, _ function: StaticString) -> Call? {
-        guard let (object, _) = HandleTable.current.resolve(handle, .call, function) else { return nil }
-        return unsafeDowncast(object, to: Call.self)
+        guard let (object, _) = HandleTable.resolve(handle, .call, function) else { return nil }
+        return unsafeDowncast(object.takeUnretainedValue(), to: Call.self)
     }
 
-    private var handles: HandleTable { chain.session.handles }
+    /// Lends this call to the plugin: its handle for this use of the call object.
+    private func lendSelf() -> OpaquePointer {
+        if callSlot < 0 { callSlot = handles.reserveSlot() }
+        let lent = handles.lend(self, slot: callSlot, kind: .call, step: step)
+        handle = lent
+        return lent
+    }
+
+    /// Lends the call's request batch (while the call holds it).
+    private func lendRequests() -> OpaquePointer {
+        if requestsSlot < 0 { requestsSlot = handles.reserveSlot() }
+        let lent = handles.lend(requests, slot: requestsSlot, kind: .lentBatch, step: step)
+        requestsHandle = lent
+        return lent
+    }
 
     /// Whether the plugin must act next (respond, fail or forward), as opposed to waiting for the
     /// rest of the chain.
@@ -117,13 +151,10 @@ final class Call: ResponseReceiver {
     /// Hands the request batch to the plugin's on_requests hook.
     func start() {
         guard let onRequests = step.onRequests else { return }
-        let handles = self.handles
-        let callHandle = handles.register(self, kind: .call, step: step)
-        handle = callHandle
-        requestsHandle = handles.register(requests, kind: .lentBatch, step: step)
+        let callHandle = lendSelf()
+        let requestsHandle = lendRequests()
         // While the hook runs, the caller's reference keeps this call alive; it joins the chain
         // instance's held list only if the plugin keeps it past the hook (most complete it inside).
-        let requestsHandle = self.requestsHandle
         let status = chain.session.runningHook(step, .onRequests) { onRequests(instance, callHandle, requestsHandle) }
         if status != SLUICE_OK, state == .requested {
             step.metrics.errorReturned()
@@ -207,12 +238,11 @@ final class Call: ResponseReceiver {
             if given == responsesHandle, let responses {
                 batch = responses
             } else {
-                let handles = self.handles
-                guard let (object, kind) = handles.resolve(given, .batch, "call_respond") else {
+                guard let (object, kind) = HandleTable.resolve(given, .batch, "call_respond") else {
                     return misuse("call_respond with a stale or foreign batch handle")
                 }
                 guard kind == .ownedBatch else { return misuse("call_respond with a lent batch") }
-                batch = unsafeDowncast(object, to: Batch.self)
+                batch = unsafeDowncast(object.takeUnretainedValue(), to: Batch.self)
                 handles.retire(given)  // ownership moves to the host
             }
         } else {
@@ -272,10 +302,10 @@ final class Call: ResponseReceiver {
         }
         state = .awaitingRespond
         responses = batch
-        let handles = self.handles
-        if handle == nil { handle = handles.register(self, kind: .call, step: step) }  // a step with on_responses only
-        if requestsHandle == nil { requestsHandle = handles.register(requests, kind: .lentBatch, step: step) }
-        responsesHandle = handles.register(batch, kind: .lentBatch, step: step)
+        if handle == nil { _ = lendSelf() }  // a step with on_responses only
+        if requestsHandle == nil { _ = lendRequests() }
+        if responsesSlot < 0 { responsesSlot = handles.reserveSlot() }
+        responsesHandle = handles.lend(batch, slot: responsesSlot, kind: .lentBatch, step: step)
         let (callHandle, requestsHandle, responsesHandle) = (handle, self.requestsHandle, self.responsesHandle)
         let status = chain.session.runningHook(step, .onResponses) { onResponses(instance, callHandle, requestsHandle, responsesHandle) }
         if status != SLUICE_OK, state == .awaitingRespond {
@@ -316,9 +346,9 @@ final class Call: ResponseReceiver {
 
     private func finish(_ outcome: ChainOutcome) {
         state = .done
+        retireHandles()  // before letting go of the lent batches
         responses = nil
         localAnswers.removeAll()
-        retireHandles()
         receiver.receive(outcome)
         releaseFromPlugin()
     }
@@ -326,12 +356,10 @@ final class Call: ResponseReceiver {
     /// Ends the plugin's handles of this call: later uses of them are refused.
     private func retireHandles() {
         turnStarted = nil
-        guard let handle else { return }
-        let handles = self.handles
-        handles.retire(handle)
-        handles.retire(requestsHandle)
-        handles.retire(responsesHandle)
-        self.handle = nil
+        if handle != nil { handles.retire(slot: callSlot) }
+        if requestsHandle != nil { handles.retire(slot: requestsSlot) }
+        if responsesHandle != nil { handles.retire(slot: responsesSlot) }
+        handle = nil
         requestsHandle = nil
         responsesHandle = nil
     }
@@ -357,17 +385,17 @@ final class Call: ResponseReceiver {
     /// The connection closed while the plugin still held this call: it will never be completed.
     func abandon() {
         state = .done
+        retireHandles()
         responses = nil
         heldByPlugin = false
-        retireHandles()
     }
 }
 
 extension Batch {
     /// The batch behind a live batch handle of this thread (lent or owned), or nil (logged).
     static func from(_ handle: OpaquePointer?, _ function: StaticString) -> Batch? {
-        guard let (object, _) = HandleTable.current.resolve(handle, .batch, function) else { return nil }
-        return unsafeDowncast(object, to: Batch.self)
+        guard let (object, _) = HandleTable.resolve(handle, .batch, function) else { return nil }
+        return unsafeDowncast(object.takeUnretainedValue(), to: Batch.self)
     }
 
     /// Hands the batch to a plugin as an owned batch: a new handle, retained until the plugin frees

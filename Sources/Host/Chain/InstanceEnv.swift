@@ -106,8 +106,8 @@ final class PluginTimer {
     }
 
     static func from(_ handle: OpaquePointer?, _ function: StaticString) -> PluginTimer? {
-        guard let (object, _) = HandleTable.current.resolve(handle, .timer, function) else { return nil }
-        return unsafeDowncast(object, to: PluginTimer.self)
+        guard let (object, _) = HandleTable.resolve(handle, .timer, function) else { return nil }
+        return unsafeDowncast(object.takeUnretainedValue(), to: PluginTimer.self)
     }
 }
 

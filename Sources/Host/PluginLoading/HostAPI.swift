@@ -45,14 +45,13 @@ enum HostAPI {
                              _ function: StaticString) -> Int32 {
         outSend?.pointee = nil
         guard let batch else { return SLUICE_ERROR_INVALID_ARGUMENT }
-        let handles = HandleTable.current
-        guard let (object, kind) = handles.resolve(batch, .batch, function) else { return SLUICE_ERROR_STATE }
+        guard let (object, kind) = HandleTable.resolve(batch, .batch, function) else { return SLUICE_ERROR_STATE }
         guard kind == .ownedBatch else {
             HostLog.plugins.warning("\(function): a lent batch cannot be sent; ignored")
             return SLUICE_ERROR_INVALID_ARGUMENT
         }
-        let owned = unsafeDowncast(object, to: Batch.self)
-        handles.retire(batch)  // the host owns it now, whatever happens next
+        let owned = unsafeDowncast(object.takeUnretainedValue(), to: Batch.self)
+        HandleTable.current.retire(batch)  // the host owns it now, whatever happens next
         guard let env, let target, let completion, owned.kind == Batch.requests else {
             return SLUICE_ERROR_INVALID_ARGUMENT
         }
@@ -226,10 +225,10 @@ enum HostAPI {
         }
         api.send_cancel = { send in
             guard let send else { return SLUICE_ERROR_INVALID_ARGUMENT }
-            guard let (object, _) = HandleTable.current.resolve(send, .send, "send_cancel") else {
+            guard let (object, _) = HandleTable.resolve(send, .send, "send_cancel") else {
                 return SLUICE_ERROR_STATE
             }
-            unsafeDowncast(object, to: SendCompletion.self).cancel()
+            unsafeDowncast(object.takeUnretainedValue(), to: SendCompletion.self).cancel()
             return SLUICE_OK
         }
         api.timer_start = { env, delay, callback, userData, out in
@@ -270,13 +269,12 @@ enum HostAPI {
         }
         api.batch_free = { batch in
             guard let batch else { return }
-            let handles = HandleTable.current
-            guard let (_, kind) = handles.resolve(batch, .batch, "batch_free") else { return }
+            guard let (_, kind) = HandleTable.resolve(batch, .batch, "batch_free") else { return }
             guard kind == .ownedBatch else {
                 HostLog.plugins.warning("batch_free on a lent batch; ignored")
                 return
             }
-            handles.retire(batch)
+            HandleTable.current.retire(batch)
         }
         api.batch_insert_from = { dst, dstIndex, src, srcIndex in
             guard let dst, let src else { return SLUICE_ERROR_INVALID_ARGUMENT }
