@@ -46,6 +46,10 @@ final class Call: ResponseReceiver {
     private var responsesHandle: OpaquePointer?
     /// The thread's handle table (this call lives on its connection's event loop).
     private let handles: HandleTable
+    /// The session and step made the thread's active ones around this call's hooks (not retained:
+    /// hooks run only while the chain instance is open, so while its session lives).
+    private let activeSession: Unmanaged<ChainSession>
+    private let activeStep: Unmanaged<TransformStep>
     /// Slots of `handles` this call keeps for its whole life, one per handle above, and lends
     /// itself and its batches through (not retained: the call holds the batches while their
     /// handles are live, and the chain holds the call): a hook costs a few stores, not a register
@@ -86,7 +90,10 @@ final class Call: ResponseReceiver {
         currentRequests = requests
         requestCount = requests.count
         currentReceiver = receiver
-        handles = chain.session.handles
+        let session = chain.session
+        handles = session.handles
+        activeSession = .passUnretained(session)
+        activeStep = .passUnretained(step)
         if forwarded { state = .forwarded }
     }
 
@@ -155,7 +162,9 @@ final class Call: ResponseReceiver {
         let requestsHandle = lendRequests()
         // While the hook runs, the caller's reference keeps this call alive; it joins the chain
         // instance's held list only if the plugin keeps it past the hook (most complete it inside).
-        let status = chain.session.runningHook(step, .onRequests) { onRequests(instance, callHandle, requestsHandle) }
+        let status = handles.runningHook(session: activeSession, step: activeStep) {
+            recordingCrashStep(step.crashLabels, .onRequests) { onRequests(instance, callHandle, requestsHandle) }
+        }
         if status != SLUICE_OK, state == .requested {
             step.metrics.errorReturned()
             _ = fail("on_requests returned status \(status)")
@@ -216,6 +225,9 @@ final class Call: ResponseReceiver {
     private func passOn() -> Int32 {
         state = .done
         retireHandles()
+        // Done: the call needs its batch and receiver no more (moved out, not copied).
+        let requests = currentRequests.take()!
+        let receiver = currentReceiver.take()!
         if localAnswers.isEmpty {
             chain.run(requests, from: position + 1, receiver: receiver)
         } else {
@@ -307,7 +319,11 @@ final class Call: ResponseReceiver {
         if responsesSlot < 0 { responsesSlot = handles.reserveSlot() }
         responsesHandle = handles.lend(batch, slot: responsesSlot, kind: .lentBatch, step: step)
         let (callHandle, requestsHandle, responsesHandle) = (handle, self.requestsHandle, self.responsesHandle)
-        let status = chain.session.runningHook(step, .onResponses) { onResponses(instance, callHandle, requestsHandle, responsesHandle) }
+        let status = handles.runningHook(session: activeSession, step: activeStep) {
+            recordingCrashStep(step.crashLabels, .onResponses) {
+                onResponses(instance, callHandle, requestsHandle, responsesHandle)
+            }
+        }
         if status != SLUICE_OK, state == .awaitingRespond {
             step.metrics.errorReturned()
             _ = fail("on_responses returned status \(status)")
@@ -349,7 +365,8 @@ final class Call: ResponseReceiver {
         retireHandles()  // before letting go of the lent batches
         responses = nil
         localAnswers.removeAll()
-        receiver.receive(outcome)
+        currentRequests = nil
+        currentReceiver.take()!.receive(outcome)  // done: the receiver is not needed again
         releaseFromPlugin()
     }
 
@@ -396,6 +413,15 @@ extension Batch {
     static func from(_ handle: OpaquePointer?, _ function: StaticString) -> Batch? {
         guard let (object, _) = HandleTable.resolve(handle, .batch, function) else { return nil }
         return unsafeDowncast(object.takeUnretainedValue(), to: Batch.self)
+    }
+
+    /// `body` applied to the batch behind a live batch handle of this thread, or `otherwise` (logged)
+    /// for a stale or foreign one. The batch is not retained for it: `body` must not end the handle
+    /// (free, send or respond with the batch) nor run plugin code (the accessors of a batch).
+    @inline(__always)
+    static func with<R>(_ handle: OpaquePointer?, _ function: StaticString, otherwise: R, _ body: (Batch) -> R) -> R {
+        guard let (object, _) = HandleTable.resolve(handle, .batch, function) else { return otherwise }
+        return Unmanaged<Batch>.fromOpaque(object.toOpaque())._withUnsafeGuaranteedRef(body)
     }
 
     /// Hands the batch to a plugin as an owned batch: a new handle, retained until the plugin frees

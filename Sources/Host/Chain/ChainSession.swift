@@ -90,15 +90,9 @@ final class ChainSession {
     /// for the crash handler (one thread-local store and restore).
     @inline(__always)
     func runningHook<R>(_ step: TransformStep, _ hook: PluginHook, _ body: () -> R) -> R {
-        let handles = self.handles
-        let (savedSession, savedStep) = (handles.activeSession, handles.activeStep)
-        handles.activeSession = self
-        handles.activeStep = step
-        defer {
-            handles.activeSession = savedSession
-            handles.activeStep = savedStep
+        handles.runningHook(session: .passUnretained(self), step: .passUnretained(step)) {
+            recordingCrashStep(step.crashLabels, hook, body)
         }
-        return recordingCrashStep(step.crashLabels, hook, body)
     }
 
     /// Runs a batch through a named target (a chain from its start, or a sink directly).

@@ -92,8 +92,9 @@ struct HandleTable {
         var firstFree: Int32 = -1
         var refusedSinceLog = 0
         var nextLogNanoseconds: UInt64 = 0
-        unowned(unsafe) var activeSession: ChainSession?
-        unowned(unsafe) var activeStep: TransformStep?
+        /// See `HandleTable.activeSession` and `activeStep` (not retained).
+        var activeSession: Unmanaged<ChainSession>?
+        var activeStep: Unmanaged<TransformStep>?
     }
 
     static let maxSlots = 1 << 20
@@ -114,14 +115,23 @@ struct HandleTable {
     /// The client session whose plugin hook runs on this thread right now (set around every hook,
     /// completion and timer callback), for what a host function needs to know of the client but
     /// cannot be told through its arguments (the protocol a reply is encoded for).
-    var activeSession: ChainSession? {
-        get { storage.pointee.activeSession }
-        nonmutating set { storage.pointee.activeSession = newValue }
-    }
+    var activeSession: ChainSession? { storage.pointee.activeSession?.takeUnretainedValue() }
     /// The transform step whose hook runs on this thread right now (nil outside hooks).
-    var activeStep: TransformStep? {
-        get { storage.pointee.activeStep }
-        nonmutating set { storage.pointee.activeStep = newValue }
+    var activeStep: TransformStep? { storage.pointee.activeStep?.takeUnretainedValue() }
+
+    /// Runs `body` (a hook of `step`'s plugin) with `session` and `step` as the thread's active
+    /// ones: two stores and two restores, no reference counting (the caller keeps both alive).
+    @inline(__always)
+    func runningHook<R>(session: Unmanaged<ChainSession>, step: Unmanaged<TransformStep>, _ body: () -> R) -> R {
+        let table = storage
+        let (savedSession, savedStep) = (table.pointee.activeSession, table.pointee.activeStep)
+        table.pointee.activeSession = session
+        table.pointee.activeStep = step
+        defer {
+            table.pointee.activeSession = savedSession
+            table.pointee.activeStep = savedStep
+        }
+        return body()
     }
 
     // MARK: the tables of all threads
@@ -254,7 +264,7 @@ struct HandleTable {
         slot.pointee.kind = kind
         slot.pointee.object = Unmanaged.passRetained(object)
         slot.pointee.retained = true
-        slot.pointee.step = (step ?? activeStep).map { Unmanaged.passUnretained($0) }
+        slot.pointee.step = step.map { Unmanaged.passUnretained($0) } ?? storage.pointee.activeStep
         return pack(index: index, generation: slot.pointee.generation)
     }
 

@@ -257,9 +257,9 @@ enum HostAPI {
         }
 
         // Batches.
-        api.batch_count = { batch in Batch.from(batch, "batch_count")?.count ?? 0 }
-        api.batch_kind = { batch in Batch.from(batch, "batch_kind")?.kind ?? -1 }
-        api.batch_protocol = { batch in Batch.from(batch, "batch_protocol")?.protocolID ?? -1 }
+        api.batch_count = { batch in Batch.with(batch, "batch_count", otherwise: 0) { $0.count } }
+        api.batch_kind = { batch in Batch.with(batch, "batch_kind", otherwise: -1) { $0.kind } }
+        api.batch_protocol = { batch in Batch.with(batch, "batch_protocol", otherwise: -1) { $0.protocolID } }
         api.batch_new = { kind, protocolID in
             guard kind == Batch.requests || kind == Batch.responses, protocolID == Batch.redis else { return nil }
             return Batch(kind: kind, protocolID: protocolID).handOverToPlugin()
@@ -294,10 +294,11 @@ enum HostAPI {
         }
         api.batch_message_bytes = { batch, index, out in
             guard let batch, let out else { return SLUICE_ERROR_INVALID_ARGUMENT }
-            guard let b = Batch.from(batch, "batch_message_bytes") else { return SLUICE_ERROR_STATE }
-            guard index >= 0, index < b.count else { return SLUICE_ERROR_INVALID_ARGUMENT }
-            out.pointee = b.withMessageBytes(index) { sluice_host_view(ptr: $0.baseAddress?.assumingMemoryBound(to: UInt8.self), len: $0.count) }
-            return SLUICE_OK
+            return Batch.with(batch, "batch_message_bytes", otherwise: SLUICE_ERROR_STATE) { b in
+                guard index >= 0, index < b.count else { return SLUICE_ERROR_INVALID_ARGUMENT }
+                out.pointee = b.withMessageBytes(index) { sluice_host_view(ptr: $0.baseAddress?.assumingMemoryBound(to: UInt8.self), len: $0.count) }
+                return SLUICE_OK
+            }
         }
         api.batch_put_bytes = { batch, index, bytes, length in
             guard let batch, length >= 0, bytes != nil || length == 0 else { return SLUICE_ERROR_INVALID_ARGUMENT }
@@ -321,30 +322,32 @@ enum HostAPI {
 
         // Redis commands.
         api.redis_arg_count = { batch, index in
-            guard let b = Batch.from(batch, "redis_arg_count") else { return 0 }
-            guard b.kind == Batch.requests, b.protocolID == Batch.redis, index >= 0, index < b.count else { return 0 }
-            return b.withMessageBytes(index) { RESPCommandReader.argumentCount($0) }
+            Batch.with(batch, "redis_arg_count", otherwise: 0) { b in
+                guard b.kind == Batch.requests, b.protocolID == Batch.redis, index >= 0, index < b.count else { return 0 }
+                return b.withMessageBytes(index) { RESPCommandReader.argumentCount($0) }
+            }
         }
         api.redis_args = { batch, index, out, capacity, outCount in
             guard let batch else { return SLUICE_ERROR_INVALID_ARGUMENT }
-            guard let b = Batch.from(batch, "redis_args") else { return SLUICE_ERROR_STATE }
-            guard b.kind == Batch.requests, b.protocolID == Batch.redis, index >= 0, index < b.count else {
-                return SLUICE_ERROR_INVALID_ARGUMENT
-            }
-            var count = 0
-            b.withMessageBytes(index) { bytes in
-                guard let out, capacity > 0, let base = bytes.baseAddress else {
-                    count = RESPCommandReader.argumentCount(bytes)
-                    return
+            return Batch.with(batch, "redis_args", otherwise: SLUICE_ERROR_STATE) { b in
+                guard b.kind == Batch.requests, b.protocolID == Batch.redis, index >= 0, index < b.count else {
+                    return SLUICE_ERROR_INVALID_ARGUMENT
                 }
-                // One pass: the views, and the count the header declares.
-                count = RESPCommandReader.forEachArgument(bytes) { i, start, length in
-                    out[i] = sluice_host_view(ptr: base.advanced(by: start).assumingMemoryBound(to: UInt8.self), len: length)
-                    return i + 1 < capacity
+                var count = 0
+                b.withMessageBytes(index) { bytes in
+                    guard let out, capacity > 0, let base = bytes.baseAddress else {
+                        count = RESPCommandReader.argumentCount(bytes)
+                        return
+                    }
+                    // One pass: the views, and the count the header declares.
+                    count = RESPCommandReader.forEachArgument(bytes) { i, start, length in
+                        out[i] = sluice_host_view(ptr: base.advanced(by: start).assumingMemoryBound(to: UInt8.self), len: length)
+                        return i + 1 < capacity
+                    }
                 }
+                outCount?.pointee = count
+                return SLUICE_OK
             }
-            outCount?.pointee = count
-            return SLUICE_OK
         }
         api.redis_put_command = { batch, index, argc, argv, lengths in
             guard let batch, argc > 0, argc <= RESPRequestScanner.maxArguments, let argv, let lengths else { return SLUICE_ERROR_INVALID_ARGUMENT }
