@@ -21,6 +21,11 @@ final class Batch {
     private(set) var contiguous: ByteBuffer?
     /// Bumped on every change, so cursors can tell that their view went stale.
     private(set) var generation: UInt64 = 0
+    /// Set by the source that read the requests when every one of them is a plain command
+    /// (`RedisCommandClass`): the host's per-request checks then skip the batch. Dropped by any change.
+    private(set) var plainRequests = false
+    /// With `plainRequests`: the reply kinds the first 32 requests expect (`RedisReplyPlan.expectedReplies`).
+    private(set) var plainExpectedReplies: UInt64 = 0
 
     static let requests = Int32(SLUICE_BATCH_REQUESTS)
     static let responses = Int32(SLUICE_BATCH_RESPONSES)
@@ -41,6 +46,7 @@ final class Batch {
     func clearForReuse() {
         messages.removeAll(keepingCapacity: true)
         contiguous = nil
+        plainRequests = false
         generation &+= 1
     }
 
@@ -49,13 +55,21 @@ final class Batch {
         messages.append(message)
     }
 
+    /// Marks a request batch, once built, as all plain commands expecting `expectedReplies`.
+    func markPlain(expectedReplies: UInt64) {
+        plainRequests = true
+        plainExpectedReplies = expectedReplies
+    }
+
     /// Sets the bytes covering every message, as received, once the batch is built.
     func setReceivedBytes(_ bytes: ByteBuffer?) {
         contiguous = bytes
     }
 
     func copy() -> Batch {
-        Batch(kind: kind, protocolID: protocolID, messages: messages, contiguous: contiguous)
+        let copy = Batch(kind: kind, protocolID: protocolID, messages: messages, contiguous: contiguous)
+        if plainRequests { copy.markPlain(expectedReplies: plainExpectedReplies) }
+        return copy
     }
 
     /// Replaces (index < count) or appends (index == count) a message.
@@ -85,6 +99,7 @@ final class Batch {
 
     private func changed() {
         contiguous = nil
+        plainRequests = false
         generation &+= 1
     }
 

@@ -72,6 +72,7 @@ final class SessionFacts {
     /// The changes the requests of `batch` make if they succeed, by request index; nil when none of
     /// them is a session command (almost every batch: one look at each command name).
     static func changes(in batch: Batch) -> [(index: Int, change: Change)]? {
+        if batch.plainRequests { return nil }
         var found: [(index: Int, change: Change)]?
         for i in 0..<batch.count {
             guard let change = batch.withMessageBytes(i, change(of:)) else { continue }

@@ -241,13 +241,18 @@ final class RedisSourceHandler: ChannelInboundHandler, RequestBufferBudget.Waite
         defer { processing = false }
         heldByBudget = false
         var building: Batch?  // the requests scanned so far
+        var buildingPlain = true  // every request of `building` is a plain command (RedisCommandClass)
+        var buildingReplies: UInt64 = 0  // and the reply kinds they expect
         var contiguousStart = buffer.readerIndex
         var contiguous = true
         var closeReply: (String, Bool)?  // (RESP reply, is an error)
         var completedAny = false  // a request ended in this read (so a partial one after it began here)
         /// Runs what was scanned so far as one batch (before a request answered here).
         func runScanned() {
+            let (plain, replies) = (buildingPlain, buildingReplies)
+            (buildingPlain, buildingReplies) = (true, 0)
             guard var batch = building.take(), batch.count > 0 else { return }
+            if plain { batch.markPlain(expectedReplies: replies) }
             if contiguous {
                 // All frames lie back to back from where they started: one slice covers them.
                 let total = batch.messages.reduce(0) { $0 + $1.readableBytes }
@@ -307,10 +312,20 @@ final class RedisSourceHandler: ChannelInboundHandler, RequestBufferBudget.Waite
                 guard let accepted = screened(received, clientAuth) else { return true }
                 frame = accepted
             }
-            switch frame.withUnsafeReadableBytes({ RedisLocalAnswers.verdict($0, inTransaction: &inTransaction) }) {
+            // The command is classified once here; a plain one needs none of the checks.
+            let plainReply = frame.withUnsafeReadableBytes { RedisCommandClass.plainReply($0) }
+            let verdict = plainReply != nil
+                ? .forward : frame.withUnsafeReadableBytes { RedisLocalAnswers.verdict($0, inTransaction: &inTransaction) }
+            switch verdict {
             case .forward:
                 if building == nil {
                     building = spareBatch.take() ?? Batch(kind: Batch.requests, protocolID: Batch.redis)
+                }
+                if let plainReply {
+                    let index = building!.count
+                    if index < 32 { buildingReplies |= plainReply << UInt64(2 * index) }
+                } else {
+                    buildingPlain = false
                 }
                 building!.appendReceived(frame)
                 if building!.count == ClientFlowControl.maxRequestsPerBatch {

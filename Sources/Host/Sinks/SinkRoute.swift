@@ -193,6 +193,7 @@ final class SinkRoute {
     /// Whether the batch needs the dedicated connection, and the protocol a lone HELLO 2 or 3 at its
     /// start switches the client to (the rest of the batch is then answered in that protocol).
     private func needs(_ batch: Batch) -> (dedicated: Bool, leadingProtocolSwitch: Bool?) {
+        if batch.plainRequests { return (false, nil) }
         var leading: Bool?
         for i in 0..<batch.count where batch.withMessageBytes(i, RedisConnectionState.needsDedicatedConnection) {
             // HELLO is among the commands that need one, so only those are checked for a lone switch.

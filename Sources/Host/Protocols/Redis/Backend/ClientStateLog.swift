@@ -40,6 +40,7 @@ final class ClientStateLog {
     /// Appends the state-setting commands of `batch`, in order, except those already logged from
     /// another copy of the same client requests.
     func record(_ batch: Batch) {
+        if batch.plainRequests { return }  // no state commands among them
         for i in 0..<batch.count {
             guard let kind = batch.withMessageBytes(i, Self.kind(of:)) else { continue }
             let request = batch.messages[i]

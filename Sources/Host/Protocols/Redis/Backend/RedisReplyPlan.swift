@@ -42,6 +42,7 @@ enum RedisReplyPlan {
     /// with one shift and compare, to notice a backend out of step before a reply reaches the
     /// wrong client.
     static func expectedReplies(_ batch: Batch) -> UInt64 {
+        if batch.plainRequests { return batch.plainExpectedReplies }  // worked out as the requests were read
         var expected: UInt64 = 0
         for i in 0..<min(batch.count, 32) {
             expected |= batch.withMessageBytes(i, expectedReply) << UInt64(2 * i)
@@ -61,7 +62,13 @@ enum RedisReplyPlan {
     /// name (3 to 8 letters) is folded to lowercase and packed into one integer, so finding it is a
     /// switch over integer constants (each commented with its name).
     static func expectedReply(_ bytes: UnsafeRawBufferPointer) -> UInt64 {
-        guard let name = RedisConnectionState.commandName(bytes), name.count >= 3, name.count <= 8 else { return anyReply }
+        guard let name = RedisConnectionState.commandName(bytes) else { return anyReply }
+        return replyKind(ofCommandNamed: name)
+    }
+
+    /// `expectedReply` of a request whose command name is `name`.
+    static func replyKind(ofCommandNamed name: UnsafeRawBufferPointer) -> UInt64 {
+        guard name.count >= 3, name.count <= 8 else { return anyReply }
         var packed: UInt64 = 0
         for i in 0..<name.count {
             // `| 0x20` lowercases letters; no other byte folds into a letter, and the names are letters.
