@@ -100,8 +100,10 @@ enum HostAPI {
         }
         api.metric_add = { metric, delta in
             guard let metric else { return }
-            Unmanaged<PluginCounter>.fromOpaque(UnsafeRawPointer(metric)).takeUnretainedValue()
-                .counter.increment(by: Int64(clamping: delta))
+            // Counters live as long as the process: no retain for the call.
+            Unmanaged<PluginCounter>.fromOpaque(UnsafeRawPointer(metric))._withUnsafeGuaranteedRef {
+                $0.counter.increment(by: Int64(clamping: delta))
+            }
         }
 
         // Config nodes.
