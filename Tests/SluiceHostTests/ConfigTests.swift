@@ -155,4 +155,20 @@ final class ConfigTests: XCTestCase {
         XCTAssertEqual(loop.count, 1)
         XCTAssertEqual(loop, ["/etc/sluice/test.yaml:1:22: invalid YAML: alias '*s' refers to a node that contains it"])
     }
+
+    /// Without token_env the admin endpoint must listen on a loopback IP literal: a host name (even
+    /// localhost, whose address /etc/hosts decides) or a name that merely starts with "127." is refused.
+    func testAdminWithoutTokenNeedsALoopbackIPLiteral() throws {
+        for host in ["127.0.0.1", "127.8.9.10", "[::1]", "[0:0:0:0:0:0:0:1]"] {
+            let config = try SluiceConfig.parse(valid + "\nadmin: { listen: \"\(host):9180\" }\n", file: "/etc/sluice/test.yaml")
+            XCTAssertNotNil(config.admin, host)
+        }
+        XCTAssertEqual(try SluiceConfig.parse(valid + "\nadmin: { listen: 9180 }\n", file: "/etc/sluice/test.yaml").admin?.host, "127.0.0.1")
+        for host in ["127.attacker.example", "localhost", "127.0.0.1.nip.io", "0.0.0.0", "10.0.0.1", "[::]", "[::2]", "[::ffff:127.0.0.1]", "128.0.0.1"] {
+            let e = errors(valid + "\nadmin: { listen: \"\(host):9180\" }\n")
+            XCTAssertEqual(e.count, 1, "\(host): \(e)")
+            XCTAssertTrue(e.first?.hasPrefix("/etc/sluice/test.yaml:16:18: admin.listen: ") == true, "\(host): \(e)")
+            XCTAssertTrue(e.first?.contains("is not a loopback IP address") == true, "\(host): \(e)")
+        }
+    }
 }

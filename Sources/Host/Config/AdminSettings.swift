@@ -11,9 +11,20 @@ public struct AdminSettings {
     /// Where `admin.listen` is written (for errors about that address).
     let listenNode: YAMLNode
 
-    /// Loopback addresses, the only ones allowed without a token.
+    /// Loopback addresses, the only ones allowed without a token: an IPv4 literal in 127.0.0.0/8 or
+    /// the IPv6 literal ::1 (parsed with inet_pton). A host name is never loopback here, not even
+    /// `localhost`: what it resolves to depends on /etc/hosts or DNS, and `127.attacker.example` is
+    /// a name, not an address.
     static func isLoopback(_ host: String) -> Bool {
-        host == "localhost" || host == "::1" || host.hasPrefix("127.")
+        var v4 = in_addr()
+        if inet_pton(AF_INET, host, &v4) == 1 {
+            return UInt32(bigEndian: v4.s_addr) >> 24 == 127
+        }
+        var v6 = in6_addr()
+        if inet_pton(AF_INET6, host, &v6) == 1 {
+            return withUnsafeBytes(of: &v6) { bytes in bytes.dropLast().allSatisfy { $0 == 0 } && bytes.last == 1 }
+        }
+        return false
     }
 }
 
@@ -53,7 +64,7 @@ extension ConfigReader {
             (variable, token) = (name, value)
         }
         if token == nil, !AdminSettings.isLoopback(host) {
-            fail(listenNode, "admin.listen: \(host) is not a loopback address; an admin endpoint reachable from other hosts needs token_env")
+            fail(listenNode, "admin.listen: '\(host)' is not a loopback IP address (127.0.0.0/8 or ::1; host names such as localhost are not trusted); an admin endpoint without token_env must listen on one")
             return nil
         }
         return AdminSettings(host: host, port: port, tokenVariable: variable, token: token, listenNode: listenNode)
