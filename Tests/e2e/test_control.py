@@ -206,7 +206,10 @@ def test_admin_settings_are_checked_with_positions(workdir, redis_factory):
     backend = redis_factory()
     directory = plugin_dir(workdir, "libsluice-command-filter.so")
     cases = [
-        ("admin: { listen: 0.0.0.0:9 }\n", "admin.listen: 0.0.0.0 is not a loopback address"),
+        ("admin: { listen: 0.0.0.0:9 }\n", "admin.listen: '0.0.0.0' is not a loopback IP address"),
+        # a host name is not a loopback address, whatever it resolves to (or starts with)
+        ("admin: { listen: 127.attacker.example:9 }\n", "admin.listen: '127.attacker.example' is not a loopback IP address"),
+        ("admin: { listen: localhost:9 }\n", "admin.listen: 'localhost' is not a loopback IP address"),
         ("admin: { listen: 127.0.0.1:9, token_env: SLUICE_NOT_SET_ANYWHERE }\n", "environment variable 'SLUICE_NOT_SET_ANYWHERE' is not set"),
         ("admin: { listn: 9 }\n", "admin"),
     ]
