@@ -419,3 +419,47 @@ def test_admin_options_may_come_before_the_command(deny_proxy):
     done = subprocess.run([SLUICE, "ctl", "--admin", f"127.0.0.1:{admin}", "call", "command-filter.list",
                            "--step", "main[0]"], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and done.stdout.strip() == "denied: flushall", done.stderr
+
+
+def test_a_crashing_control_function_kills_at_most_one_of_two_workers(workdir, redis_factory, sluice_factory):
+    """The supervisor calls one worker first (a canary); when that worker dies under the call the
+    other is not called, so its clients keep their connections."""
+    import time
+    backend = redis_factory()
+    admin = free_port()
+    directory = plugin_dir(workdir, "libsluice-command-filter.so", "libcontrol-probe.so")
+    proxy = sluice_factory(control_config(directory, backend.port,
+                                          "    - deny: { commands: [flushall] }\n    - probe: {}\n", admin),
+                           extra_args=("--workers", "2"))
+    deadline = time.time() + 30
+    while True:  # both workers serve their private admin sockets once they are up
+        status, answer = http(admin, "POST", "/call", {"function": "control-probe.calls", "step": "main[1]"})
+        if status == 200 and len(answer["workers"]) == 2:
+            break
+        assert time.time() < deadline, answer
+        time.sleep(0.2)
+    before = proxy.workers()
+    assert len(before) == 2
+    import socket
+
+    def ping(sock):
+        try:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(64) == b"+PONG\r\n"
+        except OSError:
+            return False
+    # Raw connections (redis-py would reconnect silently), spread over both workers by SO_REUSEPORT.
+    sockets = [socket.create_connection(("127.0.0.1", proxy.port), timeout=10) for _ in range(16)]
+    assert all(ping(s) for s in sockets)
+    done = ctl(admin, "call", "control-probe.crash", "--step", "main[1]")
+    assert done.returncode != 0
+    assert "gave no answer" in done.stdout + done.stderr and "Not forwarded to the other workers" in done.stdout + done.stderr, \
+        done.stdout + done.stderr
+    time.sleep(1)
+    assert proxy.output().count("hook control_function") == 1, proxy.output()
+    assert len(set(before) & set(proxy.workers())) == 1, (before, proxy.workers())
+    kept = sum(ping(s) for s in sockets)  # the connections on the worker that was not called
+    for s in sockets:
+        s.close()
+    assert 0 < kept < 16, kept
+    assert proxy.proc.poll() is None  # the supervisor runs on (one worker died, as reported)

@@ -73,11 +73,25 @@ public struct AdminClient {
             timeout.cancel()
             channel.close(promise: nil)
         }
-        let (status, bytes) = try promise.futureResult.wait()
+        let status: Int
+        let bytes: [UInt8]
+        do {
+            (status, bytes) = try promise.futureResult.wait()
+        } catch {
+            throw AdminAnswerLost(underlying: error)
+        }
         let text = String(decoding: bytes, as: UTF8.self)
         let object = (try? JSONSerialization.jsonObject(with: Data(bytes))) as? [String: Any] ?? [:]
         return Answer(status: status, object: object, text: text)
     }
+}
+
+/// The endpoint accepted the connection and the request was sent, but no answer came back (the
+/// connection closed, or the answer timed out): the request may have run, and may be what ended
+/// the other side (a control function that crashed its worker).
+public struct AdminAnswerLost: Error, CustomStringConvertible {
+    public let underlying: Error
+    public var description: String { "\(underlying)" }
 }
 
 /// Collects one HTTP response.

@@ -10,7 +10,9 @@ import NIOHTTP1
 /// user can enter (`makeSocketDirectory`), whose path the workers inherit in the environment
 /// variable `socketDirectoryVariable`; so the private sockets need no token of their own.
 /// - `GET /functions`: the first worker that answers (every worker runs the same configuration).
-/// - `POST /call`, `POST /reload`: every worker; the answer is the first worker's when all agree,
+/// - `POST /call`, `POST /reload`: every worker, one after another; the first worker that takes the
+///   request is a canary: if it then gives no answer (the call killed it), the others are not called,
+///   so a crashing control function kills one worker, not all. The answer is the first worker's when all agree,
 ///   else the first that differs from success (its error prefixed with the worker), and always a
 ///   `workers` list with each worker's status, so a call that reached only some workers (one was
 ///   restarting) says so.
@@ -62,8 +64,19 @@ public final class AdminForwarder: AdminHandling, @unchecked Sendable {
                 let answer = try client.request(method, request.path, body: request.body)
                 answers.append((index, answer.status, answer.object, answer.text))
                 if request.method == "GET" { break }  // one worker's list is every worker's
+            } catch let lost as AdminAnswerLost where request.method != "GET" {
+                // The worker took the request and never answered: the call most likely killed it.
+                // This worker is the canary: the others are not called, so a crashing control
+                // function costs one worker (which the supervisor restarts), not all of them.
+                let error = "worker \(index) took the request and gave no answer (\(lost)): it died or hung under the call; the supervisor restarts a worker that died. Not forwarded to the other workers."
+                answers.append((index, 502, ["ok": false, "error": error], ""))
+                for skipped in (index + 1)..<max(index + 1, workers) {
+                    answers.append((skipped, 503, ["ok": false, "error": "worker \(skipped) not called: worker \(index) died or hung under this request"], ""))
+                }
+                break
             } catch {
-                // A GET tries the next worker; a call reports this one as not reached.
+                // Not reached (no connection): a GET tries the next worker; a call reports this one
+                // as not reached and goes on (the first worker that takes it is the canary).
                 answers.append((index, 503, ["ok": false, "error": "worker \(index) unreachable (restarting?): \(error)"], ""))
             }
         }
