@@ -1,6 +1,7 @@
 import Foundation
 import PluginABI
 import XCTest
+import NIOEmbedded
 @testable import SluiceHost
 
 /// Control functions (ABI 1.2): parsing the declared parameters, converting an operator's text
@@ -137,5 +138,28 @@ final class ControlFunctionTests: XCTestCase {
         let old = try PluginLoader.load(path: PluginLoaderTests.fixtures + "/libminor-1-1.so").get()
         XCTAssertEqual(old.abiMinor, 1)
         XCTAssertEqual(old.transforms.first?.controlFunctions.count, 0)
+    }
+
+    /// A connection that closes while a control call on its step is running is forgotten at once:
+    /// `remove` does not wait for the call (only instance_new and config_free do); the call's
+    /// snapshot at its end no longer holds it.
+    func testClosingAConnectionDoesNotWaitForAControlCall() {
+        let live = LiveInstances()
+        let loop = EmbeddedEventLoop()
+        let (_, made) = live.create(on: loop) { (SLUICE_OK, nil) }
+        guard let entry = made else { return XCTFail("instance not registered") }
+        let removed = DispatchSemaphore(value: 0)
+        let snapshot: [LiveInstances.Entry] = live.exclusively { current in
+            // The control call is in progress (the exclusion lock is held); a close on another thread:
+            DispatchQueue.global().async {
+                live.remove(entry)
+                removed.signal()
+            }
+            XCTAssertEqual(removed.wait(timeout: .now() + 30), .success, "remove waited for the control call")
+            return current()
+        }
+        XCTAssertTrue(snapshot.isEmpty)
+        XCTAssertFalse(entry.isAlive)
+        XCTAssertEqual(live.count, 0)
     }
 }

@@ -5,9 +5,15 @@ import NIOCore
 /// The live plugin instances of one transform step's config, across every event loop, so a
 /// control function's `control_publish` can reach each of them on its own loop.
 ///
-/// The lock is taken once when a connection creates its instance (instance_new runs under it, so a
-/// control call never overlaps instance_new of the same config, as the header promises) and once
-/// when it frees it; never per request.
+/// Two locks, always taken in this order:
+/// - `exclusion`: held by instance_new, a control call and config_free of this config, so a control
+///   call never overlaps instance_new (as the header promises). A connection opened on this step
+///   while a control function runs therefore waits for it on its event loop.
+/// - `registry`: guards `entries` only, held for a dictionary update or a snapshot. Removing an
+///   instance (connection close) takes only this one, so closing never waits for a control call;
+///   an instance removed during a call is not in the snapshot taken at its end, or is skipped by
+///   `isAlive` on its loop.
+/// Neither is taken per request.
 final class LiveInstances {
     /// One instance and the event loop it lives on.
     final class Entry {
@@ -21,34 +27,36 @@ final class LiveInstances {
         }
     }
 
-    private let lock = NIOLock()
+    private let exclusion = NIOLock()
+    private let registry = NIOLock()
     private var entries: [ObjectIdentifier: Entry] = [:]
 
     /// Runs `make` (the plugin's instance_new) exclusive of control calls on this config, and
     /// registers the instance it made when it returns `SLUICE_OK`.
     func create(on eventLoop: EventLoop, _ make: () -> (Int32, UnsafeMutableRawPointer?)) -> (Int32, Entry?) {
-        lock.withLock {
+        exclusion.withLock {
             let (status, instance) = make()
             guard status == SLUICE_OK else { return (status, nil) }
             let entry = Entry(eventLoop: eventLoop, instance: instance)
-            entries[ObjectIdentifier(entry)] = entry
+            registry.withLock { entries[ObjectIdentifier(entry)] = entry }
             return (status, entry)
         }
     }
 
-    /// Forgets an instance about to be freed. On its event loop, before instance_free.
+    /// Forgets an instance about to be freed. On its event loop, before instance_free; does not wait
+    /// for a control call in progress.
     func remove(_ entry: Entry) {
         entry.isAlive = false
-        lock.withLock { entries[ObjectIdentifier(entry)] = nil }
+        registry.withLock { entries[ObjectIdentifier(entry)] = nil }
     }
 
     /// Runs `body` exclusive of instance_new of this config (a control call, config_free). `body`
     /// gets the instances registered at the moment it asks.
     func exclusively<T>(_ body: (_ current: () -> [Entry]) throws -> T) rethrows -> T {
-        try lock.withLock {
-            try body { Array(self.entries.values) }
+        try exclusion.withLock {
+            try body { self.registry.withLock { Array(self.entries.values) } }
         }
     }
 
-    var count: Int { lock.withLock { entries.count } }
+    var count: Int { registry.withLock { entries.count } }
 }

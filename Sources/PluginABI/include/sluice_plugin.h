@@ -186,7 +186,8 @@
  *     instances keep their own copy of the settings (taken in instance_new) and receive new ones
  *     through control_publish, which runs a callback on each live instance on its own event loop,
  *     so no instance needs a lock.
- * A function must not block for long (it holds the admin thread) and must not throw (C++) or
+ * A function must not block for long (it holds the admin thread, and a connection opening on a step
+ * of its config waits for it, since instance_new never overlaps it) and must not throw (C++) or
  * unwind (Rust panics, Swift errors) across the boundary.
  */
 #ifndef SLUICE_PLUGIN_H
