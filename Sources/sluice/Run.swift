@@ -56,6 +56,15 @@ struct Run: ParsableCommand {
     /// The supervisor: reads the config only for its log level and `supervision:` settings (a
     /// config that does not parse is the first worker's to report), then runs the workers.
     private func supervise() throws {
+        // Before any thread exists (the admin endpoint's event loop below, logging): the signals
+        // the supervisor takes synchronously are blocked, so that every thread inherits the mask
+        // and none of them can receive one at its default action (which would end the
+        // supervisor, and with it every worker).
+        var supervisorSignals = sigset_t()
+        sigemptyset(&supervisorSignals)
+        for signal in [SIGINT, SIGTERM, SIGHUP, SIGCHLD] { sigaddset(&supervisorSignals, signal) }
+        pthread_sigmask(SIG_BLOCK, &supervisorSignals, nil)
+
         let parsed = try? SluiceConfig.load(path: config)
         Sluice.bootstrapObservability(logLevel: Logger.Level(rawValue: logLevel ?? parsed?.logLevel ?? "info") ?? .info)
         var settings = parsed?.supervision ?? SupervisionSettings()

@@ -342,3 +342,62 @@ def test_a_restart_that_fails_before_ready_is_retried_with_a_back_off(workdir, r
         f.write(good)
     wait_until(lambda: "serving again" in proxy.output(), timeout=15, what="the restart once the file is fixed")
     assert len(proxy.workers()) == 2
+
+
+# ---- signals while workers start, and with the admin endpoint's thread in the supervisor --------
+def first_worker_spawned(proxy, timeout=10.0):
+    """Polls (1 ms) until the supervisor spawned a worker; returns as soon as one exists, long
+    before the worker's own start-up (a debug binary's load alone takes several ms) is over."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proxy.workers():
+            return
+        time.sleep(0.001)
+    raise AssertionError("no worker spawned: " + proxy.output())
+
+
+@pytest.mark.parametrize("attempt", range(3))
+def test_a_sighup_while_a_worker_starts_is_a_reload_once_it_serves(workdir, redis_factory, sluice_factory, attempt):
+    backend = redis_factory()
+    proxy = sluice_factory(plain_config(backend.port), extra_args=("--workers", "2"), expect_start=False)
+    first_worker_spawned(proxy)
+    proxy.proc.send_signal(signal.SIGHUP)  # forwarded to worker 0, still starting
+    assert proxy.wait_for_output("supervising 2 worker(s)", timeout=20), proxy.output()
+    wait_until(lambda: "reloaded: generation 2" in proxy.output(), what="the reload once worker 0 serves")
+    assert proxy.alive(), proxy.output()
+    assert redis.Redis(host="127.0.0.1", port=proxy.port, socket_timeout=10).ping()
+    proxy.proc.send_signal(signal.SIGTERM)
+    assert proxy.proc.wait(15) == 0, proxy.output()
+
+
+def test_a_sigterm_while_the_first_worker_starts_stops_cleanly(workdir, redis_factory, sluice_factory):
+    backend = redis_factory()
+    proxy = sluice_factory(plain_config(backend.port), extra_args=("--workers", "2"), expect_start=False)
+    first_worker_spawned(proxy)
+    proxy.proc.send_signal(signal.SIGTERM)
+    assert proxy.proc.wait(20) == 0, proxy.output()
+    assert "killed by signal" not in proxy.output()
+
+
+def test_sighups_with_the_admin_endpoint_never_kill_the_supervisor(workdir, redis_factory, sluice_factory):
+    # The admin endpoint's event loop is a thread of the supervisor: it must not take a SIGHUP
+    # (default action: the supervisor dies, and its workers with it) while the main thread is
+    # between two sigtimedwait calls.
+    backend = redis_factory()
+    admin = wait_free_port()
+    text = plain_config(backend.port) + f"admin: {{ listen: 127.0.0.1:{admin} }}\n"
+    proxy = sluice_factory(text, extra_args=("--workers", "2"))
+    assert proxy.wait_for_output("supervising 2 worker(s)", timeout=20), proxy.output()
+    wait_for_port(admin)
+    workers = proxy.workers()
+    # A stream of SIGHUPs for a second: some arrive while the main thread forwards the previous
+    # one (a signal pending already is merged, so bursts alone would not do).
+    end = time.time() + 1.0
+    while time.time() < end and proxy.proc.poll() is None:
+        proxy.proc.send_signal(signal.SIGHUP)
+    time.sleep(0.5)
+    assert proxy.proc.poll() is None, proxy.output()[-3000:]
+    assert proxy.workers() == workers and proxy.alive(), proxy.output()
+    assert redis.Redis(host="127.0.0.1", port=proxy.port, socket_timeout=10).ping()
+    proxy.proc.send_signal(signal.SIGTERM)
+    assert proxy.proc.wait(15) == 0, proxy.output()

@@ -26,8 +26,9 @@ final class WorkerProcess {
 
     /// Starts `/proc/self/exe` (this very binary, even if the file was replaced since) with
     /// `arguments` and the supervisor's environment plus `extra`: posix_spawn, never fork, so
-    /// nothing of this process's threads or state is copied. The worker gets an empty signal mask
-    /// and default signal actions; its report pipe is file descriptor 3.
+    /// nothing of this process's threads or state is copied. The worker starts with SIGINT,
+    /// SIGTERM and SIGHUP blocked (and every signal otherwise unblocked), those and SIGCHLD at
+    /// their default actions; its report pipe is file descriptor 3.
     static func spawn(arguments: [String], extra: [String: String]) throws -> WorkerProcess {
         var ends: [Int32] = [-1, -1]
         // The supervisor is single-threaded: nothing can spawn between pipe and FD_CLOEXEC.
@@ -48,9 +49,13 @@ final class WorkerProcess {
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)
         defer { posix_spawnattr_destroy(&attributes) }
-        var empty = sigset_t()
-        sigemptyset(&empty)
-        posix_spawnattr_setsigmask(&attributes, &empty)
+        // SIGINT, SIGTERM and SIGHUP stay blocked from the first instruction: the worker takes
+        // them synchronously once it serves (a SIGHUP or SIGTERM forwarded while it starts waits
+        // until then, rather than killing it at the default action).
+        var mask = sigset_t()
+        sigemptyset(&mask)
+        for signal in [SIGINT, SIGTERM, SIGHUP] { sigaddset(&mask, signal) }
+        posix_spawnattr_setsigmask(&attributes, &mask)
         var defaults = sigset_t()
         sigemptyset(&defaults)
         for signal in [SIGINT, SIGTERM, SIGHUP, SIGCHLD] { sigaddset(&defaults, signal) }
