@@ -47,6 +47,11 @@ public struct CQLRows: Sendable {
         let count = try reader.readInt()
         guard count >= 0 else { throw CQLProtocolViolation(.malformed, "negative row count \(count)") }
         rowCount = Int(count)
+        // Rows without columns carry no bytes, so nothing bounds their count: a cursor would step
+        // through up to 2^31-1 empty rows. A server never sends rows without columns.
+        guard metadata.columnCount > 0 || rowCount == 0 else {
+            throw CQLProtocolViolation(.malformed, "\(rowCount) rows of 0 columns")
+        }
         let start = reader.buffer
         let (cells, overflow) = rowCount.multipliedReportingOverflow(by: metadata.columnCount)
         guard !overflow, cells <= reader.remaining / 4 else { throw .truncated("\(rowCount) rows") }
