@@ -146,8 +146,9 @@ final class ControlFunctionTests: XCTestCase {
     func testClosingAConnectionDoesNotWaitForAControlCall() {
         let live = LiveInstances()
         let loop = EmbeddedEventLoop()
-        let (_, made) = live.create(on: loop) { (SLUICE_OK, nil) }
-        guard let entry = made else { return XCTFail("instance not registered") }
+        guard case .made(let entry) = live.create(on: loop, hasConfig: { true }, { (SLUICE_OK, nil) }) else {
+            return XCTFail("instance not registered")
+        }
         let removed = DispatchSemaphore(value: 0)
         let snapshot: [LiveInstances.Entry] = live.exclusively { current in
             // The control call is in progress (the exclusion lock is held); a close on another thread:

@@ -77,6 +77,56 @@ final class GenerationRegistryTests: XCTestCase {
         XCTAssertEqual(freed.value, [1, 2])
     }
 
+    /// Two reloads before a loop ran its task for the first: its view still names generation 2,
+    /// which ended (retired with no session) and was freed. A client starting or moving there
+    /// must land on the current generation, never on the freed one.
+    func testASessionNeverStartsOnAGenerationFreedBeforeItsLoopLearntOfTheNext() throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        defer { try? group.syncShutdownGracefully() }
+        let loop = group.next()
+        let registry = GenerationRegistry(first: try generation(1), group: group)
+        let freed = LockedValue<[Int]>([])
+        registry.onFreed = { g in freed.value.append(g.number) }
+        let view = registry.loopGeneration(for: loop)
+        let second = try generation(2)
+        let third = try generation(3)
+        registry.install(second)
+        XCTAssertEqual(try loop.submit { view.number }.wait(), 2)
+
+        // The loop is busy (a client's read) while reload 3 installs: its advance task waits.
+        let installed = DispatchSemaphore(value: 0)
+        let read = loop.submit { () -> (Int, Int?) in
+            installed.wait()
+            return (view.number, view.startSession(preferring: view.current)?.number)
+        }
+        registry.install(third)
+        registry.controlQueue.sync {}
+        XCTAssertEqual(freed.value, [1, 2], "generation 2 ended unused when 3 replaced it")
+        installed.signal()
+        let (seen, started) = try read.wait()
+        XCTAssertEqual(seen, 2, "the loop had not learnt of generation 3 yet")
+        XCTAssertEqual(started, 3, "a session on the freed generation 2 would run on freed configs")
+        XCTAssertEqual(second.sessionCount, 0)
+        XCTAssertEqual(third.sessionCount, 1)
+        XCTAssertFalse(second.sessionStarted(), "an ended generation takes no session")
+        XCTAssertEqual(second.sessionCount, 0)
+    }
+
+    /// The second line of defence: a step whose config was freed never reaches instance_new.
+    func testNoInstanceIsMadeForAFreedConfig() throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        defer { try? group.syncShutdownGracefully() }
+        let instances = LiveInstances()
+        var called = false
+        let creation = instances.create(on: group.next(), hasConfig: { false }) {
+            called = true
+            return (0, nil)
+        }
+        guard case .configFreed = creation else { return XCTFail("made or refused: \(creation)") }
+        XCTAssertFalse(called, "instance_new ran with a freed config")
+        XCTAssertEqual(instances.count, 0)
+    }
+
     func testUnchangedSinksKeepTheirPlaceByName() throws {
         let old = try generation(1, sinks: "primary: { redis: { address: 127.0.0.1:6379 } }\n  other: { redis: { address: 127.0.0.1:6380 } }")
         let new = try generation(2, sinks: "fresh: { redis: { address: 127.0.0.1:6390 } }\n  other: { redis: { address: 127.0.0.1:6380 } }\n  primary: { redis: { address: 127.0.0.1:6379, reply_timeout_ms: 5 } }")

@@ -118,20 +118,29 @@ final class ChainInstance {
             }
         }
         for (i, step) in plan.steps.enumerated() where plan.outOfService == nil {
-            guard case .transform(let t) = step, let instanceNew = t.instanceNew else { continue }
+            guard case .transform(let t) = step else { continue }
+            guard let instanceNew = t.instanceNew else {
+                // No instance to make, but its hooks still get the config: it must be alive.
+                guard t.liveInstances.exclusively({ _ in t.hasConfig }) else {
+                    close()
+                    throw ChainError.configFreed(t.label)
+                }
+                continue
+            }
             let env = InstanceEnv(session: session, step: t)
             envs[i] = env
-            let (status, registration) = t.liveInstances.create(on: session.eventLoop) {
+            let creation = t.liveInstances.create(on: session.eventLoop, hasConfig: { t.hasConfig }) {
                 var instance: UnsafeMutableRawPointer?
                 let status = session.runningHook(t, .instanceNew) { instanceNew(t.config, env.handle, &instance) }
                 return (status, instance)
             }
-            guard status == SLUICE_OK, let registration else {
+            guard case .made(let registration) = creation else {
                 env.close()
                 env.retireHandles()
                 envs[i] = nil
                 close()
-                throw ChainError.instanceRefused(t.label, status)
+                if case .refused(let status) = creation { throw ChainError.instanceRefused(t.label, status) }
+                throw ChainError.configFreed(t.label)
             }
             instances[i] = registration.instance
             registrations[i] = registration
@@ -140,9 +149,13 @@ final class ChainInstance {
 
     enum ChainError: Error, CustomStringConvertible {
         case instanceRefused(String, Int32)
+        /// The step's config was freed (its configuration generation ended): no instance is made.
+        case configFreed(String)
         var description: String {
             switch self {
             case .instanceRefused(let label, let status): return "\(label): instance_new returned status \(status)"
+            case .configFreed(let label):
+                return "\(label): its configuration generation has ended (config freed); reconnect"
             }
         }
     }

@@ -31,15 +31,29 @@ final class LiveInstances {
     private let registry = NIOLock()
     private var entries: [ObjectIdentifier: Entry] = [:]
 
-    /// Runs `make` (the plugin's instance_new) exclusive of control calls on this config, and
-    /// registers the instance it made when it returns `SLUICE_OK`.
-    func create(on eventLoop: EventLoop, _ make: () -> (Int32, UnsafeMutableRawPointer?)) -> (Int32, Entry?) {
+    /// What `create` did.
+    enum Creation {
+        /// instance_new returned `SLUICE_OK`; the instance is registered.
+        case made(Entry)
+        /// instance_new returned this error status.
+        case refused(Int32)
+        /// The config was already freed (config_free ran): instance_new was not called.
+        case configFreed
+    }
+
+    /// Runs `make` (the plugin's instance_new) exclusive of control calls and of config_free on
+    /// this config, and registers the instance it made when it returns `SLUICE_OK`. `hasConfig` is
+    /// read under the same lock: a freed config never reaches instance_new (a second line of
+    /// defence; a session never starts on an ended generation in the first place).
+    func create(on eventLoop: EventLoop, hasConfig: () -> Bool,
+                _ make: () -> (Int32, UnsafeMutableRawPointer?)) -> Creation {
         exclusion.withLock {
+            guard hasConfig() else { return .configFreed }
             let (status, instance) = make()
-            guard status == SLUICE_OK else { return (status, nil) }
+            guard status == SLUICE_OK else { return .refused(status) }
             let entry = Entry(eventLoop: eventLoop, instance: instance)
             registry.withLock { entries[ObjectIdentifier(entry)] = entry }
-            return (status, entry)
+            return .made(entry)
         }
     }
 

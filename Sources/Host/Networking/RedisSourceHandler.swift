@@ -118,13 +118,23 @@ final class RedisSourceHandler: ChannelInboundHandler, RequestBufferBudget.Waite
             context.fireChannelActive()
             return
         }
-        if loopGeneration.number > generation.number, let source = loopGeneration.current.sources[sourceKey] {
-            // A reload switched between accepting and now: start on the newest generation.
-            generation = loopGeneration.current
-            plan = generation.plan
-            chainIndex = source.chainIndex
+        // A reload switched between accepting and now: start on the newest generation. The one
+        // chosen may have ended meanwhile (replaced twice, its configs freed): then on the current.
+        let sourceKey = sourceKey
+        let preferred = loopGeneration.number > generation.number && loopGeneration.current.sources[sourceKey] != nil
+            ? loopGeneration.current : generation
+        guard let started = loopGeneration.startSession(preferring: preferred,
+                                                        accepts: { $0.sources[sourceKey] != nil }),
+              let source = started.sources[sourceKey] else {
+            HostLog.sources.info("refusing client \(address): its source \(sourceKey) was removed by a configuration reload")
+            refuse("ERR sluice: this listener was removed by a configuration reload", context: context)
+            context.fireChannelActive()
+            return
         }
-        generation.sessionStarted()  // balanced in channelInactive
+        // The session counted on `started` is balanced in channelInactive.
+        generation = started
+        plan = started.plan
+        chainIndex = source.chainIndex
         let session = ChainSession(eventLoop: context.eventLoop, allocator: allocator, plan: plan,
                                    clientAddress: address, mainChain: chainIndex, sourceName: metrics.listen)
         // Strong captures, released by session.close() when the client closes (weak ones would put
@@ -605,12 +615,16 @@ final class RedisSourceHandler: ChannelInboundHandler, RequestBufferBudget.Waite
     /// new one made; backend connections to unchanged sinks, and the client's session facts, stay.
     private func moveToNewestGeneration() {
         guard context != nil, let session, loopGeneration.number > generation.number,
-              let source = loopGeneration.current.sources[sourceKey], safePoint(keeping: nil).allowsMove else { return }
-        let target = loopGeneration.current
+              loopGeneration.current.sources[sourceKey] != nil, safePoint(keeping: nil).allowsMove else { return }
         let previous = generation
+        let sourceKey = sourceKey
+        // The loop's newest may have ended already (a second reload freed it before this loop ran
+        // its task): then the registry's current one. Either way the client's backend state must
+        // survive the move.
+        guard let target = loopGeneration.startSession(preferring: loopGeneration.current, accepts: { candidate in
+            candidate.sources[sourceKey] != nil && !session.holdsBackendState(outside: previous.sinkIndices(to: candidate))
+        }), let source = target.sources[sourceKey] else { return }
         let kept = previous.sinkIndices(to: target)
-        guard !session.holdsBackendState(outside: kept) else { return }
-        target.sessionStarted()
         generation = target
         plan = target.plan
         chainIndex = source.chainIndex

@@ -47,9 +47,18 @@ final class ConfigGeneration: @unchecked Sendable {
     /// to it (`reload.grace_ms`).
     var graceMilliseconds: Int64 { config.reloadGraceMilliseconds }
 
-    /// A client session started running on this generation.
-    func sessionStarted() {
-        lock.withLock { sessions += 1 }
+    /// A client session starts running on this generation, unless it already ended: false once
+    /// it was retired with no session left (its configs are freed, or about to be). That check and
+    /// the count are one step under the lock, so a generation never gains a session after the
+    /// registry was told to free it. A refused caller starts on the registry's current generation
+    /// instead (see `LoopGeneration.startSession`).
+    @discardableResult
+    func sessionStarted() -> Bool {
+        lock.withLock {
+            guard !reportedUnused else { return false }
+            sessions += 1
+            return true
+        }
     }
 
     /// A client session left this generation (moved on or closed, its plugin instances freed).

@@ -31,6 +31,7 @@ final class GenerationRegistry: @unchecked Sendable {
         var loops: [ObjectIdentifier: (EventLoop, LoopGeneration)] = [:]
         for loop in group.makeIterator() { loops[ObjectIdentifier(loop)] = (loop, LoopGeneration(first)) }
         self.loops = loops
+        for (_, view) in loops.values { view.registry = self }
         adopt(first)
     }
 
@@ -39,11 +40,17 @@ final class GenerationRegistry: @unchecked Sendable {
     /// The view of `eventLoop` (one of the server's loops). Look it up once per connection.
     func loopGeneration(for eventLoop: EventLoop) -> LoopGeneration {
         if let (_, view) = loops[ObjectIdentifier(eventLoop)] { return view }
-        return LoopGeneration(current)  // not one of the group's loops: a fixed view (tests)
+        let fixed = LoopGeneration(current)  // not one of the group's loops: a fixed view (tests)
+        fixed.registry = self
+        return fixed
     }
 
     /// Makes `next` current: new connections take it at once, each loop learns of it with a task of
     /// its own, and the previous generation is retired (freed after its last session).
+    ///
+    /// A loop's view may still name the previous generation after it was freed (two reloads before
+    /// the loop ran its task); a session never starts on it: `sessionStarted` refuses an ended
+    /// generation and the client takes `current` instead (`LoopGeneration.startSession`).
     func install(_ next: ConfigGeneration) {
         let previous = lock.withLock { () -> ConfigGeneration in
             let previous = currentGeneration

@@ -10,6 +10,25 @@ final class LoopGeneration {
         current = generation
     }
 
+    /// The registry this view belongs to (nil for a fixed view), for `startSession`.
+    weak var registry: GenerationRegistry?
+
+    /// Starts a client session on `candidate` or, when that generation already ended (a reload
+    /// replaced it and freed its configs before this loop learnt of the newer one), on the
+    /// registry's current generation. `accepts` says whether the client can run on a generation
+    /// (its source is there, its backend state allows it); nil when none it accepts is left.
+    func startSession(preferring candidate: ConfigGeneration,
+                      accepts: (ConfigGeneration) -> Bool = { _ in true }) -> ConfigGeneration? {
+        var candidate = candidate
+        while true {
+            guard accepts(candidate) else { return nil }
+            if candidate.sessionStarted() { return candidate }
+            // Ended: a newer generation is current (the current one is never refused).
+            guard let newest = registry?.current, newest !== candidate else { return nil }
+            candidate = newest
+        }
+    }
+
     /// On the loop only.
     func advance(to generation: ConfigGeneration) {
         guard generation.number > number else { return }
