@@ -460,3 +460,106 @@ def test_a_resp3_subscriber_keeps_its_subscription_across_a_reload(redis_factory
         assert message and message["type"] == "message" and message["data"] == text.encode(), message
     assert local_port(pubsub.connection) == port
     pubsub.close()
+
+
+def test_back_to_back_reloads_under_load_never_run_a_client_on_a_freed_config(redis_factory, sluice_factory, workdir):
+    """Reloads with no pause between them: a loop may learn of generation N+1 only after N+2
+    already replaced it and freed its configs (no session had started on it). Clients moving at
+    that moment (keep-alive ones) and clients connecting then (a new connection per request) must
+    start on the current generation, never on the freed configs (instance_new with a freed or NULL
+    config: the config-counter fixture would crash or write 'instance-new' after 'free')."""
+    backend = redis_factory()
+
+    def counting(i):
+        path = os.path.join(workdir, f"generation-{i}")
+        return config(backend.port, f"    - config-counter: {{ file: {path}, instances: true }}\n",
+                      plugin_dir=FIXTURES)
+
+    proxy = sluice_factory(counting(0))
+    reloads = Reloads(proxy)
+    assert proxy.client().set("key", "x")
+    steady = subprocess.Popen(
+        ["redis-benchmark", "-p", str(proxy.port), "-c", "16", "-n", "100000000", "-t", "set,get", "-r", "1000", "-q"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    reconnecting = subprocess.Popen(
+        ["redis-benchmark", "-p", str(proxy.port), "-c", "4", "-k", "0", "-n", "100000000", "-t", "ping", "-q"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.time() + 10
+        while (metric(proxy, "sluice_client_connections") or 0) < 16 and time.time() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.3)
+        requests_before = metric(proxy, "sluice_requests_total")
+        # No pause: the next signal is pending while a reload runs (signals of one kind merge, so
+        # this goes on until 30 reloads switched), each reload reading the newest config.
+        written = 0
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            if len(re.findall(r"(reloaded: generation|reload refused)", proxy.output())) >= 30:
+                break
+            written += 1
+            reloads.write(counting(written))
+            os.kill(proxy.proc.pid, signal.SIGHUP)
+            time.sleep(0.002)
+        time.sleep(0.5)
+        assert proxy.alive(), proxy.output()[-3000:]
+        assert steady.poll() is None, "redis-benchmark stopped during the reloads"
+        assert reconnecting.poll() is None, "the reconnecting redis-benchmark stopped during the reloads"
+        requests_during = metric(proxy, "sluice_requests_total") - requests_before
+    finally:
+        outputs = []
+        for bench in (steady, reconnecting):
+            bench.send_signal(signal.SIGINT)
+            outputs.append(bench.communicate(timeout=10)[0])
+    generations = metric(proxy, "sluice_config_generation")
+    print(f"generations: {generations:.0f}, requests during the reloads: {requests_during:.0f}")
+    for output in outputs:
+        assert "Error" not in output, output[-2000:]
+    assert metric(proxy, "sluice_config_reloads_total", 'result="refused"') == 0
+    assert generations >= 31
+    assert requests_during > 1000
+    log = proxy.output()
+    assert "configuration generation has ended" not in log, log[-3000:]
+    assert "closing client" not in log
+    proxy.stop()
+    assert proxy.proc.returncode == 0, log[-3000:]
+    # Each config was freed once, after every instance of it was: none made after its config_free.
+    for i in range(written + 1):
+        seen = events(os.path.join(workdir, f"generation-{i}"))
+        if "free" in seen:
+            assert seen[-1] == "free" and seen.count("free") == seen.count("new"), (i, seen)
+
+
+def test_a_client_never_moves_to_a_generation_freed_before_its_loop_learnt_of_it(redis_factory, sluice_factory, workdir):
+    """The ordering behind the test above, made certain: the event loops are held busy (generation
+    2's instance_new stalls) while reloads 3 and 4 run; 3 is replaced before anyone started on it
+    and its config is freed. When the loops catch up, their view names 3 first: the clients must
+    move to 4, the current one (moving to 3 ran instance_new on its freed config: a NULL config,
+    which crashes the fixture)."""
+    backend = redis_factory()
+
+    def counting(name, stall_ms=0):
+        path = os.path.join(workdir, name)
+        return config(backend.port,
+                      f"    - config-counter: {{ file: {path}, instances: true, stall_ms: {stall_ms} }}\n",
+                      plugin_dir=FIXTURES)
+
+    proxy = sluice_factory(counting("first"))
+    reloads = Reloads(proxy)
+    pool = redis.ConnectionPool(host="127.0.0.1", port=proxy.port, protocol=2)
+    clients = pinned_connections(pool, 4)  # two on each event loop
+    reloads.reload(counting("second", stall_ms=400))  # each loop now spends 800 ms moving its clients
+    reloads.reload(counting("third"))
+    reloads.reload(counting("fourth"))
+    for c in clients:
+        try:
+            assert command(c, "PING") in (b"PONG", "PONG", True)
+        except redis.ConnectionError as error:
+            time.sleep(0.5)  # the supervisor reports a worker that died
+            raise AssertionError(f"{error}; sluice's log:\n{proxy.output()[-3000:]}")
+    assert proxy.alive(), proxy.output()[-3000:]
+    assert events(os.path.join(workdir, "third")) == ["new", "free"], "no instance of the freed config"
+    assert events(os.path.join(workdir, "fourth")).count("instance-new") == 4
+    assert "configuration generation has ended" not in proxy.output()
+    proxy.stop()
+    assert proxy.proc.returncode == 0
