@@ -401,3 +401,67 @@ def test_sighups_with_the_admin_endpoint_never_kill_the_supervisor(workdir, redi
     assert redis.Redis(host="127.0.0.1", port=proxy.port, socket_timeout=10).ping()
     proxy.proc.send_signal(signal.SIGTERM)
     assert proxy.proc.wait(15) == 0, proxy.output()
+
+
+def test_a_plugin_crashing_in_config_new_gets_its_chain_quarantined_even_before_ready(workdir, redis_factory, sluice_factory):
+    # The config on disk gains a step whose config_new segfaults; a SIGHUP makes the worker
+    # reload it (crash 1, while serving), and its restart crashes in config_new again before it is
+    # ready (crash 2): that one counts too, the chain is quarantined, and the next restart skips
+    # the quarantined chain's config_new and serves (the chain's requests get the error).
+    backend = redis_factory()
+    supervision = "supervision: { workers: 1, quarantine_after: 2, quarantine_window_ms: 60000 }\n"
+    text = crash_config(workdir, backend.port, 1000, supervision)
+    text = text.replace("chains:\n", "chains:\n  plain: [ { sink: primary } ]\n").replace(
+        "sources:\n", "sources:\n  - redis: { listen: 127.0.0.1:{PLAIN_PORT}, chain: plain }\n")
+    plain_port = wait_free_port()
+    proxy = sluice_factory(text.replace("{PLAIN_PORT}", str(plain_port)))
+    wait_for_port(plain_port)
+    with open(proxy.config_path) as f:
+        good = f.read()
+    with open(proxy.config_path, "w") as f:
+        f.write(good.replace("crash_after: 1000, how: segv", "crash_after: 1000, in: config_new"))
+    proxy.proc.send_signal(signal.SIGHUP)
+    try:
+        wait_until(lambda: "serving again" in proxy.output(), timeout=20, what="a worker serving again")
+    except AssertionError:
+        raise AssertionError(proxy.output())
+    out = proxy.output()
+    assert out.count("killed by signal 11 (SIGSEGV) in plugin crashing (transform crash-after, hook config_new, step main[0])") == 2, out
+    assert "before it was ready; next try in 1000 ms" in out
+    assert ("quarantine: sluice: chain 'main' is out of service: its plugin crashing (transform crash-after, "
+            "config_new) crashed 2 workers within 60000 ms") in out, out
+    client = redis.Redis(host="127.0.0.1", port=proxy.port, socket_timeout=10, retry=Retry(NoBackoff(), 0))
+    with pytest.raises(redis.ResponseError, match="chain 'main' is out of service"):
+        client.get("k")
+    plain = redis.Redis(host="127.0.0.1", port=plain_port, socket_timeout=10)
+    assert plain.set("p", "1") and plain.get("p") == b"1"
+    assert proxy.proc.poll() is None and proxy.output().count("killed by signal") == 2
+
+
+def test_a_crash_in_a_control_function_does_not_count_toward_quarantine(workdir, redis_factory, sluice_factory):
+    # An operator's call that crashes a worker is not the chain's traffic: with quarantine_after: 1
+    # the chain would otherwise be out of service after one such call.
+    backend = redis_factory()
+    admin = wait_free_port()
+    plugins = os.path.join(workdir, "plugins")
+    shutil.copytree(PLUGINS, plugins)
+    shutil.copy(os.path.join(FIXTURES, "libcontrol-probe.so"), plugins)
+    text = (plain_config(backend.port, "    - probe: {}\n").replace("{PLUGINS}", plugins)
+            + f"admin: {{ listen: 127.0.0.1:{admin} }}\n"
+            + "supervision: { workers: 1, quarantine_after: 1, quarantine_window_ms: 60000 }\n")
+    proxy = sluice_factory(text)
+    wait_for_port(admin)
+    done = subprocess.run([SLUICE, "ctl", "call", "--admin", f"127.0.0.1:{admin}", "control-probe.crash", "--step", "main[0]"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0, done  # the worker died under the call
+    try:
+        wait_until(lambda: "serving again" in proxy.output(), timeout=20, what="the restarted worker")
+    except AssertionError:
+        raise AssertionError(proxy.output())
+    out = proxy.output()
+    assert "hook control_function" in out and "quarantine" not in out, out
+    client = redis.Redis(host="127.0.0.1", port=proxy.port, socket_timeout=10)
+    assert client.set("k", "v") and client.get("k") == b"v"
+    with urllib.request.urlopen(f"http://127.0.0.1:{proxy.metrics_port}/metrics", timeout=10) as answer:
+        metrics = answer.read().decode()
+    assert re.search(r'sluice_worker_crashes_total\{(hook="control_function",plugin="control-probe"|plugin="control-probe",hook="control_function")\} 1', metrics), metrics

@@ -79,6 +79,9 @@ enum RuntimeBuilder {
                         errors.append(config.error(step.node, "chain '\(chain.name)': transform '\(step.name)' does not handle Redis (it handles: \(transform.protocolNames))"))
                         continue
                     }
+                    // A quarantined chain runs none of its steps (ChainInstance answers its error),
+                    // so its config_new, which may be what crashed the workers, is not called either.
+                    if quarantined[chain.name] != nil { continue }
                     let label = "\(chain.name)[\(position)] \(step.name)"
                     let planned = TransformStep(pluginName: plugin.name, transformName: transform.name, label: label,
                                                 descriptor: transform)

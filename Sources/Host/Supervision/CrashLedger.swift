@@ -46,6 +46,9 @@ struct CrashLedger {
     /// chain → the error its requests get.
     private(set) var quarantined: [String: String] = [:]
 
+    /// Hooks that run for an operator's control call (see PluginHook).
+    static let operatorHooks: Set<String> = [PluginHook.controlFunction.rawValue, PluginHook.controlPublish.rawValue]
+
     init(settings: SupervisionSettings) {
         quarantineAfter = settings.quarantineAfter
         windowMilliseconds = UInt64(settings.quarantineWindowMilliseconds)
@@ -61,7 +64,10 @@ struct CrashLedger {
         } else {
             totals.append((plugin, hook, 1))
         }
-        guard quarantineAfter > 0, let chain = crash.chain, quarantined[chain] == nil else { return nil }
+        // A control function or control_publish callback runs for an operator's call, not for
+        // the chain's traffic: counted, but never a reason to take the chain out of service.
+        guard quarantineAfter > 0, let chain = crash.chain, quarantined[chain] == nil,
+              !CrashLedger.operatorHooks.contains(hook) else { return nil }
         var times = recent[chain, default: []].filter { now - $0 < windowMilliseconds }
         times.append(now)
         recent[chain] = times

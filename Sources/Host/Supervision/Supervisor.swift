@@ -181,19 +181,27 @@ public final class Supervisor {
             if !wasServing {
                 // A restart that fails before listening (the config on disk changed, a plugin's
                 // config_new crashes…): retried with a back-off, never in a tight loop.
+                // A crash in a plugin hook counts toward its chain's quarantine here too: the
+                // quarantined chain's config_new is not called by the next try.
                 failedStarts[slot] += 1
                 let delay = UInt64(min(30_000, 1000 << min(failedStarts[slot] - 1, 5)))
                 Self.log.error("worker \(slot) (pid \(worker.pid)) \(exit)\(running) before it was ready; next try in \(delay) ms")
+                recordCrash(of: worker, exit: exit, at: died)
                 slots[slot] = .waiting(at: died + delay, since: died)
                 return nil
             }
             Self.log.error("worker \(slot) (pid \(worker.pid)) \(exit)\(running); restarting it")
-            if exit.signal != nil, let crash = worker.crash, let quarantine = ledger.record(crash, at: died) {
-                Self.log.critical("quarantine: \(quarantine.message); its requests get that error until Sluice restarts")
-            }
+            recordCrash(of: worker, exit: exit, at: died)
             start(slot: slot, replacing: died)
             return nil
         }
+    }
+
+    /// Counts a worker's death by a signal with a crash record in the ledger (quarantining its
+    /// chain when that was one crash too many).
+    private func recordCrash(of worker: WorkerProcess, exit: WorkerExit, at died: UInt64) {
+        guard exit.signal != nil, let crash = worker.crash, let quarantine = ledger.record(crash, at: died) else { return }
+        Self.log.critical("quarantine: \(quarantine.message); its requests get that error until Sluice restarts")
     }
 
     private func startDueRestarts() {
