@@ -127,6 +127,28 @@ final class GenerationRegistryTests: XCTestCase {
         XCTAssertEqual(instances.count, 0)
     }
 
+    /// A reload queued behind the stop (a POST /reload racing SIGTERM) is refused instead of
+    /// changing the listeners stop is closing, on event loops being shut down.
+    func testAReloadAfterTheServerStoppedIsRefused() throws {
+        let path = directory.appendingPathComponent("serving.yaml").path
+        try """
+            sinks:
+              primary: { redis: { address: 127.0.0.1:6379 } }
+            chains:
+              main: [ { sink: primary } ]
+            sources: [ { redis: { listen: 127.0.0.1:0, chain: main } } ]
+            """.write(toFile: path, atomically: true, encoding: .utf8)
+        let server = try Sluice.start(try Sluice.prepare(configPath: path), threads: 1)
+        let reloader = Reloader(server: server, configPath: path)
+        XCTAssertTrue(reloader.reload().switched)
+        server.stop(drainTimeout: .milliseconds(0))
+        let outcome = reloader.reload()
+        server.releaseConfigs()
+        XCTAssertFalse(outcome.switched, outcome.description)
+        XCTAssertTrue(outcome.detail.contains("stopping"), outcome.detail)
+        XCTAssertEqual(outcome.generation, 2)
+    }
+
     func testUnchangedSinksKeepTheirPlaceByName() throws {
         let old = try generation(1, sinks: "primary: { redis: { address: 127.0.0.1:6379 } }\n  other: { redis: { address: 127.0.0.1:6380 } }")
         let new = try generation(2, sinks: "fresh: { redis: { address: 127.0.0.1:6390 } }\n  other: { redis: { address: 127.0.0.1:6380 } }\n  primary: { redis: { address: 127.0.0.1:6379, reply_timeout_ms: 5 } }")

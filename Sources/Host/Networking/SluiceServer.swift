@@ -15,9 +15,12 @@ public final class SluiceServer {
     public let group: MultiThreadedEventLoopGroup
     /// The configuration generations (hot reload).
     let registry: GenerationRegistry
-    /// The Redis listeners by source key; changed only by `init`, a reload (on the registry's
-    /// control queue) and `stop`.
+    /// The Redis listeners by source key; changed only by `init` and a reload, and read after `init`
+    /// only on the registry's control queue, so a reload (SIGHUP or POST /reload) and `stop` are
+    /// serialised.
     private var listeners: [(key: String, listener: Listener)] = []
+    /// Set by `stop` on the control queue: reloads from then on are refused.
+    private(set) var isStopping = false
     private var metricsChannel: Channel?
     let clients = ClientConnections()
     /// The addresses actually bound, "host:port" (useful with port 0).
@@ -172,7 +175,7 @@ public final class SluiceServer {
 
     /// Blocks until the listeners close (after `stop`).
     public func wait() throws {
-        for (_, l) in listeners { try l.channel.closeFuture.wait() }
+        for l in registry.controlQueue.sync(execute: { listeners.map(\.listener) }) { try l.channel.closeFuture.wait() }
         try metricsChannel?.closeFuture.wait()
     }
 
@@ -181,8 +184,13 @@ public final class SluiceServer {
     /// is left and shuts the event loops down. Returns how many clients had to be cut off.
     @discardableResult
     public func stop(drainTimeout: TimeAmount = .seconds(10)) -> Int {
-        registry.serverStopping()
-        for (_, l) in listeners { try? l.channel.close().wait() }
+        // After a reload in progress (its listener changes done), before any later one (refused).
+        let open = registry.controlQueue.sync { () -> [Listener] in
+            isStopping = true
+            registry.serverStopping()
+            return listeners.map(\.listener)
+        }
+        for l in open { try? l.channel.close().wait() }
         try? metricsChannel?.close().wait()
         clients.drainAll()
         let deadline = NIODeadline.now() + drainTimeout

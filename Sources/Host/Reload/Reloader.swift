@@ -58,6 +58,9 @@ public final class Reloader: @unchecked Sendable {
             HostLog.host.error("\(outcome.description)")
             return outcome
         }
+        // On the control queue, like `SluiceServer.stop`'s flag: a reload never runs alongside
+        // or after the stop (its listeners and event loops are going away).
+                        guard !server.isStopping else { return refuse("the server is stopping") }
         let prepared: Sluice.Prepared
         do {
             // The ports of sources kept are ours already; those of added sources are bound below.
