@@ -63,4 +63,15 @@ final class SupervisionTests: XCTestCase {
         for time in 0..<10 { XCTAssertNil(ledger.record(crash, at: UInt64(time))) }
         XCTAssertEqual(ledger.environment[WorkerRole.Variable.quarantine], "")
     }
+
+    func testCrashesInControlCallsAreCountedButNeverQuarantine() throws {
+        var ledger = CrashLedger(settings: SupervisionSettings(workers: 1, quarantineAfter: 1, quarantineWindowMilliseconds: 1000))
+        for hook in [PluginHook.controlFunction, .controlPublish] {
+            let crash = try XCTUnwrap(WorkerCrashRecord(line: "crash signal=11 " + CrashLabels.format(
+                plugin: "p", transform: "t", hook: hook, chain: "main", step: "main[0]")))
+            XCTAssertNil(ledger.record(crash, at: 10))
+        }
+        XCTAssertEqual(ledger.environment[WorkerRole.Variable.crashes], "p\tcontrol_function\t1\np\tcontrol_publish\t1")
+        XCTAssertEqual(ledger.environment[WorkerRole.Variable.quarantine], "")
+    }
 }
