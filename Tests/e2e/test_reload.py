@@ -381,15 +381,21 @@ def test_an_old_config_is_freed_after_its_last_instance(redis_factory, sluice_fa
     pool = redis.ConnectionPool(host="127.0.0.1", port=proxy.port, protocol=2)
     subscriber, idle = pinned_connections(pool, 2)
     time.sleep(0.2)
-    # (the start-up probe of the fixture connected and closed: one pair more)
-    assert events(first) == ["new", "instance-new", "instance-free", "instance-new", "instance-new"]
+    # (the start-up probe of the fixture connected and closed: one pair more; its close and the
+    # pool's two opens run on different event loops, so those three come in either order)
+    start = ["new", "instance-new", "instance-free", "instance-new", "instance-new"]
+
+    def after_start(seen, rest):
+        return seen[:1] == start[:1] and sorted(seen[1:5]) == sorted(start[1:5]) and seen[5:] == rest
+
+    assert after_start(events(first), []), events(first)
     subscriber.send_command("SUBSCRIBE", "news")
     subscriber.read_response()
 
     reloads.reload(counting(second))
     command(idle, "PING")  # moved at once: its instance of the first config is freed
     time.sleep(0.3)
-    assert events(first) == ["new", "instance-new", "instance-free", "instance-new", "instance-new", "instance-free"]
+    assert after_start(events(first), ["instance-free"]), events(first)
     assert events(second) == ["new", "instance-new"]
 
     subscriber.send_command("UNSUBSCRIBE", "news")
@@ -398,8 +404,7 @@ def test_an_old_config_is_freed_after_its_last_instance(redis_factory, sluice_fa
     deadline = time.time() + 5
     while "free" not in events(first) and time.time() < deadline:
         time.sleep(0.05)
-    assert events(first) == ["new", "instance-new", "instance-free", "instance-new", "instance-new", "instance-free",
-                             "instance-free", "free"]
+    assert after_start(events(first), ["instance-free", "instance-free", "free"]), events(first)
     assert events(second) == ["new", "instance-new", "instance-new"]
     proxy.stop()
     assert proxy.proc.returncode == 0
