@@ -124,7 +124,14 @@ final class HandleTableTests: XCTestCase {
 
     /// What the test transform's on_requests saw, per batch: its call handle and request batch handle.
     nonisolated(unsafe) static var seen: [(call: OpaquePointer?, requests: OpaquePointer?, object: ObjectIdentifier?)] = []
-    static let step = TransformStep(
+    /// Made by hand, not by RuntimeBuilder: marked as configured (config_new "ran"), or no instance
+    /// is made from it (a freed config is refused).
+    static let step: TransformStep = {
+        let step = makeStep()
+        step.hasConfig = true
+        return step
+    }()
+    static func makeStep() -> TransformStep { TransformStep(
         pluginName: "test", transformName: "fail-at-once", label: "main[0] fail-at-once",
         descriptor: LoadedTransform(
             name: "fail-at-once", description: "", protocols: UInt32(SLUICE_PROTOCOL_REDIS),
@@ -134,7 +141,7 @@ final class HandleTableTests: XCTestCase {
                 HandleTableTests.seen.append((call, requests, object))
                 return HostAPI.table.pointee.call_fail(call, "no", 2)  // completed inside the hook
             },
-            onResponses: nil))
+            onResponses: nil)) }
 
     final class Collect: ResponseReceiver {
         var outcomes: [ChainOutcome] = []
