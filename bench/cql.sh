@@ -19,7 +19,8 @@
 #        N_HIGH=400000 and N_LOW=100000 requests, VERSIONS="4 5", THREADS=1,
 #        QUERY="SELECT k, v FROM bench.kv WHERE k = 'k'" (a one-row RESULT Rows),
 #        SLUICE_BIN=.build/release/sluice and PLUGINS=build/plugins to skip the release build)
-# Needs: cc, redis-server, redis-benchmark (scripts/install-deps.sh).
+# Needs: cc, redis-server, redis-benchmark (scripts/install-deps.sh); the driver check needs
+# cassandra-driver (pip).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/three-transform-chain.sh
@@ -124,6 +125,17 @@ for name in cql-direct cql-pass cql-3t redis-direct redis-pass redis-3t; do
     echo "bench: $name is not available: ${unavailable[$name]:-no reply}" >&2
   fi
 done
+
+# A real driver runs its queries on each CQL path first (bench/cql/driver_check.py), so the figures
+# below are of a path the DataStax python driver really uses; its result is printed, not enforced.
+if python3 -c 'import cassandra' 2>/dev/null; then
+  for name in cql-direct cql-pass cql-3t; do
+    [ -n "${unavailable[$name]:-}" ] && continue
+    echo "$name: $(timeout 120 python3 bench/cql/driver_check.py "${port[$name]}" 2>&1 | tail -1)"
+  done
+else
+  echo "(no DataStax python driver here: pip install cassandra-driver for the driver check)"
+fi
 
 TICK_US=$(( 1000000 / $(getconf CLK_TCK) ))
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }            # user + system, in ticks

@@ -6,7 +6,7 @@
  * its own CPU time, so a benchmark can show the generator is not the bottleneck.
  *
  * Usage: loadgen [-h 127.0.0.1] [-p 9042] [-v 4|5] [-c connections] [-s streams] [-n requests | -d seconds]
- *                [-q "SELECT k, v FROM bench.kv WHERE k = 'k'"] [-C consistency]
+ *                [-q "SELECT k, v FROM bench.kv WHERE k = 'k'" | -Q query-file] [-C consistency]
  * Output (one line, key=value): requests= seconds= rps= errors= user_s= sys_s= cpu_us_per_req=
  * Exit status 1 if any reply was not a RESULT (the first error's message goes to stderr).
  */
@@ -147,7 +147,7 @@ static double cpu_seconds(double *user, double *sys) {
 int main(int argc, char **argv) {
     const char *host = "127.0.0.1", *query = "SELECT k, v FROM bench.kv WHERE k = 'k'";
     int port = 9042, nconn = 4, opt, consistency = 1;
-    while ((opt = getopt(argc, argv, "h:p:v:c:s:n:d:q:C:")) != -1) {
+    while ((opt = getopt(argc, argv, "h:p:v:c:s:n:d:q:Q:C:")) != -1) {
         switch (opt) {
         case 'h': host = optarg; break;
         case 'p': port = atoi(optarg); break;
@@ -157,9 +157,20 @@ int main(int argc, char **argv) {
         case 'n': target = atoll(optarg); break;
         case 'd': duration = atof(optarg); break;
         case 'q': query = optarg; break;
+        case 'Q': {  /* the query from a file: for statements longer than an argument may be */
+            FILE *f = fopen(optarg, "rb");
+            if (!f) { perror(optarg); return 2; }
+            buf_t q = { 0 };
+            char chunk[65536]; size_t n;
+            while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) buf_put(&q, chunk, n);
+            fclose(f);
+            buf_u8(&q, 0);
+            query = (const char *)q.p;
+            break;
+        }
         case 'C': consistency = atoi(optarg); break;
         default:
-            fprintf(stderr, "usage: %s [-h host] [-p port] [-v 4|5] [-c conns] [-s streams] [-n requests | -d seconds] [-q query] [-C consistency]\n", argv[0]);
+            fprintf(stderr, "usage: %s [-h host] [-p port] [-v 4|5] [-c conns] [-s streams] [-n requests | -d seconds] [-q query | -Q file] [-C consistency]\n", argv[0]);
             return 2;
         }
     }
