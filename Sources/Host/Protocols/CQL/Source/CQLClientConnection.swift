@@ -1,0 +1,226 @@
+import NIOCore
+
+/// One client connection of a `cassandra` source as a state machine over plain values: the bytes
+/// the client sends go in (`next`), and out come the requests to run through the chain, each as its
+/// own batch, and the answers Sluice gives itself, already encoded for the wire; the replies the
+/// chain sends back go out through `encodeReply`.
+///
+/// Sluice answers the handshake itself: OPTIONS with SUPPORTED (at any time), STARTUP with READY, or
+/// with AUTHENTICATE when the source authenticates clients (its own users, or `passthrough`: the
+/// client's AUTH_RESPONSE then runs through the chain to the sink, which signs in to the backend
+/// with it, and its AUTH_SUCCESS or ERROR comes back as a reply). Framing (`CQLClientWire`) switches
+/// with the STARTUP answer.
+///
+/// States: `awaitingStartup` → (READY) `ready`, or → (AUTHENTICATE) `authenticating` → (AUTH_SUCCESS)
+/// `ready`; any → `closed` after a protocol violation (its ERROR frame is the last thing written).
+/// Requests in the wrong state get an ERROR frame and the connection stays open, as on Cassandra.
+struct CQLClientConnection {
+    /// How clients authenticate.
+    enum Authentication {
+        /// Not at all: STARTUP gets READY.
+        case none
+        /// Sluice checks the client's SASL PLAIN token against the source's users.
+        case sluice(CQLClientAuth)
+        /// The client's AUTH_RESPONSE runs through the chain; the sink carries it to the backend.
+        case passthrough
+    }
+
+    enum State: Equatable {
+        case awaitingStartup
+        /// AUTHENTICATE was sent; with passthrough, `pending` is the stream of the AUTH_RESPONSE
+        /// on its way to the backend.
+        case authenticating(pending: Int16?)
+        case ready
+        case closed
+    }
+
+    /// What the caller does next.
+    enum Step {
+        /// Run this request (one whole uncompressed frame) through the chain as its own batch.
+        case request(CQLFrame)
+        /// Write these bytes (an answer given here, encoded for the wire); `event` is for metrics
+        /// and the session's facts.
+        case answer(ByteBuffer, event: Event?)
+        /// Write these bytes (an ERROR frame), then close: nothing more is read.
+        case close(ByteBuffer, violation: CQLProtocolViolation)
+    }
+
+    enum Event: Equatable {
+        case signedIn(user: String?)
+        case authenticationFailed(user: String?)
+    }
+
+    private(set) var state: State = .awaitingStartup
+    private(set) var wire: CQLClientWire
+    let authentication: Authentication
+
+    init(maxFrameBytes: Int, authentication: Authentication, supportedVersions: [CQLVersion] = [.v4, .v5],
+         allocator: ByteBufferAllocator = ByteBufferAllocator()) {
+        wire = CQLClientWire(maxFrameBytes: maxFrameBytes, supportedVersions: supportedVersions, allocator: allocator)
+        self.authentication = authentication
+    }
+
+    /// The next step for the bytes at the front of `input` (the bytes of one whole frame or
+    /// segment are taken off it), or nil when more bytes are needed or the connection is closed.
+    mutating func next(_ input: inout ByteBuffer) -> Step? {
+        guard state != .closed else { return nil }
+        do {
+            while let frame = try wire.nextRequest(&input) {
+                if let step = try handle(frame) { return step }
+            }
+            return nil
+        } catch {
+            state = .closed
+            return .close(wire.errorBytes(for: error), violation: error)
+        }
+    }
+
+    /// One request frame: forwarded, answered here, or nil (nothing to do; not used yet).
+    private mutating func handle(_ frame: CQLFrame) throws(CQLProtocolViolation) -> Step? {
+        let header = frame.header
+        guard let opcode = header.opcode, opcode.isRequest else {
+            let name = header.opcode?.name ?? "0x\(String(header.opcodeByte, radix: 16))"
+            throw CQLProtocolViolation(.malformed, "\(name) is not a request", stream: header.stream)
+        }
+        switch (opcode, state) {
+        case (.options, _):
+            return answer(CQLSupportedOptions.frame(version: header.version, stream: header.stream,
+                                                    supported: wire.supportedVersions))
+        case (.startup, .awaitingStartup):
+            return try startup(frame)
+        case (.startup, _):
+            return refuse(frame, "Unexpected message STARTUP, the connection is already initialized")
+        case (.authResponse, .authenticating(pending: nil)):
+            return try authResponse(frame)
+        case (.authResponse, _):
+            return refuse(frame, "Unexpected message AUTH_RESPONSE"
+                + (state == .ready ? ", the connection is already authenticated" : ""))
+        case (_, .ready):
+            return .request(frame)
+        case (_, .awaitingStartup):
+            return refuse(frame, "Unexpected message \(opcode.name), expecting STARTUP or OPTIONS")
+        case (_, .authenticating):
+            return refuse(frame, "Unexpected message \(opcode.name), expecting SASL response")
+        case (_, .closed):
+            return nil
+        }
+    }
+
+    private mutating func startup(_ frame: CQLFrame) throws(CQLProtocolViolation) -> Step {
+        guard case .startup(let startup) = try CQLMessage(frame: frame, compression: nil,
+                                                           maxBodyBytes: wire.maxFrameBytes) else {
+            return refuse(frame, "Unexpected message, expecting STARTUP")
+        }
+        guard startup.cqlVersion != nil else {
+            return refuse(frame, "Missing value CQL_VERSION in STARTUP message")
+        }
+        let compression: CQLCompression?
+        do {
+            compression = try startup.compression()
+        } catch {
+            return refuse(frame, error.message)
+        }
+        if let compression, !compression.isAvailable(in: frame.header.version) {
+            return refuse(frame, "\(compression.rawValue) compression is not supported in protocol v\(frame.header.version.rawValue)")
+        }
+        wire.startupRequested(compression: compression)
+        let reply: ByteBuffer
+        switch authentication {
+        case .none:
+            reply = CQLFrameBuilder.frame(version: frame.header.version, isResponse: true, stream: frame.header.stream,
+                                          opcode: .ready, capacity: 0) { _ in }
+            state = .ready
+        case .sluice, .passthrough:
+            reply = CQLFrameBuilder.frame(version: frame.header.version, isResponse: true, stream: frame.header.stream,
+                                          opcode: .authenticate, capacity: 64) { body in
+                body.writeCQLString(CQLClientAuth.authenticator)
+            }
+            state = .authenticating(pending: nil)
+        }
+        // The answer itself travels bare; everything after it in the negotiated framing.
+        let bytes = wire.wireBytes(of: reply)
+        wire.startupAnswered(with: state == .ready ? .ready : .authenticate)
+        return .answer(bytes, event: nil)
+    }
+
+    private mutating func authResponse(_ frame: CQLFrame) throws(CQLProtocolViolation) -> Step {
+        switch authentication {
+        case .none:
+            return refuse(frame, "Unexpected message AUTH_RESPONSE")
+        case .passthrough:
+            state = .authenticating(pending: frame.header.stream)
+            return .request(frame)
+        case .sluice(let auth):
+            guard case .authResponse(let token) = try CQLMessage(frame: frame, compression: nil,
+                                                                  maxBodyBytes: wire.maxFrameBytes) else {
+                return refuse(frame, "Unexpected message, expecting AUTH_RESPONSE")
+            }
+            let header = frame.header
+            switch auth.check(token: token.token) {
+            case .accepted(let user):
+                state = .ready
+                let success = CQLFrameBuilder.frame(version: header.version, isResponse: true, stream: header.stream,
+                                                    opcode: .authSuccess, capacity: 4) { $0.writeCQLBytes(nil) }
+                return .answer(wire.wireBytes(of: success), event: .signedIn(user: user))
+            case .rejected(let user):
+                return answerError(frame, .badCredentials, "Provided username \(user) and/or password are incorrect",
+                                   event: .authenticationFailed(user: user))
+            case .malformed:
+                return answerError(frame, .badCredentials, "Authentication failed: expected a SASL PLAIN token",
+                                   event: .authenticationFailed(user: nil))
+            }
+        }
+    }
+
+    /// A PROTOCOL_ERROR answer on the frame's stream; the connection stays open.
+    private mutating func refuse(_ frame: CQLFrame, _ message: String) -> Step {
+        answerError(frame, .protocolError, message, event: nil)
+    }
+
+    private mutating func answerError(_ frame: CQLFrame, _ code: CQLErrorCode, _ message: String, event: Event?) -> Step {
+        let error = CQLFrameBuilder.error(version: frame.header.version, stream: frame.header.stream, code: code,
+                                          message: message)
+        return .answer(wire.wireBytes(of: error), event: event)
+    }
+
+    private mutating func answer(_ frame: ByteBuffer) -> Step {
+        .answer(wire.wireBytes(of: frame), event: nil)
+    }
+
+    // MARK: replies
+
+    /// Appends the wire bytes of one reply frame from the chain (uncompressed, on the client's
+    /// stream) to `output`; end each run of replies with `flush`. A passthrough sign-in is decided by
+    /// the reply to the client's AUTH_RESPONSE: AUTH_SUCCESS signs the client in (the event says so).
+    mutating func encodeReply(_ frame: ByteBuffer, into output: inout ByteBuffer) -> Event? {
+        var event: Event?
+        if case .authenticating(let pending?) = state,
+           let (stream, opcodeByte) = frame.getMultipleIntegers(at: frame.readerIndex + 2, as: (Int16, UInt8).self),
+           stream == pending {
+            switch CQLOpcode(rawValue: opcodeByte) {
+            case .authSuccess:
+                state = .ready
+                event = .signedIn(user: nil)
+            case .error:
+                state = .authenticating(pending: nil)
+                event = .authenticationFailed(user: nil)
+            default:
+                state = .authenticating(pending: nil)  // AUTH_CHALLENGE: the client answers again
+            }
+        }
+        wire.encode(frame, into: &output)
+        return event
+    }
+
+    /// Writes what the segment writer still holds (see `CQLClientWire.flush`).
+    mutating func flush(into output: inout ByteBuffer) {
+        wire.flush(into: &output)
+    }
+
+    /// The wire bytes of an error reply Sluice gives for a request it took (a chain that failed
+    /// without answering, a session that closed under it): `code` on `stream`, in the connection's
+    /// version, for the caller to `encodeReply` like any reply.
+    func errorReply(stream: Int16, code: CQLErrorCode = .serverError, message: String) -> ByteBuffer {
+        CQLFrameBuilder.error(version: wire.replyVersion, stream: stream, code: code, message: message)
+    }
+}

@@ -1,0 +1,154 @@
+import NIOCore
+
+/// The wire side of one client connection of a `cassandra` source: bytes from the client in, one
+/// whole uncompressed frame per request out; uncompressed reply frames in, the bytes the client
+/// expects out.
+///
+/// Inside Sluice a CQL message is always one complete frame with the COMPRESSION flag cleared (see
+/// HELPERS.md, "A CQL message in a Batch"). On the wire the framing follows `CQLFraming`: bare and
+/// uncompressed until Sluice answers STARTUP; then, from the next frame in both directions, v4
+/// bodies compressed as STARTUP asked (LZ4 or Snappy) or v5 segments (LZ4 or not).
+///
+/// States, in order: `version == nil` (nothing read yet: any supported version is taken and fixes
+/// the connection's), then `framing == .handshake`, then switched (`startupAnswered`). Never traps
+/// on input: everything wrong is a thrown `CQLProtocolViolation` whose ERROR frame `errorBytes`
+/// encodes for this connection.
+struct CQLClientWire {
+    /// The versions accepted in the first frame.
+    let supportedVersions: [CQLVersion]
+    /// Largest frame accepted (header and body), compressed or not, and largest body once
+    /// decompressed (a v5 frame split over segments included).
+    let maxFrameBytes: Int
+    private(set) var framing: CQLFraming = .handshake
+    /// The connection's version, fixed by its first frame.
+    private(set) var version: CQLVersion?
+    /// What STARTUP asked for (applies once `framing` switched).
+    private(set) var compression: CQLCompression?
+    private var scanner: CQLFrameScanner
+    /// With segments: the inbound reader and the outbound writer.
+    private var segmentReader: CQLSegmentReader?
+    private var segmentWriter: CQLSegmentWriter?
+    private let allocator: ByteBufferAllocator
+
+    init(maxFrameBytes: Int, supportedVersions: [CQLVersion] = [.v4, .v5],
+         allocator: ByteBufferAllocator = ByteBufferAllocator()) {
+        self.maxFrameBytes = maxFrameBytes
+        self.supportedVersions = supportedVersions
+        self.allocator = allocator
+        scanner = CQLFrameScanner(direction: .requests, maxFrameBytes: maxFrameBytes,
+                                  supportedVersions: supportedVersions)
+    }
+
+    // MARK: inbound
+
+    /// The next whole request frame at the front of `input` (taken off it), uncompressed and with
+    /// the COMPRESSION flag cleared; nil when more bytes are needed (`input` keeps what it has).
+    /// An uncompressed frame is a zero-copy slice of `input`.
+    mutating func nextRequest(_ input: inout ByteBuffer) throws(CQLProtocolViolation) -> CQLFrame? {
+        if version == nil, let first = input.getInteger(at: input.readerIndex, as: UInt8.self),
+           let opening = CQLVersion(rawValue: first & 0x7F), supportedVersions.contains(opening) {
+            // The first byte fixes the version, so that even a first frame refused for its size or
+            // body is answered in the client's version.
+            version = opening
+            scanner.negotiatedVersion = opening
+        }
+        let frame: CQLFrame
+        if segmentReader != nil {
+            guard let read = try segmentReader!.nextFrame(&input) else { return nil }
+            frame = read
+        } else {
+            guard let read = try scanner.nextFrame(&input) else { return nil }
+            frame = read
+        }
+        guard frame.header.flags.contains(.compression) else { return frame }
+        return try uncompressed(frame)
+    }
+
+    /// `frame` with its body decompressed and the COMPRESSION flag cleared. A v5 frame (inside a
+    /// segment) has no compressed bodies of its own: its flag is cleared and its body kept.
+    private func uncompressed(_ frame: CQLFrame) throws(CQLProtocolViolation) -> CQLFrame {
+        var header = frame.header
+        header.flags.remove(.compression)
+        var body: ByteBuffer
+        if header.version.usesSegments {
+            body = frame.body
+        } else {
+            body = try frame.decompressedBody(framing.bodyCompression,
+                                              maxBytes: maxFrameBytes - CQLFrameHeader.size, allocator: allocator)
+        }
+        header.bodyLength = body.readableBytes
+        var bytes = allocator.buffer(capacity: CQLFrameHeader.size + body.readableBytes)
+        header.write(to: &bytes)
+        bytes.writeBuffer(&body)
+        return CQLFrame(header: header, bytes: bytes)
+    }
+
+    // MARK: the switch
+
+    /// STARTUP asked for `compression` (already checked to be available in the connection's version).
+    mutating func startupRequested(compression: CQLCompression?) {
+        guard framing == .handshake else { return }
+        self.compression = compression
+    }
+
+    /// Sluice answered STARTUP with `answer` (written with `encode` before this call): a READY or an
+    /// AUTHENTICATE switches both directions to the negotiated framing from the next frame on;
+    /// anything else changes nothing.
+    mutating func startupAnswered(with answer: CQLOpcode) {
+        guard let version else { return }
+        let next = framing.afterStartupAnswer(answer, version: version, compression: compression)
+        guard next != framing else { return }
+        framing = next
+        if let codec = next.segmentCodec {
+            segmentReader = CQLSegmentReader(codec: codec, scanner: scanner)
+            segmentWriter = CQLSegmentWriter(codec: codec, allocator: allocator)
+        }
+    }
+
+    /// Whether frames travel in segments now.
+    var usesSegments: Bool { segmentWriter != nil }
+
+    // MARK: outbound
+
+    /// Appends the wire bytes of one uncompressed frame (a reply or an answer) to `output`. With
+    /// segments the frame may wait in the segment writer: end every run of writes with `flush`.
+    mutating func encode(_ frame: ByteBuffer, into output: inout ByteBuffer) {
+        if segmentWriter != nil {
+            segmentWriter!.append(frame: frame, into: &output)
+            return
+        }
+        if let compression = framing.bodyCompression {
+            output.writeImmutableBuffer(CQLFrameBuilder.compressed(frame, with: compression, allocator: allocator))
+            return
+        }
+        output.writeImmutableBuffer(frame)
+    }
+
+    /// Writes whatever the segment writer still holds (one self-contained segment).
+    mutating func flush(into output: inout ByteBuffer) {
+        segmentWriter?.flush(into: &output)
+    }
+
+    /// The wire bytes of one frame on its own (`encode` then `flush`).
+    mutating func wireBytes(of frame: ByteBuffer) -> ByteBuffer {
+        var output = allocator.buffer(capacity: frame.readableBytes + 16)
+        encode(frame, into: &output)
+        flush(into: &output)
+        return output
+    }
+
+    /// The wire bytes of the ERROR frame answering `violation` (PROTOCOL_ERROR, or the version
+    /// rejection drivers downgrade on, which is always bare). The connection closes after it.
+    mutating func errorBytes(for violation: CQLProtocolViolation) -> ByteBuffer {
+        if case .unsupportedVersion = violation.kind {
+            return CQLFrameBuilder.error(for: violation, version: replyVersion, supported: supportedVersions,
+                                         allocator: allocator)
+        }
+        return wireBytes(of: CQLFrameBuilder.error(for: violation, version: replyVersion,
+                                                   supported: supportedVersions, allocator: allocator))
+    }
+
+    /// The version replies are written in: the connection's, or the highest supported one before
+    /// a frame fixed it.
+    var replyVersion: CQLVersion { version ?? supportedVersions.max() ?? .v4 }
+}
