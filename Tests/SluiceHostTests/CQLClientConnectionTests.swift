@@ -41,10 +41,28 @@ final class CQLClientConnectionTests: XCTestCase {
         while rest.readableBytes > 0 {
             var piece = rest.readSlice(length: min(chunk ?? rest.readableBytes, rest.readableBytes))!
             pending.writeBuffer(&piece)
-            while let step = connection.next(&pending) { result.append(step) }
+            while let step = connection.next(&pending) { result.append(encoded(&connection, step)) }
             pending.discardReadBytes()
         }
         return result
+    }
+
+    /// The step with the frame it writes (answer, close) replaced by the bytes `encodeReply` puts on
+    /// the wire for it, as a session writes it.
+    private func encoded(_ connection: inout CQLClientConnection, _ step: CQLClientConnection.Step) -> CQLClientConnection.Step {
+        var out = ByteBuffer()
+        switch step {
+        case .request:
+            return step
+        case .answer(let frame, let event):
+            _ = connection.encodeReply(frame, into: &out)
+            connection.flush(into: &out)
+            return .answer(out, event: event)
+        case .close(let frame, let violation):
+            _ = connection.encodeReply(frame, into: &out)
+            connection.flush(into: &out)
+            return .close(out, violation: violation)
+        }
     }
 
     /// The only step for `bytes`, which must be an answer: its wire bytes.
@@ -156,7 +174,7 @@ final class CQLClientConnectionTests: XCTestCase {
             XCTAssertEqual(error.code, .protocolError)
             XCTAssertTrue(error.message.contains(text), error.message)
             XCTAssertEqual(c.state, .awaitingStartup)
-            XCTAssertEqual(c.wire.framing, .handshake)
+            XCTAssertEqual(c.wire.inbound, .handshake)
         }
     }
 
@@ -200,7 +218,7 @@ final class CQLClientConnectionTests: XCTestCase {
             var c = connection()
             let (ready, _) = answer(&c, startup(.v4, compression: compression.rawValue))
             XCTAssertEqual(try responses(ready).first?.0.flags, [], "READY travels uncompressed")
-            XCTAssertEqual(c.wire.framing, .frames(compression: compression))
+            XCTAssertEqual(c.wire.inbound, .frames(compression: compression))
             // The driver's compressed QUERY comes out as the driver's uncompressed one.
             let plain = try CQLDriverVectors.vector("query_plain_v4")
             let all = steps(&c, try CQLDriverVectors.vector(name), chunk: 7)
@@ -251,7 +269,7 @@ final class CQLClientConnectionTests: XCTestCase {
                 }
                 XCTAssertEqual(forwarded, queries, "lz4: \(lz4), chunk \(chunk)")
             }
-            XCTAssertEqual(c.wire.framing, .segments(lz4: lz4))
+            XCTAssertEqual(c.wire.inbound, .segments(lz4: lz4))
             // Replies are packed into segments; an OPTIONS answer too.
             var out = ByteBuffer()
             for i in 0..<3 {
@@ -375,7 +393,7 @@ final class CQLClientConnectionTests: XCTestCase {
         let read = try responses(authenticate)
         guard case .authenticate(let which) = read.first?.1 else { return XCTFail("not AUTHENTICATE") }
         XCTAssertEqual(which.authenticator, "org.apache.cassandra.auth.PasswordAuthenticator")
-        XCTAssertEqual(c.wire.framing, .segments(lz4: true), "AUTHENTICATE switches the framing")
+        XCTAssertEqual(c.wire.inbound, .segments(lz4: true), "AUTHENTICATE switches the framing")
 
         // Nothing else before signing in.
         let (early, _) = answer(&c, segments([CQLFrameBuilder.query(version: .v5, stream: 2, query: "SELECT 1")], lz4: true))

@@ -17,6 +17,10 @@ enum RuntimeBuilder {
         let tls: NIOSSLContext?
         /// Reply and request byte limits and the request timeout of each client.
         var limits = ClientLimits()
+        /// The protocol of the source's clients.
+        var kind: SluiceConfig.SourceKind = .redis
+        /// A `cassandra` source's client authentication (`clientAuth` is Redis's).
+        var cqlAuthentication: CQLClientConnection.Authentication = .none
     }
 
     /// `quarantined`: chain name → the error its requests get (from the supervisor; see `ChainPlan`).
@@ -115,7 +119,7 @@ enum RuntimeBuilder {
         }
 
         let plan = RuntimePlan(chains: chains, sinks: sinks, callDeadlineMilliseconds: config.callDeadlineMilliseconds)
-        let sources = config.sources.compactMap { source in
+        let sources = config.sources.compactMap { source -> SourcePlan? in
             var tls: NIOSSLContext?
             if let settings = source.tls {
                 do {
@@ -123,6 +127,10 @@ enum RuntimeBuilder {
                 } catch {
                     errors.append(config.error(source.node, "source \(source.host):\(source.port): cannot set up TLS: \(error)"))
                 }
+            }
+            if source.kind == .cassandra {
+                errors.append(config.error(source.node, "source.cassandra: cassandra sources are not served by this build yet"))
+                return nil
             }
             return plan.chainIndex[source.chain].map {
                 SourcePlan(host: source.host, port: source.port, chainIndex: $0, maxFrameBytes: source.maxFrameBytes,

@@ -61,6 +61,17 @@ public struct SluiceConfig {
         /// `request_buffer_budget_bytes`, `request_timeout_ms`).
         public var limits = ClientLimits()
         let node: YAMLNode
+        /// The protocol its clients speak (`- redis:` or `- cassandra:`).
+        public var kind: SourceKind = .redis
+        /// `cassandra` only, `auth: passthrough`: the client's SASL exchange reaches the backend
+        /// (`auth` is then empty).
+        public var authPassthrough = false
+    }
+
+    /// The protocol of a source's clients.
+    public enum SourceKind: String, Sendable {
+        case redis
+        case cassandra
     }
 
     public let file: String
@@ -94,6 +105,8 @@ public struct SluiceConfig {
     public static let defaultReloadGraceMilliseconds: Int64 = 30_000
     /// Redis's own default maxclients.
     public static let defaultMaxClients = 10_000
+    /// A `cassandra` source's largest frame by default (256 MiB, Cassandra's own limit).
+    public static let defaultCQLMaxFrameBytes = 256 * 1024 * 1024
 
     /// Largest config file read (a config is a few kilobytes; this only keeps a wrong path, such
     /// as a log file or a device, from being read into memory).
@@ -389,8 +402,16 @@ struct ConfigReader {
     }
 
     private mutating func readSource(_ node: YAMLNode, chainNames: Set<String>) -> SluiceConfig.Source? {
-        guard expectMap(node, "source", allowed: ["redis"]), let redis = node["redis"] else {
-            if node.kind == .map { fail(node, "source: expected 'redis: { listen: host:port, chain: NAME }'") }
+        guard expectMap(node, "source", allowed: ["redis", "cassandra"]) else { return nil }
+        if let cassandra = node["cassandra"] {
+            if node["redis"] != nil {
+                fail(node, "source: expected 'redis:' or 'cassandra:', not both")
+                return nil
+            }
+            return readCassandraSource(cassandra, chainNames: chainNames)
+        }
+        guard let redis = node["redis"] else {
+            fail(node, "source: expected 'redis: { listen: host:port, chain: NAME }' or 'cassandra: { listen: host:port, chain: NAME }'")
             return nil
         }
         guard expectMap(redis, "source.redis", allowed: ["listen", "chain", "max_frame_bytes", "max_clients", "idle_timeout_ms", "auth", "tls"] + Self.clientLimitKeys),
@@ -438,26 +459,67 @@ struct ConfigReader {
         return limits
     }
 
+    /// A `cassandra` source: the keys of a Redis source (client limits included, the client session
+    /// is the same), `auth: passthrough`, and users that need a user name (SASL PLAIN has one).
+    private mutating func readCassandraSource(_ node: YAMLNode, chainNames: Set<String>) -> SluiceConfig.Source? {
+        let what = "source.cassandra"
+        guard expectMap(node, what, allowed: ["listen", "chain", "max_frame_bytes", "max_clients", "idle_timeout_ms", "auth", "tls"] + Self.clientLimitKeys),
+              let (host, port) = address(node["listen"], "\(what).listen", at: node),
+              let chain = scalar(node["chain"], "\(what).chain", at: node)
+        else { return nil }
+        if !chainNames.contains(chain) {
+            fail(node["chain"]!, "\(what).chain: unknown chain '\(chain)' (defined chains: \(chainNames.sorted().joined(separator: ", ")))")
+        }
+        let maxFrame = integer(node["max_frame_bytes"], "\(what).max_frame_bytes", range: 1024...(1 << 31))
+            ?? SluiceConfig.defaultCQLMaxFrameBytes
+        let maxClients = integer(node["max_clients"], "\(what).max_clients", range: 1...1_000_000) ?? SluiceConfig.defaultMaxClients
+        let idle = integer(node["idle_timeout_ms"], "\(what).idle_timeout_ms", range: 0...(86_400_000 * 365)) ?? 0
+        var passthrough = false
+        var users: [SluiceConfig.Credentials] = []
+        if let auth = node["auth"] {
+            if auth.kind == .scalar {
+                if auth.scalar == "passthrough" {
+                    passthrough = true
+                } else {
+                    fail(auth, "\(what).auth: expected 'passthrough', { username: ..., password: ... } (or password_env) or a non-empty sequence of them, found '\(auth.scalar)'")
+                }
+            } else {
+                users = readClientAuth(auth, what: "\(what).auth")
+                for entry in auth.kind == .sequence ? auth.items : [auth] where entry.kind == .map && entry["username"] == nil {
+                    fail(entry, "\(what).auth: a username is required (drivers send one with the password)")
+                }
+                users.removeAll { $0.username == nil }
+            }
+        }
+        var source = SluiceConfig.Source(host: host, port: port, chain: chain, maxFrameBytes: maxFrame, maxClients: maxClients,
+                                         idleTimeoutMilliseconds: Int64(idle), auth: users,
+                                         tls: readTLS(node["tls"], what, isSource: true), node: node)
+        source.limits = readClientLimits(node, maxFrameBytes: maxFrame)
+        source.kind = .cassandra
+        source.authPassthrough = passthrough
+        return source
+    }
+
     /// `auth:` of a source: one `{ username?, password | password_env }` or a sequence of them (two
     /// passwords during a rotation, a user per application).
-    private mutating func readClientAuth(_ node: YAMLNode?) -> [SluiceConfig.Credentials] {
+    private mutating func readClientAuth(_ node: YAMLNode?, what: String = "source.redis.auth") -> [SluiceConfig.Credentials] {
         guard let node else { return [] }
         let entries: [YAMLNode]
         switch node.kind {
         case .map: entries = [node]
         case .sequence where !node.items.isEmpty: entries = node.items
         default:
-            fail(node, "source.redis.auth: expected { password: ... } (or password_env, with an optional username), or a non-empty sequence of them")
+            fail(node, "\(what): expected { password: ... } (or password_env, with an optional username), or a non-empty sequence of them")
             return []
         }
         var users: [SluiceConfig.Credentials] = []
         for entry in entries {
-            guard expectMap(entry, "source.redis.auth", allowed: ["username", "password", "password_env"]) else { continue }
+            guard expectMap(entry, what, allowed: ["username", "password", "password_env"]) else { continue }
             if entry["password"] == nil, entry["password_env"] == nil, entry["username"] == nil {
-                fail(entry, "source.redis.auth: a password (password or password_env) is required")
+                fail(entry, "\(what): a password (password or password_env) is required")
                 continue
             }
-            if let credentials = readCredentials(entry, "source.redis.auth") { users.append(credentials) }
+            if let credentials = readCredentials(entry, what) { users.append(credentials) }
         }
         return users
     }

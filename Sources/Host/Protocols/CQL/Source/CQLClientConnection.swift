@@ -2,8 +2,8 @@ import NIOCore
 
 /// One client connection of a `cassandra` source as a state machine over plain values: the bytes
 /// the client sends go in (`next`), and out come the requests to run through the chain, each as its
-/// own batch, and the answers Sluice gives itself, already encoded for the wire; the replies the
-/// chain sends back go out through `encodeReply`.
+/// own batch, and the answers Sluice gives itself; every frame written to the client (answers,
+/// the chain's replies, events) goes out through `encodeReply`, which compresses or segments it.
 ///
 /// Sluice answers the handshake itself: OPTIONS with SUPPORTED (at any time), STARTUP with READY, or
 /// with AUTHENTICATE when the source authenticates clients (its own users, or `passthrough`: the
@@ -38,10 +38,10 @@ struct CQLClientConnection {
     enum Step {
         /// Run this request (one whole uncompressed frame) through the chain as its own batch.
         case request(CQLFrame)
-        /// Write these bytes (an answer given here, encoded for the wire); `event` is for metrics
-        /// and the session's facts.
+        /// Write this frame (an answer given here, uncompressed; see `encodeReply`); `event` is for
+        /// metrics and the session's facts.
         case answer(ByteBuffer, event: Event?)
-        /// Write these bytes (an ERROR frame), then close: nothing more is read.
+        /// Write this ERROR frame, then close: nothing more is read.
         case close(ByteBuffer, violation: CQLProtocolViolation)
     }
 
@@ -71,7 +71,7 @@ struct CQLClientConnection {
             return nil
         } catch {
             state = .closed
-            return .close(wire.errorBytes(for: error), violation: error)
+            return .close(wire.errorFrame(for: error), violation: error)
         }
     }
 
@@ -123,7 +123,6 @@ struct CQLClientConnection {
         if let compression, !compression.isAvailable(in: frame.header.version) {
             return refuse(frame, "\(compression.rawValue) compression is not supported in protocol v\(frame.header.version.rawValue)")
         }
-        wire.startupRequested(compression: compression)
         let reply: ByteBuffer
         switch authentication {
         case .none:
@@ -138,9 +137,9 @@ struct CQLClientConnection {
             state = .authenticating(pending: nil)
         }
         // The answer itself travels bare; everything after it in the negotiated framing.
-        let bytes = wire.wireBytes(of: reply)
-        wire.startupAnswered(with: state == .ready ? .ready : .authenticate)
-        return .answer(bytes, event: nil)
+        wire.startupAnswered(with: state == .ready ? .ready : .authenticate, stream: frame.header.stream,
+                             compression: compression)
+        return .answer(reply, event: nil)
     }
 
     private mutating func authResponse(_ frame: CQLFrame) throws(CQLProtocolViolation) -> Step {
@@ -161,7 +160,7 @@ struct CQLClientConnection {
                 state = .ready
                 let success = CQLFrameBuilder.frame(version: header.version, isResponse: true, stream: header.stream,
                                                     opcode: .authSuccess, capacity: 4) { $0.writeCQLBytes(nil) }
-                return .answer(wire.wireBytes(of: success), event: .signedIn(user: user))
+                return .answer(success, event: .signedIn(user: user))
             case .rejected(let user):
                 return answerError(frame, .badCredentials, "Provided username \(user) and/or password are incorrect",
                                    event: .authenticationFailed(user: user))
@@ -173,25 +172,25 @@ struct CQLClientConnection {
     }
 
     /// A PROTOCOL_ERROR answer on the frame's stream; the connection stays open.
-    private mutating func refuse(_ frame: CQLFrame, _ message: String) -> Step {
+    private func refuse(_ frame: CQLFrame, _ message: String) -> Step {
         answerError(frame, .protocolError, message, event: nil)
     }
 
-    private mutating func answerError(_ frame: CQLFrame, _ code: CQLErrorCode, _ message: String, event: Event?) -> Step {
-        let error = CQLFrameBuilder.error(version: frame.header.version, stream: frame.header.stream, code: code,
-                                          message: message)
-        return .answer(wire.wireBytes(of: error), event: event)
+    private func answerError(_ frame: CQLFrame, _ code: CQLErrorCode, _ message: String, event: Event?) -> Step {
+        .answer(CQLFrameBuilder.error(version: frame.header.version, stream: frame.header.stream, code: code,
+                                      message: message), event: event)
     }
 
-    private mutating func answer(_ frame: ByteBuffer) -> Step {
-        .answer(wire.wireBytes(of: frame), event: nil)
+    private func answer(_ frame: ByteBuffer) -> Step {
+        .answer(frame, event: nil)
     }
 
     // MARK: replies
 
-    /// Appends the wire bytes of one reply frame from the chain (uncompressed, on the client's
-    /// stream) to `output`; end each run of replies with `flush`. A passthrough sign-in is decided by
-    /// the reply to the client's AUTH_RESPONSE: AUTH_SUCCESS signs the client in (the event says so).
+    /// Appends the wire bytes of one frame to the client (a reply from the chain, uncompressed and on
+    /// the client's stream; an answer or ERROR frame from `next`; an event) to `output`; end each
+    /// run of frames with `flush`. A passthrough sign-in is decided by the reply to the client's
+    /// AUTH_RESPONSE: AUTH_SUCCESS signs the client in (the event says so).
     mutating func encodeReply(_ frame: ByteBuffer, into output: inout ByteBuffer) -> Event? {
         var event: Event?
         if case .authenticating(let pending?) = state,
@@ -217,9 +216,9 @@ struct CQLClientConnection {
         wire.flush(into: &output)
     }
 
-    /// The wire bytes of an error reply Sluice gives for a request it took (a chain that failed
-    /// without answering, a session that closed under it): `code` on `stream`, in the connection's
-    /// version, for the caller to `encodeReply` like any reply.
+    /// The ERROR frame Sluice gives for a request it took (a chain that failed without answering, a
+    /// session that closed under it): `code` on `stream`, in the connection's version, for the
+    /// caller to `encodeReply` like any reply.
     func errorReply(stream: Int16, code: CQLErrorCode = .serverError, message: String) -> ByteBuffer {
         CQLFrameBuilder.error(version: wire.replyVersion, stream: stream, code: code, message: message)
     }

@@ -10,19 +10,24 @@ import NIOCore
 /// bodies compressed as STARTUP asked (LZ4 or Snappy) or v5 segments (LZ4 or not).
 ///
 /// States, in order: `version == nil` (nothing read yet: any supported version is taken and fixes
-/// the connection's), then `framing == .handshake`, then switched (`startupAnswered`). Never traps
-/// on input: everything wrong is a thrown `CQLProtocolViolation` whose ERROR frame `errorBytes`
-/// encodes for this connection.
+/// the connection's), then `inbound == .handshake`, then switched (`startupAnswered`), inbound at
+/// once and outbound once the answer to STARTUP was encoded. Never traps on input: everything wrong
+/// is a thrown `CQLProtocolViolation`, answered with `errorFrame` (encoded like any reply).
 struct CQLClientWire {
     /// The versions accepted in the first frame.
     let supportedVersions: [CQLVersion]
     /// Largest frame accepted (header and body), compressed or not, and largest body once
     /// decompressed (a v5 frame split over segments included).
     let maxFrameBytes: Int
-    private(set) var framing: CQLFraming = .handshake
+    /// How frames from the client travel.
+    private(set) var inbound: CQLFraming = .handshake
+    /// How frames to the client travel: as `inbound`, once the STARTUP answer went out.
+    private(set) var outbound: CQLFraming = .handshake
+    /// The stream and opcode of the STARTUP answer whose encoding switches `outbound`.
+    private var outboundSwitch: (stream: Int16, opcode: UInt8)?
     /// The connection's version, fixed by its first frame.
     private(set) var version: CQLVersion?
-    /// What STARTUP asked for (applies once `framing` switched).
+    /// What STARTUP asked for (applies once the framing switched).
     private(set) var compression: CQLCompression?
     private var scanner: CQLFrameScanner
     /// With segments: the inbound reader and the outbound writer.
@@ -73,7 +78,7 @@ struct CQLClientWire {
         if header.version.usesSegments {
             body = frame.body
         } else {
-            body = try frame.decompressedBody(framing.bodyCompression,
+            body = try frame.decompressedBody(inbound.bodyCompression,
                                               maxBytes: maxFrameBytes - CQLFrameHeader.size, allocator: allocator)
         }
         header.bodyLength = body.readableBytes
@@ -85,43 +90,47 @@ struct CQLClientWire {
 
     // MARK: the switch
 
-    /// STARTUP asked for `compression` (already checked to be available in the connection's version).
-    mutating func startupRequested(compression: CQLCompression?) {
-        guard framing == .handshake else { return }
+    /// STARTUP asked for `compression` (already checked to be available in the connection's
+    /// version) and Sluice answers it with `answer`, on `stream`: a READY or an AUTHENTICATE switches
+    /// the inbound framing at once (the client sends nothing more before it reads the answer, and
+    /// all it sends after is in the new framing), and the outbound framing once that answer itself
+    /// was encoded (bare: see `encode`). Anything else changes nothing.
+    mutating func startupAnswered(with answer: CQLOpcode, stream: Int16, compression: CQLCompression?) {
+        guard let version, inbound == .handshake else { return }
+        let next = inbound.afterStartupAnswer(answer, version: version, compression: compression)
+        guard next != inbound else { return }
         self.compression = compression
-    }
-
-    /// Sluice answered STARTUP with `answer` (written with `encode` before this call): a READY or an
-    /// AUTHENTICATE switches both directions to the negotiated framing from the next frame on;
-    /// anything else changes nothing.
-    mutating func startupAnswered(with answer: CQLOpcode) {
-        guard let version else { return }
-        let next = framing.afterStartupAnswer(answer, version: version, compression: compression)
-        guard next != framing else { return }
-        framing = next
+        inbound = next
         if let codec = next.segmentCodec {
             segmentReader = CQLSegmentReader(codec: codec, scanner: scanner)
-            segmentWriter = CQLSegmentWriter(codec: codec, allocator: allocator)
         }
+        outboundSwitch = (stream, answer.rawValue)
     }
-
-    /// Whether frames travel in segments now.
-    var usesSegments: Bool { segmentWriter != nil }
 
     // MARK: outbound
 
-    /// Appends the wire bytes of one uncompressed frame (a reply or an answer) to `output`. With
-    /// segments the frame may wait in the segment writer: end every run of writes with `flush`.
+    /// Appends the wire bytes of one uncompressed frame (a reply, an answer given here, an event)
+    /// to `output`. With segments the frame may wait in the segment writer: end every run of writes
+    /// with `flush`. The answer to STARTUP goes out bare and switches the outbound framing after it.
     mutating func encode(_ frame: ByteBuffer, into output: inout ByteBuffer) {
         if segmentWriter != nil {
             segmentWriter!.append(frame: frame, into: &output)
             return
         }
-        if let compression = framing.bodyCompression {
+        if let compression = outbound.bodyCompression {
             output.writeImmutableBuffer(CQLFrameBuilder.compressed(frame, with: compression, allocator: allocator))
             return
         }
         output.writeImmutableBuffer(frame)
+        if let (stream, opcode) = outboundSwitch,
+           frame.getInteger(at: frame.readerIndex + 2, as: Int16.self) == stream,
+           frame.getInteger(at: frame.readerIndex + 4, as: UInt8.self) == opcode {
+            outboundSwitch = nil
+            outbound = inbound
+            if let codec = outbound.segmentCodec {
+                segmentWriter = CQLSegmentWriter(codec: codec, allocator: allocator)
+            }
+        }
     }
 
     /// Writes whatever the segment writer still holds (one self-contained segment).
@@ -137,15 +146,11 @@ struct CQLClientWire {
         return output
     }
 
-    /// The wire bytes of the ERROR frame answering `violation` (PROTOCOL_ERROR, or the version
-    /// rejection drivers downgrade on, which is always bare). The connection closes after it.
-    mutating func errorBytes(for violation: CQLProtocolViolation) -> ByteBuffer {
-        if case .unsupportedVersion = violation.kind {
-            return CQLFrameBuilder.error(for: violation, version: replyVersion, supported: supportedVersions,
-                                         allocator: allocator)
-        }
-        return wireBytes(of: CQLFrameBuilder.error(for: violation, version: replyVersion,
-                                                   supported: supportedVersions, allocator: allocator))
+    /// The ERROR frame answering `violation` (PROTOCOL_ERROR, or the version rejection drivers
+    /// downgrade on, which is only ever the answer to a first frame and so goes out bare). The
+    /// connection closes after it.
+    func errorFrame(for violation: CQLProtocolViolation) -> ByteBuffer {
+        CQLFrameBuilder.error(for: violation, version: replyVersion, supported: supportedVersions, allocator: allocator)
     }
 
     /// The version replies are written in: the connection's, or the highest supported one before
