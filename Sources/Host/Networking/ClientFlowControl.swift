@@ -1,6 +1,6 @@
 /// Whether a client's requests are read, how many may be in flight, and when its queued replies
 /// close it: the backpressure of one client connection, as a plain value (no channel, no clock).
-/// `RedisSourceHandler` reports what happens and carries out the returned `Action`.
+/// `ClientSession` reports what happens and carries out the returned `Action`.
 ///
 /// Reading pauses for any of three reasons and resumes once none is left:
 /// - `inFlight`: the client has `maxBatchesInFlight` batches, or `requestLimit` requests, unanswered

@@ -88,7 +88,7 @@ public final class SluiceServer {
                 guard let source = generation.sources[key] else {
                     return channel.close()
                 }
-                let handler = RedisSourceHandler(generation: generation,
+                let handler = RedisClientHandler(generation: generation,
                                                  loopGeneration: registry.loopGeneration(for: channel.eventLoop),
                                                  sourceKey: key, chainIndex: source.chainIndex,
                                                  maxFrameBytes: source.maxFrameBytes,

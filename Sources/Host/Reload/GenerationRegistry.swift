@@ -6,7 +6,7 @@ import NIOCore
 /// view of it (`LoopGeneration`), and the end of old ones.
 ///
 /// - New client connections take `current` when they become active; existing ones compare their
-///   generation with their loop's at safe points (see `RedisSourceHandler`).
+///   generation with their loop's at safe points (see `ClientSession`).
 /// - A generation that was replaced and whose last session left has its transform configs freed
 ///   (config_free) on `controlQueue`, the one thread-ordered place where reloads also run
 ///   config_new, and the shared backend connections only it used are closed.

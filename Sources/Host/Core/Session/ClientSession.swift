@@ -2,16 +2,20 @@ import Logging
 import NIOCore
 import NIOTLS
 
-/// One client connection of a Redis source: splits the byte stream into requests (a batch per
-/// read), runs each batch through the source's chain, and writes the responses back in order.
+/// One client connection of a source, for any protocol `P`: splits the byte stream into requests
+/// with `P` (a batch per read, at most `P.maxRequestsPerBatch` each), runs each batch through the
+/// source's chain, and writes the replies back in request order or as they come (`P.repliesInOrder`).
 /// What it reads and holds is bounded as `ClientLimits` says: `ClientFlowControl` decides when
 /// reading pauses and when queued replies close the client, `RequestBufferBudget` bounds the request
 /// bytes of all the source's clients, and `CompletionDeadline` closes a client that does not finish
-/// a request (or its TLS handshake) in time.
-final class RedisSourceHandler: ChannelInboundHandler, RequestBufferBudget.Waiter {
-    typealias InboundIn = ByteBuffer
-    typealias OutboundOut = ByteBuffer
-
+/// a request (or its TLS handshake) in time. Its lifecycle (active, closing, draining, half-closed…)
+/// is `ClientSessionStateMachine`; moves to a newer configuration generation wait for a `SafePoint`.
+///
+/// Each protocol subclasses it with a small concrete `ChannelInboundHandler` (`RedisClientHandler`)
+/// whose witnesses call the `final` methods here: NIO calls a handler through its protocol
+/// witnesses, and a generic class's witnesses are unspecialised code that would look up `P`'s
+/// metadata and witnesses for every request. The subclass is also the slots' `ResponseSlotOwner`.
+class ClientSession<P: SourceProtocol>: RequestBufferBudget.Waiter, ClientConnection {
     /// The configuration generation this client runs on, its plan and the source's chain in it;
     /// all three change together when the client moves to a newer generation (hot reload).
     private var generation: ConfigGeneration
@@ -25,14 +29,13 @@ final class RedisSourceHandler: ChannelInboundHandler, RequestBufferBudget.Waite
     private var moveScheduled = false
     private let maxClients: Int
     private let metrics: SourceMetrics
-    /// The source's client authentication (nil: none), and whether this client passed it.
-    private let clientAuth: RedisClientAuth?
-    private var authenticated: Bool {
-        didSet { scanner.unauthenticated = !authenticated }  // Redis's smaller limits until then
-    }
-    private var scanner: RESPRequestScanner
+    /// The protocol's state of this connection (scanner, sign-in, transaction, encoding).
+    private var source: P
     private var buffered: ByteBuffer?
+    /// Batches in flight, in request order (only with `P.repliesInOrder`).
     private var slots = CircularBuffer<ResponseSlot>(initialCapacity: 8)
+    /// Batches in flight when replies are written as they come (`P.repliesInOrder` false).
+    private var unorderedInFlight = 0
     /// The last slot written, reused for the next batch if nothing references it any more.
     private var spareSlot: ResponseSlot?
     /// The last request batch, emptied, once the chain was done with it: the next one's object.
@@ -40,19 +43,10 @@ final class RedisSourceHandler: ChannelInboundHandler, RequestBufferBudget.Waite
     private var session: ChainSession?
     private var chain: ChainInstance?
     private var context: ChannelHandlerContext?
-    /// Set after QUIT or a protocol error: nothing more is read from this client.
-    private var closing = false {
-        didSet { if closing { flow.stop() } }
-    }
-    /// Set by a drain: nothing more is read, but requests already read and held back by the
-    /// in-flight budget still run (as the budget allows) before the client is closed.
-    private var drainingHeld = false
-    /// Set by a drain (see `closeIfFinished`).
-    private var drained = false
-    /// `closeIfFinished` scheduled the close (a second, full close would undo a half-close).
-    private var closeScheduled = false
+    /// The connection's lifecycle.
+    private var lifecycle = ClientSessionStateMachine()
     /// How long a drained client may keep sending after its last reply and the FIN that followed it.
-    static let drainLinger: TimeAmount = .seconds(1)
+    static var drainLinger: TimeAmount { .seconds(1) }
     private let limits: ClientLimits
     private var flow: ClientFlowControl
     /// Whether NIO reads the socket (autoRead), as last set to follow `flow`.
@@ -70,15 +64,13 @@ final class RedisSourceHandler: ChannelInboundHandler, RequestBufferBudget.Waite
     /// `buffered` holds complete requests that the in-flight budget held back (not just a partial one).
     private var heldByBudget = false
     private var heldRunScheduled = false
-    /// The server started stopping before this connection became active.
-    private var drainRequested = false
-    /// Between MULTI and EXEC/DISCARD/RESET, as far as the client's commands tell.
-    private var inTransaction = false
+    /// The slots' owner: this very object, as its concrete subclass (set by `bindSlotOwner`).
+    private unowned(unsafe) var slotOwner: ResponseSlotOwner!
     private(set) var allocator = ByteBufferAllocator()
 
     init(generation: ConfigGeneration, loopGeneration: LoopGeneration, sourceKey: String, chainIndex: Int,
-         maxFrameBytes: Int, maxClients: Int, clientAuth: RedisClientAuth? = nil,
-         limits: ClientLimits, requestBudget: RequestBufferBudget, usesTLS: Bool, metrics: SourceMetrics) {
+         settings: P.Settings, maxClients: Int, limits: ClientLimits, requestBudget: RequestBufferBudget,
+         usesTLS: Bool, metrics: SourceMetrics) {
         self.generation = generation
         self.plan = generation.plan
         self.chainIndex = chainIndex
@@ -86,35 +78,68 @@ final class RedisSourceHandler: ChannelInboundHandler, RequestBufferBudget.Waite
         self.sourceKey = sourceKey
         self.maxClients = maxClients
         self.metrics = metrics
-        self.clientAuth = clientAuth
         self.limits = limits
         self.requestBudget = requestBudget
         self.usesTLS = usesTLS
         flow = ClientFlowControl(limits: limits)
         deadline = CompletionDeadline(timeoutMilliseconds: limits.requestTimeoutMilliseconds)
-        authenticated = clientAuth == nil
-        scanner = RESPRequestScanner(maxFrameBytes: maxFrameBytes)
-        scanner.unauthenticated = clientAuth != nil
+        source = P(settings: settings, metrics: metrics)
     }
 
-    func channelActive(context: ChannelHandlerContext) {
+    /// The concrete subclass names itself the owner of the slots (call once, from its init).
+    final func bindSlotOwner(_ owner: ResponseSlotOwner) {
+        slotOwner = owner
+    }
+
+    /// Carries out a lifecycle action; leaving `active` stops the flow control for good.
+    private final func perform(_ action: ClientSessionStateMachine.Action, _ context: ChannelHandlerContext) {
+        if !lifecycle.isActive { flow.stop() }
+        switch action {
+        case .none:
+            return
+        case .closeNow:
+            context.close(promise: nil)
+        case .closeNextTurn:
+            context.eventLoop.execute { context.close(promise: nil) }
+        case .stopReading:
+            readingEnabled = false
+            context.channel.setOption(ChannelOptions.autoRead, value: false).whenFailure { _ in }
+        case .halfCloseNextTurn:
+            // A drained client may have sent more than was read before the drain: closing with those
+            // bytes unread would send a reset, which can destroy replies still on their way to it. So
+            // the replies are followed by a FIN, whatever else arrives is read and dropped, and the
+            // connection closes when the client closes its side (or after `drainLinger`).
+            let linger = Self.drainLinger
+            context.eventLoop.execute {
+                let halfClosed = context.eventLoop.makePromise(of: Void.self)
+                halfClosed.futureResult.whenFailure { _ in context.close(promise: nil) }
+                context.close(mode: .output, promise: halfClosed)
+                context.channel.setOption(ChannelOptions.autoRead, value: true).whenFailure { _ in }
+                context.read()
+                context.eventLoop.scheduleTask(in: linger) { context.close(promise: nil) }
+            }
+        }
+    }
+
+    // MARK: channel events (called by the concrete handler's witnesses)
+
+    final func sessionActive(context: ChannelHandlerContext) {
         self.context = context
         allocator = context.channel.allocator
-        if drainRequested {
-            closing = true
+        if lifecycle.activate() == .closeNow {  // the server began stopping before this
             _ = metrics.connectionOpened()  // balanced by channelInactive
-            context.close(promise: nil)
+            perform(.closeNow, context)
             context.fireChannelActive()
             return
         }
         let address = context.remoteAddress.map { "\($0.ipAddress ?? "?"):\($0.port ?? 0)" } ?? "unknown"
         clientAddress = address
         if metrics.connectionOpened() > maxClients {
-            // Redis's own answer past maxclients, so clients report it the same way. Counted, and
-            // logged at debug only: a connection storm must not become a log storm.
+            // The protocol's own answer past max_clients (Redis's words), so clients report it the
+            // same way. Counted, and logged at debug only: a connection storm must not become a log storm.
             metrics.clientRefused()
             HostLog.sources.debug("refusing client \(address): max_clients (\(maxClients)) reached")
-            refuse("ERR max number of clients reached", context: context)
+            refuse(.maxClients(maxClients), context: context)
             context.fireChannelActive()
             return
         }
@@ -127,7 +152,7 @@ final class RedisSourceHandler: ChannelInboundHandler, RequestBufferBudget.Waite
                                                         accepts: { $0.sources[sourceKey] != nil }),
               let source = started.sources[sourceKey] else {
             HostLog.sources.info("refusing client \(address): its source \(sourceKey) was removed by a configuration reload")
-            refuse("ERR sluice: this listener was removed by a configuration reload", context: context)
+            refuse(.sourceRemoved, context: context)
             context.fireChannelActive()
             return
         }
@@ -145,19 +170,18 @@ final class RedisSourceHandler: ChannelInboundHandler, RequestBufferBudget.Waite
             // batch's, when that waits behind an earlier one), never ahead of it; it does not wait
             // for batches still unanswered, which may take as long as they like (BLPOP…).
             if afterReplies, let last = slots.lastIndex(where: { $0.result != nil }) {
-                let push = ResponseSlot(owner: self, answer: Batch(kind: Batch.responses, protocolID: Batch.redis,
-                                                                   messages: [bytes]), closeAfter: false)
+                let push = ResponseSlot(owner: slotOwner, answer: Batch(kind: Batch.responses, protocolID: P.protocolID,
+                                                                        messages: [bytes]), closeAfter: false)
                 slots.insert(push, at: slots.index(after: last))
                 apply(flow.batchStarted(requests: push.requestCount), context)
                 return
             }
-            context.writeAndFlush(NIOAny(bytes), promise: nil)
+            self.source.writeFrame(bytes, to: context)
         }
         session.onBackendLost = { [self] reason in
             guard let context = self.context else { return }
             HostLog.sources.info("closing client \(address): \(reason)")
-            self.closing = true
-            context.close(promise: nil)
+            perform(lifecycle.abort(), context)
         }
         self.session = session
         if usesTLS, deadline.isActive {
@@ -168,37 +192,30 @@ final class RedisSourceHandler: ChannelInboundHandler, RequestBufferBudget.Waite
             chain = try session.chain(chainIndex)
         } catch {
             HostLog.sources.error("client \(address): \(error)")
-            refuse("ERR sluice: \(error)", context: context)
+            refuse(.chainUnavailable("\(error)"), context: context)
         }
         context.fireChannelActive()
     }
 
     /// The server is stopping: read nothing more, answer what is in flight, then close.
-    func drain() {
-        guard let context else {
-            drainRequested = true  // accepted but not active yet: closed as soon as it is
-            return
-        }
-        guard !closing else { return }
-        closing = true
-        drained = true
-        drainingHeld = heldByBudget
-        readingEnabled = false
-        context.channel.setOption(ChannelOptions.autoRead, value: false).whenFailure { _ in }
-        if drainingHeld { runHeld(context) }
+    final func drain() {
+        let action = lifecycle.drain(heldBack: heldByBudget)
+        guard let context, action != .none else { return }  // not active yet: closed as soon as it is
+        perform(action, context)
+        if lifecycle.runsHeldRequests { runHeld(context) }
         closeIfFinished(context)
     }
 
     /// Answers a client that cannot be served with one error reply and closes it.
-    private func refuse(_ message: String, context: ChannelHandlerContext) {
-        closing = true
-        context.writeAndFlush(NIOAny(RESPEncoding.error(message, allocator: allocator)), promise: nil)
-        context.close(promise: nil)
+    private final func refuse(_ reason: ClientRefusal, context: ChannelHandlerContext) {
+        let action = lifecycle.refuse()
+        source.writeFrame(P.refusal(reason, allocator: allocator), to: context)
+        perform(action, context)
     }
 
     /// With `idle_timeout_ms`: the client sent nothing for that long. Like Redis's `timeout`, a
     /// client waiting for replies (a blocking command) or holding subscriptions is not idle.
-    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+    final func sessionUserEvent(context: ChannelHandlerContext, event: Any) {
         if let tls = event as? TLSUserEvent, case .handshakeCompleted = tls {
             deadline.tlsHandshakeCompleted()
             context.fireUserInboundEventTriggered(event)
@@ -208,16 +225,16 @@ final class RedisSourceHandler: ChannelInboundHandler, RequestBufferBudget.Waite
             context.fireUserInboundEventTriggered(event)
             return
         }
-        guard !closing, slots.isEmpty, !(session?.hasSubscriptions ?? false) else { return }
+        guard lifecycle.isActive, batchesInFlight == 0, !(session?.hasSubscriptions ?? false) else { return }
         HostLog.sources.info("closing idle client \(context.remoteAddress.map { "\($0)" } ?? "unknown")")
-        closing = true
-        context.close(promise: nil)
+        perform(lifecycle.abort(), context)
     }
 
-    func channelInactive(context: ChannelHandlerContext) {
+    final func sessionInactive(context: ChannelHandlerContext) {
         metrics.connectionClosed()
-        closing = true
+        lifecycle.channelInactive()
         slots.removeAll()
+        unorderedInFlight = 0
         spareSlot = nil  // it references this handler
         flow.reset()
         deadlineCheck?.cancel()
@@ -235,34 +252,41 @@ final class RedisSourceHandler: ChannelInboundHandler, RequestBufferBudget.Waite
         context.fireChannelInactive()
     }
 
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        guard !closing, chain != nil else { return }
+    @inline(__always)
+    final func sessionRead(context: ChannelHandlerContext, data: ByteBuffer) {
+        guard lifecycle.isActive, chain != nil else { return }
         if loopGeneration.number > generation.number { moveToNewestGeneration() }
-        var buffer = ByteBuffer.joining(&buffered, unwrapInboundIn(data))
+        var buffer = ByteBuffer.joining(&buffered, data)
         process(&buffer, context)
     }
 
-    /// Runs the complete requests at the front of `buffer` as one batch and keeps the rest in
+    final func sessionError(context: ChannelHandlerContext, error: Error) {
+        HostLog.sources.debug("client connection error: \(error)")
+        context.close(promise: nil)
+    }
+
+    /// Batches read and not written yet.
+    private final var batchesInFlight: Int { P.repliesInOrder ? slots.count : unorderedInFlight }
+
+    // MARK: reading requests
+
+    /// Runs the complete requests at the front of `buffer` as batches and keeps the rest in
     /// `buffered`: a partial request, or whatever exceeds the client's budget of requests in flight
     /// (run once replies have been written, see `apply`).
-    private func process(_ buffer: inout ByteBuffer, _ context: ChannelHandlerContext) {
+    private final func process(_ buffer: inout ByteBuffer, _ context: ChannelHandlerContext) {
         guard let chain else { return }
         processing = true
         defer { processing = false }
         heldByBudget = false
         var building: Batch?  // the requests scanned so far
-        var buildingPlain = true  // every request of `building` is a plain command (RedisCommandClass)
-        var buildingReplies: UInt64 = 0  // and the reply kinds they expect
         var contiguousStart = buffer.readerIndex
         var contiguous = true
-        var closeReply: (String, Bool)?  // (RESP reply, is an error)
+        var closeReply: (ByteBuffer, Bool)?  // (reply, is a protocol error)
         var completedAny = false  // a request ended in this read (so a partial one after it began here)
         /// Runs what was scanned so far as one batch (before a request answered here).
         func runScanned() {
-            let (plain, replies) = (buildingPlain, buildingReplies)
-            (buildingPlain, buildingReplies) = (true, 0)
             guard var batch = building.take(), batch.count > 0 else { return }
-            if plain { batch.markPlain(expectedReplies: replies) }
+            source.sealBatch(batch)
             if contiguous {
                 // All frames lie back to back from where they started: one slice covers them.
                 let total = batch.messages.reduce(0) { $0 + $1.readableBytes }
@@ -270,8 +294,8 @@ final class RedisSourceHandler: ChannelInboundHandler, RequestBufferBudget.Waite
             }
             let count = batch.count
             metrics.requests(count)
-            let slot = newSlot(requestCount: count)
-            slots.append(slot)
+            let slot = newSlot(requestCount: count, replyKey: P.replyKey(of: batch))
+            if P.repliesInOrder { slots.append(slot) } else { unorderedInFlight += 1 }
             apply(flow.batchStarted(requests: count), context)
             chain.session.runFromClient(batch, on: chain, receiver: slot)
             // Most chains are done with the batch once run returns (the sink copied its bytes):
@@ -281,115 +305,44 @@ final class RedisSourceHandler: ChannelInboundHandler, RequestBufferBudget.Waite
                 spareBatch = consume batch
             }
         }
-        /// With client auth: the request to take instead of `frame` (a HELLO without its AUTH
-        /// option), or nil when it was answered here (AUTH, or anything before signing in). A RESET
-        /// signs the client out, taking effect from the next request.
-        @inline(never)
-        func screened(_ frame: ByteBuffer, _ clientAuth: RedisClientAuth) -> ByteBuffer? {
-            switch frame.withUnsafeReadableBytes({
-                clientAuth.screen($0, authenticated: authenticated, inTransaction: inTransaction, allocator: allocator)
-            }) {
-            case .forward:
-                return frame
-            case .forwardSigningOut:
-                authenticated = false  // screens the requests after this RESET, not the RESET itself
-                return frame
-            case .forwardRewritten(let hello):
-                contiguous = false
-                authenticated = true
-                if let user = frame.withUnsafeReadableBytes({ SessionFacts.userName(signingIn: $0) }) {
-                    session?.facts.signedIn(as: user)
-                }
-                return hello
-            case .answer(let reply, let signedIn, let failedPassword):
-                if failedPassword { metrics.authFailed() }
-                runScanned()
-                answer(text: reply, closeAfter: false)
-                if let signedIn { authenticated = signedIn }
-                if signedIn == true, let user = frame.withUnsafeReadableBytes({ SessionFacts.userName(signingIn: $0) }) {
-                    session?.facts.signedIn(as: user)
-                }
-                contiguousStart = buffer.readerIndex
-                contiguous = true
-                return nil
-            }
-        }
-        /// Takes a complete request: forwarded with the batch, or answered here in its place.
-        /// Returns false for QUIT, which ends the scan.
-        func take(_ received: ByteBuffer) -> Bool {
-            var frame = received
-            if let clientAuth {
-                guard let accepted = screened(received, clientAuth) else { return true }
-                frame = accepted
-            }
-            // The command is classified once here; a plain one needs none of the checks.
-            let plainReply = frame.withUnsafeReadableBytes { RedisCommandClass.plainReply($0) }
-            let verdict = plainReply != nil
-                ? .forward : frame.withUnsafeReadableBytes { RedisLocalAnswers.verdict($0, inTransaction: &inTransaction) }
-            switch verdict {
-            case .forward:
-                if building == nil {
-                    building = spareBatch.take() ?? Batch(kind: Batch.requests, protocolID: Batch.redis)
-                }
-                if let plainReply {
-                    let index = building!.count
-                    if index < 32 { buildingReplies |= plainReply << UInt64(2 * index) }
-                } else {
-                    buildingPlain = false
-                }
-                building!.appendReceived(frame)
-                if building!.count == ClientFlowControl.maxRequestsPerBatch {
-                    // A batch is written only once all its replies are in: smaller batches let the
-                    // reply limits see (and stop) a deep pipeline of large replies early.
-                    runScanned()
-                    contiguousStart = buffer.readerIndex
-                    contiguous = true
-                }
-            case .quit:
-                closeReply = ("+OK\r\n", false)
-                return false
-            case .refuse(let message):
-                runScanned()
-                answer(RESPEncoding.error(message, allocator: allocator), closeAfter: false)
-                contiguousStart = buffer.readerIndex
-                contiguous = true
-            }
-            return true
-        }
         scanning: while buffer.readableBytes > 0 {
             if !flow.hasRoom(forMore: building?.count ?? 0) {
                 heldByBudget = true
                 break scanning
             }
-            let outcome = buffer.withUnsafeReadableBytes { scanner.scan($0) }
-            switch outcome {
-            case .multibulk(let length):
+            switch source.nextRequest(&buffer, session: session, allocator: allocator) {
+            case .request(let frame, let asReceived):
                 completedAny = true
-                guard take(buffer.readSlice(length: length)!) else { break scanning }
-            case .empty(let length):
+                if !asReceived { contiguous = false }
+                if building == nil {
+                    building = spareBatch.take() ?? Batch(kind: Batch.requests, protocolID: P.protocolID)
+                }
+                building!.appendReceived(frame)
+                if building!.count == P.maxRequestsPerBatch {
+                    // RESP: a batch is written only once all its replies are in: smaller batches let
+                    // the reply limits see (and stop) a deep pipeline of large replies early.
+                    runScanned()
+                    contiguousStart = buffer.readerIndex
+                    contiguous = true
+                }
+            case .nothing:
                 completedAny = true
-                buffer.moveReaderIndex(forwardBy: length)
-                contiguous = false  // "*0\r\n" or "*-1\r\n" asks for nothing; Redis ignores it too
-            case .inline(let lineLength, let length):
-                completedAny = true
-                let line = buffer.getSlice(at: buffer.readerIndex, length: lineLength)!
-                buffer.moveReaderIndex(forwardBy: length)
                 contiguous = false
-                do {
-                    let args = try line.withUnsafeReadableBytes { try RESPInlineCommand.arguments(of: $0) }
-                    if args.isEmpty { continue }
-                    guard take(RESPEncoding.command(args, allocator: allocator)) else { break scanning }
-                } catch {
-                    closeReply = ("-ERR Protocol error: unbalanced quotes in request\r\n", true)
-                    break scanning
+            case .answer(let reply):
+                completedAny = true
+                runScanned()
+                answer(reply, closeAfter: false)
+                source.answerPlaced(session: session)
+                contiguousStart = buffer.readerIndex
+                contiguous = true
+            case .close(let reply, let protocolError, let logDetail):
+                completedAny = true
+                closeReply = (reply, protocolError)
+                if let logDetail {  // a limit of Sluice's, not a protocol rule: worth a line
+                    HostLog.sources.info("closing client \(context.remoteAddress.map { "\($0)" } ?? "unknown"): \(logDetail)")
                 }
-            case .needMore:
                 break scanning
-            case .malformed(let message):
-                closeReply = ("-ERR Protocol error: \(message)\r\n", true)
-                if let detail = scanner.detail {  // a limit of Sluice's, not a Redis rule: worth a line
-                    HostLog.sources.info("closing client \(context.remoteAddress.map { "\($0)" } ?? "unknown"): \(detail) (answered 'Protocol error: \(message)')")
-                }
+            case .needMore:
                 break scanning
             }
         }
@@ -397,15 +350,15 @@ final class RedisSourceHandler: ChannelInboundHandler, RequestBufferBudget.Waite
 
         runScanned()
         if let (reply, isError) = closeReply {
-            closing = true
-            drainingHeld = false
+            lifecycle.closeAfterReply()
+            flow.stop()
             if isError { metrics.protocolError() }
-            answer(text: reply, closeAfter: true)
+            answer(reply, closeAfter: true)
         }
         if self.context != nil { accountBuffered(context, completedAny: completedAny) }
         // Plugins may have answered everything already: then nothing paused reading, and nothing
         // else would run what the budget held back.
-        if heldByBudget, flow.isReading, !closing { scheduleHeld(context) }
+        if heldByBudget, flow.isReading, lifecycle.isActive { scheduleHeld(context) }
     }
 
     /// After a read: counts the change of the client's partial-request bytes in the source's budget
@@ -414,7 +367,7 @@ final class RedisSourceHandler: ChannelInboundHandler, RequestBufferBudget.Waite
     /// buffered, as before it; a read that completed requests and ended inside another reads the
     /// clock once. Requests held back by the in-flight limit count nothing: the client is paused for
     /// them already and runs them when it has room again, whatever the budget says.
-    private func accountBuffered(_ context: ChannelHandlerContext, completedAny: Bool) {
+    private final func accountBuffered(_ context: ChannelHandlerContext, completedAny: Bool) {
         let now = heldByBudget ? 0 : buffered?.readableBytes ?? 0
         if now != bufferedCounted {
             bufferedCounted = now
@@ -422,7 +375,7 @@ final class RedisSourceHandler: ChannelInboundHandler, RequestBufferBudget.Waite
             if waits, !flow.waitsForRequestBudget { metrics.pausedForRequestBudget() }
             apply(flow.requestBudget(spent: waits), context)
         }
-        if now > 0, !closing {
+        if now > 0, lifecycle.isActive {
             if deadline.requestIncomplete(begunInThisRead: completedAny, now: { .now() }) { armDeadlineCheck(context) }
         } else {
             deadline.requestsComplete()
@@ -430,7 +383,7 @@ final class RedisSourceHandler: ChannelInboundHandler, RequestBufferBudget.Waite
     }
 
     /// The source's request-buffer budget has room again (called on this client's event loop).
-    func requestBudgetFreed() {
+    final func requestBudgetFreed() {
         guard let context else { return }
         apply(flow.requestBudget(spent: false), context)
     }
@@ -438,12 +391,12 @@ final class RedisSourceHandler: ChannelInboundHandler, RequestBufferBudget.Waite
     /// Checks the completion deadline when it falls due (one timer per client at most, armed when
     /// something began that must complete, and not cancelled when it completes: it then finds
     /// nothing pending, or a later deadline to wait for).
-    private func armDeadlineCheck(_ context: ChannelHandlerContext) {
+    private final func armDeadlineCheck(_ context: ChannelHandlerContext) {
         guard deadlineCheck == nil, case .checkAgain(let due) = deadline.check(at: .now()) else { return }
         // A strong capture, released when the check runs or the client closes (cancelled then).
         deadlineCheck = context.eventLoop.scheduleTask(deadline: due) { [self] in
             deadlineCheck = nil
-            guard !closing, self.context != nil else { return }
+            guard lifecycle.isActive, self.context != nil else { return }
             switch deadline.check(at: .now()) {
             case .nothingPending:
                 break
@@ -452,39 +405,31 @@ final class RedisSourceHandler: ChannelInboundHandler, RequestBufferBudget.Waite
             case .expired(let what):
                 HostLog.sources.info("closing client \(clientAddress): \(what) not complete within \(limits.requestTimeoutMilliseconds) ms (request_timeout_ms)")
                 metrics.closedForDeadline(tlsHandshake: what == "TLS handshake")
-                closing = true
-                context.close(promise: nil)
+                perform(lifecycle.abort(), context)
             }
         }
     }
 
-    private func newSlot(requestCount: Int) -> ResponseSlot {
+    private final func newSlot(requestCount: Int, replyKey: UInt64) -> ResponseSlot {
         if var spare = spareSlot.take(), isKnownUniquelyReferenced(&spare) {
-            spare.reuse(requestCount: requestCount)
+            spare.reuse(requestCount: requestCount, replyKey: replyKey)
             return spare
         }
-        return ResponseSlot(owner: self, requestCount: requestCount)
+        return ResponseSlot(owner: slotOwner, requestCount: requestCount, replyKey: replyKey)
     }
 
     /// Takes the next place in the response order with a reply given here.
-    private func answer(_ reply: ByteBuffer, closeAfter: Bool) {
-        let answered = ResponseSlot(owner: self, answer: Batch(kind: Batch.responses, protocolID: Batch.redis,
-                                                               messages: [reply]), closeAfter: closeAfter)
-        slots.append(answered)
+    private final func answer(_ reply: ByteBuffer, closeAfter: Bool) {
+        let answered = ResponseSlot(owner: slotOwner, answer: Batch(kind: Batch.responses, protocolID: P.protocolID,
+                                                                    messages: [reply]), closeAfter: closeAfter)
+        if P.repliesInOrder { slots.append(answered) } else { unorderedInFlight += 1 }
         if let context { apply(flow.batchStarted(requests: answered.requestCount), context) }
-        slotCompleted()
-    }
-
-    /// Takes the next place in the response order with a reply given as RESP text.
-    private func answer(text reply: String, closeAfter: Bool) {
-        var bytes = allocator.buffer(capacity: reply.utf8.count)
-        bytes.writeString(reply)
-        answer(bytes, closeAfter: closeAfter)
+        sessionSlotCompleted(answered)
     }
 
     /// Runs the requests the budget held back, once the budget allows (never nested in `process`).
-    private func runHeld(_ context: ChannelHandlerContext) {
-        guard heldByBudget, !closing || drainingHeld, flow.hasRoom(forMore: 0) else { return }
+    private final func runHeld(_ context: ChannelHandlerContext) {
+        guard heldByBudget, lifecycle.runsHeldRequests, flow.hasRoom(forMore: 0) else { return }
         guard !processing else {
             scheduleHeld(context)
             return
@@ -492,10 +437,10 @@ final class RedisSourceHandler: ChannelInboundHandler, RequestBufferBudget.Waite
         guard var held = buffered else { return }
         buffered = nil
         process(&held, context)
-        if drainingHeld { closeIfFinished(context) }  // plugins may have answered it all at once
+        if !lifecycle.isActive { closeIfFinished(context) }  // plugins may have answered it all at once
     }
 
-    private func scheduleHeld(_ context: ChannelHandlerContext) {
+    private final func scheduleHeld(_ context: ChannelHandlerContext) {
         guard !heldRunScheduled else { return }
         heldRunScheduled = true
         context.eventLoop.execute { [self] in
@@ -508,7 +453,7 @@ final class RedisSourceHandler: ChannelInboundHandler, RequestBufferBudget.Waite
     /// requests in flight, its socket takes our writes (the soft limit of queued replies) and the
     /// request-buffer budget allows, so a client that pipelines without reading its replies stops
     /// being read instead of growing our memory. Stale advice (`flow` changed since) is ignored.
-    private func apply(_ action: ClientFlowControl.Action, _ context: ChannelHandlerContext) {
+    private final func apply(_ action: ClientFlowControl.Action, _ context: ChannelHandlerContext) {
         switch action {
         case .none:
             return
@@ -530,16 +475,33 @@ final class RedisSourceHandler: ChannelInboundHandler, RequestBufferBudget.Waite
         }
     }
 
-    func channelWritabilityChanged(context: ChannelHandlerContext) {
+    final func sessionWritabilityChanged(context: ChannelHandlerContext) {
         let writable = context.channel.isWritable
         session?.setBackendReadingPaused(!writable)
         apply(flow.writabilityChanged(writable), context)
         context.fireChannelWritabilityChanged()
     }
 
-    /// Writes every answered slot at the head of the queue, in order.
-    func slotCompleted() {
-        guard let context, !closeScheduled else { return }
+    // MARK: writing replies
+
+    /// `slot` was answered: writes every answered slot at the head of the queue, in order (or, when
+    /// replies go as they come, `slot` itself).
+    @inline(__always)
+    final func sessionSlotCompleted(_ slot: ResponseSlot) {
+        if P.repliesInOrder {
+            writeAnsweredHead()
+        } else {
+            writeAnswered(slot)
+        }
+    }
+
+    /// The protocol's error replies for a failed batch.
+    final func sessionErrorReplies(_ message: String, count: Int, replyKey: UInt64) -> Batch {
+        P.errorReplies(message, count: count, replyKey: replyKey, allocator: allocator)
+    }
+
+    private final func writeAnsweredHead() {
+        guard let context, lifecycle.writesReplies else { return }
         var closeNow = false
         var action = ClientFlowControl.Action.none
         while let head = slots.first, let result = head.result {
@@ -553,39 +515,88 @@ final class RedisSourceHandler: ChannelInboundHandler, RequestBufferBudget.Waite
             closeNow = head.closeAfter
             // The last slot written now flushes them all, in the pass of its own write.
             let last = closeNow || slots.first?.result == nil
-            result.write(to: context, flush: last)
+            source.write(result, to: context, flush: last)
             head.reuse(requestCount: 0)  // holds nothing of its reply while it waits for reuse
             spareSlot = head
             if last { break }
         }
+        afterWriting(closeNow: closeNow, action, context)
+    }
+
+    private final func writeAnswered(_ slot: ResponseSlot) {
+        guard let context, lifecycle.writesReplies, let result = slot.result else { return }
+        unorderedInFlight -= 1
+        let action = flow.batchWritten(requests: slot.requestCount, replyBytes: Self.byteCount(result))
+        if flow.exceedsHardLimit {
+            closeForUnreadReplies(context)
+            return
+        }
+        source.write(result, to: context, flush: true)
+        let closeNow = slot.closeAfter
+        slot.reuse(requestCount: 0)
+        spareSlot = slot
+        afterWriting(closeNow: closeNow, action, context)
+    }
+
+    private final func afterWriting(closeNow: Bool, _ action: ClientFlowControl.Action, _ context: ChannelHandlerContext) {
         if closeNow {
             // Never inside the completion that got us here: closing frees the client's plugin
             // instances, and a plugin may still be running the hook that answered this slot.
-            context.eventLoop.execute { context.close(promise: nil) }
+            perform(lifecycle.closeAfterWrite(), context)
             return
         }
-        if drainingHeld, heldByBudget {
+        if heldByBudget, !lifecycle.isActive, lifecycle.runsHeldRequests {
             runHeld(context)  // a draining client's requests read before the drain still run
         }
         if closeIfFinished(context) { return }
         apply(action, context)
-        if slots.isEmpty, loopGeneration.number > generation.number { scheduleMove(context) }
+        if batchesInFlight == 0, loopGeneration.number > generation.number { scheduleMove(context) }
+    }
+
+    /// The bytes of a batch of replies (one read of the count when they lie back to back).
+    private static func byteCount(_ batch: Batch) -> Int {
+        if let whole = batch.contiguous { return whole.readableBytes }
+        var total = 0
+        for message in batch.messages { total += message.readableBytes }
+        return total
+    }
+
+    /// The client let more than `reply_buffer_hard_bytes` of replies pile up since its socket stopped
+    /// taking them: closed (as Redis's client-output-buffer-limit does), its queued replies dropped.
+    private final func closeForUnreadReplies(_ context: ChannelHandlerContext) {
+        HostLog.sources.info("closing client \(clientAddress): more than \(limits.replyHardBytes) bytes of replies queued while it does not read them (reply_buffer_hard_bytes)")
+        metrics.closedForReplyBuffer()
+        // Never inside the completion that got us here (see afterWriting).
+        perform(lifecycle.closeAfterWrite(), context)
+    }
+
+    /// Closes a closing or draining client once everything it sent before is answered (and, when
+    /// draining, once the requests the budget held back ran too). Never inside `process` or the
+    /// completion that called this: closing frees the client's plugin instances, which may still be
+    /// on the stack. Returns whether a close is scheduled.
+    @discardableResult
+    private final func closeIfFinished(_ context: ChannelHandlerContext) -> Bool {
+        if lifecycle.closeIsScheduled { return true }
+        guard !lifecycle.isActive, batchesInFlight == 0, !processing else { return false }
+        let action = lifecycle.everythingAnswered(heldBack: heldByBudget)
+        perform(action, context)
+        return lifecycle.closeIsScheduled
     }
 
     // MARK: hot reload
 
     /// Where this client stands for a move to a newer generation whose unchanged sinks are `kept`.
-    private func safePoint(keeping kept: [Int: Int]?) -> SafePoint {
-        SafePoint(requestsInFlight: slots.count, requestsHeldBack: heldByBudget, inTransaction: inTransaction,
+    private final func safePoint(keeping kept: [Int: Int]?) -> SafePoint {
+        SafePoint(requestsInFlight: batchesInFlight, requestsHeldBack: heldByBudget, inTransaction: source.inTransaction,
                   subscribed: session?.hasSubscriptions ?? false,
                   pluginWorkPending: processing || (session?.hasPendingPluginWork ?? false),
                   backendStateOnChangedSink: kept.map { session?.holdsBackendState(outside: $0) ?? false } ?? false,
-                  closing: closing)
+                  closing: !lifecycle.isActive)
     }
 
     /// Moves the client to the newest generation on the next turn (never inside the completion
     /// that answered its last request: moving frees plugin instances that may be on the stack).
-    private func scheduleMove(_ context: ChannelHandlerContext) {
+    private final func scheduleMove(_ context: ChannelHandlerContext) {
         guard !moveScheduled else { return }
         moveScheduled = true
         context.eventLoop.execute { [self] in
@@ -595,14 +606,14 @@ final class RedisSourceHandler: ChannelInboundHandler, RequestBufferBudget.Waite
     }
 
     /// A reload switched generations (called on this client's event loop).
-    func newGenerationAvailable() {
+    final func newGenerationAvailable() {
         moveToNewestGeneration()
     }
 
     /// The grace period of the reload to generation `number` ended: a client still on an older one
     /// moves now if it can, else it is drained (answered, then closed) as on shutdown.
-    func graceEnded(for number: Int) {
-        guard context != nil, !closing, generation.number < number else { return }
+    final func graceEnded(for number: Int) {
+        guard context != nil, lifecycle.isActive, generation.number < number else { return }
         moveToNewestGeneration()
         guard generation.number < number else { return }
         let kept = loopGeneration.current.sources[sourceKey] == nil ? nil : generation.sinkIndices(to: loopGeneration.current)
@@ -613,7 +624,7 @@ final class RedisSourceHandler: ChannelInboundHandler, RequestBufferBudget.Waite
     /// At a safe point (see `SafePoint`), moves the client's session to the newest generation its
     /// source is in: the plugin instances of the old chain are freed (instance_free), those of the
     /// new one made; backend connections to unchanged sinks, and the client's session facts, stay.
-    private func moveToNewestGeneration() {
+    private final func moveToNewestGeneration() {
         guard context != nil, let session, loopGeneration.number > generation.number,
               loopGeneration.current.sources[sourceKey] != nil, safePoint(keeping: nil).allowsMove else { return }
         let previous = generation
@@ -633,61 +644,8 @@ final class RedisSourceHandler: ChannelInboundHandler, RequestBufferBudget.Waite
         } catch {
             chain = nil
             HostLog.sources.error("client \(clientAddress): \(error)")
-            if let context { refuse("ERR sluice: \(error)", context: context) }
+            if let context { refuse(.chainUnavailable("\(error)"), context: context) }
         }
         previous.sessionEnded()  // after its instances were freed: its configs may go now
     }
-
-    /// The bytes of a batch of replies (one read of the count when they lie back to back).
-    private static func byteCount(_ batch: Batch) -> Int {
-        if let whole = batch.contiguous { return whole.readableBytes }
-        var total = 0
-        for message in batch.messages { total += message.readableBytes }
-        return total
-    }
-
-    /// The client let more than `reply_buffer_hard_bytes` of replies pile up since its socket stopped
-    /// taking them: closed (as Redis's client-output-buffer-limit does), its queued replies dropped.
-    private func closeForUnreadReplies(_ context: ChannelHandlerContext) {
-        HostLog.sources.info("closing client \(clientAddress): more than \(limits.replyHardBytes) bytes of replies queued while it does not read them (reply_buffer_hard_bytes)")
-        metrics.closedForReplyBuffer()
-        closing = true
-        closeScheduled = true
-        // Never inside the completion that got us here (see slotCompleted).
-        context.eventLoop.execute { context.close(promise: nil) }
-    }
-
-    /// Closes a closing client once everything it sent before is answered (and, when draining, once
-    /// the requests the budget held back ran too). Never inside `process` or the completion that
-    /// called this: closing frees the client's plugin instances, which may still be on the stack.
-    @discardableResult
-    private func closeIfFinished(_ context: ChannelHandlerContext) -> Bool {
-        guard closing, !closeScheduled, slots.isEmpty, !processing, !(drainingHeld && heldByBudget) else {
-            return closeScheduled
-        }
-        closeScheduled = true
-        guard drained else {
-            context.eventLoop.execute { context.close(promise: nil) }
-            return true
-        }
-        // A drained client may have sent more than was read before the drain: closing with those
-        // bytes unread would send a reset, which can destroy replies still on their way to it. So
-        // the replies are followed by a FIN, whatever else arrives is read and dropped, and the
-        // connection closes when the client closes its side (or after `drainLinger`).
-        context.eventLoop.execute {
-            let halfClosed = context.eventLoop.makePromise(of: Void.self)
-            halfClosed.futureResult.whenFailure { _ in context.close(promise: nil) }
-            context.close(mode: .output, promise: halfClosed)
-            context.channel.setOption(ChannelOptions.autoRead, value: true).whenFailure { _ in }
-            context.read()
-            context.eventLoop.scheduleTask(in: Self.drainLinger) { context.close(promise: nil) }
-        }
-        return true
-    }
-
-    func errorCaught(context: ChannelHandlerContext, error: Error) {
-        HostLog.sources.debug("client connection error: \(error)")
-        context.close(promise: nil)
-    }
-
 }
