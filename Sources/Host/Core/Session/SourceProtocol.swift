@@ -23,6 +23,11 @@ import NIOCore
 ///    (Redis: that they are plain commands and which reply kind each expects).
 /// 4. Replies are written with `write` in request order (`repliesInOrder`, RESP) or each batch's as
 ///    soon as it is back (CQL: every request is its own batch, streams are independent).
+///
+/// A protocol also brings its channel handler: a `final class` subclassing `ClientSession<Itself>`,
+/// conforming to `ChannelInboundHandler` and `ResponseSlotOwner`, whose methods call the session's
+/// `session…` methods (see `RedisClientHandler`, about 50 lines); `SluiceServer` adds it to each
+/// accepted channel of a source of that protocol.
 protocol SourceProtocol {
     /// What every connection of one source shares (limits, the client authentication).
     associatedtype Settings
