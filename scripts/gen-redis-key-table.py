@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Writes (or checks) Sources/Host/Codecs/Redis/Keys/RedisKeyTable.swift from a running
+"""Writes (or checks) Sources/Host/Protocols/Redis/Codec/Keys/RedisKeyTable.swift from a running
 redis-server's COMMAND reply: every command and subcommand it knows, with its key specs.
 
     python3 scripts/gen-redis-key-table.py --port 6379            # rewrite the table
@@ -16,7 +16,7 @@ import sys
 import redis
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
-TABLE = os.path.join(ROOT, "Sources", "Host", "Codecs", "Redis", "Keys", "RedisKeyTable.swift")
+TABLE = os.path.join(ROOT, "Sources", "Host", "Protocols", "Redis", "Codec", "Keys", "RedisKeyTable.swift")
 # SORT_RO has no STORE: its only key is argument 1 (its other spec, BY/GET patterns, names no keys).
 SPECIAL = {"sort": "=sort", "sort_ro": "i1:r0/1/0", "migrate": "=migrate"}
 
