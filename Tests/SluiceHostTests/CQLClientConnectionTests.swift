@@ -148,6 +148,35 @@ final class CQLClientConnectionTests: XCTestCase {
         XCTAssertEqual(frame.header.stream, 300)
     }
 
+    func testWhatTravelsAsItIs() throws {
+        // Bare and uncompressed: requests are the bytes received, replies go out as they are.
+        var bare = connection()
+        XCTAssertTrue(bare.wire.outboundIsBare)
+        var input = startup(.v4)
+        guard case .answer(let ready, _)? = bare.next(&input) else { return XCTFail() }
+        XCTAssertFalse(bare.wire.outboundIsBare, "the STARTUP answer is still to switch the framing")
+        var out = ByteBuffer()
+        _ = bare.encodeReply(ready, into: &out)
+        XCTAssertEqual(out, ready)
+        XCTAssertTrue(bare.wire.outboundIsBare)
+        _ = steps(&bare, CQLFrameBuilder.query(version: .v4, stream: 2, query: "SELECT 1"))
+        XCTAssertTrue(bare.wire.lastRequestAsReceived)
+        // Compressed frames are rebuilt; uncompressed ones on the same connection are not.
+        var lz4 = connection()
+        _ = answer(&lz4, startup(.v4, compression: "lz4"))
+        XCTAssertFalse(lz4.wire.outboundIsBare)
+        _ = steps(&lz4, CQLFrameBuilder.compressed(CQLFrameBuilder.query(version: .v4, stream: 2, query: String(repeating: "SELECT 1 ", count: 20)), with: .lz4))
+        XCTAssertFalse(lz4.wire.lastRequestAsReceived)
+        _ = steps(&lz4, CQLFrameBuilder.query(version: .v4, stream: 3, query: "SELECT 1"))
+        XCTAssertTrue(lz4.wire.lastRequestAsReceived)
+        // Frames out of segments are never the bytes received.
+        var v5 = connection()
+        _ = answer(&v5, startup(.v5))
+        XCTAssertFalse(v5.wire.outboundIsBare)
+        _ = steps(&v5, segments([CQLFrameBuilder.query(version: .v5, stream: 2, query: "SELECT 1")], lz4: false))
+        XCTAssertFalse(v5.wire.lastRequestAsReceived)
+    }
+
     func testRequestsBeforeStartupAreRefusedAndTheConnectionStaysOpen() throws {
         var c = connection()
         let (wire, _) = answer(&c, CQLFrameBuilder.query(version: .v4, stream: 3, query: "SELECT 1"))

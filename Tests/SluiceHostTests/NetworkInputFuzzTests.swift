@@ -325,6 +325,64 @@ final class NetworkInputFuzzTests: XCTestCase {
         XCTAssertGreaterThan(frames, 0)
     }
 
+    /// A `cassandra` source's client connections (`CQLClientConnection`): a STARTUP (any version,
+    /// compression and authentication), then mutated frames, or mutated segments after a v5
+    /// STARTUP, fed in reads of random sizes. Every request handed on is one whole uncompressed
+    /// frame; every answer encodes; after a close nothing more is read.
+    func testCQLClientConnections() {
+        let seed = Self.seed(0x5EED_0C03)
+        var g = Generator(state: seed)
+        let frames = Self.cqlFrameSeeds
+        let segments = Self.cqlSegmentSeeds
+        let auth = CQLClientAuth(users: [.init(name: Array("cassandra".utf8), password: Array("secret".utf8))])
+        var requests = 0, closes = 0
+        for iteration in 0..<Self.iterations / 4 {
+            let authentication: CQLClientConnection.Authentication = [.none, .sluice(auth), .passthrough].randomElement(using: &g)!
+            var connection = CQLClientConnection(maxFrameBytes: 1 << 16, authentication: authentication)
+            let version: CQLVersion = Bool.random(using: &g) ? .v4 : .v5
+            let compression = version == .v5 ? ["lz4", nil].randomElement(using: &g)! : ["lz4", "snappy", nil].randomElement(using: &g)!
+            var bytes = Array(CQLFrameBuilder.frame(version: version, isResponse: false, stream: 1, opcode: .startup) {
+                $0.writeCQLStringMap(compression.map { ["CQL_VERSION": "3.0.0", "COMPRESSION": $0] } ?? ["CQL_VERSION": "3.0.0"])
+            }.readableBytesView)
+            if Int.random(in: 0..<8, using: &g) == 0 { bytes = mutateCQL(bytes, &g) }
+            if version == .v5, Bool.random(using: &g) {
+                let (original, lz4) = segments.randomElement(using: &g)!
+                var segment = mutate(original, &g)
+                if Bool.random(using: &g) { segment = Self.fixChecksums(segment, lz4: lz4) }
+                bytes += segment
+            } else {
+                for _ in 0..<Int.random(in: 1...3, using: &g) { bytes += mutateCQL(frames.randomElement(using: &g)!, &g) }
+            }
+            var input = ByteBuffer()
+            var rest = bytes[...]
+            var closed = false
+            while !rest.isEmpty {
+                let n = Int.random(in: 1...max(1, rest.count), using: &g)
+                input.writeBytes(rest.prefix(n))
+                rest = rest.dropFirst(n)
+                while let step = connection.next(&input) {
+                    XCTAssertFalse(closed, "a step after the close, seed \(seed) iteration \(iteration)")
+                    var out = ByteBuffer()
+                    switch step {
+                    case .request(let frame):
+                        XCTAssertEqual(frame.bytes.readableBytes, frame.header.frameLength, "seed \(seed) iteration \(iteration)")
+                        XCTAssertFalse(frame.header.flags.contains(.compression), "seed \(seed) iteration \(iteration)")
+                        requests += 1
+                    case .answer(let frame, _):
+                        _ = connection.encodeReply(frame, into: &out)
+                    case .close(let frame, _):
+                        _ = connection.encodeReply(frame, into: &out)
+                        closed = true
+                        closes += 1
+                    }
+                    connection.flush(into: &out)
+                }
+            }
+        }
+        XCTAssertGreaterThan(requests, 0)
+        XCTAssertGreaterThan(closes, 0)
+    }
+
     /// The segment header's CRC24 and the payload's CRC32 made right for whatever the bytes now say.
     private static func fixChecksums(_ bytes: [UInt8], lz4: Bool) -> [UInt8] {
         let headerLength = lz4 ? 5 : 3

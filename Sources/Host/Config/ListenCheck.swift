@@ -28,7 +28,7 @@ enum ListenCheck {
 
     static func listeners(of config: SluiceConfig) -> [Listener] {
         var all = config.sources.map { source in
-            Listener(what: "source.redis.listen", host: source.host, port: source.port,
+            Listener(what: "source.\(source.kind.rawValue).listen", host: source.host, port: source.port,
                      node: source.node["listen"] ?? source.node)
         }
         if let metrics = config.metricsListen, let node = config.metricsListenNode {

@@ -86,7 +86,7 @@ struct ConfigSnapshot: Equatable {
             sinks[sink.name] = "\(sink.host):\(sink.port) connect=\(sink.connectTimeoutMilliseconds) reply=\(sink.replyTimeoutMilliseconds) max=\(sink.maxReplyBytes) auth=\(Self.fingerprint(sink.credentials)) tls=\(String(describing: sink.tls))"
         }
         for source in config.sources {
-            sources[Self.key(host: source.host, port: source.port)] = "chain=\(source.chain) max_frame=\(source.maxFrameBytes) max_clients=\(source.maxClients) idle=\(source.idleTimeoutMilliseconds) auth=\(source.auth.map(Self.fingerprint).joined(separator: ",")) tls=\(String(describing: source.tls)) limits=\(source.limits)"
+            sources[Self.key(host: source.host, port: source.port)] = "chain=\(source.chain) max_frame=\(source.maxFrameBytes) max_clients=\(source.maxClients) idle=\(source.idleTimeoutMilliseconds) auth=\(source.auth.map(Self.fingerprint).joined(separator: ",")) tls=\(String(describing: source.tls)) limits=\(source.limits) kind=\(source.kind.rawValue) passthrough=\(source.authPassthrough)"
         }
         for plugin in loaded {
             // The private copy is named by the file's contents: a rebuilt plugin has a new one.

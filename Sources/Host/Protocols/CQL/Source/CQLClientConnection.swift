@@ -192,6 +192,14 @@ struct CQLClientConnection {
     /// run of frames with `flush`. A passthrough sign-in is decided by the reply to the client's
     /// AUTH_RESPONSE: AUTH_SUCCESS signs the client in (the event says so).
     mutating func encodeReply(_ frame: ByteBuffer, into output: inout ByteBuffer) -> Event? {
+        let event = observeReply(frame)
+        wire.encode(frame, into: &output)
+        return event
+    }
+
+    /// What writing `frame` to the client means for the connection's state (a passthrough sign-in),
+    /// for frames written as they are (`CQLClientWire.outboundIsBare`); `encodeReply` includes it.
+    mutating func observeReply(_ frame: ByteBuffer) -> Event? {
         var event: Event?
         if case .authenticating(let pending?) = state,
            let (stream, opcodeByte) = frame.getMultipleIntegers(at: frame.readerIndex + 2, as: (Int16, UInt8).self),
@@ -207,7 +215,6 @@ struct CQLClientConnection {
                 state = .authenticating(pending: nil)  // AUTH_CHALLENGE: the client answers again
             }
         }
-        wire.encode(frame, into: &output)
         return event
     }
 

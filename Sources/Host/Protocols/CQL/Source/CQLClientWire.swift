@@ -46,9 +46,14 @@ struct CQLClientWire {
 
     // MARK: inbound
 
+    /// Whether the last frame `nextRequest` returned is, byte for byte, the bytes it took off the
+    /// front of `input` (a bare uncompressed frame), rather than rebuilt or taken out of segments.
+    private(set) var lastRequestAsReceived = false
+
     /// The next whole request frame at the front of `input` (taken off it), uncompressed and with
-    /// the COMPRESSION flag cleared; nil when more bytes are needed (`input` keeps what it has).
-    /// An uncompressed frame is a zero-copy slice of `input`.
+    /// the COMPRESSION flag cleared; nil when more bytes are needed (`input` keeps what it has not
+    /// consumed: with segments, the segments it read are kept here). A bare uncompressed frame is a
+    /// zero-copy slice of `input`.
     mutating func nextRequest(_ input: inout ByteBuffer) throws(CQLProtocolViolation) -> CQLFrame? {
         if version == nil, let first = input.getInteger(at: input.readerIndex, as: UInt8.self),
            let opening = CQLVersion(rawValue: first & 0x7F), supportedVersions.contains(opening) {
@@ -65,6 +70,7 @@ struct CQLClientWire {
             guard let read = try scanner.nextFrame(&input) else { return nil }
             frame = read
         }
+        lastRequestAsReceived = segmentReader == nil && !frame.header.flags.contains(.compression)
         guard frame.header.flags.contains(.compression) else { return frame }
         return try uncompressed(frame)
     }
@@ -131,6 +137,12 @@ struct CQLClientWire {
                 segmentWriter = CQLSegmentWriter(codec: codec, allocator: allocator)
             }
         }
+    }
+
+    /// Whether frames go to the client exactly as they are (no compression, no segments, no switch
+    /// pending): then they need no `encode` and can be written as they are, without a copy.
+    var outboundIsBare: Bool {
+        outboundSwitch == nil && segmentWriter == nil && outbound.bodyCompression == nil
     }
 
     /// Writes whatever the segment writer still holds (one self-contained segment).
