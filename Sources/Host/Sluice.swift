@@ -30,7 +30,7 @@ public enum Sluice {
             for c in config.chains {
                 lines.append("  chain \(c.name): \(c.steps.map { $0.kind == .sink ? "sink \($0.name)" : $0.name }.joined(separator: " -> "))")
             }
-            for s in config.sources { lines.append("  source redis \(s.host):\(s.port) -> chain \(s.chain)") }
+            for s in config.sources { lines.append("  source \(s.kind.rawValue) \(s.host):\(s.port) -> chain \(s.chain)") }
             return lines.joined(separator: "\n")
         }
     }

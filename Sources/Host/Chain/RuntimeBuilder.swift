@@ -128,16 +128,15 @@ enum RuntimeBuilder {
                     errors.append(config.error(source.node, "source \(source.host):\(source.port): cannot set up TLS: \(error)"))
                 }
             }
-            if source.kind == .cassandra {
-                errors.append(config.error(source.node, "source.cassandra: cassandra sources are not served by this build yet"))
-                return nil
-            }
             return plan.chainIndex[source.chain].map {
-                SourcePlan(host: source.host, port: source.port, chainIndex: $0, maxFrameBytes: source.maxFrameBytes,
+                var planned = SourcePlan(host: source.host, port: source.port, chainIndex: $0, maxFrameBytes: source.maxFrameBytes,
                            maxClients: source.maxClients, idleTimeoutMilliseconds: source.idleTimeoutMilliseconds,
-                           clientAuth: source.auth.isEmpty ? nil : RedisClientAuth(users: source.auth.map {
+                           clientAuth: source.auth.isEmpty || source.kind != .redis ? nil : RedisClientAuth(users: source.auth.map {
                                RedisClientAuth.User(name: Array(($0.username ?? "default").utf8), password: Array($0.password.utf8))
                            }), tls: tls, limits: source.limits)
+                planned.kind = source.kind
+                if source.kind == .cassandra { planned.cqlAuthentication = CQLClientConnection.Authentication(source) }
+                return planned
             }
         }
         if !errors.isEmpty {

@@ -88,13 +88,25 @@ public final class SluiceServer {
                 guard let source = generation.sources[key] else {
                     return channel.close()
                 }
-                let handler = RedisClientHandler(generation: generation,
+                let handler: ChannelHandler & ClientConnection
+                switch source.kind {
+                case .redis:
+                    handler = RedisClientHandler(generation: generation,
                                                  loopGeneration: registry.loopGeneration(for: channel.eventLoop),
                                                  sourceKey: key, chainIndex: source.chainIndex,
                                                  maxFrameBytes: source.maxFrameBytes,
                                                  maxClients: source.maxClients, clientAuth: source.clientAuth,
                                                  limits: source.limits, requestBudget: requestBudget,
                                                  usesTLS: source.tls != nil, metrics: metrics)
+                case .cassandra:
+                    handler = CQLClientHandler(generation: generation,
+                                               loopGeneration: registry.loopGeneration(for: channel.eventLoop),
+                                               sourceKey: key, chainIndex: source.chainIndex,
+                                               maxFrameBytes: source.maxFrameBytes, maxClients: source.maxClients,
+                                               authentication: source.cqlAuthentication,
+                                               limits: source.limits, requestBudget: requestBudget,
+                                               usesTLS: source.tls != nil, metrics: metrics)
+                }
                 do {
                     // Only with a timeout configured: the idle handler costs a clock read per read.
                     if let tls = source.tls {

@@ -73,3 +73,18 @@ final class CQLClientAuth: Sendable {
         return difference == 0
     }
 }
+
+extension CQLClientConnection.Authentication {
+    /// How the clients of a `cassandra` source authenticate, from its config.
+    init(_ source: SluiceConfig.Source) {
+        if source.authPassthrough {
+            self = .passthrough
+        } else if source.auth.isEmpty {
+            self = .none
+        } else {
+            self = .sluice(CQLClientAuth(users: source.auth.map {
+                CQLClientAuth.User(name: Array(($0.username ?? "").utf8), password: Array($0.password.utf8))
+            }))
+        }
+    }
+}

@@ -1,0 +1,126 @@
+import NIOCore
+
+/// The CQL side of a client connection of a `cassandra` source (`SourceProtocol`): the wire layer
+/// and handshake of `CQLClientConnection` (version negotiation, STARTUP with LZ4/Snappy, v5
+/// segments, OPTIONS/STARTUP/AUTH_RESPONSE answered here), ERROR frames for failed requests, and
+/// the outbound compression/segmenting of every frame written. Each request frame runs as its own
+/// batch and its reply is written as soon as it is back, whatever the order of the streams.
+struct CQLSource: SourceProtocol {
+    struct Settings {
+        let maxFrameBytes: Int
+        let authentication: CQLClientConnection.Authentication
+    }
+
+    static var protocolID: Int32 { Batch.cql }
+    static var repliesInOrder: Bool { false }
+    static var maxRequestsPerBatch: Int { 1 }
+
+    private var connection: CQLClientConnection
+    private let metrics: SourceMetrics
+    /// The user a sign-in answered here signs in as, once its answer took its place.
+    private var pendingSignIn: String?
+
+    init(settings: Settings, metrics: SourceMetrics) {
+        connection = CQLClientConnection(maxFrameBytes: settings.maxFrameBytes, authentication: settings.authentication)
+        self.metrics = metrics
+    }
+
+    /// CQL has no transactions that tie a client to its backend connection.
+    var inTransaction: Bool { false }
+
+    mutating func nextRequest(_ buffer: inout ByteBuffer, session: ChainSession?,
+                              allocator: ByteBufferAllocator) -> SourceScan {
+        guard let step = connection.next(&buffer) else { return .needMore }
+        switch step {
+        case .request(let frame):
+            return .request(frame.bytes, asReceived: connection.wire.lastRequestAsReceived)
+        case .answer(let frame, let event):
+            switch event {
+            case .authenticationFailed?: metrics.authFailed()
+            case .signedIn(let user)?: pendingSignIn = user
+            case nil: break
+            }
+            return .answer(frame)
+        case .close(let frame, let violation):
+            // A driver probing versions is not an error; a limit of Sluice's is worth a log line.
+            if case .unsupportedVersion = violation.kind {
+                return .close(reply: frame, protocolError: false, logDetail: nil)
+            }
+            let detail = violation.kind == .oversize
+                ? "\(violation.message) (max_frame_bytes; answered PROTOCOL_ERROR)" : nil
+            return .close(reply: frame, protocolError: true, logDetail: detail)
+        }
+    }
+
+    mutating func sealBatch(_ batch: Batch) {}
+
+    mutating func answerPlaced(session: ChainSession?) {
+        guard let user = pendingSignIn.take() else { return }
+        session?.facts.signedIn(as: Array(user.utf8))
+    }
+
+    /// The version byte and stream of a batch's one request: what its ERROR reply needs.
+    static func replyKey(of batch: Batch) -> UInt64 {
+        guard let first = batch.messages.first,
+              let (version, stream) = first.getMultipleIntegers(at: first.readerIndex, as: (UInt8, UInt8, Int16).self)
+                .map({ ($0.0, $0.2) })
+        else { return 0 }
+        return UInt64(version & 0x7F) << 16 | UInt64(UInt16(bitPattern: stream))
+    }
+
+    /// SERVER_ERROR with `message` on the request's stream and in its version, for a request the
+    /// chain or the sink could not answer (a dead backend, a transform's failure).
+    static func errorReplies(_ message: String, count: Int, replyKey: UInt64,
+                             allocator: ByteBufferAllocator) -> Batch {
+        let version = CQLVersion(rawValue: UInt8(truncatingIfNeeded: replyKey >> 16)) ?? .v4
+        let stream = Int16(bitPattern: UInt16(truncatingIfNeeded: replyKey))
+        let frame = CQLFrameBuilder.error(version: version, stream: stream, code: .serverError, message: message,
+                                          allocator: allocator)
+        return Batch(kind: Batch.responses, protocolID: Batch.cql, messages: Array(repeating: frame, count: count))
+    }
+
+    /// A client refused before it sent anything: its version is not known yet, so the ERROR is a v4
+    /// frame on stream 0 (every driver reads v4, and its first request, OPTIONS or STARTUP, is on
+    /// stream 0 or reads the frame as a connection error); OVERLOADED for `max_clients`.
+    static func refusal(_ reason: ClientRefusal, allocator: ByteBufferAllocator) -> ByteBuffer {
+        let (code, message): (CQLErrorCode, String)
+        switch reason {
+        case .maxClients(let limit):
+            (code, message) = (.overloaded, "sluice: max_clients (\(limit)) reached")
+        case .sourceRemoved:
+            (code, message) = (.serverError, "sluice: this listener was removed by a configuration reload")
+        case .chainUnavailable(let why):
+            (code, message) = (.serverError, "sluice: \(why)")
+        }
+        return CQLFrameBuilder.error(version: .v4, stream: 0, code: code, message: message, allocator: allocator)
+    }
+
+    mutating func write(_ replies: Batch, to context: ChannelHandlerContext, flush: Bool) {
+        if connection.wire.outboundIsBare {
+            // As received from the sink: no copy (a passthrough sign-in is still noted).
+            for message in replies.messages { note(connection.observeReply(message)) }
+            replies.write(to: context, flush: flush)
+            return
+        }
+        var output = context.channel.allocator.buffer(capacity: Self.byteCount(replies) + 64)
+        for message in replies.messages { note(connection.encodeReply(message, into: &output)) }
+        connection.flush(into: &output)
+        if flush {
+            context.writeAndFlush(NIOAny(output), promise: nil)
+        } else {
+            context.write(NIOAny(output), promise: nil)
+        }
+    }
+
+    mutating func writeFrame(_ frame: ByteBuffer, to context: ChannelHandlerContext) {
+        write(Batch(kind: Batch.responses, protocolID: Batch.cql, messages: [frame]), to: context, flush: true)
+    }
+
+    private func note(_ event: CQLClientConnection.Event?) {
+        if case .authenticationFailed? = event { metrics.authFailed() }
+    }
+
+    private static func byteCount(_ batch: Batch) -> Int {
+        batch.messages.reduce(0) { $0 + $1.readableBytes }
+    }
+}
