@@ -34,7 +34,7 @@ SCYLLA_PYTHON = os.environ.get("SCYLLA_DRIVER_PYTHON",
 # What does not work through Sluice on main yet, by feature (None once it works). Each test names
 # the features it needs; its Sluice run is a strict xfail while one of them is missing here.
 NOT_YET = {
-    "proxy": "issue 13: no `cassandra` source and sink on main yet (config refused)",
+    "proxy": "issue 13: no `cassandra` sink on main yet (the config is refused)",
     "shared_connections": None,
     "reprepare_hidden": None,
     "events": None,
