@@ -91,7 +91,7 @@ class Wire:
             return None
         buf = io.BytesIO(self.pending)
         header = codec.decode_header(buf)
-        if not self._fill(codec.header_length_with_crc + header.segment_length):
+        if not self._fill(codec.header_length_with_crc + header.payload_length + 4):
             return None
         buf = io.BytesIO(self.pending)
         header = codec.decode_header(buf)
@@ -374,8 +374,17 @@ def test_requests_before_startup_or_before_signing_in_are_refused_and_the_connec
 
 # --- max_clients ----------------------------------------------------------------------------------
 
+def wait_for_no_clients(sluice):
+    """The start-up probe's connection (conftest's wait_for_port) has been closed on Sluice's side."""
+    deadline = time.time() + 5
+    while metric(sluice, "sluice_client_connections") != 0:
+        assert time.time() < deadline, "a client connection is still open"
+        time.sleep(0.05)
+
+
 def test_max_clients(proxy):
     sluice, _ = proxy("      max_clients: 2\n")
+    wait_for_no_clients(sluice)
     first, second = Wire(sluice.port), Wire(sluice.port)
     assert startup(first, 4)[3] == OP_READY
     assert startup(second, 4)[3] == OP_READY
