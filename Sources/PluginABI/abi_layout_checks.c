@@ -13,3 +13,8 @@ _Static_assert(offsetof(sluice_control_function, struct_size) == 0, "struct_size
 _Static_assert(offsetof(sluice_transform_descriptor, control_functions) ==
                    offsetof(sluice_transform_descriptor, on_responses) + sizeof(void *),
                "control functions are appended right after the 1.1 fields");
+/* ABI 1.3 appended the CQL functions after the 1.2 control functions. */
+_Static_assert(offsetof(sluice_host_api, call_fail_code) ==
+                   offsetof(sluice_host_api, control_publish) + sizeof(void *),
+               "the CQL functions are appended right after the 1.2 ones");
+_Static_assert(sizeof(sluice_cql_cursor) == 64, "sluice_cql_cursor size is part of ABI 1.3");

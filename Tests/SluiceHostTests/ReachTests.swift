@@ -68,9 +68,9 @@ final class ReachTests: XCTestCase {
         XCTAssertFalse(answers.fit(3))
         let forwarded = Batch(kind: Batch.responses, protocolID: Batch.redis,
                               messages: ["+a\r\n", "+b\r\n", "+c\r\n"].map { ByteBuffer(string: $0) })
-        let merged = answers.merged(.responses(forwarded), total: 5, allocator: allocator)
+        let merged = answers.merged(.responses(forwarded), requests: requests, allocator: allocator)
         XCTAssertEqual(merged.messages.map { text($0)! }, ["+a\r\n", "-ERR 1\r\n", "+b\r\n", "-ERR three\r\n", "+c\r\n"])
-        let failed = answers.merged(.failed("down"), total: 5, allocator: allocator)
+        let failed = answers.merged(.failed("down"), requests: requests, allocator: allocator)
         XCTAssertEqual(failed.messages.map { text($0)! },
                        ["-ERR down\r\n", "-ERR 1\r\n", "-ERR down\r\n", "-ERR three\r\n", "-ERR down\r\n"])
     }

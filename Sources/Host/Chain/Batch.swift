@@ -26,6 +26,10 @@ final class Batch {
     private(set) var plainRequests = false
     /// With `plainRequests`: the reply kinds the first 32 requests expect (`RedisReplyPlan.expectedReplies`).
     private(set) var plainExpectedReplies: UInt64 = 0
+    /// CQL batches: what the cql_* accessors read from each message, one slot per message, made on
+    /// first use (nil until then, and always for Redis). A slot goes with its message: replacing or
+    /// removing the message drops it (and with it the views plugins were given into it).
+    private var cqlParsed: [CQLParsedMessage?]?
 
     static let requests = Int32(SLUICE_BATCH_REQUESTS)
     static let responses = Int32(SLUICE_BATCH_RESPONSES)
@@ -47,6 +51,7 @@ final class Batch {
         messages.removeAll(keepingCapacity: true)
         contiguous = nil
         plainRequests = false
+        cqlParsed = nil
         generation &+= 1
     }
 
@@ -76,25 +81,41 @@ final class Batch {
     func put(_ message: ByteBuffer, at index: Int) {
         if index == messages.count {
             messages.append(message)
+            cqlParsed?.append(nil)
         } else {
             messages[index] = message
+            cqlParsed?[index] = nil
         }
         changed()
     }
 
     func insert(_ message: ByteBuffer, at index: Int) {
         messages.insert(message, at: index)
+        cqlParsed?.insert(nil, at: index)
         changed()
     }
 
     func remove(at index: Int) {
         messages.remove(at: index)
+        cqlParsed?.remove(at: index)
         changed()
     }
 
     func append(_ message: ByteBuffer) {
         messages.append(message)
+        cqlParsed?.append(nil)
         changed()
+    }
+
+    /// What the cql_* accessors read from CQL message `index` (parsed on first use, then kept with
+    /// the message); nil for a Redis batch or a bad index.
+    func cqlMessage(at index: Int) -> CQLParsedMessage? {
+        guard protocolID == Batch.cql, index >= 0, index < messages.count else { return nil }
+        if cqlParsed == nil { cqlParsed = Array(repeating: nil, count: messages.count) }
+        if let parsed = cqlParsed![index] { return parsed }
+        let parsed = CQLParsedMessage(messages[index], isResponse: kind == Batch.responses)
+        cqlParsed![index] = parsed
+        return parsed
     }
 
     private func changed() {
@@ -149,5 +170,30 @@ final class Batch {
     static func errors(_ message: String, count: Int, allocator: ByteBufferAllocator) -> Batch {
         let reply = RESPEncoding.error(message, allocator: allocator)
         return Batch(kind: responses, protocolID: redis, messages: Array(repeating: reply, count: count))
+    }
+
+    /// The error replies for `count` requests of `requests`, in their protocol: Redis `-ERR <text>`,
+    /// CQL an ERROR frame with `cqlCode` and `text` for each request, in that request's protocol
+    /// version and stream id (request i of `requests`; when the batch no longer has it, because a
+    /// plugin removed requests, the last one's).
+    static func errors(_ text: String, cqlCode: CQLErrorCode = .serverError, answering requests: Batch, count: Int,
+                       allocator: ByteBufferAllocator) -> Batch {
+        guard requests.protocolID == cql else { return errors("ERR \(text)", count: count, allocator: allocator) }
+        var replies: [ByteBuffer] = []
+        replies.reserveCapacity(count)
+        for i in 0..<count {
+            replies.append(errorReply(text, cqlCode: cqlCode, answering: requests, at: i, allocator: allocator))
+        }
+        return Batch(kind: responses, protocolID: cql, messages: replies)
+    }
+
+    /// The error reply to request `index` of `requests` (see `errors(_:cqlCode:answering:count:allocator:)`).
+    static func errorReply(_ text: String, cqlCode: CQLErrorCode = .serverError, answering requests: Batch, at index: Int,
+                           allocator: ByteBufferAllocator) -> ByteBuffer {
+        guard requests.protocolID == cql else { return RESPEncoding.error("ERR \(text)", allocator: allocator) }
+        let identity = requests.count == 0 ? CQLRequestIdentity.unknown
+            : CQLRequestIdentity(frame: requests.messages[min(index, requests.count - 1)])
+        return CQLFrameBuilder.error(version: identity.version, stream: identity.stream, code: cqlCode, message: text,
+                                     allocator: allocator)
     }
 }

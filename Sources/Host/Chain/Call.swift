@@ -231,7 +231,7 @@ final class Call: ResponseReceiver {
         if localAnswers.isEmpty {
             chain.run(requests, from: position + 1, receiver: receiver)
         } else {
-            let merger = LocalAnswersMerger(answers: localAnswers, total: requests.count, receiver: receiver,
+            let merger = LocalAnswersMerger(answers: localAnswers, requests: requests, receiver: receiver,
                                             allocator: chain.session.allocator)
             let rest = localAnswers.unanswered(requests)
             localAnswers.removeAll()
@@ -273,13 +273,15 @@ final class Call: ResponseReceiver {
         return SLUICE_OK
     }
 
-    func fail(_ message: String) -> Int32 {
+    /// call_fail and call_fail_code: every request is answered with an error in its protocol
+    /// (Redis `-ERR <transform>: <message>`, CQL an ERROR frame with `cqlCode`).
+    func fail(_ message: String, cqlCode: CQLErrorCode = .serverError) -> Int32 {
         guard state == .requested || state == .awaitingRespond else {
             return misuse("call_fail on a call that was already completed")
         }
         step.metrics.failed()
-        finish(.responses(Batch.errors("ERR \(step.transformName): \(message)", count: requestCount,
-                                       allocator: chain.session.allocator)))
+        finish(.responses(Batch.errors("\(step.transformName): \(message)", cqlCode: cqlCode, answering: requests,
+                                       count: requestCount, allocator: chain.session.allocator)))
         return SLUICE_OK
     }
 
@@ -299,13 +301,14 @@ final class Call: ResponseReceiver {
         }
         let batch: Batch
         if !localAnswers.isEmpty {
-            batch = localAnswers.merged(outcome, total: requests.count, allocator: chain.session.allocator)
+            batch = localAnswers.merged(outcome, requests: requests, allocator: chain.session.allocator)
             localAnswers.removeAll()
         } else {
             switch outcome {
             case .responses(let b): batch = b
             case .failed(let message):
-                batch = Batch.errors("ERR \(message)", count: requests.count, allocator: chain.session.allocator)  // the forwarded count
+                batch = Batch.errors(message, answering: requests, count: requests.count,  // the forwarded count
+                                     allocator: chain.session.allocator)
             }
         }
         guard let onResponses = step.onResponses else {
@@ -338,8 +341,8 @@ final class Call: ResponseReceiver {
         step.metrics.failed()
         HostLog.plugins.warning("\(step.label): a call was not completed within \(milliseconds) ms; its requests fail")
         finish(.responses(Batch.errors(
-            "ERR \(step.transformName): the transform did not answer within \(milliseconds) ms (sluice call deadline)",
-            count: requestCount, allocator: chain.session.allocator)))
+            "\(step.transformName): the transform did not answer within \(milliseconds) ms (sluice call deadline)",
+            answering: requests, count: requestCount, allocator: chain.session.allocator)))
     }
 
     /// call_answer: request `index` is answered with message `replyIndex` of `replies`.

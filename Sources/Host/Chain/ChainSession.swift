@@ -75,6 +75,11 @@ final class ChainSession {
     /// Runs a batch the client sent through its chain; the session facts follow the replies of the
     /// session commands in it (HELLO, SELECT, AUTH, CLIENT SETNAME, RESET).
     func runFromClient(_ batch: Batch, on chain: ChainInstance, receiver: ResponseReceiver) {
+        if batch.protocolID == Batch.cql {
+            // CQL: the facts follow the USEs and PREPAREs whose results reach the client.
+            chain.run(batch, from: 0, receiver: CQLSessionObserver.observing(batch, facts: facts, receiver: receiver))
+            return
+        }
         guard let changes = SessionFacts.changes(in: batch) else {
             chain.run(batch, from: 0, receiver: receiver)
             return

@@ -44,12 +44,13 @@ struct LocalAnswers {
 
     /// The responses of all `total` requests: those of the unanswered ones (`outcome`, in order,
     /// or its error for each of them) with the local answers in their places.
-    func merged(_ outcome: ChainOutcome, total: Int, allocator: ByteBufferAllocator) -> Batch {
+    func merged(_ outcome: ChainOutcome, requests: Batch, allocator: ByteBufferAllocator) -> Batch {
+        let total = requests.count
         var forwarded: Batch?
-        var failure: ByteBuffer?
+        var failure: String?
         switch outcome {
         case .responses(let batch): forwarded = batch
-        case .failed(let message): failure = RESPEncoding.error("ERR \(message)", allocator: allocator)
+        case .failed(let message): failure = message
         }
         var messages: [ByteBuffer] = []
         messages.reserveCapacity(total)
@@ -63,10 +64,11 @@ struct LocalAnswers {
                 p += 1
             } else {
                 // The rest of the chain failed, or answered fewer requests than it was sent.
-                messages.append(failure ?? RESPEncoding.error("ERR sluice: missing response", allocator: allocator))
+                messages.append(Batch.errorReply(failure ?? "sluice: missing response", answering: requests, at: i,
+                                                 allocator: allocator))
             }
         }
-        return Batch(kind: Batch.responses, protocolID: forwarded?.protocolID ?? Batch.redis, messages: messages)
+        return Batch(kind: Batch.responses, protocolID: requests.protocolID, messages: messages)
     }
 }
 
@@ -74,18 +76,19 @@ struct LocalAnswers {
 /// an on_responses hook) and hands the merged batch to the call's receiver.
 final class LocalAnswersMerger: ResponseReceiver {
     private let answers: LocalAnswers
-    private let total: Int
+    /// The call's requests, all of them (for the error replies in their protocol).
+    private let requests: Batch
     private let receiver: ResponseReceiver
     private let allocator: ByteBufferAllocator
 
-    init(answers: LocalAnswers, total: Int, receiver: ResponseReceiver, allocator: ByteBufferAllocator) {
+    init(answers: LocalAnswers, requests: Batch, receiver: ResponseReceiver, allocator: ByteBufferAllocator) {
         self.answers = answers
-        self.total = total
+        self.requests = requests
         self.receiver = receiver
         self.allocator = allocator
     }
 
     func receive(_ outcome: ChainOutcome) {
-        receiver.receive(.responses(answers.merged(outcome, total: total, allocator: allocator)))
+        receiver.receive(.responses(answers.merged(outcome, requests: requests, allocator: allocator)))
     }
 }

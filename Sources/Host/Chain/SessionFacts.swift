@@ -18,6 +18,12 @@ final class SessionFacts {
     private(set) var clientName: FactBytes?
     /// The source's listen address as configured ("host:port").
     let sourceName: FactBytes
+    /// SLUICE_PROTOCOL_REDIS until the first CQL request (`noteCQL`).
+    private(set) var protocolID = Batch.redis
+    /// CQL: the native protocol version of the client's frames (0 before the first).
+    private(set) var cqlVersion = 0
+    /// CQL: the connection's keyspace, from the last USE that succeeded; nil before.
+    private(set) var keyspace: FactBytes?
     /// Replaced values, kept until the event loop's next turn: a plugin may hold a view of one until
     /// its hook returns, and a reply delivered inside that hook (call_respond) may replace it.
     private var retired: [FactBytes] = []
@@ -34,6 +40,17 @@ final class SessionFacts {
         case auth(user: [UInt8])
         case setName([UInt8])
         case reset
+    }
+
+    /// The client speaks CQL, in frames of `version`.
+    func noteCQL(version: UInt8) {
+        protocolID = Batch.cql
+        cqlVersion = Int(version)
+    }
+
+    /// A RESULT Set_keyspace reached the client: its connection now uses `name`.
+    func useKeyspace(_ name: [UInt8]) {
+        replace(&keyspace, with: name)
     }
 
     /// The source's client authentication signed the client in as `user`.

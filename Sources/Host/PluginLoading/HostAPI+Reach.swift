@@ -54,8 +54,10 @@ extension HostAPI {
                 return SLUICE_OK
             }
             switch property {
-            case SLUICE_PROPERTY_PROTOCOL: return integer(Int(SLUICE_PROTOCOL_REDIS))
-            case SLUICE_PROPERTY_PROTOCOL_VERSION: return integer(facts.protocolVersion)
+            case SLUICE_PROPERTY_PROTOCOL: return integer(Int(facts.protocolID))
+            case SLUICE_PROPERTY_PROTOCOL_VERSION:
+                return integer(facts.protocolID == Batch.cql ? facts.cqlVersion : facts.protocolVersion)
+            case SLUICE_PROPERTY_KEYSPACE: return bytes(facts.keyspace)
             case SLUICE_PROPERTY_USER: return bytes(facts.user)
             case SLUICE_PROPERTY_DATABASE: return integer(facts.database)
             case SLUICE_PROPERTY_CLIENT_NAME: return bytes(facts.clientName)

@@ -263,7 +263,8 @@ enum HostAPI {
         api.batch_kind = { batch in Batch.with(batch, "batch_kind", otherwise: -1) { $0.kind } }
         api.batch_protocol = { batch in Batch.with(batch, "batch_protocol", otherwise: -1) { $0.protocolID } }
         api.batch_new = { kind, protocolID in
-            guard kind == Batch.requests || kind == Batch.responses, protocolID == Batch.redis else { return nil }
+            guard kind == Batch.requests || kind == Batch.responses, protocolID == Batch.redis || protocolID == Batch.cql
+            else { return nil }
             return Batch(kind: kind, protocolID: protocolID).handOverToPlugin()
         }
         api.batch_clone = { batch in
@@ -308,7 +309,14 @@ enum HostAPI {
             guard index >= 0, index <= b.count else { return SLUICE_ERROR_INVALID_ARGUMENT }
             let raw = HostAPI.bytes(bytes, length)
             let valid: Bool
-            if b.kind == Batch.requests {
+            if b.protocolID == Batch.cql {
+                let message = ByteBuffer(bytes: raw)
+                guard CQLParsedMessage.isValid(message, isResponse: b.kind == Batch.responses) else {
+                    return SLUICE_ERROR_MALFORMED
+                }
+                b.put(message, at: index)
+                return SLUICE_OK
+            } else if b.kind == Batch.requests {
                 var scanner = RESPRequestScanner(maxFrameBytes: Int.max)
                 valid = scanner.scan(raw) == .multibulk(length: length)
             } else {
@@ -413,6 +421,7 @@ enum HostAPI {
         }
         addReach(to: &api)
         addControl(to: &api)
+        addCQL(to: &api)
         return api
     }
 }

@@ -108,8 +108,9 @@
  *     transform has no on_responses hook). host->call_pass(call) does the same but lets this
  *     call's responses bypass on_responses.
  *   - host->call_respond(call, responses): answer the requests here (cache hit, filter, throttle).
- *   - host->call_fail(call, message): every request of the batch is answered with an error
- *     (Redis: "-ERR <plugin>: <message>").
+ *   - host->call_fail(call, message): every request of the batch is answered with an error in its
+ *     protocol (Redis: "-ERR <transform>: <message>"; CQL, since 1.3: an ERROR frame SERVER_ERROR
+ *     "<transform>: <message>" on the request's stream; host->call_fail_code chooses the code).
  * on_responses(instance, call, requests, responses) must likewise end in call_respond or call_fail.
  * A transform may also send a batch of its own to another named chain or sink (host->send) and
  * finish the call when the completion arrives (tee, redirect).
@@ -125,7 +126,8 @@
  * while it is the plugin's turn (before forwarding, and from on_responses on; not while the rest of
  * the chain works on a forwarded batch, nor while the instance waits for a send of its own: then
  * the clock starts again). When it expires the host answers every request of the call
- * with "-ERR <transform>: the transform did not answer within N ms (sluice call deadline)", logs it,
+ * with "-ERR <transform>: the transform did not answer within N ms (sluice call deadline)" (CQL: an
+ * ERROR frame SERVER_ERROR with that text, since 1.3), logs it,
  * and the call's handle becomes stale: the plugin's late completion is refused with
  * SLUICE_ERROR_STATE (free your per-call state then, or in instance_free). host->call_set_deadline
  * changes it for one call (e.g. 0 while a blocking command waits at another target).
@@ -207,7 +209,7 @@ extern "C" {
 /** Major version: a plugin built for another major is refused. */
 #define SLUICE_ABI_VERSION_MAJOR 1
 /** Minor version: additions only (see COMPATIBILITY POLICY). */
-#define SLUICE_ABI_VERSION_MINOR 2
+#define SLUICE_ABI_VERSION_MINOR 3
 /** First field of sluice_plugin_descriptor: "SLCE" in ASCII. A mismatch means "not a Sluice plugin". */
 #define SLUICE_PLUGIN_MAGIC 0x534C4345u
 /** The one symbol a plugin exports. */
@@ -243,7 +245,7 @@ extern "C" {
 
 /** Protocols (bit flags in sluice_transform_descriptor.protocols; one value per batch). */
 #define SLUICE_PROTOCOL_REDIS 1
-/** Reserved for ABI 1.3 (CQL accessors). */
+/** Cassandra native protocol v4/v5 (since 1.3; see CQL). */
 #define SLUICE_PROTOCOL_CQL 2
 
 /** Batch kinds (int32_t). */
@@ -481,7 +483,11 @@ typedef int32_t (*sluice_host_call_forward_fn)(sluice_call *call);
 typedef int32_t (*sluice_host_call_respond_fn)(sluice_call *call, sluice_batch *responses);
 
 /**
- * Completes the call by answering every request of its batch with an error naming the plugin.
+ * Completes the call by answering every request of its batch with an error naming the transform,
+ * in the batch's protocol: Redis "-ERR <transform>: <message>"; CQL (since 1.3) an ERROR frame
+ * SERVER_ERROR "<transform>: <message>" in each request's version and stream id (call_fail_code
+ * chooses another code). The host's own errors for a request (a dead backend, a call deadline, a
+ * quarantined chain) take the same form.
  * message: OWNERSHIP caller, copied. After SLUICE_OK the call handle is invalid.
  * Returns SLUICE_ERROR_STATE if the call was already completed. THREAD: instance's.
  */
@@ -575,8 +581,8 @@ typedef int32_t (*sluice_host_batch_kind_fn)(const sluice_batch *batch);
 typedef int32_t (*sluice_host_batch_protocol_fn)(const sluice_batch *batch);
 
 /**
- * Makes a new empty OWNED batch of the given kind and protocol. Returns NULL only for invalid
- * arguments. THREAD: instance's.
+ * Makes a new empty OWNED batch of the given kind and protocol (SLUICE_PROTOCOL_CQL since 1.3).
+ * Returns NULL only for invalid arguments. THREAD: instance's.
  */
 typedef sluice_batch *(*sluice_host_batch_new_fn)(int32_t kind, int32_t protocol);
 
@@ -609,8 +615,9 @@ typedef int32_t (*sluice_host_batch_message_bytes_fn)(const sluice_batch *batch,
 
 /**
  * Replaces (index < count) or appends (index == count) a message given as complete wire bytes.
- * The host validates that bytes hold exactly one well-formed message of the batch's protocol
- * (SLUICE_ERROR_MALFORMED otherwise) and copies them. THREAD: instance's.
+ * The host validates that bytes hold exactly one well-formed message of the batch's protocol and
+ * kind (SLUICE_ERROR_MALFORMED otherwise; for CQL see CQL: one uncompressed frame whose message reads)
+ * and copies them. THREAD: instance's.
  */
 typedef int32_t (*sluice_host_batch_put_bytes_fn)(sluice_batch *batch, size_t index,
                                                   const uint8_t *bytes, size_t len);
@@ -782,9 +789,10 @@ typedef int32_t (*sluice_host_redis_keys_fn)(const sluice_batch *batch, size_t i
  * RESET counts once its success reply (not an error, not +QUEUED inside MULTI) came back through the
  * chain. Commands queued inside MULTI…EXEC are not followed.
  */
-/** int: the client's protocol, SLUICE_PROTOCOL_REDIS (later SLUICE_PROTOCOL_CQL). */
+/** int: the client's protocol, SLUICE_PROTOCOL_REDIS or (since 1.3) SLUICE_PROTOCOL_CQL. */
 #define SLUICE_PROPERTY_PROTOCOL 1
-/** int: the protocol version the client speaks: 2 (RESP2, the default) or 3 (after HELLO 3). */
+/** int: the protocol version the client speaks: Redis 2 (RESP2, the default) or 3 (after HELLO 3);
+ * CQL (since 1.3) the native protocol version of its frames, 4 or 5 (0 before its first frame). */
 #define SLUICE_PROPERTY_PROTOCOL_VERSION 2
 /** bytes: the user name the client authenticated as (AUTH, HELLO … AUTH, or the source's own
  * auth:); SLUICE_ERROR_NOT_FOUND before it authenticated and after RESET. Never a password. */
@@ -798,6 +806,10 @@ typedef int32_t (*sluice_host_redis_keys_fn)(const sluice_batch *batch, size_t i
 #define SLUICE_PROPERTY_SOURCE_NAME 6
 /** bytes: the client's address "ip:port" (as client_address). */
 #define SLUICE_PROPERTY_CLIENT_ADDRESS 7
+/** bytes (since 1.3, CQL): the connection's keyspace, from the last USE whose RESULT Set_keyspace came
+ * back through the chain to the client (unquoted names lower-cased, quoted ones as written);
+ * SLUICE_ERROR_NOT_FOUND before any USE succeeded. Redis sessions: SLUICE_ERROR_NOT_FOUND. */
+#define SLUICE_PROPERTY_KEYSPACE 8
 
 /**
  * Reads one fact of the client's session (SLUICE_PROPERTY_*), after proxy-wasm's get_property: one
@@ -875,6 +887,351 @@ typedef int32_t (*sluice_host_control_publish_fn)(sluice_control_call *ctl, slui
                                                   void *data, sluice_on_publish_done_fn done);
 
 /* ============================================================================================= */
+/* CQL (SINCE 1.3): Cassandra native protocol v4/v5 messages                                        */
+/* ============================================================================================= */
+/*
+ * A CQL message in a batch (batch_protocol == SLUICE_PROTOCOL_CQL) is exactly one complete frame,
+ * UNCOMPRESSED (the COMPRESSION flag is clear): the 9-byte header (version byte with the direction
+ * bit 0x80 set on responses, flags, stream id [short], opcode, body length [int]) and the body, as
+ * protocol v4 lays it out and v5 lays it out inside its segments. Compression and v5 segments exist
+ * only on the wire, in the source's and the sink's own framing: a plugin never sees them.
+ * A request carries the client's protocol version and stream id; a response must carry the version
+ * and stream id of the request it answers (the builders below take both; read them from the request
+ * with cql_header). The source runs each request frame as its own batch, so a CQL request batch
+ * usually holds one message.
+ * batch_put_bytes on a CQL batch accepts exactly one well-formed uncompressed frame of the batch's
+ * direction (a request opcode in a request batch, a response opcode in a response batch) whose
+ * message reads as the protocol defines it (SLUICE_ERROR_MALFORMED otherwise).
+ * The Redis functions refuse CQL batches (SLUICE_ERROR_INVALID_ARGUMENT) and the cql_* functions
+ * refuse Redis batches (SLUICE_ERROR_INVALID_ARGUMENT, or -1 / 0 for the functions that return a
+ * value).
+ * Views handed out by the cql_* functions live as described for batches: until the message they
+ * were read from is replaced or removed or the batch released, and never beyond the current hook;
+ * a view of the connection's keyspace (SLUICE_CQL_KEYSPACE_FROM_SESSION) until the hook returns.
+ */
+
+/** Opcodes (the header's fifth byte). */
+#define SLUICE_CQL_OP_ERROR 0x00
+#define SLUICE_CQL_OP_STARTUP 0x01
+#define SLUICE_CQL_OP_READY 0x02
+#define SLUICE_CQL_OP_AUTHENTICATE 0x03
+#define SLUICE_CQL_OP_OPTIONS 0x05
+#define SLUICE_CQL_OP_SUPPORTED 0x06
+#define SLUICE_CQL_OP_QUERY 0x07
+#define SLUICE_CQL_OP_RESULT 0x08
+#define SLUICE_CQL_OP_PREPARE 0x09
+#define SLUICE_CQL_OP_EXECUTE 0x0A
+#define SLUICE_CQL_OP_REGISTER 0x0B
+#define SLUICE_CQL_OP_EVENT 0x0C
+#define SLUICE_CQL_OP_BATCH 0x0D
+#define SLUICE_CQL_OP_AUTH_CHALLENGE 0x0E
+#define SLUICE_CQL_OP_AUTH_RESPONSE 0x0F
+#define SLUICE_CQL_OP_AUTH_SUCCESS 0x10
+
+/**
+ * ERROR codes a transform may answer with (call_fail_code, cql_put_error): the codes whose ERROR
+ * body has no fields after the message. The codes with fields (UNAVAILABLE, WRITE_TIMEOUT,
+ * READ_TIMEOUT, READ_FAILURE, FUNCTION_FAILURE, WRITE_FAILURE, ALREADY_EXISTS, UNPREPARED, …) pass
+ * through from backends untouched; a plugin can build one with batch_put_bytes.
+ */
+#define SLUICE_CQL_ERROR_SERVER_ERROR 0x0000
+#define SLUICE_CQL_ERROR_PROTOCOL_ERROR 0x000A
+#define SLUICE_CQL_ERROR_BAD_CREDENTIALS 0x0100
+#define SLUICE_CQL_ERROR_OVERLOADED 0x1001
+#define SLUICE_CQL_ERROR_IS_BOOTSTRAPPING 0x1002
+#define SLUICE_CQL_ERROR_TRUNCATE_ERROR 0x1003
+#define SLUICE_CQL_ERROR_SYNTAX_ERROR 0x2000
+#define SLUICE_CQL_ERROR_UNAUTHORIZED 0x2100
+#define SLUICE_CQL_ERROR_INVALID 0x2200
+#define SLUICE_CQL_ERROR_CONFIG_ERROR 0x2300
+
+/** Statement kinds (cql_statement), from the statement's first keyword. */
+#define SLUICE_CQL_STATEMENT_OTHER 0  /* TRUNCATE, GRANT, REVOKE, LIST…, unknown or empty text */
+#define SLUICE_CQL_STATEMENT_SELECT 1
+#define SLUICE_CQL_STATEMENT_INSERT 2
+#define SLUICE_CQL_STATEMENT_UPDATE 3
+#define SLUICE_CQL_STATEMENT_DELETE 4
+#define SLUICE_CQL_STATEMENT_BATCH 5  /* BEGIN … APPLY BATCH as text */
+#define SLUICE_CQL_STATEMENT_USE 6
+#define SLUICE_CQL_STATEMENT_DDL 7    /* CREATE, ALTER, DROP of anything */
+
+/** Where sluice_cql_statement.keyspace came from (flags). */
+#define SLUICE_CQL_KEYSPACE_FROM_TEXT 1    /* the statement names it: ks.t, USE ks, CREATE KEYSPACE ks */
+#define SLUICE_CQL_KEYSPACE_FROM_REQUEST 2 /* v5: the keyspace field of QUERY/BATCH/PREPARE */
+#define SLUICE_CQL_KEYSPACE_FROM_SESSION 4 /* the connection's keyspace (the last USE that succeeded) */
+
+/** Value states (sluice_cql_value.state). */
+#define SLUICE_CQL_VALUE_SET 0   /* bytes holds the value (possibly empty) */
+#define SLUICE_CQL_VALUE_NULL 1  /* length -1 on the wire */
+#define SLUICE_CQL_VALUE_UNSET 2 /* length -2 (bound values of v4+ requests only) */
+
+/**
+ * Type option ids (sluice_cql_value.type, sluice_cql_column.type), as the protocol numbers them.
+ * Collections, UDTs and tuples carry parameters this id does not show: their bytes are passed as
+ * they are. SLUICE_CQL_TYPE_UNKNOWN when the host does not know the type (positional values of a
+ * QUERY, values of a statement whose PREPARE the host did not see).
+ */
+#define SLUICE_CQL_TYPE_UNKNOWN (-1)
+#define SLUICE_CQL_TYPE_CUSTOM 0x0000
+#define SLUICE_CQL_TYPE_ASCII 0x0001
+#define SLUICE_CQL_TYPE_BIGINT 0x0002
+#define SLUICE_CQL_TYPE_BLOB 0x0003
+#define SLUICE_CQL_TYPE_BOOLEAN 0x0004
+#define SLUICE_CQL_TYPE_COUNTER 0x0005
+#define SLUICE_CQL_TYPE_DECIMAL 0x0006
+#define SLUICE_CQL_TYPE_DOUBLE 0x0007
+#define SLUICE_CQL_TYPE_FLOAT 0x0008
+#define SLUICE_CQL_TYPE_INT 0x0009
+#define SLUICE_CQL_TYPE_TIMESTAMP 0x000B
+#define SLUICE_CQL_TYPE_UUID 0x000C
+#define SLUICE_CQL_TYPE_VARCHAR 0x000D
+#define SLUICE_CQL_TYPE_VARINT 0x000E
+#define SLUICE_CQL_TYPE_TIMEUUID 0x000F
+#define SLUICE_CQL_TYPE_INET 0x0010
+#define SLUICE_CQL_TYPE_DATE 0x0011
+#define SLUICE_CQL_TYPE_TIME 0x0012
+#define SLUICE_CQL_TYPE_SMALLINT 0x0013
+#define SLUICE_CQL_TYPE_TINYINT 0x0014
+#define SLUICE_CQL_TYPE_DURATION 0x0015
+#define SLUICE_CQL_TYPE_LIST 0x0020
+#define SLUICE_CQL_TYPE_MAP 0x0021
+#define SLUICE_CQL_TYPE_SET 0x0022
+#define SLUICE_CQL_TYPE_UDT 0x0030
+#define SLUICE_CQL_TYPE_TUPLE 0x0031
+
+/** The header of a CQL message (cql_header). SINCE 1.3 */
+typedef struct sluice_cql_header {
+  uint8_t version;   /* 4 or 5 (the direction bit removed) */
+  uint8_t flags;     /* the header's flags byte (COMPRESSION is always clear in a batch) */
+  int16_t stream;    /* the stream id */
+  int32_t opcode;    /* SLUICE_CQL_OP_* */
+  uint32_t body_length;
+  uint32_t reserved; /* 0 */
+} sluice_cql_header;
+
+/** What a statement is and what it names (cql_statement). SINCE 1.3 */
+typedef struct sluice_cql_statement {
+  int32_t kind;              /* SLUICE_CQL_STATEMENT_* */
+  uint32_t keyspace_source;  /* one SLUICE_CQL_KEYSPACE_FROM_* flag; 0 when keyspace is empty */
+  /* The keyspace: named by the statement, else the request's (v5), else the connection's; empty
+   * when none is known. Unquoted names are lower-cased, quoted names keep their case. */
+  sluice_host_view keyspace;
+  sluice_host_view table;    /* the table (view, type, index) the statement names; empty if none */
+} sluice_cql_statement;
+
+/** A bound value or a cell. SINCE 1.3 */
+typedef struct sluice_cql_value {
+  int32_t state;          /* SLUICE_CQL_VALUE_* */
+  int32_t type;           /* SLUICE_CQL_TYPE_*; SLUICE_CQL_TYPE_UNKNOWN when not known */
+  sluice_host_view bytes; /* the value's bytes (SET); empty otherwise */
+  sluice_host_view name;  /* bound values: the name (named values, or the prepared metadata's
+                           * column name); cells: the column's name; empty when not known */
+} sluice_cql_value;
+
+/** One column of a RESULT Rows (cql_result_column). SINCE 1.3 */
+typedef struct sluice_cql_column {
+  sluice_host_view keyspace;
+  sluice_host_view table;
+  sluice_host_view name;
+  int32_t type;      /* SLUICE_CQL_TYPE_* (the outer type of a collection, UDT or tuple) */
+  uint32_t reserved; /* 0 */
+} sluice_cql_column;
+
+/** A column of a RESULT Rows a plugin builds (cql_put_result_rows). SINCE 1.3 */
+typedef struct sluice_cql_column_def {
+  const uint8_t *name;
+  size_t name_len;
+  int32_t type;      /* a SLUICE_CQL_TYPE_* without parameters (ASCII … DURATION) */
+  uint32_t reserved; /* 0 */
+} sluice_cql_column_def;
+
+/** A value a plugin gives (bound values of cql_put_query, cells of cql_put_result_rows). SINCE 1.3 */
+typedef struct sluice_cql_input_value {
+  int32_t state;      /* SLUICE_CQL_VALUE_SET or _NULL (_UNSET in a request's values only) */
+  uint32_t reserved;  /* 0 */
+  const uint8_t *bytes;
+  size_t len;
+} sluice_cql_input_value;
+
+/** One cell visited by a rows cursor (cql_rows_next). SINCE 1.3 */
+typedef struct sluice_cql_cell {
+  int64_t row;            /* 0-based */
+  int32_t column;         /* 0-based */
+  int32_t state;          /* SLUICE_CQL_VALUE_SET or _NULL */
+  sluice_host_view bytes; /* the cell's bytes (SET) */
+} sluice_cql_cell;
+
+/**
+ * Rows cursor state; the plugin owns the storage (usually on its stack), the host fills it.
+ * Its contents are private to the host. SINCE 1.3
+ */
+typedef struct sluice_cql_cursor {
+  uint64_t opaque[8];
+} sluice_cql_cursor;
+
+/**
+ * Completes the call as call_fail does, with an error whose CQL code the plugin chooses: on a CQL
+ * batch every request is answered with an ERROR frame (code, "<transform>: <message>", the
+ * request's protocol version and stream id); on a Redis batch with "-ERR <transform>: <message>"
+ * (code is ignored). call_fail uses SLUICE_CQL_ERROR_SERVER_ERROR.
+ * code: a SLUICE_CQL_ERROR_* (SLUICE_ERROR_INVALID_ARGUMENT for another code; the call is then not
+ * completed). message: OWNERSHIP caller, copied. After SLUICE_OK the call handle is invalid.
+ * Returns SLUICE_ERROR_STATE if the call was already completed. THREAD: instance's. SINCE 1.3
+ */
+typedef int32_t (*sluice_host_call_fail_code_fn)(sluice_call *call, int32_t code, const char *message,
+                                                 size_t message_len);
+
+/**
+ * The header of CQL message index. out: OWNERSHIP caller (filled by the host).
+ * Returns SLUICE_OK; SLUICE_ERROR_INVALID_ARGUMENT for a non-CQL batch, a bad index or a NULL out.
+ * THREAD: instance's. SINCE 1.3
+ */
+typedef int32_t (*sluice_host_cql_header_fn)(const sluice_batch *batch, size_t index, sluice_cql_header *out);
+
+/**
+ * How many statements request index holds: 1 for QUERY, PREPARE and EXECUTE, the number of children
+ * for BATCH, 0 for other opcodes, a response batch or a non-CQL batch. THREAD: instance's. SINCE 1.3
+ */
+typedef size_t (*sluice_host_cql_statement_count_fn)(const sluice_batch *batch, size_t index);
+
+/**
+ * The text of statement `statement` (0 .. cql_statement_count - 1) of request index: the query of a
+ * QUERY or PREPARE (statement 0), of a BATCH child given as text, and for EXECUTE or a BATCH child
+ * given as a prepared id, the text of the PREPARE the host saw for that id (any client's, since the
+ * host started). out: a borrowed view (UTF-8, not NUL-terminated). OWNERSHIP host.
+ * LIFETIME: as described for batches (see CQL above).
+ * Returns SLUICE_OK; SLUICE_ERROR_NOT_FOUND for a prepared id the host has not seen prepared;
+ * SLUICE_ERROR_INVALID_ARGUMENT for a non-CQL or response batch, a bad index or statement, or an
+ * opcode without statements. THREAD: instance's. SINCE 1.3
+ */
+typedef int32_t (*sluice_host_cql_query_fn)(const sluice_batch *batch, size_t index, size_t statement,
+                                            sluice_host_view *out);
+
+/**
+ * Classifies statement `statement` of request index (its text as cql_query gives it): the kind and
+ * the keyspace and table it touches. The keyspace is the one the statement names, else (v5) the
+ * request's keyspace field, else the connection's (the last USE that succeeded on this client
+ * connection; also SLUICE_PROPERTY_KEYSPACE). For a statement of a batch sent with host->send
+ * the connection is the sending instance's.
+ * out: OWNERSHIP caller; its views are the host's. LIFETIME: see CQL above.
+ * Returns as cql_query. THREAD: instance's. SINCE 1.3
+ */
+typedef int32_t (*sluice_host_cql_statement_fn)(const sluice_batch *batch, size_t index, size_t statement,
+                                                sluice_cql_statement *out);
+
+/**
+ * How many values statement `statement` of request index binds (0 when none). THREAD: instance's.
+ * SINCE 1.3
+ */
+typedef size_t (*sluice_host_cql_value_count_fn)(const sluice_batch *batch, size_t index, size_t statement);
+
+/**
+ * Bound value `position` (0-based) of statement `statement` of request index (QUERY, EXECUTE, BATCH
+ * children), zero-copy. For EXECUTE (and prepared BATCH children) the name and type come from the
+ * bound variables of the PREPARE result the host saw; for a QUERY with named values, the name is
+ * the one sent and the type unknown. out: OWNERSHIP caller; views host's, LIFETIME see CQL above.
+ * Returns SLUICE_OK; SLUICE_END when position >= the value count; SLUICE_ERROR_INVALID_ARGUMENT as
+ * cql_query. THREAD: instance's. SINCE 1.3
+ */
+typedef int32_t (*sluice_host_cql_value_fn)(const sluice_batch *batch, size_t index, size_t statement,
+                                            size_t position, sluice_cql_value *out);
+
+/**
+ * Bound value named `name` (compared byte for byte; CQL lower-cases unquoted bind markers): a named
+ * value of a QUERY, or for EXECUTE the value at the position the prepared metadata gives that
+ * name. out as cql_value. name: OWNERSHIP caller.
+ * Returns SLUICE_OK; SLUICE_ERROR_NOT_FOUND when no value has that name (or the names are not
+ * known: positional QUERY values, a PREPARE the host did not see); otherwise as cql_value.
+ * THREAD: instance's. SINCE 1.3
+ */
+typedef int32_t (*sluice_host_cql_value_named_fn)(const sluice_batch *batch, size_t index, size_t statement,
+                                                  const char *name, size_t name_len, sluice_cql_value *out);
+
+/**
+ * The shape of RESULT Rows response index: *out_rows rows of *out_columns columns (either pointer may
+ * be NULL). Returns SLUICE_OK; SLUICE_ERROR_NOT_FOUND for a response that is not a RESULT Rows;
+ * SLUICE_ERROR_INVALID_ARGUMENT for a non-CQL or request batch or a bad index. THREAD: instance's.
+ * SINCE 1.3
+ */
+typedef int32_t (*sluice_host_cql_result_rows_fn)(const sluice_batch *batch, size_t index, int64_t *out_rows,
+                                                  int32_t *out_columns);
+
+/**
+ * Column `column` of RESULT Rows response index. out: OWNERSHIP caller; views host's (LIFETIME see
+ * CQL above). Returns SLUICE_OK; SLUICE_ERROR_NOT_FOUND when the response is not a RESULT Rows or
+ * carries no column metadata (the client asked to skip it: No_metadata); SLUICE_ERROR_INVALID_ARGUMENT
+ * as cql_result_rows, or a bad column. THREAD: instance's. SINCE 1.3
+ */
+typedef int32_t (*sluice_host_cql_result_column_fn)(const sluice_batch *batch, size_t index, int32_t column,
+                                                    sluice_cql_column *out);
+
+/**
+ * Starts a cursor over the cells of RESULT Rows response index, row by row. cursor: storage owned
+ * by the caller. Returns as cql_result_rows. THREAD: instance's. SINCE 1.3
+ */
+typedef int32_t (*sluice_host_cql_rows_init_fn)(const sluice_batch *batch, size_t index, sluice_cql_cursor *cursor);
+
+/**
+ * Visits the next cell: SLUICE_OK with *out filled (views LIFETIME see CQL above), SLUICE_END after
+ * the last cell, SLUICE_ERROR_STATE if the batch changed since cql_rows_init (for instance by
+ * cql_set_cell: collect the changes, then make them) or was released. THREAD: instance's. SINCE 1.3
+ */
+typedef int32_t (*sluice_host_cql_rows_next_fn)(sluice_cql_cursor *cursor, sluice_cql_cell *out);
+
+/**
+ * Replaces the cell (row, column) of RESULT Rows response index with value (SET or NULL); the rest
+ * of the frame is copied once, unchanged. Views into the old message are invalid afterwards.
+ * value: OWNERSHIP caller (copied; it may point into the message being replaced).
+ * Returns SLUICE_OK; SLUICE_ERROR_NOT_FOUND for a response that is not a RESULT Rows;
+ * SLUICE_ERROR_INVALID_ARGUMENT for a bad index, row, column or value. THREAD: instance's. SINCE 1.3
+ */
+typedef int32_t (*sluice_host_cql_set_cell_fn)(sluice_batch *batch, size_t index, int64_t row, int32_t column,
+                                               const sluice_cql_input_value *value);
+
+/**
+ * Builders. Each puts a new message at index (index < count replaces, index == count appends) of
+ * a CQL batch of the right kind (responses for ERROR and RESULT, requests for QUERY), written in
+ * protocol `version` (4 or 5) with stream id `stream` — for a response, those of the request it
+ * answers (cql_header). Inputs are checked and copied (OWNERSHIP caller); the message lives as any
+ * message. Returns SLUICE_OK or SLUICE_ERROR_INVALID_ARGUMENT (wrong batch, bad index, version,
+ * code, type or value, a NULL pointer with a non-zero length). THREAD: instance's. SINCE 1.3
+ */
+
+/** An ERROR response with one of the SLUICE_CQL_ERROR_* codes and a message (UTF-8, at most 65535
+ * bytes). See Builders above. SINCE 1.3 */
+typedef int32_t (*sluice_host_cql_put_error_fn)(sluice_batch *batch, size_t index, int32_t version,
+                                                int16_t stream, int32_t code, const char *message,
+                                                size_t message_len);
+
+/** A RESULT Void response (the answer to an INSERT, UPDATE, DELETE or BATCH). See Builders above.
+ * SINCE 1.3 */
+typedef int32_t (*sluice_host_cql_put_result_void_fn)(sluice_batch *batch, size_t index, int32_t version,
+                                                      int16_t stream);
+
+/**
+ * A RESULT Rows response with a global table spec (keyspace, table), column_count columns and
+ * row_count rows of cells (row-major: cells[row * column_count + column]; SET or NULL). No paging
+ * state. A client that asked to skip metadata (EXECUTE) still reads the columns it knows.
+ * See Builders above. SINCE 1.3
+ */
+typedef int32_t (*sluice_host_cql_put_result_rows_fn)(sluice_batch *batch, size_t index, int32_t version,
+                                                      int16_t stream, const char *keyspace, size_t keyspace_len,
+                                                      const char *table, size_t table_len,
+                                                      const sluice_cql_column_def *columns, size_t column_count,
+                                                      const sluice_cql_input_value *cells, size_t row_count);
+
+/**
+ * A QUERY request: text at consistency (a CQL [consistency]: ONE = 0x0001, QUORUM = 0x0004,
+ * LOCAL_QUORUM = 0x0006, …) with value_count positional values (may be 0 / NULL). The stream id of
+ * a request the plugin sends (host->send) is the sink's business: any value does.
+ * See Builders above. SINCE 1.3
+ */
+typedef int32_t (*sluice_host_cql_put_query_fn)(sluice_batch *batch, size_t index, int32_t version,
+                                                int16_t stream, const char *text, size_t text_len,
+                                                uint16_t consistency, const sluice_cql_input_value *values,
+                                                size_t value_count);
+
+/* ============================================================================================= */
 /* The host function table                                                                        */
 /* ============================================================================================= */
 
@@ -947,7 +1304,24 @@ typedef struct sluice_host_api {
   /* ---- since 1.2 ---------------------------------------------------------------------------- */
   sluice_host_control_reply_fn control_reply;
   sluice_host_control_publish_fn control_publish;
-  /* ABI 1.3 appends CQL functions here. */
+  /* ---- since 1.3: CQL (see CQL) -------------------------------------------------------------- */
+  sluice_host_call_fail_code_fn call_fail_code;
+  sluice_host_cql_header_fn cql_header;
+  sluice_host_cql_statement_count_fn cql_statement_count;
+  sluice_host_cql_query_fn cql_query;
+  sluice_host_cql_statement_fn cql_statement;
+  sluice_host_cql_value_count_fn cql_value_count;
+  sluice_host_cql_value_fn cql_value;
+  sluice_host_cql_value_named_fn cql_value_named;
+  sluice_host_cql_result_rows_fn cql_result_rows;
+  sluice_host_cql_result_column_fn cql_result_column;
+  sluice_host_cql_rows_init_fn cql_rows_init;
+  sluice_host_cql_rows_next_fn cql_rows_next;
+  sluice_host_cql_set_cell_fn cql_set_cell;
+  sluice_host_cql_put_error_fn cql_put_error;
+  sluice_host_cql_put_result_void_fn cql_put_result_void;
+  sluice_host_cql_put_result_rows_fn cql_put_result_rows;
+  sluice_host_cql_put_query_fn cql_put_query;
 } sluice_host_api;
 
 /* ============================================================================================= */
@@ -1027,7 +1401,12 @@ typedef struct sluice_control_function {
 /** One transform a plugin offers. OWNERSHIP plugin; LIFETIME: the whole process (static data). */
 typedef struct sluice_transform_descriptor {
   uint32_t struct_size;    /* sizeof(sluice_transform_descriptor) as the plugin was built */
-  uint32_t protocols;      /* SLUICE_PROTOCOL_* flags this transform handles */
+  /* SLUICE_PROTOCOL_* flags this transform handles. A chain that a source of a protocol reaches
+   * (directly, or as the target of a send) may hold only transforms that declare that protocol:
+   * otherwise the host refuses the configuration at start-up (and `sluice check`), naming the chain
+   * step ("chain 'main' step 2: transform 'x' does not handle CQL"). Since 1.3 SLUICE_PROTOCOL_CQL
+   * may be declared. */
+  uint32_t protocols;
   const char *name;        /* the name used in chains, [a-z0-9_-]+, NUL-terminated */
   const char *description; /* one line, NUL-terminated */
   sluice_on_config_new_fn config_new; /* required */

@@ -1,0 +1,201 @@
+import NIOCore
+
+/// What the cql_* host functions read from one CQL message of a batch: its header, its message, and
+/// (made on first use) its statements and rows. Kept by the batch with its message (`Batch.cqlMessage`),
+/// so the views plugins get (texts, names, values, cells) stay valid exactly as long as the message.
+///
+/// Byte views point into the message itself (a slice of the frame, zero-copy) or into storage
+/// this object or a `CQLPreparedStatements.Entry` it holds owns (names the classifier lower-cased).
+final class CQLParsedMessage {
+    let bytes: ByteBuffer
+    let header: CQLFrameHeader?
+    /// The message; nil when the frame does not read (a batch holds only frames that read, unless a
+    /// source handed over one it did not check).
+    let message: CQLMessage?
+    private var statements: [CQLStatementInfo?]?
+    private var rowsInfo: CQLRowsInfo??
+
+    init(_ bytes: ByteBuffer, isResponse: Bool) {
+        self.bytes = bytes
+        let scanner = CQLFrameScanner(direction: isResponse ? .responses : .requests, maxFrameBytes: Int.max,
+                                      supportedVersions: [.v3, .v4, .v5])
+        guard let header = try? scanner.scan(bytes), header.frameLength == bytes.readableBytes else {
+            header = nil
+            message = nil
+            return
+        }
+        self.header = header
+        message = try? CQLMessage(frame: CQLFrame(header: header, bytes: bytes), compression: nil, maxBodyBytes: Int.max)
+    }
+
+    /// Whether `bytes` is exactly one well-formed, uncompressed frame of the direction, with an
+    /// opcode of that direction and a message that reads: what a batch accepts from a plugin.
+    static func isValid(_ bytes: ByteBuffer, isResponse: Bool) -> Bool {
+        let parsed = CQLParsedMessage(bytes, isResponse: isResponse)
+        guard let header = parsed.header, parsed.message != nil, !header.flags.contains(.compression),
+              let opcode = header.opcode, opcode.isRequest != isResponse
+        else { return false }
+        return true
+    }
+
+    // MARK: statements
+
+    /// How many statements a request holds (QUERY, PREPARE, EXECUTE: 1; BATCH: its children).
+    var statementCount: Int {
+        switch message {
+        case .query?, .prepare?, .execute?: return 1
+        case .batch(let batch)?: return batch.childCount
+        default: return 0
+        }
+    }
+
+    /// Statement `index`, read on first use.
+    func statement(_ index: Int, registry: CQLPreparedStatements = .shared) -> CQLStatementInfo? {
+        guard index >= 0, index < statementCount else { return nil }
+        if statements == nil { statements = Array(repeating: nil, count: statementCount) }
+        if let known = statements![index] { return known }
+        let made: CQLStatementInfo
+        switch message {
+        case .query(let query)?:
+            made = CQLStatementInfo(text: query.query, values: query.parameters.values,
+                                    requestKeyspace: query.parameters.keyspace, prepared: nil)
+        case .prepare(let prepare)?:
+            made = CQLStatementInfo(text: prepare.query, values: .none, requestKeyspace: prepare.keyspace, prepared: nil)
+        case .execute(let execute)?:
+            let entry = registry.entry(id: execute.id)
+            made = CQLStatementInfo(text: entry?.text, values: execute.parameters.values,
+                                    requestKeyspace: execute.parameters.keyspace, prepared: entry)
+        case .batch(let batch)?:
+            let children = batch.children
+            guard index < children.count else { return nil }
+            switch children[index].statement {
+            case .query(let text):
+                made = CQLStatementInfo(text: text, values: children[index].values, requestKeyspace: batch.keyspace,
+                                        prepared: nil)
+            case .prepared(let id):
+                let entry = registry.entry(id: id)
+                made = CQLStatementInfo(text: entry?.text, values: children[index].values,
+                                        requestKeyspace: batch.keyspace, prepared: entry)
+            }
+        default:
+            return nil
+        }
+        statements![index] = made
+        return made
+    }
+
+    // MARK: rows
+
+    /// The RESULT Rows of a response, or nil for any other message.
+    var rows: CQLRowsInfo? {
+        if let known = rowsInfo { return known }
+        var made: CQLRowsInfo?
+        if case .result(.rows(let rows))? = message {
+            made = CQLRowsInfo(rows: rows, in: bytes)
+        }
+        rowsInfo = .some(made)
+        return made
+    }
+}
+
+/// One statement of a request: its text (nil for a prepared id the host never saw prepared), its
+/// bound values, and what it touches (classified on first use).
+final class CQLStatementInfo {
+    let text: ByteBuffer?
+    let values: CQLBoundValues
+    /// The keyspace the request itself names (v5 keyspace field, or the prepared statement's).
+    let requestKeyspace: FactBytes?
+    let prepared: CQLPreparedStatements.Entry?
+    private var classified: (kind: CQLStatement.Kind, keyspace: FactBytes?, table: FactBytes?)?
+    /// Each value's offset in `values.bytes` and length (-1 null, -2 unset), and its name's when named.
+    private var valueIndex: [(name: ByteBuffer?, value: CQLValue)]?
+
+    init(text: ByteBuffer?, values: CQLBoundValues, requestKeyspace: String?, prepared: CQLPreparedStatements.Entry?) {
+        self.text = text
+        self.values = values
+        self.prepared = prepared
+        self.requestKeyspace = requestKeyspace.map { FactBytes(Array($0.utf8)) } ?? prepared?.keyspace
+    }
+
+    /// The kind, and the keyspace and table the text names (nil when it names none).
+    var classification: (kind: CQLStatement.Kind, keyspace: FactBytes?, table: FactBytes?) {
+        if let classified { return classified }
+        let statement = text.map(CQLStatement.classify) ?? CQLStatement(kind: .other)
+        let made = (statement.kind, statement.keyspace.map { FactBytes(Array($0.utf8)) },
+                    statement.table.map { FactBytes(Array($0.utf8)) })
+        classified = made
+        return made
+    }
+
+    /// The bound values in order (slices of the message).
+    var boundValues: [(name: ByteBuffer?, value: CQLValue)] {
+        if let valueIndex { return valueIndex }
+        let made = values.map { ($0.name, $0.value) }
+        valueIndex = made
+        return made
+    }
+}
+
+/// A RESULT Rows as plugins read it: the column specs (as views) and where the cells start in the
+/// message, for cursors and cell replacement.
+final class CQLRowsInfo {
+    struct Column {
+        let keyspace: FactBytes
+        let table: FactBytes
+        let name: FactBytes
+        let type: Int32
+    }
+
+    let rowCount: Int
+    let columnCount: Int
+    /// nil when the response carries no metadata (No_metadata).
+    let columns: [Column]?
+    /// Offset of the first cell from the message's first byte.
+    let contentOffset: Int
+    /// Length of the cells' bytes.
+    let contentLength: Int
+
+    init(rows: CQLRows, in message: ByteBuffer) {
+        rowCount = rows.rowCount
+        columnCount = rows.metadata.columnCount
+        columns = rows.metadata.columns?.map {
+            Column(keyspace: FactBytes(Array($0.keyspace.utf8)), table: FactBytes(Array($0.table.utf8)),
+                   name: FactBytes(Array($0.name.utf8)), type: $0.type.optionID)
+        }
+        // The cells are a slice of the message (same storage): their distance is the offset.
+        let start = message.withUnsafeReadableBytes { UInt(bitPattern: $0.baseAddress) }
+        let cells = rows.content.withUnsafeReadableBytes { UInt(bitPattern: $0.baseAddress) }
+        contentOffset = rows.content.readableBytes == 0 ? message.readableBytes : Int(cells &- start)
+        contentLength = rows.content.readableBytes
+    }
+
+    /// The range of cell (row, column) in the message: its [bytes] length field's offset and the
+    /// cell's whole length (4 + its bytes, 4 for null).
+    func cellRange(row: Int, column: Int, in message: ByteBuffer) -> (offset: Int, length: Int)? {
+        guard row >= 0, row < rowCount, column >= 0, column < columnCount else { return nil }
+        var offset = contentOffset
+        let target = row * columnCount + column
+        for i in 0...target {
+            guard let length = message.getInteger(at: message.readerIndex + offset, as: Int32.self) else { return nil }
+            let whole = 4 + max(0, Int(length))
+            if i == target { return (offset, whole) }
+            offset += whole
+        }
+        return nil
+    }
+}
+
+extension CQLDataType {
+    /// The [option] id (collections, UDTs and tuples: their outer id).
+    var optionID: Int32 {
+        switch self {
+        case .custom: return 0x0000
+        case .native(let id): return Int32(id)
+        case .list: return 0x0020
+        case .map: return 0x0021
+        case .set: return 0x0022
+        case .udt: return 0x0030
+        case .tuple: return 0x0031
+        }
+    }
+}

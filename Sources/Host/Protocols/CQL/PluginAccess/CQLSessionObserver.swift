@@ -1,0 +1,95 @@
+import NIOCore
+
+/// Follows what a CQL client's requests change once their results come back through the chain:
+/// the connection's keyspace (a RESULT Set_keyspace, the answer to USE) and the statements it
+/// prepared (a RESULT Prepared for a PREPARE, recorded in `CQLPreparedStatements`), so plugins can
+/// read the keyspace a statement runs in and an EXECUTE's text and bound values by name.
+///
+/// A batch with neither a USE nor a PREPARE among its requests is run without an observer.
+final class CQLSessionObserver: ResponseReceiver {
+    private let facts: SessionFacts
+    private let registry: CQLPreparedStatements
+    /// The PREPAREs of the batch by request index: their text and v5 keyspace.
+    private let prepares: [(index: Int, text: ByteBuffer, keyspace: String?)]
+    private let receiver: ResponseReceiver
+
+    private init(facts: SessionFacts, registry: CQLPreparedStatements,
+                 prepares: [(index: Int, text: ByteBuffer, keyspace: String?)], receiver: ResponseReceiver) {
+        self.facts = facts
+        self.registry = registry
+        self.prepares = prepares
+        self.receiver = receiver
+    }
+
+    /// The receiver to run `batch` with: `receiver` itself when nothing in the batch can change the
+    /// session, else an observer in front of it.
+    static func observing(_ batch: Batch, facts: SessionFacts, registry: CQLPreparedStatements = .shared,
+                          receiver: ResponseReceiver) -> ResponseReceiver {
+        if let first = batch.messages.first, let versionByte = first.getInteger(at: first.readerIndex, as: UInt8.self) {
+            let version = versionByte & 0x7F
+            if facts.cqlVersion != Int(version) || facts.protocolID != Batch.cql { facts.noteCQL(version: version) }
+        }
+        var prepares: [(index: Int, text: ByteBuffer, keyspace: String?)] = []
+        var uses = false
+        for i in 0..<batch.count {
+            let frame = batch.messages[i]
+            guard let opcode = frame.getInteger(at: frame.readerIndex + 4, as: UInt8.self) else { continue }
+            switch opcode {
+            case CQLOpcode.prepare.rawValue:
+                if case .prepare(let prepare)? = batch.cqlMessage(at: i)?.message {
+                    prepares.append((i, prepare.query, prepare.keyspace))
+                }
+            case CQLOpcode.query.rawValue:
+                if !uses, Self.isUse(frame, batch: batch, index: i) { uses = true }
+            default:
+                break
+            }
+        }
+        guard uses || !prepares.isEmpty else { return receiver }
+        return CQLSessionObserver(facts: facts, registry: registry, prepares: prepares, receiver: receiver)
+    }
+
+    /// Whether QUERY `index` is a USE statement (its first word, without reading the whole message
+    /// when the frame has no custom payload in front of the query).
+    private static func isUse(_ frame: ByteBuffer, batch: Batch, index: Int) -> Bool {
+        let flags = frame.getInteger(at: frame.readerIndex + 1, as: UInt8.self) ?? 0
+        if flags & CQLFrameFlags.customPayload.rawValue == 0,
+           let length = frame.getInteger(at: frame.readerIndex + CQLFrameHeader.size, as: Int32.self), length >= 0,
+           let text = frame.getSlice(at: frame.readerIndex + CQLFrameHeader.size + 4,
+                                     length: min(Int(length), frame.readableBytes - CQLFrameHeader.size - 4)) {
+            return text.withUnsafeReadableBytes { bytes in
+                var lexer = CQLLexer(bytes)
+                return lexer.next()?.keyword == "use"
+            }
+        }
+        guard case .query(let query)? = batch.cqlMessage(at: index)?.message else { return false }
+        return CQLStatement.classify(query.query).kind == .use
+    }
+
+    func receive(_ outcome: ChainOutcome) {
+        if case .responses(let batch) = outcome {
+            for i in 0..<batch.count {
+                let frame = batch.messages[i]
+                guard frame.getInteger(at: frame.readerIndex + 4, as: UInt8.self) == CQLOpcode.result.rawValue,
+                      case .result(let result)? = CQLParsedMessage(frame, isResponse: true).message
+                else { continue }
+                switch result {
+                case .setKeyspace(let name):
+                    facts.useKeyspace(Array(name.utf8))
+                case .prepared(let prepared):
+                    guard let request = prepares.first(where: { $0.index == i }) else { continue }
+                    let keyspace = prepared.metadata.columns.first?.keyspace
+                        ?? prepared.resultMetadata.columns?.first?.keyspace
+                        ?? request.keyspace
+                        ?? facts.keyspace.map { String(decoding: UnsafeBufferPointer(start: $0.pointer, count: $0.count), as: UTF8.self) }
+                    // Copied: the registry outlives the client's read buffer the text is a slice of.
+                    registry.record(id: prepared.id, .init(text: ByteBuffer(bytes: request.text.readableBytesView), keyspace: keyspace,
+                                                           variables: prepared.metadata.columns))
+                default:
+                    break
+                }
+            }
+        }
+        receiver.receive(outcome)
+    }
+}

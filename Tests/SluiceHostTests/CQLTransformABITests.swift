@@ -1,0 +1,444 @@
+import NIOCore
+import NIOEmbedded
+import PluginABI
+import XCTest
+@testable import SluiceHost
+
+/// ABI 1.3 over real CQL frames: the DataStax driver's encodings (Tests/cql/codec_vectors.py) and
+/// frames made by the codec's builders, through the host function table as a plugin calls it.
+final class CQLTransformABITests: XCTestCase {
+    let api = HostAPI.table.pointee
+    let allocator = ByteBufferAllocator()
+
+    private func owned(_ kind: Int32, _ frames: [ByteBuffer]) -> OpaquePointer {
+        let handle = api.batch_new(kind, Int32(SLUICE_PROTOCOL_CQL))!
+        for (i, frame) in frames.enumerated() {
+            XCTAssertEqual(frame.withUnsafeReadableBytes { api.batch_put_bytes(handle, i, $0.baseAddress, $0.count) }, SLUICE_OK)
+        }
+        return handle
+    }
+
+    private func string(_ view: sluice_host_view) -> String {
+        String(decoding: UnsafeRawBufferPointer(start: view.ptr, count: view.len), as: UTF8.self)
+    }
+
+    private func bytes(_ view: sluice_host_view) -> [UInt8] {
+        Array(UnsafeRawBufferPointer(start: view.ptr, count: view.len))
+    }
+
+    private func message(_ frame: ByteBuffer) throws -> CQLMessage {
+        let header = try XCTUnwrap(try CQLFrameScanner(direction: .responses, maxFrameBytes: 1 << 20).scan(frame))
+        return try CQLMessage(frame: CQLFrame(header: header, bytes: frame), compression: nil, maxBodyBytes: 1 << 20)
+    }
+
+    /// An EXECUTE of `id` with positional values (v4).
+    private func execute(id: [UInt8], values: [[UInt8]?], stream: Int16 = 21) -> ByteBuffer {
+        CQLFrameBuilder.frame(version: .v4, isResponse: false, stream: stream, opcode: .execute) { body in
+            body.writeInteger(UInt16(id.count))
+            body.writeBytes(id)
+            body.writeInteger(CQLConsistency.one.rawValue)
+            body.writeInteger(UInt8(0x01))
+            body.writeInteger(UInt16(values.count))
+            for value in values { body.writeCQLValue(value.map { .bytes(ByteBuffer(bytes: $0)) } ?? .null) }
+        }
+    }
+
+    // MARK: protocol-correct failures
+
+    func testErrorRepliesAreInTheRequestsProtocolWithEachRequestsStreamAndVersion() throws {
+        let requests = Batch(kind: Batch.requests, protocolID: Batch.cql, messages: [
+            try CQLDriverVectors.vector("query_v4"), try CQLDriverVectors.vector("query_v5"),
+        ])
+        let replies = Batch.errors("deny: no", cqlCode: .unauthorized, answering: requests, count: 2, allocator: allocator)
+        XCTAssertEqual(replies.protocolID, Batch.cql)
+        XCTAssertEqual(replies.kind, Batch.responses)
+        for (i, version) in [(0, CQLVersion.v4), (1, .v5)] {
+            let header = try XCTUnwrap(try CQLFrameScanner(direction: .responses, maxFrameBytes: 1 << 20).scan(replies.messages[i]))
+            XCTAssertEqual(header.stream, 7)
+            XCTAssertEqual(header.version, version)
+            guard case .error(let error) = try message(replies.messages[i]) else { return XCTFail("not an ERROR") }
+            XCTAssertEqual(error.code, .unauthorized)
+            XCTAssertEqual(error.message, "deny: no")
+        }
+        let redis = Batch(kind: Batch.requests, protocolID: Batch.redis, messages: [ByteBuffer(string: "*1\r\n$4\r\nPING\r\n")])
+        let redisReplies = Batch.errors("deny: no", answering: redis, count: 1, allocator: allocator)
+        XCTAssertEqual(String(buffer: redisReplies.messages[0]), "-ERR deny: no\r\n")
+    }
+
+    /// What the test step's on_requests does (a C function pointer captures nothing).
+    nonisolated(unsafe) static var failCode: Int32 = -1
+    nonisolated(unsafe) static var failStatus: Int32 = 0
+
+    static let failingStep: TransformStep = {
+        let step = TransformStep(
+            pluginName: "test", transformName: "deny", label: "main[0] deny",
+            descriptor: LoadedTransform(
+                name: "deny", description: "", protocols: UInt32(SLUICE_PROTOCOL_REDIS | SLUICE_PROTOCOL_CQL),
+                configNew: { _, _, _ in SLUICE_OK }, configFree: nil, instanceNew: nil, instanceFree: nil,
+                onRequests: { _, call, _ in
+                    let api = HostAPI.table.pointee
+                    if CQLTransformABITests.failCode < 0 { return api.call_fail(call, "no", 2) }
+                    CQLTransformABITests.failStatus = api.call_fail_code(call, CQLTransformABITests.failCode, "no", 2)
+                    if CQLTransformABITests.failStatus != SLUICE_OK { return api.call_fail_code(call, SLUICE_CQL_ERROR_OVERLOADED, "busy", 4) }
+                    return SLUICE_OK
+                },
+                onResponses: nil))
+        step.hasConfig = true
+        return step
+    }()
+
+    func testCallFailAnswersACQLBatchWithAnErrorFrameOfTheChosenCode() throws {
+        let loop = EmbeddedEventLoop()
+        let plan = RuntimePlan(chains: [ChainPlan(name: "main", steps: [.transform(Self.failingStep)])], sinks: [])
+        let session = ChainSession(eventLoop: loop, allocator: allocator, plan: plan, clientAddress: "127.0.0.1:1", mainChain: 0)
+        defer { session.close() }
+        let chain = try session.chain(0)
+        let receiver = HandleTableTests.Collect()
+        for code in [-1, SLUICE_CQL_ERROR_INVALID, 0x1000 /* UNAVAILABLE has fields: refused */] {
+            Self.failCode = code
+            let requests = Batch(kind: Batch.requests, protocolID: Batch.cql, messages: [try CQLDriverVectors.vector("query_v5")])
+            session.runFromClient(requests, on: chain, receiver: receiver)
+        }
+        XCTAssertEqual(receiver.outcomes.count, 3)
+        XCTAssertEqual(Self.failStatus, SLUICE_ERROR_INVALID_ARGUMENT)
+        let expected: [(CQLErrorCode, String)] = [(.serverError, "deny: no"), (.invalid, "deny: no"), (.overloaded, "deny: busy")]
+        for (outcome, (code, text)) in zip(receiver.outcomes, expected) {
+            guard case .responses(let batch) = outcome else { return XCTFail("failed outcome") }
+            XCTAssertEqual(batch.count, 1)
+            XCTAssertEqual(CQLRequestIdentity(frame: batch.messages[0]), CQLRequestIdentity(version: .v5, stream: 7))
+            guard case .error(let error) = try message(batch.messages[0]) else { return XCTFail("not an ERROR") }
+            XCTAssertEqual(error.code, code)
+            XCTAssertEqual(error.message, text)
+        }
+        // The same step on a Redis batch answers -ERR.
+        Self.failCode = SLUICE_CQL_ERROR_INVALID
+        let redis = Batch(kind: Batch.requests, protocolID: Batch.redis, messages: [ByteBuffer(string: "*1\r\n$4\r\nPING\r\n")])
+        chain.run(redis, from: 0, receiver: receiver)
+        guard case .responses(let batch)? = receiver.outcomes.last else { return XCTFail("no reply") }
+        XCTAssertEqual(String(buffer: batch.messages[0]), "-ERR deny: no\r\n")
+    }
+
+    // MARK: validation
+
+    func testBatchPutBytesAcceptsOnlyOneWellFormedUncompressedFrameOfTheBatchsDirection() throws {
+        let requests = api.batch_new(Int32(SLUICE_BATCH_REQUESTS), Int32(SLUICE_PROTOCOL_CQL))!
+        let responses = api.batch_new(Int32(SLUICE_BATCH_RESPONSES), Int32(SLUICE_PROTOCOL_CQL))!
+        let redis = api.batch_new(Int32(SLUICE_BATCH_REQUESTS), Int32(SLUICE_PROTOCOL_REDIS))!
+        defer { [requests, responses, redis].forEach { api.batch_free($0) } }
+        XCTAssertNil(api.batch_new(Int32(SLUICE_BATCH_REQUESTS), 4))
+        func put(_ batch: OpaquePointer, _ bytes: ByteBuffer) -> Int32 {
+            bytes.withUnsafeReadableBytes { api.batch_put_bytes(batch, api.batch_count(batch), $0.baseAddress, $0.count) }
+        }
+        let query = try CQLDriverVectors.vector("query_v4")
+        XCTAssertEqual(put(requests, query), SLUICE_OK)
+        XCTAssertEqual(put(requests, try CQLDriverVectors.vector("batch_v5")), SLUICE_OK)
+        XCTAssertEqual(put(requests, try CQLDriverVectors.vector("query_lz4_v4")), SLUICE_ERROR_MALFORMED, "compressed")
+        XCTAssertEqual(put(requests, query.getSlice(at: 0, length: query.readableBytes - 1)!), SLUICE_ERROR_MALFORMED)
+        var two = query
+        two.writeImmutableBuffer(query)
+        XCTAssertEqual(put(requests, two), SLUICE_ERROR_MALFORMED, "two frames")
+        XCTAssertEqual(put(requests, try CQLDriverVectors.vector("result_void_v4")), SLUICE_ERROR_MALFORMED, "a response")
+        XCTAssertEqual(put(requests, ByteBuffer(string: "*1\r\n$4\r\nPING\r\n")), SLUICE_ERROR_MALFORMED)
+        // A frame whose header is fine but whose body does not read (the query's length runs past the end).
+        var broken = query
+        broken.setInteger(Int32(1_000), at: CQLFrameHeader.size)
+        XCTAssertEqual(put(requests, broken), SLUICE_ERROR_MALFORMED)
+        XCTAssertEqual(put(responses, try CQLDriverVectors.vector("result_rows_v5")), SLUICE_OK)
+        XCTAssertEqual(put(responses, query), SLUICE_ERROR_MALFORMED, "a request")
+        XCTAssertEqual(put(redis, query), SLUICE_ERROR_MALFORMED)
+        XCTAssertEqual(api.batch_count(requests), 2)
+        XCTAssertEqual(api.batch_count(responses), 1)
+        // The Redis functions refuse CQL batches.
+        XCTAssertEqual(api.redis_arg_count(requests, 0), 0)
+        var out = sluice_host_view()
+        var count = 0
+        XCTAssertEqual(api.redis_args(requests, 0, &out, 1, &count), SLUICE_ERROR_INVALID_ARGUMENT)
+        XCTAssertEqual(api.redis_put_reply(responses, 0, SLUICE_REDIS_INTEGER, nil, 0, 1), SLUICE_ERROR_INVALID_ARGUMENT)
+        // And the CQL ones Redis batches.
+        var header = sluice_cql_header()
+        XCTAssertEqual(api.cql_header(redis, 0, &header), SLUICE_ERROR_INVALID_ARGUMENT)
+        XCTAssertEqual(api.cql_statement_count(redis, 0), 0)
+    }
+
+    // MARK: accessors
+
+    func testHeaderQueryStatementAndPositionalValuesOfADriversQuery() throws {
+        let batch = owned(Int32(SLUICE_BATCH_REQUESTS), [try CQLDriverVectors.vector("query_v4")])
+        defer { api.batch_free(batch) }
+        var header = sluice_cql_header()
+        XCTAssertEqual(api.cql_header(batch, 0, &header), SLUICE_OK)
+        XCTAssertEqual(header.version, 4)
+        XCTAssertEqual(header.stream, 7)
+        XCTAssertEqual(header.opcode, SLUICE_CQL_OP_QUERY)
+        XCTAssertEqual(api.cql_statement_count(batch, 0), 1)
+        var text = sluice_host_view()
+        XCTAssertEqual(api.cql_query(batch, 0, 0, &text), SLUICE_OK)
+        XCTAssertEqual(string(text), "SELECT v FROM ks.t WHERE k = ?")
+        XCTAssertEqual(api.cql_query(batch, 0, 1, &text), SLUICE_ERROR_INVALID_ARGUMENT)
+        // Zero-copy: the view points into the message's own bytes.
+        var whole = sluice_host_view()
+        XCTAssertEqual(api.batch_message_bytes(batch, 0, &whole), SLUICE_OK)
+        XCTAssertTrue(text.ptr! >= whole.ptr! && text.ptr! + text.len <= whole.ptr! + whole.len)
+        var statement = sluice_cql_statement()
+        XCTAssertEqual(api.cql_statement(batch, 0, 0, &statement), SLUICE_OK)
+        XCTAssertEqual(statement.kind, SLUICE_CQL_STATEMENT_SELECT)
+        XCTAssertEqual(string(statement.keyspace), "ks")
+        XCTAssertEqual(statement.keyspace_source, UInt32(SLUICE_CQL_KEYSPACE_FROM_TEXT))
+        XCTAssertEqual(string(statement.table), "t")
+        XCTAssertEqual(api.cql_value_count(batch, 0, 0), 2)
+        var value = sluice_cql_value()
+        XCTAssertEqual(api.cql_value(batch, 0, 0, 0, &value), SLUICE_OK)
+        XCTAssertEqual(value.state, SLUICE_CQL_VALUE_SET)
+        XCTAssertEqual(bytes(value.bytes), [0, 0, 0, 7])
+        XCTAssertEqual(value.type, SLUICE_CQL_TYPE_UNKNOWN)
+        XCTAssertEqual(api.cql_value(batch, 0, 0, 1, &value), SLUICE_OK)
+        XCTAssertEqual(value.state, SLUICE_CQL_VALUE_NULL)
+        XCTAssertEqual(api.cql_value(batch, 0, 0, 2, &value), SLUICE_END)
+        XCTAssertEqual(api.cql_value_named(batch, 0, 0, "k", 1, &value), SLUICE_ERROR_NOT_FOUND, "positional values have no names")
+    }
+
+    func testNamedValuesAndTheV5KeyspaceField() throws {
+        let batch = owned(Int32(SLUICE_BATCH_REQUESTS), [try CQLDriverVectors.vector("query_named_v4"),
+                                                        try CQLDriverVectors.vector("query_now_v5")])
+        defer { api.batch_free(batch) }
+        var value = sluice_cql_value()
+        XCTAssertEqual(api.cql_value_named(batch, 0, 0, "B b", 3, &value), SLUICE_OK)
+        XCTAssertEqual(value.state, SLUICE_CQL_VALUE_UNSET)
+        XCTAssertEqual(string(value.name), "B b")
+        XCTAssertEqual(api.cql_value_named(batch, 0, 0, "a", 1, &value), SLUICE_OK)
+        XCTAssertEqual(bytes(value.bytes), [0, 0, 0, 5])
+        XCTAssertEqual(api.cql_value_named(batch, 0, 0, "c", 1, &value), SLUICE_ERROR_NOT_FOUND)
+        var statement = sluice_cql_statement()
+        XCTAssertEqual(api.cql_statement(batch, 0, 0, &statement), SLUICE_OK)
+        XCTAssertEqual(statement.kind, SLUICE_CQL_STATEMENT_UPDATE)
+        XCTAssertEqual(statement.keyspace.len, 0, "no keyspace: none named, no session")
+        XCTAssertEqual(statement.keyspace_source, 0)
+        XCTAssertEqual(api.cql_statement(batch, 1, 0, &statement), SLUICE_OK)
+        XCTAssertEqual(statement.kind, SLUICE_CQL_STATEMENT_SELECT)
+        XCTAssertEqual(string(statement.keyspace), "ks5")
+        XCTAssertEqual(statement.keyspace_source, UInt32(SLUICE_CQL_KEYSPACE_FROM_REQUEST))
+        XCTAssertEqual(string(statement.table), "t")
+    }
+
+    /// PREPARE through a session: the RESULT Prepared is recorded, and an EXECUTE of that id (from
+    /// any client) reads the statement's text, kind, keyspace, and values by position and by name.
+    func testExecuteReadsThePreparedStatementTheHostSaw() throws {
+        let loop = EmbeddedEventLoop()
+        let plan = RuntimePlan(chains: [ChainPlan(name: "main", steps: [])], sinks: [])
+        let session = ChainSession(eventLoop: loop, allocator: allocator, plan: plan, clientAddress: "127.0.0.1:1", mainChain: 0)
+        defer { session.close() }
+        let registry = CQLPreparedStatements()
+        let receiver = HandleTableTests.Collect()
+        let prepare = Batch(kind: Batch.requests, protocolID: Batch.cql, messages: [try CQLDriverVectors.vector("prepare_v4")])
+        let observer = CQLSessionObserver.observing(prepare, facts: session.facts, registry: registry, receiver: receiver)
+        XCTAssertFalse(observer === receiver)
+        observer.receive(.responses(Batch(kind: Batch.responses, protocolID: Batch.cql,
+                                          messages: [try CQLDriverVectors.vector("result_prepared_v4")])))
+        XCTAssertEqual(receiver.outcomes.count, 1)
+        XCTAssertEqual(registry.count, 1)
+
+        let requests = Batch(kind: Batch.requests, protocolID: Batch.cql,
+                             messages: [execute(id: [0xAA, 0xBB], values: [[0, 0, 0, 9], nil]),
+                                        execute(id: [0xCC], values: [[1]])])
+        let parsed = try XCTUnwrap(requests.cqlMessage(at: 0))
+        let info = try XCTUnwrap(parsed.statement(0, registry: registry))
+        XCTAssertEqual(info.text.map { String(buffer: $0) }, "INSERT INTO t (k, v) VALUES (?, ?)")
+        XCTAssertEqual(info.classification.kind, .insert)
+        XCTAssertEqual(info.requestKeyspace.map { String(decoding: UnsafeBufferPointer(start: $0.pointer, count: $0.count), as: UTF8.self) }, "ks",
+                       "the prepared metadata's keyspace")
+        XCTAssertNil(try XCTUnwrap(requests.cqlMessage(at: 1)).statement(0, registry: registry)?.text,
+                     "an id never seen prepared has no text")
+        // Through the ABI (the shared registry): record the same statement there.
+        CQLPreparedStatements.shared.record(id: ByteBuffer(bytes: [0xAA, 0xBB]), CQLPreparedStatements.Entry(
+            text: ByteBuffer(string: "INSERT INTO t (k, v) VALUES (?, ?)"), keyspace: "ks",
+            variables: [CQLColumnSpec(keyspace: "ks", table: "t", name: "k", type: .int),
+                        CQLColumnSpec(keyspace: "ks", table: "t", name: "v", type: .varchar)]))
+        let handle = owned(Int32(SLUICE_BATCH_REQUESTS), [execute(id: [0xAA, 0xBB], values: [[0, 0, 0, 9], nil]),
+                                                          execute(id: [0xCC, 0xDD, 0xEE], values: [[1]])])
+        defer { api.batch_free(handle) }
+        var text = sluice_host_view()
+        XCTAssertEqual(api.cql_query(handle, 0, 0, &text), SLUICE_OK)
+        XCTAssertEqual(string(text), "INSERT INTO t (k, v) VALUES (?, ?)")
+        XCTAssertEqual(api.cql_query(handle, 1, 0, &text), SLUICE_ERROR_NOT_FOUND)
+        var statement = sluice_cql_statement()
+        XCTAssertEqual(api.cql_statement(handle, 0, 0, &statement), SLUICE_OK)
+        XCTAssertEqual(statement.kind, SLUICE_CQL_STATEMENT_INSERT)
+        XCTAssertEqual(string(statement.keyspace), "ks")
+        XCTAssertEqual(statement.keyspace_source, UInt32(SLUICE_CQL_KEYSPACE_FROM_REQUEST))
+        var value = sluice_cql_value()
+        XCTAssertEqual(api.cql_value_named(handle, 0, 0, "k", 1, &value), SLUICE_OK)
+        XCTAssertEqual(bytes(value.bytes), [0, 0, 0, 9])
+        XCTAssertEqual(value.type, SLUICE_CQL_TYPE_INT)
+        XCTAssertEqual(api.cql_value(handle, 0, 0, 1, &value), SLUICE_OK)
+        XCTAssertEqual(value.state, SLUICE_CQL_VALUE_NULL)
+        XCTAssertEqual(string(value.name), "v")
+        XCTAssertEqual(value.type, SLUICE_CQL_TYPE_VARCHAR)
+    }
+
+    func testBatchChildrenAndTheConnectionsKeyspaceFromUse() throws {
+        let loop = EmbeddedEventLoop()
+        let plan = RuntimePlan(chains: [ChainPlan(name: "main", steps: [])], sinks: [])
+        let session = ChainSession(eventLoop: loop, allocator: allocator, plan: plan, clientAddress: "127.0.0.1:1", mainChain: 0)
+        defer { session.close() }
+        // USE ks2 answered by RESULT Set_keyspace: the session's keyspace follows.
+        let use = Batch(kind: Batch.requests, protocolID: Batch.cql,
+                        messages: [CQLFrameBuilder.query(version: .v4, stream: 3, query: "  use \"Ks2\"")])
+        let receiver = HandleTableTests.Collect()
+        let observer = CQLSessionObserver.observing(use, facts: session.facts, receiver: receiver)
+        XCTAssertFalse(observer === receiver)
+        let setKeyspace = CQLFrameBuilder.frame(version: .v4, isResponse: true, stream: 3, opcode: .result) {
+            $0.writeInteger(CQLResultKind.setKeyspace.rawValue)
+            $0.writeCQLString("Ks2")
+        }
+        observer.receive(.responses(Batch(kind: Batch.responses, protocolID: Batch.cql, messages: [setKeyspace])))
+        XCTAssertEqual(session.facts.keyspace.map { String(decoding: UnsafeBufferPointer(start: $0.pointer, count: $0.count), as: UTF8.self) }, "Ks2")
+        XCTAssertEqual(session.facts.protocolID, Batch.cql)
+        XCTAssertEqual(session.facts.cqlVersion, 4)
+        // A plain SELECT needs no observer.
+        let select = Batch(kind: Batch.requests, protocolID: Batch.cql,
+                           messages: [CQLFrameBuilder.query(version: .v4, stream: 4, query: "SELECT * FROM t")])
+        XCTAssertTrue(CQLSessionObserver.observing(select, facts: session.facts, receiver: receiver) === receiver)
+
+        let batch = owned(Int32(SLUICE_BATCH_REQUESTS), [try CQLDriverVectors.vector("batch_v4"),
+                                                        CQLFrameBuilder.query(version: .v4, stream: 4, query: "DELETE FROM t WHERE k = 1")])
+        defer { api.batch_free(batch) }
+        XCTAssertEqual(api.cql_statement_count(batch, 0), 2)
+        var text = sluice_host_view()
+        XCTAssertEqual(api.cql_query(batch, 0, 0, &text), SLUICE_OK)
+        XCTAssertEqual(string(text), "INSERT INTO ks.t (k) VALUES (?)")
+        XCTAssertEqual(api.cql_value_count(batch, 0, 1), 2)
+        var value = sluice_cql_value()
+        XCTAssertEqual(api.cql_value(batch, 0, 1, 0, &value), SLUICE_OK)
+        XCTAssertEqual(string(value.bytes), "x")
+        // The session's keyspace applies while one of its hooks runs.
+        var statement = sluice_cql_statement()
+        session.handles.runningHook(session: .passUnretained(session), step: .passUnretained(Self.failingStep)) {
+            XCTAssertEqual(api.cql_statement(batch, 1, 0, &statement), SLUICE_OK)
+        }
+        XCTAssertEqual(statement.kind, SLUICE_CQL_STATEMENT_DELETE)
+        XCTAssertEqual(string(statement.keyspace), "Ks2")
+        XCTAssertEqual(statement.keyspace_source, UInt32(SLUICE_CQL_KEYSPACE_FROM_SESSION))
+        XCTAssertEqual(string(statement.table), "t")
+    }
+
+    // MARK: rows
+
+    func testRowsCursorColumnsAndCellReplacement() throws {
+        let batch = owned(Int32(SLUICE_BATCH_RESPONSES), [try CQLDriverVectors.vector("result_rows_v4"),
+                                                         try CQLDriverVectors.vector("result_void_v4")])
+        defer { api.batch_free(batch) }
+        var rows: Int64 = 0
+        var columns: Int32 = 0
+        XCTAssertEqual(api.cql_result_rows(batch, 0, &rows, &columns), SLUICE_OK)
+        XCTAssertEqual(rows, 2)
+        XCTAssertEqual(columns, 3)
+        XCTAssertEqual(api.cql_result_rows(batch, 1, &rows, &columns), SLUICE_ERROR_NOT_FOUND)
+        var column = sluice_cql_column()
+        XCTAssertEqual(api.cql_result_column(batch, 0, 1, &column), SLUICE_OK)
+        XCTAssertEqual([string(column.keyspace), string(column.table), string(column.name)], ["ks", "t", "v"])
+        XCTAssertEqual(column.type, SLUICE_CQL_TYPE_VARCHAR)
+        XCTAssertEqual(api.cql_result_column(batch, 0, 2, &column), SLUICE_OK)
+        XCTAssertEqual(column.type, SLUICE_CQL_TYPE_MAP)
+        XCTAssertEqual(api.cql_result_column(batch, 0, 3, &column), SLUICE_ERROR_INVALID_ARGUMENT)
+
+        var cursor = sluice_cql_cursor()
+        var cell = sluice_cql_cell()
+        var seen: [(Int64, Int32, Int32, [UInt8])] = []
+        XCTAssertEqual(api.cql_rows_init(batch, 0, &cursor), SLUICE_OK)
+        while api.cql_rows_next(&cursor, &cell) == SLUICE_OK { seen.append((cell.row, cell.column, cell.state, bytes(cell.bytes))) }
+        XCTAssertEqual(seen.count, 6)
+        XCTAssertEqual(seen[0].3, [0, 0, 0, 1])
+        XCTAssertEqual(seen[1].3, Array("a".utf8))
+        XCTAssertEqual(seen[4].2, SLUICE_CQL_VALUE_NULL)
+        XCTAssertEqual(seen[4].0, 1)
+        XCTAssertEqual(seen[4].1, 1)
+        XCTAssertEqual(api.cql_rows_next(&cursor, &cell), SLUICE_END)
+
+        // Replace row 0's v with "redacted" and row 1's v (null) with "z": the driver reads the result.
+        let replacement = Array("redacted".utf8)
+        var input = sluice_cql_input_value(state: SLUICE_CQL_VALUE_SET, reserved: 0, bytes: nil, len: replacement.count)
+        replacement.withUnsafeBufferPointer { input.bytes = $0.baseAddress; XCTAssertEqual(api.cql_set_cell(batch, 0, 0, 1, &input), SLUICE_OK) }
+        XCTAssertEqual(api.cql_rows_next(&cursor, &cell), SLUICE_ERROR_STATE, "the batch changed")
+        let z: [UInt8] = [UInt8(ascii: "z")]
+        z.withUnsafeBufferPointer {
+            var value = sluice_cql_input_value(state: SLUICE_CQL_VALUE_SET, reserved: 0, bytes: $0.baseAddress, len: 1)
+            XCTAssertEqual(api.cql_set_cell(batch, 0, 1, 1, &value), SLUICE_OK)
+        }
+        var null = sluice_cql_input_value(state: SLUICE_CQL_VALUE_NULL, reserved: 0, bytes: nil, len: 0)
+        XCTAssertEqual(api.cql_set_cell(batch, 0, 2, 0, &null), SLUICE_ERROR_INVALID_ARGUMENT, "no row 2")
+        XCTAssertEqual(api.cql_set_cell(batch, 1, 0, 0, &null), SLUICE_ERROR_NOT_FOUND, "not rows")
+        var whole = sluice_host_view()
+        XCTAssertEqual(api.batch_message_bytes(batch, 0, &whole), SLUICE_OK)
+        guard case .result(.rows(let edited)) = try message(ByteBuffer(bytes: bytes(whole))) else { return XCTFail("not rows") }
+        var reader = edited.makeCursor()
+        var cells: [ByteBuffer?] = []
+        while reader.nextRow() { while let cell = reader.nextCell() { cells.append(cell) } }
+        XCTAssertEqual(cells.map { $0.map { Array($0.readableBytesView) } },
+                       [[0, 0, 0, 1], Array("redacted".utf8), seen[2].3, [0, 0, 0, 2], [UInt8(ascii: "z")], nil])
+        XCTAssertEqual(edited.metadata.pagingState.map { String(buffer: $0) }, "next", "the rest of the frame is kept")
+
+        // The driver reads an edited frame (one it can decode whole: int and text columns).
+        let simple = CQLFrameBuilder.resultRows(version: .v5, stream: 9, keyspace: "ks", table: "t",
+                                                columns: [("k", .int), ("v", .varchar)],
+                                                rows: [[ByteBuffer(bytes: [0, 0, 0, 1]), ByteBuffer(string: "secret")]])
+        let other = owned(Int32(SLUICE_BATCH_RESPONSES), [simple])
+        defer { api.batch_free(other) }
+        replacement.withUnsafeBufferPointer { input.bytes = $0.baseAddress; XCTAssertEqual(api.cql_set_cell(other, 0, 0, 1, &input), SLUICE_OK) }
+        XCTAssertEqual(api.batch_message_bytes(other, 0, &whole), SLUICE_OK)
+        let decoded = try CQLDriverVectors.check(["rows": ("response", ByteBuffer(bytes: bytes(whole)))])
+        let rowsSeen = try XCTUnwrap((decoded["rows"] as? [String: Any])?["rows"] as? [[Any]], "\(decoded)")
+        XCTAssertEqual(rowsSeen.map { "\($0[0]) \($0[1])" }, ["1 redacted"])
+    }
+
+    // MARK: builders
+
+    func testBuildersMakeFramesTheDriverReads() throws {
+        let responses = api.batch_new(Int32(SLUICE_BATCH_RESPONSES), Int32(SLUICE_PROTOCOL_CQL))!
+        let requests = api.batch_new(Int32(SLUICE_BATCH_REQUESTS), Int32(SLUICE_PROTOCOL_CQL))!
+        defer { api.batch_free(responses); api.batch_free(requests) }
+        XCTAssertEqual(api.cql_put_error(responses, 0, 5, 33, SLUICE_CQL_ERROR_UNAUTHORIZED, "denied", 6), SLUICE_OK)
+        XCTAssertEqual(api.cql_put_error(responses, 1, 5, 33, 0x1000, "x", 1), SLUICE_ERROR_INVALID_ARGUMENT, "UNAVAILABLE has fields")
+        XCTAssertEqual(api.cql_put_error(responses, 1, 2, 33, SLUICE_CQL_ERROR_INVALID, "x", 1), SLUICE_ERROR_INVALID_ARGUMENT, "v2")
+        XCTAssertEqual(api.cql_put_result_void(responses, 1, 4, 34), SLUICE_OK)
+        let names = ["k", "v"].map { Array($0.utf8) }
+        let one: [UInt8] = [0, 0, 0, 1], text = Array("hello".utf8)
+        try names[0].withUnsafeBufferPointer { k in try names[1].withUnsafeBufferPointer { v in
+            try one.withUnsafeBufferPointer { o in try text.withUnsafeBufferPointer { t in
+                let columns = [sluice_cql_column_def(name: k.baseAddress, name_len: 1, type: SLUICE_CQL_TYPE_INT, reserved: 0),
+                               sluice_cql_column_def(name: v.baseAddress, name_len: 1, type: SLUICE_CQL_TYPE_VARCHAR, reserved: 0)]
+                let cells = [sluice_cql_input_value(state: SLUICE_CQL_VALUE_SET, reserved: 0, bytes: o.baseAddress, len: 4),
+                             sluice_cql_input_value(state: SLUICE_CQL_VALUE_SET, reserved: 0, bytes: t.baseAddress, len: 5),
+                             sluice_cql_input_value(state: SLUICE_CQL_VALUE_SET, reserved: 0, bytes: o.baseAddress, len: 4),
+                             sluice_cql_input_value(state: SLUICE_CQL_VALUE_NULL, reserved: 0, bytes: nil, len: 0)]
+                XCTAssertEqual(api.cql_put_result_rows(responses, 2, 4, 35, "ks", 2, "t", 1, columns, 2, cells, 2), SLUICE_OK)
+                var bad = columns
+                bad[1].type = SLUICE_CQL_TYPE_MAP
+                XCTAssertEqual(api.cql_put_result_rows(responses, 3, 4, 35, "ks", 2, "t", 1, bad, 2, cells, 2),
+                               SLUICE_ERROR_INVALID_ARGUMENT, "a type with parameters")
+                XCTAssertEqual(api.cql_put_query(requests, 0, 4, 1, "SELECT * FROM ks.t WHERE k = ?", 30, 0x0004, cells, 1), SLUICE_OK)
+            } }
+        } }
+        XCTAssertEqual(api.cql_put_query(responses, 3, 4, 1, "SELECT 1", 8, 1, nil, 0), SLUICE_ERROR_INVALID_ARGUMENT, "a response batch")
+        XCTAssertEqual(api.batch_count(responses), 3)
+        var items: [String: (kind: String, bytes: ByteBuffer)] = [:]
+        for i in 0..<3 {
+            var view = sluice_host_view()
+            XCTAssertEqual(api.batch_message_bytes(responses, i, &view), SLUICE_OK)
+            items["r\(i)"] = ("response", ByteBuffer(bytes: bytes(view)))
+        }
+        var view = sluice_host_view()
+        XCTAssertEqual(api.batch_message_bytes(requests, 0, &view), SLUICE_OK)
+        items["q"] = ("query", ByteBuffer(bytes: bytes(view)))
+        let decoded = try CQLDriverVectors.check(items)
+        XCTAssertTrue("\(decoded["r0"]!)".contains("denied"), "\(decoded["r0"]!)")
+        XCTAssertTrue("\(decoded["r2"]!)".contains("hello"), "\(decoded["r2"]!)")
+        XCTAssertTrue("\(decoded["q"]!)".contains("SELECT * FROM ks.t WHERE k = ?"), "\(decoded["q"]!)")
+        // And the accessors read what the builders made.
+        var statement = sluice_cql_statement()
+        XCTAssertEqual(api.cql_statement(requests, 0, 0, &statement), SLUICE_OK)
+        XCTAssertEqual(string(statement.table), "t")
+        var header = sluice_cql_header()
+        XCTAssertEqual(api.cql_header(responses, 0, &header), SLUICE_OK)
+        XCTAssertEqual([Int(header.version), Int(header.stream), Int(header.opcode)], [5, 33, Int(SLUICE_CQL_OP_ERROR)])
+    }
+}
