@@ -48,7 +48,7 @@ public struct Call {
     /// Runs a continuation that ends the call; once it succeeded, state set with `setState` and
     /// never taken is released (it was held for this call only). The state's key is read first:
     /// once completed, the call's handle is stale and its data unreadable.
-    private func completing(_ function: String, _ complete: () -> Int32) -> SluiceStatus {
+    func completing(_ function: String, _ complete: () -> Int32) -> SluiceStatus {
         let state = sluiceHost.pointee.call_data(raw)
         let status = complete()
         if status == SLUICE_OK, let state { outstanding.states.removeValue(forKey: state) }

@@ -20,7 +20,7 @@ public enum SluicePlugin {
             let controls = controlDeclarations(t.controlFunctions)
             array.advanced(by: i).initialize(to: sluice_transform_descriptor(
                 struct_size: UInt32(MemoryLayout<sluice_transform_descriptor>.size),
-                protocols: UInt32(SLUICE_PROTOCOL_REDIS),
+                protocols: t.protocols.rawValue,
                 name: permanentCString(t.name),
                 description: permanentCString(t.summary),
                 config_new: configNew,

@@ -8,6 +8,9 @@ public protocol Transform: AnyObject {
     static var handlesResponses: Bool { get }
     /// The control functions operators may call on a step of this transform (see `ControlFunction`).
     static var controlFunctions: [ControlFunction] { get }
+    /// The protocols the transform handles (`.redis` unless it says otherwise): a chain a source of
+    /// another protocol reaches may not hold it (refused at start-up).
+    static var protocols: Protocols { get }
 
     /// Validates the options; throw `ConfigError` (with the node) for anything wrong.
     init(config: ConfigNode, env: ConfigEnv) throws
@@ -37,4 +40,5 @@ extension TransformInstance {
 extension Transform {
     public static var handlesResponses: Bool { false }
     public static var controlFunctions: [ControlFunction] { [] }
+    public static var protocols: Protocols { .redis }
 }

@@ -63,6 +63,11 @@ enum RuntimeBuilder {
         var chains: [ChainPlan] = []
         var sendsTo: [String: [String]] = [:]
         let sinkIndex = Dictionary(uniqueKeysWithValues: sinks.enumerated().map { ($1.name, $0) })
+        // The protocols of the sources that run each chain directly; chains reached through sends
+        // are checked once the sends are known (after config_new), below.
+        var sourceProtocols: [String: UInt32] = [:]
+        for source in config.sources { sourceProtocols[source.chain, default: 0] |= source.kind.protocolFlag }
+        var transformSteps: [String: [ProtocolCheck.Step]] = [:]
         for chain in config.chains {
             var steps: [StepPlan] = []
             for (position, step) in chain.steps.enumerated() {
@@ -79,10 +84,13 @@ enum RuntimeBuilder {
                         errors.append(config.error(step.node, "chain '\(chain.name)': transform '\(step.name)' is offered by several plugins: \(candidates.map(\.0.path).joined(separator: ", "))"))
                         continue
                     }
-                    guard transform.protocols & UInt32(SLUICE_PROTOCOL_REDIS) != 0 else {
-                        errors.append(config.error(step.node, "chain '\(chain.name)': transform '\(step.name)' does not handle Redis (it handles: \(transform.protocolNames))"))
+                    let checked = ProtocolCheck.Step(chain: chain.name, position: position, name: step.name,
+                                                     node: step.node, protocols: transform.protocols)
+                    if let refusal = ProtocolCheck.refusal(checked, reachedBy: sourceProtocols[chain.name] ?? 0) {
+                        errors.append(config.error(step.node, refusal))
                         continue
                     }
+                    transformSteps[chain.name, default: []].append(checked)
                     // A quarantined chain runs none of its steps (ChainInstance answers its error),
                     // so its config_new, which may be what crashed the workers, is not called either.
                     if quarantined[chain.name] != nil { continue }
@@ -111,6 +119,10 @@ enum RuntimeBuilder {
             chains.append(ChainPlan(name: chain.name, steps: steps, outOfService: quarantined[chain.name]))
         }
 
+        for refused in ProtocolCheck.refusalsThroughSends(sourceProtocols: sourceProtocols, sendsTo: sendsTo,
+                                                          steps: transformSteps) {
+            errors.append(config.error(refused.step.node, refused.message))
+        }
         for chain in config.chains {
             if let cycle = findCycle(from: chain.name, edges: sendsTo) {
                 errors.append(config.error(chain.node, "chains send to each other in a loop: \(cycle.joined(separator: " -> "))"))
