@@ -7,6 +7,13 @@
  *          with EXECABORT, so nothing of the transaction runs.
  *   count: counts requests into a metric and forwards everything.
  *
+ * Both handle Redis and CQL (ABI 1.3). On a CQL connection a request's "command" is the first word
+ * of each of its statements (select, insert, truncate, grant…: QUERY, PREPARE, EXECUTE of a statement
+ * the host saw prepared, and every child of a BATCH), and `statements:` lists statement kinds
+ * (select, insert, update, delete, batch, use, ddl, other). A denied CQL request is answered with an
+ * ERROR frame whose code `code:` chooses (default unauthorized); count with `commands:` or
+ * `statements:` counts only the requests that match them.
+ *
  * deny declares control functions (ABI 1.2): deny.add, deny.remove and deny.list change or show the
  * command list of one chain step while Sluice runs (`sluice ctl call command-filter.add --step
  * main[0] GET`). Each connection keeps its own copy of the list, so the hooks read it without locks;
@@ -59,10 +66,100 @@ static command_list *command_list_copy(const command_list *list, const char *ext
   return copy;
 }
 
+static int name_is(sluice_host_view name, const char *word);
+
+/* ---- CQL statements (ABI 1.3) ------------------------------------------------------------------ */
+
+static const char *statement_kinds[] = {"other", "select", "insert", "update", "delete", "batch", "use", "ddl"};
+#define STATEMENT_KIND_COUNT 8
+
+/* Reads a sequence of statement kinds into a bit mask (bit SLUICE_CQL_STATEMENT_*); 0 and a config
+ * error when an item is not one. */
+static uint32_t read_statement_kinds(sluice_config_env *env, const sluice_config_node *list) {
+  uint32_t mask = 0;
+  if (host->node_kind(list) != SLUICE_NODE_SEQUENCE || host->node_count(list) == 0) {
+    host->config_error(env, list, "statements: expected a non-empty sequence of statement kinds", 61);
+    return 0;
+  }
+  for (size_t i = 0; i < host->node_count(list); i++) {
+    const sluice_config_node *item = NULL;
+    sluice_host_view text;
+    host->node_at(list, i, NULL, &item);
+    int found = -1;
+    if (host->node_scalar(item, &text) == SLUICE_OK) {
+      for (int k = 0; k < STATEMENT_KIND_COUNT; k++) {
+        size_t n = strlen(statement_kinds[k]);
+        size_t j = 0;
+        while (j < n && j < text.len && tolower(text.ptr[j]) == statement_kinds[k][j]) j++;
+        if (j == n && n == text.len) found = k;
+      }
+    }
+    if (found < 0) {
+      const char *m = "statements: each item must be one of select, insert, update, delete, batch, use, ddl, other";
+      host->config_error(env, item, m, strlen(m));
+      return 0;
+    }
+    mask |= 1u << found;
+  }
+  return mask;
+}
+
+/* The first word of CQL text, lowercased into out (comments and spaces skipped); 0 if none fits. */
+static size_t first_word(sluice_host_view text, char out[MAX_COMMAND_LEN + 1]) {
+  size_t i = 0, n = 0;
+  while (i < text.len) {
+    uint8_t c = text.ptr[i];
+    if (c == ' ' || c == '\t' || c == '\r' || c == '\n') {
+      i++;
+    } else if (i + 1 < text.len && ((c == '-' && text.ptr[i + 1] == '-') || (c == '/' && text.ptr[i + 1] == '/'))) {
+      while (i < text.len && text.ptr[i] != '\n') i++;
+    } else if (i + 1 < text.len && c == '/' && text.ptr[i + 1] == '*') {
+      i += 2;
+      while (i + 1 < text.len && !(text.ptr[i] == '*' && text.ptr[i + 1] == '/')) i++;
+      i += 2;
+    } else {
+      break;
+    }
+  }
+  while (i < text.len && n < MAX_COMMAND_LEN && (isalnum(text.ptr[i]) || text.ptr[i] == '_')) {
+    out[n++] = (char)tolower(text.ptr[i++]);
+  }
+  out[n] = '\0';
+  return n;
+}
+
+/* Whether a CQL request matches: a statement of a kind in kinds, or whose first word is in list
+ * (either may be empty). why receives what matched ("select statements", "'truncate'"). */
+static int cql_request_matches(const command_list *list, uint32_t kinds, const sluice_batch *batch, size_t i,
+                               char *why, size_t why_len) {
+  size_t statements = host->cql_statement_count(batch, i);
+  for (size_t s = 0; s < statements; s++) {
+    sluice_cql_statement st;
+    if (kinds != 0 && host->cql_statement(batch, i, s, &st) == SLUICE_OK && st.kind >= 0 &&
+        st.kind < STATEMENT_KIND_COUNT && (kinds & (1u << st.kind))) {
+      snprintf(why, why_len, "%s statements are", statement_kinds[st.kind]);
+      return 1;
+    }
+    sluice_host_view text;
+    char word[MAX_COMMAND_LEN + 1];
+    if (list != NULL && list->count > 0 && host->cql_query(batch, i, s, &text) == SLUICE_OK && first_word(text, word) > 0) {
+      for (size_t k = 0; k < list->count; k++) {
+        if (strcmp(list->commands[k], word) == 0) {
+          snprintf(why, why_len, "'%s' is", word);
+          return 1;
+        }
+      }
+    }
+  }
+  return 0;
+}
+
 typedef struct deny_config {
   /* The list new connections start with. Replaced (never changed in place) by the control
    * functions, which never run concurrently with instance_new (the host's promise). */
   command_list *list;
+  uint32_t statement_kinds;              /* CQL: bit SLUICE_CQL_STATEMENT_* per denied kind */
+  int32_t cql_code;                      /* CQL: the ERROR code of a denial */
   char *message;                         /* custom error text, or NULL */
   sluice_metric *denied;
   sluice_metric *requests;
@@ -108,26 +205,63 @@ static int32_t deny_config_new(sluice_config_env *env, const sluice_config_node 
     host->node_at(node, i, &key, &value);
     if (host->node_scalar(key, &text) != SLUICE_OK ||
         !((text.len == 8 && memcmp(text.ptr, "commands", 8) == 0) ||
-          (text.len == 7 && memcmp(text.ptr, "message", 7) == 0))) {
-      config_fail(env, key, "unknown key (expected: commands, message)");
+          (text.len == 7 && memcmp(text.ptr, "message", 7) == 0) ||
+          (text.len == 10 && memcmp(text.ptr, "statements", 10) == 0) ||
+          (text.len == 4 && memcmp(text.ptr, "code", 4) == 0))) {
+      config_fail(env, key, "unknown key (expected: commands, statements, code, message)");
+      return SLUICE_ERROR;
+    }
+  }
+  uint32_t kinds = 0;
+  const sluice_config_node *kinds_node = NULL;
+  if (host->node_map_get(node, "statements", 10, &kinds_node) == SLUICE_OK &&
+      (kinds = read_statement_kinds(env, kinds_node)) == 0) {
+    return SLUICE_ERROR;
+  }
+  int32_t code = SLUICE_CQL_ERROR_UNAUTHORIZED;
+  const sluice_config_node *code_node = NULL;
+  if (host->node_map_get(node, "code", 4, &code_node) == SLUICE_OK) {
+    static const struct { const char *name; int32_t code; } codes[] = {
+        {"server_error", SLUICE_CQL_ERROR_SERVER_ERROR}, {"overloaded", SLUICE_CQL_ERROR_OVERLOADED},
+        {"unauthorized", SLUICE_CQL_ERROR_UNAUTHORIZED}, {"invalid", SLUICE_CQL_ERROR_INVALID},
+        {"syntax_error", SLUICE_CQL_ERROR_SYNTAX_ERROR}, {"config_error", SLUICE_CQL_ERROR_CONFIG_ERROR},
+        {"truncate_error", SLUICE_CQL_ERROR_TRUNCATE_ERROR}, {"is_bootstrapping", SLUICE_CQL_ERROR_IS_BOOTSTRAPPING},
+    };
+    sluice_host_view text;
+    int found = 0;
+    if (host->node_scalar(code_node, &text) == SLUICE_OK) {
+      for (size_t k = 0; k < sizeof codes / sizeof codes[0]; k++) {
+        if (name_is(text, codes[k].name)) {
+          code = codes[k].code;
+          found = 1;
+        }
+      }
+    }
+    if (!found) {
+      config_fail(env, code_node, "code: expected a CQL error code: unauthorized, invalid, overloaded, server_error, "
+                                  "syntax_error, config_error, truncate_error or is_bootstrapping");
       return SLUICE_ERROR;
     }
   }
   const sluice_config_node *list = NULL;
-  if (host->node_map_get(node, "commands", 8, &list) != SLUICE_OK ||
-      host->node_kind(list) != SLUICE_NODE_SEQUENCE || host->node_count(list) == 0) {
-    config_fail(env, list ? list : node, "commands: expected a non-empty sequence of command names");
+  int has_commands = host->node_map_get(node, "commands", 8, &list) == SLUICE_OK;
+  if ((has_commands || kinds == 0) &&
+      (!has_commands || host->node_kind(list) != SLUICE_NODE_SEQUENCE || host->node_count(list) == 0)) {
+    config_fail(env, list ? list : node, "commands: expected a non-empty sequence of command names"
+                                         " (or statements: for CQL)");
     return SLUICE_ERROR;
   }
   deny_config *c = calloc(1, sizeof *c);
   if (c == NULL) return SLUICE_ERROR;
+  c->statement_kinds = kinds;
+  c->cql_code = code;
   c->list = calloc(1, sizeof *c->list);
   if (c->list == NULL) {
     deny_config_free(c);
     return SLUICE_ERROR;
   }
-  c->list->count = host->node_count(list);
-  c->list->commands = calloc(c->list->count, sizeof *c->list->commands);
+  c->list->count = has_commands ? host->node_count(list) : 0;
+  c->list->commands = calloc(c->list->count > 0 ? c->list->count : 1, sizeof *c->list->commands);
   if (c->list->commands == NULL) {
     deny_config_free(c);
     return SLUICE_ERROR;
@@ -277,6 +411,33 @@ static enum deny_route deny_route_of(deny_instance *instance, const sluice_batch
   return ROUTE_PASS;
 }
 
+/* CQL: answers the denied requests with an ERROR frame of the configured code (call_answer) and
+ * passes the rest on. */
+static int32_t deny_cql_requests(deny_instance *instance, sluice_call *call, sluice_batch *requests, size_t count) {
+  const deny_config *c = instance->config;
+  sluice_batch *errors = NULL;
+  int32_t status = SLUICE_OK;
+  for (size_t i = 0; i < count && status == SLUICE_OK; i++) {
+    char why[MAX_COMMAND_LEN + 32];
+    if (!cql_request_matches(instance->list, c->statement_kinds, requests, i, why, sizeof why)) continue;
+    sluice_cql_header h;
+    char text[256];
+    int n = c->message ? snprintf(text, sizeof text, "command-filter: %s", c->message)
+                       : snprintf(text, sizeof text, "command-filter: %s denied by this proxy", why);
+    if (n < 0) n = 0;
+    if ((size_t)n >= sizeof text) n = (int)sizeof text - 1;
+    if (errors == NULL) errors = host->batch_new(SLUICE_BATCH_RESPONSES, SLUICE_PROTOCOL_CQL);
+    size_t at = errors ? host->batch_count(errors) : 0;
+    status = errors == NULL ? SLUICE_ERROR : host->cql_header(requests, i, &h);
+    if (status == SLUICE_OK) status = host->cql_put_error(errors, at, h.version, h.stream, c->cql_code, text, (size_t)n);
+    if (status == SLUICE_OK) status = host->call_answer(call, i, errors, at);
+    host->metric_add(c->denied, 1);
+  }
+  host->batch_free(errors);
+  if (status != SLUICE_OK) return host->call_fail(call, "cannot answer a denied request", 30);
+  return host->call_pass(call);
+}
+
 /* Answers the denied requests here (call_answer) and passes the rest on: the host sends only those
  * and puts the errors back in their places. Only a batch with a doomed EXEC needs on_responses. */
 static int32_t deny_on_requests(void *p, sluice_call *call, sluice_batch *requests) {
@@ -284,6 +445,7 @@ static int32_t deny_on_requests(void *p, sluice_call *call, sluice_batch *reques
   const deny_config *c = instance->config;
   size_t count = host->batch_count(requests);
   host->metric_add(c->requests, count);
+  if (host->batch_protocol(requests) == SLUICE_PROTOCOL_CQL) return deny_cql_requests(instance, call, requests, count);
   sluice_batch *errors = NULL;  /* made at the first denied request */
   exec_aborts *aborts = NULL;   /* made at the first doomed EXEC */
   int32_t status = SLUICE_OK;
@@ -473,20 +635,76 @@ static const sluice_control_function deny_controls[] = {
 
 /* ---- count ----------------------------------------------------------------------------------- */
 
+/* What count counts: every request, or (with commands / statements) the matching ones. */
+typedef struct count_config {
+  sluice_metric *counter;
+  command_list *list;      /* NULL: no command filter */
+  uint32_t statement_kinds; /* 0: no statement filter */
+} count_config;
+
+static void count_config_free(void *p) {
+  count_config *c = p;
+  if (c == NULL) return;
+  command_list_free(c->list);
+  free(c);
+}
+
 static int32_t count_config_new(sluice_config_env *env, const sluice_config_node *node, void **out) {
-  /* Only nothing or an empty map is accepted. */
   int32_t kind = host->node_kind(node);
-  if (kind != SLUICE_NODE_NULL && !(kind == SLUICE_NODE_MAP && host->node_count(node) == 0)) {
-    config_fail(env, node, "count takes no options (write 'count: {}')");
+  if (kind != SLUICE_NODE_NULL && kind != SLUICE_NODE_MAP) {
+    config_fail(env, node, "count takes nothing or { commands: [NAME, ...], statements: [KIND, ...] }");
     return SLUICE_ERROR;
   }
-  sluice_metric *counter = NULL;
-  if (host->metric_counter(env, "command_filter_counted", 22, &counter) != SLUICE_OK) return SLUICE_ERROR;
-  *out = counter;
+  count_config *c = calloc(1, sizeof *c);
+  if (c == NULL) return SLUICE_ERROR;
+  for (size_t i = 0; kind == SLUICE_NODE_MAP && i < host->node_count(node); i++) {
+    const sluice_config_node *key = NULL, *value = NULL;
+    sluice_host_view text;
+    host->node_at(node, i, &key, &value);
+    if (host->node_scalar(key, &text) == SLUICE_OK && text.len == 10 && memcmp(text.ptr, "statements", 10) == 0) {
+      if ((c->statement_kinds = read_statement_kinds(env, value)) == 0) {
+        count_config_free(c);
+        return SLUICE_ERROR;
+      }
+    } else if (host->node_scalar(key, &text) == SLUICE_OK && text.len == 8 && memcmp(text.ptr, "commands", 8) == 0 &&
+               host->node_kind(value) == SLUICE_NODE_SEQUENCE && host->node_count(value) > 0) {
+      command_list empty = {0, NULL};
+      c->list = command_list_copy(&empty, NULL, (size_t)-1);
+      for (size_t j = 0; c->list != NULL && j < host->node_count(value); j++) {
+        const sluice_config_node *item = NULL;
+        sluice_host_view name;
+        char lower[MAX_COMMAND_LEN + 1];
+        host->node_at(value, j, NULL, &item);
+        if (host->node_scalar(item, &name) != SLUICE_OK || name.len == 0 || name.len > MAX_COMMAND_LEN) {
+          config_fail(env, item, "commands: each item must be a command name of 1 to 64 characters");
+          count_config_free(c);
+          return SLUICE_ERROR;
+        }
+        for (size_t k = 0; k < name.len; k++) lower[k] = (char)tolower(name.ptr[k]);
+        lower[name.len] = '\0';
+        command_list *next = command_list_copy(c->list, lower, (size_t)-1);
+        command_list_free(c->list);
+        c->list = next;
+      }
+      if (c->list == NULL) {
+        count_config_free(c);
+        return SLUICE_ERROR;
+      }
+    } else {
+      config_fail(env, key, "unknown key or value (expected: commands: [NAME, ...], statements: [KIND, ...])");
+      count_config_free(c);
+      return SLUICE_ERROR;
+    }
+  }
+  if (host->metric_counter(env, "command_filter_counted", 22, &c->counter) != SLUICE_OK) {
+    count_config_free(c);
+    return SLUICE_ERROR;
+  }
+  *out = c;
   return SLUICE_OK;
 }
 
-/* The instance is the counter itself. */
+/* The instance is the config itself. */
 static int32_t count_instance_new(void *config, sluice_instance_env *env, void **out) {
   (void)env;
   *out = config;
@@ -494,8 +712,27 @@ static int32_t count_instance_new(void *config, sluice_instance_env *env, void *
 }
 
 static int32_t count_on_requests(void *instance, sluice_call *call, sluice_batch *requests) {
-  host->metric_add((sluice_metric *)instance, host->batch_count(requests));
-  return host->call_forward(call);
+  const count_config *c = instance;
+  size_t count = host->batch_count(requests);
+  if (c->list == NULL && c->statement_kinds == 0) {
+    host->metric_add(c->counter, count);
+    return host->call_pass(call);
+  }
+  uint64_t matched = 0;
+  int cql = host->batch_protocol(requests) == SLUICE_PROTOCOL_CQL;
+  for (size_t i = 0; i < count; i++) {
+    char why[MAX_COMMAND_LEN + 32];
+    if (cql) {
+      matched += (uint64_t)cql_request_matches(c->list, c->statement_kinds, requests, i, why, sizeof why);
+    } else if (c->list != NULL) {
+      sluice_host_view name;
+      size_t argc = 0;
+      if (host->redis_args(requests, i, &name, 1, &argc) != SLUICE_OK || argc == 0 || name.len > MAX_COMMAND_LEN) continue;
+      for (size_t k = 0; k < c->list->count; k++) matched += (uint64_t)name_is(name, c->list->commands[k]);
+    }
+  }
+  if (matched > 0) host->metric_add(c->counter, matched);
+  return host->call_pass(call);
 }
 
 /* ---- descriptor -------------------------------------------------------------------------------- */
@@ -503,7 +740,7 @@ static int32_t count_on_requests(void *instance, sluice_call *call, sluice_batch
 static const sluice_transform_descriptor transforms[] = {
     {
         .struct_size = sizeof(sluice_transform_descriptor),
-        .protocols = SLUICE_PROTOCOL_REDIS,
+        .protocols = SLUICE_PROTOCOL_REDIS | SLUICE_PROTOCOL_CQL,
         .name = "deny",
         .description = "answers configured commands with an error instead of sending them",
         .config_new = deny_config_new,
@@ -517,10 +754,11 @@ static const sluice_transform_descriptor transforms[] = {
     },
     {
         .struct_size = sizeof(sluice_transform_descriptor),
-        .protocols = SLUICE_PROTOCOL_REDIS,
+        .protocols = SLUICE_PROTOCOL_REDIS | SLUICE_PROTOCOL_CQL,
         .name = "count",
         .description = "counts requests (metric sluice_plugin_command_filter_counted_total)",
         .config_new = count_config_new,
+        .config_free = count_config_free,
         .instance_new = count_instance_new,
         .on_requests = count_on_requests,
     },
@@ -540,8 +778,9 @@ static const sluice_plugin_descriptor descriptor = {
 
 SLUICE_PLUGIN_EXPORT const sluice_plugin_descriptor *sluice_plugin_init(const sluice_host_api *h) {
   /* call_pass, call_answer and redis_set_arg are since 1.1, control_reply and control_publish since
-   * 1.2; the descriptor's flag makes an older host refuse this plugin by name. */
-  if (h == NULL || h->abi_major != SLUICE_ABI_VERSION_MAJOR || h->abi_minor < 2) {
+   * 1.2, the cql_* functions since 1.3; the descriptor's flag makes an older host refuse this plugin
+   * by name. */
+  if (h == NULL || h->abi_major != SLUICE_ABI_VERSION_MAJOR || h->abi_minor < 3) {
     return NULL;
   }
   host = h;

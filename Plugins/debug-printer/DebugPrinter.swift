@@ -5,6 +5,7 @@ final class DebugPrinter: Transform {
     static let name = "debug-printer"
     static let summary = "logs every request and response at INFO; forwards everything unchanged"
     static let handlesResponses = true
+    static let protocols: Protocols = [.redis, .cql]
 
     let maxBytes: Int
     let prefix: String
@@ -36,6 +37,13 @@ final class DebugPrinterInstance: TransformInstance {
     }
 
     func onRequests(_ call: Call, _ requests: Batch) {
+        if requests.isCQL {
+            for i in 0..<requests.count {
+                Log.info("\(printer.prefix) \(client) request: \(CQLRendering.request(requests, i, limit: printer.maxBytes))")
+            }
+            call.forward()
+            return
+        }
         for i in 0..<requests.count {
             let argc = requests.arguments(at: i, into: &args)
             var budget = printer.maxBytes
@@ -54,6 +62,13 @@ final class DebugPrinterInstance: TransformInstance {
     }
 
     func onResponses(_ call: Call, requests: Batch, responses: Batch) {
+        if responses.isCQL {
+            for i in 0..<responses.count {
+                Log.info("\(printer.prefix) \(client) response: \(CQLRendering.response(responses, i, limit: printer.maxBytes))")
+            }
+            call.respondWithReceived()
+            return
+        }
         for i in 0..<responses.count {
             var policy = Credentials.ReplyPolicy.none
             if i < requests.count {

@@ -1,28 +1,33 @@
 import SluiceSDK
 
 /// redirect: requests whose keys are hot (listed, or matching a glob) go to another target; the rest
-/// stay on this chain. Responses come back in the client's order.
+/// stay on this chain. Responses come back in the client's order. On CQL, requests whose statements
+/// touch a hot keyspace or table (`keyspaces:`, `tables:`) go to the target.
 final class Redirect: Transform {
     static let name = "redirect"
     static let summary = "sends requests on hot keys (list or globs) to another chain or sink"
     static let handlesResponses = true
+    static let protocols: Protocols = [.redis, .cql]
 
     let target: Target
+    /// CQL: the keyspaces and tables whose statements go to the target (fixed by the config).
+    let hotTables: HotTables
     /// The hot keys new connections start with; the control functions replace them (and publish
     /// them to live connections, which keep their own copy: the hooks never read this one).
     private(set) var hotKeys: HotKeys
     let redirected: Counter
 
     init(config: ConfigNode, env: ConfigEnv) throws {
-        try config.requireKeys(["target", "keys", "patterns"], in: "redirect")
+        try config.requireKeys(["target", "keys", "patterns", "keyspaces", "tables"], in: "redirect")
         guard let targetName = try config.string("target") else {
             throw ConfigError("target is required (the chain or sink hot keys go to)", at: config)
         }
         target = try env.target(targetName, at: config["target"])
         let keys = Set(try config.strings("keys").map { Array($0.utf8) })
         let patterns = try config.strings("patterns").map { Array($0.utf8) }
-        guard !keys.isEmpty || !patterns.isEmpty else {
-            throw ConfigError("give keys: [...] or patterns: [...] (or both)", at: config)
+        hotTables = try HotTables(keyspaces: config.strings("keyspaces"), tables: config.strings("tables"))
+        guard !keys.isEmpty || !patterns.isEmpty || !hotTables.isEmpty else {
+            throw ConfigError("give keys: [...] or patterns: [...] (Redis), keyspaces: [...] or tables: [...] (CQL)", at: config)
         }
         hotKeys = HotKeys(keys: keys, patterns: patterns)
         redirected = try env.counter("redirect_redirected")
@@ -95,9 +100,14 @@ final class RedirectCall {
         var staysOnPrimary: Bool { self == .primary || self == .execAbort }
     }
     let routes: [Route]
+    /// CQL: each request's header, for the errors answered here.
+    let cqlHeaders: [CQL.Header]?
     var hotResult: SendResult?
     var primary: (call: Call, responses: Batch)?
-    init(routes: [Route]) { self.routes = routes }
+    init(routes: [Route], cqlHeaders: [CQL.Header]? = nil) {
+        self.routes = routes
+        self.cqlHeaders = cqlHeaders
+    }
 
     /// A connection closed before the primary answered: the hot target's owned responses go back.
     deinit {
@@ -127,6 +137,7 @@ final class RedirectInstance: TransformInstance {
 
     /// The route of request i of a batch; a refusal inside MULTI dooms the transaction.
     private func route(_ requests: Batch, _ i: Int) throws -> RedirectCall.Route {
+        if requests.isCQL { return try cqlRoute(requests, i) }
         let route = try plainRoute(requests, i)
         if inTransaction, case .refused = route { transactionRefused = true }
         return route
@@ -148,6 +159,21 @@ final class RedirectInstance: TransformInstance {
             return .refused("ERR redirect: hot keys inside MULTI are not supported (the transaction runs on the primary)")
         }
         return hot == keys.count ? .hot : .refused("ERR redirect: command mixes hot and regular keys")
+    }
+
+    /// CQL: hot when every statement of the request touches a hot keyspace or table, refused when a
+    /// BATCH mixes them. Statements the host cannot read (an EXECUTE it did not see prepared) stay.
+    private func cqlRoute(_ requests: Batch, _ i: Int) throws -> RedirectCall.Route {
+        let tables = redirect.hotTables
+        guard !tables.isEmpty else { return .primary }
+        let count = requests.cqlStatementCount(at: i)
+        var hot = 0
+        for s in 0..<count {
+            guard let statement = try requests.cqlStatement(at: i, statement: s) else { continue }
+            if tables.isHot(keyspace: statement.keyspace, table: statement.table) { hot += 1 }
+        }
+        if hot == 0 { return .primary }
+        return hot == count ? .hot : .refused("redirect: a BATCH mixes hot and regular tables")
     }
 
     /// MULTI, EXEC, DISCARD and RESET open or close the transaction; nil for any other command.
@@ -180,8 +206,9 @@ final class RedirectInstance: TransformInstance {
             call.pass()  // nothing hot: the responses need no merging
             return
         }
-        let state = RedirectCall(routes: routes)
-        let hot = Batch.newRequests()
+        let headers = requests.isCQL ? try (0..<count).map { try requests.cqlHeader(at: $0) } : nil
+        let state = RedirectCall(routes: routes, cqlHeaders: headers)
+        let hot = Batch.newRequests(protocol: requests.protocols)
         for (i, r) in routes.enumerated() where r == .hot { hot.append(from: requests, index: i) }
         for i in (0..<count).reversed() where !routes[i].staysOnPrimary { requests.remove(at: i) }
         for i in 0..<count where routes[i] == .execAbort {
@@ -198,7 +225,7 @@ final class RedirectInstance: TransformInstance {
             }
         } else {
             hot.free()
-            state.hotResult = .responses(Batch.newResponses())
+            state.hotResult = .responses(Batch.newResponses(protocol: requests.protocols))
         }
         call.forward()
     }
@@ -218,7 +245,15 @@ final class RedirectInstance: TransformInstance {
     /// Both parts answered: rebuild the response batch in the client's order.
     private func merge(_ state: RedirectCall, _ call: Call, _ primary: Batch, _ hot: SendResult) {
         state.primary = nil
-        let merged = Batch.newResponses()
+        let merged = Batch.newResponses(protocol: primary.protocols)
+        /// An error answered here, in the client's protocol (CQL: on the request's stream).
+        func putError(_ message: String, _ code: CQL.ErrorCode, at i: Int) {
+            if let header = state.cqlHeaders?[i] {
+                try? merged.putCQLError(code, message, version: header.version, stream: header.stream, at: i)
+            } else {
+                merged.putError(message, at: i)
+            }
+        }
         var p = 0, h = 0
         for (i, r) in state.routes.enumerated() {
             switch r {
@@ -226,14 +261,16 @@ final class RedirectInstance: TransformInstance {
                 merged.insert(from: primary, index: p, at: i)
                 p += 1
             case .refused(let message):
-                merged.putError(message, at: i)
+                putError(message, .invalid, at: i)
             case .execAbort:
                 p += 1  // DISCARD's +OK
                 merged.putError("EXECABORT Transaction discarded because of previous errors.", at: i)
             case .hot:
                 switch hot {
                 case .responses(let batch): merged.insert(from: batch, index: h, at: i)
-                case .failed(let message): merged.putError("ERR redirect: \(redirect.target.name) failed: \(message)", at: i)
+                case .failed(let message):
+                    let text = "redirect: \(redirect.target.name) failed: \(message)"
+                    putError(state.cqlHeaders == nil ? "ERR " + text : text, .serverError, at: i)
                 }
                 h += 1
             }

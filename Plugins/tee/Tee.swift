@@ -9,6 +9,7 @@ final class Tee: Transform {
     static let name = "tee"
     static let summary = "sends every request to a second target too; answers from the primary"
     static let handlesResponses = true
+    static let protocols: Protocols = [.redis, .cql]
 
     enum MismatchPolicy: String {
         case ignore, log, fail, chain
@@ -198,7 +199,7 @@ final class TeeInstance: TransformInstance {
             switch policy {
             case .fail:
                 for i in 0..<responses.count {
-                    responses.putError("ERR tee: \(tee.target.name) failed: \(message)", at: i)
+                    putError("tee: \(tee.target.name) failed: \(message)", requests, responses, i)
                 }
             case .log, .chain:
                 let count = requests.count
@@ -215,16 +216,14 @@ final class TeeInstance: TransformInstance {
                 tee.mismatches.add()
                 switch policy {
                 case .log:
-                    var args = ArgumentViews(capacity: 1)
-                    requests.arguments(at: i, into: &args)
-                    let command = args.count > 0 ? printable(args[0], limit: 32) : "?"
+                    let command = self.command(requests, i)
                     if let line = tee.mismatchWarnings.line({ "tee: mismatch for \(command) (request \(i) of \(requests.count)) from \(env.clientAddress): primary \(printable(responses.bytes(at: i), limit: 200)) vs \(tee.target.name) \(printable(other.bytes(at: i), limit: 200))" }) {
                         Log.warning(line)
                     }
                 case .fail:
-                    responses.putError("ERR tee: responses differ between primary and \(tee.target.name)", at: i)
+                    putError("tee: responses differ between primary and \(tee.target.name)", requests, responses, i)
                 case .chain:
-                    if mismatched == nil { mismatched = Batch.newRequests() }
+                    if mismatched == nil { mismatched = Batch.newRequests(protocol: requests.protocols) }
                     mismatched!.append(from: requests, index: i)
                 case .ignore:
                     break
@@ -239,6 +238,25 @@ final class TeeInstance: TransformInstance {
             }
         }
         call.respondWithReceived()
+    }
+
+    /// Answers request i with an error in the batch's protocol (CQL: SERVER_ERROR on its stream).
+    private func putError(_ message: String, _ requests: Batch, _ responses: Batch, _ i: Int) {
+        if responses.isCQL {
+            try? responses.putCQLError(.serverError, message, answering: requests, i, at: i)
+        } else {
+            responses.putError("ERR \(message)", at: i)
+        }
+    }
+
+    /// What request i is, for a log line: the command name, or a CQL statement's start.
+    private func command(_ requests: Batch, _ i: Int) -> String {
+        if requests.isCQL {
+            return (try? requests.cqlQuery(at: i)).flatMap { $0 }.map { printable($0, limit: 48) } ?? "a CQL request"
+        }
+        var args = ArgumentViews(capacity: 1)
+        requests.arguments(at: i, into: &args)
+        return args.count > 0 ? printable(args[0], limit: 32) : "?"
     }
 
     private func sameBytes(_ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer) -> Bool {
