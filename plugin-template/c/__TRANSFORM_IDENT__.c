@@ -230,6 +230,8 @@ static int32_t on_requests(void *p, sluice_call *call, sluice_batch *requests) {
 
 static const sluice_transform_descriptor transforms[] = {{
     .struct_size = sizeof(sluice_transform_descriptor),
+    /* What it handles; a chain that a source of another protocol runs may not hold it. A CQL
+     * transform adds SLUICE_PROTOCOL_CQL and reads CQL batches with the cql_* functions (ABI 1.3). */
     .protocols = SLUICE_PROTOCOL_REDIS,
     .name = "__TRANSFORM_NAME__",
     .description = "answers denied commands with an error; counts requests",

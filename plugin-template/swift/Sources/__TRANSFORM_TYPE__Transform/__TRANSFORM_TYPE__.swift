@@ -21,6 +21,9 @@ public func sluicePluginInit(_ host: UnsafePointer<sluice_host_api>?) -> UnsafeR
 final class __TRANSFORM_TYPE__Config: Transform {
     static let name = "__TRANSFORM_NAME__"
     static let summary = "answers denied commands with an error; counts requests"
+    /// The protocols it handles: a chain a source of another protocol runs may not hold it. A CQL
+    /// transform says `[.redis, .cql]` (or `.cql`) and reads CQL batches with the SDK's cql* functions.
+    static let protocols: Protocols = .redis
 
     /// Lowercase command names this transform answers itself.
     let denied: Set<String>
