@@ -29,8 +29,6 @@ class ClientSession<P: SourceProtocol>: RequestBufferBudget.Waiter, ClientConnec
     private var moveScheduled = false
     private let maxClients: Int
     private let metrics: SourceMetrics
-    /// The protocol's state of this connection (scanner, sign-in, transaction, encoding).
-    private var source: P
     private var buffered: ByteBuffer?
     /// Batches in flight, in request order (only with `P.repliesInOrder`).
     private var slots = CircularBuffer<ResponseSlot>(initialCapacity: 8)
@@ -67,6 +65,10 @@ class ClientSession<P: SourceProtocol>: RequestBufferBudget.Waiter, ClientConnec
     /// The slots' owner: this very object, as its concrete subclass (set by `bindSlotOwner`).
     private unowned(unsafe) var slotOwner: ResponseSlotOwner!
     private(set) var allocator = ByteBufferAllocator()
+    /// The protocol's state of this connection (scanner, sign-in, transaction, encoding). The last
+    /// stored property: the only one whose size depends on `P`, so every other one has a fixed
+    /// offset (no lookup in the class metadata).
+    private var source: P
 
     init(generation: ConfigGeneration, loopGeneration: LoopGeneration, sourceKey: String, chainIndex: Int,
          settings: P.Settings, maxClients: Int, limits: ClientLimits, requestBudget: RequestBufferBudget,
@@ -506,7 +508,7 @@ class ClientSession<P: SourceProtocol>: RequestBufferBudget.Waiter, ClientConnec
         var action = ClientFlowControl.Action.none
         while let head = slots.first, let result = head.result {
             slots.removeFirst()
-            let step = flow.batchWritten(requests: head.requestCount, replyBytes: Self.byteCount(result))
+            let step = flow.batchWritten(requests: head.requestCount, replyBytes: replyByteCount(result))
             if step != .none { action = step }
             if flow.exceedsHardLimit {
                 closeForUnreadReplies(context)
@@ -526,7 +528,7 @@ class ClientSession<P: SourceProtocol>: RequestBufferBudget.Waiter, ClientConnec
     private final func writeAnswered(_ slot: ResponseSlot) {
         guard let context, lifecycle.writesReplies, let result = slot.result else { return }
         unorderedInFlight -= 1
-        let action = flow.batchWritten(requests: slot.requestCount, replyBytes: Self.byteCount(result))
+        let action = flow.batchWritten(requests: slot.requestCount, replyBytes: replyByteCount(result))
         if flow.exceedsHardLimit {
             closeForUnreadReplies(context)
             return
@@ -551,14 +553,6 @@ class ClientSession<P: SourceProtocol>: RequestBufferBudget.Waiter, ClientConnec
         if closeIfFinished(context) { return }
         apply(action, context)
         if batchesInFlight == 0, loopGeneration.number > generation.number { scheduleMove(context) }
-    }
-
-    /// The bytes of a batch of replies (one read of the count when they lie back to back).
-    private static func byteCount(_ batch: Batch) -> Int {
-        if let whole = batch.contiguous { return whole.readableBytes }
-        var total = 0
-        for message in batch.messages { total += message.readableBytes }
-        return total
     }
 
     /// The client let more than `reply_buffer_hard_bytes` of replies pile up since its socket stopped
@@ -648,4 +642,14 @@ class ClientSession<P: SourceProtocol>: RequestBufferBudget.Waiter, ClientConnec
         }
         previous.sessionEnded()  // after its instances were freed: its configs may go now
     }
+}
+
+/// The bytes of a batch of replies (one read of the count when they lie back to back). A free
+/// function: a static method of the generic session would need its class metadata.
+@inline(__always)
+private func replyByteCount(_ batch: Batch) -> Int {
+    if let whole = batch.contiguous { return whole.readableBytes }
+    var total = 0
+    for message in batch.messages { total += message.readableBytes }
+    return total
 }
