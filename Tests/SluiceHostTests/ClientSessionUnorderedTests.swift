@@ -1,0 +1,129 @@
+import Foundation
+import NIOCore
+import NIOEmbedded
+import XCTest
+@testable import SluiceHost
+
+/// A protocol of the CQL kind on the generic session: replies as they come, every request its own
+/// batch, error replies that need to know their request (`replyKey`), an outbound encoder. A line
+/// is a request ("R<n>"), "hello" is answered by the source, "bye" ends the connection. The chain
+/// is out of service (a quarantined chain answers every batch with its error at once), so no
+/// request needs a backend.
+private struct LineSource: SourceProtocol {
+    struct Settings {}
+    static var protocolID: Int32 { Batch.cql }
+    static var repliesInOrder: Bool { false }
+    static var maxRequestsPerBatch: Int { 1 }
+    var inTransaction: Bool { false }
+    var sealed = 0
+
+    init(settings: Settings, metrics: SourceMetrics) {}
+
+    mutating func nextRequest(_ buffer: inout ByteBuffer, session: ChainSession?,
+                              allocator: ByteBufferAllocator) -> SourceScan {
+        guard let end = buffer.readableBytesView.firstIndex(of: UInt8(ascii: "\n")) else { return .needMore }
+        let line = buffer.readString(length: end - buffer.readerIndex)!
+        buffer.moveReaderIndex(forwardBy: 1)
+        switch line {
+        case "hello": return .answer(ByteBuffer(string: "hi"))
+        case "bye": return .close(reply: ByteBuffer(string: "ciao"), protocolError: false, logDetail: nil)
+        case "": return .nothing
+        default: return .request(ByteBuffer(string: line), asReceived: false)
+        }
+    }
+
+    mutating func sealBatch(_ batch: Batch) {
+        XCTAssertEqual(batch.count, 1, "every request is its own batch")
+        batch.markPlain(expectedReplies: 0)  // not Redis: the session facts skip it
+        sealed += 1
+    }
+
+    /// The request's number ("R7" → 7).
+    static func replyKey(of batch: Batch) -> UInt64 {
+        batch.withMessageBytes(0) { UInt64(String(decoding: $0.dropFirst(), as: UTF8.self)) ?? 0 }
+    }
+
+    static func errorReplies(_ message: String, count: Int, replyKey: UInt64, allocator: ByteBufferAllocator) -> Batch {
+        Batch(kind: Batch.responses, protocolID: Batch.cql,
+              messages: Array(repeating: ByteBuffer(string: "E\(replyKey):\(message)"), count: count))
+    }
+
+    static func refusal(_ reason: ClientRefusal, allocator: ByteBufferAllocator) -> ByteBuffer {
+        ByteBuffer(string: "refused")
+    }
+
+    /// The outbound encoding: each reply framed as "[…]\n".
+    mutating func write(_ replies: Batch, to context: ChannelHandlerContext, flush: Bool) {
+        for reply in replies.messages {
+            context.write(NIOAny(ByteBuffer(string: "[\(String(buffer: reply))]\n")), promise: nil)
+        }
+        if flush { context.flush() }
+    }
+}
+
+private final class LineHandler: ClientSession<LineSource>, ChannelInboundHandler, ResponseSlotOwner {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    func channelActive(context: ChannelHandlerContext) { sessionActive(context: context) }
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) { sessionRead(context: context, data: unwrapInboundIn(data)) }
+    func channelInactive(context: ChannelHandlerContext) { sessionInactive(context: context) }
+    func slotCompleted(_ slot: ResponseSlot) { sessionSlotCompleted(slot) }
+    func errorReplies(_ message: String, count: Int, replyKey: UInt64) -> Batch {
+        sessionErrorReplies(message, count: count, replyKey: replyKey)
+    }
+}
+
+final class ClientSessionUnorderedTests: XCTestCase {
+    var directory: URL!
+
+    override func setUpWithError() throws {
+        directory = FileManager.default.temporaryDirectory.appendingPathComponent("client-unordered-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+    }
+
+    override func tearDownWithError() throws {
+        try? FileManager.default.removeItem(at: directory)
+    }
+
+    private func connected() throws -> EmbeddedChannel {
+        let path = directory.appendingPathComponent("sluice.yaml").path
+        try """
+            sinks:
+              primary: { redis: { address: 127.0.0.1:1 } }
+            chains:
+              main: [ { sink: primary } ]
+            sources: [ { redis: { listen: 127.0.0.1:7000, chain: main } } ]
+            """.write(toFile: path, atomically: true, encoding: .utf8)
+        let prepared = try Sluice.prepare(configPath: path, tryBinding: false, quarantined: ["main": "down"])
+        let generation = ConfigGeneration(number: 1, prepared: prepared)
+        let key = generation.sourceOrder[0]
+        let handler = LineHandler(generation: generation, loopGeneration: LoopGeneration(generation), sourceKey: key,
+                                  chainIndex: generation.sources[key]!.chainIndex, settings: .init(), maxClients: 10,
+                                  limits: ClientLimits(), requestBudget: RequestBufferBudget(limit: 1 << 20),
+                                  usesTLS: false, metrics: SourceMetrics(listen: "test-\(UUID().uuidString)"))
+        handler.bindSlotOwner(handler)
+        let channel = EmbeddedChannel(handler: handler)
+        try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 40000)).wait()
+        return channel
+    }
+
+    private func written(_ channel: EmbeddedChannel) throws -> String {
+        var text = ""
+        while let buffer = try channel.readOutbound(as: ByteBuffer.self) { text += String(buffer: buffer) }
+        return text
+    }
+
+    func testEachRequestIsItsOwnBatchAndItsErrorReplyKnowsItsRequest() throws {
+        let channel = try connected()
+        try channel.writeInbound(ByteBuffer(string: "R1\nR2\nhello\n\nR3\nR4"))
+        XCTAssertEqual(try written(channel), "[E1:down]\n[E2:down]\n[hi]\n[E3:down]\n")
+        try channel.writeInbound(ByteBuffer(string: "\n"))  // the rest of R4
+        XCTAssertEqual(try written(channel), "[E4:down]\n")
+        XCTAssertTrue(channel.isActive)
+        try channel.writeInbound(ByteBuffer(string: "bye\nR5\n"))
+        XCTAssertEqual(try written(channel), "[ciao]\n", "nothing after the closing request runs")
+        channel.embeddedEventLoop.run()
+        XCTAssertFalse(channel.isActive)
+    }
+}
