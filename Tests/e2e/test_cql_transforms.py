@@ -1,0 +1,204 @@
+"""Transforms on CQL chains (issue 13 §4, ABI 1.3), end to end: the DataStax python driver through
+Sluice to the CQL test backend (Tests/cql/backend, not Cassandra).
+
+deny answers a statement kind with an ERROR of the code it is configured with (the driver raises
+the matching exception), count counts by statement kind, tee writes to a second backend, redirect
+sends a table to another backend, debug-printer logs statements. Each backend is also read
+directly (never through Sluice), so where a row landed is seen by the test, not by Sluice.
+"""
+import time
+
+import pytest
+from cassandra import InvalidRequest, Unauthorized
+from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
+from cassandra.policies import RoundRobinPolicy
+from conftest import CQLRawConnection, Sluice
+
+SCHEMA = [
+    "CREATE KEYSPACE IF NOT EXISTS ks WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}",
+    "CREATE TABLE IF NOT EXISTS ks.cold (k int PRIMARY KEY, v text)",
+    "CREATE TABLE IF NOT EXISTS ks.hot (k int PRIMARY KEY, v text)",
+]
+
+
+def config(primary, chain_steps, extra_sinks=""):
+    return f"""
+plugins:
+  directory: {{PLUGINS}}
+sinks:
+  cass:
+    cassandra: {{ address: 127.0.0.1:{primary}, connect_timeout_ms: 1000, reply_timeout_ms: 5000 }}
+{extra_sinks}chains:
+  cql_main:
+{chain_steps}    - sink: cass
+sources:
+  - cassandra:
+      listen: 127.0.0.1:{{PORT}}
+      chain: cql_main
+observability:
+  metrics: 127.0.0.1:{{METRICS_PORT}}
+"""
+
+
+def sink(name, port):
+    return f"  {name}:\n    cassandra: {{ address: 127.0.0.1:{port}, connect_timeout_ms: 1000, reply_timeout_ms: 5000 }}\n"
+
+
+def session_to(port, protocol_version=None):
+    kwargs = {"protocol_version": protocol_version} if protocol_version else {}
+    cluster = Cluster(["127.0.0.1"], port=port, connect_timeout=5, control_connection_timeout=5,
+                      execution_profiles={EXEC_PROFILE_DEFAULT: ExecutionProfile(
+                          load_balancing_policy=RoundRobinPolicy(), request_timeout=10)}, **kwargs)
+    return cluster, cluster.connect()
+
+
+def create_schema(*backends):
+    """The schema on each backend, made directly (so both have the tables, whatever Sluice does)."""
+    for backend in backends:
+        with CQLRawConnection(backend.port) as c:
+            c.startup()
+            for statement in SCHEMA:
+                c.query(statement)
+
+
+def rows_on(backend, table):
+    """The rows of ks.TABLE read directly from a backend, as {k: v}."""
+    with CQLRawConnection(backend.port) as c:
+        c.startup()
+        return {k: v for k, v in c.query(f"SELECT k, v FROM ks.{table}").parsed_rows}
+
+
+def metric(sluice, name):
+    import urllib.request
+    text = urllib.request.urlopen(f"http://127.0.0.1:{sluice.metrics_port}/metrics", timeout=5).read().decode()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith(name + "{") or line.startswith(name + " "))
+
+
+@pytest.fixture
+def sluices():
+    started = []
+    yield started
+    for s in started:
+        s.stop()
+
+
+@pytest.mark.parametrize("version", [4, 5])
+def test_deny_by_statement_kind_answers_the_chosen_error_code(workdir, cql_backend_factory, sluices, version):
+    backend = cql_backend_factory()
+    create_schema(backend)
+    sluice = Sluice(workdir, config(backend.port, "    - deny: { statements: [ddl, delete], code: invalid }\n"
+                                                  "    - deny: { commands: [truncate], code: unauthorized }\n"))
+    sluices.append(sluice)
+    cluster, session = session_to(sluice.port, version)
+    try:
+        session.execute("INSERT INTO ks.cold (k, v) VALUES (1, 'a')")
+        assert session.execute("SELECT v FROM ks.cold WHERE k = 1").one().v == "a"
+        with pytest.raises(InvalidRequest, match="command-filter: ddl statements are denied by this proxy"):
+            session.execute("CREATE TABLE ks.more (k int PRIMARY KEY)")
+        with pytest.raises(InvalidRequest, match="delete statements are denied"):
+            session.execute("DELETE FROM ks.cold WHERE k = 1")
+        # A prepared DELETE is refused at PREPARE (the statement never gets prepared).
+        with pytest.raises(InvalidRequest, match="delete statements are denied"):
+            session.prepare("DELETE FROM ks.cold WHERE k = ?")
+        with pytest.raises(Unauthorized, match="'truncate' is denied"):
+            session.execute("TRUNCATE ks.cold")
+        # Nothing denied reached the backend; the row is still there, read directly.
+        assert rows_on(backend, "cold") == {1: "a"}
+        # The connection goes on after the errors (each on its own stream).
+        prepared = session.prepare("SELECT v FROM ks.cold WHERE k = ?")
+        assert session.execute(prepared, [1]).one().v == "a"
+        assert metric(sluice, "sluice_plugin_command_filter_denied_total") == 4
+    finally:
+        cluster.shutdown()
+    assert sluice.alive()
+
+
+def test_count_by_statement_kind(workdir, cql_backend_factory, sluices):
+    backend = cql_backend_factory()
+    create_schema(backend)
+    sluice = Sluice(workdir, config(backend.port, "    - count: { statements: [insert] }\n"))
+    sluices.append(sluice)
+    cluster, session = session_to(sluice.port)
+    try:
+        for k in range(5):
+            session.execute("INSERT INTO ks.cold (k, v) VALUES (%s, 'x')", [k])
+        insert = session.prepare("INSERT INTO ks.cold (k, v) VALUES (?, ?)")  # a PREPARE of an INSERT: 1
+        for k in range(5, 8):
+            session.execute(insert, [k, "y"])  # EXECUTEs of the INSERT the host saw prepared: 3
+        for k in range(8):
+            session.execute("SELECT v FROM ks.cold WHERE k = %s", [k])  # not counted
+        assert metric(sluice, "sluice_plugin_command_filter_counted_total") == 5 + 1 + 3
+        assert len(rows_on(backend, "cold")) == 8
+    finally:
+        cluster.shutdown()
+
+
+def test_tee_writes_to_a_second_backend(workdir, cql_backend_factory, sluices):
+    primary, shadow = cql_backend_factory(), cql_backend_factory()
+    create_schema(primary, shadow)
+    sluice = Sluice(workdir, config(primary.port, "    - tee: { target: shadow, on_mismatch: log }\n",
+                                    extra_sinks=sink("shadow", shadow.port)))
+    sluices.append(sluice)
+    cluster, session = session_to(sluice.port)
+    try:
+        for k in range(10):
+            session.execute("INSERT INTO ks.cold (k, v) VALUES (%s, %s)", [k, f"v{k}"])
+        insert = session.prepare("INSERT INTO ks.hot (k, v) VALUES (?, ?)")
+        session.execute(insert, [42, "prepared"])
+        expected = {k: f"v{k}" for k in range(10)}
+        deadline = time.time() + 5
+        while rows_on(shadow, "cold") != expected and time.time() < deadline:
+            time.sleep(0.05)
+        assert rows_on(primary, "cold") == expected
+        assert rows_on(shadow, "cold") == expected
+        assert rows_on(shadow, "hot") == {42: "prepared"} == rows_on(primary, "hot")
+        assert metric(sluice, "sluice_plugin_tee_shadow_errors_total") == 0
+    finally:
+        cluster.shutdown()
+
+
+def test_redirect_by_table_sends_it_to_another_backend(workdir, cql_backend_factory, sluices):
+    primary, other = cql_backend_factory(), cql_backend_factory()
+    create_schema(primary, other)
+    sluice = Sluice(workdir, config(primary.port, "    - redirect: { target: other, tables: [ks.hot] }\n",
+                                    extra_sinks=sink("other", other.port)))
+    sluices.append(sluice)
+    cluster, session = session_to(sluice.port)
+    try:
+        session.execute("INSERT INTO ks.cold (k, v) VALUES (1, 'cold')")
+        session.execute("INSERT INTO ks.hot (k, v) VALUES (2, 'hot')")
+        # USE then a bare table name: the connection's keyspace decides.
+        session.execute("USE ks")
+        session.execute("INSERT INTO hot (k, v) VALUES (3, 'hot via use')")
+        prepared = session.prepare("INSERT INTO ks.hot (k, v) VALUES (?, ?)")
+        session.execute(prepared, [4, "hot prepared"])
+        assert rows_on(primary, "cold") == {1: "cold"}
+        assert rows_on(primary, "hot") == {}
+        assert rows_on(other, "hot") == {2: "hot", 3: "hot via use", 4: "hot prepared"}
+        assert rows_on(other, "cold") == {}
+        # Reads follow the same way.
+        assert session.execute("SELECT v FROM ks.hot WHERE k = 2").one().v == "hot"
+        assert session.execute("SELECT v FROM ks.cold WHERE k = 1").one().v == "cold"
+        assert metric(sluice, "sluice_plugin_redirect_redirected_total") >= 4
+    finally:
+        cluster.shutdown()
+
+
+def test_debug_printer_logs_statements_not_values(workdir, cql_backend_factory, sluices):
+    backend = cql_backend_factory()
+    create_schema(backend)
+    sluice = Sluice(workdir, config(backend.port, "    - debug-printer: { prefix: audit }\n"))
+    sluices.append(sluice)
+    cluster, session = session_to(sluice.port)
+    try:
+        insert = session.prepare("INSERT INTO ks.cold (k, v) VALUES (?, ?)")
+        session.execute(insert, [7, "secret-value"])
+        assert session.execute("SELECT v FROM ks.cold WHERE k = 7").one().v == "secret-value"
+    finally:
+        cluster.shutdown()
+    sluice.wait_for_output("SELECT v FROM ks.cold WHERE k = 7")
+    out = sluice.output()
+    assert "EXECUTE v5 stream" in out and "INSERT INTO ks.cold (k, v) VALUES (?, ?) [2 values]" in out
+    assert "RESULT v5 stream" in out and "Rows 1 x 1 (v)" in out
+    assert "secret-value" not in out
