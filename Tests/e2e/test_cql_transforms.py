@@ -11,8 +11,13 @@ import time
 import pytest
 from cassandra import InvalidRequest, Unauthorized
 from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
+from cassandra.query import BatchStatement
 from cassandra.policies import RoundRobinPolicy
 from conftest import CQLRawConnection, Sluice
+
+# Until the `cassandra` sink is on main, Sluice refuses these configs: every test must fail (strict),
+# and this mark goes when the sink lands (run against main + the cql-sink branch: 6 passed, 1 xfailed).
+pytestmark = pytest.mark.xfail(strict=True, reason="issue 13: no `cassandra` sink on main yet (config refused)")
 
 SCHEMA = [
     "CREATE KEYSPACE IF NOT EXISTS ks WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}",
@@ -168,19 +173,44 @@ def test_redirect_by_table_sends_it_to_another_backend(workdir, cql_backend_fact
     try:
         session.execute("INSERT INTO ks.cold (k, v) VALUES (1, 'cold')")
         session.execute("INSERT INTO ks.hot (k, v) VALUES (2, 'hot')")
-        # USE then a bare table name: the connection's keyspace decides.
-        session.execute("USE ks")
-        session.execute("INSERT INTO hot (k, v) VALUES (3, 'hot via use')")
         prepared = session.prepare("INSERT INTO ks.hot (k, v) VALUES (?, ?)")
         session.execute(prepared, [4, "hot prepared"])
+        batch = BatchStatement()
+        batch.add("INSERT INTO ks.hot (k, v) VALUES (5, 'hot batch')")
+        batch.add(prepared, [6, "hot batch prepared"])
+        session.execute(batch)
+        mixed = BatchStatement()
+        mixed.add("INSERT INTO ks.hot (k, v) VALUES (7, 'x')")
+        mixed.add("INSERT INTO ks.cold (k, v) VALUES (7, 'x')")
+        with pytest.raises(InvalidRequest, match="redirect: a BATCH mixes hot and regular tables"):
+            session.execute(mixed)
         assert rows_on(primary, "cold") == {1: "cold"}
         assert rows_on(primary, "hot") == {}
-        assert rows_on(other, "hot") == {2: "hot", 3: "hot via use", 4: "hot prepared"}
+        assert rows_on(other, "hot") == {2: "hot", 4: "hot prepared", 5: "hot batch", 6: "hot batch prepared"}
         assert rows_on(other, "cold") == {}
         # Reads follow the same way.
         assert session.execute("SELECT v FROM ks.hot WHERE k = 2").one().v == "hot"
         assert session.execute("SELECT v FROM ks.cold WHERE k = 1").one().v == "cold"
         assert metric(sluice, "sluice_plugin_redirect_redirected_total") >= 4
+    finally:
+        cluster.shutdown()
+
+
+@pytest.mark.xfail(strict=True, reason="the cassandra sink carries a client's USE only to the sink the USE was "
+                                        "sent to, not to a redirect target (Sinks/CQLSinkRoute keeps the keyspace per route)")
+def test_redirect_follows_the_connections_use(workdir, cql_backend_factory, sluices):
+    """A bare table name after USE: redirect finds ks.hot through the connection's keyspace, and the
+    target must run the statement in that keyspace too."""
+    primary, other = cql_backend_factory(), cql_backend_factory()
+    create_schema(primary, other)
+    sluice = Sluice(workdir, config(primary.port, "    - redirect: { target: other, tables: [ks.hot] }\n",
+                                    extra_sinks=sink("other", other.port)))
+    sluices.append(sluice)
+    cluster, session = session_to(sluice.port)
+    try:
+        session.execute("USE ks")
+        session.execute("INSERT INTO hot (k, v) VALUES (3, 'hot via use')")
+        assert rows_on(other, "hot") == {3: "hot via use"}
     finally:
         cluster.shutdown()
 
