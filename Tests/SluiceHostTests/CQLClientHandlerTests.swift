@@ -107,6 +107,29 @@ final class CQLClientHandlerTests: XCTestCase {
         _ = try? next.finish()
     }
 
+    func testSeveralFramesInOneSegmentAreAllAnswered() throws {
+        // Drivers that coalesce requests put several frames in one self-contained segment; the
+        // session reads on only while it holds bytes, so none of them may stay inside the source.
+        let channel = try connected(try handler())
+        try channel.writeInbound(startup(.v5))
+        XCTAssertEqual(try frames(try written(channel)).first?.header.opcode, .ready)
+        var writer = CQLSegmentWriter(codec: CQLSegmentCodec(compressed: false))
+        var segment = ByteBuffer()
+        for stream in Int16(5)...7 {
+            writer.append(frame: CQLFrameBuilder.frame(version: .v5, isResponse: false, stream: stream, opcode: .options) { _ in },
+                          into: &segment)
+        }
+        writer.flush(into: &segment)
+        try channel.writeInbound(segment)
+        var wire = try written(channel)
+        var reader = CQLSegmentReader(codec: CQLSegmentCodec(compressed: false),
+                                      scanner: CQLFrameScanner(direction: .responses, maxFrameBytes: 1 << 20))
+        var streams: [Int16] = []
+        while let frame = try reader.nextFrame(&wire) { streams.append(frame.header.stream) }
+        XCTAssertEqual(streams, [5, 6, 7])
+        _ = try? channel.finish()
+    }
+
     func testAViolationAfterTheSwitchIsAnsweredInASegmentAndCloses() throws {
         let channel = try connected(try handler(maxFrameBytes: 4096))
         try channel.writeInbound(startup(.v5))

@@ -18,6 +18,13 @@ public struct CQLSegmentReader: Sendable {
         self.scanner = scanner
     }
 
+    /// The frames of the last self-contained segment not handed out yet (whole frames, unchecked),
+    /// taken out of the reader: for a caller that keeps undelivered bytes in its own buffer.
+    public mutating func takeUndelivered() -> ByteBuffer {
+        defer { ready = ByteBuffer() }
+        return ready
+    }
+
     /// The next whole frame, taking segments off the front of `input` as needed; nil when `input`
     /// holds no further whole segment (keep the rest and call again with more bytes).
     public mutating func nextFrame(_ input: inout ByteBuffer) throws(CQLProtocolViolation) -> CQLFrame? {

@@ -30,6 +30,9 @@ struct CQLClientWire {
     /// What STARTUP asked for (applies once the framing switched).
     private(set) var compression: CQLCompression?
     private var scanner: CQLFrameScanner
+    /// With segments: bytes at the front of the caller's input that are whole frames already taken
+    /// out of a segment (see `keepUndelivered`).
+    private var bareAhead = 0
     /// With segments: the inbound reader and the outbound writer.
     private var segmentReader: CQLSegmentReader?
     private var segmentWriter: CQLSegmentWriter?
@@ -63,9 +66,12 @@ struct CQLClientWire {
             scanner.negotiatedVersion = opening
         }
         let frame: CQLFrame
-        if segmentReader != nil {
+        if bareAhead > 0 {
+            frame = try nextFrameAhead(&input)
+        } else if segmentReader != nil {
             guard let read = try segmentReader!.nextFrame(&input) else { return nil }
             frame = read
+            keepUndelivered(&input)
         } else {
             guard let read = try scanner.nextFrame(&input) else { return nil }
             frame = read
@@ -73,6 +79,33 @@ struct CQLClientWire {
         lastRequestAsReceived = segmentReader == nil && !frame.header.flags.contains(.compression)
         guard frame.header.flags.contains(.compression) else { return frame }
         return try uncompressed(frame)
+    }
+
+    /// The other frames of a self-contained segment that held several go back in front of `input`
+    /// as bare frames (`bareAhead` bytes), so that the caller's buffer holds every request not
+    /// handed out yet: it reads on while it has bytes, and requests it holds back (its in-flight
+    /// limit) wait there, not here.
+    private mutating func keepUndelivered(_ input: inout ByteBuffer) {
+        var undelivered = segmentReader!.takeUndelivered()
+        guard undelivered.readableBytes > 0 else { return }
+        bareAhead = undelivered.readableBytes
+        if input.readableBytes > 0 {
+            undelivered.reserveCapacity(minimumWritableBytes: input.readableBytes)
+            undelivered.writeImmutableBuffer(input)
+        }
+        input = undelivered
+    }
+
+    /// The next of the bare frames `keepUndelivered` put in front of `input`; they were checked as a
+    /// whole segment (CRC), each frame is checked here as any other.
+    private mutating func nextFrameAhead(_ input: inout ByteBuffer) throws(CQLProtocolViolation) -> CQLFrame {
+        var ahead = input.getSlice(at: input.readerIndex, length: bareAhead)!
+        guard let frame = try scanner.nextFrame(&ahead) else {
+            throw CQLProtocolViolation(.malformed, "a self-contained segment ends inside a frame")
+        }
+        input.moveReaderIndex(forwardBy: frame.header.frameLength)
+        bareAhead -= frame.header.frameLength
+        return frame
     }
 
     /// `frame` with its body decompressed and the COMPRESSION flag cleared. A v5 frame (inside a
