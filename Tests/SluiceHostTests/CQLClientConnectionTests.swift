@@ -335,6 +335,13 @@ final class CQLClientConnectionTests: XCTestCase {
         let bigSteps = steps(&c, segments([big], lz4: true), chunk: 64 * 1024)
         guard bigSteps.count == 1, case .request(let frame) = bigSteps[0] else { return XCTFail("\(bigSteps.count) steps") }
         XCTAssertEqual(frame.bytes, big)
+        // Until its last segment is in, a split frame's segments stay in the caller's buffer (where
+        // the source's request budget counts them and its request deadline runs).
+        var almost = segments([big], lz4: true)
+        almost.moveWriterIndex(to: almost.writerIndex - 1)
+        let fed = almost.readableBytes
+        XCTAssertNil(c.next(&almost))
+        XCTAssertEqual(almost.readableBytes, fed, "nothing taken before the frame is whole")
         var out = ByteBuffer()
         _ = c.encodeReply(big.getSlice(at: 0, length: big.readableBytes)!.withResponseBit(), into: &out)
         c.flush(into: &out)

@@ -30,12 +30,24 @@ public struct CQLSegmentCodec: Sendable {
     /// Header and its CRC24.
     public var headerLengthWithCRC: Int { headerLength + 3 }
 
-    /// Takes one whole segment off the front of `buffer`, or returns nil (leaving `buffer` as it was)
-    /// when its bytes are not all there yet. A CRC mismatch or a payload that does not decompress
-    /// throws.
-    public func decode(_ buffer: inout ByteBuffer) throws(CQLProtocolViolation) -> CQLSegment? {
-        let start = buffer.readerIndex
-        guard buffer.readableBytes >= headerLengthWithCRC else { return nil }
+    /// What the header of a segment says (see `peekHeader`).
+    public struct Header: Sendable {
+        /// Header, CRC24, payload and CRC32: the segment's bytes on the wire.
+        public let totalLength: Int
+        /// The payload's length as sent (compressed or not).
+        public let payloadLength: Int
+        /// With LZ4, the payload's length once decompressed; 0 when it is stored as it is.
+        public let uncompressedLength: Int
+        public let isSelfContained: Bool
+        /// The payload's length once decompressed, whichever way it was sent.
+        public var frameBytes: Int { uncompressedLength > 0 ? uncompressedLength : payloadLength }
+    }
+
+    /// The header of the segment at `offset` bytes into `buffer`'s readable bytes, checked (CRC24)
+    /// and not taken; nil when its header bytes are not all there yet.
+    public func peekHeader(_ buffer: ByteBuffer, offset: Int = 0) throws(CQLProtocolViolation) -> Header? {
+        let start = buffer.readerIndex + offset
+        guard buffer.readableBytes - offset >= headerLengthWithCRC else { return nil }
         var header: UInt64 = 0
         for i in 0..<headerLength {
             header |= UInt64(buffer.getInteger(at: start + i, as: UInt8.self)!) << (8 * i)
@@ -50,9 +62,21 @@ public struct CQLSegmentCodec: Sendable {
                 .checksum, "segment header CRC24 mismatch (received \(String(sent, radix: 16)), computed \(String(computed, radix: 16)))")
         }
         let payloadLength = Int(header & Self.lengthMask)
-        let uncompressedLength = compressed ? Int((header >> 17) & Self.lengthMask) : 0
-        let isSelfContained = (header >> (compressed ? 34 : 17)) & 1 == 1
-        let total = headerLengthWithCRC + payloadLength + 4
+        return Header(totalLength: headerLengthWithCRC + payloadLength + 4, payloadLength: payloadLength,
+                      uncompressedLength: compressed ? Int((header >> 17) & Self.lengthMask) : 0,
+                      isSelfContained: (header >> (compressed ? 34 : 17)) & 1 == 1)
+    }
+
+    /// Takes one whole segment off the front of `buffer`, or returns nil (leaving `buffer` as it was)
+    /// when its bytes are not all there yet. A CRC mismatch or a payload that does not decompress
+    /// throws.
+    public func decode(_ buffer: inout ByteBuffer) throws(CQLProtocolViolation) -> CQLSegment? {
+        let start = buffer.readerIndex
+        guard let header = try peekHeader(buffer) else { return nil }
+        let payloadLength = header.payloadLength
+        let uncompressedLength = header.uncompressedLength
+        let isSelfContained = header.isSelfContained
+        let total = header.totalLength
         guard buffer.readableBytes >= total else { return nil }
         let payload = buffer.getSlice(at: start + headerLengthWithCRC, length: payloadLength)!
         let sentCRC = buffer.getInteger(at: start + headerLengthWithCRC + payloadLength, endianness: .little, as: UInt32.self)!

@@ -18,6 +18,9 @@ public struct CQLSegmentReader: Sendable {
         self.scanner = scanner
     }
 
+    /// Neither frames of a self-contained segment nor parts of a split frame are waiting here.
+    public var isBetweenFrames: Bool { ready.readableBytes == 0 && partial == nil }
+
     /// The frames of the last self-contained segment not handed out yet (whole frames, unchecked),
     /// taken out of the reader: for a caller that keeps undelivered bytes in its own buffer.
     public mutating func takeUndelivered() -> ByteBuffer {

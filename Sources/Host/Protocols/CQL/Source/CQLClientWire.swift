@@ -69,7 +69,7 @@ struct CQLClientWire {
         if bareAhead > 0 {
             frame = try nextFrameAhead(&input)
         } else if segmentReader != nil {
-            guard let read = try segmentReader!.nextFrame(&input) else { return nil }
+            guard try splitFrameIsWhole(input), let read = try segmentReader!.nextFrame(&input) else { return nil }
             frame = read
             keepUndelivered(&input)
         } else {
@@ -79,6 +79,35 @@ struct CQLClientWire {
         lastRequestAsReceived = segmentReader == nil && !frame.header.flags.contains(.compression)
         guard frame.header.flags.contains(.compression) else { return frame }
         return try uncompressed(frame)
+    }
+
+    /// Whether the segments at the front of `input` may be taken now: a self-contained one always
+    /// (the reader waits for all its bytes itself); the first of a frame split across several only
+    /// once all of them are there. Until then they stay in the caller's buffer, where the source's
+    /// request budget counts them and its request deadline runs. A frame announced over the limit
+    /// is refused at its first segment. Costs a look at the segment headers, and the first one's
+    /// payload (its CRC, and LZ4), per read while such a frame arrives.
+    private func splitFrameIsWhole(_ input: ByteBuffer) throws(CQLProtocolViolation) -> Bool {
+        let codec = segmentReader!.codec
+        guard segmentReader!.isBetweenFrames, let first = try codec.peekHeader(input), !first.isSelfContained else {
+            return true
+        }
+        var probe = input
+        guard let segment = try codec.decode(&probe) else { return false }
+        guard try scanner.scan(segment.payload) == nil,
+              let length = segment.payload.getInteger(at: segment.payload.readerIndex + 5, as: Int32.self)
+        else { return true }  // a whole frame in it, or not even a header: the reader says what it is
+        let frameLength = CQLFrameHeader.size + Int(length)
+        var have = segment.payload.readableBytes
+        var offset = first.totalLength
+        while have < frameLength {
+            guard let next = try codec.peekHeader(input, offset: offset),
+                  input.readableBytes - offset >= next.totalLength else { return false }
+            if next.isSelfContained { return true }  // the reader refuses it
+            have += next.frameBytes
+            offset += next.totalLength
+        }
+        return true
     }
 
     /// The other frames of a self-contained segment that held several go back in front of `input`
