@@ -66,8 +66,14 @@ final class ChainSession {
     func sink(_ index: Int) -> SinkRoute {
         if let existing = sinks[index] { return existing }
         let sinkPlan = plan.sinks[index]
-        let route = SinkRoute(plan: sinkPlan, sinkIndex: index, session: self,
-                              deliversPushes: pushingSinks.contains(index))
+        let route: SinkRoute
+        switch sinkPlan.protocolKind {
+        case .redis:
+            route = .redis(RedisSinkRoute(plan: sinkPlan, sinkIndex: index, session: self,
+                                          deliversPushes: pushingSinks.contains(index)))
+        case .cql:
+            route = .cql(CQLSinkRoute(plan: sinkPlan, sinkIndex: index, session: self))
+        }
         sinks[index] = route
         return route
     }

@@ -52,10 +52,16 @@ enum RuntimeBuilder {
                     errors.append(config.error(sink.node, "sink '\(sink.name)': cannot set up TLS: \(error)"))
                 }
             }
-            return SinkPlan(name: sink.name, host: sink.host, port: sink.port,
-                            connectTimeoutMilliseconds: sink.connectTimeoutMilliseconds,
-                            replyTimeoutMilliseconds: sink.replyTimeoutMilliseconds, maxFrameBytes: sink.maxReplyBytes,
-                            authCommand: sink.credentials.map(SinkPlan.authCommand), tls: tls)
+            let isCQL = sink.kind == .cassandra
+            var plan = SinkPlan(name: sink.name, host: sink.host, port: sink.port,
+                                connectTimeoutMilliseconds: sink.connectTimeoutMilliseconds,
+                                replyTimeoutMilliseconds: sink.replyTimeoutMilliseconds, maxFrameBytes: sink.maxReplyBytes,
+                                authCommand: isCQL ? nil : sink.credentials.map(SinkPlan.authCommand), tls: tls)
+            if isCQL {
+                plan.protocolKind = .cql
+                plan.cqlCredentials = sink.credentials
+            }
+            return plan
         }
         for (i, sink) in sinks.enumerated() { targets[sink.name] = TargetRef(name: sink.name, kind: .sink(i)) }
         for (i, chain) in config.chains.enumerated() { targets[chain.name] = TargetRef(name: chain.name, kind: .chain(i)) }

@@ -18,6 +18,13 @@ public struct SluiceConfig {
         /// TLS to this backend (nil: plain TCP).
         public let tls: TLS?
         let node: YAMLNode
+        /// The protocol the backend speaks (`redis:` or `cassandra:`).
+        public var kind: Kind = .redis
+
+        public enum Kind: String {
+            case redis
+            case cassandra
+        }
     }
 
     /// An ACL user name (nil: the user "default") and password: what Sluice sends a backend, or
@@ -99,6 +106,8 @@ public struct SluiceConfig {
     public var reloadGraceMilliseconds: Int64 = SluiceConfig.defaultReloadGraceMilliseconds
 
     public static let defaultMaxFrameBytes = 512 * 1024 * 1024
+    /// Largest frame a Cassandra sink accepts from its backend unless `max_frame_bytes` says otherwise.
+    public static let defaultCassandraSinkMaxFrameBytes = 256 * 1024 * 1024
     /// Event-loop threads accepted (config `threads`, `sluice run --threads`).
     public static let threadRange = 1...256
     public static let defaultCallDeadlineMilliseconds: Int64 = 60_000
@@ -279,6 +288,8 @@ struct ConfigReader {
             fail(root, "sources: at least one source is required")
         }
 
+        checkSinkProtocols(sources: sources, chains: chains, sinks: sinks)
+
         var metrics: (String, Int)?
         var logLevel: String?
         if let obs = root["observability"], expectMap(obs, "observability", allowed: ["metrics", "log_level"]) {
@@ -318,9 +329,14 @@ struct ConfigReader {
     }
 
     private mutating func readSink(name: String, key: YAMLNode, _ node: YAMLNode) -> SluiceConfig.Sink? {
-        guard expectMap(node, "sink '\(name)'", allowed: ["redis"]) else { return nil }
+        guard expectMap(node, "sink '\(name)'", allowed: ["redis", "cassandra"]) else { return nil }
+        if node.pairs.count > 1 {
+            fail(node, "sink '\(name)': expected one of 'redis:' or 'cassandra:', not both")
+            return nil
+        }
+        if let cassandra = node["cassandra"] { return readCassandraSink(name: name, key: key, cassandra) }
         guard let redis = node["redis"] else {
-            fail(node, "sink '\(name)': expected 'redis: { address: host:port }'")
+            fail(node, "sink '\(name)': expected 'redis: { address: host:port }' or 'cassandra: { address: host:port }'")
             return nil
         }
         guard expectMap(redis, "sink '\(name)'.redis", allowed: ["address", "connect_timeout_ms", "reply_timeout_ms", "max_reply_bytes",
@@ -335,6 +351,49 @@ struct ConfigReader {
                                  replyTimeoutMilliseconds: Int64(replyTimeout), maxReplyBytes: maxReply,
                                  credentials: readCredentials(redis, "sink '\(name)'.redis"),
                                  tls: readTLS(redis["tls"], "sink '\(name)'.redis", isSource: false), node: key)
+    }
+
+    /// A source's chain must end at a sink of the source's protocol: a Redis client's requests
+    /// cannot go to a Cassandra backend, nor the other way round. Refused at the sink step.
+    private mutating func checkSinkProtocols(sources: [SluiceConfig.Source], chains: [SluiceConfig.Chain],
+                                             sinks: [SluiceConfig.Sink]) {
+        let sinkKinds = Dictionary(sinks.map { ($0.name, $0.kind) }, uniquingKeysWith: { first, _ in first })
+        var checked: Set<String> = []
+        for source in sources {
+            let protocolName = Self.protocolName(of: source)
+            guard checked.insert("\(protocolName) \(source.chain)").inserted,
+                  let chain = chains.first(where: { $0.name == source.chain }) else { continue }
+            for (position, step) in chain.steps.enumerated() where step.kind == .sink {
+                guard let kind = sinkKinds[step.name], kind.rawValue != protocolName else { continue }
+                fail(step.node, "chain '\(chain.name)' step \(position + 1): sink '\(step.name)' is a \(kind.rawValue) sink, but the chain serves a \(protocolName) source (\(source.host):\(source.port)); a chain must end at sinks of its source's protocol")
+            }
+        }
+    }
+
+    /// "redis" or "cassandra".
+    private static func protocolName(of source: SluiceConfig.Source) -> String {
+        "redis"
+    }
+
+    /// `sinks: NAME: { cassandra: { address, connect_timeout_ms, reply_timeout_ms, tls, username,
+    /// password | password_env } }`: a single Cassandra node (credentials for its
+    /// PasswordAuthenticator, sent when it asks).
+    private mutating func readCassandraSink(name: String, key: YAMLNode, _ node: YAMLNode) -> SluiceConfig.Sink? {
+        let what = "sink '\(name)'.cassandra"
+        guard expectMap(node, what, allowed: ["address", "connect_timeout_ms", "reply_timeout_ms", "max_frame_bytes",
+                                              "username", "password", "password_env", "tls"]),
+              let (host, port) = address(node["address"], "\(what).address", at: node)
+        else { return nil }
+        let timeout = integer(node["connect_timeout_ms"], "connect_timeout_ms", range: 1...600_000) ?? 2000
+        let replyTimeout = integer(node["reply_timeout_ms"], "reply_timeout_ms", range: 0...3_600_000) ?? 30_000
+        let maxFrame = integer(node["max_frame_bytes"], "max_frame_bytes", range: 1024...(1 << 31))
+            ?? SluiceConfig.defaultCassandraSinkMaxFrameBytes
+        var sink = SluiceConfig.Sink(name: name, host: host, port: port, connectTimeoutMilliseconds: Int64(timeout),
+                                     replyTimeoutMilliseconds: Int64(replyTimeout), maxReplyBytes: maxFrame,
+                                     credentials: readCredentials(node, what),
+                                     tls: readTLS(node["tls"], what, isSource: false), node: key)
+        sink.kind = .cassandra
+        return sink
     }
 
     /// `username` (optional), and `password` or `password_env` (the name of an environment variable

@@ -3,8 +3,9 @@ import NIOCore
 
 /// The shared backend connections: one per (event loop, sink, protocol), created on first use.
 /// RESP3 clients (HELLO 3, as redis-py 8, Lettuce and node-redis send on connect) share the RESP3
-/// connection; the others the RESP2 one.
-/// Looked up once per client connection and sink, never per request.
+/// connection; the others the RESP2 one. Cassandra sinks: one per protocol version and keyspace,
+/// and one event connection per protocol version (REGISTER, EVENT).
+/// Looked up once per client connection and sink (and a CQL client's USE), never per request.
 final class SharedSinkConnections: @unchecked Sendable {
     private let lock = NIOLock()
     private var connections: [Key: RedisSinkConnection] = [:]
@@ -15,6 +16,68 @@ final class SharedSinkConnections: @unchecked Sendable {
         let eventLoop: ObjectIdentifier
         let sink: Int
         let resp3: Bool
+    }
+
+    /// A Cassandra sink's connection: its clients' protocol version and keyspace; `events`: the
+    /// connection that carries REGISTER and EVENT.
+    private struct CQLKey: Hashable {
+        let eventLoop: ObjectIdentifier
+        let sink: Int
+        let version: CQLVersion
+        let keyspace: String?
+        let events: Bool
+        /// Passed-through credentials (`CQLIdentity`); nil: the sink's own.
+        let identity: CQLIdentity?
+
+        func renumbered(_ index: Int) -> CQLKey {
+            CQLKey(eventLoop: eventLoop, sink: index, version: version, keyspace: keyspace, events: events, identity: identity)
+        }
+    }
+
+    private var cqlConnections: [CQLKey: (connection: CQLSinkConnection, loop: EventLoop)] = [:]
+    /// The EVENT fan-out of each event connection (same key).
+    private var cqlEvents: [CQLKey: CQLEventFanOut] = [:]
+
+    /// The shared connection to Cassandra sink `index` for `eventLoop`, of `version`, whose
+    /// handshake USEs `keyspace`. Call on that event loop.
+    func cqlConnection(sink index: Int, plan: SinkPlan, on eventLoop: EventLoop, version: CQLVersion,
+                       keyspace: String?, identity: CQLIdentity? = nil) -> CQLSinkConnection {
+        cqlConnection(CQLKey(eventLoop: ObjectIdentifier(eventLoop), sink: index, version: version, keyspace: keyspace,
+                             events: false, identity: identity), plan: plan, on: eventLoop)
+    }
+
+    /// The event connection to Cassandra sink `index` for `eventLoop` and `version`, and where its
+    /// EVENT frames go. Call on that event loop.
+    func cqlEventConnection(sink index: Int, plan: SinkPlan, on eventLoop: EventLoop, version: CQLVersion,
+                            identity: CQLIdentity? = nil) -> (CQLSinkConnection, CQLEventFanOut) {
+        let key = CQLKey(eventLoop: ObjectIdentifier(eventLoop), sink: index, version: version, keyspace: nil, events: true,
+                         identity: identity)
+        let connection = cqlConnection(key, plan: plan, on: eventLoop)
+        let fanOut = lock.withLock { () -> CQLEventFanOut in
+            if let existing = cqlEvents[key] { return existing }
+            let created = CQLEventFanOut()
+            cqlEvents[key] = created
+            return created
+        }
+        connection.pairing.events = { [weak fanOut] frame in fanOut?.deliver(frame) }
+        return (connection, fanOut)
+    }
+
+    private func cqlConnection(_ key: CQLKey, plan: SinkPlan, on eventLoop: EventLoop) -> CQLSinkConnection {
+        let (connection, created) = lock.withLock { () -> (CQLSinkConnection, Bool) in
+            if let existing = cqlConnections[key] { return (existing.connection, false) }
+            let created = CQLSinkConnection(plan: plan, sharedOn: eventLoop, version: key.version, keyspace: key.keyspace,
+                                            identity: key.identity?.credentials)
+            cqlConnections[key] = (created, eventLoop)
+            return (created, true)
+        }
+        if created {
+            CQLReprepare.install(on: connection, version: key.version, registry: plan.preparedStatements) { [unowned self] keyspace in
+                cqlConnection(sink: key.sink, plan: plan, on: eventLoop, version: key.version, keyspace: keyspace,
+                              identity: key.identity)
+            }
+        }
+        return connection
     }
 
     /// The shared connection to sink `index` for `eventLoop` that speaks RESP3 (`resp3`) or RESP2.
@@ -35,23 +98,33 @@ final class SharedSinkConnections: @unchecked Sendable {
     /// Hands the connections of sinks that a reload keeps to the new generation's table: `sinkIndices`
     /// maps a sink's index here to its index there.
     func carryOver(to next: SharedSinkConnections, sinkIndices: [Int: Int]) {
-        let kept = lock.withLock {
-            connections.compactMap { key, connection -> (Key, RedisSinkConnection, EventLoop)? in
+        let (kept, keptCQL) = lock.withLock {
+            (connections.compactMap { key, connection -> (Key, RedisSinkConnection, EventLoop)? in
                 guard let index = sinkIndices[key.sink], let loop = loops[key] else { return nil }
                 return (Key(eventLoop: key.eventLoop, sink: index, resp3: key.resp3), connection, loop)
-            }
+            },
+             cqlConnections.compactMap { key, entry -> (CQLKey, CQLSinkConnection, EventLoop, CQLEventFanOut?)? in
+                guard let index = sinkIndices[key.sink] else { return nil }
+                return (key.renumbered(index), entry.connection, entry.loop, cqlEvents[key])
+            })
         }
         next.lock.withLock {
             for (key, connection, loop) in kept where next.connections[key] == nil {
                 next.connections[key] = connection
                 next.loops[key] = loop
             }
+            for (key, connection, loop, events) in keptCQL where next.cqlConnections[key] == nil {
+                next.cqlConnections[key] = (connection, loop)
+                if let events { next.cqlEvents[key] = events }
+            }
         }
     }
 
     /// Every connection of the table, by identity (to tell which ones another table still uses).
     var identities: Set<ObjectIdentifier> {
-        lock.withLock { Set(connections.values.map(ObjectIdentifier.init)) }
+        lock.withLock {
+            Set(connections.values.map(ObjectIdentifier.init)).union(cqlConnections.values.map { ObjectIdentifier($0.connection) })
+        }
     }
 
     /// Closes (on their event loops) the connections that no table in `inUse` holds: a reload's old
@@ -66,5 +139,12 @@ final class SharedSinkConnections: @unchecked Sendable {
             return list
         }
         for (connection, loop) in closing { loop.execute { connection.close() } }
+        let closingCQL = lock.withLock { () -> [(CQLSinkConnection, EventLoop)] in
+            let list = cqlConnections.values.filter { !inUse.contains(ObjectIdentifier($0.connection)) }
+            cqlConnections.removeAll()
+            cqlEvents.removeAll()
+            return list.map { ($0.connection, $0.loop) }
+        }
+        for (connection, loop) in closingCQL { loop.execute { connection.close() } }
     }
 }

@@ -1,6 +1,6 @@
 import NIOSSL
 
-/// A configured Redis backend (`sinks: NAME: { redis: { address: host:port } }`).
+/// A configured backend (`sinks: NAME: { redis: { address: host:port } }`, or `cassandra:`).
 struct SinkPlan {
     let name: String
     let host: String
@@ -18,6 +18,14 @@ struct SinkPlan {
     let tls: TLS?
     /// Whether the backend is reachable, shared by every connection to it on every event loop.
     let health = SinkHealth()
+    /// The protocol the backend speaks.
+    var protocolKind: SinkProtocol = .redis
+    /// Cassandra: the user name and password of SASL PLAIN (PasswordAuthenticator) sent on every
+    /// connection that the backend asks to authenticate (nil: none). Holds the secret: never log it.
+    var cqlCredentials: SluiceConfig.Credentials? = nil
+    /// Cassandra: prepared statements seen through this sink (for re-preparing), shared by every
+    /// event loop.
+    let preparedStatements = CQLPreparedRegistry()
 
     var address: String { "\(host):\(port)" }
 

@@ -53,23 +53,20 @@ final class BackendConnection<P: BackendProtocol> {
         self.eventLoop = eventLoop
         self.allocator = allocator
         self.pairing = pairing
-        lifecycle = Lifecycle(handshake: handshake, usesTLS: plan.tls != nil)
+        lifecycle = Lifecycle(handshake: handshake, usesTLS: plan.tls != nil, pipelinesHandshake: P.pipelinesHandshake)
         coalesced = allocator.buffer(capacity: isShared ? Self.coalescedCapacity : 0)
         metrics = SinkMetrics.forSink(plan.name)
     }
 
     /// Sends a request batch; the responses (one per request, in order) go to `receiver`.
-    func send(_ batch: Batch, receiver: ResponseReceiver, route: SinkRoute? = nil) {
+    func send(_ batch: Batch, receiver: ResponseReceiver, route: P.Pairing.Route? = nil) {
         let entry = pairing.entry(for: batch, receiver: receiver, route: route,
                                   sentAtCheck: plan.replyTimeoutMilliseconds > 0 ? replyChecks : nil)
         let action = lifecycle.requestSubmitted(backoff: plan.health.backingOff())
         if case .failBackingOff(let error, let wait) = action {
             let message = unavailable("connect failed: \(error); next attempt in \(wait) ms")
             metrics.failedBatches(1)
-            eventLoop.execute {
-                route?.sharedBatchCompleted()
-                receiver.receive(.failed(message))
-            }
+            eventLoop.execute { self.pairing.failUnsent(entry, message, completesRoute: true) }
             return
         }
         if plan.replyTimeoutMilliseconds > 0 { armReplyTimeout() }
@@ -92,7 +89,7 @@ final class BackendConnection<P: BackendProtocol> {
             waitingForConnection.append(batch)
             connect()
         case .failBackingOff, .failClosed:  // failBackingOff: answered above
-            eventLoop.execute { receiver.receive(.failed(self.unavailable("connection closed"))) }
+            eventLoop.execute { self.pairing.failUnsent(entry, self.unavailable("connection closed"), completesRoute: false) }
             return
         }
         everUsed = true
@@ -218,6 +215,10 @@ final class BackendConnection<P: BackendProtocol> {
             eventLoop.scheduleTask(in: .milliseconds(timeout)) { [self] in
                 perform(lifecycle.tlsTimedOut(link, milliseconds: timeout))
             }
+        case .sendHandshake(let link) where !lifecycle.pipelinesHandshake:
+            link.channel.writeAndFlush(link.channel.allocator.buffer(bytes: lifecycle.handshake[0].request), promise: nil)
+        case .sendHandshakeRequest(let link, let request):
+            link.channel.writeAndFlush(link.channel.allocator.buffer(bytes: request), promise: nil)
         case .sendHandshake(let link):
             // Requests wait (in waitingForConnection) until the backend accepted every step.
             let steps = lifecycle.handshake
@@ -325,8 +326,9 @@ final class BackendConnection<P: BackendProtocol> {
     }
 
     /// The backend's reply to the current handshake step of a new channel.
-    private func handshakeReplied(_ reply: ByteBuffer) {
-        perform(lifecycle.handshakeReplied(refusal: P.handshakeRefusal(reply)))
+    private func handshakeReplied(_ reply: ByteBuffer, step: Int) {
+        guard let channel = lifecycle.readyOrHandshakingLink?.channel else { return }
+        perform(lifecycle.handshakeReplied(P.handshakeVerdict(reply, step: step, of: lifecycle.handshake, channel: channel)))
     }
 
     /// Stops or resumes reading from the backend (a dedicated connection whose client is not
@@ -436,8 +438,8 @@ final class BackendConnection<P: BackendProtocol> {
     /// not to be parsed.
     @discardableResult
     func handleReply(_ frame: ByteBuffer, start: Int) -> Bool {
-        if case .handshake = lifecycle.frameArrived() {
-            handshakeReplied(frame)
+        if case .handshake(let step) = lifecycle.frameArrived() {
+            handshakeReplied(frame, step: step)
             return true
         }
         switch pairing.frameArrived(frame, start: start) {

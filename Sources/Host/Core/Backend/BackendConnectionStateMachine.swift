@@ -52,8 +52,12 @@ struct BackendConnectionStateMachine<Link: Equatable> {
         case closeChannel(Link)
         /// TLS started on the new channel: bound its handshake by the connect timeout.
         case awaitTLS(Link)
-        /// Write every handshake step's request on the new channel.
+        /// Write the handshake's requests on the new channel: every step's when the handshake is
+        /// pipelined, else the first step's only (the others follow one by one: `sendHandshakeRequest`).
         case sendHandshake(Link)
+        /// Write this handshake request (the next step's, or a further answer to the current step's
+        /// challenge) on the channel.
+        case sendHandshakeRequest(Link, [UInt8])
         /// Ready: write the requests that waited, then flush. Back-off of the sink ends.
         case established(Link)
         /// Connecting failed (TCP, TLS, a refused or unanswered handshake step): close `close` if
@@ -88,10 +92,15 @@ struct BackendConnectionStateMachine<Link: Equatable> {
     let handshake: [BackendHandshakeStep]
     /// Whether the channel is secured with TLS before the handshake.
     let usesTLS: Bool
+    /// Whether every step is written at once (Redis: AUTH and HELLO together); otherwise each step is
+    /// written once the previous one was accepted (CQL: the backend's answer to STARTUP changes the
+    /// framing, and decides whether credentials are wanted).
+    let pipelinesHandshake: Bool
 
-    init(handshake: [BackendHandshakeStep], usesTLS: Bool) {
+    init(handshake: [BackendHandshakeStep], usesTLS: Bool, pipelinesHandshake: Bool = true) {
         self.handshake = handshake
         self.usesTLS = usesTLS
+        self.pipelinesHandshake = pipelinesHandshake
     }
 
     // MARK: requests
@@ -121,6 +130,14 @@ struct BackendConnectionStateMachine<Link: Equatable> {
     }
 
     var isClosed: Bool { state == .closed }
+
+    /// The channel being handshaken on or established, if any.
+    var readyOrHandshakingLink: Link? {
+        switch state {
+        case .handshaking(let link, _), .ready(let link, _, _): return link
+        default: return nil
+        }
+    }
 
     /// Whether frames read from `link` are this connection's: a channel given up can still deliver
     /// data while TLS closes it. Nothing is read while TLS is being negotiated.
@@ -186,14 +203,30 @@ struct BackendConnectionStateMachine<Link: Equatable> {
 
     /// The backend's reply to the current handshake step: nil when it accepted, else its refusal.
     mutating func handshakeReplied(refusal: String?) -> Action {
+        handshakeReplied(refusal.map(BackendHandshakeVerdict.refused) ?? .accepted)
+    }
+
+    /// The backend's reply to the current handshake step, as the protocol judged it.
+    mutating func handshakeReplied(_ verdict: BackendHandshakeVerdict) -> Action {
         guard case .handshaking(let link, let step) = state else { return .none }
-        guard let message = refusal else {
-            if step + 1 == handshake.count {
+        let message: String
+        switch verdict {
+        case .refused(let refusal):
+            message = refusal
+        case .respond(let request):
+            return .sendHandshakeRequest(link, request)
+        case .accepted, .acceptedSkippingNext, .acceptedSendingNext:
+            var next = step + 1
+            if case .acceptedSkippingNext = verdict { next += 1 }
+            if next >= handshake.count {
                 state = .ready(link, answered: false, closeReason: nil)
                 return .established(link)
             }
-            state = .handshaking(link, step: step + 1)
-            return .none
+            state = .handshaking(link, step: next)
+            // Pipelined steps were all written at the start (and are never skipped).
+            guard !pipelinesHandshake else { return .none }
+            if case .acceptedSendingNext(let request) = verdict { return .sendHandshakeRequest(link, request) }
+            return .sendHandshakeRequest(link, handshake[next].request)
         }
         state = .idle
         switch handshake[step].refusal {

@@ -16,3 +16,20 @@ struct BackendHandshakeStep {
     let request: [UInt8]
     let refusal: Refusal
 }
+
+/// What the backend's reply to a handshake step means, as the protocol reads it.
+enum BackendHandshakeVerdict: Equatable {
+    /// Accepted: on to the next step (or established after the last).
+    case accepted
+    /// Accepted, and the next step is not needed (CQL: READY to STARTUP where credentials were
+    /// ready to be sent). Only for handshakes that are not pipelined.
+    case acceptedSkippingNext
+    /// Accepted; the next step is sent with this request instead of its own (CQL: DSE's
+    /// authenticator first wants the SASL mechanism's name). Only for handshakes that are not pipelined.
+    case acceptedSendingNext([UInt8])
+    /// The step goes on: send this request and await another reply to the same step (a SASL
+    /// challenge answered).
+    case respond([UInt8])
+    /// Refused, in the backend's own words.
+    case refused(String)
+}

@@ -19,9 +19,35 @@ protocol BackendProtocol {
     /// The backend's refusal of a handshake step in its own words (nil: the step was accepted).
     static func handshakeRefusal(_ reply: ByteBuffer) -> String?
 
+    /// Whether the handshake's steps are written at once (true by default) or one by one, each
+    /// after the backend accepted the one before.
+    static var pipelinesHandshake: Bool { get }
+
+    /// What the backend's `reply` to handshake step `step` of `steps` means. By default: refused
+    /// when `handshakeRefusal` finds a refusal, else accepted. `channel` is the new channel (a
+    /// protocol whose framing changes during the handshake switches it here, before the next
+    /// request is written).
+    static func handshakeVerdict(_ reply: ByteBuffer, step: Int, of steps: [BackendHandshakeStep],
+                                 channel: Channel) -> BackendHandshakeVerdict
+
     /// The protocol's error reply, `message` for each of `count` requests (a batch whose
     /// handshake step the backend refused, as the backend would have answered them directly).
     static func errorReplies(_ message: String, count: Int, allocator: ByteBufferAllocator) -> Batch
+}
+
+extension BackendProtocol {
+    static var pipelinesHandshake: Bool { true }
+
+    static func handshakeVerdict(_ reply: ByteBuffer, step: Int, of steps: [BackendHandshakeStep],
+                                 channel: Channel) -> BackendHandshakeVerdict {
+        handshakeRefusal(reply).map(BackendHandshakeVerdict.refused) ?? .accepted
+    }
+}
+
+/// What a shared connection tells the client's route when one of its batches completed (Redis
+/// keeps a client's batches in order across its connections).
+protocol BackendRoute: AnyObject {
+    func sharedBatchCompleted()
 }
 
 /// One step of splitting a byte stream into frames.
@@ -55,6 +81,8 @@ enum BackendReplyOutcome: Equatable {
 protocol BackendReplyPairing: AnyObject {
     /// A request batch's place among the requests in flight.
     associatedtype Entry
+    /// The client route a shared connection reports completed batches to.
+    associatedtype Route: BackendRoute
 
     /// Batches in flight (written, or waiting for the connection).
     var count: Int { get }
@@ -62,7 +90,12 @@ protocol BackendReplyPairing: AnyObject {
     /// The entry of `batch`, about to be sent (not in flight yet). The pairing follows the
     /// connection-state rules of its requests here. `sentAtCheck`: the reply-timeout clock when a
     /// timeout applies (nil: none).
-    func entry(for batch: Batch, receiver: ResponseReceiver, route: SinkRoute?, sentAtCheck: Int?) -> Entry
+    func entry(for batch: Batch, receiver: ResponseReceiver, route: Route?, sentAtCheck: Int?) -> Entry
+
+    /// `entry` is never sent (the sink is backing off, or the connection is closed): its requests
+    /// fail with `message`; `completesRoute`: its route is told the batch completed. Called in a
+    /// later turn than `entry(for:)`.
+    func failUnsent(_ entry: Entry, _ message: String, completesRoute: Bool)
 
     /// `entry`'s requests are in flight (written, or waiting for the connection to be established).
     func add(_ entry: Entry)

@@ -16,7 +16,7 @@ final class RedisReplyPairing: BackendReplyPairing {
         /// Nil only while parked for reuse (see `park`).
         private(set) var receiver: ResponseReceiver!
         /// The route to tell when this batch completes (shared connections count in-flight batches).
-        var route: SinkRoute?
+        var route: RedisSinkRoute?
         private(set) var count: Int
         private(set) var outOfBand: [Bool]?
         var responses: [ByteBuffer] = []
@@ -127,7 +127,7 @@ final class RedisReplyPairing: BackendReplyPairing {
     // MARK: requests
 
     @inline(__always)
-    func entry(for batch: Batch, receiver: ResponseReceiver, route: SinkRoute?, sentAtCheck: Int?) -> Pending {
+    func entry(for batch: Batch, receiver: ResponseReceiver, route: RedisSinkRoute?, sentAtCheck: Int?) -> Pending {
         var inBand = RedisReplyPlan.InBand()
         if !isShared {
             inBand = RedisReplyPlan.inBand(batch, mode: &replyMode)
@@ -163,6 +163,11 @@ final class RedisReplyPairing: BackendReplyPairing {
             if !isShared { entry.requests = batch }
         }
         return entry
+    }
+
+    func failUnsent(_ entry: Pending, _ message: String, completesRoute: Bool) {
+        if completesRoute { entry.route?.sharedBatchCompleted() }
+        entry.receiver.receive(.failed(message))
     }
 
     @inline(__always)

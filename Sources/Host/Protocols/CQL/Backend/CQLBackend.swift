@@ -1,0 +1,150 @@
+import NIOCore
+
+/// Cassandra's native protocol (v4, v5) as a backend protocol: frames split by their header
+/// (`CQLBackendScanner`), replies paired by stream id (`CQLStreamPairing`), and the handshake of
+/// every new connection, one step at a time: STARTUP in the version of the clients it serves; SASL
+/// PLAIN with the sink's credentials when the backend answers AUTHENTICATE (PasswordAuthenticator,
+/// or DSE's, which first wants the mechanism's name and then challenges); `USE` the keyspace the
+/// connection is for. A v5 connection switches to segments when the backend answers STARTUP.
+enum CQLBackend: BackendProtocol {
+    typealias Scanner = CQLBackendScanner
+    typealias Pairing = CQLStreamPairing
+
+    static let startupStep = "STARTUP"
+    static let authStep = "AUTH_RESPONSE"
+    static let useStep = "USE"
+    /// SASL challenges answered before the handshake is given up.
+    static let maxChallenges = 4
+
+    static var pipelinesHandshake: Bool { false }
+
+    static func channelHandler(for connection: CQLSinkConnection, maxFrameBytes: Int) -> ChannelHandler {
+        CQLBackendHandler(connection: connection, maxFrameBytes: maxFrameBytes)
+    }
+
+    /// The steps of a new connection of `version`: STARTUP, the credentials (sent only if the
+    /// backend asks), `USE keyspace`. A refused STARTUP or credentials is a failed connect; a
+    /// refused USE (no such keyspace) is the backend's answer to the requests that waited.
+    /// `authRefusal`: what refused credentials mean (a client's own, passed through, are its
+    /// answer, not the backend's failure: `.answersRequests`).
+    static func handshake(version: CQLVersion, credentials: SluiceConfig.Credentials?, keyspace: String?,
+                          authRefusal: BackendHandshakeStep.Refusal = .failsConnect) -> [BackendHandshakeStep] {
+        let startup = CQLFrameBuilder.frame(version: version, isResponse: false, stream: 0, opcode: .startup) { body in
+            body.writeCQLStringMap(["CQL_VERSION": "3.0.0"])
+        }
+        var steps = [BackendHandshakeStep(name: startupStep, request: Array(buffer: startup), refusal: .failsConnect)]
+        if let credentials {
+            steps.append(BackendHandshakeStep(name: authStep, request: authResponse(version: version, token: plainToken(credentials)),
+                                              refusal: authRefusal))
+        }
+        if let keyspace {
+            let use = CQLFrameBuilder.query(version: version, stream: 0, query: "USE \(quoted(keyspace))")
+            steps.append(BackendHandshakeStep(name: useStep, request: Array(buffer: use), refusal: .answersRequests))
+        }
+        return steps
+    }
+
+    /// SASL PLAIN: no authorisation id, the user name, the password, NUL-separated.
+    static func plainToken(_ credentials: SluiceConfig.Credentials) -> [UInt8] {
+        [0] + Array((credentials.username ?? "").utf8) + [0] + Array(credentials.password.utf8)
+    }
+
+    static func authResponse(version: CQLVersion, token: [UInt8]) -> [UInt8] {
+        Array(buffer: CQLFrameBuilder.frame(version: version, isResponse: false, stream: 0, opcode: .authResponse) {
+            $0.writeCQLBytes(token)
+        })
+    }
+
+    /// A keyspace name as CQL reads it back exactly (double quotes, `""` for a quote).
+    static func quoted(_ name: String) -> String {
+        "\"" + name.replacingOccurrences(of: "\"", with: "\"\"") + "\""
+    }
+
+    static func handshakeRefusal(_ reply: ByteBuffer) -> String? {
+        guard let frame = CQLWireFrame(reply), frame.opcodeByte == CQLOpcode.error.rawValue else { return nil }
+        return errorText(frame)
+    }
+
+    /// "CODE: message" of an ERROR frame (read back by `errorReplies`).
+    static func errorText(_ frame: CQLWireFrame) -> String {
+        guard let version = frame.version, let message = frame.message(),
+              let error = try? CQLErrorMessage(message: message, version: version) else { return "SERVER_ERROR: malformed ERROR frame" }
+        return "\(error.code): \(error.message)"
+    }
+
+    static func handshakeVerdict(_ reply: ByteBuffer, step: Int, of steps: [BackendHandshakeStep],
+                                 channel: Channel) -> BackendHandshakeVerdict {
+        guard let frame = CQLWireFrame(reply), let opcode = CQLOpcode(rawValue: frame.opcodeByte) else {
+            return .refused("a reply shorter than a frame header")
+        }
+        if opcode == .error { return .refused(errorText(frame)) }
+        let handler = try? channel.pipeline.syncOperations.handler(type: CQLBackendHandler.self)
+        let name = steps[step].name
+        let hasCredentials = steps.indices.contains(step + 1) && steps[step + 1].name == authStep
+        switch (name, opcode) {
+        case (startupStep, .ready):
+            if frame.version?.usesSegments == true { handler?.switchToSegments() }
+            return hasCredentials ? .acceptedSkippingNext : .accepted
+        case (startupStep, .authenticate):
+            if frame.version?.usesSegments == true { handler?.switchToSegments() }
+            let authenticator = frame.message().flatMap { try? CQLAuthenticate(message: $0).authenticator } ?? "?"
+            guard hasCredentials, let version = frame.version else {
+                return .refused("the backend requires authentication (\(authenticator)) and the sink has no username and password")
+            }
+            if authenticator.hasSuffix("DseAuthenticator") {
+                return .acceptedSendingNext(authResponse(version: version, token: Array("PLAIN".utf8)))
+            }
+            return .accepted
+        case (authStep, .authSuccess):
+            return .accepted
+        case (authStep, .authChallenge):
+            guard let handler, handler.countChallenge() <= maxChallenges else {
+                return .refused("more than \(maxChallenges) SASL challenges")
+            }
+            return .respond(steps[step].request)
+        case (useStep, .result):
+            return .accepted
+        default:
+            return .refused("unexpected \(opcode.name) in reply to \(name)")
+        }
+    }
+
+    /// The refusal of a handshake step (`errorText`'s "CODE: message") as ERROR frames; the
+    /// pairing puts each on its client's stream and version (`CQLBackendErrors`).
+    static func errorReplies(_ message: String, count: Int, allocator: ByteBufferAllocator) -> Batch {
+        var code = CQLErrorCode.serverError
+        var text = message
+        if let colon = message.range(of: ": "),
+           let known = CQLBackend.codes[String(message[..<colon.lowerBound])] {
+            code = known
+            text = String(message[colon.upperBound...])
+        }
+        let frame = CQLFrameBuilder.error(version: .v4, stream: 0, code: code, message: text, allocator: allocator)
+        return Batch(kind: Batch.responses, protocolID: Batch.cql, messages: Array(repeating: frame, count: count))
+    }
+
+    private static let codes: [String: CQLErrorCode] = Dictionary(uniqueKeysWithValues: [
+        CQLErrorCode.serverError, .protocolError, .badCredentials, .unavailable, .overloaded, .isBootstrapping,
+        .truncateError, .syntaxError, .unauthorized, .invalid, .configError, .alreadyExists,
+    ].map { ($0.description, $0) })
+}
+
+/// A connection to one Cassandra backend (see `BackendConnection`), shared by the clients of one
+/// event loop that speak one protocol version and use one keyspace.
+typealias CQLSinkConnection = BackendConnection<CQLBackend>
+
+extension BackendConnection where P == CQLBackend {
+    /// A shared connection of `version` whose handshake USEs `keyspace` (nil: none), signed in with
+    /// `identity` (the credentials of clients that signed in with them, passed through) or else the
+    /// sink's own.
+    convenience init(plan: SinkPlan, sharedOn eventLoop: EventLoop, version: CQLVersion, keyspace: String?,
+                     identity: SluiceConfig.Credentials? = nil) {
+        let allocator = ByteBufferAllocator()
+        self.init(plan: plan, owner: nil, eventLoop: eventLoop, allocator: allocator,
+                  handshake: CQLBackend.handshake(version: version, credentials: identity ?? plan.cqlCredentials,
+                                                  keyspace: keyspace,
+                                                  authRefusal: identity == nil ? .failsConnect : .answersRequests),
+                  pairing: CQLStreamPairing(keyspace: keyspace, registry: plan.preparedStatements,
+                                            eventLoop: eventLoop, allocator: allocator))
+    }
+}

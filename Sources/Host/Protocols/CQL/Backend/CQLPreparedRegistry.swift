@@ -1,0 +1,37 @@
+import NIOConcurrencyHelpers
+
+/// The statements prepared through one sink: the backend's prepared id → the query text and the
+/// keyspace it was prepared in, recorded from the PREPARE requests and their RESULT Prepared
+/// replies. A client may EXECUTE an id another client prepared (on another event loop too); when
+/// the backend answers UNPREPARED (it restarted, or evicted the statement), Sluice prepares the
+/// recorded text again and retries, and the client never sees it.
+/// Touched on PREPARE replies and UNPREPARED errors only, never on a plain EXECUTE.
+final class CQLPreparedRegistry: @unchecked Sendable {
+    struct Statement: Equatable {
+        let query: String
+        /// The keyspace unqualified names in the text resolve in (the client's USE, or a v5 PREPARE's keyspace).
+        let keyspace: String?
+    }
+
+    /// Statements beyond this many evict arbitrary older ones (a client preparing unbounded
+    /// distinct texts must not grow memory without end).
+    static let limit = 100_000
+
+    private let lock = NIOLock()
+    private var statements: [[UInt8]: Statement] = [:]
+
+    func record(id: [UInt8], _ statement: Statement) {
+        lock.withLock {
+            if statements.count >= Self.limit, statements[id] == nil, let victim = statements.keys.first {
+                statements[victim] = nil
+            }
+            statements[id] = statement
+        }
+    }
+
+    func statement(id: [UInt8]) -> Statement? {
+        lock.withLock { statements[id] }
+    }
+
+    var count: Int { lock.withLock { statements.count } }
+}

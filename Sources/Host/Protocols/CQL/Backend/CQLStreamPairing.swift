@@ -1,0 +1,200 @@
+import NIOCore
+
+/// The requests in flight on one CQL backend connection, paired with replies by stream id: every
+/// request gets a stream id of Sluice's (`CQLStreamIDs`) on the way out, written in a new 9-byte
+/// header in front of the client's body (the body itself is not copied), and the reply gets the
+/// client's stream id back. Replies are delivered as the backend sends them, so a slow query
+/// delays no other stream. EVENT frames (stream -1) go to `events`.
+///
+/// Beyond pairing: a RESULT Prepared is recorded in the sink's `CQLPreparedRegistry`, and an
+/// UNPREPARED error is handed to `unprepared` (which prepares again and retries) instead of the
+/// client, once per request. Lives on the connection's event loop.
+final class CQLStreamPairing: BackendReplyPairing {
+    typealias Route = CQLSinkRoute
+
+    /// One request in flight.
+    final class Pending {
+        let receiver: ResponseReceiver
+        /// The client's frame as it sent it (for re-preparing and retrying, and PREPARE's text).
+        let request: ByteBuffer
+        let clientStream: Int16
+        let version: CQLVersion
+        let opcode: UInt8
+        /// Sluice's stream id on the backend connection (nil: none was free).
+        fileprivate(set) var stream: Int16?
+        var sentAtCheck = 0
+        /// A retry after re-preparing: a second UNPREPARED goes to the client.
+        let isRetry: Bool
+        fileprivate var settled = false
+
+        init(receiver: ResponseReceiver, request: ByteBuffer, clientStream: Int16, version: CQLVersion, opcode: UInt8,
+             isRetry: Bool) {
+            self.receiver = receiver
+            self.request = request
+            self.clientStream = clientStream
+            self.version = version
+            self.opcode = opcode
+            self.isRetry = isRetry
+        }
+    }
+
+    private let eventLoop: EventLoop
+    private let allocator: ByteBufferAllocator
+    /// The keyspace the connection's handshake USEd (nil: none).
+    let keyspace: String?
+    private let registry: CQLPreparedRegistry
+    /// Entries by Sluice's stream id.
+    private var table: [Pending?] = []
+    private var ids = CQLStreamIDs()
+    /// Entries in the order they were sent (settled ones are dropped from the front lazily): the
+    /// oldest is the reply timeout's.
+    private var order = CircularBuffer<Pending>(initialCapacity: 16)
+    private(set) var count = 0
+    private var nextIsRetry = false
+    /// Where EVENT frames go (the sink's event connection); nil: dropped.
+    var events: ((ByteBuffer) -> Void)?
+    /// Given an UNPREPARED error for an entry and the statement's id: true when it takes over (it
+    /// prepares again and retries); false delivers the error to the client.
+    var unprepared: ((Pending, [UInt8]) -> Bool)?
+
+    init(keyspace: String?, registry: CQLPreparedRegistry, eventLoop: EventLoop, allocator: ByteBufferAllocator) {
+        self.keyspace = keyspace
+        self.registry = registry
+        self.eventLoop = eventLoop
+        self.allocator = allocator
+    }
+
+    /// The next request sent is a retry after re-preparing.
+    func markNextAsRetry() {
+        nextIsRetry = true
+    }
+
+    // MARK: requests
+
+    /// `batch` holds the client's one frame; it is rewritten in place to the new header (Sluice's
+    /// stream id) and the body slice, which is what the connection writes.
+    func entry(for batch: Batch, receiver: ResponseReceiver, route: CQLSinkRoute?, sentAtCheck: Int?) -> Pending {
+        let isRetry = nextIsRetry
+        nextIsRetry = false
+        let frame = CQLWireFrame(batch.messages[0])!  // the route sends only whole frames
+        let pending = Pending(receiver: receiver, request: frame.bytes, clientStream: frame.stream,
+                              version: frame.version ?? .v4, opcode: frame.opcodeByte, isRetry: isRetry)
+        pending.sentAtCheck = sentAtCheck ?? 0
+        guard let stream = ids.allocate() else {
+            batch.remove(at: 0)  // nothing is written
+            return pending
+        }
+        pending.stream = stream
+        var header = allocator.buffer(capacity: CQLFrameHeader.size)
+        header.writeMultipleIntegers(frame.bytes.getInteger(at: frame.bytes.readerIndex, as: UInt8.self)!,
+                                     frame.flags.subtracting(.compression).rawValue, stream, frame.opcodeByte,
+                                     UInt32(frame.bytes.readableBytes - CQLFrameHeader.size))
+        let body = frame.body
+        batch.put(header, at: 0)
+        if body.readableBytes > 0 { batch.append(body) }
+        return pending
+    }
+
+    func failUnsent(_ entry: Pending, _ message: String, completesRoute: Bool) {
+        if let stream = entry.stream, !entry.settled {
+            entry.settled = true
+            ids.release(stream)
+        }
+        entry.receiver.receive(.responses(CQLBackendErrors.reply(to: entry, failure: message, allocator: allocator)))
+    }
+
+    func add(_ entry: Pending) {
+        guard let stream = entry.stream else {
+            let message = "sluice: \(CQLStreamIDs.capacity) requests are in flight on one backend connection"
+            eventLoop.execute { [allocator] in
+                entry.receiver.receive(.responses(CQLBackendErrors.reply(to: entry, code: .overloaded, message: message,
+                                                                         allocator: allocator)))
+            }
+            return
+        }
+        let slot = Int(stream)
+        if slot >= table.count {
+            table.append(contentsOf: repeatElement(nil, count: max(slot + 1 - table.count, min(table.count, 4096), 16)))
+        }
+        table[slot] = entry
+        order.append(entry)
+        count += 1
+    }
+
+    func requestsWritten() {}
+
+    var oldestSentAtCheck: Int? {
+        while let first = order.first, first.settled { order.removeFirst() }
+        return order.first?.sentAtCheck
+    }
+
+    func oldestMayWaitIndefinitely() -> Bool { false }
+
+    func settleAll(on eventLoop: EventLoop, _ outcome: @escaping (Int) -> ChainOutcome) {
+        guard count > 0 else { return }
+        let settled = table.compactMap { $0 }
+        for entry in settled { entry.settled = true }
+        table.removeAll(keepingCapacity: true)
+        order.removeAll(keepingCapacity: true)
+        ids.reset()
+        count = 0
+        eventLoop.execute { [allocator] in
+            for entry in settled {
+                entry.receiver.receive(.responses(CQLBackendErrors.reply(to: entry, outcome: outcome(1), allocator: allocator)))
+            }
+        }
+    }
+
+    /// The requests in flight stay until settled (their stream ids with them).
+    func connectionLost() {}
+
+    // MARK: replies
+
+    func beginRead(_ buffer: ByteBuffer) {}
+    func endRead() {}
+
+    func frameArrived(_ frame: ByteBuffer, start: Int) -> BackendReplyOutcome {
+        guard let reply = CQLWireFrame(frame) else { return .outOfStep("a frame shorter than its header") }
+        let stream = reply.stream
+        if stream < 0 {
+            if reply.opcodeByte == CQLOpcode.event.rawValue { events?(frame) }
+            return .accepted
+        }
+        guard Int(stream) < table.count, let entry = table[Int(stream)] else {
+            return .outOfStep("a reply on stream \(stream), which no request is waiting on")
+        }
+        table[Int(stream)] = nil
+        ids.release(stream)
+        entry.settled = true
+        count -= 1
+        if reply.opcodeByte == CQLOpcode.error.rawValue, !entry.isRetry, reply.errorCode == .unprepared,
+           let id = Self.unpreparedID(reply), let unprepared, unprepared(entry, id) {
+            return .accepted
+        }
+        if entry.opcode == CQLOpcode.prepare.rawValue, reply.resultKind == .prepared {
+            record(reply, preparedBy: entry)
+        }
+        let bytes = reply.stream == entry.clientStream ? frame : reply.withStream(entry.clientStream)
+        entry.receiver.receive(.responses(Batch(kind: Batch.responses, protocolID: Batch.cql, messages: [bytes])))
+        return .accepted
+    }
+
+    /// The statement id an UNPREPARED error names.
+    static func unpreparedID(_ reply: CQLWireFrame) -> [UInt8]? {
+        guard let version = reply.version, let message = reply.message(),
+              let error = try? CQLErrorMessage(message: message, version: version),
+              case .unprepared(let id) = error.details else { return nil }
+        return Array(buffer: id)
+    }
+
+    /// Records the id of a RESULT Prepared with the text of the PREPARE it answers.
+    private func record(_ reply: CQLWireFrame, preparedBy entry: Pending) {
+        guard let version = reply.version, let message = reply.message(),
+              case .prepared(let prepared)? = try? CQLResult(message: message, version: version),
+              let request = CQLWireFrame(entry.request), let requestBody = request.message(),
+              let prepare = try? CQLPrepareRequest(message: requestBody, version: version)
+        else { return }
+        registry.record(id: Array(buffer: prepared.id),
+                        .init(query: prepare.queryText, keyspace: prepare.keyspace ?? keyspace))
+    }
+}

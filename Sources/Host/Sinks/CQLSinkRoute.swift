@@ -1,0 +1,315 @@
+import NIOCore
+
+/// How one client reaches one Cassandra sink. Its requests share the event loop's connections to
+/// the backend: one per protocol version (the client's) and keyspace (the client's `USE`), where
+/// Sluice gives every request a stream id of its own (`CQLStreamPairing`). The client's state is
+/// kept here, not on a connection:
+/// - `USE ks` goes to the connection of keyspace `ks` (opened with `USE ks` in its handshake), and
+///   the backend's answer (SET_KEYSPACE, or its error) goes to the client; on success the client's
+///   later requests go to that connection.
+/// - REGISTER goes to the sink's event connection; its EVENT frames reach this client only for the
+///   types it registered (`CQLEventFanOut`), through the session's push callback.
+/// - Prepared statements are the backend's (ids are global there); the connections record them
+///   and re-prepare on UNPREPARED (`CQLStreamPairing`, `CQLReprepare`).
+final class CQLSinkRoute: BackendRoute {
+    private let plan: SinkPlan
+    private var sinkIndex: Int
+    private unowned let session: ChainSession
+    /// The client's keyspace (its last successful USE).
+    private var keyspace: String?
+    /// The credentials the client signed in with, passed through (`auth: passthrough`); nil: the
+    /// sink's own are used.
+    private var identity: CQLIdentity?
+    /// The connection of the client's version and keyspace, looked up when either changes.
+    private var current: CQLSinkConnection?
+    private var currentVersion: CQLVersion?
+    private var events: CQLEventFanOut?
+    private var closed = false
+
+    init(plan: SinkPlan, sinkIndex: Int, session: ChainSession) {
+        self.plan = plan
+        self.sinkIndex = sinkIndex
+        self.session = session
+    }
+
+    func sharedBatchCompleted() {}
+
+    var hasDedicatedConnection: Bool { false }
+
+    func renumber(_ index: Int) {
+        sinkIndex = index
+        current = nil
+    }
+
+    func close() {
+        closed = true
+        events?.unsubscribe(self)
+        events = nil
+        current = nil
+    }
+
+    // MARK: requests
+
+    func send(_ batch: Batch, receiver: ResponseReceiver) {
+        guard batch.count == 1 else {
+            sendEach(batch, receiver: receiver)
+            return
+        }
+        let bytes = batch.messages[0]
+        guard let frame = CQLWireFrame(bytes), !frame.isResponse, let version = frame.version, version >= .v4,
+              frame.bodyLength == bytes.readableBytes - CQLFrameHeader.size
+        else {
+            answer(receiver, CQLBackendErrors.frame(stream: CQLWireFrame(bytes)?.stream ?? 0, version: .v4,
+                                                    code: .protocolError, message: "sluice: not a whole CQL v4/v5 request frame",
+                                                    allocator: session.allocator))
+            return
+        }
+        switch CQLOpcode(rawValue: frame.opcodeByte) {
+        case .query?:
+            if let use = Self.useKeyspace(frame) {
+                self.use(use, frame: frame, version: version, receiver: receiver)
+                return
+            }
+        case .register?:
+            register(frame, version: version, receiver: receiver)
+            return
+        case .startup?:
+            // The source answers the client's STARTUP; one reaching a sink (a transform built it)
+            // is answered as the backend's connections already did it.
+            answer(receiver, Batch(kind: Batch.responses, protocolID: Batch.cql, messages: [
+                CQLFrameBuilder.frame(version: version, isResponse: true, stream: frame.stream, opcode: .ready,
+                                      allocator: session.allocator) { _ in }]))
+            return
+        case .authResponse?:
+            signIn(frame, version: version, receiver: receiver)
+            return
+        default:
+            break
+        }
+        connection(version: version).send(Self.wireBatch(bytes), receiver: receiver)
+    }
+
+    /// A batch of several frames (a transform's): each goes on its own, the replies are joined.
+    private func sendEach(_ batch: Batch, receiver: ResponseReceiver) {
+        guard batch.count > 0 else {
+            answer(receiver, Batch(kind: Batch.responses, protocolID: Batch.cql))
+            return
+        }
+        let joined = CQLJoinedReplies(count: batch.count, receiver: receiver)
+        for i in 0..<batch.count {
+            send(Batch(kind: Batch.requests, protocolID: Batch.cql, messages: [batch.messages[i]]),
+                 receiver: joined.part(i))
+        }
+    }
+
+    /// The batch a connection writes for `frame` (the pairing rewrites its header in place).
+    @inline(__always)
+    static func wireBatch(_ frame: ByteBuffer) -> Batch {
+        Batch(kind: Batch.requests, protocolID: Batch.cql, messages: [frame])
+    }
+
+    private func answer(_ receiver: ResponseReceiver, _ batch: Batch) {
+        session.eventLoop.execute { receiver.receive(.responses(batch)) }
+    }
+
+    /// The shared connection for the client's version and keyspace.
+    @inline(__always)
+    private func connection(version: CQLVersion) -> CQLSinkConnection {
+        if let current, currentVersion == version { return current }
+        let found = connection(version: version, keyspace: keyspace)
+        current = found
+        currentVersion = version
+        return found
+    }
+
+    private func connection(version: CQLVersion, keyspace: String?) -> CQLSinkConnection {
+        session.plan.sharedConnections.cqlConnection(sink: sinkIndex, plan: plan, on: session.eventLoop,
+                                                     version: version, keyspace: keyspace, identity: identity)
+    }
+
+    // MARK: USE
+
+    /// The keyspace of a QUERY that is a `USE` statement (nil for any other QUERY). Only texts
+    /// that can start with USE (after spaces or a comment) are classified.
+    static func useKeyspace(_ frame: CQLWireFrame) -> String? {
+        guard let message = frame.message(), let length = message.getInteger(at: message.readerIndex, as: Int32.self),
+              length > 0, Int(length) <= message.readableBytes - 4 else { return nil }
+        let text = message.getSlice(at: message.readerIndex + 4, length: Int(length))!
+        let first = text.readableBytesView.first { $0 != 32 && $0 != 9 && $0 != 10 && $0 != 13 }
+        guard let first, first | 0x20 == UInt8(ascii: "u") || first == UInt8(ascii: "/") || first == UInt8(ascii: "-") else {
+            return nil
+        }
+        let statement = CQLStatement.classify(text)
+        guard statement.kind == .use else { return nil }
+        return statement.keyspace
+    }
+
+    /// Sends the client's USE on the connection of that keyspace (whose handshake USEs it): the
+    /// client gets the backend's SET_KEYSPACE or its error, and on success its later requests go there.
+    private func use(_ keyspace: String, frame: CQLWireFrame, version: CQLVersion, receiver: ResponseReceiver) {
+        let target = connection(version: version, keyspace: keyspace)
+        target.send(Self.wireBatch(frame.bytes), receiver: CQLUseOutcome(route: self, keyspace: keyspace, version: version,
+                                                                        connection: target, receiver: receiver))
+    }
+
+    fileprivate func used(_ keyspace: String, version: CQLVersion, connection: CQLSinkConnection) {
+        guard !closed else { return }
+        self.keyspace = keyspace
+        current = connection
+        currentVersion = version
+    }
+
+    // MARK: pass-through authentication
+
+    /// The client's AUTH_RESPONSE (its source passes authentication through): the backend is
+    /// asked with the client's credentials, on a connection opened with them (an OPTIONS request
+    /// there makes it connect and sign in). Accepted: the client gets AUTH_SUCCESS and from then on
+    /// its requests go on connections signed in with its credentials; refused: it gets the backend's
+    /// error (BAD_CREDENTIALS…), and the sink is not backed off.
+    private func signIn(_ frame: CQLWireFrame, version: CQLVersion, receiver: ResponseReceiver) {
+        guard let message = frame.message(), let token = try? CQLAuthToken(message: message), let bytes = token.token,
+              let identity = CQLIdentity(token: Array(buffer: bytes)) else {
+            answer(receiver, CQLBackendErrors.frame(stream: frame.stream, version: version, code: .badCredentials,
+                                                    message: "Authentication failed: expected a SASL PLAIN token",
+                                                    allocator: session.allocator))
+            return
+        }
+        let target = session.plan.sharedConnections.cqlConnection(sink: sinkIndex, plan: plan, on: session.eventLoop,
+                                                                  version: version, keyspace: keyspace, identity: identity)
+        let options = CQLFrameBuilder.frame(version: version, isResponse: false, stream: frame.stream, opcode: .options,
+                                            allocator: session.allocator) { _ in }
+        target.send(Self.wireBatch(options), receiver: CQLSignInOutcome(route: self, identity: identity, version: version,
+                                                                        stream: frame.stream, receiver: receiver))
+    }
+
+    fileprivate func signedIn(_ identity: CQLIdentity) {
+        guard !closed else { return }
+        self.identity = identity
+        current = nil
+        if let events {
+            events.unsubscribe(self)
+            self.events = nil
+        }
+    }
+
+    // MARK: REGISTER / EVENT
+
+    /// The client's REGISTER goes to the sink's event connection for its version (the backend's
+    /// READY answers it); from then on the events of those types reach this client.
+    private func register(_ frame: CQLWireFrame, version: CQLVersion, receiver: ResponseReceiver) {
+        guard let message = frame.message(), let request = try? CQLRegisterRequest(message: message) else {
+            answer(receiver, CQLBackendErrors.frame(stream: frame.stream, version: version, code: .protocolError,
+                                                    message: "sluice: malformed REGISTER", allocator: session.allocator))
+            return
+        }
+        let (connection, fanOut) = session.plan.sharedConnections.cqlEventConnection(
+            sink: sinkIndex, plan: plan, on: session.eventLoop, version: version, identity: identity)
+        if let events, events !== fanOut { events.unsubscribe(self) }
+        fanOut.subscribe(self, types: request.eventTypes)
+        events = fanOut
+        connection.send(Self.wireBatch(frame.bytes), receiver: receiver)
+    }
+
+    /// An EVENT of a type this client registered for (stream -1, the client's version).
+    func deliverEvent(_ frame: ByteBuffer) {
+        guard !closed else { return }
+        session.deliverPush(frame)
+    }
+}
+
+/// Passes on the reply to a client's USE, and moves the client to that keyspace when it succeeded.
+private final class CQLUseOutcome: ResponseReceiver {
+    private let route: CQLSinkRoute
+    private let keyspace: String
+    private let version: CQLVersion
+    private let connection: CQLSinkConnection
+    private let receiver: ResponseReceiver
+
+    init(route: CQLSinkRoute, keyspace: String, version: CQLVersion, connection: CQLSinkConnection,
+         receiver: ResponseReceiver) {
+        self.route = route
+        self.keyspace = keyspace
+        self.version = version
+        self.connection = connection
+        self.receiver = receiver
+    }
+
+    func receive(_ outcome: ChainOutcome) {
+        if case .responses(let batch) = outcome, batch.count == 1,
+           CQLWireFrame(batch.messages[0])?.resultKind == .setKeyspace {
+            route.used(keyspace, version: version, connection: connection)
+        }
+        receiver.receive(outcome)
+    }
+}
+
+/// Answers a passed-through AUTH_RESPONSE: AUTH_SUCCESS once the backend served a request on a
+/// connection signed in with the client's credentials, or the backend's refusal.
+private final class CQLSignInOutcome: ResponseReceiver {
+    private let route: CQLSinkRoute
+    private let identity: CQLIdentity
+    private let version: CQLVersion
+    private let stream: Int16
+    private let receiver: ResponseReceiver
+
+    init(route: CQLSinkRoute, identity: CQLIdentity, version: CQLVersion, stream: Int16, receiver: ResponseReceiver) {
+        self.route = route
+        self.identity = identity
+        self.version = version
+        self.stream = stream
+        self.receiver = receiver
+    }
+
+    func receive(_ outcome: ChainOutcome) {
+        guard case .responses(let batch) = outcome, batch.count == 1,
+              CQLWireFrame(batch.messages[0])?.opcodeByte == CQLOpcode.supported.rawValue else {
+            receiver.receive(outcome)
+            return
+        }
+        route.signedIn(identity)
+        let success = CQLFrameBuilder.frame(version: version, isResponse: true, stream: stream, opcode: .authSuccess) {
+            $0.writeCQLBytes(nil)
+        }
+        receiver.receive(.responses(Batch(kind: Batch.responses, protocolID: Batch.cql, messages: [success])))
+    }
+}
+
+/// Joins the replies of frames sent one by one into one response batch, in the order of the requests.
+final class CQLJoinedReplies {
+    private let receiver: ResponseReceiver
+    private var replies: [ByteBuffer?]
+    private var missing: Int
+
+    init(count: Int, receiver: ResponseReceiver) {
+        self.receiver = receiver
+        replies = Array(repeating: nil, count: count)
+        missing = count
+    }
+
+    func part(_ index: Int) -> ResponseReceiver { Part(joined: self, index: index) }
+
+    fileprivate func received(_ outcome: ChainOutcome, part index: Int) {
+        guard missing > 0 else { return }
+        switch outcome {
+        case .failed(let message):
+            missing = 0
+            receiver.receive(.failed(message))
+        case .responses(let batch):
+            replies[index] = batch.messages.first ?? ByteBuffer()
+            missing -= 1
+            if missing == 0 {
+                receiver.receive(.responses(Batch(kind: Batch.responses, protocolID: Batch.cql, messages: replies.map { $0! })))
+            }
+        }
+    }
+
+    private final class Part: ResponseReceiver {
+        let joined: CQLJoinedReplies
+        let index: Int
+        init(joined: CQLJoinedReplies, index: Int) {
+            self.joined = joined
+            self.index = index
+        }
+        func receive(_ outcome: ChainOutcome) { joined.received(outcome, part: index) }
+    }
+}

@@ -1,0 +1,374 @@
+import Foundation
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import XCTest
+@testable import SluiceHost
+
+/// The `cassandra` sink against the real CQL test backend (Tests/cql/backend, Python, independent
+/// of Sluice's codec): clients' routes (`CQLSinkRoute` through `ChainSession.sink`) share the event
+/// loop's backend connections, stream ids remapped, USE, re-prepare, events, dead/hanging/garbage
+/// backends. Requests are frames made by `CQLFrameBuilder`, as a CQL source hands them over.
+final class CQLSinkBackendTests: XCTestCase {
+    private var group: MultiThreadedEventLoopGroup!
+    private var backends: [Process] = []
+
+    override func setUp() {
+        group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+    }
+
+    override func tearDown() {
+        for backend in backends where backend.isRunning {
+            backend.terminate()
+            backend.waitUntilExit()
+        }
+        try? group.syncShutdownGracefully()
+    }
+
+    // MARK: helpers
+
+    private static func freePort() -> Int {
+        let socket = try! ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton).bind(host: "127.0.0.1", port: 0).wait()
+        let port = socket.localAddress!.port!
+        try! socket.close().wait()
+        return port
+    }
+
+    /// Starts the test backend; returns its port.
+    @discardableResult
+    private func startBackend(_ arguments: [String] = []) throws -> (port: Int, process: Process) {
+        let port = Self.freePort()
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["python3", "-m", "Tests.cql.backend", "--port", "\(port)"] + arguments
+        process.currentDirectoryURL = CQLDriverVectors.repositoryRoot
+        let output = Pipe()
+        process.standardOutput = output
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        backends.append(process)
+        // It prints its address once listening.
+        var line = Data()
+        while !String(decoding: line, as: UTF8.self).contains("listening") {
+            let chunk = output.fileHandleForReading.availableData
+            if chunk.isEmpty { throw NSError(domain: "backend", code: 1, userInfo: [NSLocalizedDescriptionKey: "backend exited"]) }
+            line.append(chunk)
+        }
+        return (port, process)
+    }
+
+    private func sinkPlan(port: Int, credentials: SluiceConfig.Credentials? = nil, replyTimeout: Int64 = 5000) -> SinkPlan {
+        var plan = SinkPlan(name: "cass", host: "127.0.0.1", port: port, connectTimeoutMilliseconds: 1000,
+                            replyTimeoutMilliseconds: replyTimeout, maxFrameBytes: 1 << 28, authCommand: nil, tls: nil)
+        plan.protocolKind = .cql
+        plan.cqlCredentials = credentials
+        return plan
+    }
+
+    /// A client session whose main chain is the sink alone.
+    private func session(_ runtime: RuntimePlan) throws -> ChainSession {
+        let loop = group.next()
+        return try loop.submit {
+            ChainSession(eventLoop: loop, allocator: ByteBufferAllocator(), plan: runtime, clientAddress: "test", mainChain: 0)
+        }.wait()
+    }
+
+    private func runtime(_ plan: SinkPlan) -> RuntimePlan {
+        RuntimePlan(chains: [ChainPlan(name: "c", steps: [.sink(0)])], sinks: [plan])
+    }
+
+    private final class Collect: ResponseReceiver {
+        let promise: EventLoopPromise<ByteBuffer>
+        init(_ promise: EventLoopPromise<ByteBuffer>) { self.promise = promise }
+        func receive(_ outcome: ChainOutcome) {
+            switch outcome {
+            case .responses(let batch) where batch.count == 1: promise.succeed(batch.messages[0])
+            case .responses(let batch): promise.fail(NSError(domain: "\(batch.count) replies", code: 1))
+            case .failed(let message): promise.fail(NSError(domain: message, code: 2))
+            }
+        }
+    }
+
+    /// Sends `frame` through the session's route to sink 0; the future has the reply frame.
+    private func send(_ frame: ByteBuffer, _ session: ChainSession) -> EventLoopFuture<ByteBuffer> {
+        let promise = session.eventLoop.makePromise(of: ByteBuffer.self)
+        session.eventLoop.execute {
+            session.sink(0).send(Batch(kind: Batch.requests, protocolID: Batch.cql, messages: [frame]),
+                                 receiver: Collect(promise))
+        }
+        return promise.futureResult
+    }
+
+    private func query(_ text: String, _ session: ChainSession, stream: Int16 = 1, version: CQLVersion = .v5) throws -> CQLWireFrame {
+        let reply = try send(CQLFrameBuilder.query(version: version, stream: stream, query: text), session)
+            .wait(timeout: .seconds(10))
+        return try XCTUnwrap(CQLWireFrame(reply))
+    }
+
+    private func errorMessage(_ frame: CQLWireFrame) -> String {
+        CQLBackend.errorText(frame)
+    }
+
+    private func prepare(_ text: String, _ session: ChainSession, version: CQLVersion = .v5) throws -> ByteBuffer {
+        let frame = CQLFrameBuilder.frame(version: version, isResponse: false, stream: 3, opcode: .prepare) { body in
+            body.writeCQLLongString(text)
+            if version.hasV5Messages { body.writeInteger(Int32(0)) }
+        }
+        let reply = try XCTUnwrap(CQLWireFrame(try send(frame, session).wait(timeout: .seconds(10))))
+        XCTAssertEqual(reply.resultKind, .prepared, errorMessage(reply))
+        guard case .prepared(let prepared)? = try? CQLResult(message: reply.message()!, version: version) else {
+            throw NSError(domain: "not prepared", code: 1)
+        }
+        return prepared.id
+    }
+
+    private func execute(_ id: ByteBuffer, _ session: ChainSession, stream: Int16, version: CQLVersion = .v5) throws -> CQLWireFrame {
+        let frame = CQLFrameBuilder.frame(version: version, isResponse: false, stream: stream, opcode: .execute) { body in
+            body.writeCQLShortBytes(id)
+            if version.hasV5Messages { body.writeCQLShortBytes(ByteBuffer()) }
+            body.writeInteger(CQLConsistency.one.rawValue)
+            CQLQueryFlags().write(to: &body, version: version)
+        }
+        return try XCTUnwrap(CQLWireFrame(try send(frame, session).wait(timeout: .seconds(10))))
+    }
+
+    private func backendStat(_ name: String, _ session: ChainSession) throws -> Int64 {
+        let reply = try query("TESTBACKEND STATS", session)
+        guard case .rows(let rows)? = try? CQLResult(message: reply.message()!, version: .v5) else { return -1 }
+        var cursor = rows.makeCursor()
+        while cursor.nextRow() {
+            let key = cursor.nextCell().flatMap { $0 }.map { String(buffer: $0) }
+            let value = cursor.nextCell().flatMap { $0 }.flatMap { $0.getInteger(at: $0.readerIndex, as: Int64.self) }
+            if key == name { return value ?? -1 }
+        }
+        return -1
+    }
+
+    // MARK: tests
+
+    /// Two clients numbering their streams alike share one backend connection per version; every
+    /// reply carries its client's own stream id, and a slow query delays none of the others.
+    func testClientsShareConnectionsAndKeepTheirStreamIDs() throws {
+        let (port, _) = try startBackend()
+        let runtime = runtime(sinkPlan(port: port))
+        let a = try session(runtime), b = try session(runtime)
+        for version in [CQLVersion.v4, .v5] {
+            let slow = send(CQLFrameBuilder.query(version: version, stream: 999, query: "TESTBACKEND SLEEP 1500"), a)
+            var futures: [(Int16, EventLoopFuture<ByteBuffer>)] = []
+            for stream in Int16(0)..<300 {
+                for client in [a, b] {
+                    futures.append((stream, send(CQLFrameBuilder.query(version: version, stream: stream,
+                                                                       query: "SELECT release_version FROM system.local"), client)))
+                }
+            }
+            for (stream, future) in futures {
+                let reply = try XCTUnwrap(CQLWireFrame(try future.wait(timeout: .seconds(10))))
+                XCTAssertEqual(reply.stream, stream)
+                XCTAssertEqual(reply.rawVersion, version.rawValue)
+                XCTAssertEqual(reply.resultKind, .rows)
+            }
+            // Every fast reply came while the slow query was still running.
+            XCTAssertFalse(slow.isFulfilledForTest, "v\(version.rawValue)")
+            XCTAssertEqual(CQLWireFrame(try slow.wait(timeout: .seconds(10)))?.stream, 999)
+        }
+        // One connection per version (shared by both clients), and nothing else.
+        XCTAssertEqual(try backendStat("connections", a), 2)
+    }
+
+    /// USE goes to a connection of that keyspace and answers with the backend's SET_KEYSPACE; the
+    /// client's unqualified statements then run there, another client's do not; USE of a keyspace
+    /// that does not exist gets the backend's error on the client's stream.
+    func testUseKeyspaceIsPerClient() throws {
+        let (port, _) = try startBackend()
+        let runtime = runtime(sinkPlan(port: port))
+        let a = try session(runtime), b = try session(runtime)
+        XCTAssertNil(try query("CREATE KEYSPACE ks1 WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}", a).errorCode)
+        let use = try query("USE ks1", a, stream: 42)
+        XCTAssertEqual(use.stream, 42)
+        XCTAssertEqual(use.resultKind, .setKeyspace, errorMessage(use))
+        XCTAssertNil(try query("CREATE TABLE t (k int PRIMARY KEY, v text)", a).errorCode)
+        XCTAssertNil(try query("INSERT INTO t (k, v) VALUES (1, 'one')", a).errorCode)
+        XCTAssertEqual(try query("SELECT v FROM t WHERE k = 1", a).resultKind, .rows)
+        let other = try query("SELECT v FROM t WHERE k = 1", b, stream: 7)
+        XCTAssertEqual(other.errorCode, .invalid, "no keyspace for the client that did not USE it")
+        XCTAssertEqual(other.stream, 7)
+        let missing = try query("USE nosuch", b, stream: 8)
+        XCTAssertEqual(missing.errorCode, .invalid)
+        XCTAssertEqual(missing.stream, 8)
+        XCTAssertTrue(errorMessage(missing).contains("nosuch"), errorMessage(missing))
+        // b stays without a keyspace; a keeps its own.
+        XCTAssertEqual(try query("SELECT v FROM t WHERE k = 1", b).errorCode, .invalid)
+        XCTAssertEqual(try query("SELECT v FROM t WHERE k = 1", a).resultKind, .rows)
+    }
+
+    /// A statement prepared by one client runs from another; after the backend forgot every prepared
+    /// statement, EXECUTE is prepared again from the recorded text and retried: the client never
+    /// sees UNPREPARED (v4 and v5).
+    func testUnpreparedIsAnsweredByRepreparing() throws {
+        let (port, _) = try startBackend()
+        let runtime = runtime(sinkPlan(port: port))
+        let a = try session(runtime), b = try session(runtime)
+        XCTAssertNil(try query("CREATE KEYSPACE ks WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}", a).errorCode)
+        XCTAssertNil(try query("CREATE TABLE ks.t (k int PRIMARY KEY, v text)", a).errorCode)
+        XCTAssertNil(try query("INSERT INTO ks.t (k, v) VALUES (1, 'one')", a).errorCode)
+        for version in [CQLVersion.v4, .v5] {
+            let id = try prepare("SELECT v FROM ks.t WHERE k = 1", a, version: version)
+            XCTAssertEqual(try execute(id, b, stream: 11, version: version).resultKind, .rows)
+            XCTAssertEqual(try query("TESTBACKEND FORGET PREPARED", a).resultKind, .void)
+            let retried = try execute(id, b, stream: 12, version: version)
+            XCTAssertEqual(retried.stream, 12)
+            XCTAssertEqual(retried.resultKind, .rows, "v\(version.rawValue): \(errorMessage(retried))")
+        }
+        XCTAssertEqual(try backendStat("unprepared", a), 2, "the backend did answer UNPREPARED, to Sluice")
+        // An id nobody prepared through Sluice: the backend's UNPREPARED reaches the client.
+        let unknown = try execute(ByteBuffer(bytes: [1, 2, 3, 4]), b, stream: 13)
+        XCTAssertEqual(unknown.errorCode, .unprepared)
+        XCTAssertEqual(unknown.stream, 13)
+    }
+
+    /// REGISTER is answered READY by the backend; EVENT frames reach only the clients that
+    /// registered for that type, with stream -1.
+    func testEventsReachOnlyRegisteredClients() throws {
+        let (port, _) = try startBackend()
+        let runtime = runtime(sinkPlan(port: port))
+        let schema = try session(runtime), status = try session(runtime), none = try session(runtime)
+        var pushes: [String: [ByteBuffer]] = [:]
+        let lock = NSLock()
+        for (name, s) in [("schema", schema), ("status", status), ("none", none)] {
+            try s.eventLoop.submit {
+                s.onPush = { bytes, _ in lock.lock(); pushes[name, default: []].append(bytes); lock.unlock() }
+            }.wait()
+        }
+        for (s, types) in [(schema, ["SCHEMA_CHANGE"]), (status, ["STATUS_CHANGE", "TOPOLOGY_CHANGE"])] {
+            let register = CQLFrameBuilder.frame(version: .v5, isResponse: false, stream: 5, opcode: .register) {
+                $0.writeCQLStringList(types)
+            }
+            let ready = try XCTUnwrap(CQLWireFrame(try send(register, s).wait(timeout: .seconds(10))))
+            XCTAssertEqual(ready.opcodeByte, CQLOpcode.ready.rawValue)
+            XCTAssertEqual(ready.stream, 5)
+        }
+        XCTAssertNil(try query("CREATE KEYSPACE evks WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}", none).errorCode)
+        XCTAssertNil(try query("TESTBACKEND EVENT STATUS_CHANGE UP '127.0.0.9'", none).errorCode)
+        let deadline = Date().addingTimeInterval(5)
+        while Date() < deadline {
+            lock.lock(); let done = pushes["schema"]?.count == 1 && pushes["status"]?.count == 1; lock.unlock()
+            if done { break }
+            Thread.sleep(forTimeInterval: 0.02)
+        }
+        lock.lock(); defer { lock.unlock() }
+        XCTAssertEqual(pushes["schema"].map { $0.compactMap { CQLEventFanOut.eventType($0) } }, ["SCHEMA_CHANGE"])
+        XCTAssertEqual(pushes["status"].map { $0.compactMap { CQLEventFanOut.eventType($0) } }, ["STATUS_CHANGE"])
+        XCTAssertNil(pushes["none"])
+        XCTAssertEqual(pushes["schema"]?.first.flatMap { CQLWireFrame($0)?.stream }, -1)
+    }
+
+    /// The sink's credentials answer PasswordAuthenticator and DSE's challenge; wrong ones fail
+    /// the requests with an ERROR (the backend's refusal), never a hang.
+    func testSinkCredentials() throws {
+        for authenticator in ["password", "dse"] {
+            let (port, _) = try startBackend(["--user", "u:secret", "--authenticator", authenticator])
+            let good = try session(runtime(sinkPlan(port: port, credentials: .init(username: "u", password: "secret"))))
+            XCTAssertEqual(try query("SELECT release_version FROM system.local", good).resultKind, .rows, authenticator)
+            let bad = try session(runtime(sinkPlan(port: port, credentials: .init(username: "u", password: "wrong"))))
+            let refused = try query("SELECT release_version FROM system.local", bad, stream: 9)
+            XCTAssertEqual(refused.stream, 9)
+            XCTAssertEqual(refused.errorCode, .overloaded)
+            XCTAssertTrue(errorMessage(refused).contains("BAD_CREDENTIALS"), errorMessage(refused))
+            let none = try session(runtime(sinkPlan(port: port)))
+            let noCredentials = try query("SELECT release_version FROM system.local", none, stream: 10)
+            XCTAssertTrue(errorMessage(noCredentials).contains("requires authentication"), errorMessage(noCredentials))
+        }
+    }
+
+    /// Pass-through authentication: a client's AUTH_RESPONSE signs in to the backend with the
+    /// client's own credentials (AUTH_SUCCESS from the sink once the backend accepted them) and its
+    /// requests then go on connections signed in with them; wrong credentials get the backend's
+    /// BAD_CREDENTIALS, and back nothing off for the other clients.
+    func testPassThroughSignIn() throws {
+        let (port, _) = try startBackend(["--user", "alice:wonder", "--user", "bob:builder"])
+        let runtime = runtime(sinkPlan(port: port))
+        func authResponse(_ user: String, _ password: String, stream: Int16) -> ByteBuffer {
+            CQLFrameBuilder.frame(version: .v5, isResponse: false, stream: stream, opcode: .authResponse) {
+                $0.writeCQLBytes([0] + Array(user.utf8) + [0] + Array(password.utf8))
+            }
+        }
+        let alice = try session(runtime), mallory = try session(runtime), bob = try session(runtime)
+        let refused = try XCTUnwrap(CQLWireFrame(try send(authResponse("alice", "guess", stream: 2), mallory).wait(timeout: .seconds(10))))
+        XCTAssertEqual(refused.stream, 2)
+        XCTAssertEqual(refused.errorCode, .badCredentials, errorMessage(refused))
+        let accepted = try XCTUnwrap(CQLWireFrame(try send(authResponse("alice", "wonder", stream: 3), alice).wait(timeout: .seconds(10))))
+        XCTAssertEqual(accepted.stream, 3)
+        XCTAssertEqual(accepted.opcodeByte, CQLOpcode.authSuccess.rawValue, errorMessage(accepted))
+        XCTAssertEqual(try query("SELECT release_version FROM system.local", alice).resultKind, .rows)
+        XCTAssertEqual(CQLWireFrame(try send(authResponse("bob", "builder", stream: 4), bob).wait(timeout: .seconds(10)))?.opcodeByte,
+                       CQLOpcode.authSuccess.rawValue)
+        XCTAssertEqual(try query("SELECT release_version FROM system.local", bob).resultKind, .rows)
+        // The refused client is not signed in: its requests use the sink's (missing) credentials.
+        XCTAssertNotNil(try query("SELECT release_version FROM system.local", mallory).errorCode)
+    }
+
+    /// No backend listening: requests get OVERLOADED on their own streams at once, and the sink
+    /// backs off (the second request fails without a connect).
+    func testDeadBackendAnswersOverloaded() throws {
+        let s = try session(runtime(sinkPlan(port: Self.freePort())))
+        let first = try query("SELECT * FROM system.local", s, stream: 21)
+        XCTAssertEqual(first.stream, 21)
+        XCTAssertEqual(first.errorCode, .overloaded, errorMessage(first))
+        let second = try query("SELECT * FROM system.local", s, stream: 22)
+        XCTAssertEqual(second.stream, 22)
+        XCTAssertTrue(errorMessage(second).contains("next attempt in"), errorMessage(second))
+    }
+
+    /// A backend that accepts and never answers STARTUP, or stops answering a query: the requests
+    /// get an ERROR within the reply timeout.
+    func testHangingBackendTimesOut() throws {
+        let (port, _) = try startBackend(["--stall-startup"])
+        let s = try session(runtime(sinkPlan(port: port, replyTimeout: 300)))
+        let stalled = try query("SELECT * FROM system.local", s, stream: 31)
+        XCTAssertEqual(stalled.stream, 31)
+        XCTAssertNotNil(stalled.errorCode, "an ERROR frame")
+        XCTAssertTrue(errorMessage(stalled).contains("STARTUP"), errorMessage(stalled))
+
+        let (live, _) = try startBackend()
+        let t = try session(runtime(sinkPlan(port: live, replyTimeout: 300)))
+        let slow = try query("TESTBACKEND SLEEP 3000", t, stream: 32)
+        XCTAssertEqual(slow.stream, 32)
+        XCTAssertEqual(slow.errorCode, .serverError)
+        XCTAssertTrue(errorMessage(slow).contains("did not reply") || errorMessage(slow).contains("no reply"), errorMessage(slow))
+        XCTAssertEqual(try query("SELECT * FROM system.local", t).resultKind, .rows, "a new connection serves the next request")
+    }
+
+    /// Garbage from the backend fails the requests in flight with SERVER_ERROR; the next request
+    /// opens a new connection.
+    func testGarbageFromBackend() throws {
+        let (port, _) = try startBackend()
+        let s = try session(runtime(sinkPlan(port: port)))
+        let garbage = try query("TESTBACKEND GARBAGE", s, stream: 41)
+        XCTAssertEqual(garbage.stream, 41)
+        XCTAssertEqual(garbage.errorCode, .serverError, errorMessage(garbage))
+        XCTAssertEqual(try query("SELECT * FROM system.local", s).resultKind, .rows)
+    }
+}
+
+private extension EventLoopFuture {
+    var isFulfilledForTest: Bool {
+        (try? eventLoop.submit { () -> Bool in
+            var done = false
+            self.whenComplete { _ in done = true }
+            return done
+        }.wait()) ?? false
+    }
+
+    func wait(timeout: TimeAmount) throws -> Value {
+        let done = DispatchSemaphore(value: 0)
+        let result = NIOLockedValueBox<Result<Value, Error>?>(nil)
+        whenComplete { outcome in
+            result.withLockedValue { $0 = outcome }
+            done.signal()
+        }
+        guard done.wait(timeout: .now() + .nanoseconds(Int(timeout.nanoseconds))) == .success else {
+            throw NSError(domain: "timed out", code: 3)
+        }
+        return try result.withLockedValue { $0! }.get()
+    }
+}
