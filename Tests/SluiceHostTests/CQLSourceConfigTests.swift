@@ -6,10 +6,10 @@ import XCTest
 final class CQLSourceConfigTests: XCTestCase {
     private func parse(_ sources: String) throws -> SluiceConfig {
         try SluiceConfig.parse("""
-            sinks:
-              primary: { redis: { address: 127.0.0.1:6379 } }
-            chains:
-              main: [ { sink: primary } ]
+            sinks: { primary: { cassandra: { address: 127.0.0.1:9042 } }, rprimary: { redis: { address: 127.0.0.1:6379 } } }
+            # a chain must end at a sink of its source's protocol
+            chains: { main: [ { sink: primary } ], rmain: [ { sink: rprimary } ] }
+            #
             sources:
             \(sources)
             """, file: "/etc/sluice/cql.yaml")
@@ -28,7 +28,7 @@ final class CQLSourceConfigTests: XCTestCase {
 
     func testACassandraSourceWithDefaults() throws {
         let config = try parse("""
-              - redis: { listen: 127.0.0.1:6400, chain: main }
+              - redis: { listen: 127.0.0.1:6400, chain: rmain }
               - cassandra: { listen: 127.0.0.1:9043, chain: main }
             """)
         XCTAssertEqual(config.sources.map(\.kind), [.redis, .cassandra])

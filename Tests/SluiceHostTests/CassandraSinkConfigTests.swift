@@ -73,4 +73,25 @@ final class CassandraSinkConfigTests: XCTestCase {
         XCTAssertTrue(found.first?.hasPrefix("/etc/sluice/test.yaml:5:") == true, "\(found)")
         XCTAssertTrue(found.first?.contains("step 1: sink 'cass' is a cassandra sink") == true, "\(found)")
     }
+
+    /// A Cassandra source's chain that ends at a Redis sink is refused at the sink step; one that
+    /// ends at a Cassandra sink is accepted.
+    func testCassandraSourceNeedsACassandraSink() {
+        let found = errors("""
+            sinks:
+              r: { redis: { address: 127.0.0.1:6379 } }
+              cass: { cassandra: { address: 127.0.0.1:19042 } }
+            chains:
+              wrong:
+                - sink: r
+              right:
+                - sink: cass
+            sources:
+              - cassandra: { listen: 127.0.0.1:9043, chain: wrong }
+              - cassandra: { listen: 127.0.0.1:9044, chain: right }
+            """)
+        XCTAssertEqual(found.count, 1, "\(found)")
+        XCTAssertTrue(found.first?.hasPrefix("/etc/sluice/test.yaml:6:") == true, "\(found)")
+        XCTAssertTrue(found.first?.contains("sink 'r' is a redis sink, but the chain serves a cassandra source") == true, "\(found)")
+    }
 }

@@ -106,8 +106,6 @@ public struct SluiceConfig {
     public var reloadGraceMilliseconds: Int64 = SluiceConfig.defaultReloadGraceMilliseconds
 
     public static let defaultMaxFrameBytes = 512 * 1024 * 1024
-    /// Largest frame a Cassandra sink accepts from its backend unless `max_frame_bytes` says otherwise.
-    public static let defaultCassandraSinkMaxFrameBytes = 256 * 1024 * 1024
     /// Event-loop threads accepted (config `threads`, `sluice run --threads`).
     public static let threadRange = 1...256
     public static let defaultCallDeadlineMilliseconds: Int64 = 60_000
@@ -372,7 +370,7 @@ struct ConfigReader {
 
     /// "redis" or "cassandra".
     private static func protocolName(of source: SluiceConfig.Source) -> String {
-        "redis"
+        source.kind.rawValue
     }
 
     /// `sinks: NAME: { cassandra: { address, connect_timeout_ms, reply_timeout_ms, tls, username,
@@ -387,7 +385,7 @@ struct ConfigReader {
         let timeout = integer(node["connect_timeout_ms"], "connect_timeout_ms", range: 1...600_000) ?? 2000
         let replyTimeout = integer(node["reply_timeout_ms"], "reply_timeout_ms", range: 0...3_600_000) ?? 30_000
         let maxFrame = integer(node["max_frame_bytes"], "max_frame_bytes", range: 1024...(1 << 31))
-            ?? SluiceConfig.defaultCassandraSinkMaxFrameBytes
+            ?? SluiceConfig.defaultCQLMaxFrameBytes
         var sink = SluiceConfig.Sink(name: name, host: host, port: port, connectTimeoutMilliseconds: Int64(timeout),
                                      replyTimeoutMilliseconds: Int64(replyTimeout), maxReplyBytes: maxFrame,
                                      credentials: readCredentials(node, what),
