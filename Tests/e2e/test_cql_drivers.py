@@ -34,7 +34,7 @@ SCYLLA_PYTHON = os.environ.get("SCYLLA_DRIVER_PYTHON",
 # What does not work through Sluice on main yet, by feature (None once it works). Each test names
 # the features it needs; its Sluice run is a strict xfail while one of them is missing here.
 NOT_YET = {
-    "proxy": "issue 13: no `cassandra` sink on main yet (the config is refused)",
+    "proxy": None,
     "shared_connections": None,
     "reprepare_hidden": None,
     "events": None,
@@ -482,7 +482,8 @@ def test_clients_share_backend_connections(target):
     if target.sluice is None:
         assert opened == 50
     else:
-        assert 1 <= opened <= 8, opened
+        # Sluice's shared connections may already be open (the route's own checks used them): 0 new is fine.
+        assert 0 <= opened <= 8, opened
     target.assert_sluice_alive()
 
 

@@ -25,9 +25,6 @@ from cassandra.protocol import (AuthResponseMessage, OptionsMessage, ProtocolHan
 from cassandra.segment import SegmentCodec
 from conftest import Sluice, cql_config
 
-# Until the `cassandra` sink is on main, Sluice refuses these configs: every test must fail (strict),
-# and this mark goes when the sink lands.
-pytestmark = pytest.mark.xfail(strict=True, reason="issue 13: no `cassandra` sink on main yet (config refused)")
 
 OP_ERROR, OP_READY, OP_AUTHENTICATE, OP_SUPPORTED, OP_RESULT, OP_AUTH_SUCCESS = 0x00, 0x02, 0x03, 0x06, 0x08, 0x10
 PROTOCOL_ERROR, BAD_CREDENTIALS, OVERLOADED = 0x000A, 0x0100, 0x1001
