@@ -15,10 +15,6 @@ from cassandra.query import BatchStatement
 from cassandra.policies import RoundRobinPolicy
 from conftest import CQLRawConnection, Sluice
 
-# Until the `cassandra` sink is on main, Sluice refuses these configs: every test must fail (strict),
-# and this mark goes when the sink lands (run against main + the cql-sink branch: 6 passed, 1 xfailed).
-pytestmark = pytest.mark.xfail(strict=True, reason="issue 13: no `cassandra` sink on main yet (config refused)")
-
 SCHEMA = [
     "CREATE KEYSPACE IF NOT EXISTS ks WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}",
     "CREATE TABLE IF NOT EXISTS ks.cold (k int PRIMARY KEY, v text)",
