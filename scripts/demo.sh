@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
-# The main job on loopback: two real redis-servers, Sluice between them and a client with a tee
-# chain (every write goes to both servers, answers come from the primary). A value written through
-# Sluice is then read back from each server directly.
+# The main job on loopback, both protocols through one Sluice:
+# - Redis: two real redis-servers, Sluice between them and a client with a tee chain (every write goes
+#   to both servers, answers come from the primary). A value written through Sluice is then read back
+#   from each server directly.
+# - CQL: the CQL test backend (Tests/cql/backend, a Python test server, not Cassandra) behind a
+#   `cassandra` source and sink; cqlsh runs a few statements through Sluice, and the rows are then
+#   read back from the backend directly.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,10 +14,11 @@ echo "== building sluice and its plugins (release)"
 bash scripts/build.sh build/plugins
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-PRIMARY=$(free_port); SHADOW=$(free_port); PROXY=$(free_port)
+PRIMARY=$(free_port); SHADOW=$(free_port); PROXY=$(free_port); CQL_BACKEND=$(free_port); CQL_PROXY=$(free_port)
 WORK=$(mktemp -d)
 cleanup() {
   [ -n "${SLUICE_PID:-}" ] && kill "$SLUICE_PID" 2>/dev/null || true
+  [ -n "${CQL_BACKEND_PID:-}" ] && kill "$CQL_BACKEND_PID" 2>/dev/null || true
   redis-cli -p "$PRIMARY" shutdown nosave >/dev/null 2>&1 || true
   redis-cli -p "$SHADOW" shutdown nosave >/dev/null 2>&1 || true
   rm -rf "$WORK"
@@ -32,13 +37,22 @@ plugins:
 sinks:
   primary: { redis: { address: 127.0.0.1:$PRIMARY } }
   shadow:  { redis: { address: 127.0.0.1:$SHADOW } }
+  cass:    { cassandra: { address: 127.0.0.1:$CQL_BACKEND } }
 chains:
   main:
     - tee: { target: shadow, on_mismatch: log }
     - sink: primary
+  cql_main:
+    - sink: cass
 sources:
   - redis: { listen: 127.0.0.1:$PROXY, chain: main }
+  - cassandra: { listen: 127.0.0.1:$CQL_PROXY, chain: cql_main }
 YAML
+
+echo "== the CQL test backend (Tests/cql/backend: a Python test server, not Cassandra) on port $CQL_BACKEND"
+python3 -m Tests.cql.backend --port "$CQL_BACKEND" >"$WORK/cql-backend.log" 2>&1 &
+CQL_BACKEND_PID=$!
+for _ in $(seq 1 100); do grep -q "listening on" "$WORK/cql-backend.log" && break; sleep 0.1; done
 
 echo "== plugins offered by build/plugins"
 .build/release/sluice plugins --dir build/plugins
@@ -47,6 +61,9 @@ cat "$WORK/sluice.yaml"
 .build/release/sluice run --config "$WORK/sluice.yaml" >"$WORK/sluice.log" 2>&1 &
 SLUICE_PID=$!
 for _ in $(seq 1 100); do redis-cli -p "$PROXY" ping >/dev/null 2>&1 && break; sleep 0.1; done
+for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$CQL_PROXY") 2>/dev/null && break; sleep 0.1; done
+
+echo "== Redis"
 
 VALUE="written through sluice at $(date -u +%H:%M:%S)"
 echo "== SET demo:greeting through sluice (port $PROXY): $(redis-cli -p "$PROXY" SET demo:greeting "$VALUE")"
@@ -56,11 +73,37 @@ FROM_PRIMARY=$(redis-cli -p "$PRIMARY" GET demo:greeting)
 FROM_SHADOW=$(redis-cli -p "$SHADOW" GET demo:greeting)
 echo "   GET from primary ($PRIMARY) directly: $FROM_PRIMARY"
 echo "   GET from shadow  ($SHADOW) directly: $FROM_SHADOW"
+
+echo "== CQL: cqlsh through sluice (port $CQL_PROXY)"
+cat >"$WORK/demo.cql" <<CQL
+CREATE KEYSPACE demo WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1};
+USE demo;
+CREATE TABLE greetings (lang text PRIMARY KEY, text text, written text);
+INSERT INTO greetings (lang, text, written) VALUES ('en', 'hello through sluice', '$(date -u +%H:%M:%S)');
+INSERT INTO greetings (lang, text, written) VALUES ('fr', 'bonjour par sluice', '$(date -u +%H:%M:%S)');
+SELECT lang, text, written FROM greetings WHERE lang IN ('en', 'fr');
+CQL
+sed 's/^/   cqlsh> /' "$WORK/demo.cql"
+CQL_OK=0
+if cqlsh 127.0.0.1 "$CQL_PROXY" -f "$WORK/demo.cql" >"$WORK/cqlsh.out" 2>&1; then CQL_OK=1; fi
+cat "$WORK/cqlsh.out"
+echo "   the same rows read from the backend ($CQL_BACKEND) directly:"
+DIRECT=$(cqlsh 127.0.0.1 "$CQL_BACKEND" -e "SELECT lang, text FROM demo.greetings WHERE lang IN ('en', 'fr')" 2>&1 || true)
+echo "$DIRECT"
+
 echo "== sluice log"
 cat "$WORK/sluice.log"
+status=0
 if [ "$FROM_PRIMARY" = "$VALUE" ] && [ "$FROM_SHADOW" = "$VALUE" ]; then
-  echo "demo OK: the value written through Sluice is on both servers"
+  echo "demo OK (Redis): the value written through Sluice is on both servers"
 else
-  echo "demo FAILED: the value did not reach both servers" >&2
-  exit 1
+  echo "demo FAILED (Redis): the value did not reach both servers" >&2
+  status=1
 fi
+if [ "$CQL_OK" = 1 ] && grep -q "hello through sluice" <<<"$DIRECT" && grep -q "bonjour par sluice" <<<"$DIRECT"; then
+  echo "demo OK (CQL): the rows cqlsh wrote through Sluice are on the CQL backend"
+else
+  echo "demo FAILED (CQL): cqlsh through Sluice did not write the rows" >&2
+  status=1
+fi
+exit "$status"
