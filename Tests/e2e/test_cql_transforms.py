@@ -192,8 +192,6 @@ def test_redirect_by_table_sends_it_to_another_backend(workdir, cql_backend_fact
         cluster.shutdown()
 
 
-@pytest.mark.xfail(strict=True, reason="the cassandra sink carries a client's USE only to the sink the USE was "
-                                        "sent to, not to a redirect target (Sinks/CQLSinkRoute keeps the keyspace per route)")
 def test_redirect_follows_the_connections_use(workdir, cql_backend_factory, sluices):
     """A bare table name after USE: redirect finds ks.hot through the connection's keyspace, and the
     target must run the statement in that keyspace too."""

@@ -6,7 +6,8 @@ import NIOCore
 /// kept here, not on a connection:
 /// - `USE ks` goes to the connection of keyspace `ks` (opened with `USE ks` in its handshake), and
 ///   the backend's answer (SET_KEYSPACE, or its error) goes to the client; on success the client's
-///   later requests go to that connection.
+///   later requests go to that connection. A USE that succeeded through another route of the
+///   session (the session's keyspace fact) applies here too.
 /// - REGISTER goes to the sink's event connection; its EVENT frames reach this client only for the
 ///   types it registered (`CQLEventFanOut`), through the session's push callback.
 /// - Prepared statements are the backend's (ids are global there); the connections record them
@@ -17,6 +18,10 @@ final class CQLSinkRoute: BackendRoute {
     private unowned let session: ChainSession
     /// The client's keyspace (its last successful USE).
     private var keyspace: String?
+    /// The session's keyspace fact this route last followed: a USE the client sent through another
+    /// route (a transform's target, such as redirect's) applies here too, once its reply reached
+    /// the client. Compared by identity per request (the fact is replaced, never changed).
+    private var followedKeyspace: FactBytes?
     /// The credentials the client signed in with, passed through (`auth: passthrough`); nil: the
     /// sink's own are used.
     private var identity: CQLIdentity?
@@ -64,6 +69,7 @@ final class CQLSinkRoute: BackendRoute {
                                                     allocator: session.allocator))
             return
         }
+        if let fact = session.facts.keyspace, fact !== followedKeyspace { followKeyspace(fact) }
         switch CQLOpcode(rawValue: frame.opcodeByte) {
         case .query?:
             if let use = Self.useKeyspace(frame) {
@@ -150,6 +156,15 @@ final class CQLSinkRoute: BackendRoute {
         let target = connection(version: version, keyspace: keyspace)
         target.send(Self.wireBatch(frame.bytes), receiver: CQLUseOutcome(route: self, keyspace: keyspace, version: version,
                                                                         connection: target, receiver: receiver))
+    }
+
+    /// The client's USE succeeded (through this route or another): its requests here go to that keyspace.
+    private func followKeyspace(_ fact: FactBytes) {
+        followedKeyspace = fact
+        let name = String(decoding: UnsafeBufferPointer(start: fact.pointer, count: fact.count), as: UTF8.self)
+        guard name != keyspace else { return }
+        keyspace = name
+        current = nil
     }
 
     fileprivate func used(_ keyspace: String, version: CQLVersion, connection: CQLSinkConnection) {
