@@ -174,6 +174,24 @@ final class CQLClientHandlerTests: XCTestCase {
         _ = try? channel.finish()
     }
 
+    func testAFailedRequestGetsServerErrorOnItsStreamAndVersion() throws {
+        for (version, stream) in [(CQLVersion.v4, Int16(-7)), (.v5, 32000)] {
+            let request = CQLFrameBuilder.query(version: version, stream: stream, query: "SELECT 1")
+            let key = CQLSource.replyKey(of: Batch(kind: Batch.requests, protocolID: Batch.cql, messages: [request]))
+            let replies = CQLSource.errorReplies("sluice: backend down", count: 1, replyKey: key,
+                                                 allocator: ByteBufferAllocator())
+            XCTAssertEqual(replies.protocolID, Batch.cql)
+            let frame = try XCTUnwrap(try frames(replies.messages[0]).first)
+            XCTAssertEqual(frame.header.version, version)
+            XCTAssertEqual(frame.header.stream, stream)
+            guard case .error(let error) = try CQLMessage(frame: frame, compression: nil, maxBodyBytes: 1 << 20) else {
+                return XCTFail("not an error")
+            }
+            XCTAssertEqual(error.code, .serverError)
+            XCTAssertEqual(error.message, "sluice: backend down")
+        }
+    }
+
     func testAClientPastMaxClientsGetsOverloadedAndIsClosed() throws {
         let channel = try connected(try handler(maxClients: 0))
         let refusal = try XCTUnwrap(try frames(try written(channel)).first)
