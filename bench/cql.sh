@@ -67,7 +67,7 @@ redis-server --port "$REDIS" --bind 127.0.0.1 --save '' --appendonly no --daemon
 # a Swift one, as in the Redis chain; none of them matches the benchmark's statements, so every
 # request pays for the checks and goes to the primary sink. CQL_CHAIN='    - step...' (YAML list
 # items, 4 spaces in) replaces it.
-DEFAULT_CQL_CHAIN='    - deny: { commands: [TRUNCATE] }
+DEFAULT_CQL_CHAIN='    - deny: { statements: [ddl], commands: [TRUNCATE] }
     - count: {}
     - redirect: { target: hot, keyspaces: [hot] }'
 CQL_CHAIN=${CQL_CHAIN:-$DEFAULT_CQL_CHAIN}
