@@ -93,6 +93,31 @@ final class CQLSinkUnitTests: XCTestCase {
         XCTAssertEqual(pairing.count, 0)
     }
 
+    /// With every stream id of a connection in flight, one more request writes nothing and gets
+    /// OVERLOADED on its own stream; once a reply frees an id, the next request gets it.
+    func testAllStreamsInFlightAnswersOverloaded() throws {
+        let loop = EmbeddedEventLoop()
+        let pairing = CQLStreamPairing(keyspace: nil, registry: CQLPreparedRegistry(), eventLoop: loop,
+                                       allocator: ByteBufferAllocator())
+        let c = Collect()
+        let frame = CQLFrameBuilder.query(version: .v4, stream: 9, query: "SELECT 1")
+        for _ in 0..<CQLStreamIDs.capacity {
+            pairing.add(pairing.entry(for: Batch(kind: Batch.requests, protocolID: Batch.cql, messages: [frame]),
+                                      receiver: c, route: nil, sentAtCheck: nil))
+        }
+        let extra = Batch(kind: Batch.requests, protocolID: Batch.cql, messages: [frame])
+        pairing.add(pairing.entry(for: extra, receiver: c, route: nil, sentAtCheck: nil))
+        XCTAssertEqual(extra.count, 0, "nothing to write")
+        loop.run()
+        XCTAssertEqual(c.replies.map { CQLWireFrame($0)!.errorCode }, [.overloaded])
+        XCTAssertEqual(c.replies.map { CQLWireFrame($0)!.stream }, [9])
+        XCTAssertEqual(pairing.count, CQLStreamIDs.capacity)
+        XCTAssertEqual(pairing.frameArrived(CQLFrameBuilder.resultVoid(version: .v4, stream: 77), start: 0), .accepted)
+        let next = Batch(kind: Batch.requests, protocolID: Batch.cql, messages: [frame])
+        pairing.add(pairing.entry(for: next, receiver: c, route: nil, sentAtCheck: nil))
+        XCTAssertEqual(CQLWireFrame(next.messages[0])?.stream, 77)
+    }
+
     /// Outgoing frames are packed into self-contained segments of whole frames; a frame larger
     /// than a payload travels in segments that are not; the segment reader gets the frames back.
     func testSegmentPacking() throws {
