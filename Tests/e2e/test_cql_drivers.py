@@ -632,6 +632,15 @@ def test_scylla_driver(target, version, compression):
 
 # --- a backend that dies, hangs or answers garbage ------------------------------------------------
 
+def assert_answered_by_sluice(target, error):
+    """Through Sluice the failure is a CQL ERROR frame Sluice wrote on the request's stream (OVERLOADED
+    or SERVER_ERROR naming the sink), which the driver reports inside NoHostAvailable; not a
+    connection Sluice dropped."""
+    if target.sluice is not None:
+        assert isinstance(error, NoHostAvailable), repr(error)
+        assert "sluice: backend 'cass'" in str(error), repr(error)
+
+
 def wait_until_served(target, deadline_s=10):
     """A new client is served again (Sluice may be backing off from the backend for a while)."""
     deadline = time.time() + deadline_s
@@ -655,11 +664,13 @@ def test_backend_dies(own):
     assert session.execute("SELECT key FROM system.local").one().key == "local"
     target.backend.kill()
     start = time.time()
-    with pytest.raises((NoHostAvailable, OperationTimedOut)):
+    with pytest.raises((NoHostAvailable, OperationTimedOut)) as e:
         session.execute("SELECT key FROM system.local", timeout=5)
     assert time.time() - start < 6
-    with pytest.raises(NoHostAvailable):
+    assert_answered_by_sluice(target, e.value)
+    with pytest.raises(NoHostAvailable) as e:
         target.cluster(protocol_version=4, connect_timeout=2, control_connection_timeout=2).connect()
+    assert_answered_by_sluice(target, e.value)
     target.assert_sluice_alive()
     target.backend.start()
     assert wait_until_served(target) == "local"
@@ -672,9 +683,10 @@ def test_backend_never_answers_startup(own):
     connect fails with NoHostAvailable within its timeouts, and Sluice stays up."""
     target = own(("--stall-startup",))
     start = time.time()
-    with pytest.raises(NoHostAvailable):
+    with pytest.raises(NoHostAvailable) as e:
         target.cluster(protocol_version=4, connect_timeout=3, control_connection_timeout=3).connect()
     assert time.time() - start < 8
+    assert_answered_by_sluice(target, e.value)
     target.assert_sluice_alive()
 
 
@@ -689,9 +701,12 @@ def test_backend_stops_answering(own):
     target.backend.signal(signal.SIGSTOP)
     try:
         start = time.time()
-        with pytest.raises((NoHostAvailable, OperationTimedOut)):
+        with pytest.raises((NoHostAvailable, OperationTimedOut)) as e:
             session.execute("SELECT key FROM system.local", timeout=4)
         assert time.time() - start < 6
+        assert_answered_by_sluice(target, e.value)
+        if target.sluice is not None:  # the connection the first request opened: reply_timeout_ms
+            assert "no reply within 2000 ms" in str(e.value), repr(e.value)
         target.assert_sluice_alive()
     finally:
         target.backend.signal(signal.SIGCONT)
@@ -711,6 +726,7 @@ def test_backend_answers_garbage_or_closes(own, hook):
     with pytest.raises(Exception) as e:
         session.execute(f"TESTBACKEND {hook}", timeout=5)
     assert not isinstance(e.value, OperationTimedOut) and time.time() - start < 3, repr(e.value)
+    assert_answered_by_sluice(target, e.value)
     assert target.backend.stats()[f"testbackend_{hook.lower()}"] == 1
     target.assert_sluice_alive()
     assert wait_until_served(target) == "local"
