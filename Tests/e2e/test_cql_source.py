@@ -281,6 +281,34 @@ def test_compressed_and_segmented_traffic_both_ways(proxy, version, compression)
     assert sluice.alive()
 
 
+@pytest.mark.parametrize("lz4", [False, True])
+def test_several_requests_in_one_segment_are_all_answered(proxy, lz4):
+    """Drivers that coalesce put several request frames in one self-contained segment: each is run
+    and answered (as it comes back, on its own stream)."""
+    sluice, _ = proxy()
+    wire = Wire(sluice.port)
+    assert startup(wire, 5, "lz4" if lz4 else None)[3] == OP_READY
+    wire.use_segments(lz4)
+    frames = b"".join(ProtocolHandler.encode_message(
+        QueryMessage("SELECT key FROM system.local", ConsistencyLevel.ONE), stream, 5, None, False)
+        for stream in (11, 12, 13))
+    out = io.BytesIO()
+    wire.segments.encode(out, frames)
+    wire.send_bytes(out.getvalue())
+    replies = [wire.frame() for _ in range(3)]
+    assert sorted((r[2], r[3]) for r in replies) == [(11, OP_RESULT), (12, OP_RESULT), (13, OP_RESULT)]
+    assert sluice.alive()
+
+
+def test_an_idle_client_is_closed(proxy):
+    sluice, _ = proxy("      idle_timeout_ms: 300\n")
+    wire = Wire(sluice.port)
+    assert startup(wire, 4)[3] == OP_READY
+    started = time.time()
+    assert wire.closed(timeout=5)
+    assert time.time() - started >= 0.25
+
+
 # --- violations: an ERROR frame, then the connection closes ----------------------------------------
 
 def test_malformed_frames_get_a_protocol_error_and_a_close(proxy):
