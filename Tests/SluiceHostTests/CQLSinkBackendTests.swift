@@ -196,6 +196,12 @@ final class CQLSinkBackendTests: XCTestCase {
         XCTAssertEqual(missing.errorCode, .invalid)
         XCTAssertEqual(missing.stream, 8)
         XCTAssertTrue(errorMessage(missing).contains("nosuch"), errorMessage(missing))
+        // Refused USEs leave no connection behind (clients cannot grow the table without end).
+        let before = runtime.sharedConnections.cqlConnectionCount
+        for name in ["nosuch1", "nosuch2", "nosuch3"] {
+            XCTAssertEqual(try query("USE \(name)", b, stream: 9).errorCode, .invalid)
+        }
+        XCTAssertEqual(runtime.sharedConnections.cqlConnectionCount, before)
         // b stays without a keyspace; a keeps its own.
         XCTAssertEqual(try query("SELECT v FROM t WHERE k = 1", b).errorCode, .invalid)
         XCTAssertEqual(try query("SELECT v FROM t WHERE k = 1", a).resultKind, .rows)
@@ -303,6 +309,7 @@ final class CQLSinkBackendTests: XCTestCase {
         XCTAssertEqual(CQLWireFrame(try send(authResponse("bob", "builder", stream: 4), bob).wait(timeout: .seconds(10)))?.opcodeByte,
                        CQLOpcode.authSuccess.rawValue)
         XCTAssertEqual(try query("SELECT release_version FROM system.local", bob).resultKind, .rows)
+        XCTAssertEqual(runtime.sharedConnections.cqlConnectionCount, 2, "alice's and bob's; mallory's refused one is gone")
         // The refused client is not signed in: its requests use the sink's (missing) credentials.
         XCTAssertNotNil(try query("SELECT release_version FROM system.local", mallory).errorCode)
     }

@@ -167,6 +167,13 @@ final class CQLSinkRoute: BackendRoute {
         current = nil
     }
 
+    /// A USE or sign-in was refused by the handshake of the connection opened for it: that
+    /// connection serves no one.
+    fileprivate func refused(on connection: CQLSinkConnection) {
+        if current === connection { current = nil }
+        session.plan.sharedConnections.discardCQLConnection(connection)
+    }
+
     fileprivate func used(_ keyspace: String, version: CQLVersion, connection: CQLSinkConnection) {
         guard !closed else { return }
         self.keyspace = keyspace
@@ -194,7 +201,8 @@ final class CQLSinkRoute: BackendRoute {
         let options = CQLFrameBuilder.frame(version: version, isResponse: false, stream: frame.stream, opcode: .options,
                                             allocator: session.allocator) { _ in }
         target.send(Self.wireBatch(options), receiver: CQLSignInOutcome(route: self, identity: identity, version: version,
-                                                                        stream: frame.stream, receiver: receiver))
+                                                                        stream: frame.stream, connection: target,
+                                                                        receiver: receiver))
     }
 
     fileprivate func signedIn(_ identity: CQLIdentity) {
@@ -250,9 +258,12 @@ private final class CQLUseOutcome: ResponseReceiver {
     }
 
     func receive(_ outcome: ChainOutcome) {
-        if case .responses(let batch) = outcome, batch.count == 1,
-           CQLWireFrame(batch.messages[0])?.resultKind == .setKeyspace {
-            route.used(keyspace, version: version, connection: connection)
+        if case .responses(let batch) = outcome, batch.count == 1, let reply = CQLWireFrame(batch.messages[0]) {
+            if reply.resultKind == .setKeyspace {
+                route.used(keyspace, version: version, connection: connection)
+            } else if reply.opcodeByte == CQLOpcode.error.rawValue {
+                route.refused(on: connection)
+            }
         }
         receiver.receive(outcome)
     }
@@ -265,10 +276,13 @@ private final class CQLSignInOutcome: ResponseReceiver {
     private let identity: CQLIdentity
     private let version: CQLVersion
     private let stream: Int16
+    private let connection: CQLSinkConnection
     private let receiver: ResponseReceiver
 
-    init(route: CQLSinkRoute, identity: CQLIdentity, version: CQLVersion, stream: Int16, receiver: ResponseReceiver) {
+    init(route: CQLSinkRoute, identity: CQLIdentity, version: CQLVersion, stream: Int16, connection: CQLSinkConnection,
+         receiver: ResponseReceiver) {
         self.route = route
+        self.connection = connection
         self.identity = identity
         self.version = version
         self.stream = stream
@@ -278,6 +292,7 @@ private final class CQLSignInOutcome: ResponseReceiver {
     func receive(_ outcome: ChainOutcome) {
         guard case .responses(let batch) = outcome, batch.count == 1,
               CQLWireFrame(batch.messages[0])?.opcodeByte == CQLOpcode.supported.rawValue else {
+            route.refused(on: connection)
             receiver.receive(outcome)
             return
         }

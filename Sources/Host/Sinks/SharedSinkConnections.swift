@@ -63,6 +63,23 @@ final class SharedSinkConnections: @unchecked Sendable {
         return (connection, fanOut)
     }
 
+    /// Forgets and closes `connection` when nothing is in flight on it: its handshake was refused
+    /// as an answer to the client (a USE of a keyspace that does not exist, a client's own
+    /// credentials refused), so keeping it would only let clients grow the table without end.
+    /// Call on its event loop.
+    func discardCQLConnection(_ connection: CQLSinkConnection) {
+        guard connection.pairing.count == 0 else { return }
+        let removed = lock.withLock { () -> Bool in
+            guard let key = cqlConnections.first(where: { $0.value.connection === connection })?.key else { return false }
+            cqlConnections[key] = nil
+            return true
+        }
+        if removed { connection.close() }
+    }
+
+    /// How many Cassandra connections the table holds (for tests).
+    var cqlConnectionCount: Int { lock.withLock { cqlConnections.count } }
+
     private func cqlConnection(_ key: CQLKey, plan: SinkPlan, on eventLoop: EventLoop) -> CQLSinkConnection {
         let (connection, created) = lock.withLock { () -> (CQLSinkConnection, Bool) in
             if let existing = cqlConnections[key] { return (existing.connection, false) }
