@@ -128,7 +128,9 @@ struct CQLClientWire {
     /// The next of the bare frames `keepUndelivered` put in front of `input`; they were checked as a
     /// whole segment (CRC), each frame is checked here as any other.
     private mutating func nextFrameAhead(_ input: inout ByteBuffer) throws(CQLProtocolViolation) -> CQLFrame {
-        var ahead = input.getSlice(at: input.readerIndex, length: bareAhead)!
+        guard var ahead = input.getSlice(at: input.readerIndex, length: bareAhead) else {
+            throw CQLProtocolViolation(.malformed, "sluice: the frames taken out of a segment are gone")
+        }
         guard let frame = try scanner.nextFrame(&ahead) else {
             throw CQLProtocolViolation(.malformed, "a self-contained segment ends inside a frame")
         }
