@@ -64,11 +64,17 @@ private struct LineSource: SourceProtocol {
 private final class LineHandler: ClientSession<LineSource>, ChannelInboundHandler, ResponseSlotOwner {
     typealias InboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
+    /// With `holdReplies`, answered slots are kept here instead of reaching the session (the test
+    /// hands them over later, in any order: replies that come back late and out of order).
+    var holdReplies = false
+    var held: [ResponseSlot] = []
 
     func channelActive(context: ChannelHandlerContext) { sessionActive(context: context) }
     func channelRead(context: ChannelHandlerContext, data: NIOAny) { sessionRead(context: context, data: unwrapInboundIn(data)) }
     func channelInactive(context: ChannelHandlerContext) { sessionInactive(context: context) }
-    func slotCompleted(_ slot: ResponseSlot) { sessionSlotCompleted(slot) }
+    func slotCompleted(_ slot: ResponseSlot) {
+        if holdReplies { held.append(slot) } else { sessionSlotCompleted(slot) }
+    }
     func errorReplies(_ message: String, count: Int, replyKey: UInt64) -> Batch {
         sessionErrorReplies(message, count: count, replyKey: replyKey)
     }
@@ -76,6 +82,7 @@ private final class LineHandler: ClientSession<LineSource>, ChannelInboundHandle
 
 final class ClientSessionUnorderedTests: XCTestCase {
     var directory: URL!
+    private var holding: LineHandler?
 
     override func setUpWithError() throws {
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("client-unordered-\(UUID().uuidString)")
@@ -86,6 +93,7 @@ final class ClientSessionUnorderedTests: XCTestCase {
         try? FileManager.default.removeItem(at: directory)
     }
 
+    /// A connected channel; its handler is `holding`.
     private func connected() throws -> EmbeddedChannel {
         let path = directory.appendingPathComponent("sluice.yaml").path
         try """
@@ -103,6 +111,7 @@ final class ClientSessionUnorderedTests: XCTestCase {
                                   limits: ClientLimits(), requestBudget: RequestBufferBudget(limit: 1 << 20),
                                   usesTLS: false, metrics: SourceMetrics(listen: "test-\(UUID().uuidString)"))
         handler.bindSlotOwner(handler)
+        holding = handler
         let channel = EmbeddedChannel(handler: handler)
         try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 40000)).wait()
         return channel
@@ -123,6 +132,29 @@ final class ClientSessionUnorderedTests: XCTestCase {
         XCTAssertTrue(channel.isActive)
         try channel.writeInbound(ByteBuffer(string: "bye\nR5\n"))
         XCTAssertEqual(try written(channel), "[ciao]\n", "nothing after the closing request runs")
+        channel.embeddedEventLoop.run()
+        XCTAssertFalse(channel.isActive)
+    }
+
+    func testRepliesGoAsTheyComeAndOneFlushCoversThoseOfATurn() throws {
+        let channel = try connected()
+        let handler = holding!
+        handler.holdReplies = true
+        try channel.writeInbound(ByteBuffer(string: "R1\nR2\nR3\n"))
+        XCTAssertEqual(handler.held.count, 3)
+        XCTAssertEqual(try written(channel), "", "nothing answered yet")
+        // R3 and R2 come back first: written in that order, flushed at the end of the turn.
+        handler.sessionSlotCompleted(handler.held[2])
+        handler.sessionSlotCompleted(handler.held[1])
+        XCTAssertEqual(try written(channel), "", "R1 still in flight: the flush waits for the end of the turn")
+        channel.embeddedEventLoop.run()
+        XCTAssertEqual(try written(channel), "[E3:down]\n[E2:down]\n")
+        // The last one in flight is flushed at once.
+        handler.sessionSlotCompleted(handler.held[0])
+        XCTAssertEqual(try written(channel), "[E1:down]\n")
+        handler.holdReplies = false
+        try channel.writeInbound(ByteBuffer(string: "bye\n"))
+        XCTAssertEqual(try written(channel), "[ciao]\n")
         channel.embeddedEventLoop.run()
         XCTAssertFalse(channel.isActive)
     }

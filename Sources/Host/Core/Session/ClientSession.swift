@@ -62,6 +62,9 @@ class ClientSession<P: SourceProtocol>: RequestBufferBudget.Waiter, ClientConnec
     /// `buffered` holds complete requests that the in-flight budget held back (not just a partial one).
     private var heldByBudget = false
     private var heldRunScheduled = false
+    /// Replies written as they came and not flushed yet: one flush at the end of this event-loop
+    /// turn covers every reply that came back in it (only when replies go as they come).
+    private var flushScheduled = false
     /// The slots' owner: this very object, as its concrete subclass (set by `bindSlotOwner`).
     private unowned(unsafe) var slotOwner: ResponseSlotOwner!
     private(set) var allocator = ByteBufferAllocator()
@@ -533,11 +536,25 @@ class ClientSession<P: SourceProtocol>: RequestBufferBudget.Waiter, ClientConnec
             closeForUnreadReplies(context)
             return
         }
-        source.write(result, to: context, flush: true)
+        // With nothing else in flight the reply is flushed now; otherwise once, at the end of this
+        // event-loop turn, for all the replies that come back in it (one write instead of one each).
+        let flushNow = unorderedInFlight == 0
+        source.write(result, to: context, flush: flushNow)
+        if !flushNow { scheduleFlush(context) }
         let closeNow = slot.closeAfter
         slot.reuse(requestCount: 0)
         spareSlot = slot
         afterWriting(closeNow: closeNow, action, context)
+    }
+
+    private final func scheduleFlush(_ context: ChannelHandlerContext) {
+        guard !flushScheduled else { return }
+        flushScheduled = true
+        // Runs before a close scheduled after it (tasks run in order).
+        context.eventLoop.execute { [self] in
+            flushScheduled = false
+            self.context?.flush()
+        }
     }
 
     private final func afterWriting(closeNow: Bool, _ action: ClientFlowControl.Action, _ context: ChannelHandlerContext) {
