@@ -4,8 +4,9 @@
 #   to both servers, answers come from the primary). A value written through Sluice is then read back
 #   from each server directly.
 # - CQL: the CQL test backend (Tests/cql/backend, a Python test server, not Cassandra) behind a
-#   `cassandra` source and sink; cqlsh runs a few statements through Sluice, and the rows are then
-#   read back from the backend directly.
+#   `cassandra` source and sink, with a deny step that refuses TRUNCATE; cqlsh runs a few statements
+#   through Sluice (the TRUNCATE is refused by Sluice), and the rows are then read back from the
+#   backend directly.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -33,7 +34,7 @@ done
 cat >"$WORK/sluice.yaml" <<YAML
 plugins:
   directory: $PWD/build/plugins
-  require: [tee]
+  require: [tee, command-filter]
 sinks:
   primary: { redis: { address: 127.0.0.1:$PRIMARY } }
   shadow:  { redis: { address: 127.0.0.1:$SHADOW } }
@@ -43,6 +44,7 @@ chains:
     - tee: { target: shadow, on_mismatch: log }
     - sink: primary
   cql_main:
+    - deny: { commands: [truncate] }
     - sink: cass
 sources:
   - redis: { listen: 127.0.0.1:$PROXY, chain: main }
@@ -87,6 +89,9 @@ sed 's/^/   cqlsh> /' "$WORK/demo.cql"
 CQL_OK=0
 if cqlsh 127.0.0.1 "$CQL_PROXY" -f "$WORK/demo.cql" >"$WORK/cqlsh.out" 2>&1; then CQL_OK=1; fi
 cat "$WORK/cqlsh.out"
+echo "   cqlsh> TRUNCATE demo.greetings;   (the chain's deny step refuses it)"
+DENIED=$(cqlsh 127.0.0.1 "$CQL_PROXY" -e "TRUNCATE demo.greetings" 2>&1 || true)
+echo "$DENIED" | sed 's/^/   /'
 echo "   the same rows read from the backend ($CQL_BACKEND) directly:"
 DIRECT=$(cqlsh 127.0.0.1 "$CQL_BACKEND" -e "SELECT lang, text FROM demo.greetings WHERE lang IN ('en', 'fr')" 2>&1 || true)
 echo "$DIRECT"
@@ -100,10 +105,11 @@ else
   echo "demo FAILED (Redis): the value did not reach both servers" >&2
   status=1
 fi
-if [ "$CQL_OK" = 1 ] && grep -q "hello through sluice" <<<"$DIRECT" && grep -q "bonjour par sluice" <<<"$DIRECT"; then
-  echo "demo OK (CQL): the rows cqlsh wrote through Sluice are on the CQL backend"
+if [ "$CQL_OK" = 1 ] && grep -q "hello through sluice" <<<"$DIRECT" && grep -q "bonjour par sluice" <<<"$DIRECT" \
+   && grep -q "denied" <<<"$DENIED"; then
+  echo "demo OK (CQL): the rows cqlsh wrote through Sluice are on the CQL backend, and TRUNCATE was denied"
 else
-  echo "demo FAILED (CQL): cqlsh through Sluice did not write the rows" >&2
+  echo "demo FAILED (CQL): cqlsh through Sluice did not write the rows, or TRUNCATE was not denied" >&2
   status=1
 fi
 exit "$status"
