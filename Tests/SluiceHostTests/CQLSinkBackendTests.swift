@@ -268,6 +268,45 @@ final class CQLSinkBackendTests: XCTestCase {
         XCTAssertEqual(pushes["schema"]?.first.flatMap { CQLWireFrame($0)?.stream }, -1)
     }
 
+    /// The event connection is lost (the backend restarts): the sink registers again by itself, so
+    /// the registered client keeps getting its events without sending REGISTER again.
+    func testEventsResumeAfterTheBackendRestarts() throws {
+        let (port, process) = try startBackend()
+        let runtime = runtime(sinkPlan(port: port))
+        let client = try session(runtime)
+        let lock = NSLock()
+        var pushes: [String] = []
+        try client.eventLoop.submit {
+            client.onPush = { bytes, _ in lock.lock(); pushes.append(CQLEventFanOut.eventType(bytes) ?? "?"); lock.unlock() }
+        }.wait()
+        let register = CQLFrameBuilder.frame(version: .v5, isResponse: false, stream: 5, opcode: .register) {
+            $0.writeCQLStringList(["STATUS_CHANGE"])
+        }
+        XCTAssertEqual(CQLWireFrame(try send(register, client).wait(timeout: .seconds(10)))?.opcodeByte, CQLOpcode.ready.rawValue)
+        process.terminate()
+        process.waitUntilExit()
+        // The same port again, a backend that knows no registration.
+        let again = Process()
+        again.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        again.arguments = ["python3", "-m", "Tests.cql.backend", "--port", "\(port)"]
+        again.currentDirectoryURL = CQLDriverVectors.repositoryRoot
+        again.standardError = FileHandle.nullDevice
+        let output = Pipe()
+        again.standardOutput = output
+        try again.run()
+        backends.append(again)
+        _ = output.fileHandleForReading.availableData  // it printed "listening"
+        let deadline = Date().addingTimeInterval(10)
+        var delivered = false
+        while Date() < deadline, !delivered {
+            // Until the sink registered again, the backend has no one to send the event to.
+            _ = try? query("TESTBACKEND EVENT STATUS_CHANGE UP '127.0.0.9'", client)
+            Thread.sleep(forTimeInterval: 0.2)
+            lock.lock(); delivered = pushes.contains("STATUS_CHANGE"); lock.unlock()
+        }
+        XCTAssertTrue(delivered, "no STATUS_CHANGE after the backend restarted")
+    }
+
     /// The sink's credentials answer PasswordAuthenticator and DSE's challenge; wrong ones fail
     /// the requests with an ERROR (the backend's refusal), never a hang.
     func testSinkCredentials() throws {

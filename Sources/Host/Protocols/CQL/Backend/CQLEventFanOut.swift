@@ -22,6 +22,54 @@ final class CQLEventFanOut {
 
     var subscriberCount: Int { subscribers.count }
 
+    /// The event types some client registered for.
+    var registeredTypes: Set<String> {
+        subscribers.values.reduce(into: Set<String>()) { if $1.route != nil { $0.formUnion($1.types) } }
+    }
+
+    /// How long after losing its event connection the sink registers again (while clients are
+    /// registered; a backend still down makes it wait for the sink's back-off, and try again).
+    static let reregisterDelay = TimeAmount.milliseconds(500)
+    private var reregisterScheduled = false
+
+    /// The event connection was lost: its registrations went with it on the backend, while the
+    /// clients still count on their events. Unless no client is registered any more, a REGISTER of
+    /// every type they want is sent again on `connection` (which reconnects for it).
+    func reregister(on connection: CQLSinkConnection, version: CQLVersion) {
+        guard !reregisterScheduled, !registeredTypes.isEmpty else { return }
+        reregisterScheduled = true
+        connection.eventLoop.scheduleTask(in: Self.reregisterDelay) { [weak self, weak connection] in
+            guard let self, let connection else { return }
+            reregisterScheduled = false
+            let types = registeredTypes.sorted()
+            guard !types.isEmpty else { return }
+            let register = CQLFrameBuilder.frame(version: version, isResponse: false, stream: 0, opcode: .register,
+                                                 allocator: connection.allocator) { $0.writeCQLStringList(types) }
+            connection.send(CQLSinkRoute.wireBatch(register),
+                            receiver: Reregistered(fanOut: self, connection: connection, version: version))
+        }
+    }
+
+    /// The reply to a REGISTER the sink sent itself: READY, or (the backend still down) another try.
+    private final class Reregistered: ResponseReceiver {
+        weak var fanOut: CQLEventFanOut?
+        weak var connection: CQLSinkConnection?
+        let version: CQLVersion
+
+        init(fanOut: CQLEventFanOut, connection: CQLSinkConnection, version: CQLVersion) {
+            self.fanOut = fanOut
+            self.connection = connection
+            self.version = version
+        }
+
+        func receive(_ outcome: ChainOutcome) {
+            if case .responses(let batch) = outcome, batch.count == 1,
+               CQLWireFrame(batch.messages[0])?.opcodeByte == CQLOpcode.ready.rawValue { return }
+            guard let fanOut, let connection else { return }
+            fanOut.reregister(on: connection, version: version)
+        }
+    }
+
     /// An EVENT frame (stream -1) from the backend.
     func deliver(_ frame: ByteBuffer) {
         guard let type = Self.eventType(frame) else { return }

@@ -145,8 +145,14 @@ final class CQLStreamPairing: BackendReplyPairing {
         }
     }
 
+    /// Called when the channel is gone (or a connect did not succeed): the event connection
+    /// registers again (`CQLEventFanOut.reregister`).
+    var lost: (() -> Void)?
+
     /// The requests in flight stay until settled (their stream ids with them).
-    func connectionLost() {}
+    func connectionLost() {
+        lost?()
+    }
 
     // MARK: replies
 
