@@ -211,6 +211,7 @@ class CQLBackend:
         deadline = time.time() + 15
         while "listening on" not in self.output():
             if self.proc.poll() is not None or time.time() > deadline:
+                self.kill()
                 raise RuntimeError(f"CQL test backend did not start: {self.output()}")
             time.sleep(0.05)
 

@@ -88,10 +88,18 @@ class Target:
 
 
 def start_target(route, workdir, backend_args=(), source="", sink="", backend=None):
+    """The backend (unless given) and, for a Sluice route, Sluice in front of it. A Sluice that does
+    not start stops the backend made here (no backend process outlives a refused config)."""
+    own_backend = backend is None
     backend = backend or CQLBackend(workdir, backend_args)
     sluice = None
     if route != "direct":
-        sluice = Sluice(workdir, cql_config(backend.port, source=source, sink=sink))
+        try:
+            sluice = Sluice(workdir, cql_config(backend.port, source=source, sink=sink))
+        except BaseException:
+            if own_backend:
+                backend.stop()
+            raise
     return Target(route, backend, sluice)
 
 
