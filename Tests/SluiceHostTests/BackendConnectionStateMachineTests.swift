@@ -173,8 +173,10 @@ final class BackendConnectionStateMachineTests: XCTestCase {
         _ = m.connectSucceeded(2)
         XCTAssertEqual(m.handshakeReplied(refusal: "NOAUTH HELLO must be called with the client already authenticated"),
                        .answerWithRefusal(close: 2, message: "NOAUTH HELLO must be called with the client already authenticated"))
-        XCTAssertEqual(m.state, .idle)
+        XCTAssertEqual(m.state, .refused, "told apart from a lost channel")
         XCTAssertEqual(m.handshakeReplied(refusal: nil), .none, "no handshake under way")
+        XCTAssertEqual(m.requestSubmitted(backoff: nil), .connect, "the next request connects again")
+        XCTAssertEqual(m.state, .connecting)
     }
 
     func testChannelClosedDuringTheHandshakeNamesTheStep() {

@@ -122,10 +122,11 @@ final class CQLSinkRoute: BackendRoute {
         session.eventLoop.execute { receiver.receive(.responses(batch)) }
     }
 
-    /// The shared connection for the client's version and keyspace.
+    /// The shared connection for the client's version and keyspace; looked up again when the one
+    /// last used was closed (another client's refused USE discarded it, or it was retired).
     @inline(__always)
     private func connection(version: CQLVersion) -> CQLSinkConnection {
-        if let current, currentVersion == version { return current }
+        if let current, currentVersion == version, !current.isClosed { return current }
         let found = connection(version: version, keyspace: keyspace)
         current = found
         currentVersion = version
@@ -171,9 +172,12 @@ final class CQLSinkRoute: BackendRoute {
         current = nil
     }
 
-    /// A USE or sign-in was refused by the handshake of the connection opened for it: that
-    /// connection serves no one.
+    /// A USE or sign-in got an ERROR on `connection`. Only when the connection's own handshake was
+    /// refused (no such keyspace, the client's credentials refused) does it serve no one and is
+    /// discarded; any other error (the backend went away, a reply timeout, a back-off) leaves the
+    /// shared connection to the clients that use it, and it reconnects on their next request.
     fileprivate func refused(on connection: CQLSinkConnection) {
+        guard connection.handshakeRefused else { return }
         if current === connection { current = nil }
         session.plan.sharedConnections.discardCQLConnection(connection)
     }

@@ -159,6 +159,11 @@ final class BackendConnection<P: BackendProtocol> {
         return false
     }
 
+    /// Whether the last handshake was refused by a step whose refusal answers the requests (and
+    /// nothing connected since): a USE of a keyspace that does not exist, a client's own
+    /// credentials refused. Not after a lost channel, a failed connect or a reply timeout.
+    var handshakeRefused: Bool { lifecycle.state == .refused }
+
     func close() {
         let action = lifecycle.close()
         replyTimeoutCheck?.cancel()
@@ -381,7 +386,7 @@ final class BackendConnection<P: BackendProtocol> {
                 armReplyTimeout()
                 return
             }
-        case .idle, .connecting, .closed:
+        case .idle, .refused, .connecting, .closed:
             return
         }
         perform(lifecycle.replyOverdue(timeoutMilliseconds: plan.replyTimeoutMilliseconds))

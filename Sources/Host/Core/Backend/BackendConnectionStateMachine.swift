@@ -26,6 +26,11 @@ struct BackendConnectionStateMachine<Link: Equatable> {
         /// channel (a TLS error before that is a failed connect); `closeReason`: why it is closing
         /// (a TLS error), for the failures that follow.
         case ready(Link, answered: Bool, closeReason: String?)
+        /// No channel: the last handshake was refused by a step whose refusal answers the requests
+        /// (`.answersRequests`: a USE of a keyspace that does not exist, a client's own credentials
+        /// refused). Like `idle` (the next request connects again), but the connection's owner can
+        /// tell this refusal apart from a lost channel or a failed connect.
+        case refused
         /// Closed for good (its client went away); requests fail at once.
         case closed
     }
@@ -64,7 +69,7 @@ struct BackendConnectionStateMachine<Link: Equatable> {
         /// set, back the sink off, and fail what waited with `reason`. The state is `idle`.
         case connectFailed(close: Link?, reason: String, level: Logger.Level)
         /// A handshake step refused with `.answersRequests`: close the channel, answer every waiting
-        /// request with `message`, no back-off. The state is `idle`.
+        /// request with `message`, no back-off. The state is `refused`.
         case answerWithRefusal(close: Link, message: String)
         /// The established channel closed: fail what was in flight (`why`: a TLS error that
         /// caused it). The state is `idle`.
@@ -114,7 +119,7 @@ struct BackendConnectionStateMachine<Link: Equatable> {
             return .write(link)
         case .connecting, .securing, .handshaking:
             return .wait
-        case .idle:
+        case .idle, .refused:
             if let (error, wait) = backoff() { return .failBackingOff(error: error, milliseconds: wait) }
             state = .connecting
             return .connect
@@ -144,7 +149,7 @@ struct BackendConnectionStateMachine<Link: Equatable> {
     func isCurrent(_ link: Link) -> Bool {
         switch state {
         case .handshaking(let current, _), .ready(let current, _, _): return current == link
-        case .idle, .connecting, .securing, .closed: return false
+        case .idle, .refused, .connecting, .securing, .closed: return false
         }
     }
 
@@ -228,11 +233,12 @@ struct BackendConnectionStateMachine<Link: Equatable> {
             if case .acceptedSendingNext(let request) = verdict { return .sendHandshakeRequest(link, request) }
             return .sendHandshakeRequest(link, handshake[next].request)
         }
-        state = .idle
         switch handshake[step].refusal {
         case .failsConnect:
+            state = .idle
             return .connectFailed(close: link, reason: "\(handshake[step].name) refused (\(message))", level: .error)
         case .answersRequests:
+            state = .refused
             return .answerWithRefusal(close: link, message: message)
         }
     }
@@ -244,7 +250,7 @@ struct BackendConnectionStateMachine<Link: Equatable> {
             return .closeChannel(link)
         case .securing(let link), .handshaking(let link, _):
             return giveUpConnecting(link, "malformed reply to \(awaited): \(message)", level: .warning)
-        case .idle, .connecting, .closed:
+        case .idle, .refused, .connecting, .closed:
             return .none
         }
     }
@@ -257,7 +263,7 @@ struct BackendConnectionStateMachine<Link: Equatable> {
         case .ready(let link, _, _):
             state = .idle
             return .replyTimedOut(link)
-        case .idle, .connecting, .closed:
+        case .idle, .refused, .connecting, .closed:
             return .none
         }
     }
@@ -305,7 +311,7 @@ struct BackendConnectionStateMachine<Link: Equatable> {
         switch previous {
         case .securing(let link), .handshaking(let link, _), .ready(let link, _, _):
             return .closeChannel(link)
-        case .idle, .connecting, .closed:
+        case .idle, .refused, .connecting, .closed:
             return .none
         }
     }

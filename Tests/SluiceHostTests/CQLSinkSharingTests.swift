@@ -1,0 +1,160 @@
+import Foundation
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import XCTest
+@testable import SluiceHost
+
+/// What one client of a `cassandra` sink must not do to the others that share its backend
+/// connections, against the real CQL test backend (Tests/cql/backend): an error reply to its USE
+/// does not close a shared connection, a prepared USE does not switch one's keyspace.
+final class CQLSinkSharingTests: XCTestCase {
+    private var group: MultiThreadedEventLoopGroup!
+    private var backends: [Process] = []
+
+    override func setUp() {
+        group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+    }
+
+    override func tearDown() {
+        for backend in backends where backend.isRunning {
+            backend.terminate()
+            backend.waitUntilExit()
+        }
+        try? group.syncShutdownGracefully()
+    }
+
+    // MARK: helpers
+
+    private static func freePort() -> Int {
+        let socket = try! ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton).bind(host: "127.0.0.1", port: 0).wait()
+        let port = socket.localAddress!.port!
+        try! socket.close().wait()
+        return port
+    }
+
+    /// Starts the test backend on `port` (a free one if nil); returns the port and the process.
+    private func startBackend(port: Int? = nil) throws -> (port: Int, process: Process) {
+        let port = port ?? Self.freePort()
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["python3", "-m", "Tests.cql.backend", "--port", "\(port)"]
+        process.currentDirectoryURL = CQLDriverVectors.repositoryRoot
+        let output = Pipe()
+        process.standardOutput = output
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        backends.append(process)
+        var line = Data()
+        while !String(decoding: line, as: UTF8.self).contains("listening") {
+            let chunk = output.fileHandleForReading.availableData
+            if chunk.isEmpty { throw NSError(domain: "backend exited", code: 1) }
+            line.append(chunk)
+        }
+        return (port, process)
+    }
+
+    private func runtime(port: Int) -> RuntimePlan {
+        var plan = SinkPlan(name: "cass", host: "127.0.0.1", port: port, connectTimeoutMilliseconds: 1000,
+                            replyTimeoutMilliseconds: 5000, maxFrameBytes: 1 << 28, authCommand: nil, tls: nil)
+        plan.protocolKind = .cql
+        return RuntimePlan(chains: [ChainPlan(name: "c", steps: [.sink(0)])], sinks: [plan])
+    }
+
+    private func session(_ runtime: RuntimePlan) throws -> ChainSession {
+        let loop = group.next()
+        return try loop.submit {
+            ChainSession(eventLoop: loop, allocator: ByteBufferAllocator(), plan: runtime, clientAddress: "test", mainChain: 0)
+        }.wait()
+    }
+
+    private final class Collect: ResponseReceiver {
+        let promise: EventLoopPromise<ByteBuffer>
+        init(_ promise: EventLoopPromise<ByteBuffer>) { self.promise = promise }
+        func receive(_ outcome: ChainOutcome) {
+            switch outcome {
+            case .responses(let batch) where batch.count == 1: promise.succeed(batch.messages[0])
+            case .responses(let batch): promise.fail(NSError(domain: "\(batch.count) replies", code: 1))
+            case .failed(let message): promise.fail(NSError(domain: message, code: 2))
+            }
+        }
+    }
+
+    private func send(_ frame: ByteBuffer, _ session: ChainSession) throws -> CQLWireFrame {
+        let promise = session.eventLoop.makePromise(of: ByteBuffer.self)
+        session.eventLoop.execute {
+            session.sink(0).send(Batch(kind: Batch.requests, protocolID: Batch.cql, messages: [frame]),
+                                 receiver: Collect(promise))
+        }
+        return try XCTUnwrap(CQLWireFrame(try promise.futureResult.wait(timeout: .seconds(10))))
+    }
+
+    private func query(_ text: String, _ session: ChainSession, stream: Int16 = 1) throws -> CQLWireFrame {
+        try send(CQLFrameBuilder.query(version: .v5, stream: stream, query: text), session)
+    }
+
+    /// Repeats `text` until it succeeds (the sink backs off for a while after a failed connect),
+    /// for 10 s at most; the last reply.
+    private func queryUntilAnswered(_ text: String, _ session: ChainSession) throws -> CQLWireFrame {
+        let deadline = Date().addingTimeInterval(10)
+        var reply = try query(text, session)
+        while reply.errorCode != nil, Date() < deadline {
+            Thread.sleep(forTimeInterval: 0.1)
+            reply = try query(text, session)
+        }
+        return reply
+    }
+
+    private static let createKeyspace = "CREATE KEYSPACE ks WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}"
+
+    // MARK: tests
+
+    /// Two clients share the connection of keyspace ks. The backend goes away and one client's USE
+    /// gets an ERROR (connect refused, then the back-off): that is not a refused handshake, so the
+    /// shared connection is not closed under the other client, which keeps working once the
+    /// backend is back. (It got "connection closed" for good when any ERROR to a USE discarded it.)
+    func testAnErrorToAUseDoesNotCloseTheSharedConnection() throws {
+        let (port, process) = try startBackend()
+        let runtime = runtime(port: port)
+        let a = try session(runtime), b = try session(runtime), admin = try session(runtime)
+        XCTAssertNil(try query(Self.createKeyspace, admin).errorCode)
+        XCTAssertNil(try query("CREATE TABLE ks.t (k int PRIMARY KEY, v text)", admin).errorCode)
+        XCTAssertEqual(try query("USE ks", a).resultKind, .setKeyspace)
+        XCTAssertEqual(try query("USE ks", b).resultKind, .setKeyspace)
+        XCTAssertEqual(try query("SELECT v FROM t", b).resultKind, .rows)
+
+        process.terminate()
+        process.waitUntilExit()
+        let use = try query("USE ks", a, stream: 5)
+        XCTAssertNotNil(use.errorCode, "the backend is gone")
+        XCTAssertEqual(use.stream, 5)
+
+        // The same port again; this backend keeps nothing, so the schema is made again.
+        _ = try startBackend(port: port)
+        XCTAssertNil(try queryUntilAnswered(Self.createKeyspace, admin).errorCode)
+        XCTAssertNil(try query("CREATE TABLE ks.t (k int PRIMARY KEY, v text)", admin).errorCode)
+        let after = try queryUntilAnswered("SELECT v FROM t", b)
+        XCTAssertEqual(after.resultKind, .rows, CQLBackend.errorText(after))
+        XCTAssertEqual(try query("SELECT v FROM t", a).resultKind, .rows)
+        // A USE refused by the handshake still leaves no connection behind.
+        let before = runtime.sharedConnections.cqlConnectionCount
+        XCTAssertEqual(try query("USE nosuch", a).errorCode, .invalid)
+        XCTAssertEqual(runtime.sharedConnections.cqlConnectionCount, before)
+        XCTAssertEqual(try query("SELECT v FROM t", a).resultKind, .rows, "a keeps ks")
+    }
+}
+
+private extension EventLoopFuture {
+    func wait(timeout: TimeAmount) throws -> Value {
+        let done = DispatchSemaphore(value: 0)
+        let result = NIOLockedValueBox<Result<Value, Error>?>(nil)
+        whenComplete { outcome in
+            result.withLockedValue { $0 = outcome }
+            done.signal()
+        }
+        guard done.wait(timeout: .now() + .nanoseconds(Int(timeout.nanoseconds))) == .success else {
+            throw NSError(domain: "timed out", code: 3)
+        }
+        return try result.withLockedValue { $0! }.get()
+    }
+}
