@@ -4,7 +4,8 @@
 #   cql-pass        through Sluice: cassandra source -> cassandra sink, no transform
 #   cql-3t          through Sluice: a three-transform chain (CQL_CHAIN below) -> cassandra sink
 # and, at the same concurrency (redis-benchmark -c CONNS -P STREAMS, GET, as bench/run.sh does):
-#   redis-direct, redis-pass (empty chain), redis-3t (bench/three-transform-chain.sh)
+#   redis-direct, redis-pass (empty chain), redis-3t (bench/three-transform-chain.sh), and
+#   redis-pass-P1: the empty chain with CONNS*STREAMS clients at -P 1 (each request its own batch)
 # so Sluice's CPU per proxied CQL request can be read against its CPU per proxied Redis request.
 #
 # The backend is bench/cql/responder.c (canned RESULT replies, one thread, epoll) and the client
@@ -96,7 +97,7 @@ printf 'sinks:\n  primary: { redis: { address: 127.0.0.1:%s } }\nchains:\n  main
 three_transform_chain "$REDIS" "$REDIS_3T" | sed "s|directory: .*|directory: $PLUGINS|" >"$W/redis-3t.yaml"
 
 declare -A port=([cql-direct]=$RESP [cql-pass]=$CQL_PASS [cql-3t]=$CQL_3T
-                 [redis-direct]=$REDIS [redis-pass]=$REDIS_PASS [redis-3t]=$REDIS_3T)
+                 [redis-direct]=$REDIS [redis-pass]=$REDIS_PASS [redis-3t]=$REDIS_3T [redis-pass-P1]=$REDIS_PASS)
 declare -A sluice_pid=() unavailable=()
 for name in cql-pass cql-3t redis-pass redis-3t; do
   setsid "$SLUICE_BIN" run --single-process --config "$W/$name.yaml" --threads "$THREADS" --log-level warning \
@@ -145,7 +146,7 @@ median() { tr ' ' '\n' | { grep -v '^$' || true; } | sort -g | awk '{ v[NR] = $1
 # One measured run of a target; appends "rps sluice_us server_us gen_us others_pct" to results[key].
 declare -A results=()
 run_target() {  # NAME VERSION STREAMS N
-  local name=$1 v=$2 s=$3 n=$4 key="$1 v$2 $3" spid=${sluice_pid[$1]:-} server out rps gen
+  local name=$1 v=$2 s=$3 n=$4 key="$1 v$2 $3" spid=${sluice_pid[${1%-P1}]:-} server out rps gen
   [[ $name == cql-* ]] && server=$RESP_PID || server=$REDIS_PID
   local s0=0 s1=0 b0 b1 r0 r1 t0 t1
   [ -n "$spid" ] && s0=$(cpu_ticks "$spid")
@@ -158,9 +159,13 @@ run_target() {  # NAME VERSION STREAMS N
   else
     # redis-benchmark's CPU from bash's `time` (user + system of the child).
     local TIMEFORMAT='%U %S'
-    { time redis-benchmark -p "${port[$name]}" -q -n "$n" -c "$CONNS" -P "$s" -t get >"$W/rb.out" 2>/dev/null; } 2>"$W/rb.time"
+    # redis-pass-P1: the same number in flight as CONNS*STREAMS clients of one request each, so
+    # that each request is a batch of its own in Sluice, as every CQL request is.
+    local c=$CONNS p=$s
+    [[ $name == *-P1 ]] && { c=$((CONNS * s)); p=1; }
+    { time redis-benchmark -p "${port[$name]}" -q -n "$n" -c "$c" -P "$p" -t get >"$W/rb.out" 2>/dev/null; } 2>"$W/rb.time"
     rps=$(tr '\r' '\n' <"$W/rb.out" | awk '/requests per second/ { print $2 }' | tail -1)
-    gen=$(awk '{ printf "%.3f", $1 + $2 }' "$W/rb.time")
+    gen=$(tail -1 "$W/rb.time" | awk '{ printf "%.3f", $1 + $2 }')
   fi
   t1=$(date +%s.%N); b1=$(machine_busy); r1=$(cpu_ticks "$server")
   [ -n "$spid" ] && s1=$(cpu_ticks "$spid")
@@ -185,12 +190,12 @@ for S in "$HIGH" "$LOW"; do
   [ "$S" = "$HIGH" ] && N=$N_HIGH || N=$N_LOW
   entries=()
   for v in $VERSIONS; do for t in cql-direct cql-pass cql-3t; do entries+=("$t:$v"); done; done
-  for t in redis-direct redis-pass redis-3t; do entries+=("$t:-"); done
+  for t in redis-direct redis-pass redis-3t redis-pass-P1; do entries+=("$t:-"); done
   for round in $(seq 1 "$ROUNDS"); do
     k=$(( (round - 1) % ${#entries[@]} ))
     for e in "${entries[@]:k}" "${entries[@]:0:k}"; do
       name=${e%%:*}
-      [ -n "${unavailable[$name]:-}" ] && continue
+      [ -n "${unavailable[${name%-P1}]:-}" ] && continue
       run_target "$name" "${e##*:}" "$S" "$N"
     done
   done
@@ -200,7 +205,7 @@ for S in "$HIGH" "$LOW"; do
   declare -A med=()
   for e in "${entries[@]}"; do
     name=${e%%:*}; v=${e##*:}; key="$name v$v $S"
-    if [ -n "${unavailable[$name]:-}" ] || [ -z "${results[$key]:-}" ]; then
+    if [ -n "${unavailable[${name%-P1}]:-}" ] || [ -z "${results[$key]:-}" ]; then
       printf "%-13s %-3s %10s\n" "$name" "$v" "n/a"; continue
     fi
     for i in 1 2 3 4 5; do
@@ -208,6 +213,7 @@ for S in "$HIGH" "$LOW"; do
     done
     [[ $name == cql-* ]] && direct="cql-direct v$v $S" || direct="redis-direct v- $S"
     vs=$(awk -v a="${med[$key,1]}" -v b="${med[$direct,1]:-0}" 'BEGIN { if (b > 0) printf "%.2fx", a / b; else print "-" }')
+    [[ $name == *-P1 ]] && vs="-"   # redis-direct ran at -P STREAMS, not comparable
     sl=${med[$key,2]}; [[ $name == *-direct ]] && sl="-"
     printf "%-13s %-3s %10s %9s %13s %13s %13s %9s\n" "$name" "$v" "${med[$key,1]}" "$vs" "$sl" "${med[$key,3]}" "${med[$key,4]}" "${med[$key,5]}"
   done
@@ -217,7 +223,8 @@ for S in "$HIGH" "$LOW"; do
       key="cql-$c v$v $S"; rkey="redis-$c v- $S"
       [ -n "${med[$key,2]:-}" ] && [ -n "${med[$rkey,2]:-}" ] || continue
       awk -v c="$c" -v v="$v" -v a="${med[$key,2]}" -v b="${med[$rkey,2]}" -v r="${med[$key,1]}" -v d="${med["cql-direct v$v $S",1]:-0}" \
-        'BEGIN { printf "target check v%s %-4s: sluice CPU per CQL request / per Redis request = %.2f (target <= 1.5); throughput / direct = %.2f (target >= 0.6 at 64 in flight)\n", v, c, (b > 0 ? a / b : 0), (d > 0 ? r / d : 0) }'
+        -v p1="${med["redis-pass-P1 v- $S",2]:-0}" \
+        'BEGIN { printf "target check v%s %-4s: sluice CPU per CQL request / per Redis request = %.2f (target <= 1.5; against redis-pass-P1: %.2f); throughput / direct = %.2f (target >= 0.6 at 64 in flight)\n", v, c, (b > 0 ? a / b : 0), (p1 > 0 ? a / p1 : 0), (d > 0 ? r / d : 0) }'
     done
   done
   unset med
