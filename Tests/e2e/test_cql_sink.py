@@ -178,3 +178,57 @@ def test_garbage_from_backend_fails_the_request_not_sluice(cql_backend_factory, 
     finally:
         cluster.shutdown()
     assert proxy.alive()
+
+
+# --- one client's statements must not change what the others share --------------------------------
+
+# One event loop: every client shares the same backend connections.
+ONE_LOOP = ("--threads", "1")
+
+
+def test_prepare_of_use_is_refused(cql_backend_factory, sluice_factory):
+    """A prepared USE, executed, would switch the keyspace of the connection every client of that
+    keyspace shares: Sluice refuses the PREPARE with INVALID and the client's keyspace is unchanged."""
+    from cassandra.protocol import InvalidRequestException, PrepareMessage, ResultMessage
+    from conftest import CQLRawConnection
+    backend = cql_backend_factory()
+    proxy = sluice_factory(cql_config(backend.port), extra_args=ONE_LOOP)
+    with CQLRawConnection(proxy.port) as a:
+        a.startup()
+        a.query(KEYSPACE.format("ks"))
+        a.query(KEYSPACE.format("other"))
+        a.query("CREATE TABLE ks.t (k int PRIMARY KEY)")
+        assert a.query("USE ks").new_keyspace == "ks"
+        refused = a.request(PrepareMessage("USE other"))
+        assert isinstance(refused, InvalidRequestException), refused
+        assert "USE cannot be prepared through this proxy" in str(refused.message), refused
+        assert isinstance(a.query("SELECT k FROM t"), ResultMessage), "still in ks"
+    assert proxy.alive()
+
+
+def test_a_use_prepared_elsewhere_does_not_switch_other_clients(cql_backend_factory, sluice_factory):
+    """A USE prepared directly at the backend and executed through Sluice: its client gets the
+    backend's SET_KEYSPACE, and the shared connection it ran on is retired, so another client of ks
+    keeps running in ks (it ran in 'other' when the switched connection stayed shared)."""
+    from cassandra import ConsistencyLevel
+    from cassandra.protocol import ExecuteMessage, PrepareMessage, ResultMessage
+    from conftest import CQLRawConnection
+    backend = cql_backend_factory()
+    proxy = sluice_factory(cql_config(backend.port), extra_args=ONE_LOOP)
+    with CQLRawConnection(backend.port) as direct:
+        direct.startup()
+        direct.query(KEYSPACE.format("ks"))
+        direct.query(KEYSPACE.format("other"))
+        direct.query("CREATE TABLE ks.t (k int PRIMARY KEY)")
+        use_other = direct.request(PrepareMessage("USE other")).query_id
+    with CQLRawConnection(proxy.port) as a, CQLRawConnection(proxy.port) as b:
+        a.startup()
+        b.startup()
+        assert a.query("USE ks").new_keyspace == "ks"
+        assert b.query("USE ks").new_keyspace == "ks"
+        switched = a.request(ExecuteMessage(use_other, [], ConsistencyLevel.ONE))
+        assert isinstance(switched, ResultMessage) and switched.new_keyspace == "other", switched
+        for _ in range(3):
+            rows = b.query("SELECT k FROM t")
+            assert isinstance(rows, ResultMessage), rows
+    assert proxy.alive()

@@ -76,6 +76,11 @@ final class CQLSinkRoute: BackendRoute {
                 self.use(use, frame: frame, version: version, receiver: receiver)
                 return
             }
+        case .prepare?:
+            if Self.useStatement(frame) != nil {
+                refusePreparedUse(frame, version: version, receiver: receiver)
+                return
+            }
         case .register?:
             register(frame, version: version, receiver: receiver)
             return
@@ -140,9 +145,14 @@ final class CQLSinkRoute: BackendRoute {
 
     // MARK: USE
 
-    /// The keyspace of a QUERY that is a `USE` statement (nil for any other QUERY). Only texts
-    /// that can start with USE (after spaces or a comment) are classified.
+    /// The keyspace of a QUERY that is a `USE` statement (nil for any other QUERY).
     static func useKeyspace(_ frame: CQLWireFrame) -> String? {
+        useStatement(frame)?.keyspace
+    }
+
+    /// The statement of a QUERY or PREPARE (both start with the text) when it is a `USE` (nil
+    /// otherwise). Only texts that can start with USE (after spaces or a comment) are classified.
+    static func useStatement(_ frame: CQLWireFrame) -> CQLStatement? {
         guard let message = frame.message(), let length = message.getInteger(at: message.readerIndex, as: Int32.self),
               length > 0, Int(length) <= message.readableBytes - 4 else { return nil }
         let text = message.getSlice(at: message.readerIndex + 4, length: Int(length))!
@@ -151,9 +161,17 @@ final class CQLSinkRoute: BackendRoute {
             return nil
         }
         let statement = CQLStatement.classify(text)
-        guard statement.kind == .use else { return nil }
-        return statement.keyspace
+        return statement.kind == .use ? statement : nil
     }
+
+    /// A PREPARE of a USE statement is refused: executed, it would switch the keyspace of a backend
+    /// connection other clients share (Sluice follows a client's keyspace by its QUERY USE only).
+    private func refusePreparedUse(_ frame: CQLWireFrame, version: CQLVersion, receiver: ResponseReceiver) {
+        answer(receiver, CQLBackendErrors.frame(stream: frame.stream, version: version, code: .invalid,
+                                                message: Self.preparedUseRefusal, allocator: session.allocator))
+    }
+
+    static let preparedUseRefusal = "sluice: USE cannot be prepared through this proxy (its connections to the backend are shared); send USE as a plain query"
 
     /// Sends the client's USE on the connection of that keyspace (whose handshake USEs it): the
     /// client gets the backend's SET_KEYSPACE or its error, and on success its later requests go there.

@@ -78,6 +78,19 @@ final class SharedSinkConnections: @unchecked Sendable {
         if removed { connection.close() }
     }
 
+    /// Forgets `connection` and closes it (in the next turn, after the reply being read was
+    /// delivered): a request switched it to another keyspace, so it is no longer the connection
+    /// of its key. Clients' routes that used it look their connection up again once it is closed;
+    /// requests still in flight on it fail. Call on its event loop.
+    func retireCQLConnection(_ connection: CQLSinkConnection) {
+        lock.withLock {
+            guard let key = cqlConnections.first(where: { $0.value.connection === connection })?.key else { return }
+            cqlConnections[key] = nil
+        }
+        HostLog.sinks.warning("sink '\(connection.plan.name)' (\(connection.plan.address)): a request switched a shared connection to another keyspace (a prepared USE); closing it")
+        connection.eventLoop.execute { connection.close() }
+    }
+
     /// How many Cassandra connections the table holds (for tests).
     var cqlConnectionCount: Int { lock.withLock { cqlConnections.count } }
 
@@ -90,6 +103,7 @@ final class SharedSinkConnections: @unchecked Sendable {
             return (created, true)
         }
         if created {
+            connection.pairing.keyspaceSwitched = { [weak self, unowned connection] in self?.retireCQLConnection(connection) }
             CQLReprepare.install(on: connection, version: key.version, registry: plan.preparedStatements) { [unowned self] keyspace in
                 cqlConnection(sink: key.sink, plan: plan, on: eventLoop, version: key.version, keyspace: keyspace,
                               identity: key.identity)

@@ -182,7 +182,20 @@ final class CQLStreamPairing: BackendReplyPairing {
         }
         let bytes = reply.stream == entry.clientStream ? frame : reply.withStream(entry.clientStream)
         entry.receiver.receive(.responses(Batch(kind: Batch.responses, protocolID: Batch.cql, messages: [bytes])))
+        if reply.resultKind == .setKeyspace, Self.setKeyspace(reply) != keyspace { keyspaceSwitched?() }
         return .accepted
+    }
+
+    /// Called (after the reply was delivered) when a request switched the connection to another
+    /// keyspace than the one it is shared for (an EXECUTE of a USE prepared elsewhere): the
+    /// connection must serve no one else (`SharedSinkConnections` retires it).
+    var keyspaceSwitched: (() -> Void)?
+
+    /// The keyspace a RESULT Set_keyspace names.
+    static func setKeyspace(_ reply: CQLWireFrame) -> String? {
+        guard let version = reply.version, let message = reply.message(),
+              case .setKeyspace(let name)? = try? CQLResult(message: message, version: version) else { return nil }
+        return name
     }
 
     /// The statement id an UNPREPARED error names.
