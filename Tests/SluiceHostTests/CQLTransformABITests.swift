@@ -442,3 +442,14 @@ final class CQLTransformABITests: XCTestCase {
         XCTAssertEqual([Int(header.version), Int(header.stream), Int(header.opcode)], [5, 33, Int(SLUICE_CQL_OP_ERROR)])
     }
 }
+
+extension CQLTransformABITests {
+    func testUseIsRecognisedByItsFirstWord() {
+        for (text, expected) in [("USE ks", true), ("  use\n\"Ks\"", true), ("use", true), ("-- c\nUSE ks", true),
+                                 ("/* x */ use ks", true), ("user_table", false), ("SELECT 1", false), ("us", false),
+                                 ("useful", false), ("", false)] {
+            let bytes = Array(text.utf8)
+            XCTAssertEqual(bytes.withUnsafeBytes { CQLSessionObserver.startsWithUse($0) }, expected, text)
+        }
+    }
+}

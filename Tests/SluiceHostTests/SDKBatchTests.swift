@@ -52,3 +52,57 @@ final class SDKBatchTests: XCTestCase {
         responses.free()  // a second free is refused, not a double release
     }
 }
+
+/// SluiceSDK's CQL wrappers against the real host function table, over the DataStax driver's frames.
+final class SDKCQLTests: XCTestCase {
+    override func setUp() {
+        sluiceHost = HostAPI.table
+    }
+
+    func testStatementsValuesAndBuildersThroughTheSDK() throws {
+        let requests = SluiceSDK.Batch.newRequests(protocol: .cql)
+        let responses = SluiceSDK.Batch.newResponses(protocol: .cql)
+        defer { requests.free(); responses.free() }
+        XCTAssertTrue(requests.isCQL)
+        XCTAssertEqual(requests.protocols, .cql)
+        for name in ["query_v5", "batch_v4"] {
+            let frame = try CQLDriverVectors.vector(name)
+            XCTAssertTrue(requests.putBytes(Array(frame.readableBytesView), at: requests.count).isOK)
+        }
+        XCTAssertEqual(requests.putBytes(Array("*1\r\n$4\r\nPING\r\n".utf8), at: 2).code, SLUICE_ERROR_MALFORMED)
+        let header = try requests.cqlHeader(at: 0)
+        XCTAssertEqual([header.version, Int(header.stream)], [5, 7])
+        XCTAssertTrue(header.isQuery)
+        let statement = try XCTUnwrap(try requests.cqlStatement(at: 0))
+        XCTAssertEqual(statement.kind, .select)
+        XCTAssertEqual([statement.keyspaceName, statement.tableName], ["ks", "t"])
+        XCTAssertEqual(String(decoding: try XCTUnwrap(try requests.cqlQuery(at: 0)), as: UTF8.self), "SELECT v FROM ks.t WHERE k = ?")
+        XCTAssertEqual(try requests.cqlValue(at: 0, position: 1)?.value, .null)
+        XCTAssertNil(try requests.cqlValue(at: 0, position: 2))
+        XCTAssertEqual(requests.cqlStatementCount(at: 1), 2)
+        XCTAssertEqual(try requests.cqlStatement(at: 1, statement: 0)?.kind, .insert)
+        XCTAssertNil(try requests.cqlQuery(at: 1, statement: 1), "a prepared child the host never saw prepared")
+        XCTAssertEqual(CQL.StatementKind(name: "DDL"), .ddl)
+        XCTAssertEqual(CQL.ErrorCode(name: "Unauthorized"), .unauthorized)
+
+        try responses.putCQLError(.unauthorized, "no", answering: requests, 0, at: 0)
+        try responses.putCQLResultVoid(answering: requests, 1, at: 1)
+        try responses.putCQLResultRows(answering: requests, 0, at: 2, keyspace: "ks", table: "t",
+                                       columns: [("k", SLUICE_CQL_TYPE_INT), ("v", SLUICE_CQL_TYPE_VARCHAR)],
+                                       rows: [[[0, 0, 0, 1], Array("a".utf8)], [[0, 0, 0, 2], nil]])
+        XCTAssertEqual(try responses.cqlHeader(at: 0).stream, 7)
+        XCTAssertEqual(try responses.cqlHeader(at: 1).stream, 10)
+        XCTAssertNil(try responses.cqlResultRows(at: 1))
+        XCTAssertEqual(try responses.cqlResultRows(at: 2)?.rows, 2)
+        XCTAssertEqual(String(decoding: try XCTUnwrap(try responses.cqlColumn(at: 2, column: 1)).name, as: UTF8.self), "v")
+        let cells = Array(try responses.cqlCells(at: 2))
+        XCTAssertEqual(cells.count, 4)
+        XCTAssertEqual(cells[3].value, .null)
+        try responses.setCQLCell(at: 2, row: 1, column: 1, to: Array("b".utf8))
+        guard case .bytes(let replaced) = try responses.cqlCells(at: 2).map(\.value)[3] else { return XCTFail("still null") }
+        XCTAssertEqual(Array(replaced), Array("b".utf8))
+        XCTAssertThrowsError(try responses.putCQLError(.unauthorized, "no", answering: requests, 5, at: 3))
+        try requests.putCQLQuery("SELECT * FROM ks.t", values: [[0, 0, 0, 1]], version: 4, at: 2)
+        XCTAssertEqual(requests.cqlValueCount(at: 2), 1)
+    }
+}

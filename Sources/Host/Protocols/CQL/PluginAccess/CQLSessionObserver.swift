@@ -57,13 +57,29 @@ final class CQLSessionObserver: ResponseReceiver {
            let length = frame.getInteger(at: frame.readerIndex + CQLFrameHeader.size, as: Int32.self), length >= 0,
            let text = frame.getSlice(at: frame.readerIndex + CQLFrameHeader.size + 4,
                                      length: min(Int(length), frame.readableBytes - CQLFrameHeader.size - 4)) {
-            return text.withUnsafeReadableBytes { bytes in
-                var lexer = CQLLexer(bytes)
-                return lexer.next()?.keyword == "use"
-            }
+            return text.withUnsafeReadableBytes(startsWithUse)
         }
         guard case .query(let query)? = batch.cqlMessage(at: index)?.message else { return false }
         return CQLStatement.classify(query.query).kind == .use
+    }
+
+    /// Whether statement text starts with the word USE: a look at its first bytes (no allocation:
+    /// this runs for every QUERY), the lexer only when a comment comes first.
+    static func startsWithUse(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        var i = 0
+        while i < bytes.count, bytes[i] == 0x20 || bytes[i] == 0x09 || bytes[i] == 0x0A || bytes[i] == 0x0D { i += 1 }
+        guard i < bytes.count else { return false }
+        if bytes[i] == UInt8(ascii: "-") || bytes[i] == UInt8(ascii: "/") {
+            var lexer = CQLLexer(bytes)
+            return lexer.next()?.keyword == "use"
+        }
+        guard i + 3 <= bytes.count, bytes[i] | 0x20 == UInt8(ascii: "u"), bytes[i + 1] | 0x20 == UInt8(ascii: "s"),
+              bytes[i + 2] | 0x20 == UInt8(ascii: "e")
+        else { return false }
+        guard i + 3 < bytes.count else { return true }
+        let next = bytes[i + 3]
+        let isWordByte = (next >= 0x30 && next <= 0x39) || (next | 0x20 >= 0x61 && next | 0x20 <= 0x7A) || next == 0x5F || next >= 0x80
+        return !isWordByte
     }
 
     func receive(_ outcome: ChainOutcome) {
