@@ -6,6 +6,8 @@ the matching exception), count counts by statement kind, tee writes to a second 
 sends a table to another backend, debug-printer logs statements. Each backend is also read
 directly (never through Sluice), so where a row landed is seen by the test, not by Sluice.
 """
+import os
+import subprocess
 import time
 
 import pytest
@@ -13,7 +15,7 @@ from cassandra import InvalidRequest, Unauthorized
 from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
 from cassandra.query import BatchStatement
 from cassandra.policies import RoundRobinPolicy
-from conftest import CQLRawConnection, Sluice
+from conftest import PLUGINS, SLUICE, CQLRawConnection, Sluice, free_port
 
 SCHEMA = [
     "CREATE KEYSPACE IF NOT EXISTS ks WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}",
@@ -226,3 +228,28 @@ def test_debug_printer_logs_statements_not_values(workdir, cql_backend_factory, 
     assert "EXECUTE v5 stream" in out and "INSERT INTO ks.cold (k, v) VALUES (?, ?) [2 values]" in out
     assert "RESULT v5 stream" in out and "Rows 1 x 1 (v)" in out
     assert "secret-value" not in out
+
+
+def test_a_redis_only_transform_on_a_cql_chain_is_refused_with_its_position(workdir):
+    """sluice check (and start-up): throttle handles only Redis; at step 1 of a chain a cassandra
+    source runs it is refused there, naming the step, at the step's line."""
+    path = os.path.join(workdir, "refused.yaml")
+    with open(path, "w") as f:
+        f.write(f"""plugins:
+  directory: {PLUGINS}
+sinks:
+  cass: {{ cassandra: {{ address: 127.0.0.1:1 }} }}
+chains:
+  cql_main:
+    - count: {{}}
+    - throttle: {{ rate: 10 }}
+    - sink: cass
+sources:
+  - cassandra: {{ listen: 127.0.0.1:{free_port()}, chain: cql_main }}
+""")
+    out = subprocess.run([SLUICE, "check", "--config", path], capture_output=True, text=True, timeout=60)
+    text = out.stdout + out.stderr
+    assert out.returncode != 0, text
+    assert f"{path}:8:" in text, text
+    assert "chain 'cql_main' step 1: transform 'throttle' does not handle CQL (it handles: redis)" in text, text
+    assert "count" not in text.split("does not handle")[0].splitlines()[-1], "count handles CQL: not refused"
