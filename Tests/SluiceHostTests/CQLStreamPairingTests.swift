@@ -58,4 +58,41 @@ final class CQLStreamPairingTests: XCTestCase {
         XCTAssertEqual(noKeyspace.frameArrived(setKeyspace("ks", stream: stream), start: 0), .accepted)
         XCTAssertTrue(reported, "a connection without a keyspace switched to one")
     }
+
+    private final class Receiver: ResponseReceiver {
+        func receive(_ outcome: ChainOutcome) {}
+    }
+
+    private func void(stream: Int16) -> ByteBuffer {
+        CQLFrameBuilder.resultVoid(version: .v4, stream: stream)
+    }
+
+    /// Requests answered are let go at once (their receivers, and the request bytes that pin the
+    /// client's read buffer), with or without a reply timeout, also while one slow request is
+    /// outstanding; the reply timeout still sees the oldest request in flight.
+    func testAnsweredRequestsAreNotKept() {
+        for timeout in [false, true] {
+            let pairing = pairing()
+            var check = 0
+            func send(_ receiver: ResponseReceiver) -> Int16 {
+                let frame = CQLFrameBuilder.query(version: .v4, stream: 1, query: "SELECT 1")
+                let batch = Batch(kind: Batch.requests, protocolID: Batch.cql, messages: [frame])
+                pairing.add(pairing.entry(for: batch, receiver: receiver, route: nil, sentAtCheck: timeout ? check : nil))
+                return CQLWireFrame(batch.messages[0])!.stream
+            }
+            let slow = send(Receiver())
+            var answered: [() -> AnyObject?] = []
+            for i in 0..<2000 {
+                if i % 100 == 0 { check += 1 }  // the reply-timeout clock ticks meanwhile
+                let receiver = Receiver()
+                answered.append { [weak receiver] in receiver }
+                XCTAssertEqual(pairing.frameArrived(void(stream: send(receiver)), start: 0), .accepted)
+            }
+            XCTAssertEqual(answered.filter { $0() != nil }.count, 0, "timeout \(timeout): answered requests still held")
+            XCTAssertEqual(pairing.count, 1)
+            XCTAssertEqual(pairing.oldestSentAtCheck, timeout ? 0 : nil, "the slow request is the oldest")
+            XCTAssertEqual(pairing.frameArrived(void(stream: slow), start: 0), .accepted)
+            XCTAssertNil(pairing.oldestSentAtCheck)
+        }
+    }
 }

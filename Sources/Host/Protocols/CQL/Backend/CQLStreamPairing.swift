@@ -22,7 +22,8 @@ final class CQLStreamPairing: BackendReplyPairing {
         let opcode: UInt8
         /// Sluice's stream id on the backend connection (nil: none was free).
         fileprivate(set) var stream: Int16?
-        var sentAtCheck = 0
+        /// The reply-timeout clock when it was sent (nil: the sink has no reply timeout).
+        fileprivate(set) var sentAtCheck: Int?
         /// A retry after re-preparing: a second UNPREPARED goes to the client.
         let isRetry: Bool
         fileprivate var settled = false
@@ -46,9 +47,12 @@ final class CQLStreamPairing: BackendReplyPairing {
     /// Entries by Sluice's stream id.
     private var table: [Pending?] = []
     private var ids = CQLStreamIDs()
-    /// Entries in the order they were sent (settled ones are dropped from the front lazily): the
-    /// oldest is the reply timeout's.
-    private var order = CircularBuffer<Pending>(initialCapacity: 16)
+    /// How many requests in flight were sent at each tick of the reply-timeout clock, oldest
+    /// first (only with a reply timeout): the oldest tick is the reply timeout's. Holds counts,
+    /// not requests, so an answered request is let go at once (its receiver, and its bytes that
+    /// pin the client's read buffer) even while an older one is still outstanding; it has one
+    /// element per tick at which requests still in flight were sent.
+    private var inFlightPerCheck = CircularBuffer<(check: Int, count: Int)>(initialCapacity: 4)
     private(set) var count = 0
     private var nextIsRetry = false
     /// Where EVENT frames go (the sink's event connection); nil: dropped.
@@ -79,7 +83,7 @@ final class CQLStreamPairing: BackendReplyPairing {
         let frame = CQLWireFrame(batch.messages[0])!  // the route sends only whole frames
         let pending = Pending(receiver: receiver, request: frame.bytes, clientStream: frame.stream,
                               version: frame.version ?? .v4, opcode: frame.opcodeByte, isRetry: isRetry)
-        pending.sentAtCheck = sentAtCheck ?? 0
+        pending.sentAtCheck = sentAtCheck
         guard let stream = ids.allocate() else {
             batch.remove(at: 0)  // nothing is written
             return pending
@@ -117,16 +121,27 @@ final class CQLStreamPairing: BackendReplyPairing {
             table.append(contentsOf: repeatElement(nil, count: max(slot + 1 - table.count, min(table.count, 4096), 16)))
         }
         table[slot] = entry
-        order.append(entry)
+        if let check = entry.sentAtCheck {
+            if let last = inFlightPerCheck.last, last.check == check {
+                inFlightPerCheck[inFlightPerCheck.index(before: inFlightPerCheck.endIndex)].count += 1
+            } else {
+                inFlightPerCheck.append((check, 1))
+            }
+        }
         count += 1
+    }
+
+    /// `entry`, in flight, got its reply: it no longer counts for the reply timeout.
+    private func answered(_ entry: Pending) {
+        guard let check = entry.sentAtCheck,
+              let index = inFlightPerCheck.firstIndex(where: { $0.check == check }) else { return }
+        inFlightPerCheck[index].count -= 1
+        while let first = inFlightPerCheck.first, first.count == 0 { inFlightPerCheck.removeFirst() }
     }
 
     func requestsWritten() {}
 
-    var oldestSentAtCheck: Int? {
-        while let first = order.first, first.settled { order.removeFirst() }
-        return order.first?.sentAtCheck
-    }
+    var oldestSentAtCheck: Int? { inFlightPerCheck.first?.check }
 
     func oldestMayWaitIndefinitely() -> Bool { false }
 
@@ -135,7 +150,7 @@ final class CQLStreamPairing: BackendReplyPairing {
         let settled = table.compactMap { $0 }
         for entry in settled { entry.settled = true }
         table.removeAll(keepingCapacity: true)
-        order.removeAll(keepingCapacity: true)
+        inFlightPerCheck.removeAll(keepingCapacity: true)
         ids.reset()
         count = 0
         eventLoop.execute { [allocator] in
@@ -172,6 +187,7 @@ final class CQLStreamPairing: BackendReplyPairing {
         table[Int(stream)] = nil
         ids.release(stream)
         entry.settled = true
+        answered(entry)
         count -= 1
         if reply.opcodeByte == CQLOpcode.error.rawValue, !entry.isRetry, reply.errorCode == .unprepared,
            let id = Self.unpreparedID(reply), let unprepared, unprepared(entry, id) {
