@@ -97,7 +97,9 @@ final class CQLSinkRoute: BackendRoute {
         default:
             break
         }
-        connection(version: version).send(Self.wireBatch(bytes), receiver: receiver)
+        // Drivers must see one node, Sluice: a SELECT on system.peers(_v2) gets no rows.
+        let replyTo = CQLClusterView.receiver(for: frame, keyspace: keyspace, registry: plan.preparedStatements, passing: receiver)
+        connection(version: version).send(Self.wireBatch(bytes), receiver: replyTo)
     }
 
     /// A batch of several frames (a transform's): each goes on its own, the replies are joined.

@@ -1,4 +1,5 @@
 import NIOConcurrencyHelpers
+import NIOCore
 
 /// The statements prepared through one sink: the backend's prepared id → the query text and the
 /// keyspace it was prepared in, recorded from the PREPARE requests and their RESULT Prepared
@@ -19,6 +20,8 @@ final class CQLPreparedRegistry: @unchecked Sendable {
 
     private let lock = NIOLock()
     private var statements: [[UInt8]: Statement] = [:]
+    /// The ids of SELECTs on the peers tables (`CQLClusterView`), whose replies Sluice empties.
+    private var peersStatements: [[UInt8]] = []
 
     func record(id: [UInt8], _ statement: Statement) {
         lock.withLock {
@@ -27,6 +30,19 @@ final class CQLPreparedRegistry: @unchecked Sendable {
             }
             statements[id] = statement
         }
+        if CQLClusterView.selectsPeers(ByteBuffer(string: statement.query), keyspace: statement.keyspace) {
+            lock.withLock {
+                guard !peersStatements.contains(id) else { return }
+                if peersStatements.count >= 1_000 { peersStatements.removeFirst() }
+                peersStatements.append(id)
+            }
+        }
+    }
+
+    /// Whether `id` is a statement `CQLClusterView` answers (no allocation: one lock, and a
+    /// comparison only when such a statement was prepared).
+    func isPeersStatement(id: ByteBuffer) -> Bool {
+        lock.withLock { !peersStatements.isEmpty && peersStatements.contains { $0.elementsEqual(id.readableBytesView) } }
     }
 
     func statement(id: [UInt8]) -> Statement? {

@@ -1,0 +1,126 @@
+import NIOCore
+
+/// What drivers learn about the cluster through Sluice: one node, the proxy.
+///
+/// Drivers read `system.peers` (or `system.peers_v2`) to find the other nodes of the cluster and
+/// then connect to each of them directly. A cassandra sink is one node, and a driver connected to
+/// Sluice must stay on Sluice (or its transforms are bypassed), so Sluice answers a SELECT on
+/// either table, sent as a QUERY or as an EXECUTE of a statement prepared through the sink, with
+/// the backend's own reply emptied: the same column specs (or the same No_metadata reply), no
+/// paging state, zero rows. An ERROR reply passes unchanged.
+///
+/// `system.local` passes unchanged: drivers keep the address they connected to (Sluice's) for the
+/// node that answers it. The DataStax python driver stores its `rpc_address` as the host's
+/// `broadcast_rpc_address` (used to match STATUS_CHANGE events), never as an address to connect to.
+enum CQLClusterView {
+    /// Whether the tables `keyspace.table` (as the classifier names them) list the other nodes.
+    static func isPeersTable(keyspace: String?, table: String?) -> Bool {
+        keyspace == "system" && (table == "peers" || table == "peers_v2")
+    }
+
+    /// Whether a statement's text is a SELECT on `system.peers` or `system.peers_v2`
+    /// (`keyspace`: the connection's, for a text that names none).
+    static func selectsPeers(_ text: ByteBuffer, keyspace: String?) -> Bool {
+        guard mentionsPeers(text) else { return false }
+        let statement = CQLStatement.classify(text)
+        return statement.kind == .select && isPeersTable(keyspace: statement.keyspace(orConnection: keyspace),
+                                                          table: statement.table)
+    }
+
+    /// A cheap look for "peers" in any case, so that only texts naming it are classified.
+    private static func mentionsPeers(_ text: ByteBuffer) -> Bool {
+        text.withUnsafeReadableBytes { bytes in
+            guard bytes.count >= 5 else { return false }
+            for i in 0...(bytes.count - 5) where bytes[i] | 0x20 == UInt8(ascii: "p") {
+                if bytes[i + 1] | 0x20 == UInt8(ascii: "e"), bytes[i + 2] | 0x20 == UInt8(ascii: "e"),
+                   bytes[i + 3] | 0x20 == UInt8(ascii: "r"), bytes[i + 4] | 0x20 == UInt8(ascii: "s") {
+                    return true
+                }
+            }
+            return false
+        }
+    }
+
+    /// Whether the client's request `frame` (a QUERY, or an EXECUTE of an id recorded in
+    /// `registry`) selects from the peers tables.
+    static func asksForPeers(_ frame: CQLWireFrame, keyspace: String?, registry: CQLPreparedRegistry) -> Bool {
+        switch CQLOpcode(rawValue: frame.opcodeByte) {
+        case .query?:
+            guard let message = frame.message(), let length = message.getInteger(at: message.readerIndex, as: Int32.self),
+                  length > 0, Int(length) <= message.readableBytes - 4,
+                  let text = message.getSlice(at: message.readerIndex + 4, length: Int(length)) else { return false }
+            return selectsPeers(text, keyspace: keyspace)
+        case .execute?:
+            guard let message = frame.message(),
+                  let length = message.getInteger(at: message.readerIndex, as: UInt16.self),
+                  Int(length) <= message.readableBytes - 2,
+                  let id = message.getSlice(at: message.readerIndex + 2, length: Int(length)) else { return false }
+            return registry.isPeersStatement(id: id)
+        default:
+            return false
+        }
+    }
+
+    /// The receiver the route hands a request's reply to: `receiver` itself, or for a SELECT on
+    /// the peers tables one that empties the reply first.
+    @inline(__always)
+    static func receiver(for frame: CQLWireFrame, keyspace: String?, registry: CQLPreparedRegistry,
+                         passing receiver: ResponseReceiver) -> ResponseReceiver {
+        asksForPeers(frame, keyspace: keyspace, registry: registry) ? EmptyingReceiver(receiver) : receiver
+    }
+
+    /// `reply` (a whole, uncompressed response frame) with its RESULT Rows emptied: the same
+    /// header (version, flags, stream), tracing id, warnings and custom payload, the same rows
+    /// metadata without a paging state (Has_more_pages cleared), and a rows count of 0. Nil when
+    /// `reply` is not a well-formed RESULT Rows (an ERROR, say), which then passes unchanged.
+    static func emptyingRows(_ reply: ByteBuffer, allocator: ByteBufferAllocator = ByteBufferAllocator()) -> ByteBuffer? {
+        guard let frame = CQLWireFrame(reply), frame.isResponse, let version = frame.version,
+              frame.resultKind == .rows, let message = frame.message() else { return nil }
+        var reader = CQLBodyReader(message)
+        let flags: CQLRowsMetadata.Flags
+        let afterPaging: Int
+        let metadataEnd: Int
+        do {
+            _ = try reader.readInt()  // the kind
+            flags = CQLRowsMetadata.Flags(rawValue: try reader.readInt())
+            _ = try reader.readInt()  // the column count
+            if flags.contains(.hasMorePages) { _ = try reader.readBytes() }
+            afterPaging = message.readableBytes - reader.remaining
+            // Reads the whole metadata once more, from its start, to find where it ends.
+            var metadataReader = CQLBodyReader(message.getSlice(at: message.readerIndex + 4, length: message.readableBytes - 4)!)
+            _ = try CQLRowsMetadata(from: &metadataReader, version: version)
+            metadataEnd = message.readableBytes - metadataReader.remaining
+        } catch {
+            return nil
+        }
+        let body = frame.body
+        let prefixLength = body.readableBytes - message.readableBytes
+        let bodyLength = prefixLength + 12 + (metadataEnd - afterPaging) + 4
+        var out = allocator.buffer(capacity: CQLFrameHeader.size + bodyLength)
+        out.writeBytes(reply.readableBytesView.prefix(5))  // version, flags, stream, opcode
+        out.writeInteger(Int32(bodyLength))
+        out.writeBytes(body.readableBytesView.prefix(prefixLength))
+        out.writeInteger(CQLResultKind.rows.rawValue)
+        out.writeInteger(flags.subtracting(.hasMorePages).rawValue)
+        out.writeBytes(message.readableBytesView.dropFirst(8).prefix(4))  // the column count
+        out.writeBytes(message.readableBytesView.dropFirst(afterPaging).prefix(metadataEnd - afterPaging))
+        out.writeInteger(Int32(0))  // rows
+        return out
+    }
+
+    /// Hands on a reply with its rows emptied (anything else unchanged).
+    private final class EmptyingReceiver: ResponseReceiver {
+        private let receiver: ResponseReceiver
+
+        init(_ receiver: ResponseReceiver) { self.receiver = receiver }
+
+        func receive(_ outcome: ChainOutcome) {
+            guard case .responses(let batch) = outcome, batch.count == 1,
+                  let emptied = CQLClusterView.emptyingRows(batch.messages[0]) else {
+                receiver.receive(outcome)
+                return
+            }
+            receiver.receive(.responses(Batch(kind: Batch.responses, protocolID: Batch.cql, messages: [emptied])))
+        }
+    }
+}
