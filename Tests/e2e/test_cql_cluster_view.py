@@ -6,6 +6,7 @@ to both (this proves the test). THROUGH Sluice, Sluice answers SELECTs on system
 system.peers_v2 with the backend's columns and no rows, so the driver knows one host, Sluice, and
 every connection it holds goes to Sluice's port: nothing reaches the backend around Sluice.
 """
+import json
 import os
 import subprocess
 
@@ -14,7 +15,7 @@ from cassandra import ConsistencyLevel
 from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
 from cassandra.policies import RoundRobinPolicy
 from conftest import CQLRawConnection
-from test_cql_drivers import driver_connections, start_target
+from test_cql_drivers import SCYLLA_PYTHON, driver_connections, start_target
 
 
 @pytest.fixture(params=["direct", "sluice"])
@@ -69,6 +70,38 @@ def test_the_driver_sees_one_host_and_stays_on_sluice(two_nodes, version):
         assert in_use == {sluice}
         assert tcp == {sluice}, f"connections around Sluice: {tcp - {sluice}}"
         two_nodes.assert_sluice_alive()
+
+
+SCYLLA_HOSTS = """
+import json, sys
+from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
+from cassandra.policies import RoundRobinPolicy
+cluster = Cluster(["127.0.0.1"], port=int(sys.argv[1]), connect_timeout=5, control_connection_timeout=5,
+                  execution_profiles={EXEC_PROFILE_DEFAULT: ExecutionProfile(load_balancing_policy=RoundRobinPolicy())})
+session = cluster.connect()
+for _ in range(8):
+    session.execute("SELECT release_version FROM system.local")
+conns = [cluster.control_connection._connection]
+for pool in session._pools.values():
+    conns.extend(pool.get_connections())
+print(json.dumps({"hosts": sorted([h.endpoint.address, h.endpoint.port] for h in cluster.metadata.all_hosts()),
+                  "connections": sorted({(c.endpoint.address, c.endpoint.port) for c in conns})}))
+cluster.shutdown()
+"""
+
+
+def test_scylla_driver_sees_one_host(two_nodes):
+    """scylla-driver (its own venv, as in test_cql_drivers.py) reads the peers tables the same way."""
+    assert os.path.exists(SCYLLA_PYTHON), f"no scylla-driver venv at {SCYLLA_PYTHON} (scripts/install-deps.sh makes it)"
+    out = subprocess.run([SCYLLA_PYTHON, "-c", SCYLLA_HOSTS, str(two_nodes.port)], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, out.stdout + out.stderr
+    seen = json.loads(out.stdout.strip().splitlines()[-1])
+    if two_nodes.route == "direct":
+        expected = [["127.0.0.1", two_nodes.backend.port], ["127.0.0.2", two_nodes.backend.port]]
+    else:
+        expected = [["127.0.0.1", two_nodes.sluice.port]]
+    assert seen == {"hosts": expected, "connections": expected}
 
 
 @pytest.mark.parametrize("table", ["peers", "peers_v2"])
