@@ -144,5 +144,20 @@ final class CQLClusterViewRewriteTests: XCTestCase {
             XCTAssertFalse(CQLClusterView.asksForPeers(execute([7, 7], version), keyspace: nil, registry: registry))
         }
         XCTAssertFalse(CQLClusterView.asksForPeers(execute([1, 2], .v4), keyspace: nil, registry: CQLPreparedRegistry()))
+        // A v5 QUERY naming the keyspace of its unqualified names in its parameters (flag 0x80).
+        func v5Query(_ text: String, keyspace: String) -> CQLWireFrame {
+            CQLWireFrame(CQLFrameBuilder.frame(version: .v5, isResponse: false, stream: 1, opcode: .query) {
+                $0.writeCQLLongString(text)
+                $0.writeInteger(UInt16(1))
+                $0.writeInteger(Int32(0x80))
+                $0.writeCQLString(keyspace)
+            })!
+        }
+        XCTAssertTrue(CQLClusterView.asksForPeers(v5Query("SELECT * FROM peers", keyspace: "system"), keyspace: "ks",
+                                                  registry: registry))
+        XCTAssertFalse(CQLClusterView.asksForPeers(v5Query("SELECT * FROM peers", keyspace: "ks"), keyspace: "system",
+                                                   registry: registry))
+        XCTAssertTrue(CQLClusterView.asksForPeers(v5Query("SELECT * FROM system.peers", keyspace: "ks"), keyspace: nil,
+                                                  registry: registry))
     }
 }

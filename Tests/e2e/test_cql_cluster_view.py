@@ -14,6 +14,7 @@ import pytest
 from cassandra import ConsistencyLevel
 from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
 from cassandra.policies import RoundRobinPolicy
+from cassandra.query import SimpleStatement
 from conftest import CQLRawConnection
 from test_cql_drivers import SCYLLA_PYTHON, driver_connections, start_target
 
@@ -129,3 +130,7 @@ def test_peers_tables_answer_no_rows_with_the_backends_columns(two_nodes, table)
         # Other system tables are untouched.
         assert len(raw.query("SELECT * FROM system.local").parsed_rows) == 1
     assert session.execute(f"SELECT * FROM system.{table}", timeout=5).column_names == expected.column_names
+    # v5: the keyspace of the unqualified name in the QUERY's parameters.
+    _, session5 = connect(two_nodes, 5)
+    result = session5.execute(SimpleStatement(f"SELECT * FROM {table}", keyspace="system"))
+    assert result.column_names == expected.column_names and len(list(result)) == rows

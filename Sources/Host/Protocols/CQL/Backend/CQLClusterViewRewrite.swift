@@ -28,7 +28,7 @@ enum CQLClusterView {
     }
 
     /// A cheap look for "peers" in any case, so that only texts naming it are classified.
-    private static func mentionsPeers(_ text: ByteBuffer) -> Bool {
+    static func mentionsPeers(_ text: ByteBuffer) -> Bool {
         text.withUnsafeReadableBytes { bytes in
             guard bytes.count >= 5 else { return false }
             for i in 0...(bytes.count - 5) where bytes[i] | 0x20 == UInt8(ascii: "p") {
@@ -49,7 +49,15 @@ enum CQLClusterView {
             guard let message = frame.message(), let length = message.getInteger(at: message.readerIndex, as: Int32.self),
                   length > 0, Int(length) <= message.readableBytes - 4,
                   let text = message.getSlice(at: message.readerIndex + 4, length: Int(length)) else { return false }
-            return selectsPeers(text, keyspace: keyspace)
+            guard mentionsPeers(text) else { return false }
+            let statement = CQLStatement.classify(text)
+            guard statement.kind == .select else { return false }
+            var inKeyspace = statement.keyspace ?? keyspace
+            if statement.keyspace == nil, let version = frame.version, version.hasV5Messages,
+               let request = try? CQLQueryRequest(message: message, version: version), let named = request.parameters.keyspace {
+                inKeyspace = named  // a v5 QUERY may name the keyspace of its unqualified names
+            }
+            return isPeersTable(keyspace: inKeyspace, table: statement.table)
         case .execute?:
             guard let message = frame.message(),
                   let length = message.getInteger(at: message.readerIndex, as: UInt16.self),
