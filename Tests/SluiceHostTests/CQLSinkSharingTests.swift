@@ -142,6 +142,65 @@ final class CQLSinkSharingTests: XCTestCase {
         XCTAssertEqual(runtime.sharedConnections.cqlConnectionCount, before)
         XCTAssertEqual(try query("SELECT v FROM t", a).resultKind, .rows, "a keeps ks")
     }
+
+    private func prepare(_ text: String, _ session: ChainSession) throws -> ByteBuffer {
+        let frame = CQLFrameBuilder.frame(version: .v4, isResponse: false, stream: 3, opcode: .prepare) {
+            $0.writeCQLLongString(text)
+        }
+        let reply = try send(frame, session)
+        guard case .prepared(let prepared)? = try? CQLResult(message: reply.message()!, version: .v4) else {
+            throw NSError(domain: "not prepared: \(CQLBackend.errorText(reply))", code: 1)
+        }
+        return prepared.id
+    }
+
+    private func execute(_ id: ByteBuffer, _ session: ChainSession) throws -> CQLWireFrame {
+        try send(CQLFrameBuilder.frame(version: .v4, isResponse: false, stream: 12, opcode: .execute) { body in
+            body.writeCQLShortBytes(id)
+            body.writeInteger(CQLConsistency.one.rawValue)
+            CQLQueryFlags().write(to: &body, version: .v4)
+        }, session)
+    }
+
+    /// A reload keeps the sink: its connections move to the new generation's table, and the old
+    /// generation ends. An UNPREPARED on a connection carried over re-prepares through the new
+    /// table (it trapped on the old one, gone: `unowned`), and a new connection re-prepares a
+    /// statement recorded before the reload (the new sink's registry learnt it).
+    func testRepreparingAfterAReloadKeptTheSink() throws {
+        let (port, _) = try startBackend()
+        var old: RuntimePlan? = runtime(port: port)
+        weak let oldTable = old!.sharedConnections
+        var before: ChainSession? = try session(old!)
+        XCTAssertNil(try query(Self.createKeyspace, before!).errorCode)
+        XCTAssertNil(try query("CREATE TABLE ks.t (k int PRIMARY KEY, v text)", before!).errorCode)
+        XCTAssertNil(try query("INSERT INTO ks.t (k, v) VALUES (1, 'one')", before!).errorCode)
+        let qualified = try prepare("SELECT v FROM ks.t WHERE k = 1", before!)
+        XCTAssertEqual(try query("USE ks", before!).resultKind, .setKeyspace)
+        let unqualified = try prepare("SELECT v FROM t WHERE k = 1", before!)
+
+        let next = runtime(port: port)
+        old!.sharedConnections.carryOver(to: next.sharedConnections, sinkIndices: [0: 0], nextSinks: next.sinks)
+        old!.sharedConnections.closeAll(except: next.sharedConnections.identities)
+        let loop = before!.eventLoop
+        try loop.submit { before = nil }.wait()
+        old = nil
+        XCTAssertNil(oldTable, "the old generation's table is gone")
+
+        let after = try session(next)
+        XCTAssertEqual(try query("TESTBACKEND FORGET PREPARED", after).resultKind, .void)
+        // The carried-over keyspace-less connection; the unqualified statement re-prepares on the
+        // connection of ks (looked up in the new table).
+        for id in [qualified, unqualified] {
+            let rows = try execute(id, after)
+            XCTAssertEqual(rows.resultKind, .rows, CQLBackend.errorText(rows))
+        }
+        // A connection the new generation opened (keyspace ks2): a statement recorded before the reload.
+        XCTAssertNil(try query(Self.createKeyspace.replacingOccurrences(of: "ks", with: "ks2"), after).errorCode)
+        XCTAssertEqual(try send(CQLFrameBuilder.query(version: .v4, stream: 1, query: "USE ks2"), after).resultKind, .setKeyspace)
+        XCTAssertEqual(try query("TESTBACKEND FORGET PREPARED", after).resultKind, .void)
+        let rows = try execute(qualified, after)
+        XCTAssertEqual(rows.resultKind, .rows, CQLBackend.errorText(rows))
+    }
 }
 
 private extension EventLoopFuture {

@@ -84,7 +84,7 @@ public final class Reloader: @unchecked Sendable {
             return refuse("\(error)")
         }
         previous.plan.sharedConnections.carryOver(to: next.plan.sharedConnections,
-                                                  sinkIndices: previous.sinkIndices(to: next))
+                                                  sinkIndices: previous.sinkIndices(to: next), nextSinks: next.plan.sinks)
         server.registry.install(next)
         server.switched(to: next, opened: opened, removed: diff.sources.removed)
         ReloadMetrics.reloaded(to: next.number)

@@ -102,14 +102,23 @@ final class SharedSinkConnections: @unchecked Sendable {
             cqlConnections[key] = (created, eventLoop)
             return (created, true)
         }
-        if created {
-            connection.pairing.keyspaceSwitched = { [weak self, unowned connection] in self?.retireCQLConnection(connection) }
-            CQLReprepare.install(on: connection, version: key.version, registry: plan.preparedStatements) { [unowned self] keyspace in
-                cqlConnection(sink: key.sink, plan: plan, on: eventLoop, version: key.version, keyspace: keyspace,
-                              identity: key.identity)
-            }
-        }
+        if created { installHooks(on: connection, key: key, plan: plan, loop: eventLoop) }
         return connection
+    }
+
+    /// What a CQL connection does that reaches back into the table holding it: re-prepare (on the
+    /// connection of the statement's keyspace, recorded in the sink's registry) and retiring it
+    /// when a request switched its keyspace. Set when it is created, and again when a reload
+    /// carries it over to the next generation's table (`plan`: that generation's sink). The table
+    /// is held weakly: a generation that ended must not be reached, nor trap when it is gone.
+    /// Call on the connection's event loop.
+    private func installHooks(on connection: CQLSinkConnection, key: CQLKey, plan: SinkPlan, loop: EventLoop) {
+        connection.pairing.registry = plan.preparedStatements
+        connection.pairing.keyspaceSwitched = { [weak self, unowned connection] in self?.retireCQLConnection(connection) }
+        CQLReprepare.install(on: connection, version: key.version, registry: plan.preparedStatements) { [weak self] keyspace in
+            self?.cqlConnection(sink: key.sink, plan: plan, on: loop, version: key.version, keyspace: keyspace,
+                                identity: key.identity)
+        }
     }
 
     /// The shared connection to sink `index` for `eventLoop` that speaks RESP3 (`resp3`) or RESP2.
@@ -128,8 +137,10 @@ final class SharedSinkConnections: @unchecked Sendable {
     // MARK: hot reload
 
     /// Hands the connections of sinks that a reload keeps to the new generation's table: `sinkIndices`
-    /// maps a sink's index here to its index there.
-    func carryOver(to next: SharedSinkConnections, sinkIndices: [Int: Int]) {
+    /// maps a sink's index here to its index there, `nextSinks` are that generation's sinks. Cassandra
+    /// connections carried over re-prepare through the new table and the new sink's registry, which
+    /// learns the statements recorded here.
+    func carryOver(to next: SharedSinkConnections, sinkIndices: [Int: Int], nextSinks: [SinkPlan]) {
         let (kept, keptCQL) = lock.withLock {
             (connections.compactMap { key, connection -> (Key, RedisSinkConnection, EventLoop)? in
                 guard let index = sinkIndices[key.sink], let loop = loops[key] else { return nil }
@@ -149,6 +160,14 @@ final class SharedSinkConnections: @unchecked Sendable {
                 next.cqlConnections[key] = (connection, loop)
                 if let events { next.cqlEvents[key] = events }
             }
+        }
+        var absorbed = Set<ObjectIdentifier>()
+        for (key, connection, loop, _) in keptCQL where nextSinks.indices.contains(key.sink) {
+            let plan = nextSinks[key.sink]
+            if absorbed.insert(ObjectIdentifier(plan.preparedStatements)).inserted {
+                plan.preparedStatements.absorb(connection.plan.preparedStatements)
+            }
+            loop.execute { next.installHooks(on: connection, key: key, plan: plan, loop: loop) }
         }
     }
 

@@ -45,6 +45,21 @@ final class CQLPreparedRegistry: @unchecked Sendable {
         lock.withLock { !peersStatements.isEmpty && peersStatements.contains { $0.elementsEqual(id.readableBytesView) } }
     }
 
+    /// Learns the statements `other` recorded that this one does not know (a reload's new
+    /// generation of a sink it kept, so statements prepared before the reload re-prepare after it).
+    func absorb(_ other: CQLPreparedRegistry) {
+        guard other !== self else { return }
+        let (theirs, theirPeers) = other.lock.withLock { (other.statements, other.peersStatements) }
+        lock.withLock {
+            for (id, statement) in theirs where statements[id] == nil && statements.count < Self.limit {
+                statements[id] = statement
+            }
+            for id in theirPeers where !peersStatements.contains(id) && peersStatements.count < 1_000 {
+                peersStatements.append(id)
+            }
+        }
+    }
+
     func statement(id: [UInt8]) -> Statement? {
         lock.withLock { statements[id] }
     }

@@ -6,13 +6,20 @@ import NIOCore
 /// never seen, or the PREPARE fails, the client gets the UNPREPARED error or the PREPARE's error.
 enum CQLReprepare {
     /// Makes `connection` re-prepare with the sink's registry. `connectionFor(keyspace)`: a v4
-    /// connection that USEs the keyspace the statement was prepared in (v5 names it in PREPARE).
+    /// connection that USEs the keyspace the statement was prepared in (v5 names it in PREPARE);
+    /// nil when the connections' table is gone (its generation ended).
     static func install(on connection: CQLSinkConnection, version: CQLVersion, registry: CQLPreparedRegistry,
-                        connectionFor: @escaping (String?) -> CQLSinkConnection) {
+                        connectionFor: @escaping (String?) -> CQLSinkConnection?) {
         connection.pairing.unprepared = { [unowned connection] entry, id in
             guard let statement = registry.statement(id: id) else { return false }
+            let connection = connection  // held until the re-prepare is sent
             connection.eventLoop.execute {
-                let target = version.hasV5Messages ? connection : connectionFor(statement.keyspace)
+                guard let target = version.hasV5Messages ? connection : connectionFor(statement.keyspace) else {
+                    entry.receiver.receive(.responses(CQLBackendErrors.reply(
+                        to: entry, code: .serverError, message: "sluice: the statement could not be prepared again (the sink was reloaded); prepare it again",
+                        allocator: connection.allocator)))
+                    return
+                }
                 let prepare = CQLFrameBuilder.frame(version: version, isResponse: false, stream: entry.clientStream,
                                                     opcode: .prepare, allocator: connection.allocator) { body in
                     body.writeCQLLongString(statement.query)

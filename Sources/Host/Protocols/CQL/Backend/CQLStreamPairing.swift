@@ -43,7 +43,9 @@ final class CQLStreamPairing: BackendReplyPairing {
     private let allocator: ByteBufferAllocator
     /// The keyspace the connection's handshake USEd (nil: none).
     let keyspace: String?
-    private let registry: CQLPreparedRegistry
+    /// Where RESULT Prepared replies are recorded: the sink's (replaced when a reload carries the
+    /// connection over to the next generation).
+    var registry: CQLPreparedRegistry
     /// Entries by Sluice's stream id.
     private var table: [Pending?] = []
     private var ids = CQLStreamIDs()
