@@ -95,4 +95,24 @@ final class CQLStreamPairingTests: XCTestCase {
             XCTAssertNil(pairing.oldestSentAtCheck)
         }
     }
+
+    /// Frames of one batch (a transform's) are sent one by one and their replies joined in order;
+    /// a part whose reply holds no frame is answered with an ERROR on its own stream (it was an
+    /// empty buffer, which is no CQL frame at all).
+    func testJoinedRepliesStandInAnErrorForAMissingFrame() {
+        let joined = Collect()
+        let replies = CQLJoinedReplies(count: 2, receiver: joined, allocator: ByteBufferAllocator())
+        let second = replies.part(1, stream: 9, version: .v5)
+        replies.part(0, stream: 8, version: .v4).receive(.responses(Batch(
+            kind: Batch.responses, protocolID: Batch.cql, messages: [CQLFrameBuilder.resultVoid(version: .v4, stream: 8)])))
+        XCTAssertTrue(joined.replies.isEmpty, "one part still missing")
+        second.receive(.responses(Batch(kind: Batch.responses, protocolID: Batch.cql)))
+        XCTAssertEqual(joined.replies.count, 2)
+        XCTAssertEqual(CQLWireFrame(joined.replies[0])?.resultKind, .void)
+        let error = CQLWireFrame(joined.replies[1])
+        XCTAssertEqual(error?.opcodeByte, CQLOpcode.error.rawValue)
+        XCTAssertEqual(error?.stream, 9)
+        XCTAssertEqual(error?.version, .v5)
+        XCTAssertEqual(error?.errorCode, .serverError)
+    }
 }

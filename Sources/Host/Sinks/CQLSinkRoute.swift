@@ -108,10 +108,11 @@ final class CQLSinkRoute: BackendRoute {
             answer(receiver, Batch(kind: Batch.responses, protocolID: Batch.cql))
             return
         }
-        let joined = CQLJoinedReplies(count: batch.count, receiver: receiver)
+        let joined = CQLJoinedReplies(count: batch.count, receiver: receiver, allocator: session.allocator)
         for i in 0..<batch.count {
+            let frame = CQLWireFrame(batch.messages[i])
             send(Batch(kind: Batch.requests, protocolID: Batch.cql, messages: [batch.messages[i]]),
-                 receiver: joined.part(i))
+                 receiver: joined.part(i, stream: frame?.stream ?? 0, version: frame?.version ?? .v4))
         }
     }
 
@@ -335,25 +336,34 @@ private final class CQLSignInOutcome: ResponseReceiver {
 /// Joins the replies of frames sent one by one into one response batch, in the order of the requests.
 final class CQLJoinedReplies {
     private let receiver: ResponseReceiver
+    private let allocator: ByteBufferAllocator
     private var replies: [ByteBuffer?]
     private var missing: Int
 
-    init(count: Int, receiver: ResponseReceiver) {
+    init(count: Int, receiver: ResponseReceiver, allocator: ByteBufferAllocator) {
         self.receiver = receiver
+        self.allocator = allocator
         replies = Array(repeating: nil, count: count)
         missing = count
     }
 
-    func part(_ index: Int) -> ResponseReceiver { Part(joined: self, index: index) }
+    /// The receiver of request `index`'s reply; `stream` and `version`: the request's, for the
+    /// ERROR frame that stands in for a reply that holds no frame.
+    func part(_ index: Int, stream: Int16, version: CQLVersion) -> ResponseReceiver {
+        Part(joined: self, index: index, stream: stream, version: version)
+    }
 
-    fileprivate func received(_ outcome: ChainOutcome, part index: Int) {
+    fileprivate func received(_ outcome: ChainOutcome, part: Part) {
         guard missing > 0 else { return }
         switch outcome {
         case .failed(let message):
             missing = 0
             receiver.receive(.failed(message))
         case .responses(let batch):
-            replies[index] = batch.messages.first ?? ByteBuffer()
+            let index = part.index
+            replies[index] = batch.messages.first ?? CQLFrameBuilder.error(
+                version: part.version, stream: part.stream, code: .serverError,
+                message: "sluice: no reply frame for this request", allocator: allocator)
             missing -= 1
             if missing == 0 {
                 receiver.receive(.responses(Batch(kind: Batch.responses, protocolID: Batch.cql, messages: replies.map { $0! })))
@@ -361,13 +371,17 @@ final class CQLJoinedReplies {
         }
     }
 
-    private final class Part: ResponseReceiver {
+    fileprivate final class Part: ResponseReceiver {
         let joined: CQLJoinedReplies
         let index: Int
-        init(joined: CQLJoinedReplies, index: Int) {
+        let stream: Int16
+        let version: CQLVersion
+        init(joined: CQLJoinedReplies, index: Int, stream: Int16, version: CQLVersion) {
             self.joined = joined
             self.index = index
+            self.stream = stream
+            self.version = version
         }
-        func receive(_ outcome: ChainOutcome) { joined.received(outcome, part: index) }
+        func receive(_ outcome: ChainOutcome) { joined.received(outcome, part: self) }
     }
 }
