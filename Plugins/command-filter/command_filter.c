@@ -12,7 +12,10 @@
  * the host saw prepared, and every child of a BATCH), and `statements:` lists statement kinds
  * (select, insert, update, delete, batch, use, ddl, other). A denied CQL request is answered with an
  * ERROR frame whose code `code:` chooses (default unauthorized); count with `commands:` or
- * `statements:` counts only the requests that match them.
+ * `statements:` counts only the requests that match them. An EXECUTE or BATCH child of a prepared
+ * id the host never saw prepared cannot be read, so deny answers it with ERROR UNPREPARED (the id,
+ * read from the frame): the driver prepares it again through Sluice and retries, and the retry is
+ * classified like any statement. deny never lets a statement it could not read through.
  *
  * deny declares control functions (ABI 1.2): deny.add, deny.remove and deny.list change or show the
  * command list of one chain step while Sluice runs (`sluice ctl call command-filter.add --step
@@ -154,6 +157,127 @@ static int cql_request_matches(const command_list *list, uint32_t kinds, const s
   return 0;
 }
 
+/* Big-endian readers over a CQL frame; each returns 0 past the end. */
+static int cql_read_u16(sluice_host_view b, size_t *at, uint16_t *out) {
+  if (*at > b.len || b.len - *at < 2) return 0;
+  *out = (uint16_t)((b.ptr[*at] << 8) | b.ptr[*at + 1]);
+  *at += 2;
+  return 1;
+}
+
+static int cql_read_i32(sluice_host_view b, size_t *at, int32_t *out) {
+  if (*at > b.len || b.len - *at < 4) return 0;
+  *out = (int32_t)(((uint32_t)b.ptr[*at] << 24) | ((uint32_t)b.ptr[*at + 1] << 16) | ((uint32_t)b.ptr[*at + 2] << 8) |
+                   (uint32_t)b.ptr[*at + 3]);
+  *at += 4;
+  return 1;
+}
+
+static int cql_skip(sluice_host_view b, size_t *at, size_t n) {
+  if (*at > b.len || b.len - *at < n) return 0;
+  *at += n;
+  return 1;
+}
+
+/* The prepared id of statement s of CQL request i (an EXECUTE, or a prepared child of a BATCH), read
+ * from the frame itself; 0 when the frame holds none there. */
+static int cql_prepared_id(const sluice_batch *batch, size_t i, size_t s, sluice_host_view *id) {
+  sluice_host_view b;
+  if (host->batch_message_bytes(batch, i, &b) != SLUICE_OK || b.len < 9) return 0;
+  uint8_t flags = b.ptr[1], opcode = b.ptr[4];
+  size_t at = 9;
+  uint16_t n, len;
+  if (flags & 0x04) { /* custom payload: [bytes map] before the message */
+    if (!cql_read_u16(b, &at, &n)) return 0;
+    for (uint16_t k = 0; k < n; k++) {
+      int32_t value;
+      if (!cql_read_u16(b, &at, &len) || !cql_skip(b, &at, len) || !cql_read_i32(b, &at, &value)) return 0;
+      if (value > 0 && !cql_skip(b, &at, (size_t)value)) return 0;
+    }
+  }
+  if (opcode == SLUICE_CQL_OP_EXECUTE) {
+    if (s != 0 || !cql_read_u16(b, &at, &len) || !cql_skip(b, &at, len)) return 0;
+    *id = (sluice_host_view){b.ptr + at - len, len};
+    return 1;
+  }
+  if (opcode != SLUICE_CQL_OP_BATCH || !cql_skip(b, &at, 1) || !cql_read_u16(b, &at, &n)) return 0;
+  for (uint16_t k = 0; k < n && k <= s; k++) {
+    if (at >= b.len) return 0;
+    uint8_t kind = b.ptr[at++];
+    if (kind == 0) {
+      int32_t text;
+      if (!cql_read_i32(b, &at, &text) || text < 0 || !cql_skip(b, &at, (size_t)text)) return 0;
+    } else if (kind == 1) {
+      if (!cql_read_u16(b, &at, &len) || !cql_skip(b, &at, len)) return 0;
+      if (k == s) {
+        *id = (sluice_host_view){b.ptr + at - len, len};
+        return 1;
+      }
+    } else {
+      return 0;
+    }
+    uint16_t values;
+    if (!cql_read_u16(b, &at, &values)) return 0;
+    for (uint16_t v = 0; v < values; v++) {
+      int32_t value;
+      if (!cql_read_i32(b, &at, &value) || (value > 0 && !cql_skip(b, &at, (size_t)value))) return 0;
+    }
+  }
+  return 0;
+}
+
+/* Whether a statement of CQL request i is a prepared id the host never saw prepared (prepared around
+ * Sluice, before it started, or evicted from its registry), whose text deny cannot read. *id
+ * receives the id when the frame names one (id->len 0 otherwise). */
+static int cql_has_unseen_statement(const sluice_batch *batch, size_t i, sluice_host_view *id) {
+  size_t statements = host->cql_statement_count(batch, i);
+  for (size_t s = 0; s < statements; s++) {
+    sluice_cql_statement st;
+    if (host->cql_statement(batch, i, s, &st) != SLUICE_ERROR_NOT_FOUND) continue;
+    *id = (sluice_host_view){NULL, 0};
+    cql_prepared_id(batch, i, s, id);
+    return 1;
+  }
+  return 0;
+}
+
+#define UNPREPARED_MESSAGE "command-filter: prepared statement unknown to this proxy; prepare it again through it"
+
+/* Puts an ERROR UNPREPARED (0x2500) for prepared id `id` at `at` of `errors`, answering a request of
+ * header h: what Cassandra answers for an id it does not know, so drivers prepare the statement
+ * again (now through Sluice, which then reads its text) and retry. */
+static int32_t cql_put_unprepared(sluice_batch *errors, size_t at, const sluice_cql_header *h, sluice_host_view id) {
+  size_t message = sizeof UNPREPARED_MESSAGE - 1;
+  size_t body = 4 + 2 + message + 2 + id.len;
+  uint8_t *frame = malloc(9 + body);
+  if (frame == NULL) return SLUICE_ERROR;
+  size_t n = 0;
+  frame[n++] = (uint8_t)(h->version | 0x80);
+  frame[n++] = 0;
+  frame[n++] = (uint8_t)((uint16_t)h->stream >> 8);
+  frame[n++] = (uint8_t)((uint16_t)h->stream & 0xFF);
+  frame[n++] = SLUICE_CQL_OP_ERROR;
+  frame[n++] = (uint8_t)(body >> 24);
+  frame[n++] = (uint8_t)(body >> 16);
+  frame[n++] = (uint8_t)(body >> 8);
+  frame[n++] = (uint8_t)body;
+  frame[n++] = 0x00;
+  frame[n++] = 0x00;
+  frame[n++] = 0x25;
+  frame[n++] = 0x00;
+  frame[n++] = (uint8_t)(message >> 8);
+  frame[n++] = (uint8_t)message;
+  memcpy(frame + n, UNPREPARED_MESSAGE, message);
+  n += message;
+  frame[n++] = (uint8_t)(id.len >> 8);
+  frame[n++] = (uint8_t)id.len;
+  if (id.len > 0) memcpy(frame + n, id.ptr, id.len);
+  n += id.len;
+  int32_t status = host->batch_put_bytes(errors, at, frame, n);
+  free(frame);
+  return status;
+}
+
 typedef struct deny_config {
   /* The list new connections start with. Replaced (never changed in place) by the control
    * functions, which never run concurrently with instance_new (the host's promise). */
@@ -162,6 +286,7 @@ typedef struct deny_config {
   int32_t cql_code;                      /* CQL: the ERROR code of a denial */
   char *message;                         /* custom error text, or NULL */
   sluice_metric *denied;
+  sluice_metric *unprepared;             /* CQL: unseen prepared ids answered with UNPREPARED */
   sluice_metric *requests;
 } deny_config;
 
@@ -296,6 +421,7 @@ static int32_t deny_config_new(sluice_config_env *env, const sluice_config_node 
     c->message[text.len] = '\0';
   }
   if (host->metric_counter(env, "command_filter_denied", 21, &c->denied) != SLUICE_OK ||
+      host->metric_counter(env, "command_filter_unprepared", 25, &c->unprepared) != SLUICE_OK ||
       host->metric_counter(env, "command_filter_requests", 23, &c->requests) != SLUICE_OK) {
     deny_config_free(c);
     return SLUICE_ERROR;
@@ -417,8 +543,27 @@ static int32_t deny_cql_requests(deny_instance *instance, sluice_call *call, slu
   const deny_config *c = instance->config;
   sluice_batch *errors = NULL;
   int32_t status = SLUICE_OK;
+  int inspects = c->statement_kinds != 0 || (instance->list != NULL && instance->list->count > 0);
   for (size_t i = 0; i < count && status == SLUICE_OK; i++) {
     char why[MAX_COMMAND_LEN + 32];
+    sluice_host_view id;
+    if (inspects && cql_has_unseen_statement(requests, i, &id)) {
+      /* Its text is unknown here, so it cannot be let through unread: UNPREPARED makes the driver
+       * prepare it again through Sluice; a frame without a readable id is refused outright. */
+      sluice_cql_header h;
+      if (errors == NULL) errors = host->batch_new(SLUICE_BATCH_RESPONSES, SLUICE_PROTOCOL_CQL);
+      size_t at = errors ? host->batch_count(errors) : 0;
+      status = errors == NULL ? SLUICE_ERROR : host->cql_header(requests, i, &h);
+      if (status == SLUICE_OK && id.len > 0 && id.len <= 0xFFFF) {
+        status = cql_put_unprepared(errors, at, &h, id);
+      } else if (status == SLUICE_OK) {
+        const char *m = "command-filter: a statement unknown to this proxy is denied";
+        status = host->cql_put_error(errors, at, h.version, h.stream, c->cql_code, m, strlen(m));
+      }
+      if (status == SLUICE_OK) status = host->call_answer(call, i, errors, at);
+      host->metric_add(c->unprepared, 1);
+      continue;
+    }
     if (!cql_request_matches(instance->list, c->statement_kinds, requests, i, why, sizeof why)) continue;
     sluice_cql_header h;
     char text[256];

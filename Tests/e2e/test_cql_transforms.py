@@ -117,6 +117,81 @@ def test_deny_by_statement_kind_answers_the_chosen_error_code(workdir, cql_backe
     assert sluice.alive()
 
 
+def prepare_directly(backend, text):
+    """TEXT prepared at the backend itself, around Sluice (as before a Sluice restart, or by a client
+    of another proxy): the backend keeps the id, Sluice never saw it. Returns the id."""
+    from cassandra.protocol import PrepareMessage
+    with CQLRawConnection(backend.port) as c:
+        c.startup()
+        return c.request(PrepareMessage(text)).query_id
+
+
+def execute_raw(connection, query_id, *ints):
+    from cassandra import ConsistencyLevel
+    from cassandra.protocol import ExecuteMessage
+    params = [k.to_bytes(4, "big", signed=True) for k in ints]
+    return connection.request(ExecuteMessage(query_id, params, ConsistencyLevel.ONE))
+
+
+def test_deny_answers_unprepared_for_an_id_it_never_saw(workdir, cql_backend_factory, sluices):
+    """An EXECUTE of an id prepared around Sluice cannot be classified (its text is unknown here):
+    deny must not let it through. It answers ERROR UNPREPARED with the id, so the client prepares it
+    again through Sluice, and then the text is seen and denied (or passed)."""
+    from cassandra.protocol import ErrorMessage, PrepareMessage, PreparedQueryNotFound, ResultMessage
+    backend = cql_backend_factory()
+    create_schema(backend)
+    with CQLRawConnection(backend.port) as c:
+        c.startup()
+        c.query("INSERT INTO ks.cold (k, v) VALUES (1, 'a')")
+        c.query("INSERT INTO ks.cold (k, v) VALUES (2, 'b')")
+    delete_id = prepare_directly(backend, "DELETE FROM ks.cold WHERE k = ?")
+    select_id = prepare_directly(backend, "SELECT v FROM ks.cold WHERE k = ?")
+    sluice = Sluice(workdir, config(backend.port, "    - deny: { statements: [delete, ddl], code: unauthorized }\n"))
+    sluices.append(sluice)
+    with CQLRawConnection(sluice.port) as c:
+        c.startup()
+        reply = execute_raw(c, delete_id, 1)
+        assert isinstance(reply, PreparedQueryNotFound), reply
+        assert reply.info == delete_id
+        # The backend never ran it: the row is still there (read directly).
+        assert rows_on(backend, "cold") == {1: "a", 2: "b"}
+        # A client re-prepares through Sluice: now the text is known and the DELETE refused.
+        reply = c.request(PrepareMessage("DELETE FROM ks.cold WHERE k = ?"))
+        assert isinstance(reply, ErrorMessage) and "delete statements are denied" in reply.summary_msg(), reply
+        # A SELECT prepared around Sluice: UNPREPARED, then prepared through Sluice, then it runs.
+        assert isinstance(execute_raw(c, select_id, 2), PreparedQueryNotFound)
+        prepared = c.request(PrepareMessage("SELECT v FROM ks.cold WHERE k = ?"))
+        assert isinstance(prepared, ResultMessage) and prepared.query_id == select_id
+        assert [tuple(r) for r in execute_raw(c, select_id, 2).parsed_rows] == [("b",)]
+    assert rows_on(backend, "cold") == {1: "a", 2: "b"}
+    assert metric(sluice, "sluice_plugin_command_filter_unprepared_total") == 2
+
+    # The driver path: statements the driver prepared elsewhere (directly at the backend) and then
+    # executes through Sluice: the driver re-prepares on UNPREPARED by itself; the DELETE is then
+    # denied, the SELECT runs, and a BATCH holding the DELETE's id is refused too.
+    direct_cluster, direct = session_to(backend.port)
+    cluster, session = session_to(sluice.port)
+    try:
+        delete = direct.prepare("DELETE FROM ks.cold WHERE k = ?")
+        select = direct.prepare("SELECT v FROM ks.cold WHERE k = ?")
+        assert session.execute(select, [1]).one().v == "a"
+        with pytest.raises(Unauthorized, match="delete statements are denied"):
+            session.execute(delete, [1])
+        # In a BATCH the driver finds the id to prepare again in its cluster's cache (as after a
+        # restart of Sluice); the child is UNPREPARED, then prepared through Sluice and denied.
+        in_batch = direct.prepare("DELETE FROM ks.hot WHERE k = ?")
+        cluster.add_prepared(in_batch.query_id, in_batch)
+        batch = BatchStatement()
+        batch.add(in_batch, [1])
+        with pytest.raises(Unauthorized, match="delete statements are denied"):
+            session.execute(batch)
+    finally:
+        cluster.shutdown()
+        direct_cluster.shutdown()
+    assert rows_on(backend, "cold") == {1: "a", 2: "b"}
+    assert sluice.alive()
+
+
 def test_count_by_statement_kind(workdir, cql_backend_factory, sluices):
     backend = cql_backend_factory()
     create_schema(backend)

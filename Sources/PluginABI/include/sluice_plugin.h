@@ -1103,6 +1103,12 @@ typedef size_t (*sluice_host_cql_statement_count_fn)(const sluice_batch *batch, 
  * Returns SLUICE_OK; SLUICE_ERROR_NOT_FOUND for a prepared id the host has not seen prepared;
  * SLUICE_ERROR_INVALID_ARGUMENT for a non-CQL or response batch, a bad index or statement, or an
  * opcode without statements. THREAD: instance's. SINCE 1.3
+ * SECURITY: the host's registry starts empty and is bounded, while backends keep prepared ids
+ * across their restarts, so any client can EXECUTE an id the host never saw. A transform that
+ * decides by statement (a filter) must not let a NOT_FOUND statement pass: answer it with ERROR
+ * UNPREPARED (0x2500) carrying the id (built with batch_put_bytes), as Cassandra does for an id it
+ * does not know; the driver then prepares it again through Sluice and retries (command-filter's
+ * deny does this).
  */
 typedef int32_t (*sluice_host_cql_query_fn)(const sluice_batch *batch, size_t index, size_t statement,
                                             sluice_host_view *out);
