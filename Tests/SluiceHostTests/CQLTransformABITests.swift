@@ -390,6 +390,62 @@ final class CQLTransformABITests: XCTestCase {
         XCTAssertEqual(rowsSeen.map { "\($0[0]) \($0[1])" }, ["1 redacted"])
     }
 
+    /// A cursor is the plugin's memory: one never initialised or overwritten (each word in turn,
+    /// with values that index before the batch, overflow an offset or a column number) gets
+    /// SLUICE_ERROR_STATE and the host keeps running. Before, a negative message index and a cell
+    /// number past Int32 trapped the host.
+    func testGarbageCursorsGetStateErrorsNotACrash() throws {
+        let batch = owned(Int32(SLUICE_BATCH_RESPONSES), [try CQLDriverVectors.vector("result_rows_v4"),
+                                                         try CQLDriverVectors.vector("result_void_v4")])
+        defer { api.batch_free(batch) }
+        var cell = sluice_cql_cell()
+        var zeroed = sluice_cql_cursor()
+        XCTAssertEqual(api.cql_rows_next(&zeroed, &cell), SLUICE_ERROR_STATE, "never initialised")
+
+        var valid = sluice_cql_cursor()
+        XCTAssertEqual(api.cql_rows_init(batch, 0, &valid), SLUICE_OK)
+        let garbage: [UInt64] = [UInt64.max, UInt64(Int64.max), UInt64(bitPattern: Int64.min), 1 << 40, 1 << 32,
+                                 UInt64(Int32.max) + 1, 3, 2, 1, 0x4141_4141_4141_4141]
+        var refused = 0
+        for word in 0..<8 {
+            for value in garbage {
+                var cursor = valid
+                let original = withUnsafeBytes(of: &cursor.opaque) { $0.load(fromByteOffset: word * 8, as: UInt64.self) }
+                if original == value { continue }
+                withUnsafeMutableBytes(of: &cursor.opaque) { $0.storeBytes(of: value, toByteOffset: word * 8, as: UInt64.self) }
+                // Walk it to the end as a plugin would: every step is a cell of the real message or an error.
+                var steps = 0
+                var status = api.cql_rows_next(&cursor, &cell)
+                while status == SLUICE_OK, steps < 10 {
+                    XCTAssert((0..<2).contains(cell.row) && (0..<3).contains(cell.column), "word \(word) = \(value)")
+                    steps += 1
+                    status = api.cql_rows_next(&cursor, &cell)
+                }
+                if word == 7 {
+                    XCTAssertEqual(steps, 6, "the reserved word is not read")
+                } else if word == 4, value <= 6 {
+                    // A cell number within the message's is not an error (the offset still is the
+                    // first cell's): the cells read are real cells, then the end.
+                    XCTAssertEqual(status, SLUICE_END, "word \(word) = \(value)")
+                } else {
+                    XCTAssertEqual(status, SLUICE_ERROR_STATE, "word \(word) = \(value)")
+                    refused += 1
+                }
+            }
+        }
+        XCTAssertGreaterThan(refused, 50)
+        // A cursor walked to its end with its cell number pushed past Int32 and its counts to match.
+        var cursor = valid
+        cursor.opaque.4 = 1 << 40
+        cursor.opaque.5 = UInt64.max
+        cursor.opaque.6 = 1 << 41
+        XCTAssertEqual(api.cql_rows_next(&cursor, &cell), SLUICE_ERROR_STATE)
+        // The valid cursor still walks the six cells.
+        var steps = 0
+        while api.cql_rows_next(&valid, &cell) == SLUICE_OK { steps += 1 }
+        XCTAssertEqual(steps, 6)
+    }
+
     // MARK: builders
 
     func testBuildersMakeFramesTheDriverReads() throws {

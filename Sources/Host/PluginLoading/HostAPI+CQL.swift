@@ -200,24 +200,31 @@ extension HostAPI {
         api.cql_rows_next = { cursor, out in
             guard let cursor, let out else { return SLUICE_ERROR_INVALID_ARGUMENT }
             var state = CQLCellCursor(cursor)
+            // The cursor is the plugin's memory: every field is checked against the message it names
+            // before use (a cursor never initialised, or overwritten, gets SLUICE_ERROR_STATE).
             guard let b = Batch.from(OpaquePointer(bitPattern: state.batch), "cql_rows_next") else { return SLUICE_ERROR_STATE }
-            guard b.generation == state.generation, state.index < b.count else { return SLUICE_ERROR_STATE }
+            guard b.generation == state.generation, b.protocolID == Batch.cql, b.kind == Batch.responses,
+                  state.index >= 0, state.index < b.count, let parsed = b.cqlMessage(at: state.index),
+                  let rows = parsed.rows, state.isValid(for: rows)
+            else { return SLUICE_ERROR_STATE }
             guard state.cell < state.cells else { return SLUICE_END }
-            let message = b.messages[state.index]
-            guard let length = message.getInteger(at: message.readerIndex + state.offset, as: Int32.self) else {
-                return SLUICE_ERROR_STATE
-            }
+            let message = parsed.bytes
+            // offset is within the cells (checked above), so these sums cannot overflow.
+            let contentEnd = rows.contentOffset + rows.contentLength
+            guard contentEnd - state.offset >= 4,
+                  let length = message.getInteger(at: message.readerIndex + state.offset, as: Int32.self)
+            else { return SLUICE_ERROR_STATE }
             let row = state.cell / max(state.columns, 1), column = state.cell % max(state.columns, 1)
             if length < 0 {
-                out.pointee = sluice_cql_cell(row: Int64(row), column: Int32(column), state: SLUICE_CQL_VALUE_NULL,
-                                              bytes: sluice_host_view())
+                out.pointee = sluice_cql_cell(row: Int64(row), column: Int32(truncatingIfNeeded: column),
+                                              state: SLUICE_CQL_VALUE_NULL, bytes: sluice_host_view())
                 state.offset += 4
             } else {
-                guard let cell = message.getSlice(at: message.readerIndex + state.offset + 4, length: Int(length)) else {
-                    return SLUICE_ERROR_STATE
-                }
-                out.pointee = sluice_cql_cell(row: Int64(row), column: Int32(column), state: SLUICE_CQL_VALUE_SET,
-                                              bytes: HostAPI.view(cell))
+                guard Int(length) <= contentEnd - state.offset - 4,
+                      let cell = message.getSlice(at: message.readerIndex + state.offset + 4, length: Int(length))
+                else { return SLUICE_ERROR_STATE }
+                out.pointee = sluice_cql_cell(row: Int64(row), column: Int32(truncatingIfNeeded: column),
+                                              state: SLUICE_CQL_VALUE_SET, bytes: HostAPI.view(cell))
                 state.offset += 4 + Int(length)
             }
             state.cell += 1
@@ -362,6 +369,15 @@ struct CQLCellCursor {
         self.init(batch: UInt(words.0), generation: words.1, index: Int(truncatingIfNeeded: words.2),
                   offset: Int(truncatingIfNeeded: words.3), cell: Int(truncatingIfNeeded: words.4),
                   cells: Int(truncatingIfNeeded: words.5), columns: Int(truncatingIfNeeded: words.6))
+    }
+
+    /// Whether the fields agree with the RESULT Rows they walk (the plugin may have overwritten them):
+    /// the cell count and columns are the message's, the cell is within them, and the offset is
+    /// within the cells' bytes. Overflow-safe for any values.
+    func isValid(for rows: CQLRowsInfo) -> Bool {
+        let (cellCount, overflow) = rows.rowCount.multipliedReportingOverflow(by: rows.columnCount)
+        return !overflow && cells == cellCount && columns == rows.columnCount && cell >= 0 && cell <= cells
+            && offset >= rows.contentOffset && offset - rows.contentOffset <= rows.contentLength
     }
 
     func store(in cursor: UnsafeMutablePointer<sluice_cql_cursor>) {
