@@ -81,7 +81,13 @@ class Relay:
         await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
 
     def stop(self):
-        self.server.close()
+        """Closes the listener on the loop's own thread, then stops the loop. asyncio objects are not
+        thread-safe: Server.close() called from this thread raced a connection ending on the loop
+        thread (both woke the server's waiters; the second found them gone: TypeError)."""
+        async def close():
+            self.server.close()
+
+        asyncio.run_coroutine_threadsafe(close(), self.loop).result(5)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(5)
 
