@@ -34,11 +34,11 @@ final class CQLSinkSharingTests: XCTestCase {
     }
 
     /// Starts the test backend on `port` (a free one if nil); returns the port and the process.
-    private func startBackend(port: Int? = nil) throws -> (port: Int, process: Process) {
+    private func startBackend(port: Int? = nil, _ arguments: [String] = []) throws -> (port: Int, process: Process) {
         let port = port ?? Self.freePort()
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3", "-m", "Tests.cql.backend", "--port", "\(port)"]
+        process.arguments = ["python3", "-m", "Tests.cql.backend", "--port", "\(port)"] + arguments
         process.currentDirectoryURL = CQLDriverVectors.repositoryRoot
         let output = Pipe()
         process.standardOutput = output
@@ -54,11 +54,15 @@ final class CQLSinkSharingTests: XCTestCase {
         return (port, process)
     }
 
-    private func runtime(port: Int) -> RuntimePlan {
-        var plan = SinkPlan(name: "cass", host: "127.0.0.1", port: port, connectTimeoutMilliseconds: 1000,
-                            replyTimeoutMilliseconds: 5000, maxFrameBytes: 1 << 28, authCommand: nil, tls: nil)
-        plan.protocolKind = .cql
-        return RuntimePlan(chains: [ChainPlan(name: "c", steps: [.sink(0)])], sinks: [plan])
+    /// `sinks` cassandra sinks to the backend at `port`; the chain ends at the first.
+    private func runtime(port: Int, sinks: Int = 1) -> RuntimePlan {
+        let plans = (0..<sinks).map { i in
+            var plan = SinkPlan(name: "cass\(i)", host: "127.0.0.1", port: port, connectTimeoutMilliseconds: 1000,
+                                replyTimeoutMilliseconds: 5000, maxFrameBytes: 1 << 28, authCommand: nil, tls: nil)
+            plan.protocolKind = .cql
+            return plan
+        }
+        return RuntimePlan(chains: [ChainPlan(name: "c", steps: [.sink(0)])], sinks: plans)
     }
 
     private func session(_ runtime: RuntimePlan) throws -> ChainSession {
@@ -80,17 +84,17 @@ final class CQLSinkSharingTests: XCTestCase {
         }
     }
 
-    private func send(_ frame: ByteBuffer, _ session: ChainSession) throws -> CQLWireFrame {
+    private func send(_ frame: ByteBuffer, _ session: ChainSession, sink: Int = 0) throws -> CQLWireFrame {
         let promise = session.eventLoop.makePromise(of: ByteBuffer.self)
         session.eventLoop.execute {
-            session.sink(0).send(Batch(kind: Batch.requests, protocolID: Batch.cql, messages: [frame]),
+            session.sink(sink).send(Batch(kind: Batch.requests, protocolID: Batch.cql, messages: [frame]),
                                  receiver: Collect(promise))
         }
         return try XCTUnwrap(CQLWireFrame(try promise.futureResult.wait(timeout: .seconds(10))))
     }
 
-    private func query(_ text: String, _ session: ChainSession, stream: Int16 = 1) throws -> CQLWireFrame {
-        try send(CQLFrameBuilder.query(version: .v5, stream: stream, query: text), session)
+    private func query(_ text: String, _ session: ChainSession, stream: Int16 = 1, sink: Int = 0) throws -> CQLWireFrame {
+        try send(CQLFrameBuilder.query(version: .v5, stream: stream, query: text), session, sink: sink)
     }
 
     /// Repeats `text` until it succeeds (the sink backs off for a while after a failed connect),
@@ -200,6 +204,23 @@ final class CQLSinkSharingTests: XCTestCase {
         XCTAssertEqual(try query("TESTBACKEND FORGET PREPARED", after).resultKind, .void)
         let rows = try execute(qualified, after)
         XCTAssertEqual(rows.resultKind, .rows, CQLBackend.errorText(rows))
+    }
+
+    /// Pass-through authentication: the credentials the client signed in with are the session's,
+    /// so every cassandra route of it uses them (a transform's target such as redirect's, a route
+    /// made after a reload), never its sink's own (a privilege the client was not given). Sink 1
+    /// has no credentials here: before, its route asked the backend without any and was refused.
+    func testPassThroughCredentialsAreTheSessions() throws {
+        let (port, _) = try startBackend(["--user", "alice:wonder"])
+        let runtime = runtime(port: port, sinks: 2)
+        let alice = try session(runtime)
+        let signIn = CQLFrameBuilder.frame(version: .v5, isResponse: false, stream: 2, opcode: .authResponse) {
+            $0.writeCQLBytes([0] + Array("alice".utf8) + [0] + Array("wonder".utf8))
+        }
+        XCTAssertEqual(try send(signIn, alice).opcodeByte, CQLOpcode.authSuccess.rawValue)
+        XCTAssertEqual(try query("SELECT release_version FROM system.local", alice).resultKind, .rows)
+        let other = try query("SELECT release_version FROM system.local", alice, sink: 1)
+        XCTAssertEqual(other.resultKind, .rows, CQLBackend.errorText(other))
     }
 }
 

@@ -24,6 +24,11 @@ final class SessionFacts {
     private(set) var cqlVersion = 0
     /// CQL: the connection's keyspace, from the last USE that succeeded; nil before.
     private(set) var keyspace: FactBytes?
+    /// CQL with the source's `auth: passthrough`: the credentials the backend accepted from the
+    /// client; every cassandra route of the session signs in with them rather than with its sink's
+    /// (a transform's target, a route made after a reload). nil before. A secret: never given to
+    /// plugins, never logged.
+    private(set) var cqlIdentity: CQLIdentity?
     /// Replaced values, kept until the event loop's next turn: a plugin may hold a view of one until
     /// its hook returns, and a reply delivered inside that hook (call_respond) may replace it.
     private var retired: [FactBytes] = []
@@ -51,6 +56,11 @@ final class SessionFacts {
     /// A RESULT Set_keyspace reached the client: its connection now uses `name`.
     func useKeyspace(_ name: [UInt8]) {
         replace(&keyspace, with: name)
+    }
+
+    /// The backend accepted the client's own credentials (passed through).
+    func signedInToBackend(_ identity: CQLIdentity) {
+        cqlIdentity = identity
     }
 
     /// The source's client authentication signed the client in as `user`.

@@ -22,8 +22,9 @@ final class CQLSinkRoute: BackendRoute {
     /// route (a transform's target, such as redirect's) applies here too, once its reply reached
     /// the client. Compared by identity per request (the fact is replaced, never changed).
     private var followedKeyspace: FactBytes?
-    /// The credentials the client signed in with, passed through (`auth: passthrough`); nil: the
-    /// sink's own are used.
+    /// The credentials the client signed in with, passed through (`auth: passthrough`), as the
+    /// session's fact this route last followed (a sign-in through any route of the session counts
+    /// here too); nil: the sink's own are used.
     private var identity: CQLIdentity?
     /// The connection of the client's version and keyspace, looked up when either changes.
     private var current: CQLSinkConnection?
@@ -70,6 +71,7 @@ final class CQLSinkRoute: BackendRoute {
             return
         }
         if let fact = session.facts.keyspace, fact !== followedKeyspace { followKeyspace(fact) }
+        if session.facts.cqlIdentity != identity { followIdentity() }
         switch CQLOpcode(rawValue: frame.opcodeByte) {
         case .query?:
             if let use = Self.useKeyspace(frame) {
@@ -236,7 +238,14 @@ final class CQLSinkRoute: BackendRoute {
 
     fileprivate func signedIn(_ identity: CQLIdentity) {
         guard !closed else { return }
-        self.identity = identity
+        session.facts.signedInToBackend(identity)
+        followIdentity()
+    }
+
+    /// The session signed in with other credentials (through this route or another): its
+    /// connections here are those opened with them.
+    private func followIdentity() {
+        identity = session.facts.cqlIdentity
         current = nil
         if let events {
             events.unsubscribe(self)
