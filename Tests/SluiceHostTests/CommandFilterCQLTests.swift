@@ -74,7 +74,7 @@ final class CommandFilterCQLTests: XCTestCase {
             try CQLDriverVectors.vector("prepare_v5"),                                          // INSERT: passes
             CQLFrameBuilder.query(version: .v5, stream: 40, query: "/* x */ TRUNCATE ks.t"),    // denied by word
             CQLFrameBuilder.query(version: .v4, stream: 41, query: "create TABLE t (k int primary key)"),  // ddl
-            try CQLDriverVectors.vector("batch_v4"),                                            // INSERT + prepared: passes
+            try CQLDriverVectors.vector("batch_v4"),   // INSERT + a prepared id the host never saw: UNPREPARED
         ]
         let results = try run(plan, frames)
         XCTAssertEqual(results.count, 5)
@@ -85,11 +85,16 @@ final class CommandFilterCQLTests: XCTestCase {
         XCTAssertEqual(try error(results[2])?.message, "command-filter: 'truncate' is denied by this proxy")
         XCTAssertEqual(CQLRequestIdentity(frame: try XCTUnwrap(results[2])), CQLRequestIdentity(version: .v5, stream: 40))
         XCTAssertEqual(try error(results[3])?.code, .invalid)
-        // The others went on (cql-probe answers them with rows).
-        for i in [1, 4] {
-            XCTAssertNil(try error(results[i]), "request \(i) was denied")
-            XCTAssertEqual(CQLRequestIdentity(frame: try XCTUnwrap(results[i])).stream, i == 1 ? 8 : 10)
-        }
+        // The PREPARE went on (cql-probe answers it with rows).
+        XCTAssertNil(try error(results[1]), "request 1 was denied")
+        XCTAssertEqual(CQLRequestIdentity(frame: try XCTUnwrap(results[1])).stream, 8)
+        // The BATCH's prepared child cannot be read (never seen prepared): UNPREPARED with its id, read
+        // from the frame, so the driver prepares it again through Sluice.
+        let unprepared = try XCTUnwrap(try error(results[4]))
+        XCTAssertEqual(unprepared.code, .unprepared)
+        guard case .unprepared(let id) = unprepared.details else { return XCTFail("\(unprepared)") }
+        XCTAssertEqual(String(buffer: id), "PID")
+        XCTAssertEqual(CQLRequestIdentity(frame: try XCTUnwrap(results[4])), CQLRequestIdentity(version: .v4, stream: 10))
     }
 
     /// count passes every request on, whatever it counts (its metric is checked end to end).
@@ -97,7 +102,8 @@ final class CommandFilterCQLTests: XCTestCase {
         let plan = try build("[ { count: { statements: [insert], commands: [select] } }, { deny: { statements: [select, insert, update] } }, { cql-probe: { describe: true } }, { sink: s } ]")
         let results = try run(plan, [try CQLDriverVectors.vector("query_v4"), try CQLDriverVectors.vector("prepare_v4"),
                                      try CQLDriverVectors.vector("batch_v5"), try CQLDriverVectors.vector("query_named_v4")])
-        XCTAssertEqual(try results.map { try error($0)?.code }, [.unauthorized, .unauthorized, .unauthorized, .unauthorized])
+        // (the BATCH holds a prepared id the host never saw: deny answers it UNPREPARED)
+        XCTAssertEqual(try results.map { try error($0)?.code }, [.unauthorized, .unauthorized, .unprepared, .unauthorized])
         XCTAssertThrowsError(try build("[ { count: { statements: [] } }, { sink: s } ]"))
     }
 
