@@ -35,7 +35,7 @@ final class CQLSourceConfigTests: XCTestCase {
         let source = config.sources[1]
         XCTAssertEqual(source.host, "127.0.0.1")
         XCTAssertEqual(source.port, 9043)
-        XCTAssertEqual(source.maxFrameBytes, 256 * 1024 * 1024)
+        XCTAssertEqual(source.maxFrameBytes, 16 * 1024 * 1024, "Cassandra's native_transport_max_frame_size")
         XCTAssertEqual(source.maxClients, 10_000)
         XCTAssertEqual(source.idleTimeoutMilliseconds, 0)
         XCTAssertTrue(source.auth.isEmpty)

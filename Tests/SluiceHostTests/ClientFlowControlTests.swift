@@ -129,6 +129,21 @@ final class ClientFlowControlTests: XCTestCase {
         XCTAssertEqual(flow.state, .stopped)
         XCTAssertFalse(flow.isReading)
     }
+
+    func testRequestBytesInFlightPauseTheReadingAndResumeItAtHalf() {
+        var flow = ClientFlowControl(limits: ClientLimits(requestBufferBudgetBytes: 64 << 20))  // window 4 MiB
+        XCTAssertEqual(flow.requestBytesLimit, 4 << 20)
+        _ = flow.batchStarted(requests: 1)
+        _ = flow.batchWritten(requests: 1, replyBytes: 4)  // small replies: 4096 requests may be in flight
+        XCTAssertEqual(flow.batchStarted(requests: 1, requestBytes: 3 << 20), .none)
+        XCTAssertTrue(flow.hasRoom(forMore: 0))
+        XCTAssertEqual(flow.batchStarted(requests: 1, requestBytes: 3 << 20), .pause, "6 MiB in flight: one over is fine, no more")
+        XCTAssertFalse(flow.hasRoom(forMore: 0))
+        XCTAssertEqual(flow.batchWritten(requests: 1, requestBytes: 3 << 20, replyBytes: 4), .none, "3 MiB: above half")
+        XCTAssertEqual(flow.requestBytesInFlight, 3 << 20)
+        XCTAssertEqual(flow.batchWritten(requests: 1, requestBytes: 3 << 20, replyBytes: 4), .resume)
+        XCTAssertEqual(flow.requestBytesInFlight, 0)
+    }
 }
 
 final class CompletionDeadlineTests: XCTestCase {
@@ -266,4 +281,5 @@ final class RequestBufferBudgetTests: XCTestCase {
         XCTAssertEqual([a.freed, b.freed], [0, 0])
         XCTAssertEqual(budget.bytesBuffered, 0)
     }
+
 }

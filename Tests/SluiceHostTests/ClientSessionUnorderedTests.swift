@@ -28,6 +28,12 @@ private struct LineSource: SourceProtocol {
         case "hello": return .answer(ByteBuffer(string: "hi"))
         case "bye": return .close(reply: ByteBuffer(string: "ciao"), protocolError: false, logDetail: nil)
         case "": return .nothing
+        case _ where line.hasPrefix("X"):
+            // A request that grows on the way in ("X<n>": n bytes, as a compressed body would).
+            let size = Int(line.dropFirst()) ?? 0
+            var grown = ByteBuffer(string: "R0")
+            grown.writeRepeatingByte(0, count: max(size - 2, 0))
+            return .request(grown, asReceived: false)
         default: return .request(ByteBuffer(string: line), asReceived: false)
         }
     }
@@ -94,7 +100,7 @@ final class ClientSessionUnorderedTests: XCTestCase {
     }
 
     /// A connected channel; its handler is `holding`.
-    private func connected() throws -> EmbeddedChannel {
+    private func connected(limits: ClientLimits = ClientLimits()) throws -> EmbeddedChannel {
         let path = directory.appendingPathComponent("sluice.yaml").path
         try """
             sinks:
@@ -108,7 +114,7 @@ final class ClientSessionUnorderedTests: XCTestCase {
         let key = generation.sourceOrder[0]
         let handler = LineHandler(generation: generation, loopGeneration: LoopGeneration(generation), sourceKey: key,
                                   chainIndex: generation.sources[key]!.chainIndex, settings: .init(), maxClients: 10,
-                                  limits: ClientLimits(), requestBudget: RequestBufferBudget(limit: 1 << 20),
+                                  limits: limits, requestBudget: RequestBufferBudget(limit: 1 << 20),
                                   usesTLS: false, metrics: SourceMetrics(listen: "test-\(UUID().uuidString)"))
         handler.bindSlotOwner(handler)
         holding = handler
@@ -157,5 +163,32 @@ final class ClientSessionUnorderedTests: XCTestCase {
         XCTAssertEqual(try written(channel), "[ciao]\n")
         channel.embeddedEventLoop.run()
         XCTAssertFalse(channel.isActive)
+    }
+
+    func testRequestsThatGrewOnTheWayInStopTheReadingAtTheRequestWindow() throws {
+        // 64 requests of 1 MiB each as they run (a small LZ4 body decompresses to a large frame),
+        // replies held back: the client is read only until its requests in flight fill its request
+        // window (a sixteenth of the request-buffer budget: 2 MiB of 32 MiB), not all 64 of them.
+        let limits = ClientLimits(requestBufferBudgetBytes: 32 << 20)
+        XCTAssertEqual(limits.requestWindowBytes, 2 << 20)
+        let channel = try connected(limits: limits)
+        let handler = holding!
+        // One small reply first: the in-flight request limit grows to its maximum (4096).
+        try channel.writeInbound(ByteBuffer(string: "R1\n"))
+        XCTAssertEqual(try written(channel), "[E1:down]\n")
+        handler.holdReplies = true
+        var input = ByteBuffer()
+        for _ in 0..<64 { input.writeString("X\(1 << 20)\n") }
+        try channel.writeInbound(input)
+        XCTAssertEqual(handler.held.count, 2, "reading stops once 2 MiB of requests are in flight")
+        // Replies free the window: the requests read but held back run, again two at a time.
+        let first = handler.held
+        handler.held.removeAll()
+        for slot in first { handler.sessionSlotCompleted(slot) }
+        channel.embeddedEventLoop.run()
+        XCTAssertEqual(handler.held.count, 2)
+        XCTAssertEqual(try written(channel), "[E0:down]\n[E0:down]\n")
+        XCTAssertTrue(channel.isActive)
+        _ = try? channel.finish()
     }
 }

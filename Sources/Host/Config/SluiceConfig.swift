@@ -112,8 +112,12 @@ public struct SluiceConfig {
     public static let defaultReloadGraceMilliseconds: Int64 = 30_000
     /// Redis's own default maxclients.
     public static let defaultMaxClients = 10_000
-    /// A `cassandra` source's largest frame by default (256 MiB, Cassandra's own limit).
+    /// A `cassandra` sink's largest reply frame by default (256 MiB).
     public static let defaultCQLMaxFrameBytes = 256 * 1024 * 1024
+    /// A `cassandra` source's largest request frame by default: 16 MiB, Cassandra's own
+    /// `native_transport_max_frame_size` since 4.0. Also the most one compressed body may
+    /// decompress to, so it bounds what a small LZ4 body can make Sluice allocate.
+    public static let defaultCQLSourceMaxFrameBytes = 16 * 1024 * 1024
 
     /// Largest config file read (a config is a few kilobytes; this only keeps a wrong path, such
     /// as a log file or a device, from being read into memory).
@@ -528,7 +532,7 @@ struct ConfigReader {
             fail(node["chain"]!, "\(what).chain: unknown chain '\(chain)' (defined chains: \(chainNames.sorted().joined(separator: ", ")))")
         }
         let maxFrame = integer(node["max_frame_bytes"], "\(what).max_frame_bytes", range: 1024...(1 << 31))
-            ?? SluiceConfig.defaultCQLMaxFrameBytes
+            ?? SluiceConfig.defaultCQLSourceMaxFrameBytes
         let maxClients = integer(node["max_clients"], "\(what).max_clients", range: 1...1_000_000) ?? SluiceConfig.defaultMaxClients
         let idle = integer(node["idle_timeout_ms"], "\(what).idle_timeout_ms", range: 0...(86_400_000 * 365)) ?? 0
         var passthrough = false

@@ -3,8 +3,10 @@
 /// `ClientSession` reports what happens and carries out the returned `Action`.
 ///
 /// Reading pauses for any of three reasons and resumes once none is left:
-/// - `inFlight`: the client has `maxBatchesInFlight` batches, or `requestLimit` requests, unanswered
-///   (it resumes at half of both);
+/// - `inFlight`: the client has `maxBatchesInFlight` batches, or `requestLimit` requests, or
+///   `requestBytesLimit` bytes of requests unanswered (it resumes at half of each). The bytes are
+///   those of the requests as they run, so a request that grew on the way in (a CQL body
+///   decompressed: LZ4 expands up to 255 times) counts at its full size;
 /// - `replies`: its socket does not take our writes (more than the soft limit of replies queued:
 ///   NIO's write-buffer water marks; it resumes below a quarter of it);
 /// - `requestBudget`: the source's budget for buffered partial requests is spent and this client's
@@ -51,6 +53,10 @@ struct ClientFlowControl {
     private(set) var requestsInFlight = 0
     /// Requests the client may have in flight now.
     private(set) var requestLimit = Self.initialRequestLimit
+    /// Bytes of the requests in flight (as they run: decompressed, rebuilt).
+    private(set) var requestBytesInFlight = 0
+    /// Request bytes the client may have in flight (at least one request always runs).
+    let requestBytesLimit: Int
     /// Reply bytes per request, as the client's recent replies tell (nil before the first one).
     private(set) var replyBytesPerRequest: Int?
     /// Reply bytes queued for the client since its socket stopped taking our writes.
@@ -64,24 +70,31 @@ struct ClientFlowControl {
     init(limits: ClientLimits) {
         windowBytes = limits.replyWindowBytes
         hardLimitBytes = limits.replyHardBytes
+        requestBytesLimit = limits.requestWindowBytes
     }
 
     var isReading: Bool { state == .reading }
 
-    /// Whether `scanned` more requests (read but not run yet) still fit within the in-flight limit.
-    func hasRoom(forMore scanned: Int) -> Bool { requestsInFlight + scanned < requestLimit }
+    /// Whether `scanned` more requests (read but not run yet) still fit within the in-flight limits.
+    func hasRoom(forMore scanned: Int) -> Bool {
+        requestsInFlight + scanned < requestLimit && requestBytesInFlight < requestBytesLimit
+    }
 
-    /// A batch of `requests` took its place in the response order (run, answered here, or a push).
-    mutating func batchStarted(requests: Int) -> Action {
+    /// A batch of `requests` (`requestBytes` in all) took its place in the response order (run,
+    /// answered here, or a push).
+    mutating func batchStarted(requests: Int, requestBytes: Int = 0) -> Action {
         batchesInFlight += 1
         requestsInFlight += requests
+        requestBytesInFlight += requestBytes
         return reevaluate()
     }
 
-    /// A batch's replies (`replyBytes` in all) are about to be written to the client.
-    mutating func batchWritten(requests: Int, replyBytes: Int) -> Action {
+    /// A batch's replies (`replyBytes` in all) are about to be written to the client; its requests
+    /// (`requestBytes`, as `batchStarted` counted them) are done.
+    mutating func batchWritten(requests: Int, requestBytes: Int = 0, replyBytes: Int) -> Action {
         batchesInFlight -= 1
         requestsInFlight -= requests
+        requestBytesInFlight -= requestBytes
         if !writable { repliesWhileBlocked += replyBytes }
         if requests > 0 { learn(replyBytesPerRequest: replyBytes / requests) }
         return reevaluate()
@@ -115,6 +128,7 @@ struct ClientFlowControl {
         state = .stopped
         batchesInFlight = 0
         requestsInFlight = 0
+        requestBytesInFlight = 0
     }
 
     /// Follows the client's reply sizes: a larger sample counts at once (the window shrinks before
@@ -138,10 +152,12 @@ struct ClientFlowControl {
         case .paused(let reasons): current = reasons
         }
         var reasons: PauseReasons = []
-        if batchesInFlight >= Self.maxBatchesInFlight || requestsInFlight >= requestLimit {
+        if batchesInFlight >= Self.maxBatchesInFlight || requestsInFlight >= requestLimit
+            || requestBytesInFlight >= requestBytesLimit {
             reasons.insert(.inFlight)
         } else if current.contains(.inFlight),
-                  batchesInFlight > Self.maxBatchesInFlight / 2 || requestsInFlight > requestLimit / 2 {
+                  batchesInFlight > Self.maxBatchesInFlight / 2 || requestsInFlight > requestLimit / 2
+                  || requestBytesInFlight > requestBytesLimit / 2 {
             reasons.insert(.inFlight)  // resumes at half, so that reading does not flap per reply
         }
         if !writable { reasons.insert(.replies) }

@@ -36,4 +36,10 @@ public struct ClientLimits: Equatable, Sendable {
     /// recent reply sizes tell (see `ClientFlowControl`): a quarter of the hard limit, so a client that
     /// stops reading is paused by the soft limit well before its replies in flight reach the hard one.
     var replyWindowBytes: Int { max(replyHardBytes / 4, 1) }
+
+    /// How many bytes of requests, as they run (a CQL body decompressed), one client may have in
+    /// flight before it is no longer read: a sixteenth of the request-buffer budget (64 MiB by
+    /// default), at least 1 MiB; one request always runs, however large. Without it a client could
+    /// make Sluice hold `maxRequestsInFlight` requests that each decompressed to `max_frame_bytes`.
+    var requestWindowBytes: Int { max(requestBufferBudgetBytes / 16, 1 << 20) }
 }

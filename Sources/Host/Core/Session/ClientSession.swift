@@ -292,16 +292,16 @@ class ClientSession<P: SourceProtocol>: RequestBufferBudget.Waiter, ClientConnec
         func runScanned() {
             guard var batch = building.take(), batch.count > 0 else { return }
             source.sealBatch(batch)
+            let total = batch.messages.reduce(0) { $0 + $1.readableBytes }
             if contiguous {
                 // All frames lie back to back from where they started: one slice covers them.
-                let total = batch.messages.reduce(0) { $0 + $1.readableBytes }
                 batch.setReceivedBytes(buffer.getSlice(at: contiguousStart, length: total))
             }
             let count = batch.count
             metrics.requests(count)
-            let slot = newSlot(requestCount: count, replyKey: P.replyKey(of: batch))
+            let slot = newSlot(requestCount: count, requestBytes: total, replyKey: P.replyKey(of: batch))
             if P.repliesInOrder { slots.append(slot) } else { unorderedInFlight += 1 }
-            apply(flow.batchStarted(requests: count), context)
+            apply(flow.batchStarted(requests: count, requestBytes: total), context)
             chain.session.runFromClient(batch, on: chain, receiver: slot)
             // Most chains are done with the batch once run returns (the sink copied its bytes):
             // then the next read's requests go into it.
@@ -415,12 +415,12 @@ class ClientSession<P: SourceProtocol>: RequestBufferBudget.Waiter, ClientConnec
         }
     }
 
-    private final func newSlot(requestCount: Int, replyKey: UInt64) -> ResponseSlot {
+    private final func newSlot(requestCount: Int, requestBytes: Int, replyKey: UInt64) -> ResponseSlot {
         if var spare = spareSlot.take(), isKnownUniquelyReferenced(&spare) {
-            spare.reuse(requestCount: requestCount, replyKey: replyKey)
+            spare.reuse(requestCount: requestCount, requestBytes: requestBytes, replyKey: replyKey)
             return spare
         }
-        return ResponseSlot(owner: slotOwner, requestCount: requestCount, replyKey: replyKey)
+        return ResponseSlot(owner: slotOwner, requestCount: requestCount, requestBytes: requestBytes, replyKey: replyKey)
     }
 
     /// Takes the next place in the response order with a reply given here.
@@ -511,7 +511,8 @@ class ClientSession<P: SourceProtocol>: RequestBufferBudget.Waiter, ClientConnec
         var action = ClientFlowControl.Action.none
         while let head = slots.first, let result = head.result {
             slots.removeFirst()
-            let step = flow.batchWritten(requests: head.requestCount, replyBytes: replyByteCount(result))
+            let step = flow.batchWritten(requests: head.requestCount, requestBytes: head.requestBytes,
+                                          replyBytes: replyByteCount(result))
             if step != .none { action = step }
             if flow.exceedsHardLimit {
                 closeForUnreadReplies(context)
@@ -531,7 +532,8 @@ class ClientSession<P: SourceProtocol>: RequestBufferBudget.Waiter, ClientConnec
     private final func writeAnswered(_ slot: ResponseSlot) {
         guard let context, lifecycle.writesReplies, let result = slot.result else { return }
         unorderedInFlight -= 1
-        let action = flow.batchWritten(requests: slot.requestCount, replyBytes: replyByteCount(result))
+        let action = flow.batchWritten(requests: slot.requestCount, requestBytes: slot.requestBytes,
+                                        replyBytes: replyByteCount(result))
         if flow.exceedsHardLimit {
             closeForUnreadReplies(context)
             return

@@ -21,12 +21,16 @@ final class ResponseSlot: ResponseReceiver {
     /// Close the client connection once this slot is written (QUIT, protocol error).
     private(set) var closeAfter: Bool
     private(set) var requestCount: Int
+    /// The bytes of its requests as they ran (`ClientFlowControl.requestBytesInFlight`).
+    private(set) var requestBytes: Int
     /// What the protocol's error replies need to know of the requests (`SourceProtocol.replyKey`).
     private(set) var replyKey: UInt64
 
-    init(owner: ResponseSlotOwner, requestCount: Int, replyKey: UInt64 = 0, closeAfter: Bool = false) {
+    init(owner: ResponseSlotOwner, requestCount: Int, requestBytes: Int = 0, replyKey: UInt64 = 0,
+         closeAfter: Bool = false) {
         self.owner = owner
         self.requestCount = requestCount
+        self.requestBytes = requestBytes
         self.replyKey = replyKey
         self.closeAfter = closeAfter
     }
@@ -36,16 +40,18 @@ final class ResponseSlot: ResponseReceiver {
         self.owner = owner
         result = answer
         requestCount = answer.count
+        requestBytes = 0
         replyKey = 0
         self.closeAfter = closeAfter
     }
 
     /// Makes a written slot, referenced by nothing else, the slot of a new batch (one allocation
     /// less per batch).
-    func reuse(requestCount: Int, replyKey: UInt64 = 0) {
+    func reuse(requestCount: Int, requestBytes: Int = 0, replyKey: UInt64 = 0) {
         result = nil
         closeAfter = false
         self.requestCount = requestCount
+        self.requestBytes = requestBytes
         self.replyKey = replyKey
     }
 
