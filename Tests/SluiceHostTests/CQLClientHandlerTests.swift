@@ -20,7 +20,8 @@ final class CQLClientHandlerTests: XCTestCase {
     }
 
     private func handler(maxClients: Int = 100, maxFrameBytes: Int = 1 << 20,
-                         authentication: CQLClientConnection.Authentication = .none) throws -> CQLClientHandler {
+                         authentication: CQLClientConnection.Authentication = .none,
+                         limits: ClientLimits = ClientLimits()) throws -> CQLClientHandler {
         // The handler takes its settings from its initialiser; the generation only lends it a chain,
         // whose sink no request of these tests reaches (so any sink kind will do).
         let path = directory.appendingPathComponent("sluice.yaml").path
@@ -36,7 +37,7 @@ final class CQLClientHandlerTests: XCTestCase {
         let source = generation.sources[key]!
         return CQLClientHandler(generation: generation, loopGeneration: LoopGeneration(generation), sourceKey: key,
                                 chainIndex: source.chainIndex, maxFrameBytes: maxFrameBytes, maxClients: maxClients,
-                                authentication: authentication, limits: ClientLimits(),
+                                authentication: authentication, limits: limits,
                                 requestBudget: RequestBufferBudget(limit: 1 << 20), usesTLS: false,
                                 metrics: SourceMetrics(listen: "test-\(UUID().uuidString)"))
     }
@@ -201,5 +202,28 @@ final class CQLClientHandlerTests: XCTestCase {
         XCTAssertEqual(message.code, .overloaded)
         XCTAssertTrue(message.message.contains("max_clients (0)"), message.message)
         XCTAssertFalse(channel.isActive)
+    }
+
+    func testEventsToAClientThatDoesNotReadCloseItAtTheHardLimit() throws {
+        // A client registered for events stops reading: its socket no longer takes writes. The
+        // events keep coming (the shared event connection cannot stop for it); past
+        // reply_buffer_hard_bytes of them the client is closed, as for replies.
+        let handler = try handler(limits: ClientLimits(replySoftBytes: 4096, replyHardBytes: 16 << 10))
+        let channel = try connected(handler)
+        try channel.writeInbound(startup(.v4))
+        XCTAssertEqual(try frames(try written(channel)).first?.header.opcode, .ready)
+        channel.isWritable = false
+        channel.pipeline.fireChannelWritabilityChanged()
+        let event = CQLFrameBuilder.frame(version: .v4, isResponse: true, stream: -1, opcode: .event) {
+            $0.writeCQLString("STATUS_CHANGE")
+            $0.writeRepeatingByte(0, count: 1000)
+        }
+        let session = try XCTUnwrap(handler.chainSession)
+        for _ in 0..<100 { session.deliverPush(event) }
+        channel.embeddedEventLoop.run()
+        XCTAssertFalse(channel.isActive, "closed past the hard limit")
+        let queued = try written(channel).readableBytes
+        XCTAssertLessThanOrEqual(queued, (16 << 10) + event.readableBytes, "no more than the hard limit was queued")
+        XCTAssertGreaterThan(queued, 0)
     }
 }

@@ -100,6 +100,11 @@ struct ClientFlowControl {
         return reevaluate()
     }
 
+    /// A push (no request's reply) of `bytes` is about to be written: counted as replies are.
+    mutating func pushWritten(bytes: Int) {
+        if !writable { repliesWhileBlocked += bytes }
+    }
+
     /// The replies queued since the socket stopped taking writes passed the hard limit: the client
     /// must be closed (it does not read, and its replies keep coming).
     var exceedsHardLimit: Bool { repliesWhileBlocked > hardLimitBytes }

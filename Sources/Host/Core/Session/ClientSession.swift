@@ -181,7 +181,7 @@ class ClientSession<P: SourceProtocol>: RequestBufferBudget.Waiter, ClientConnec
                 apply(flow.batchStarted(requests: push.requestCount), context)
                 return
             }
-            self.source.writeFrame(bytes, to: context)
+            writePush(bytes, context)
         }
         session.onBackendLost = { [self] reason in
             guard let context = self.context else { return }
@@ -269,6 +269,10 @@ class ClientSession<P: SourceProtocol>: RequestBufferBudget.Waiter, ClientConnec
         HostLog.sources.debug("client connection error: \(error)")
         context.close(promise: nil)
     }
+
+    /// The client's chain session (nil before it started and once it closed); tests deliver
+    /// pushes through it.
+    final var chainSession: ChainSession? { session }
 
     /// Batches read and not written yet.
     private final var batchesInFlight: Int { P.repliesInOrder ? slots.count : unorderedInFlight }
@@ -572,6 +576,21 @@ class ClientSession<P: SourceProtocol>: RequestBufferBudget.Waiter, ClientConnec
         if closeIfFinished(context) { return }
         apply(action, context)
         if batchesInFlight == 0, loopGeneration.number > generation.number { scheduleMove(context) }
+    }
+
+    /// Writes a push that answers no request (a CQL EVENT, a Redis pub/sub message) at once. It
+    /// counts like a reply: while the client's socket does not take our writes its bytes add up
+    /// towards `reply_buffer_hard_bytes`, and past that the client is closed. (A CQL client that
+    /// registered for events and stopped reading would otherwise queue them without limit: they
+    /// come from a connection other clients share, which cannot stop reading for one of them.)
+    private final func writePush(_ push: ByteBuffer, _ context: ChannelHandlerContext) {
+        guard lifecycle.writesReplies else { return }
+        flow.pushWritten(bytes: push.readableBytes)
+        if flow.exceedsHardLimit {
+            closeForUnreadReplies(context)
+            return
+        }
+        source.writeFrame(push, to: context)
     }
 
     /// The client let more than `reply_buffer_hard_bytes` of replies pile up since its socket stopped
