@@ -222,6 +222,29 @@ final class CQLSinkSharingTests: XCTestCase {
         let other = try query("SELECT release_version FROM system.local", alice, sink: 1)
         XCTAssertEqual(other.resultKind, .rows, CQLBackend.errorText(other))
     }
+
+    /// Every pass-through sign-in is checked by the backend with a SASL exchange of its own, even
+    /// while a connection signed in with the same credentials is open: a password changed at the
+    /// backend stops working for new sign-ins (it was accepted on the open connection).
+    func testPassThroughSignInIsCheckedEachTime() throws {
+        let (port, _) = try startBackend(["--user", "alice:wonder"])
+        let runtime = runtime(port: port)
+        func signIn(_ password: String) throws -> CQLWireFrame {
+            try send(CQLFrameBuilder.frame(version: .v5, isResponse: false, stream: 2, opcode: .authResponse) {
+                $0.writeCQLBytes([0] + Array("alice".utf8) + [0] + Array(password.utf8))
+            }, try session(runtime))
+        }
+        let first = try session(runtime)
+        XCTAssertEqual(try send(CQLFrameBuilder.frame(version: .v5, isResponse: false, stream: 2, opcode: .authResponse) {
+            $0.writeCQLBytes([0] + Array("alice".utf8) + [0] + Array("wonder".utf8))
+        }, first).opcodeByte, CQLOpcode.authSuccess.rawValue)
+        XCTAssertEqual(try query("TESTBACKEND PASSWORD 'alice' 'rotated'", first).resultKind, .void)
+        let stale = try signIn("wonder")
+        XCTAssertEqual(stale.errorCode, .badCredentials, "the old password: \(CQLBackend.errorText(stale))")
+        XCTAssertEqual(try signIn("rotated").opcodeByte, CQLOpcode.authSuccess.rawValue)
+        // A client signed in before keeps its session, as on a direct connection.
+        XCTAssertEqual(try query("SELECT release_version FROM system.local", first).resultKind, .rows)
+    }
 }
 
 private extension EventLoopFuture {

@@ -195,7 +195,7 @@ final class CQLSinkRoute: BackendRoute {
         current = nil
     }
 
-    /// A USE or sign-in got an ERROR on `connection`. Only when the connection's own handshake was
+    /// A USE got an ERROR on `connection`. Only when the connection's own handshake was
     /// refused (no such keyspace, the client's credentials refused) does it serve no one and is
     /// discarded; any other error (the backend went away, a reply timeout, a back-off) leaves the
     /// shared connection to the clients that use it, and it reconnects on their next request.
@@ -215,8 +215,9 @@ final class CQLSinkRoute: BackendRoute {
     // MARK: pass-through authentication
 
     /// The client's AUTH_RESPONSE (its source passes authentication through): the backend is
-    /// asked with the client's credentials, on a connection opened with them (an OPTIONS request
-    /// there makes it connect and sign in). Accepted: the client gets AUTH_SUCCESS and from then on
+    /// asked with the client's credentials, on a connection of its own opened with them for this
+    /// sign-in only (an OPTIONS request there makes it connect and sign in; closed once answered),
+    /// so every sign-in is a SASL exchange with the backend. Accepted: the client gets AUTH_SUCCESS and from then on
     /// its requests go on connections signed in with its credentials; refused: it gets the backend's
     /// error (BAD_CREDENTIALS…), and the sink is not backed off.
     private func signIn(_ frame: CQLWireFrame, version: CQLVersion, receiver: ResponseReceiver) {
@@ -227,8 +228,11 @@ final class CQLSinkRoute: BackendRoute {
                                                     allocator: session.allocator))
             return
         }
-        let target = session.plan.sharedConnections.cqlConnection(sink: sinkIndex, plan: plan, on: session.eventLoop,
-                                                                  version: version, keyspace: keyspace, identity: identity)
+        // A connection of its own, closed once answered: the backend checks the credentials with a
+        // SASL exchange of their own even when a connection signed in with them is open (a password
+        // changed since must not work).
+        let target = CQLSinkConnection(plan: plan, sharedOn: session.eventLoop, version: version, keyspace: nil,
+                                       identity: identity.credentials)
         let options = CQLFrameBuilder.frame(version: version, isResponse: false, stream: frame.stream, opcode: .options,
                                             allocator: session.allocator) { _ in }
         target.send(Self.wireBatch(options), receiver: CQLSignInOutcome(route: self, identity: identity, version: version,
@@ -328,9 +332,10 @@ private final class CQLSignInOutcome: ResponseReceiver {
     }
 
     func receive(_ outcome: ChainOutcome) {
+        let connection = connection
+        connection.eventLoop.execute { connection.close() }  // it only checked the credentials
         guard case .responses(let batch) = outcome, batch.count == 1,
               CQLWireFrame(batch.messages[0])?.opcodeByte == CQLOpcode.supported.rawValue else {
-            route.refused(on: connection)
             receiver.receive(outcome)
             return
         }

@@ -703,7 +703,8 @@ class Connection:
     # --- TESTBACKEND statements ------------------------------------------------------------------
     async def control(self, stmt):
         """Hooks for tests, sent as CQL text: TESTBACKEND FORGET PREPARED | SLEEP ms |
-        ERROR NAME [message] | WARN text | EVENT TYPE CHANGE 'address' | CLOSE | GARBAGE | STATS."""
+        ERROR NAME [message] | WARN text | EVENT TYPE CHANGE 'address' | CLOSE | GARBAGE | STATS |
+        PASSWORD 'user' 'password' (later sign-ins of that user need the new password)."""
         cmd, args = stmt.command, stmt.args
         key = f"testbackend_{cmd.lower()}"
         self.backend.stats[key] = self.backend.stats.get(key, 0) + 1
@@ -739,6 +740,11 @@ class Connection:
             self.flush()
             self.writer.write(b"\x07garbage that is not a CQL frame\xff\xfe")
             return None
+        if cmd == "PASSWORD":
+            if len(args) != 2:
+                raise invalid("usage: TESTBACKEND PASSWORD 'user' 'password'")
+            self.backend.credentials[str(args[0])] = str(args[1])
+            return Void()
         if cmd == "STATS":
             specs = [ColumnSpec("testbackend", "stats", "name", NATIVE["text"]),
                      ColumnSpec("testbackend", "stats", "value", NATIVE["bigint"])]
