@@ -349,6 +349,23 @@ final class CQLClientConnectionTests: XCTestCase {
         XCTAssertEqual(back.first?.bytes.readableBytes, big.readableBytes)
     }
 
+    func testASplitFrameTrickledInIsCheckedInLinearTime() throws {
+        // A v5 frame over 32 segments arriving in 16 KiB reads (256 reads): each segment header is
+        // read once, not once per read (which was quadratic: about 32 × 256 / 2).
+        var c = connection()
+        _ = steps(&c, startup(.v5))
+        let big = CQLFrameBuilder.query(version: .v5, stream: 7,
+                                        query: String(repeating: "x", count: 32 * CQLSegmentCodec.maxPayloadLength - 200))
+        let wire = segments([big], lz4: false)
+        let reads = (wire.readableBytes + 16 * 1024 - 1) / (16 * 1024)
+        let before = c.wire.splitSegmentHeadersRead
+        let taken = steps(&c, wire, chunk: 16 * 1024)
+        guard taken.count == 1, case .request(let frame) = taken[0] else { return XCTFail("\(taken.count) steps") }
+        XCTAssertEqual(frame.bytes, big)
+        let read = c.wire.splitSegmentHeadersRead - before
+        XCTAssertEqual(read, 32, "each of the 32 segments once (\(reads) reads)")
+    }
+
     func testASeveralMiBV4FrameCompressedSplitInReads() throws {
         var c = connection()
         _ = answer(&c, startup(.v4, compression: "lz4"))

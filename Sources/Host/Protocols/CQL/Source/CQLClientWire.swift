@@ -85,30 +85,57 @@ struct CQLClientWire {
     /// (the reader waits for all its bytes itself); the first of a frame split across several only
     /// once all of them are there. Until then they stay in the caller's buffer, where the source's
     /// request budget counts them and its request deadline runs. A frame announced over the limit
-    /// is refused at its first segment. Costs a look at the segment headers, and the first one's
-    /// payload (its CRC, and LZ4), per read while such a frame arrives.
-    private func splitFrameIsWhole(_ input: ByteBuffer) throws(CQLProtocolViolation) -> Bool {
+    /// is refused at its first segment. The first segment is decoded (CRC, LZ4) once, and each
+    /// later segment header read once, however many reads the frame takes: `splitProgress` keeps
+    /// how far the last call got (the caller's buffer keeps those bytes in front until the frame
+    /// is taken, so the offsets stay valid).
+    private mutating func splitFrameIsWhole(_ input: ByteBuffer) throws(CQLProtocolViolation) -> Bool {
         let codec = segmentReader!.codec
-        guard segmentReader!.isBetweenFrames, let first = try codec.peekHeader(input), !first.isSelfContained else {
-            return true
+        var progress: SplitProgress
+        if let kept = splitProgress {
+            progress = kept
+        } else {
+            guard segmentReader!.isBetweenFrames, let first = try codec.peekHeader(input), !first.isSelfContained else {
+                return true
+            }
+            var probe = input
+            guard let segment = try codec.decode(&probe) else { return false }
+            splitSegmentHeadersRead += 1
+            guard try scanner.scan(segment.payload) == nil,
+                  let length = segment.payload.getInteger(at: segment.payload.readerIndex + 5, as: Int32.self)
+            else { return true }  // a whole frame in it, or not even a header: the reader says what it is
+            progress = SplitProgress(frameLength: CQLFrameHeader.size + Int(length),
+                                     frameBytesSeen: segment.payload.readableBytes, wireBytesSeen: first.totalLength)
         }
-        var probe = input
-        guard let segment = try codec.decode(&probe) else { return false }
-        guard try scanner.scan(segment.payload) == nil,
-              let length = segment.payload.getInteger(at: segment.payload.readerIndex + 5, as: Int32.self)
-        else { return true }  // a whole frame in it, or not even a header: the reader says what it is
-        let frameLength = CQLFrameHeader.size + Int(length)
-        var have = segment.payload.readableBytes
-        var offset = first.totalLength
-        while have < frameLength {
-            guard let next = try codec.peekHeader(input, offset: offset),
-                  input.readableBytes - offset >= next.totalLength else { return false }
-            if next.isSelfContained { return true }  // the reader refuses it
-            have += next.frameBytes
-            offset += next.totalLength
+        while progress.frameBytesSeen < progress.frameLength {
+            guard let next = try codec.peekHeader(input, offset: progress.wireBytesSeen),
+                  input.readableBytes - progress.wireBytesSeen >= next.totalLength else {
+                splitProgress = progress
+                return false
+            }
+            splitSegmentHeadersRead += 1
+            if next.isSelfContained { break }  // the reader refuses it
+            progress.frameBytesSeen += next.frameBytes
+            progress.wireBytesSeen += next.totalLength
         }
+        splitProgress = nil
         return true
     }
+
+    /// How far `splitFrameIsWhole` got through the segments of a split frame still arriving.
+    private struct SplitProgress {
+        /// The whole frame's length, from its header in the first segment.
+        let frameLength: Int
+        /// Frame bytes in the whole segments seen so far.
+        var frameBytesSeen: Int
+        /// Wire bytes of those segments, from the front of the caller's input.
+        var wireBytesSeen: Int
+    }
+
+    private var splitProgress: SplitProgress?
+    /// Whole segments `splitFrameIsWhole` has read the header of (for tests: it stays linear in the
+    /// segments of a split frame, however many reads they arrive in).
+    private(set) var splitSegmentHeadersRead = 0
 
     /// The other frames of a self-contained segment that held several go back in front of `input`
     /// as bare frames (`bareAhead` bytes), so that the caller's buffer holds every request not
