@@ -60,6 +60,40 @@ final class ConfigDiffTests: XCTestCase {
         XCTAssertFalse(rotated.summary.contains("s3cr3t"), "no secret in the summary: \(rotated.summary)")
     }
 
+    func testASourceWhoseProtocolChangesIsRemovedAndAdded() throws {
+        // Same listen address, redis then cassandra: the redis clients cannot go on under the
+        // cassandra source, so it is one source removed and another added, not a change; the
+        // listener stays bound (neither opened again nor closed).
+        func parse(_ source: String) throws -> SluiceConfig {
+            try SluiceConfig.parse("""
+                sinks:
+                  primary: { redis: { address: 127.0.0.1:6379 } }
+                  cass: { cassandra: { address: 127.0.0.1:9042 } }
+                chains:
+                  main: [ { sink: primary } ]
+                  cql: [ { sink: cass } ]
+                sources:
+                  - \(source)
+                  - redis: { listen: 127.0.0.1:7001, chain: main }
+                """, file: "/etc/sluice/test.yaml")
+        }
+        let redis = try parse("redis: { listen: 127.0.0.1:7000, chain: main }")
+        let cassandra = try parse("cassandra: { listen: 127.0.0.1:7000, chain: cql }")
+        let diff = ConfigDiff(old: snapshot(redis), new: snapshot(cassandra))
+        XCTAssertEqual(diff.sources.removed, ["127.0.0.1:7000"])
+        XCTAssertEqual(diff.sources.added, ["127.0.0.1:7000"])
+        XCTAssertEqual(diff.sources.changed, [])
+        XCTAssertEqual(diff.sourcesReplaced, ["127.0.0.1:7000"])
+        XCTAssertEqual(diff.listenersToOpen, [])
+        XCTAssertEqual(diff.listenersToClose, [])
+        XCTAssertEqual(ConfigDiff(old: snapshot(cassandra), new: snapshot(redis)).sources.removed, ["127.0.0.1:7000"])
+        // Another setting of a source of the same protocol is a change, as before.
+        let otherChain = try parse("cassandra: { listen: 127.0.0.1:7000, chain: cql, max_clients: 5 }")
+        let same = ConfigDiff(old: snapshot(cassandra), new: snapshot(otherChain))
+        XCTAssertEqual(same.sources.changed, ["127.0.0.1:7000"])
+        XCTAssertEqual(same.sourcesReplaced, [])
+    }
+
     func testSourcesAreNamedByListenAddress() throws {
         let one = try config()
         let two = try config(sources: "- redis: { listen: 127.0.0.1:7000, chain: main }\n  - redis: { listen: '[::1]:7001', chain: main }")

@@ -568,3 +568,39 @@ def test_a_client_never_moves_to_a_generation_freed_before_its_loop_learnt_of_it
     assert "configuration generation has ended" not in proxy.output()
     proxy.stop()
     assert proxy.proc.returncode == 0
+
+
+def test_a_source_whose_protocol_changes_keeps_its_clients_off_the_new_one(redis_factory, sluice_factory):
+    """redis -> cassandra at the same listen address: one source removed and another added. The
+    redis client does not move onto the cassandra source (its PING would run through a CQL chain);
+    it stays on the old generation until the grace period ends, then it is closed; the listener,
+    still bound, takes CQL clients (OPTIONS is answered by Sluice itself, no backend needed)."""
+    backend = redis_factory()
+    proxy = sluice_factory(config(backend.port, grace_ms=1500))
+    reloads = Reloads(proxy)
+    kept = proxy.client(single_connection_client=True)
+    assert kept.ping()
+    cql = f"""plugins:
+  directory: {{PLUGINS}}
+sinks:
+  cass: {{ cassandra: {{ address: 127.0.0.1:{free_port()} }} }}
+chains:
+  cql: [ {{ sink: cass }} ]
+sources:
+  - cassandra: {{ listen: 127.0.0.1:{{PORT}}, chain: cql }}
+observability:
+  metrics: 127.0.0.1:{{METRICS_PORT}}
+reload: {{ grace_ms: 1500 }}
+"""
+    line = reloads.reload(cql).splitlines()[0]
+    assert f"sources added: 127.0.0.1:{proxy.port}" in line, line
+    assert f"sources removed: 127.0.0.1:{proxy.port}" in line, line
+    assert kept.ping()  # still on the redis source of generation 1
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=5) as s:
+        s.sendall(bytes([4, 0, 0, 1, 5, 0, 0, 0, 0]))  # v4 OPTIONS on stream 1
+        header = s.recv(9)
+        assert header[0] == 0x84 and header[4] == 0x06, header  # SUPPORTED
+    assert proxy.wait_for_output("end of the reload grace period", timeout=6)
+    kept.connection._sock.settimeout(5)
+    assert kept.connection._sock.recv(100) == b""
+    assert proxy.alive()

@@ -34,6 +34,12 @@ struct ConfigDiff: Equatable {
     var plugins: Changes
     /// Sinks identical in both (their backend connections are kept).
     var unchangedSinks: Set<String>
+    /// Sources whose listen address stayed but whose protocol changed (redis ↔ cassandra): one
+    /// source removed and another added (they are in `sources.removed` and `sources.added`, not
+    /// in `changed`), since none of the old one's clients can go on under the new one; they are
+    /// drained like a removed source's. The listener itself stays bound (binding the address
+    /// again before the old one closed would fail) and takes the new protocol's clients.
+    var sourcesReplaced: [String]
 
     init(old: ConfigSnapshot, new: ConfigSnapshot) {
         chains = Changes(old: old.chains, new: new.chains)
@@ -41,7 +47,17 @@ struct ConfigDiff: Equatable {
         sources = Changes(old: old.sources, new: new.sources)
         plugins = Changes(old: old.plugins, new: new.plugins)
         unchangedSinks = Changes.unchanged(old: old.sinks, new: new.sinks)
+        let replaced = sources.changed.filter { old.sourceKinds[$0] != new.sourceKinds[$0] }
+        sourcesReplaced = replaced
+        sources.changed.removeAll { replaced.contains($0) }
+        sources.removed = (sources.removed + replaced).sorted()
+        sources.added = (sources.added + replaced).sorted()
     }
+
+    /// The sources whose listeners a reload opens (added ones at a new address).
+    var listenersToOpen: [String] { sources.added.filter { !sourcesReplaced.contains($0) } }
+    /// The sources whose listeners a reload closes (removed ones whose address is gone).
+    var listenersToClose: [String] { sources.removed.filter { !sourcesReplaced.contains($0) } }
 
     var isEmpty: Bool { chains.isEmpty && sinks.isEmpty && sources.isEmpty && plugins.isEmpty }
 
@@ -66,6 +82,8 @@ struct ConfigSnapshot: Equatable {
     var sinks: [String: String] = [:]
     /// By "host:port".
     var sources: [String: String] = [:]
+    /// Each source's protocol ("redis", "cassandra"), by "host:port".
+    var sourceKinds: [String: String] = [:]
     var plugins: [String: String] = [:]
 
     init(chains: [String: String] = [:], sinks: [String: String] = [:], sources: [String: String] = [:],
@@ -86,6 +104,7 @@ struct ConfigSnapshot: Equatable {
             sinks[sink.name] = "\(sink.host):\(sink.port) connect=\(sink.connectTimeoutMilliseconds) reply=\(sink.replyTimeoutMilliseconds) max=\(sink.maxReplyBytes) auth=\(Self.fingerprint(sink.credentials)) tls=\(String(describing: sink.tls))"
         }
         for source in config.sources {
+            sourceKinds[Self.key(host: source.host, port: source.port)] = source.kind.rawValue
             sources[Self.key(host: source.host, port: source.port)] = "chain=\(source.chain) max_frame=\(source.maxFrameBytes) max_clients=\(source.maxClients) idle=\(source.idleTimeoutMilliseconds) auth=\(source.auth.map(Self.fingerprint).joined(separator: ",")) tls=\(String(describing: source.tls)) limits=\(source.limits) kind=\(source.kind.rawValue) passthrough=\(source.authPassthrough)"
         }
         for plugin in loaded {

@@ -73,7 +73,7 @@ public final class Reloader: @unchecked Sendable {
         let diff = ConfigDiff(old: previous.snapshot, new: next.snapshot)
         let opened: [(String, SluiceServer.Listener)]
         do {
-            opened = try server.openListeners(of: next, added: diff.sources.added)
+            opened = try server.openListeners(of: next, added: diff.listenersToOpen)
         } catch let refused as SluiceServer.ListenerRefused {
             prepared.release()  // never installed: config_free for the configs just made
             let config = prepared.config
@@ -86,7 +86,7 @@ public final class Reloader: @unchecked Sendable {
         previous.plan.sharedConnections.carryOver(to: next.plan.sharedConnections,
                                                   sinkIndices: previous.sinkIndices(to: next), nextSinks: next.plan.sinks)
         server.registry.install(next)
-        server.switched(to: next, opened: opened, removed: diff.sources.removed)
+        server.switched(to: next, opened: opened, removed: diff.listenersToClose)
         ReloadMetrics.reloaded(to: next.number)
         let outcome = ReloadOutcome(switched: true, generation: next.number, detail: diff.summary)
         HostLog.host.notice("\(outcome.description)")

@@ -25,6 +25,9 @@ class ClientSession<P: SourceProtocol>: RequestBufferBudget.Waiter, ClientConnec
     private let loopGeneration: LoopGeneration
     /// The source's listen address, its name in every generation.
     private let sourceKey: String
+    /// The protocol of the source this client was accepted for: a generation in which the source
+    /// at `sourceKey` speaks another one (a reload replaced it) has no place for this client.
+    private let sourceKind: SluiceConfig.SourceKind?
     /// A move to a newer generation is scheduled for the next event-loop turn.
     private var moveScheduled = false
     private let maxClients: Int
@@ -81,6 +84,7 @@ class ClientSession<P: SourceProtocol>: RequestBufferBudget.Waiter, ClientConnec
         self.chainIndex = chainIndex
         self.loopGeneration = loopGeneration
         self.sourceKey = sourceKey
+        sourceKind = generation.sources[sourceKey]?.kind
         self.maxClients = maxClients
         self.metrics = metrics
         self.limits = limits
@@ -151,10 +155,10 @@ class ClientSession<P: SourceProtocol>: RequestBufferBudget.Waiter, ClientConnec
         // A reload switched between accepting and now: start on the newest generation. The one
         // chosen may have ended meanwhile (replaced twice, its configs freed): then on the current.
         let sourceKey = sourceKey
-        let preferred = loopGeneration.number > generation.number && loopGeneration.current.sources[sourceKey] != nil
+        let preferred = loopGeneration.number > generation.number && hasSource(loopGeneration.current)
             ? loopGeneration.current : generation
         guard let started = loopGeneration.startSession(preferring: preferred,
-                                                        accepts: { $0.sources[sourceKey] != nil }),
+                                                        accepts: { [self] in hasSource($0) }),
               let source = started.sources[sourceKey] else {
             HostLog.sources.info("refusing client \(address): its source \(sourceKey) was removed by a configuration reload")
             refuse(.sourceRemoved, context: context)
@@ -637,6 +641,11 @@ class ClientSession<P: SourceProtocol>: RequestBufferBudget.Waiter, ClientConnec
         }
     }
 
+    /// Whether `candidate` has this client's source: at its listen address, in its protocol.
+    private final func hasSource(_ candidate: ConfigGeneration) -> Bool {
+        candidate.sources[sourceKey].map { $0.kind == sourceKind } ?? false
+    }
+
     /// A reload switched generations (called on this client's event loop).
     final func newGenerationAvailable() {
         moveToNewestGeneration()
@@ -648,7 +657,7 @@ class ClientSession<P: SourceProtocol>: RequestBufferBudget.Waiter, ClientConnec
         guard context != nil, lifecycle.isActive, generation.number < number else { return }
         moveToNewestGeneration()
         guard generation.number < number else { return }
-        let kept = loopGeneration.current.sources[sourceKey] == nil ? nil : generation.sinkIndices(to: loopGeneration.current)
+        let kept = !hasSource(loopGeneration.current) ? nil : generation.sinkIndices(to: loopGeneration.current)
         HostLog.sources.info("closing client \(clientAddress): still on configuration generation \(generation.number) at the end of the reload grace period (\(safePoint(keeping: kept).obstacle ?? "its source was removed"))")
         drain()
     }
@@ -658,14 +667,14 @@ class ClientSession<P: SourceProtocol>: RequestBufferBudget.Waiter, ClientConnec
     /// new one made; backend connections to unchanged sinks, and the client's session facts, stay.
     private final func moveToNewestGeneration() {
         guard context != nil, let session, loopGeneration.number > generation.number,
-              loopGeneration.current.sources[sourceKey] != nil, safePoint(keeping: nil).allowsMove else { return }
+              hasSource(loopGeneration.current), safePoint(keeping: nil).allowsMove else { return }
         let previous = generation
         let sourceKey = sourceKey
         // The loop's newest may have ended already (a second reload freed it before this loop ran
         // its task): then the registry's current one. Either way the client's backend state must
         // survive the move.
         guard let target = loopGeneration.startSession(preferring: loopGeneration.current, accepts: { candidate in
-            candidate.sources[sourceKey] != nil && !session.holdsBackendState(outside: previous.sinkIndices(to: candidate))
+            hasSource(candidate) && !session.holdsBackendState(outside: previous.sinkIndices(to: candidate))
         }), let source = target.sources[sourceKey] else { return }
         let kept = previous.sinkIndices(to: target)
         generation = target
