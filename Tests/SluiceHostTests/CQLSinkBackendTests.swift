@@ -11,50 +11,23 @@ import XCTest
 /// backends. Requests are frames made by `CQLFrameBuilder`, as a CQL source hands them over.
 final class CQLSinkBackendTests: XCTestCase {
     private var group: MultiThreadedEventLoopGroup!
-    private var backends: [Process] = []
+    private let backends = CQLTestBackends()
 
     override func setUp() {
         group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
     }
 
     override func tearDown() {
-        for backend in backends where backend.isRunning {
-            backend.terminate()
-            backend.waitUntilExit()
-        }
+        backends.stopAll()
         try? group.syncShutdownGracefully()
     }
 
     // MARK: helpers
 
-    private static func freePort() -> Int {
-        let socket = try! ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton).bind(host: "127.0.0.1", port: 0).wait()
-        let port = socket.localAddress!.port!
-        try! socket.close().wait()
-        return port
-    }
-
     /// Starts the test backend; returns its port.
     @discardableResult
     private func startBackend(_ arguments: [String] = []) throws -> (port: Int, process: Process) {
-        let port = Self.freePort()
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3", "-m", "Tests.cql.backend", "--port", "\(port)"] + arguments
-        process.currentDirectoryURL = CQLDriverVectors.repositoryRoot
-        let output = Pipe()
-        process.standardOutput = output
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        backends.append(process)
-        // It prints its address once listening.
-        var line = Data()
-        while !String(decoding: line, as: UTF8.self).contains("listening") {
-            let chunk = output.fileHandleForReading.availableData
-            if chunk.isEmpty { throw NSError(domain: "backend", code: 1, userInfo: [NSLocalizedDescriptionKey: "backend exited"]) }
-            line.append(chunk)
-        }
-        return (port, process)
+        try backends.start(arguments)
     }
 
     private func sinkPlan(port: Int, credentials: SluiceConfig.Credentials? = nil, replyTimeout: Int64 = 5000) -> SinkPlan {
@@ -286,16 +259,7 @@ final class CQLSinkBackendTests: XCTestCase {
         process.terminate()
         process.waitUntilExit()
         // The same port again, a backend that knows no registration.
-        let again = Process()
-        again.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        again.arguments = ["python3", "-m", "Tests.cql.backend", "--port", "\(port)"]
-        again.currentDirectoryURL = CQLDriverVectors.repositoryRoot
-        again.standardError = FileHandle.nullDevice
-        let output = Pipe()
-        again.standardOutput = output
-        try again.run()
-        backends.append(again)
-        _ = output.fileHandleForReading.availableData  // it printed "listening"
+        try backends.start(port: port)
         let deadline = Date().addingTimeInterval(10)
         var delivered = false
         while Date() < deadline, !delivered {
@@ -356,7 +320,7 @@ final class CQLSinkBackendTests: XCTestCase {
     /// No backend listening: requests get OVERLOADED on their own streams at once, and the sink
     /// backs off (the second request fails without a connect).
     func testDeadBackendAnswersOverloaded() throws {
-        let s = try session(runtime(sinkPlan(port: Self.freePort())))
+        let s = try session(runtime(sinkPlan(port: CQLTestBackends.freePort())))
         let first = try query("SELECT * FROM system.local", s, stream: 21)
         XCTAssertEqual(first.stream, 21)
         XCTAssertEqual(first.errorCode, .overloaded, errorMessage(first))

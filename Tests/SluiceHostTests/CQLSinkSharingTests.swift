@@ -10,48 +10,22 @@ import XCTest
 /// does not close a shared connection, a prepared USE does not switch one's keyspace.
 final class CQLSinkSharingTests: XCTestCase {
     private var group: MultiThreadedEventLoopGroup!
-    private var backends: [Process] = []
+    private let backends = CQLTestBackends()
 
     override func setUp() {
         group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
     }
 
     override func tearDown() {
-        for backend in backends where backend.isRunning {
-            backend.terminate()
-            backend.waitUntilExit()
-        }
+        backends.stopAll()
         try? group.syncShutdownGracefully()
     }
 
     // MARK: helpers
 
-    private static func freePort() -> Int {
-        let socket = try! ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton).bind(host: "127.0.0.1", port: 0).wait()
-        let port = socket.localAddress!.port!
-        try! socket.close().wait()
-        return port
-    }
-
     /// Starts the test backend on `port` (a free one if nil); returns the port and the process.
     private func startBackend(port: Int? = nil, _ arguments: [String] = []) throws -> (port: Int, process: Process) {
-        let port = port ?? Self.freePort()
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3", "-m", "Tests.cql.backend", "--port", "\(port)"] + arguments
-        process.currentDirectoryURL = CQLDriverVectors.repositoryRoot
-        let output = Pipe()
-        process.standardOutput = output
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        backends.append(process)
-        var line = Data()
-        while !String(decoding: line, as: UTF8.self).contains("listening") {
-            let chunk = output.fileHandleForReading.availableData
-            if chunk.isEmpty { throw NSError(domain: "backend exited", code: 1) }
-            line.append(chunk)
-        }
-        return (port, process)
+        try backends.start(port: port, arguments)
     }
 
     /// `sinks` cassandra sinks to the backend at `port`; the chain ends at the first.

@@ -1,5 +1,6 @@
 import Foundation
 import NIOCore
+import NIOPosix
 import XCTest
 @testable import SluiceHost
 
@@ -96,4 +97,48 @@ func readMessage(_ bytes: ByteBuffer, direction: CQLFrameScanner.Direction, comp
                  file: StaticString = #filePath, line: UInt = #line) throws -> (CQLFrame, CQLMessage) {
     let frame = try readSingleFrame(bytes, direction: direction, file: file, line: line)
     return (frame, try CQLMessage(frame: frame, compression: compression, maxBodyBytes: 64 << 20))
+}
+
+/// The CQL test backend (Tests/cql/backend, Python, independent of Sluice's codec) run as processes
+/// by one test, each on its own port; `stopAll` ends those still running (call it in tearDown).
+final class CQLTestBackends {
+    private var processes: [Process] = []
+
+    /// A port nothing listens on right now.
+    static func freePort() -> Int {
+        let socket = try! ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton).bind(host: "127.0.0.1", port: 0).wait()
+        let port = socket.localAddress!.port!
+        try! socket.close().wait()
+        return port
+    }
+
+    /// Starts a backend on `port` (a free one if nil) with `arguments`, and returns once it listens.
+    @discardableResult
+    func start(port: Int? = nil, _ arguments: [String] = []) throws -> (port: Int, process: Process) {
+        let port = port ?? Self.freePort()
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["python3", "-m", "Tests.cql.backend", "--port", "\(port)"] + arguments
+        process.currentDirectoryURL = CQLDriverVectors.repositoryRoot
+        let output = Pipe()
+        process.standardOutput = output
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        processes.append(process)
+        // It prints its address once listening.
+        var line = Data()
+        while !String(decoding: line, as: UTF8.self).contains("listening") {
+            let chunk = output.fileHandleForReading.availableData
+            if chunk.isEmpty { throw NSError(domain: "backend", code: 1, userInfo: [NSLocalizedDescriptionKey: "backend exited"]) }
+            line.append(chunk)
+        }
+        return (port, process)
+    }
+
+    func stopAll() {
+        for process in processes where process.isRunning {
+            process.terminate()
+            process.waitUntilExit()
+        }
+    }
 }
