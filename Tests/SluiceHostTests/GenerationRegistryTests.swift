@@ -65,6 +65,26 @@ final class GenerationRegistryTests: XCTestCase {
         XCTAssertEqual(freed.value, [1, 2], "each generation's configs are freed once")
     }
 
+    /// A reload is reported only after every loop knows the new generation: a request read on a
+    /// loop that was busy during the switch runs on the new chain (CI once saw the old chain's
+    /// reply to the first request sent after "reloaded").
+    func testInstallReturnsOnlyWhenEveryLoopKnowsTheNewGeneration() throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        defer { try? group.syncShutdownGracefully() }
+        let registry = GenerationRegistry(first: try generation(1), group: group)
+        let loop = group.next()
+        let view = registry.loopGeneration(for: loop)
+        let busy = DispatchSemaphore(value: 0)
+        let started = DispatchSemaphore(value: 0)
+        loop.execute { started.signal(); busy.wait() }
+        started.wait()
+        DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(200)) { busy.signal() }
+        registry.install(try generation(2))
+        // Before the fix install returned while the loop was still busy, its view at 1 (and the
+        // read below was race-free because the loop was blocked); now the loop's task ran first.
+        XCTAssertEqual(view.number, 2)
+    }
+
     func testAGenerationWithoutSessionsEndsWhenReplaced() throws {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         defer { try? group.syncShutdownGracefully() }
@@ -99,7 +119,7 @@ final class GenerationRegistryTests: XCTestCase {
             installed.wait()
             return (view.number, view.startSession(preferring: view.current)?.number)
         }
-        registry.install(third)
+        registry.install(third, patience: .milliseconds(50))  // gives up waiting for the busy loop
         registry.controlQueue.sync {}
         XCTAssertEqual(freed.value, [1, 2], "generation 2 ended unused when 3 replaced it")
         installed.signal()

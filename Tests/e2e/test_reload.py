@@ -537,10 +537,10 @@ def test_back_to_back_reloads_under_load_never_run_a_client_on_a_freed_config(re
 
 def test_a_client_never_moves_to_a_generation_freed_before_its_loop_learnt_of_it(redis_factory, sluice_factory, workdir):
     """The ordering behind the test above, made certain: the event loops are held busy (generation
-    2's instance_new stalls) while reloads 3 and 4 run; 3 is replaced before anyone started on it
-    and its config is freed. When the loops catch up, their view names 3 first: the clients must
-    move to 4, the current one (moving to 3 ran instance_new on its freed config: a NULL config,
-    which crashes the fixture)."""
+    2's instance_new stalls) longer than a reload waits for them (2 s), so reloads 3 and 4 run
+    while they are; 3 is replaced before anyone started on it and its config is freed. When the
+    loops catch up, their view names 3 first: the clients must move to 4, the current one (moving
+    to 3 ran instance_new on its freed config: a NULL config, which crashes the fixture)."""
     backend = redis_factory()
 
     def counting(name, stall_ms=0):
@@ -553,9 +553,10 @@ def test_a_client_never_moves_to_a_generation_freed_before_its_loop_learnt_of_it
     reloads = Reloads(proxy)
     pool = redis.ConnectionPool(host="127.0.0.1", port=proxy.port, protocol=2)
     clients = pinned_connections(pool, 4)  # two on each event loop
-    reloads.reload(counting("second", stall_ms=400))  # each loop now spends 800 ms moving its clients
+    reloads.reload(counting("second", stall_ms=1300))  # each loop now spends 2.6 s moving its clients
     reloads.reload(counting("third"))
     reloads.reload(counting("fourth"))
+    assert "an event loop is still busy" in proxy.output(), "reload 3 did not run while the loops were busy"
     for c in clients:
         try:
             assert command(c, "PING") in (b"PONG", "PONG", True)

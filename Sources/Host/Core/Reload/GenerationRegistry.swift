@@ -48,18 +48,33 @@ final class GenerationRegistry: @unchecked Sendable {
     /// Makes `next` current: new connections take it at once, each loop learns of it with a task of
     /// its own, and the previous generation is retired (freed after its last session).
     ///
+    /// Returns once every loop ran its task, so a request a client sends after the reload was
+    /// reported is read on a loop that knows the new generation. (NIO handles a loop's ready
+    /// sockets before its queued tasks in one turn: without the wait, a request arriving while the
+    /// loop was busy ran on the old chain.) A loop busier than `patience` (a plugin call stuck
+    /// until its deadline) is not waited for longer: it learns of `next` when it runs its task.
+    /// Never call it on an event loop: it blocks.
+    ///
     /// A loop's view may still name the previous generation after it was freed (two reloads before
     /// the loop ran its task); a session never starts on it: `sessionStarted` refuses an ended
     /// generation and the client takes `current` instead (`LoopGeneration.startSession`).
-    func install(_ next: ConfigGeneration) {
+    func install(_ next: ConfigGeneration, patience: DispatchTimeInterval = .seconds(2)) {
         let previous = lock.withLock { () -> ConfigGeneration in
             let previous = currentGeneration
             currentGeneration = next
             return previous
         }
         adopt(next)
-        for (loop, view) in loops.values { loop.execute { view.advance(to: next) } }
         previous.retire()
+        let advanced = DispatchSemaphore(value: 0)
+        for (loop, view) in loops.values {
+            loop.submit { view.advance(to: next) }.whenComplete { _ in advanced.signal() }  // fails once shut down
+        }
+        let deadline = DispatchTime.now() + patience
+        for _ in loops.values where advanced.wait(timeout: deadline) == .timedOut {
+            HostLog.host.warning("reload to generation \(next.number): an event loop is still busy after \(patience); its clients take the new generation when it is free")
+            break
+        }
     }
 
     /// The server stops: generations that end from now on leave their connections to the shutdown.
