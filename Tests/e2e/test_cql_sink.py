@@ -232,3 +232,96 @@ def test_a_use_prepared_elsewhere_does_not_switch_other_clients(cql_backend_fact
             rows = b.query("SELECT k FROM t")
             assert isinstance(rows, ResultMessage), rows
     assert proxy.alive()
+
+
+# --- the session's registered event types (a session fact) ------------------------------------------
+
+def next_event(connection, timeout=5):
+    """The next EVENT frame on a raw connection, or None when none arrives within `timeout`."""
+    import socket as sockets
+    from cassandra.protocol import EventMessage
+    connection.sock.settimeout(timeout)
+    try:
+        frame = connection.receive()
+    except sockets.timeout:
+        return None
+    finally:
+        connection.sock.settimeout(10)
+    assert isinstance(frame, EventMessage) and frame.stream_id == -1, frame
+    return frame
+
+
+def schema_events_until(connection, keyspace):
+    """The SCHEMA_CHANGE events up to the one that created `keyspace` (None: it never came)."""
+    while True:
+        event = next_event(connection)
+        if event is None:
+            return None
+        if event.event_args.get("keyspace") == keyspace:
+            return event.event_args
+
+
+def test_registered_events_reach_the_client_after_a_reload_that_changes_its_sink(cql_backend_factory, sluice_factory):
+    """A client REGISTERs for SCHEMA_CHANGE, then a reload changes its sink (reply_timeout_ms), so
+    the client's route to it is made anew on the new generation. The registered types are a session
+    fact that route follows: the client still gets the backend's events, whether it sent a request
+    after the reload (its route made by that request) or stayed idle (the route made when it moved).
+    Before the fact, both got nothing after the reload."""
+    from cassandra.protocol import ReadyMessage, RegisterMessage, ResultMessage
+    from conftest import CQLRawConnection
+    from test_reload import Reloads
+    backend = cql_backend_factory()
+    proxy = sluice_factory(cql_config(backend.port))
+    reloads = Reloads(proxy)
+    with CQLRawConnection(proxy.port) as active, CQLRawConnection(proxy.port) as idle, \
+            CQLRawConnection(backend.port) as direct:
+        for c in (active, idle, direct):
+            c.startup()
+        for c in (active, idle):
+            assert isinstance(c.request(RegisterMessage(["SCHEMA_CHANGE"])), ReadyMessage)
+        direct.query(KEYSPACE.format("before_reload"))
+        for c in (active, idle):
+            assert schema_events_until(c, "before_reload") == {
+                "change_type": "CREATED", "target_type": "KEYSPACE", "keyspace": "before_reload"}
+        reloads.reload(cql_config(backend.port, reply_timeout_ms=9000))
+        # Its reply means the active client runs on the new generation; the idle one moves when told.
+        assert isinstance(active.query("SELECT key FROM system.local"), ResultMessage)
+        time.sleep(0.5)
+        direct.query(KEYSPACE.format("after_reload"))
+        for name, c in (("active", active), ("idle", idle)):
+            assert schema_events_until(c, "after_reload") == {
+                "change_type": "CREATED", "target_type": "KEYSPACE", "keyspace": "after_reload"}, \
+                f"the {name} client got no event after the reload"
+    assert proxy.alive()
+
+
+# --- the session's user on a passed-through sign-in -------------------------------------------------
+
+@pytest.mark.parametrize("auth,credentials,user", [
+    ("passthrough", ("alice", "s3cret"), "alice"),  # the backend accepted the client's own credentials
+    ("{ username: app, password: app-pw }", ("app", "app-pw"), "app"),  # Sluice checked them
+])
+def test_transforms_see_the_user_the_client_signed_in_as(cql_backend_factory, sluice_factory, auth, credentials, user):
+    """SLUICE_PROPERTY_USER on CQL: cql-probe (Tests/fixtures/plugins) answers a QUERY WHOAMI with
+    the property it reads. Whether the backend accepted the client's credentials (auth: passthrough)
+    or Sluice checked them itself, the transform sees the user name (before: '-' on passthrough)."""
+    from cassandra.auth import PlainTextAuthProvider
+    from conftest import FIXTURES
+    backend = cql_backend_factory("--user", "alice:s3cret")
+    proxy = sluice_factory(f"""
+plugins:
+  directory: {FIXTURES}
+sinks:
+  cass: {{ cassandra: {{ address: 127.0.0.1:{backend.port}, username: alice, password: s3cret }} }}
+chains:
+  cql_main: [ {{ cql-probe: {{ whoami: true }} }}, {{ sink: cass }} ]
+sources:
+  - cassandra: {{ listen: 127.0.0.1:{{PORT}}, chain: cql_main, auth: {auth} }}
+""")
+    cluster, session = connect(proxy.port, auth_provider=PlainTextAuthProvider(*credentials))
+    try:
+        assert [row.user for row in session.execute("WHOAMI")] == [user]
+        assert session.execute("SELECT key FROM system.local").one().key == "local"
+    finally:
+        cluster.shutdown()
+    assert proxy.alive()

@@ -795,7 +795,8 @@ typedef int32_t (*sluice_host_redis_keys_fn)(const sluice_batch *batch, size_t i
  * CQL (since 1.3) the native protocol version of its frames, 4 or 5 (0 before its first frame). */
 #define SLUICE_PROPERTY_PROTOCOL_VERSION 2
 /** bytes: the user name the client authenticated as (AUTH, HELLO … AUTH, or the source's own
- * auth:); SLUICE_ERROR_NOT_FOUND before it authenticated and after RESET. Never a password. */
+ * auth:; CQL: also a sign-in the backend accepted with the source's auth: passthrough);
+ * SLUICE_ERROR_NOT_FOUND before it authenticated and after RESET. Never a password. */
 #define SLUICE_PROPERTY_USER 3
 /** int: the selected database (0 until a SELECT succeeds; 0 again after RESET). */
 #define SLUICE_PROPERTY_DATABASE 4

@@ -78,6 +78,12 @@ final class ChainSession {
         return route
     }
 
+    /// The client's registered CQL event types grew (`SessionFacts.cqlEvents`): every CQL route of
+    /// the session follows them.
+    func followCQLEvents() {
+        for case .cql(let route)? in sinks { route.followEvents() }
+    }
+
     /// Runs a batch the client sent through its chain; the session facts follow the replies of the
     /// session commands in it (HELLO, SELECT, AUTH, CLIENT SETNAME, RESET).
     func runFromClient(_ batch: Batch, on chain: ChainInstance, receiver: ResponseReceiver) {
@@ -172,6 +178,11 @@ final class ChainSession {
         plan = next
         chains = Array(repeating: nil, count: next.chains.count)
         pushingSinks = Self.pushingSinks(of: next, mainChain: mainChain)
+        if facts.cqlEvents != nil {
+            // A client waiting for CQL events may send nothing more: the route that delivers them
+            // is made now (it follows the session's registration), not at its next request.
+            for index in pushingSinks where next.sinks[index].protocolKind == .cql { _ = sink(index) }
+        }
         return try chain(mainChain)
     }
 

@@ -29,6 +29,11 @@ final class SessionFacts {
     /// (a transform's target, a route made after a reload). nil before. A secret: never given to
     /// plugins, never logged.
     private(set) var cqlIdentity: CQLIdentity?
+    /// CQL: the event types the client REGISTERed for (every REGISTER the backend answered with
+    /// READY adds its types) and the version of the frames it gets them in; nil before. Every
+    /// cassandra route of the session follows it (`CQLSinkRoute.followEvents`): a route made after
+    /// a reload, or a transform's target, delivers the same events as the route the REGISTER took.
+    private(set) var cqlEvents: CQLEventRegistration?
     /// Replaced values, kept until the event loop's next turn: a plugin may hold a view of one until
     /// its hook returns, and a reply delivered inside that hook (call_respond) may replace it.
     private var retired: [FactBytes] = []
@@ -61,6 +66,16 @@ final class SessionFacts {
     /// The backend accepted the client's own credentials (passed through).
     func signedInToBackend(_ identity: CQLIdentity) {
         cqlIdentity = identity
+    }
+
+    /// The backend answered a REGISTER of `types` with READY. Returns whether that added a type.
+    func registeredCQLEvents(_ types: [String], version: CQLVersion) -> Bool {
+        var registration = cqlEvents ?? CQLEventRegistration(types: [], version: version)
+        let before = registration.types.count
+        registration.types.formUnion(types)
+        guard registration.types.count > before else { return false }
+        cqlEvents = registration
+        return true
     }
 
     /// The source's client authentication signed the client in as `user`.
@@ -178,6 +193,12 @@ final class SessionFacts {
         guard !bytes.isEmpty, bytes.count <= 9, bytes.allSatisfy({ $0 &- 48 < 10 }) else { return nil }
         return bytes.reduce(0) { $0 * 10 + Int($1 - 48) }
     }
+}
+
+/// The CQL event types a client registered for, and its protocol version (`SessionFacts.cqlEvents`).
+struct CQLEventRegistration: Equatable {
+    var types: Set<String>
+    let version: CQLVersion
 }
 
 /// A fact's bytes, NUL-terminated, at a fixed address for as long as the object lives.

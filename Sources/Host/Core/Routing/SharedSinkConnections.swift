@@ -60,7 +60,7 @@ final class SharedSinkConnections: @unchecked Sendable {
             return created
         }
         connection.pairing.events = { [weak fanOut] frame in fanOut?.deliver(frame) }
-        connection.pairing.lost = { [weak fanOut, unowned connection] in fanOut?.reregister(on: connection, version: version) }
+        connection.pairing.lost = { [weak fanOut, unowned connection] in fanOut?.connectionLost(connection, version: version) }
         return (connection, fanOut)
     }
 

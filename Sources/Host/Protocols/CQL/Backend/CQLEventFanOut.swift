@@ -10,10 +10,38 @@ final class CQLEventFanOut {
     }
 
     private var subscribers: [ObjectIdentifier: Subscriber] = [:]
+    /// The types REGISTERed on the event connection since it last (re)connected, by a client or by
+    /// the sink itself (or on their way there): a route that follows its session's registration
+    /// (`follow`) sends a REGISTER only for the types missing here.
+    private var typesOnBackend: Set<String> = []
 
     /// `route` receives events of `types` from now on (added to those it registered before).
     func subscribe(_ route: CQLSinkRoute, types: [String]) {
         subscribers[ObjectIdentifier(route), default: Subscriber(route: route, types: [])].types.formUnion(types)
+    }
+
+    /// A client's own REGISTER of `types` is on its way to the backend on the event connection.
+    func registering(_ types: [String]) {
+        typesOnBackend.formUnion(types)
+    }
+
+    /// `route` follows its session's registration (`SessionFacts.cqlEvents`): it receives events of
+    /// `types` from now on, and the types no one registered on `connection` yet are registered by
+    /// the sink itself (its READY goes to no client; a failure is tried again as after a lost
+    /// event connection).
+    func follow(_ route: CQLSinkRoute, types: Set<String>, on connection: CQLSinkConnection, version: CQLVersion) {
+        subscribers[ObjectIdentifier(route), default: Subscriber(route: route, types: [])].types.formUnion(types)
+        let missing = types.subtracting(typesOnBackend)
+        guard !missing.isEmpty else { return }
+        typesOnBackend.formUnion(missing)
+        sendRegister(missing.sorted(), on: connection, version: version)
+    }
+
+    /// The event connection was lost: nothing is registered on the backend any more; the types the
+    /// clients want are registered again (`reregister`).
+    func connectionLost(_ connection: CQLSinkConnection, version: CQLVersion) {
+        typesOnBackend.removeAll()
+        reregister(on: connection, version: version)
     }
 
     func unsubscribe(_ route: CQLSinkRoute) {
@@ -43,11 +71,17 @@ final class CQLEventFanOut {
             reregisterScheduled = false
             let types = registeredTypes.sorted()
             guard !types.isEmpty else { return }
-            let register = CQLFrameBuilder.frame(version: version, isResponse: false, stream: 0, opcode: .register,
-                                                 allocator: connection.allocator) { $0.writeCQLStringList(types) }
-            connection.send(CQLSinkRoute.wireBatch(register),
-                            receiver: Reregistered(fanOut: self, connection: connection, version: version))
+            typesOnBackend.formUnion(types)
+            sendRegister(types, on: connection, version: version)
         }
+    }
+
+    /// A REGISTER the sink sends itself; its reply goes to no client.
+    private func sendRegister(_ types: [String], on connection: CQLSinkConnection, version: CQLVersion) {
+        let register = CQLFrameBuilder.frame(version: version, isResponse: false, stream: 0, opcode: .register,
+                                             allocator: connection.allocator) { $0.writeCQLStringList(types) }
+        connection.send(CQLSinkRoute.wireBatch(register),
+                        receiver: Reregistered(fanOut: self, connection: connection, version: version))
     }
 
     /// The reply to a REGISTER the sink sent itself: READY, or (the backend still down) another try.
@@ -66,7 +100,7 @@ final class CQLEventFanOut {
             if case .responses(let batch) = outcome, batch.count == 1,
                CQLWireFrame(batch.messages[0])?.opcodeByte == CQLOpcode.ready.rawValue { return }
             guard let fanOut, let connection else { return }
-            fanOut.reregister(on: connection, version: version)
+            fanOut.connectionLost(connection, version: version)
         }
     }
 

@@ -9,7 +9,9 @@ import NIOCore
 ///   later requests go to that connection. A USE that succeeded through another route of the
 ///   session (the session's keyspace fact) applies here too.
 /// - REGISTER goes to the sink's event connection; its EVENT frames reach this client only for the
-///   types it registered (`CQLEventFanOut`), through the session's push callback.
+///   types it registered (`CQLEventFanOut`), through the session's push callback. The registered
+///   types are a session fact: every CQL route of the session follows them (`followEvents`), so a
+///   route made after a reload, or a transform's target, delivers the same events.
 /// - Prepared statements are the backend's (ids are global there); the connections record them
 ///   and re-prepare on UNPREPARED (`CQLStreamPairing`, `CQLReprepare`).
 final class CQLSinkRoute: BackendRoute {
@@ -36,6 +38,8 @@ final class CQLSinkRoute: BackendRoute {
         self.plan = plan
         self.sinkIndex = sinkIndex
         self.session = session
+        identity = session.facts.cqlIdentity
+        followEvents()
     }
 
     func sharedBatchCompleted() {}
@@ -240,9 +244,12 @@ final class CQLSinkRoute: BackendRoute {
                                                                         receiver: receiver))
     }
 
+    /// The backend accepted the client's credentials: the session signs in to every sink with them,
+    /// and its user (SLUICE_PROPERTY_USER) is theirs, as after a sign-in Sluice checked.
     fileprivate func signedIn(_ identity: CQLIdentity) {
         guard !closed else { return }
         session.facts.signedInToBackend(identity)
+        session.facts.signedIn(as: Array((identity.credentials.username ?? "").utf8))
         followIdentity()
     }
 
@@ -255,6 +262,7 @@ final class CQLSinkRoute: BackendRoute {
             events.unsubscribe(self)
             self.events = nil
         }
+        followEvents()  // on the event connection of the new credentials
     }
 
     // MARK: REGISTER / EVENT
@@ -271,8 +279,30 @@ final class CQLSinkRoute: BackendRoute {
             sink: sinkIndex, plan: plan, on: session.eventLoop, version: version, identity: identity)
         if let events, events !== fanOut { events.unsubscribe(self) }
         fanOut.subscribe(self, types: request.eventTypes)
+        fanOut.registering(request.eventTypes)
         events = fanOut
-        connection.send(Self.wireBatch(frame.bytes), receiver: receiver)
+        connection.send(Self.wireBatch(frame.bytes),
+                        receiver: CQLRegisterOutcome(route: self, types: request.eventTypes, version: version, receiver: receiver))
+    }
+
+    /// The backend answered the client's REGISTER with READY: the types become the session's fact,
+    /// which every CQL route of the session follows.
+    fileprivate func registered(_ types: [String], version: CQLVersion) {
+        guard !closed, session.facts.registeredCQLEvents(types, version: version) else { return }
+        session.followCQLEvents()
+    }
+
+    /// Receives the events the session registered for (`SessionFacts.cqlEvents`) from this sink's
+    /// event connection of the session's version and credentials, registering the types no client
+    /// registered there yet. Called when the route is made, when the fact grows, and when the
+    /// session signs in with other credentials.
+    func followEvents() {
+        guard !closed, let registration = session.facts.cqlEvents, !registration.types.isEmpty else { return }
+        let (connection, fanOut) = session.plan.sharedConnections.cqlEventConnection(
+            sink: sinkIndex, plan: plan, on: session.eventLoop, version: registration.version, identity: identity)
+        if let events, events !== fanOut { events.unsubscribe(self) }
+        fanOut.follow(self, types: registration.types, on: connection, version: registration.version)
+        events = fanOut
     }
 
     /// An EVENT of a type this client registered for (stream -1, the client's version).
@@ -306,6 +336,29 @@ private final class CQLUseOutcome: ResponseReceiver {
             } else if reply.opcodeByte == CQLOpcode.error.rawValue {
                 route.refused(on: connection)
             }
+        }
+        receiver.receive(outcome)
+    }
+}
+
+/// Passes on the reply to a client's REGISTER; READY makes its types the session's fact.
+private final class CQLRegisterOutcome: ResponseReceiver {
+    private let route: CQLSinkRoute
+    private let types: [String]
+    private let version: CQLVersion
+    private let receiver: ResponseReceiver
+
+    init(route: CQLSinkRoute, types: [String], version: CQLVersion, receiver: ResponseReceiver) {
+        self.route = route
+        self.types = types
+        self.version = version
+        self.receiver = receiver
+    }
+
+    func receive(_ outcome: ChainOutcome) {
+        if case .responses(let batch) = outcome, batch.count == 1,
+           CQLWireFrame(batch.messages[0])?.opcodeByte == CQLOpcode.ready.rawValue {
+            route.registered(types, version: version)
         }
         receiver.receive(outcome)
     }
