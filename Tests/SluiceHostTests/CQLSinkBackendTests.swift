@@ -271,8 +271,8 @@ final class CQLSinkBackendTests: XCTestCase {
         XCTAssertTrue(delivered, "no STATUS_CHANGE after the backend restarted")
     }
 
-    /// The sink's credentials answer PasswordAuthenticator and DSE's challenge; wrong ones fail
-    /// the requests with an ERROR (the backend's refusal), never a hang.
+    /// The sink's credentials answer PasswordAuthenticator and DSE's challenge; wrong or missing
+    /// ones fail the requests with ERROR BAD_CREDENTIALS naming the sink, never a hang.
     func testSinkCredentials() throws {
         for authenticator in ["password", "dse"] {
             let (port, _) = try startBackend(["--user", "u:secret", "--authenticator", authenticator])
@@ -281,10 +281,14 @@ final class CQLSinkBackendTests: XCTestCase {
             let bad = try session(runtime(sinkPlan(port: port, credentials: .init(username: "u", password: "wrong"))))
             let refused = try query("SELECT release_version FROM system.local", bad, stream: 9)
             XCTAssertEqual(refused.stream, 9)
-            XCTAssertEqual(refused.errorCode, .overloaded)
-            XCTAssertTrue(errorMessage(refused).contains("BAD_CREDENTIALS"), errorMessage(refused))
+            // A configuration error, not an overloaded node: BAD_CREDENTIALS, which drivers do not retry.
+            XCTAssertEqual(refused.errorCode, .badCredentials, errorMessage(refused))
+            XCTAssertTrue(errorMessage(refused).contains("sluice: sink 'cass' (127.0.0.1:\(port)): "), errorMessage(refused))
+            XCTAssertTrue(errorMessage(refused).contains("\(CQLBackend.sinkCredentialsRefused) (username/password): BAD_CREDENTIALS"),
+                          errorMessage(refused))
             let none = try session(runtime(sinkPlan(port: port)))
             let noCredentials = try query("SELECT release_version FROM system.local", none, stream: 10)
+            XCTAssertEqual(noCredentials.errorCode, .badCredentials, errorMessage(noCredentials))
             XCTAssertTrue(errorMessage(noCredentials).contains("requires authentication"), errorMessage(noCredentials))
         }
     }

@@ -93,6 +93,20 @@ final class CQLSinkUnitTests: XCTestCase {
         XCTAssertEqual(pairing.count, 0)
     }
 
+    /// The connection's failure messages for a refused sign-in with the sink's credentials become
+    /// the client's message naming the sink (with or without the back-off's suffix); others do not.
+    func testRefusedSinkCredentialsAreToldByName() {
+        let refusal = "\(CQLBackend.sinkCredentialsRefused) (username/password): BAD_CREDENTIALS: Provided username u and/or password are incorrect"
+        let failed = "sluice: backend 'cass' (127.0.0.1:9042) unavailable: connect failed: AUTH_RESPONSE refused (\(refusal))"
+        XCTAssertEqual(CQLBackendErrors.sinkCredentialsRefused(failed), "sluice: sink 'cass' (127.0.0.1:9042): \(refusal)")
+        XCTAssertEqual(CQLBackendErrors.sinkCredentialsRefused(failed + "; next attempt in 200 ms"),
+                       "sluice: sink 'cass' (127.0.0.1:9042): \(refusal)")
+        XCTAssertNil(CQLBackendErrors.sinkCredentialsRefused(
+            "sluice: backend 'cass' (127.0.0.1:9042) unavailable: connect failed: connection refused"))
+        XCTAssertEqual(CQLBackendErrors.code(forFailure: "sluice: backend 'cass' (127.0.0.1:9042) unavailable: connect failed: connection refused"),
+                       .overloaded)
+    }
+
     /// With every stream id of a connection in flight, one more request writes nothing and gets
     /// OVERLOADED on its own stream; once a reply frees an id, the next request gets it.
     func testAllStreamsInFlightAnswersOverloaded() throws {

@@ -325,3 +325,57 @@ sources:
     finally:
         cluster.shutdown()
     assert proxy.alive()
+
+
+# --- the sink's own credentials refused ---------------------------------------------------------------
+
+def backend_stats_signed_in(port, user, password):
+    """The test backend's counters, read on one raw connection signed in as user (counted too)."""
+    from cassandra.protocol import AuthResponseMessage, AuthSuccessMessage, AuthenticateMessage, StartupMessage
+    from conftest import CQLRawConnection
+    with CQLRawConnection(port) as direct:
+        assert isinstance(direct.request(StartupMessage(cqlversion="3.0.0", options={})), AuthenticateMessage)
+        token = b"\x00" + user.encode() + b"\x00" + password.encode()
+        assert isinstance(direct.request(AuthResponseMessage(token)), AuthSuccessMessage)
+        return {name: value for name, value in direct.query("TESTBACKEND STATS").parsed_rows}
+
+
+@pytest.mark.parametrize("sink_credentials,backend_says", [
+    ("username: alice, password: wrong, ", "BAD_CREDENTIALS"),  # refused by the backend
+    ("", "requires authentication"),  # the sink has none and the backend asks for them
+])
+def test_refused_sink_credentials_are_a_clear_error_that_drivers_do_not_retry(cql_backend_factory, sluice_factory,
+                                                                              sink_credentials, backend_says):
+    """The backend refuses the credentials Sluice signs in with (the sink's, `auth` none on the
+    source): every request gets ERROR BAD_CREDENTIALS (drivers raise it to the application; the
+    DataStax driver retries OVERLOADED and SERVER_ERROR on the next host) naming the sink and saying
+    its configured credentials were refused. Sluice logs the refusal once per connect attempt, not
+    per request (the sink backs off between attempts)."""
+    from cassandra.protocol import ErrorMessage
+    from conftest import CQLRawConnection
+    backend = cql_backend_factory("--user", "alice:s3cret")
+    proxy = sluice_factory(f"""
+sinks:
+  cass: {{ cassandra: {{ address: 127.0.0.1:{backend.port}, {sink_credentials}connect_timeout_ms: 1000 }} }}
+chains:
+  cql_main: [ {{ sink: cass }} ]
+sources:
+  - cassandra: {{ listen: 127.0.0.1:{{PORT}}, chain: cql_main }}
+""")
+    requests = 10
+    before = backend_stats_signed_in(backend.port, "alice", "s3cret")["connections"]
+    with CQLRawConnection(proxy.port) as client:
+        client.startup()  # answered by Sluice
+        for _ in range(requests):
+            refused = client.query("SELECT key FROM system.local")
+            assert isinstance(refused, ErrorMessage), refused
+            assert refused.code == 0x0100, (hex(refused.code), refused.message)
+            assert refused.message.startswith(
+                f"sluice: sink 'cass' (127.0.0.1:{backend.port}): the backend refused the credentials "
+                "configured for the sink"), refused.message
+            assert backend_says in refused.message, refused.message
+    attempts = backend_stats_signed_in(backend.port, "alice", "s3cret")["connections"] - before - 1
+    logged = proxy.output().count("refused the credentials configured for the sink")
+    assert 1 <= attempts < requests, attempts
+    assert logged == attempts, (logged, attempts, proxy.output()[-3000:])
+    assert proxy.alive()

@@ -60,6 +60,11 @@ enum CQLBackend: BackendProtocol {
         "\"" + name.replacingOccurrences(of: "\"", with: "\"\"") + "\""
     }
 
+    /// How a refused sign-in with the sink's own credentials (or none where the backend wants some)
+    /// starts: the connect fails, and `CQLBackendErrors` answers every request it fails with
+    /// BAD_CREDENTIALS naming the sink (a configuration error: retrying cannot help).
+    static let sinkCredentialsRefused = "the backend refused the credentials configured for the sink"
+
     static func handshakeRefusal(_ reply: ByteBuffer) -> String? {
         guard let frame = CQLWireFrame(reply), frame.opcodeByte == CQLOpcode.error.rawValue else { return nil }
         return errorText(frame)
@@ -77,7 +82,13 @@ enum CQLBackend: BackendProtocol {
         guard let frame = CQLWireFrame(reply), let opcode = CQLOpcode(rawValue: frame.opcodeByte) else {
             return .refused("a reply shorter than a frame header")
         }
-        if opcode == .error { return .refused(errorText(frame)) }
+        if opcode == .error {
+            if steps[step].name == authStep, case .failsConnect = steps[step].refusal {
+                // The sink's own credentials (a client's, passed through, answer that client instead).
+                return .refused("\(sinkCredentialsRefused) (username/password): \(errorText(frame))")
+            }
+            return .refused(errorText(frame))
+        }
         let handler = try? channel.pipeline.syncOperations.handler(type: CQLBackendHandler.self)
         let name = steps[step].name
         let hasCredentials = steps.indices.contains(step + 1) && steps[step + 1].name == authStep
@@ -89,7 +100,7 @@ enum CQLBackend: BackendProtocol {
             if frame.version?.usesSegments == true { handler?.switchToSegments() }
             let authenticator = frame.message().flatMap { try? CQLAuthenticate(message: $0).authenticator } ?? "?"
             guard hasCredentials, let version = frame.version else {
-                return .refused("the backend requires authentication (\(authenticator)) and the sink has no username and password")
+                return .refused("\(sinkCredentialsRefused): the backend requires authentication (\(authenticator)) and the sink has no username and password")
             }
             if authenticator.hasSuffix("DseAuthenticator") {
                 return .acceptedSendingNext(authResponse(version: version, token: Array("PLAIN".utf8)))

@@ -7,13 +7,37 @@ enum CQLBackendErrors {
     /// The code for a failure the connection reported (`BackendConnection`'s messages): a backend
     /// that cannot be reached (connect failed, backing off) is OVERLOADED, so a driver tries
     /// another host; anything else (closed, no reply in time, out of step) is SERVER_ERROR.
+    /// The backend refusing the sink's own credentials is BAD_CREDENTIALS (`sinkCredentialsRefused`).
     static func code(forFailure message: String) -> CQLErrorCode {
         message.contains("connect failed") ? .overloaded : .serverError
     }
 
     static func reply(to entry: CQLStreamPairing.Pending, failure message: String,
                       allocator: ByteBufferAllocator) -> Batch {
-        reply(to: entry, code: code(forFailure: message), message: message, allocator: allocator)
+        if let refusal = sinkCredentialsRefused(message) {
+            return reply(to: entry, code: .badCredentials, message: refusal, allocator: allocator)
+        }
+        return reply(to: entry, code: code(forFailure: message), message: message, allocator: allocator)
+    }
+
+    /// When `message` (`"sluice: backend 'NAME' (ADDRESS) unavailable: connect failed: STEP refused
+    /// (REFUSAL)"`, perhaps followed by `"; next attempt in N ms"` while the sink backs off) says the
+    /// backend refused the credentials configured for the sink (`CQLBackend.sinkCredentialsRefused`),
+    /// the client's message: `"sluice: sink 'NAME' (ADDRESS): REFUSAL"`. Nil for any other failure.
+    ///
+    /// Why BAD_CREDENTIALS and not OVERLOADED: it is a configuration error no retry can mend, and
+    /// drivers retry OVERLOADED and SERVER_ERROR on the next host (the DataStax python driver's
+    /// default retry policy does) while they raise BAD_CREDENTIALS (AuthenticationException) to the
+    /// application at once. The client's own sign-in (to Sluice) is not what failed; the message
+    /// says whose credentials were refused.
+    static func sinkCredentialsRefused(_ message: String) -> String? {
+        guard let marker = message.range(of: CQLBackend.sinkCredentialsRefused),
+              let backend = message.range(of: "sluice: backend "), let unavailable = message.range(of: " unavailable: "),
+              backend.upperBound <= unavailable.lowerBound else { return nil }
+        let sink = message[backend.upperBound..<unavailable.lowerBound]
+        var end = message.range(of: "; next attempt in ", options: .backwards)?.lowerBound ?? message.endIndex
+        if end > marker.upperBound, message[message.index(before: end)] == ")" { end = message.index(before: end) }
+        return "sluice: sink \(sink): \(message[marker.lowerBound..<end])"
     }
 
     static func reply(to entry: CQLStreamPairing.Pending, code: CQLErrorCode, message: String,
