@@ -96,6 +96,50 @@ final class CQLStreamPairingTests: XCTestCase {
         }
     }
 
+    /// The reply timeout per request: while the backend answers other streams, the late request
+    /// alone gets SERVER_ERROR on its client's stream; its stream id stays reserved until the late
+    /// reply, which is dropped, and then the id is handed out again. A connection on which nothing
+    /// was answered since the oldest overdue request was sent is left to close (nil).
+    func testALateRequestFailsAloneAndKeepsItsStreamIDUntilItsReplyArrives() {
+        let loop = EmbeddedEventLoop()
+        let pairing = CQLStreamPairing(keyspace: nil, registry: CQLPreparedRegistry(), eventLoop: loop,
+                                       allocator: ByteBufferAllocator())
+        var check = 0
+        func send(_ receiver: ResponseReceiver, stream: Int16) -> Int16 {
+            let frame = CQLFrameBuilder.query(version: .v4, stream: stream, query: "SELECT 1")
+            let batch = Batch(kind: Batch.requests, protocolID: Batch.cql, messages: [frame])
+            pairing.add(pairing.entry(for: batch, receiver: receiver, route: nil, sentAtCheck: check))
+            return CQLWireFrame(batch.messages[0])!.stream
+        }
+        let slowClient = Collect(), otherClient = Collect()
+        let slow = send(slowClient, stream: 5)
+        XCTAssertNil(pairing.failOverdue(sentAtOrBefore: 0, message: "late"), "nothing answered since: the connection closes")
+        check = 1
+        let other = send(otherClient, stream: 6)
+        XCTAssertEqual(pairing.frameArrived(void(stream: other), start: 0), .accepted)
+        let pending = send(otherClient, stream: 7)
+        check = 6
+        XCTAssertEqual(pairing.failOverdue(sentAtOrBefore: 0, message: "sluice: no reply to this request within 1000 ms"), 1)
+        loop.run()
+        XCTAssertEqual(slowClient.replies.count, 1)
+        let error = CQLWireFrame(slowClient.replies[0])
+        XCTAssertEqual(error?.stream, 5)
+        XCTAssertEqual(error?.errorCode, .serverError)
+        XCTAssertEqual(pairing.count, 1, "the other client's request is still in flight")
+        XCTAssertEqual(pairing.overdue, 1)
+        XCTAssertEqual(pairing.oldestSentAtCheck, 1)
+        // A new request never gets the late request's stream id.
+        let next = send(otherClient, stream: 8)
+        XCTAssertNotEqual(next, slow)
+        XCTAssertEqual(pairing.frameArrived(void(stream: slow), start: 0), .accepted, "the late reply")
+        loop.run()
+        XCTAssertEqual(slowClient.replies.count, 1, "the late reply is dropped")
+        XCTAssertEqual(pairing.overdue, 0)
+        XCTAssertEqual(send(otherClient, stream: 9), slow, "its id is free again (last freed, first reused)")
+        XCTAssertEqual(pairing.frameArrived(void(stream: pending), start: 0), .accepted)
+        XCTAssertEqual(otherClient.replies.compactMap { CQLWireFrame($0)?.stream }, [6, 7])
+    }
+
     /// Frames of one batch (a transform's) are sent one by one and their replies joined in order;
     /// a part whose reply holds no frame is answered with an ERROR on its own stream (it was an
     /// empty buffer, which is no CQL frame at all).

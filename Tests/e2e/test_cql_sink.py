@@ -379,3 +379,52 @@ sources:
     assert 1 <= attempts < requests, attempts
     assert logged == attempts, (logged, attempts, proxy.output()[-3000:])
     assert proxy.alive()
+
+
+# --- the reply timeout per request ----------------------------------------------------------------------
+
+def test_a_late_request_times_out_alone_and_the_shared_connection_goes_on(cql_backend_factory, sluice_factory):
+    """One event loop, so both clients share one backend connection; reply_timeout_ms 1000. Client A's
+    request takes the backend 3 s; meanwhile client B sends requests of 300 ms one after another.
+    A alone gets SERVER_ERROR 'no reply to this request within 1000 ms' on its stream; every request
+    of B succeeds (before, the timeout closed the shared connection and failed B's request in
+    flight too). A's stream id stays reserved until the backend's late reply arrives, which reaches
+    no one: A's next request on the same client stream gets its own reply."""
+    import threading
+    from cassandra.protocol import ErrorMessage, ResultMessage
+    from conftest import CQLRawConnection
+    backend = cql_backend_factory()
+    proxy = sluice_factory(cql_config(backend.port, reply_timeout_ms=1000), extra_args=ONE_LOOP)
+    with CQLRawConnection(proxy.port) as a, CQLRawConnection(proxy.port) as b:
+        a.startup()
+        b.startup()
+        assert isinstance(b.query("SELECT key FROM system.local"), ResultMessage)  # the connection is up
+        started = time.time()
+        b_replies = []
+
+        def client_b():
+            while time.time() - started < 2.6:
+                b_replies.append(b.query("TESTBACKEND SLEEP 300"))
+
+        runner = threading.Thread(target=client_b)
+        runner.start()
+        late = a.request(QueryMessageOf("TESTBACKEND SLEEP 3000"))
+        waited = time.time() - started
+        runner.join()
+        assert len(b_replies) >= 6 and all(isinstance(r, ResultMessage) for r in b_replies), b_replies
+        assert isinstance(late, ErrorMessage) and late.code == 0x0000, late
+        assert "no reply to this request within 1000 ms" in late.message, late.message
+        assert 0.9 < waited < 2.0, waited
+        time.sleep(max(0, 3.3 - (time.time() - started)))  # the backend's late reply has arrived
+        a.next_stream -= 1  # the same client stream as the late request
+        again = a.query("SELECT key FROM system.local")
+        assert isinstance(again, ResultMessage) and again.parsed_rows == [("local",)], again
+    assert "closing the shared connection" not in proxy.output(), proxy.output()[-2000:]
+    assert "1 request(s) got no reply within 1000 ms" in proxy.output(), proxy.output()[-2000:]
+    assert proxy.alive()
+
+
+def QueryMessageOf(text):
+    from cassandra import ConsistencyLevel
+    from cassandra.protocol import QueryMessage
+    return QueryMessage(text, ConsistencyLevel.ONE)

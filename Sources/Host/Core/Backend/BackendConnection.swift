@@ -386,6 +386,15 @@ final class BackendConnection<P: BackendProtocol> {
                 armReplyTimeout()
                 return
             }
+            // A protocol whose replies pair by stream id fails the late requests alone.
+            if let failed = pairing.failOverdue(
+                sentAtOrBefore: replyChecks &- Int(periods) &- 1,
+                message: "sluice: backend '\(plan.name)' (\(plan.address)): no reply to this request within \(plan.replyTimeoutMilliseconds) ms") {
+                metrics.failedBatches(failed)
+                HostLog.sinks.warning("sink '\(plan.name)' (\(plan.address)): \(failed) request(s) got no reply within \(plan.replyTimeoutMilliseconds) ms; failed alone, the connection keeps serving the others")
+                if pairing.oldestSentAtCheck != nil { armReplyTimeout() }
+                return
+            }
         case .idle, .refused, .connecting, .closed:
             return
         }

@@ -75,6 +75,10 @@ enum BackendReplyOutcome: Equatable {
     case outOfStep(String)
 }
 
+extension BackendReplyPairing {
+    func failOverdue(sentAtOrBefore cutoff: Int, message: String) -> Int? { nil }
+}
+
 /// The requests in flight on one backend connection and how replies find them: the protocol's
 /// pending-request store. In order for RESP (a queue; the head takes the next reply); by stream id
 /// for CQL (a table). Lives on the connection's event loop.
@@ -110,6 +114,13 @@ protocol BackendReplyPairing: AnyObject {
     /// Whether the oldest batch may legitimately wait for its replies as long as it likes (a
     /// blocking command, a subscribed connection): the reply timeout does not apply to it.
     func oldestMayWaitIndefinitely() -> Bool
+
+    /// The reply timeout found batches sent at or before check `cutoff` unanswered. A pairing that
+    /// can fail them alone (CQL: replies pair by stream id, so the others are not delayed) answers
+    /// each with `message` in a later turn, keeps the connection, and returns how many it failed;
+    /// nil (the default; RESP, whose later replies queue behind the late one) closes the connection
+    /// and fails everything on it.
+    func failOverdue(sentAtOrBefore cutoff: Int, message: String) -> Int?
 
     /// A read of the backend begins (frames are slices of `buffer`) or ends.
     func beginRead(_ buffer: ByteBuffer)

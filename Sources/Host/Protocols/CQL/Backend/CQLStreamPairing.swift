@@ -55,7 +55,17 @@ final class CQLStreamPairing: BackendReplyPairing {
     /// pin the client's read buffer) even while an older one is still outstanding; it has one
     /// element per tick at which requests still in flight were sent.
     private var inFlightPerCheck = CircularBuffer<(check: Int, count: Int)>(initialCapacity: 4)
+    /// Requests in flight whose replies are still to be delivered (not those failed by the reply
+    /// timeout, `overdue`).
     private(set) var count = 0
+    /// Requests the reply timeout failed alone (`failOverdue`): they stay in `table`, settled, with
+    /// their stream ids reserved until the backend's late reply arrives (dropped) or the connection
+    /// ends, so an id is never reused while the backend may still answer on it.
+    private(set) var overdue = 0
+    /// The reply-timeout clock of the newest request added, and its value when the backend last
+    /// answered: a reply shows the connection alive after the requests sent up to then.
+    private var latestSentCheck = 0
+    private var answeredAtCheck: Int?
     private var nextIsRetry = false
     /// Where EVENT frames go (the sink's event connection); nil: dropped.
     var events: ((ByteBuffer) -> Void)?
@@ -124,6 +134,7 @@ final class CQLStreamPairing: BackendReplyPairing {
         }
         table[slot] = entry
         if let check = entry.sentAtCheck {
+            latestSentCheck = check
             if let last = inFlightPerCheck.last, last.check == check {
                 inFlightPerCheck[inFlightPerCheck.index(before: inFlightPerCheck.endIndex)].count += 1
             } else {
@@ -147,14 +158,41 @@ final class CQLStreamPairing: BackendReplyPairing {
 
     func oldestMayWaitIndefinitely() -> Bool { false }
 
+    /// The reply timeout per request: while the backend still answers on this connection (a reply
+    /// arrived after a request sent in a later check period than the oldest overdue one), the requests sent at or before check
+    /// `cutoff` get `message` (SERVER_ERROR) on their own streams and the others go on; their
+    /// stream ids stay reserved (`overdue`). When nothing came back since, the backend is stuck or
+    /// the connection half-open: nil, and the connection closes as for RESP. Scans the table once
+    /// per timeout check that finds a request overdue, never per request.
+    func failOverdue(sentAtOrBefore cutoff: Int, message: String) -> Int? {
+        // Strictly later: a reply read in the same check period may have come before the request left.
+        guard let oldest = oldestSentAtCheck, let answered = answeredAtCheck, answered > oldest else { return nil }
+        var failed: [Pending] = []
+        for case let entry? in table where !entry.settled {
+            guard let check = entry.sentAtCheck, check <= cutoff else { continue }
+            entry.settled = true
+            failed.append(entry)
+        }
+        while let first = inFlightPerCheck.first, first.check <= cutoff { inFlightPerCheck.removeFirst() }
+        count -= failed.count
+        overdue += failed.count
+        eventLoop.execute { [allocator] in
+            for entry in failed {
+                entry.receiver.receive(.responses(CQLBackendErrors.reply(to: entry, failure: message, allocator: allocator)))
+            }
+        }
+        return failed.count
+    }
+
     func settleAll(on eventLoop: EventLoop, _ outcome: @escaping (Int) -> ChainOutcome) {
-        guard count > 0 else { return }
-        let settled = table.compactMap { $0 }
+        guard count > 0 || overdue > 0 else { return }
+        let settled = table.compactMap { $0 }.filter { !$0.settled }  // not those the reply timeout failed
         for entry in settled { entry.settled = true }
         table.removeAll(keepingCapacity: true)
         inFlightPerCheck.removeAll(keepingCapacity: true)
         ids.reset()
         count = 0
+        overdue = 0
         eventLoop.execute { [allocator] in
             for entry in settled {
                 entry.receiver.receive(.responses(CQLBackendErrors.reply(to: entry, outcome: outcome(1), allocator: allocator)))
@@ -166,8 +204,17 @@ final class CQLStreamPairing: BackendReplyPairing {
     /// registers again (`CQLEventFanOut.reregister`).
     var lost: (() -> Void)?
 
-    /// The requests in flight stay until settled (their stream ids with them).
+    /// The requests in flight stay until settled (their stream ids with them); the ids the reply
+    /// timeout kept reserved are free again (no late reply can come on a new channel).
     func connectionLost() {
+        answeredAtCheck = nil
+        if overdue > 0 {
+            for slot in table.indices where table[slot]?.settled == true {
+                table[slot] = nil
+                ids.release(Int16(slot))
+            }
+            overdue = 0
+        }
         lost?()
     }
 
@@ -188,6 +235,11 @@ final class CQLStreamPairing: BackendReplyPairing {
         }
         table[Int(stream)] = nil
         ids.release(stream)
+        answeredAtCheck = latestSentCheck
+        if entry.settled {  // the late reply to a request the reply timeout failed: dropped
+            overdue -= 1
+            return .accepted
+        }
         entry.settled = true
         answered(entry)
         count -= 1
