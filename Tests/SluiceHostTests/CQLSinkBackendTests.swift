@@ -321,6 +321,41 @@ final class CQLSinkBackendTests: XCTestCase {
         XCTAssertNotNil(try query("SELECT release_version FROM system.local", mallory).errorCode)
     }
 
+    /// A connection with all 32768 stream ids in flight: the next request goes on a second
+    /// connection of the same key (before: OVERLOADED); with `cqlConnectionsPerKey` connections all
+    /// full, OVERLOADED. The ids are taken by requests added to the connections' pairings directly
+    /// (never written, so the backend holds nothing).
+    func testAFullConnectionOpensAnotherForItsKeyUpToTheBound() throws {
+        let (port, _) = try startBackend()
+        let runtime = runtime(sinkPlan(port: port))
+        let s = try session(runtime)
+        XCTAssertEqual(try query("SELECT key FROM system.local", s).resultKind, .rows)
+        final class Ignore: ResponseReceiver { func receive(_ outcome: ChainOutcome) {} }
+        let ignore = Ignore()
+        func fill(_ lanes: Int) throws {
+            try s.eventLoop.submit {
+                for _ in 0..<lanes {
+                    let connection = runtime.sharedConnections.cqlConnection(sink: 0, plan: runtime.sinks[0], on: s.eventLoop,
+                                                                             version: .v5, keyspace: nil)
+                    let frame = CQLFrameBuilder.query(version: .v5, stream: 1, query: "SELECT 1")
+                    while connection.pairing.count < CQLStreamIDs.capacity {
+                        let batch = Batch(kind: Batch.requests, protocolID: Batch.cql, messages: [frame])
+                        connection.pairing.add(connection.pairing.entry(for: batch, receiver: ignore, route: nil, sentAtCheck: nil))
+                    }
+                }
+            }.wait()
+        }
+        try fill(1)
+        let second = try query("SELECT key FROM system.local", s, stream: 2)
+        XCTAssertEqual(second.resultKind, .rows, errorMessage(second))
+        XCTAssertEqual(second.stream, 2)
+        XCTAssertEqual(runtime.sharedConnections.cqlConnectionCount, 2)
+        try fill(SharedSinkConnections.cqlConnectionsPerKey - 1)
+        let refused = try query("SELECT key FROM system.local", s, stream: 3)
+        XCTAssertEqual(refused.errorCode, .overloaded, errorMessage(refused))
+        XCTAssertEqual(runtime.sharedConnections.cqlConnectionCount, SharedSinkConnections.cqlConnectionsPerKey)
+    }
+
     /// No backend listening: requests get OVERLOADED on their own streams at once, and the sink
     /// backs off (the second request fails without a connect).
     func testDeadBackendAnswersOverloaded() throws {

@@ -28,22 +28,45 @@ final class SharedSinkConnections: @unchecked Sendable {
         let events: Bool
         /// Passed-through credentials (`CQLIdentity`); nil: the sink's own.
         let identity: CQLIdentity?
+        /// 0: the key's connection; 1 ..< `cqlConnectionsPerKey`: one opened because those before
+        /// it had every stream id in flight.
+        var lane = 0
 
         func renumbered(_ index: Int) -> CQLKey {
-            CQLKey(eventLoop: eventLoop, sink: index, version: version, keyspace: keyspace, events: events, identity: identity)
+            CQLKey(eventLoop: eventLoop, sink: index, version: version, keyspace: keyspace, events: events, identity: identity,
+                   lane: lane)
+        }
+
+        func inLane(_ lane: Int) -> CQLKey {
+            CQLKey(eventLoop: eventLoop, sink: sink, version: version, keyspace: keyspace, events: events, identity: identity,
+                   lane: lane)
         }
     }
+
+    /// How many connections one key (event loop, sink, version, keyspace, credentials) may have:
+    /// a connection carries 32768 requests at once (its stream ids), and when every one is in flight
+    /// the next request goes on another connection of the key, up to this many; past that it gets
+    /// OVERLOADED.
+    static let cqlConnectionsPerKey = 4
 
     private var cqlConnections: [CQLKey: (connection: CQLSinkConnection, loop: EventLoop)] = [:]
     /// The EVENT fan-out of each event connection (same key).
     private var cqlEvents: [CQLKey: CQLEventFanOut] = [:]
 
     /// The shared connection to Cassandra sink `index` for `eventLoop`, of `version`, whose
-    /// handshake USEs `keyspace`. Call on that event loop.
+    /// handshake USEs `keyspace`: the first of the key's that has a stream id free, opening another
+    /// (up to `cqlConnectionsPerKey`) when all have every id in flight. Call on that event loop.
     func cqlConnection(sink index: Int, plan: SinkPlan, on eventLoop: EventLoop, version: CQLVersion,
                        keyspace: String?, identity: CQLIdentity? = nil) -> CQLSinkConnection {
-        cqlConnection(CQLKey(eventLoop: ObjectIdentifier(eventLoop), sink: index, version: version, keyspace: keyspace,
-                             events: false, identity: identity), plan: plan, on: eventLoop)
+        let key = CQLKey(eventLoop: ObjectIdentifier(eventLoop), sink: index, version: version, keyspace: keyspace,
+                         events: false, identity: identity)
+        let first = cqlConnection(key, plan: plan, on: eventLoop)
+        guard !first.pairing.hasFreeStreamID else { return first }
+        for lane in 1..<Self.cqlConnectionsPerKey {
+            let other = cqlConnection(key.inLane(lane), plan: plan, on: eventLoop)
+            if other.pairing.hasFreeStreamID { return other }
+        }
+        return first  // every one is full: the request gets OVERLOADED
     }
 
     /// The event connection to Cassandra sink `index` for `eventLoop` and `version`, and where its

@@ -137,10 +137,11 @@ final class CQLSinkRoute: BackendRoute {
     }
 
     /// The shared connection for the client's version and keyspace; looked up again when the one
-    /// last used was closed (another client's refused USE discarded it, or it was retired).
+    /// last used was closed (another client's refused USE discarded it, or it was retired) or has
+    /// every stream id in flight (the lookup then finds or opens another of the key's).
     @inline(__always)
     private func connection(version: CQLVersion) -> CQLSinkConnection {
-        if let current, currentVersion == version, !current.isClosed { return current }
+        if let current, currentVersion == version, !current.isClosed, current.pairing.hasFreeStreamID { return current }
         let found = connection(version: version, keyspace: keyspace)
         current = found
         currentVersion = version

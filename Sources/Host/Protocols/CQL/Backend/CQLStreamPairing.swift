@@ -154,6 +154,9 @@ final class CQLStreamPairing: BackendReplyPairing {
 
     func requestsWritten() {}
 
+    /// Whether a request sent now gets a stream id (not all 32768 are in flight or reserved).
+    var hasFreeStreamID: Bool { ids.inUse < CQLStreamIDs.capacity }
+
     var oldestSentAtCheck: Int? { inFlightPerCheck.first?.check }
 
     func oldestMayWaitIndefinitely() -> Bool { false }
