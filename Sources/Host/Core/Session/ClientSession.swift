@@ -28,8 +28,6 @@ class ClientSession<P: SourceProtocol>: RequestBufferBudget.Waiter, ClientConnec
     /// The protocol of the source this client was accepted for: a generation in which the source
     /// at `sourceKey` speaks another one (a reload replaced it) has no place for this client.
     private let sourceKind: SluiceConfig.SourceKind?
-    /// A move to a newer generation is scheduled for the next event-loop turn.
-    private var moveScheduled = false
     private let maxClients: Int
     private let metrics: SourceMetrics
     private var buffered: ByteBuffer?
@@ -50,8 +48,10 @@ class ClientSession<P: SourceProtocol>: RequestBufferBudget.Waiter, ClientConnec
     static var drainLinger: TimeAmount { .seconds(1) }
     private let limits: ClientLimits
     private var flow: ClientFlowControl
-    /// Whether NIO reads the socket (autoRead), as last set to follow `flow`.
-    private var readingEnabled = true
+    /// Whether the socket is read (following `flow`) and what became of the requests held back.
+    private var reading = ClientReadingStateMachine()
+    /// Work put off to the next event-loop turn (a move, a flush, a run of held-back requests).
+    private var nextTurn = NextTurnWork()
     private let requestBudget: RequestBufferBudget
     /// The bytes of `buffered` counted in `requestBudget`: its partial request (0 while `buffered`
     /// holds requests the in-flight limit held back; its partial tail counts once they ran).
@@ -60,14 +60,6 @@ class ClientSession<P: SourceProtocol>: RequestBufferBudget.Waiter, ClientConnec
     private var deadline: CompletionDeadline
     private var deadlineCheck: Scheduled<Void>?
     private var clientAddress = "unknown"
-    /// True while `process` runs (a plugin answering synchronously must not start a nested one).
-    private var processing = false
-    /// `buffered` holds complete requests that the in-flight budget held back (not just a partial one).
-    private var heldByBudget = false
-    private var heldRunScheduled = false
-    /// Replies written as they came and not flushed yet: one flush at the end of this event-loop
-    /// turn covers every reply that came back in it (only when replies go as they come).
-    private var flushScheduled = false
     /// The slots' owner: this very object, as its concrete subclass (set by `bindSlotOwner`).
     private unowned(unsafe) var slotOwner: ResponseSlotOwner!
     private(set) var allocator = ByteBufferAllocator()
@@ -111,7 +103,7 @@ class ClientSession<P: SourceProtocol>: RequestBufferBudget.Waiter, ClientConnec
         case .closeNextTurn:
             context.eventLoop.execute { context.close(promise: nil) }
         case .stopReading:
-            readingEnabled = false
+            reading.stopReading()
             context.channel.setOption(ChannelOptions.autoRead, value: false).whenFailure { _ in }
         case .halfCloseNextTurn:
             // A drained client may have sent more than was read before the drain: closing with those
@@ -208,7 +200,7 @@ class ClientSession<P: SourceProtocol>: RequestBufferBudget.Waiter, ClientConnec
 
     /// The server is stopping: read nothing more, answer what is in flight, then close.
     final func drain() {
-        let action = lifecycle.drain(heldBack: heldByBudget)
+        let action = lifecycle.drain(heldBack: reading.holdsRequests)
         guard let context, action != .none else { return }  // not active yet: closed as soon as it is
         perform(action, context)
         if lifecycle.runsHeldRequests { runHeld(context) }
@@ -242,6 +234,7 @@ class ClientSession<P: SourceProtocol>: RequestBufferBudget.Waiter, ClientConnec
     final func sessionInactive(context: ChannelHandlerContext) {
         metrics.connectionClosed()
         lifecycle.channelInactive()
+        reading.channelInactive()
         slots.removeAll()
         unorderedInFlight = 0
         spareSlot = nil  // it references this handler
@@ -288,9 +281,7 @@ class ClientSession<P: SourceProtocol>: RequestBufferBudget.Waiter, ClientConnec
     /// (run once replies have been written, see `apply`).
     private final func process(_ buffer: inout ByteBuffer, _ context: ChannelHandlerContext) {
         guard let chain else { return }
-        processing = true
-        defer { processing = false }
-        heldByBudget = false
+        reading.processBegan()
         var building: Batch?  // the requests scanned so far
         var contiguousStart = buffer.readerIndex
         var contiguous = true
@@ -320,7 +311,7 @@ class ClientSession<P: SourceProtocol>: RequestBufferBudget.Waiter, ClientConnec
         }
         scanning: while buffer.readableBytes > 0 {
             if !flow.hasRoom(forMore: building?.count ?? 0) {
-                heldByBudget = true
+                reading.inFlightLimitReached()
                 break scanning
             }
             switch source.nextRequest(&buffer, session: session, allocator: allocator) {
@@ -371,7 +362,9 @@ class ClientSession<P: SourceProtocol>: RequestBufferBudget.Waiter, ClientConnec
         if self.context != nil { accountBuffered(context, completedAny: completedAny) }
         // Plugins may have answered everything already: then nothing paused reading, and nothing
         // else would run what the budget held back.
-        if heldByBudget, flow.isReading, lifecycle.isActive { scheduleHeld(context) }
+        if reading.processEnded(mayRunHeld: flow.isReading && lifecycle.isActive) == .runNextTurn {
+            scheduleHeld(context)
+        }
     }
 
     /// After a read: counts the change of the client's partial-request bytes in the source's budget
@@ -381,7 +374,7 @@ class ClientSession<P: SourceProtocol>: RequestBufferBudget.Waiter, ClientConnec
     /// clock once. Requests held back by the in-flight limit count nothing: the client is paused for
     /// them already and runs them when it has room again, whatever the budget says.
     private final func accountBuffered(_ context: ChannelHandlerContext, completedAny: Bool) {
-        let now = heldByBudget ? 0 : buffered?.readableBytes ?? 0
+        let now = reading.holdsRequests ? 0 : buffered?.readableBytes ?? 0
         if now != bufferedCounted {
             bufferedCounted = now
             let waits = requestBudget.setBuffered(now, for: self, on: context.eventLoop)
@@ -442,22 +435,23 @@ class ClientSession<P: SourceProtocol>: RequestBufferBudget.Waiter, ClientConnec
 
     /// Runs the requests the budget held back, once the budget allows (never nested in `process`).
     private final func runHeld(_ context: ChannelHandlerContext) {
-        guard heldByBudget, lifecycle.runsHeldRequests, flow.hasRoom(forMore: 0) else { return }
-        guard !processing else {
-            scheduleHeld(context)
+        switch reading.heldRunRequested(allowed: lifecycle.runsHeldRequests && flow.hasRoom(forMore: 0)) {
+        case .none:
             return
+        case .runNextTurn:
+            scheduleHeld(context)
+        case .runNow:
+            guard var held = buffered else { return }
+            buffered = nil
+            process(&held, context)
+            if !lifecycle.isActive { closeIfFinished(context) }  // plugins may have answered it all at once
         }
-        guard var held = buffered else { return }
-        buffered = nil
-        process(&held, context)
-        if !lifecycle.isActive { closeIfFinished(context) }  // plugins may have answered it all at once
     }
 
     private final func scheduleHeld(_ context: ChannelHandlerContext) {
-        guard !heldRunScheduled else { return }
-        heldRunScheduled = true
+        guard nextTurn.request(.heldRun) else { return }
         context.eventLoop.execute { [self] in
-            heldRunScheduled = false
+            nextTurn.taskRuns(.heldRun)
             runHeld(context)
         }
     }
@@ -467,22 +461,19 @@ class ClientSession<P: SourceProtocol>: RequestBufferBudget.Waiter, ClientConnec
     /// request-buffer budget allows, so a client that pipelines without reading its replies stops
     /// being read instead of growing our memory. Stale advice (`flow` changed since) is ignored.
     private final func apply(_ action: ClientFlowControl.Action, _ context: ChannelHandlerContext) {
-        switch action {
+        if action == .none { return }
+        switch reading.flowAdvised(action, flowReads: flow.isReading) {
         case .none:
             return
         case .pause:
-            guard readingEnabled, !flow.isReading else { return }
-            readingEnabled = false
             context.channel.setOption(ChannelOptions.autoRead, value: false).whenFailure { _ in }
-        case .resume:
-            guard !readingEnabled, flow.isReading else { return }
-            readingEnabled = true
+        case .resume(let runHeldFirst):
             context.channel.setOption(ChannelOptions.autoRead, value: true).whenFailure { _ in }
             // Requests already read but held back by the in-flight limit run first (the socket may
             // have nothing more to say); that run pauses reading again if they fill the limit.
-            if heldByBudget {
+            if runHeldFirst {
                 runHeld(context)
-                if !readingEnabled { return }
+                if !reading.socketIsReading { return }
             }
             context.read()
         }
@@ -558,11 +549,10 @@ class ClientSession<P: SourceProtocol>: RequestBufferBudget.Waiter, ClientConnec
     }
 
     private final func scheduleFlush(_ context: ChannelHandlerContext) {
-        guard !flushScheduled else { return }
-        flushScheduled = true
+        guard nextTurn.request(.flush) else { return }
         // Runs before a close scheduled after it (tasks run in order).
         context.eventLoop.execute { [self] in
-            flushScheduled = false
+            nextTurn.taskRuns(.flush)
             self.context?.flush()
         }
     }
@@ -574,7 +564,7 @@ class ClientSession<P: SourceProtocol>: RequestBufferBudget.Waiter, ClientConnec
             perform(lifecycle.closeAfterWrite(), context)
             return
         }
-        if heldByBudget, !lifecycle.isActive, lifecycle.runsHeldRequests {
+        if reading.holdsRequests, !lifecycle.isActive, lifecycle.runsHeldRequests {
             runHeld(context)  // a draining client's requests read before the drain still run
         }
         if closeIfFinished(context) { return }
@@ -613,8 +603,8 @@ class ClientSession<P: SourceProtocol>: RequestBufferBudget.Waiter, ClientConnec
     @discardableResult
     private final func closeIfFinished(_ context: ChannelHandlerContext) -> Bool {
         if lifecycle.closeIsScheduled { return true }
-        guard !lifecycle.isActive, batchesInFlight == 0, !processing else { return false }
-        let action = lifecycle.everythingAnswered(heldBack: heldByBudget)
+        guard !lifecycle.isActive, batchesInFlight == 0, !reading.isProcessing else { return false }
+        let action = lifecycle.everythingAnswered(heldBack: reading.holdsRequests)
         perform(action, context)
         return lifecycle.closeIsScheduled
     }
@@ -623,9 +613,9 @@ class ClientSession<P: SourceProtocol>: RequestBufferBudget.Waiter, ClientConnec
 
     /// Where this client stands for a move to a newer generation whose unchanged sinks are `kept`.
     private final func safePoint(keeping kept: [Int: Int]?) -> SafePoint {
-        SafePoint(requestsInFlight: batchesInFlight, requestsHeldBack: heldByBudget, inTransaction: source.inTransaction,
+        SafePoint(requestsInFlight: batchesInFlight, requestsHeldBack: reading.holdsRequests, inTransaction: source.inTransaction,
                   subscribed: session?.hasSubscriptions ?? false,
-                  pluginWorkPending: processing || (session?.hasPendingPluginWork ?? false),
+                  pluginWorkPending: reading.isProcessing || (session?.hasPendingPluginWork ?? false),
                   backendStateOnChangedSink: kept.map { session?.holdsBackendState(outside: $0) ?? false } ?? false,
                   closing: !lifecycle.isActive)
     }
@@ -633,10 +623,9 @@ class ClientSession<P: SourceProtocol>: RequestBufferBudget.Waiter, ClientConnec
     /// Moves the client to the newest generation on the next turn (never inside the completion
     /// that answered its last request: moving frees plugin instances that may be on the stack).
     private final func scheduleMove(_ context: ChannelHandlerContext) {
-        guard !moveScheduled else { return }
-        moveScheduled = true
+        guard nextTurn.request(.move) else { return }
         context.eventLoop.execute { [self] in
-            moveScheduled = false
+            nextTurn.taskRuns(.move)
             moveToNewestGeneration()
         }
     }
