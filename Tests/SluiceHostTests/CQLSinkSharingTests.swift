@@ -197,6 +197,45 @@ final class CQLSinkSharingTests: XCTestCase {
         XCTAssertEqual(other.resultKind, .rows, CQLBackend.errorText(other))
     }
 
+    /// The event types a client registered are its session's: a route to another sink (a
+    /// transform's target, such as redirect's), made after the REGISTER, delivers that sink's
+    /// events of those types too, registering them on its event connection itself. Sink 1 is
+    /// another backend; before, the client got none of its events.
+    func testRegisteredEventsFollowTheSessionToAnotherSink() throws {
+        let (first, _) = try startBackend()
+        let (second, _) = try startBackend()
+        let plans = [first, second].enumerated().map { i, port in
+            var plan = SinkPlan(name: "cass\(i)", host: "127.0.0.1", port: port, connectTimeoutMilliseconds: 1000,
+                                replyTimeoutMilliseconds: 5000, maxFrameBytes: 1 << 28, authCommand: nil, tls: nil)
+            plan.protocolKind = .cql
+            return plan
+        }
+        let runtime = RuntimePlan(chains: [ChainPlan(name: "c", steps: [.sink(0)])], sinks: plans)
+        let client = try session(runtime)
+        var pushes: [ByteBuffer] = []
+        let lock = NSLock()
+        try client.eventLoop.submit {
+            client.onPush = { bytes, _ in lock.lock(); pushes.append(bytes); lock.unlock() }
+        }.wait()
+        let register = CQLFrameBuilder.frame(version: .v5, isResponse: false, stream: 5, opcode: .register) {
+            $0.writeCQLStringList(["SCHEMA_CHANGE"])
+        }
+        XCTAssertEqual(try send(register, client).opcodeByte, CQLOpcode.ready.rawValue)
+        // The route to sink 1 is made by this request, after the REGISTER; the keyspace is created
+        // on the second backend only, so only its event connection can tell.
+        XCTAssertNil(try query(Self.createKeyspace, client, sink: 1).errorCode)
+        let deadline = Date().addingTimeInterval(5)
+        while Date() < deadline {
+            lock.lock(); let count = pushes.count; lock.unlock()
+            if count > 0 { break }
+            Thread.sleep(forTimeInterval: 0.02)
+        }
+        Thread.sleep(forTimeInterval: 0.2)  // no second copy either
+        lock.lock(); defer { lock.unlock() }
+        XCTAssertEqual(pushes.compactMap { CQLEventFanOut.eventType($0) }, ["SCHEMA_CHANGE"])
+        XCTAssertEqual(pushes.first.flatMap { CQLWireFrame($0)?.stream }, -1)
+    }
+
     /// Every pass-through sign-in is checked by the backend with a SASL exchange of its own, even
     /// while a connection signed in with the same credentials is open: a password changed at the
     /// backend stops working for new sign-ins (it was accepted on the open connection).
