@@ -19,7 +19,8 @@ final class ClientSessionTests: XCTestCase {
         try? FileManager.default.removeItem(at: directory)
     }
 
-    private func handler(maxClients: Int = 100, auth: RedisClientAuth? = nil) throws -> RedisClientHandler {
+    private func handler(maxClients: Int = 100, auth: RedisClientAuth? = nil,
+                         quarantined: [String: String] = [:]) throws -> RedisClientHandler {
         let path = directory.appendingPathComponent("sluice.yaml").path
         try """
             sinks:
@@ -28,7 +29,8 @@ final class ClientSessionTests: XCTestCase {
               main: [ { sink: primary } ]
             sources: [ { redis: { listen: 127.0.0.1:7000, chain: main } } ]
             """.write(toFile: path, atomically: true, encoding: .utf8)
-        let generation = ConfigGeneration(number: 1, prepared: try Sluice.prepare(configPath: path, tryBinding: false))
+        let generation = ConfigGeneration(number: 1, prepared: try Sluice.prepare(configPath: path, tryBinding: false,
+                                                                                  quarantined: quarantined))
         let key = generation.sourceOrder[0]
         let source = generation.sources[key]!
         return RedisClientHandler(generation: generation, loopGeneration: LoopGeneration(generation), sourceKey: key,
@@ -97,6 +99,21 @@ final class ClientSessionTests: XCTestCase {
         XCTAssertEqual(try written(channel), "")
         channel.embeddedEventLoop.run()  // the half-close (EmbeddedChannel then closes fully)
         XCTAssertFalse(channel.isActive)
+    }
+
+    func testRequestsHeldBackWhileTheChainAnswersAtOnceRunOnTheNextTurn() throws {
+        // A chain out of service answers every batch at once, inside the run that started it. The
+        // first 16 requests (the limit before any reply) run and the rest are held back; their
+        // replies resume reading inside that run, which must not nest another: the held requests
+        // run on the next event-loop turn (no reply is still to come that would run them).
+        let channel = try connected(try handler(quarantined: ["main": "down"]))
+        let limit = ClientFlowControl.initialRequestLimit
+        try send(String(repeating: "*2\r\n$3\r\nGET\r\n$1\r\nk\r\n", count: 40), channel)
+        XCTAssertEqual(try written(channel).components(separatedBy: "-ERR").count - 1, limit)
+        channel.embeddedEventLoop.run()
+        XCTAssertEqual(try written(channel).components(separatedBy: "-ERR").count - 1, 40 - limit)
+        XCTAssertTrue(channel.isActive)
+        _ = try? channel.finish()
     }
 
     func testADrainBeforeActivationClosesTheConnectionWhenItBecomesActive() throws {

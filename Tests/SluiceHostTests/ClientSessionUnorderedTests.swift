@@ -165,6 +165,23 @@ final class ClientSessionUnorderedTests: XCTestCase {
         XCTAssertFalse(channel.isActive)
     }
 
+    func testAReplyThatEndsTheConnectionIsFlushedBeforeTheClose() throws {
+        // Two requests in flight: the closing request's reply is written unflushed (others may come
+        // back in the same turn), and the close is queued behind that flush.
+        let channel = try connected()
+        let handler = holding!
+        handler.holdReplies = true
+        try channel.writeInbound(ByteBuffer(string: "R1\nR2\nbye\n"))
+        XCTAssertEqual(handler.held.count, 2)
+        XCTAssertEqual(try written(channel), "", "flushed at the end of the turn")
+        XCTAssertTrue(channel.isActive)
+        channel.embeddedEventLoop.run()
+        XCTAssertEqual(try written(channel), "[ciao]\n", "the flush ran before the close")
+        XCTAssertFalse(channel.isActive)
+        for slot in handler.held { handler.sessionSlotCompleted(slot) }  // too late: nothing more is written
+        XCTAssertEqual(try written(channel), "")
+    }
+
     func testRequestsThatGrewOnTheWayInStopTheReadingAtTheRequestWindow() throws {
         // 64 requests of 1 MiB each as they run (a small LZ4 body decompresses to a large frame),
         // replies held back: the client is read only until its requests in flight fill its request
