@@ -9,7 +9,9 @@ import NIOTLS
 /// reading pauses and when queued replies close the client, `RequestBufferBudget` bounds the request
 /// bytes of all the source's clients, and `CompletionDeadline` closes a client that does not finish
 /// a request (or its TLS handshake) in time. Its lifecycle (active, closing, draining, half-closed…)
-/// is `ClientSessionStateMachine`; moves to a newer configuration generation wait for a `SafePoint`.
+/// is `ClientSessionStateMachine`; whether its socket is read and what became of the requests the
+/// in-flight limit held back is `ClientReadingStateMachine`; the work it puts off to the next
+/// event-loop turn is `NextTurnWork`. Moves to a newer configuration generation wait for a `SafePoint`.
 ///
 /// Each protocol subclasses it with a small concrete `ChannelInboundHandler` (`RedisClientHandler`)
 /// whose witnesses call the `final` methods here: NIO calls a handler through its protocol
