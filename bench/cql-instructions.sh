@@ -111,6 +111,6 @@ for v in $VERSIONS; do
     callgrind_annotate --threshold=100 "$dump" 2>/dev/null |
       grep -E '^ *[0-9,]+ \(' | grep -v 'PROGRAM TOTALS' | sed -E 's/\([ 0-9.]+%\) +//; s/ \[[^]]*\]$//' |
       awk -v n="$requests" '{ c = $1; gsub(",", "", c); $1 = ""; printf "%8.1f %s\n", c / n, substr($0, 2, 140) }' |
-      head -"$TOP"
+      head -"$TOP" || true
   fi
 done

@@ -31,24 +31,92 @@ final class CQLSinkUnitTests: XCTestCase {
         }
     }
 
-    /// Requests of clients using the same stream ids get distinct ids of Sluice's on the wire (the
-    /// body untouched, in a slice of its own); replies in any order go back with each client's id.
+    /// The replies of one read get their clients' stream ids in one copy of the read (the read
+    /// itself is not changed); a reply whose id needs no change is the read's own slice; an
+    /// answered entry and its reply batch are reused for the next request and reply.
+    func testRepliesOfOneReadGetTheirClientsStreamIDs() throws {
+        let loop = EmbeddedEventLoop()
+        let pairing = CQLStreamPairing(keyspace: nil, registry: CQLPreparedRegistry(), eventLoop: loop,
+                                       allocator: ByteBufferAllocator())
+        let receivers = (0..<3).map { _ in Collect() }
+        var wire: [Int16] = []
+        for (i, clientStream) in [Int16(40), 41, 0].enumerated() {
+            let batch = Batch(kind: Batch.requests, protocolID: Batch.cql,
+                              messages: [CQLFrameBuilder.query(version: .v4, stream: clientStream, query: "SELECT \(i)")])
+            let entry = pairing.entry(for: batch, receiver: receivers[i], route: nil, sentAtCheck: nil)
+            pairing.add(entry)
+            wire.append(CQLWireFrame(batch.messages[0])!.stream)
+        }
+        XCTAssertEqual(wire, [0, 1, 2])
+        // The third client's request went out on Sluice's stream 2 with its own id 0: the read holds
+        // the replies to streams 1, 2 and 0, then the start of another frame.
+        var read = ByteBuffer()
+        read.writeString("xx")  // bytes of the read before it, already taken
+        read.moveReaderIndex(forwardBy: 2)
+        for stream in [wire[1], wire[2], wire[0]] { read.writeImmutableBuffer(CQLFrameBuilder.resultVoid(version: .v4, stream: stream)) }
+        read.writeBytes([0x84, 0, 0])
+        let original = Array(read.readableBytesView)
+        pairing.beginRead(read)
+        var scan = read
+        for _ in 0..<3 {
+            let start = scan.readerIndex
+            let frame = scan.readSlice(length: CQLFrameHeader.size + Int(scan.getInteger(at: start + 5, as: Int32.self)!))!
+            XCTAssertEqual(pairing.frameArrived(frame, start: start), .accepted)
+        }
+        pairing.endRead()
+        XCTAssertEqual(receivers.map { $0.replies.map { CQLWireFrame($0)!.stream } }, [[40], [41], [0]])
+        XCTAssertEqual(Array(read.readableBytesView), original, "the read itself is unchanged")
+        for receiver in receivers {
+            XCTAssertEqual(CQLWireFrame(receiver.replies[0])!.opcodeByte, CQLOpcode.result.rawValue)
+            XCTAssertEqual(receiver.replies[0].readableBytes, CQLFrameHeader.size + 4)
+        }
+        XCTAssertEqual(pairing.count, 0)
+        // Answered entries come back for the next requests, with nothing of the old ones.
+        let next = Collect()
+        let batch = Batch(kind: Batch.requests, protocolID: Batch.cql,
+                          messages: [CQLFrameBuilder.query(version: .v4, stream: 9, query: "SELECT 9")])
+        let entry = pairing.entry(for: batch, receiver: next, route: nil, sentAtCheck: nil)
+        XCTAssertEqual(entry.clientStream, 9)
+        XCTAssertTrue(entry.receiver === next)
+        pairing.add(entry)
+        let stream = CQLWireFrame(batch.messages[0])!.stream
+        XCTAssertEqual(pairing.frameArrived(CQLFrameBuilder.resultVoid(version: .v4, stream: stream), start: 0), .accepted)
+        XCTAssertEqual(next.replies.map { CQLWireFrame($0)!.stream }, [9])
+    }
+
+    /// Requests of clients using the same stream ids get distinct ids of Sluice's on the wire (a
+    /// small request copied whole with the new id, a large one as a new header in front of its body,
+    /// untouched, in a slice of its own); replies in any order go back with each client's id.
     func testPairingRemapsAndRestoresStreams() throws {
         let loop = EmbeddedEventLoop()
         let registry = CQLPreparedRegistry()
         let pairing = CQLStreamPairing(keyspace: nil, registry: registry, eventLoop: loop, allocator: ByteBufferAllocator())
-        let a = Collect(), b = Collect()
+        let a = Collect(), b = Collect(), c = Collect()
         var wire: [Int16] = []
-        for (receiver, text) in [(a, "SELECT 1"), (b, "SELECT 2")] {
+        let large = "SELECT * FROM t WHERE k IN (" + (0..<2000).map(String.init).joined(separator: ",") + ")"
+        for (receiver, text) in [(a, "SELECT 1"), (b, "SELECT 2"), (c, large)] {
             let frame = CQLFrameBuilder.query(version: .v4, stream: 7, query: text)
             let batch = Batch(kind: Batch.requests, protocolID: Batch.cql, messages: [frame])
             let entry = pairing.entry(for: batch, receiver: receiver, route: nil, sentAtCheck: nil)
             pairing.add(entry)
-            XCTAssertEqual(batch.count, 2, "new header, then the body")
-            XCTAssertEqual(batch.messages[0].readableBytes, CQLFrameHeader.size)
-            XCTAssertEqual(Array(buffer: batch.messages[1]), Array(buffer: CQLWireFrame(frame)!.body))
-            wire.append(CQLWireFrame(batch.messages[0])!.stream)
+            let sent = CQLWireFrame(batch.messages[0])!
+            if frame.readableBytes <= CQLStreamPairing.copyLimit {
+                XCTAssertEqual(batch.count, 1, "the whole frame with Sluice's stream id")
+                XCTAssertEqual(Array(buffer: sent.body), Array(buffer: CQLWireFrame(frame)!.body))
+                XCTAssertEqual(Array(sent.bytes.readableBytesView.prefix(2)), Array(frame.readableBytesView.prefix(2)))
+                XCTAssertEqual(Array(sent.bytes.readableBytesView.dropFirst(4).prefix(5)),
+                               Array(frame.readableBytesView.dropFirst(4).prefix(5)), "opcode and length")
+            } else {
+                XCTAssertEqual(batch.count, 2, "new header, then the body")
+                XCTAssertEqual(batch.messages[0].readableBytes, CQLFrameHeader.size)
+                XCTAssertEqual(Array(buffer: batch.messages[1]), Array(buffer: CQLWireFrame(frame)!.body))
+            }
+            wire.append(sent.stream)
         }
+        XCTAssertEqual(Set(wire).count, 3)
+        XCTAssertEqual(pairing.frameArrived(CQLFrameBuilder.resultVoid(version: .v4, stream: wire[2]), start: 0), .accepted)
+        XCTAssertEqual(c.replies.map { CQLWireFrame($0)!.stream }, [7])
+        wire.removeLast()
         XCTAssertNotEqual(wire[0], wire[1])
         XCTAssertEqual(pairing.count, 2)
         // b's reply first.

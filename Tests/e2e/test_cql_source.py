@@ -40,6 +40,7 @@ class Wire:
             self.sock = ssl_context.wrap_socket(self.sock, server_hostname="127.0.0.1")
         self.pending = b""
         self.segments = None
+        self.segment_frames = []
 
     def close(self):
         self.sock.close()
@@ -83,6 +84,8 @@ class Wire:
         return version, flags, stream, opcode, self._take(length)
 
     def _segment_frame(self):
+        if self.segment_frames:
+            return self.segment_frames.pop(0)
         codec = self.segments
         if not self._fill(codec.header_length_with_crc):
             return None
@@ -96,9 +99,14 @@ class Wire:
         self.pending = self.pending[buf.tell():]
         assert segment.is_self_contained
         payload = segment.payload
-        version, flags, stream, opcode, length = struct.unpack(">BBhBi", payload[:9])
-        assert len(payload) == 9 + length, "one frame per segment here"
-        return version, flags, stream, opcode, payload[9:]
+        # A self-contained segment holds one or more whole frames (replies that came back in the
+        # same event-loop turn share one); the ones after the first wait for the next call.
+        while payload:
+            version, flags, stream, opcode, length = struct.unpack(">BBhBi", payload[:9])
+            assert len(payload) >= 9 + length, "whole frames only in a self-contained segment"
+            self.segment_frames.append((version, flags, stream, opcode, payload[9:9 + length]))
+            payload = payload[9 + length:]
+        return self.segment_frames.pop(0)
 
     def closed(self, timeout=5):
         """True once the peer closed the connection (everything sent before read and dropped)."""

@@ -555,7 +555,7 @@ class ClientSession<P: SourceProtocol>: RequestBufferBudget.Waiter, ClientConnec
         // Runs before a close scheduled after it (tasks run in order).
         context.eventLoop.execute { [self] in
             nextTurn.taskRuns(.flush)
-            self.context?.flush()
+            if let context = self.context { source.flush(to: context) }
         }
     }
 

@@ -85,6 +85,10 @@ protocol SourceProtocol {
     /// Writes one frame that answers no request of the order (an unsolicited push or event, a
     /// refusal) and flushes. Default: the bytes as they are.
     mutating func writeFrame(_ frame: ByteBuffer, to context: ChannelHandlerContext)
+
+    /// Flushes the replies written with `flush: false` (once per event-loop turn when replies go as
+    /// they come): a source that gathers them writes what it gathered first. Default: a flush.
+    mutating func flush(to context: ChannelHandlerContext)
 }
 
 extension SourceProtocol {
@@ -99,6 +103,11 @@ extension SourceProtocol {
     @inline(__always)
     mutating func writeFrame(_ frame: ByteBuffer, to context: ChannelHandlerContext) {
         context.writeAndFlush(NIOAny(frame), promise: nil)
+    }
+
+    @inline(__always)
+    mutating func flush(to context: ChannelHandlerContext) {
+        context.flush()
     }
 }
 

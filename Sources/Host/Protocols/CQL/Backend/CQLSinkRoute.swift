@@ -33,6 +33,8 @@ final class CQLSinkRoute: BackendRoute {
     private var currentVersion: CQLVersion?
     private var events: CQLEventFanOut?
     private var closed = false
+    /// The last request's batch to the connection, emptied, once nothing held it any more.
+    private var spareWire: Batch?
 
     init(plan: SinkPlan, sinkIndex: Int, session: ChainSession) {
         self.plan = plan
@@ -105,7 +107,21 @@ final class CQLSinkRoute: BackendRoute {
         }
         // Drivers must see one node, Sluice: a SELECT on system.peers(_v2) gets no rows.
         let replyTo = CQLClusterView.receiver(for: frame, keyspace: keyspace, registry: plan.preparedStatements, passing: receiver)
-        connection(version: version).send(Self.wireBatch(bytes), receiver: replyTo)
+        var wire = wireBatch(for: bytes)
+        connection(version: version).send(wire, receiver: replyTo)
+        // The connection copied the request out (or holds the batch while it connects).
+        if isKnownUniquelyReferenced(&wire) {
+            wire.clearForReuse()
+            spareWire = wire
+        }
+    }
+
+    /// The batch the connection writes for `frame`: the spare one when there is one.
+    @inline(__always)
+    private func wireBatch(for frame: ByteBuffer) -> Batch {
+        guard let spare = spareWire.take() else { return Self.wireBatch(frame) }
+        spare.appendReceived(frame)
+        return spare
     }
 
     /// A batch of several frames (a transform's): each goes on its own, the replies are joined.
@@ -165,11 +181,17 @@ final class CQLSinkRoute: BackendRoute {
     static func useStatement(_ frame: CQLWireFrame) -> CQLStatement? {
         guard let message = frame.message(), let length = message.getInteger(at: message.readerIndex, as: Int32.self),
               length > 0, Int(length) <= message.readableBytes - 4 else { return nil }
-        let text = message.getSlice(at: message.readerIndex + 4, length: Int(length))!
-        let first = text.readableBytesView.first { $0 != 32 && $0 != 9 && $0 != 10 && $0 != 13 }
-        guard let first, first | 0x20 == UInt8(ascii: "u") || first == UInt8(ascii: "/") || first == UInt8(ascii: "-") else {
-            return nil
+        // Only texts that can start with USE are classified: a look at the first byte that is not a space.
+        let mayBeUse = message.withUnsafeReadableBytes { bytes in
+            var i = 4
+            let end = 4 + Int(length)
+            while i < end, bytes[i] == 32 || bytes[i] == 9 || bytes[i] == 10 || bytes[i] == 13 { i += 1 }
+            guard i < end else { return false }
+            let first = bytes[i]
+            return first | 0x20 == UInt8(ascii: "u") || first == UInt8(ascii: "/") || first == UInt8(ascii: "-")
         }
+        guard mayBeUse else { return nil }
+        let text = message.getSlice(at: message.readerIndex + 4, length: Int(length))!
         let statement = CQLStatement.classify(text)
         return statement.kind == .use ? statement : nil
     }

@@ -12,20 +12,22 @@ import NIOCore
 final class CQLStreamPairing: BackendReplyPairing {
     typealias Route = CQLSinkRoute
 
-    /// One request in flight.
+    /// One request in flight. Answered, it is parked for the next request (`park`, `reuse`)
+    /// unless something else still holds it (a re-prepare).
     final class Pending {
-        let receiver: ResponseReceiver
+        /// Nil only while parked for reuse.
+        private(set) var receiver: ResponseReceiver!
         /// The client's frame as it sent it (for re-preparing and retrying, and PREPARE's text).
-        let request: ByteBuffer
-        let clientStream: Int16
-        let version: CQLVersion
-        let opcode: UInt8
+        private(set) var request: ByteBuffer
+        private(set) var clientStream: Int16
+        private(set) var version: CQLVersion
+        private(set) var opcode: UInt8
         /// Sluice's stream id on the backend connection (nil: none was free).
         fileprivate(set) var stream: Int16?
         /// The reply-timeout clock when it was sent (nil: the sink has no reply timeout).
         fileprivate(set) var sentAtCheck: Int?
         /// A retry after re-preparing: a second UNPREPARED goes to the client.
-        let isRetry: Bool
+        private(set) var isRetry: Bool
         fileprivate var settled = false
 
         init(receiver: ResponseReceiver, request: ByteBuffer, clientStream: Int16, version: CQLVersion, opcode: UInt8,
@@ -37,7 +39,43 @@ final class CQLStreamPairing: BackendReplyPairing {
             self.opcode = opcode
             self.isRetry = isRetry
         }
+
+        fileprivate func reuse(receiver: ResponseReceiver, request: ByteBuffer, clientStream: Int16, version: CQLVersion,
+                               opcode: UInt8, isRetry: Bool) {
+            self.receiver = receiver
+            self.request = request
+            self.clientStream = clientStream
+            self.version = version
+            self.opcode = opcode
+            self.isRetry = isRetry
+            stream = nil
+            sentAtCheck = nil
+            settled = false
+        }
+
+        /// Lets go of the receiver and the request's bytes (which pin the client's read buffer).
+        fileprivate func park() {
+            receiver = nil
+            request = ByteBuffer()
+        }
     }
+
+    /// Answered entries kept for reuse (one allocation less per request).
+    private var sparePendings: [Pending] = []
+    private static let maxSparePendings = 64
+    /// `entry(for:)` writes a small request here, with Sluice's stream id, as the one message of the
+    /// batch the connection writes (which copies it): its storage is reused from request to request.
+    private var outbound: ByteBuffer
+    /// Requests up to this size are copied into `outbound`; larger ones get a new header in front
+    /// of their body (not copied).
+    static var copyLimit: Int { 4096 }
+    /// The response batch handed to the last receiver, kept for the next reply when nothing
+    /// held on to it (the client's reply was written; no transform keeps it).
+    private var spareReply: Batch?
+    /// The current read with the stream ids of its replies already replaced by the clients' (see
+    /// `beginRead`), and where it starts in the read buffer; nil when no reply of the read needs it.
+    private var rewrittenRead: ByteBuffer?
+    private var rewrittenReadStart = 0
 
     private let eventLoop: EventLoop
     private let allocator: ByteBufferAllocator
@@ -78,6 +116,7 @@ final class CQLStreamPairing: BackendReplyPairing {
         self.registry = registry
         self.eventLoop = eventLoop
         self.allocator = allocator
+        outbound = allocator.buffer(capacity: 0)
     }
 
     /// The next request sent is a retry after re-preparing.
@@ -93,17 +132,35 @@ final class CQLStreamPairing: BackendReplyPairing {
         let isRetry = nextIsRetry
         nextIsRetry = false
         let frame = CQLWireFrame(batch.messages[0])!  // the route sends only whole frames
-        let pending = Pending(receiver: receiver, request: frame.bytes, clientStream: frame.stream,
+        let pending: Pending
+        if var spare = sparePendings.popLast(), isKnownUniquelyReferenced(&spare) {
+            spare.reuse(receiver: receiver, request: frame.bytes, clientStream: frame.stream, version: frame.version ?? .v4,
+                        opcode: frame.opcodeByte, isRetry: isRetry)
+            pending = spare
+        } else {
+            pending = Pending(receiver: receiver, request: frame.bytes, clientStream: frame.stream,
                               version: frame.version ?? .v4, opcode: frame.opcodeByte, isRetry: isRetry)
+        }
         pending.sentAtCheck = sentAtCheck
         guard let stream = ids.allocate() else {
             batch.remove(at: 0)  // nothing is written
             return pending
         }
         pending.stream = stream
+        let flags = frame.flags
+        if frame.bytes.readableBytes <= Self.copyLimit {
+            // The storage is free again once the connection copied the last request out of it
+            // (clear() allocates only when something still holds it).
+            outbound.clear()
+            outbound.writeImmutableBuffer(frame.bytes)
+            outbound.setInteger(stream, at: 2)
+            if flags.contains(.compression) { outbound.setInteger(flags.subtracting(.compression).rawValue, at: 1) }
+            batch.put(outbound, at: 0)
+            return pending
+        }
         var header = allocator.buffer(capacity: CQLFrameHeader.size)
         header.writeMultipleIntegers(frame.bytes.getInteger(at: frame.bytes.readerIndex, as: UInt8.self)!,
-                                     frame.flags.subtracting(.compression).rawValue, stream, frame.opcodeByte,
+                                     flags.subtracting(.compression).rawValue, stream, frame.opcodeByte,
                                      UInt32(frame.bytes.readableBytes - CQLFrameHeader.size))
         let body = frame.body
         batch.put(header, at: 0)
@@ -223,8 +280,64 @@ final class CQLStreamPairing: BackendReplyPairing {
 
     // MARK: replies
 
-    func beginRead(_ buffer: ByteBuffer) {}
-    func endRead() {}
+    /// Replaces, in one copy of the read, the stream id of every whole reply in it whose request
+    /// came on another stream id from the client (most do): one allocation and copy per read
+    /// instead of one per reply. Replies that came as Sluice's stream id is the client's, and
+    /// reads with none of those, are not copied.
+    func beginRead(_ buffer: ByteBuffer) {
+        rewrittenRead = nil
+        var rewrite = false
+        var at = buffer.readerIndex
+        let end = buffer.writerIndex
+        while at + CQLFrameHeader.size <= end,
+              let (stream, length) = buffer.getMultipleIntegers(at: at + 2, as: (Int16, UInt8, Int32).self).map({ ($0.0, $0.2) }),
+              length >= 0, at + CQLFrameHeader.size + Int(length) <= end {
+            if stream >= 0, Int(stream) < table.count, let entry = table[Int(stream)], entry.clientStream != stream {
+                rewrite = true
+                break
+            }
+            at += CQLFrameHeader.size + Int(length)
+        }
+        guard rewrite else { return }
+        var copy = allocator.buffer(capacity: end - buffer.readerIndex)
+        copy.writeImmutableBuffer(buffer)
+        at = 0
+        while at + CQLFrameHeader.size <= copy.writerIndex,
+              let (stream, length) = copy.getMultipleIntegers(at: at + 2, as: (Int16, UInt8, Int32).self).map({ ($0.0, $0.2) }),
+              length >= 0, at + CQLFrameHeader.size + Int(length) <= copy.writerIndex {
+            if stream >= 0, Int(stream) < table.count, let entry = table[Int(stream)], entry.clientStream != stream {
+                copy.setInteger(entry.clientStream, at: at + 2)
+            }
+            at += CQLFrameHeader.size + Int(length)
+        }
+        rewrittenRead = copy
+        rewrittenReadStart = buffer.readerIndex
+    }
+
+    func endRead() {
+        rewrittenRead = nil
+    }
+
+    /// The reply `frame` (at `start` in the read) with the client's stream id `clientStream`: from
+    /// the rewritten read when it has it, else a copy of its own.
+    private func reply(_ frame: CQLWireFrame, start: Int, clientStream: Int16) -> ByteBuffer {
+        if frame.stream == clientStream { return frame.bytes }
+        if let rewrittenRead, start >= rewrittenReadStart,
+           let bytes = rewrittenRead.getSlice(at: start - rewrittenReadStart, length: frame.bytes.readableBytes),
+           bytes.getInteger(at: bytes.readerIndex + 2, as: Int16.self) == clientStream {
+            return bytes
+        }
+        return frame.withStream(clientStream)
+    }
+
+    /// A response batch holding `reply`: the spare one when there is one.
+    private func replyBatch(_ reply: ByteBuffer) -> Batch {
+        if let spare = spareReply.take() {
+            spare.appendReceived(reply)
+            return spare
+        }
+        return Batch(kind: Batch.responses, protocolID: Batch.cql, messages: [reply])
+    }
 
     func frameArrived(_ frame: ByteBuffer, start: Int) -> BackendReplyOutcome {
         guard let reply = CQLWireFrame(frame) else { return .outOfStep("a frame shorter than its header") }
@@ -253,10 +366,26 @@ final class CQLStreamPairing: BackendReplyPairing {
         if entry.opcode == CQLOpcode.prepare.rawValue, reply.resultKind == .prepared {
             record(reply, preparedBy: entry)
         }
-        let bytes = reply.stream == entry.clientStream ? frame : reply.withStream(entry.clientStream)
-        entry.receiver.receive(.responses(Batch(kind: Batch.responses, protocolID: Batch.cql, messages: [bytes])))
-        if reply.resultKind == .setKeyspace, Self.setKeyspace(reply) != keyspace { keyspaceSwitched?() }
+        let bytes = self.reply(reply, start: start, clientStream: entry.clientStream)
+        var batch = replyBatch(bytes)
+        entry.receiver.receive(.responses(batch))
+        if isKnownUniquelyReferenced(&batch) {
+            batch.clearForReuse()
+            spareReply = batch
+        }
+        if reply.opcodeByte == CQLOpcode.result.rawValue, reply.resultKind == .setKeyspace,
+           Self.setKeyspace(reply) != keyspace {
+            keyspaceSwitched?()
+        }
+        park(consume entry)
         return .accepted
+    }
+
+    /// Keeps an answered entry for the next request, when nothing else holds it.
+    private func park(_ entry: consuming Pending) {
+        guard sparePendings.count < Self.maxSparePendings, isKnownUniquelyReferenced(&entry) else { return }
+        entry.park()
+        sparePendings.append(entry)
     }
 
     /// Called (after the reply was delivered) when a request switched the connection to another

@@ -19,6 +19,8 @@ struct CQLSource: SourceProtocol {
     private let metrics: SourceMetrics
     /// The user a sign-in answered here signs in as, once its answer took its place.
     private var pendingSignIn: String?
+    /// The wire bytes of replies written since the last flush (see `write`).
+    private var output = ByteBuffer()
 
     init(settings: Settings, metrics: SourceMetrics) {
         connection = CQLClientConnection(maxFrameBytes: settings.maxFrameBytes, authentication: settings.authentication)
@@ -95,32 +97,62 @@ struct CQLSource: SourceProtocol {
         return CQLFrameBuilder.error(version: .v4, stream: 0, code: code, message: message, allocator: allocator)
     }
 
+    /// Replies are gathered in `output` (each frame copied once, compressed or put in a segment as
+    /// the connection negotiated) and written with one NIO write per flush: at `flush: true`, or at
+    /// the end of the event-loop turn (`flush(to:)`), whichever comes first. A large bare reply
+    /// goes as its own write, after what was gathered before it, without a copy.
     mutating func write(_ replies: Batch, to context: ChannelHandlerContext, flush: Bool) {
+        startGathering(context)
         if connection.wire.outboundIsBare {
-            // As received from the sink: no copy (a passthrough sign-in is still noted).
-            for message in replies.messages { note(connection.observeReply(message)) }
-            replies.write(to: context, flush: flush)
-            return
-        }
-        var output = context.channel.allocator.buffer(capacity: Self.byteCount(replies) + 64)
-        for message in replies.messages { note(connection.encodeReply(message, into: &output)) }
-        connection.flush(into: &output)
-        if flush {
-            context.writeAndFlush(NIOAny(output), promise: nil)
+            for message in replies.messages {
+                note(connection.observeReply(message))
+                if message.readableBytes <= Self.gatherLimit {
+                    output.writeImmutableBuffer(message)
+                } else {
+                    handOver(context)
+                    context.write(NIOAny(message), promise: nil)
+                }
+            }
         } else {
-            context.write(NIOAny(output), promise: nil)
+            for message in replies.messages { note(connection.encodeReply(message, into: &output)) }
         }
+        if flush { self.flush(to: context) }
     }
 
     mutating func writeFrame(_ frame: ByteBuffer, to context: ChannelHandlerContext) {
         write(Batch(kind: Batch.responses, protocolID: Batch.cql, messages: [frame]), to: context, flush: true)
     }
 
-    private func note(_ event: CQLClientConnection.Event?) {
-        if case .authenticationFailed? = event { metrics.authFailed() }
+    mutating func flush(to context: ChannelHandlerContext) {
+        handOver(context)
+        context.flush()
     }
 
-    private static func byteCount(_ batch: Batch) -> Int {
-        batch.messages.reduce(0) { $0 + $1.readableBytes }
+    /// Bare replies up to this size are copied into `output`; larger ones go as their own write.
+    static var gatherLimit: Int { 4096 }
+
+    /// Makes `output` ready to take replies: its storage is reused once NIO has written what was
+    /// handed over from it (normally by the next turn), else it gets new storage.
+    @inline(__always)
+    private mutating func startGathering(_ context: ChannelHandlerContext) {
+        if output.readableBytes == 0, output.writerIndex > 0 {
+            output.clear()
+        } else if output.capacity == 0 {
+            output = context.channel.allocator.buffer(capacity: 4096)
+        }
+    }
+
+    /// Writes (unflushed) what `output` gathered: the segment still open is closed first. Marks it
+    /// consumed without clearing it: clearing now, while the channel holds the bytes, would
+    /// allocate new storage (`startGathering` clears it on the next reply).
+    private mutating func handOver(_ context: ChannelHandlerContext) {
+        connection.flush(into: &output)
+        guard output.readableBytes > 0 else { return }
+        context.write(NIOAny(output), promise: nil)
+        output.moveReaderIndex(to: output.writerIndex)
+    }
+
+    private func note(_ event: CQLClientConnection.Event?) {
+        if case .authenticationFailed? = event { metrics.authFailed() }
     }
 }
