@@ -50,6 +50,16 @@ final class CQLStatementClassifierTests: XCTestCase {
         check("TRUNCATE TABLE ks.t", .other, "ks", "t")
         check("GRANT SELECT ON ks.t TO alice", .other, nil, nil)
         XCTAssertEqual(CQLStatement.classify("SELECT * FROM t").keyspace(orConnection: "current"), "current")
+    }
+
+    /// Keywords and names beyond ASCII are lower-cased as Unicode text (the lexer compares ASCII
+    /// words byte by byte and lower-cases anything else as a String).
+    func testWordsBeyondASCII() {
+        check("DROP \u{212A}EYSPACE ks", .ddl, "ks", nil)  // KELVIN SIGN lower-cases to k
+        check("SELECT * FROM \u{212A}s.Straße", .select, "ks", "straße")
+        check("UPDATE ÉTÉ.\"Été\" SET v = 1", .update, "été", "Été")
+        check("SELECT * FROM \"a\"\"b\"\"\".\"unterminated\"\"", .select, "a\"b\"", "unterminated\"")
+        check("SELECTé * FROM t", .other, nil, nil)
         XCTAssertEqual(CQLStatement.classify("SELECT * FROM other.t").keyspace(orConnection: "current"), "other")
     }
 }

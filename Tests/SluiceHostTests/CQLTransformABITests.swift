@@ -321,6 +321,86 @@ final class CQLTransformABITests: XCTestCase {
         XCTAssertEqual(string(statement.table), "t")
     }
 
+    /// cql_statement hands out the names `CQLStatement.classify` reads (its reference): as views of
+    /// the text when they read as written, as bytes of their own when lower-casing or unquoting
+    /// changes them (upper case, `""`, bytes beyond ASCII), and they stay valid while the message is.
+    func testStatementNamesAreTheClassifiersWhetherViewsOfTheTextOrMade() throws {
+        let texts = [
+            "SELECT k, v FROM bench.kv WHERE k = 'k'", "select * from Ks.T", "SELECT * FROM \"MyKs\".\"My\"\"Table\"",
+            "INSERT INTO \"plain\".users (k) VALUES (1)", "UPDATE ÉtÉ.Straße SET v = 1 WHERE k = 2", "USE \"CamelKs\"",
+            "DELETE FROM t WHERE k = 1", "TRUNCATE TABLE ks.t", "CREATE KEYSPACE IF NOT EXISTS NewKs WITH x = 1",
+            "SELECT * FROM \"unterminated", "-- note\nSELECT * FROM /* x.y */ \"\".t", "GRANT SELECT ON ks.t TO alice",
+            "SELECT * FROM \u{212A}s.t", "\u{212A}EYSPACE",
+        ]
+        let batch = owned(Int32(SLUICE_BATCH_REQUESTS), texts.enumerated().map { i, text in
+            CQLFrameBuilder.query(version: .v4, stream: Int16(i), query: text)
+        })
+        defer { api.batch_free(batch) }
+        var statements: [sluice_cql_statement] = []
+        for (i, text) in texts.enumerated() {
+            var statement = sluice_cql_statement()
+            XCTAssertEqual(api.cql_statement(batch, i, 0, &statement), SLUICE_OK, text)
+            statements.append(statement)
+        }
+        // Asked again, each names the same bytes at the same place (parsed once, kept with the message).
+        for (i, text) in texts.enumerated() {
+            let expected = CQLStatement.classify(text)
+            var again = sluice_cql_statement()
+            XCTAssertEqual(api.cql_statement(batch, i, 0, &again), SLUICE_OK, text)
+            XCTAssertEqual(again.keyspace.ptr, statements[i].keyspace.ptr, text)
+            XCTAssertEqual(again.table.ptr, statements[i].table.ptr, text)
+            let statement = statements[i]
+            XCTAssertEqual(statement.kind, expected.kind.abiValue, text)
+            XCTAssertEqual(statement.keyspace_source, expected.keyspace == nil ? 0 : UInt32(SLUICE_CQL_KEYSPACE_FROM_TEXT), text)
+            XCTAssertEqual(statement.keyspace_source == 0 ? nil : string(statement.keyspace), expected.keyspace, text)
+            XCTAssertEqual(string(statement.table), expected.table ?? "", text)
+        }
+        // What a view into the text is and what is made: a view points inside the message.
+        var text = sluice_host_view()
+        XCTAssertEqual(api.cql_query(batch, 0, 0, &text), SLUICE_OK)
+        let inText = { (view: sluice_host_view) in view.ptr! >= text.ptr! && view.ptr! + view.len <= text.ptr! + text.len }
+        XCTAssertTrue(inText(statements[0].keyspace), "bench: read as written")
+        XCTAssertTrue(inText(statements[0].table), "kv: read as written")
+        XCTAssertEqual(api.cql_query(batch, 1, 0, &text), SLUICE_OK)
+        XCTAssertFalse(inText(statements[1].keyspace), "Ks is lower-cased")
+        XCTAssertEqual(string(statements[1].keyspace), "ks")
+        XCTAssertEqual(api.cql_query(batch, 2, 0, &text), SLUICE_OK)
+        XCTAssertTrue(inText(statements[2].keyspace), "\"MyKs\": quoted, read as written")
+        XCTAssertFalse(inText(statements[2].table), "\"My\"\"Table\" is unquoted")
+        XCTAssertEqual(string(statements[2].table), "My\"Table")
+    }
+
+    /// What the accessors parsed of a message goes with it when other messages are inserted before
+    /// it or removed, and is dropped when the message itself is replaced or removed.
+    func testParsedMessagesMoveWithTheirMessages() throws {
+        let select = { (table: String) in CQLFrameBuilder.query(version: .v4, stream: 1, query: "SELECT * FROM ks.\(table)") }
+        let batch = Batch(kind: Batch.requests, protocolID: Batch.cql, messages: [select("a"), select("b")])
+        let a = try XCTUnwrap(batch.cqlMessage(at: 0)), b = try XCTUnwrap(batch.cqlMessage(at: 1))
+        XCTAssertTrue(batch.cqlMessage(at: 0) === a)
+        batch.insert(select("c"), at: 0)  // c a b
+        XCTAssertTrue(batch.cqlMessage(at: 1) === a)
+        XCTAssertTrue(batch.cqlMessage(at: 2) === b)
+        batch.insert(select("d"), at: 2)  // c a d b
+        XCTAssertTrue(batch.cqlMessage(at: 3) === b)
+        batch.append(select("e"))         // c a d b e
+        let e = try XCTUnwrap(batch.cqlMessage(at: 4))
+        batch.remove(at: 0)               // a d b e
+        XCTAssertTrue(batch.cqlMessage(at: 0) === a)
+        XCTAssertTrue(batch.cqlMessage(at: 2) === b)
+        XCTAssertTrue(batch.cqlMessage(at: 3) === e)
+        batch.put(select("f"), at: 2)     // a d f e
+        let f = try XCTUnwrap(batch.cqlMessage(at: 2))
+        XCTAssertFalse(f === b)
+        XCTAssertEqual(f.statement(0)?.text.map { String(buffer: $0) }, "SELECT * FROM ks.f")
+        batch.remove(at: 1)               // a f e
+        batch.remove(at: 0)               // f e
+        XCTAssertTrue(batch.cqlMessage(at: 0) === f)
+        XCTAssertTrue(batch.cqlMessage(at: 1) === e)
+        batch.clearForReuse()
+        batch.appendReceived(select("g"))
+        XCTAssertEqual(batch.cqlMessage(at: 0)?.statement(0)?.text.map { String(buffer: $0) }, "SELECT * FROM ks.g")
+    }
+
     // MARK: rows
 
     func testRowsCursorColumnsAndCellReplacement() throws {

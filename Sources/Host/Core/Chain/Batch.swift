@@ -27,9 +27,9 @@ final class Batch {
     /// With `plainRequests`: the reply kinds the first 32 requests expect (`RedisReplyPlan.expectedReplies`).
     private(set) var plainExpectedReplies: UInt64 = 0
     /// CQL batches: what the cql_* accessors read from each message, one slot per message, made on
-    /// first use (nil until then, and always for Redis). A slot goes with its message: replacing or
+    /// first use (empty until then, and always for Redis). A slot goes with its message: replacing or
     /// removing the message drops it (and with it the views plugins were given into it).
-    private var cqlParsed: [CQLParsedMessage?]?
+    private var cqlParsed = CQLLazySlots<CQLParsedMessage>()
 
     static let requests = Int32(SLUICE_BATCH_REQUESTS)
     static let responses = Int32(SLUICE_BATCH_RESPONSES)
@@ -51,7 +51,7 @@ final class Batch {
         messages.removeAll(keepingCapacity: true)
         contiguous = nil
         plainRequests = false
-        cqlParsed = nil
+        cqlParsed.removeAll()
         generation &+= 1
     }
 
@@ -80,30 +80,28 @@ final class Batch {
     /// Replaces (index < count) or appends (index == count) a message.
     func put(_ message: ByteBuffer, at index: Int) {
         if index == messages.count {
-            messages.append(message)
-            cqlParsed?.append(nil)
+            messages.append(message)  // its slot past the others is empty
         } else {
             messages[index] = message
-            cqlParsed?[index] = nil
+            cqlParsed[index] = nil
         }
         changed()
     }
 
     func insert(_ message: ByteBuffer, at index: Int) {
         messages.insert(message, at: index)
-        cqlParsed?.insert(nil, at: index)
+        cqlParsed.insertEmpty(at: index)
         changed()
     }
 
     func remove(at index: Int) {
         messages.remove(at: index)
-        cqlParsed?.remove(at: index)
+        cqlParsed.remove(at: index)
         changed()
     }
 
     func append(_ message: ByteBuffer) {
-        messages.append(message)
-        cqlParsed?.append(nil)
+        messages.append(message)  // its slot past the others is empty
         changed()
     }
 
@@ -111,10 +109,9 @@ final class Batch {
     /// the message); nil for a Redis batch or a bad index.
     func cqlMessage(at index: Int) -> CQLParsedMessage? {
         guard protocolID == Batch.cql, index >= 0, index < messages.count else { return nil }
-        if cqlParsed == nil { cqlParsed = Array(repeating: nil, count: messages.count) }
-        if let parsed = cqlParsed![index] { return parsed }
+        if let parsed = cqlParsed[index] { return parsed }
         let parsed = CQLParsedMessage(messages[index], isResponse: kind == Batch.responses)
-        cqlParsed![index] = parsed
+        cqlParsed[index] = parsed
         return parsed
     }
 

@@ -125,17 +125,17 @@ extension HostAPI {
             return HostAPI.withStatement(batch, index, statement, "cql_statement") { info in
                 guard info.text != nil else { return SLUICE_ERROR_NOT_FOUND }
                 let (kind, named, table) = info.classification
-                var keyspace: FactBytes?
+                var keyspace = sluice_host_view(ptr: nil, len: 0)
                 var source: UInt32 = 0
                 if let named {
-                    (keyspace, source) = (named, UInt32(SLUICE_CQL_KEYSPACE_FROM_TEXT))
+                    (keyspace, source) = (named.view, UInt32(SLUICE_CQL_KEYSPACE_FROM_TEXT))
                 } else if let requested = info.requestKeyspace {
-                    (keyspace, source) = (requested, UInt32(SLUICE_CQL_KEYSPACE_FROM_REQUEST))
+                    (keyspace, source) = (HostAPI.view(requested), UInt32(SLUICE_CQL_KEYSPACE_FROM_REQUEST))
                 } else if let session = HandleTable.current.activeSession?.facts.keyspace {
-                    (keyspace, source) = (session, UInt32(SLUICE_CQL_KEYSPACE_FROM_SESSION))
+                    (keyspace, source) = (HostAPI.view(session), UInt32(SLUICE_CQL_KEYSPACE_FROM_SESSION))
                 }
                 out.pointee = sluice_cql_statement(kind: kind.abiValue, keyspace_source: source,
-                                                   keyspace: HostAPI.view(keyspace), table: HostAPI.view(table))
+                                                   keyspace: keyspace, table: table?.view ?? sluice_host_view(ptr: nil, len: 0))
                 return SLUICE_OK
             }
         }

@@ -40,82 +40,136 @@ public struct CQLStatement: Equatable, Sendable {
     }
 
     static func classify(bytes: UnsafeRawBufferPointer) -> CQLStatement {
-        var lexer = CQLLexer(bytes)
-        guard let first = lexer.next(), let keyword = first.keyword else { return CQLStatement(kind: .other) }
-        switch keyword {
-        case "select":
-            guard lexer.skip(toTopLevelKeyword: "from") else { return CQLStatement(kind: .select) }
-            return lexer.qualifiedName(kind: .select)
-        case "insert":
-            guard lexer.expect("into") else { return CQLStatement(kind: .insert) }
-            return lexer.qualifiedName(kind: .insert)
-        case "update":
-            return lexer.qualifiedName(kind: .update)
-        case "delete":
-            guard lexer.skip(toTopLevelKeyword: "from") else { return CQLStatement(kind: .delete) }
-            return lexer.qualifiedName(kind: .delete)
-        case "begin", "apply":
-            return CQLStatement(kind: .batch)
-        case "use":
-            guard let name = lexer.next()?.identifier else { return CQLStatement(kind: .use) }
-            return CQLStatement(kind: .use, keyspace: name)
-        case "truncate":
-            lexer.skipOptional("table")
-            return lexer.qualifiedName(kind: .other)
-        case "create", "alter", "drop":
-            return ddl(&lexer)
-        default:
-            return CQLStatement(kind: .other)
+        let shape = CQLStatementShape(bytes)
+        return CQLStatement(kind: shape.kind, keyspace: shape.keyspace?.string(in: bytes),
+                            table: shape.table?.string(in: bytes))
+    }
+}
+
+/// A statement classified without making a single `String`: the kind, and where the keyspace and
+/// table names are in the text (`CQLStatement.classify` turns them into strings; the plugin
+/// accessors hand them out as views into the text when no lower-casing or unquoting changes them).
+/// Per request on every CQL chain whose transforms ask for statements, so it reads bytes only.
+struct CQLStatementShape {
+    /// A name as the text writes it.
+    struct Name: Equatable {
+        /// The name's bytes in the text, without the quotes.
+        let range: Range<Int>
+        let quoted: Bool
+
+        /// The name as CQL reads it: unquoted lower-cased, quoted with `""` standing for `"`.
+        func string(in text: UnsafeRawBufferPointer) -> String {
+            let bytes = UnsafeRawBufferPointer(rebasing: text[range])
+            guard quoted else { return String(decoding: bytes, as: UTF8.self).lowercased() }
+            var unquoted: [UInt8] = []
+            unquoted.reserveCapacity(bytes.count)
+            var i = 0
+            while i < bytes.count {
+                unquoted.append(bytes[i])
+                i += bytes[i] == UInt8(ascii: "\"") ? 2 : 1  // the lexer only ends a name at a lone quote
+            }
+            return String(decoding: unquoted, as: UTF8.self)
+        }
+
+        /// Whether `string(in:)` is exactly the bytes of `range` (ASCII, nothing to lower-case or
+        /// unquote), so a view of the text can stand for the name.
+        func isVerbatim(in text: UnsafeRawBufferPointer) -> Bool {
+            for c in text[range] {
+                if c >= 0x80 { return false }
+                if quoted ? c == UInt8(ascii: "\"") : (c >= 0x41 && c <= 0x5A) { return false }
+            }
+            return true
         }
     }
 
-    private static func ddl(_ lexer: inout CQLLexer) -> CQLStatement {
+    let kind: CQLStatement.Kind
+    let keyspace: Name?
+    let table: Name?
+
+    init(kind: CQLStatement.Kind, keyspace: Name? = nil, table: Name? = nil) {
+        self.kind = kind
+        self.keyspace = keyspace
+        self.table = table
+    }
+
+    init(_ bytes: UnsafeRawBufferPointer) {
+        var lexer = CQLLexer(bytes)
+        guard let first = lexer.next(), case .word = first else {
+            self.init(kind: .other)
+            return
+        }
+        if lexer.isKeyword(first, "select") {
+            guard lexer.skip(toTopLevelKeyword: "from") else { self.init(kind: .select); return }
+            self = lexer.qualifiedName(kind: .select)
+        } else if lexer.isKeyword(first, "insert") {
+            guard lexer.expect("into") else { self.init(kind: .insert); return }
+            self = lexer.qualifiedName(kind: .insert)
+        } else if lexer.isKeyword(first, "update") {
+            self = lexer.qualifiedName(kind: .update)
+        } else if lexer.isKeyword(first, "delete") {
+            guard lexer.skip(toTopLevelKeyword: "from") else { self.init(kind: .delete); return }
+            self = lexer.qualifiedName(kind: .delete)
+        } else if lexer.isKeyword(first, "begin") || lexer.isKeyword(first, "apply") {
+            self.init(kind: .batch)
+        } else if lexer.isKeyword(first, "use") {
+            self.init(kind: .use, keyspace: lexer.next()?.name)
+        } else if lexer.isKeyword(first, "truncate") {
+            lexer.skipOptional("table")
+            self = lexer.qualifiedName(kind: .other)
+        } else if lexer.isKeyword(first, "create") || lexer.isKeyword(first, "alter") || lexer.isKeyword(first, "drop") {
+            self = Self.ddl(&lexer)
+        } else {
+            self.init(kind: .other)
+        }
+    }
+
+    private static func ddl(_ lexer: inout CQLLexer) -> CQLStatementShape {
         lexer.skipOptional("or", "replace")
         lexer.skipOptional("custom")
         lexer.skipOptional("materialized")
-        guard let object = lexer.next()?.keyword else { return CQLStatement(kind: .ddl) }
-        switch object {
-        case "keyspace", "schema":
+        guard let object = lexer.next(), case .word = object else { return CQLStatementShape(kind: .ddl) }
+        if lexer.isKeyword(object, "keyspace") || lexer.isKeyword(object, "schema") {
             lexer.skipIfExists()
-            return CQLStatement(kind: .ddl, keyspace: lexer.next()?.identifier)
-        case "table", "columnfamily", "view", "type":
+            return CQLStatementShape(kind: .ddl, keyspace: lexer.next()?.name)
+        }
+        if lexer.isKeyword(object, "table") || lexer.isKeyword(object, "columnfamily") || lexer.isKeyword(object, "view")
+            || lexer.isKeyword(object, "type") {
             lexer.skipIfExists()
             return lexer.qualifiedName(kind: .ddl)
-        case "index":
+        }
+        if lexer.isKeyword(object, "index") {
             lexer.skipIfExists()
             // CREATE INDEX [name] ON [ks.]table; DROP INDEX [ks.]name.
             var probe = lexer
             if probe.skip(toTopLevelKeyword: "on") { return probe.qualifiedName(kind: .ddl) }
             let name = lexer.qualifiedName(kind: .ddl)
-            return CQLStatement(kind: .ddl, keyspace: name.keyspace)
-        case "function", "aggregate":
+            return CQLStatementShape(kind: .ddl, keyspace: name.keyspace)
+        }
+        if lexer.isKeyword(object, "function") || lexer.isKeyword(object, "aggregate") {
             lexer.skipIfExists()
             let name = lexer.qualifiedName(kind: .ddl)
-            return CQLStatement(kind: .ddl, keyspace: name.keyspace)
-        default:
-            return CQLStatement(kind: .ddl)
+            return CQLStatementShape(kind: .ddl, keyspace: name.keyspace)
         }
+        return CQLStatementShape(kind: .ddl)
     }
 }
 
-/// The tokens of CQL text the classifier needs: names (unquoted lower-cased, quoted as written),
-/// punctuation, and everything else skipped (literals, numbers, comments).
+/// The tokens of CQL text the classifier needs: names (where they are; `CQLStatementShape.Name`
+/// reads them as CQL does: unquoted lower-cased, quoted as written), punctuation, and everything
+/// else skipped (literals, numbers, comments). Tokens are ranges of the text: no allocation.
 struct CQLLexer {
     enum Token: Equatable {
-        case word(String)
-        case quoted(String)
+        /// An unquoted word (keywords are words, compared without case).
+        case word(Range<Int>)
+        /// A double-quoted name, without its quotes (`""` inside still doubled).
+        case quoted(Range<Int>)
         case symbol(UInt8)
         case literal
 
-        /// An unquoted word, lower-cased: what keywords are.
-        var keyword: String? {
-            if case .word(let word) = self { return word }
-            return nil
-        }
-
-        var identifier: String? {
+        var name: CQLStatementShape.Name? {
             switch self {
-            case .word(let word), .quoted(let word): return word
+            case .word(let range): return CQLStatementShape.Name(range: range, quoted: false)
+            case .quoted(let range): return CQLStatementShape.Name(range: range, quoted: true)
             default: return nil
             }
         }
@@ -155,16 +209,17 @@ struct CQLLexer {
         guard let c = byte() else { return nil }
         if c == UInt8(ascii: "\"") || c == UInt8(ascii: "'") {
             position += 1
-            var text: [UInt8] = []
+            let start = position
+            var end = bytes.count  // unterminated: the rest of the text
             while let d = byte() {
                 position += 1
                 if d == c {
-                    if byte() == c { text.append(c); position += 1; continue }
+                    if byte() == c { position += 1; continue }
+                    end = position - 1
                     break
                 }
-                text.append(d)
             }
-            return c == UInt8(ascii: "'") ? .literal : .quoted(String(decoding: text, as: UTF8.self))
+            return c == UInt8(ascii: "'") ? .literal : .quoted(start..<end)
         }
         if c == UInt8(ascii: "$"), byte(1) == UInt8(ascii: "$") {
             position += 2
@@ -175,25 +230,40 @@ struct CQLLexer {
         if Self.isWordByte(c) {
             let start = position
             while let d = byte(), Self.isWordByte(d) { position += 1 }
-            let word = String(decoding: UnsafeRawBufferPointer(rebasing: bytes[start..<position]), as: UTF8.self)
-            return .word(word.lowercased())
+            return .word(start..<position)
         }
         position += 1
         return .symbol(c)
     }
 
+    /// Whether `token` is the word `keyword` (given in lower case), case aside. A word with bytes
+    /// beyond ASCII is lower-cased as Unicode text first, as CQL's own lower-casing would.
+    func isKeyword(_ token: Token, _ keyword: StaticString) -> Bool {
+        guard case .word(let range) = token else { return false }
+        let word = UnsafeRawBufferPointer(rebasing: bytes[range])
+        let expected = UnsafeRawBufferPointer(start: keyword.utf8Start, count: keyword.utf8CodeUnitCount)
+        if word.contains(where: { $0 >= 0x80 }) {
+            return String(decoding: word, as: UTF8.self).lowercased().utf8.elementsEqual(expected)
+        }
+        guard word.count == expected.count else { return false }
+        for i in 0..<word.count where word[i] | (word[i] >= 0x41 && word[i] <= 0x5A ? 0x20 : 0) != expected[i] { return false }
+        return true
+    }
+
     /// Consumes `word` if it is next; false (consuming nothing) otherwise.
-    mutating func expect(_ word: String) -> Bool {
+    mutating func expect(_ word: StaticString) -> Bool {
         var probe = self
-        guard probe.next()?.keyword == word else { return false }
+        guard let token = probe.next(), isKeyword(token, word) else { return false }
         self = probe
         return true
     }
 
     /// Consumes the words if they all come next, in order.
-    mutating func skipOptional(_ words: String...) {
+    mutating func skipOptional(_ words: StaticString...) {
         var probe = self
-        for word in words where probe.next()?.keyword != word { return }
+        for word in words {
+            guard let token = probe.next(), isKeyword(token, word) else { return }
+        }
         self = probe
     }
 
@@ -203,13 +273,13 @@ struct CQLLexer {
     }
 
     /// Moves past the next `word` outside parentheses; false when the text ends first.
-    mutating func skip(toTopLevelKeyword word: String) -> Bool {
+    mutating func skip(toTopLevelKeyword word: StaticString) -> Bool {
         var depth = 0
         while let token = next() {
             switch token {
             case .symbol(UInt8(ascii: "(")): depth += 1
             case .symbol(UInt8(ascii: ")")): depth = max(0, depth - 1)
-            case .word(word) where depth == 0: return true
+            case .word where depth == 0 && isKeyword(token, word): return true
             default: break
             }
         }
@@ -217,13 +287,13 @@ struct CQLLexer {
     }
 
     /// Reads `name` or `keyspace.name`.
-    mutating func qualifiedName(kind: CQLStatement.Kind) -> CQLStatement {
-        guard let first = next()?.identifier else { return CQLStatement(kind: kind) }
+    mutating func qualifiedName(kind: CQLStatement.Kind) -> CQLStatementShape {
+        guard let first = next()?.name else { return CQLStatementShape(kind: kind) }
         var probe = self
-        if probe.next() == .symbol(UInt8(ascii: ".")), let second = probe.next()?.identifier {
+        if probe.next() == .symbol(UInt8(ascii: ".")), let second = probe.next()?.name {
             self = probe
-            return CQLStatement(kind: kind, keyspace: first, table: second)
+            return CQLStatementShape(kind: kind, keyspace: first, table: second)
         }
-        return CQLStatement(kind: kind, table: first)
+        return CQLStatementShape(kind: kind, table: first)
     }
 }

@@ -1,4 +1,5 @@
 import NIOCore
+import PluginABI
 
 /// What the cql_* host functions read from one CQL message of a batch: its header, its message, and
 /// (made on first use) its statements and rows. Kept by the batch with its message (`Batch.cqlMessage`),
@@ -12,7 +13,7 @@ final class CQLParsedMessage {
     /// The message; nil when the frame does not read (a batch holds only frames that read, unless a
     /// source handed over one it did not check).
     let message: CQLMessage?
-    private var statements: [CQLStatementInfo?]?
+    private var statements = CQLLazySlots<CQLStatementInfo>()
     private var rowsInfo: CQLRowsInfo??
 
     init(_ bytes: ByteBuffer, isResponse: Bool) {
@@ -52,8 +53,7 @@ final class CQLParsedMessage {
     /// Statement `index`, read on first use.
     func statement(_ index: Int, registry: CQLPreparedStatements = .shared) -> CQLStatementInfo? {
         guard index >= 0, index < statementCount else { return nil }
-        if statements == nil { statements = Array(repeating: nil, count: statementCount) }
-        if let known = statements![index] { return known }
+        if let known = statements[index] { return known }
         let made: CQLStatementInfo
         switch message {
         case .query(let query)?:
@@ -80,7 +80,7 @@ final class CQLParsedMessage {
         default:
             return nil
         }
-        statements![index] = made
+        statements[index] = made
         return made
     }
 
@@ -106,7 +106,7 @@ final class CQLStatementInfo {
     /// The keyspace the request itself names (v5 keyspace field, or the prepared statement's).
     let requestKeyspace: FactBytes?
     let prepared: CQLPreparedStatements.Entry?
-    private var classified: (kind: CQLStatement.Kind, keyspace: FactBytes?, table: FactBytes?)?
+    private var classified: (kind: CQLStatement.Kind, keyspace: CQLNameBytes?, table: CQLNameBytes?)?
     /// Each value's offset in `values.bytes` and length (-1 null, -2 unset), and its name's when named.
     private var valueIndex: [(name: ByteBuffer?, value: CQLValue)]?
 
@@ -117,12 +117,20 @@ final class CQLStatementInfo {
         self.requestKeyspace = requestKeyspace.map { FactBytes(Array($0.utf8)) } ?? prepared?.keyspace
     }
 
-    /// The kind, and the keyspace and table the text names (nil when it names none).
-    var classification: (kind: CQLStatement.Kind, keyspace: FactBytes?, table: FactBytes?) {
+    /// The kind, and the keyspace and table the text names (nil when it names none), as
+    /// `CQLStatement.classify` reads them.
+    var classification: (kind: CQLStatement.Kind, keyspace: CQLNameBytes?, table: CQLNameBytes?) {
         if let classified { return classified }
-        let statement = text.map(CQLStatement.classify) ?? CQLStatement(kind: .other)
-        let made = (statement.kind, statement.keyspace.map { FactBytes(Array($0.utf8)) },
-                    statement.table.map { FactBytes(Array($0.utf8)) })
+        let made: (kind: CQLStatement.Kind, keyspace: CQLNameBytes?, table: CQLNameBytes?)
+        if let text {
+            made = text.withUnsafeReadableBytes { bytes in
+                let shape = CQLStatementShape(bytes)
+                return (shape.kind, shape.keyspace.map { CQLNameBytes($0, in: bytes) },
+                        shape.table.map { CQLNameBytes($0, in: bytes) })
+            }
+        } else {
+            made = (.other, nil, nil)
+        }
         classified = made
         return made
     }
@@ -134,6 +142,33 @@ final class CQLStatementInfo {
         valueIndex = made
         return made
     }
+}
+
+/// A keyspace or table name a statement names, as plugins get it: a view of the statement's text
+/// when the name reads as written (most do: unquoted lower-case, or quoted without `""`), else
+/// bytes of its own (lower-cased or unquoted). Either lives as long as the `CQLStatementInfo`
+/// holding it (its text is a slice of the message, whose storage never moves).
+struct CQLNameBytes {
+    let pointer: UnsafePointer<UInt8>?
+    let count: Int
+    /// The made bytes, kept alive here; nil for a view of the text.
+    private let storage: FactBytes?
+
+    /// `name` of the statement text `text` (whose storage outlives this value).
+    init(_ name: CQLStatementShape.Name, in text: UnsafeRawBufferPointer) {
+        if name.isVerbatim(in: text) {
+            pointer = text.baseAddress.map { ($0 + name.range.lowerBound).assumingMemoryBound(to: UInt8.self) }
+            count = name.range.count
+            storage = nil
+        } else {
+            let made = FactBytes(Array(name.string(in: text).utf8))
+            pointer = made.pointer
+            count = made.count
+            storage = made
+        }
+    }
+
+    var view: sluice_host_view { sluice_host_view(ptr: pointer, len: count) }
 }
 
 /// A RESULT Rows as plugins read it: the column specs (as views) and where the cells start in the

@@ -71,7 +71,8 @@ final class CQLSessionObserver: ResponseReceiver {
         guard i < bytes.count else { return false }
         if bytes[i] == UInt8(ascii: "-") || bytes[i] == UInt8(ascii: "/") {
             var lexer = CQLLexer(bytes)
-            return lexer.next()?.keyword == "use"
+            guard let first = lexer.next() else { return false }
+            return lexer.isKeyword(first, "use")
         }
         guard i + 3 <= bytes.count, bytes[i] | 0x20 == UInt8(ascii: "u"), bytes[i + 1] | 0x20 == UInt8(ascii: "s"),
               bytes[i + 2] | 0x20 == UInt8(ascii: "e")
