@@ -131,28 +131,36 @@ static size_t first_word(sluice_host_view text, char out[MAX_COMMAND_LEN + 1]) {
   return n;
 }
 
-/* Whether a CQL request matches: a statement of a kind in kinds, or whose first word is in list
- * (either may be empty). why receives what matched ("select statements", "'truncate'"). */
+/* Whether statement s of CQL request i matches: of a kind in kinds (st: the statement as cql_statement
+ * gave it, NULL when it did not), or whose first word is in list (either may be empty). why receives
+ * what matched ("select statements", "'truncate'"). */
+static int cql_statement_matches(const command_list *list, uint32_t kinds, const sluice_batch *batch, size_t i,
+                                 size_t s, const sluice_cql_statement *st, char *why, size_t why_len) {
+  if (kinds != 0 && st != NULL && st->kind >= 0 && st->kind < STATEMENT_KIND_COUNT && (kinds & (1u << st->kind))) {
+    snprintf(why, why_len, "%s statements are", statement_kinds[st->kind]);
+    return 1;
+  }
+  sluice_host_view text;
+  char word[MAX_COMMAND_LEN + 1];
+  if (list != NULL && list->count > 0 && host->cql_query(batch, i, s, &text) == SLUICE_OK && first_word(text, word) > 0) {
+    for (size_t k = 0; k < list->count; k++) {
+      if (strcmp(list->commands[k], word) == 0) {
+        snprintf(why, why_len, "'%s' is", word);
+        return 1;
+      }
+    }
+  }
+  return 0;
+}
+
+/* Whether a CQL request matches: one of its statements does (cql_statement_matches). */
 static int cql_request_matches(const command_list *list, uint32_t kinds, const sluice_batch *batch, size_t i,
                                char *why, size_t why_len) {
   size_t statements = host->cql_statement_count(batch, i);
   for (size_t s = 0; s < statements; s++) {
     sluice_cql_statement st;
-    if (kinds != 0 && host->cql_statement(batch, i, s, &st) == SLUICE_OK && st.kind >= 0 &&
-        st.kind < STATEMENT_KIND_COUNT && (kinds & (1u << st.kind))) {
-      snprintf(why, why_len, "%s statements are", statement_kinds[st.kind]);
-      return 1;
-    }
-    sluice_host_view text;
-    char word[MAX_COMMAND_LEN + 1];
-    if (list != NULL && list->count > 0 && host->cql_query(batch, i, s, &text) == SLUICE_OK && first_word(text, word) > 0) {
-      for (size_t k = 0; k < list->count; k++) {
-        if (strcmp(list->commands[k], word) == 0) {
-          snprintf(why, why_len, "'%s' is", word);
-          return 1;
-        }
-      }
-    }
+    const sluice_cql_statement *known = kinds != 0 && host->cql_statement(batch, i, s, &st) == SLUICE_OK ? &st : NULL;
+    if (cql_statement_matches(list, kinds, batch, i, s, known, why, why_len)) return 1;
   }
   return 0;
 }
@@ -226,19 +234,28 @@ static int cql_prepared_id(const sluice_batch *batch, size_t i, size_t s, sluice
   return 0;
 }
 
-/* Whether a statement of CQL request i is a prepared id the host never saw prepared (prepared around
- * Sluice, before it started, or evicted from its registry), whose text deny cannot read. *id
- * receives the id when the frame names one (id->len 0 otherwise). */
-static int cql_has_unseen_statement(const sluice_batch *batch, size_t i, sluice_host_view *id) {
+/* What deny makes of CQL request i, reading each statement once: CQL_UNSEEN when a statement is a
+ * prepared id the host never saw prepared (prepared around Sluice, before it started, or evicted
+ * from its registry), whose text deny cannot read (*id receives the id when the frame names one,
+ * id->len 0 otherwise), whatever the others are; else CQL_MATCHES when a statement matches
+ * (cql_statement_matches; why says what the first one matched), else CQL_PASSES. */
+enum cql_verdict { CQL_PASSES, CQL_MATCHES, CQL_UNSEEN };
+
+static enum cql_verdict cql_deny_verdict(const command_list *list, uint32_t kinds, const sluice_batch *batch, size_t i,
+                                         char *why, size_t why_len, sluice_host_view *id) {
   size_t statements = host->cql_statement_count(batch, i);
+  int matched = 0;
   for (size_t s = 0; s < statements; s++) {
     sluice_cql_statement st;
-    if (host->cql_statement(batch, i, s, &st) != SLUICE_ERROR_NOT_FOUND) continue;
-    *id = (sluice_host_view){NULL, 0};
-    cql_prepared_id(batch, i, s, id);
-    return 1;
+    int32_t status = host->cql_statement(batch, i, s, &st);
+    if (status == SLUICE_ERROR_NOT_FOUND) {
+      *id = (sluice_host_view){NULL, 0};
+      cql_prepared_id(batch, i, s, id);
+      return CQL_UNSEEN;
+    }
+    if (!matched) matched = cql_statement_matches(list, kinds, batch, i, s, status == SLUICE_OK ? &st : NULL, why, why_len);
   }
-  return 0;
+  return matched ? CQL_MATCHES : CQL_PASSES;
 }
 
 #define UNPREPARED_MESSAGE "command-filter: prepared statement unknown to this proxy; prepare it again through it"
@@ -547,7 +564,9 @@ static int32_t deny_cql_requests(deny_instance *instance, sluice_call *call, slu
   for (size_t i = 0; i < count && status == SLUICE_OK; i++) {
     char why[MAX_COMMAND_LEN + 32];
     sluice_host_view id;
-    if (inspects && cql_has_unseen_statement(requests, i, &id)) {
+    if (!inspects) continue;  /* nothing to match */
+    enum cql_verdict verdict = cql_deny_verdict(instance->list, c->statement_kinds, requests, i, why, sizeof why, &id);
+    if (verdict == CQL_UNSEEN) {
       /* Its text is unknown here, so it cannot be let through unread: UNPREPARED makes the driver
        * prepare it again through Sluice; a frame without a readable id is refused outright. */
       sluice_cql_header h;
@@ -564,7 +583,7 @@ static int32_t deny_cql_requests(deny_instance *instance, sluice_call *call, slu
       host->metric_add(c->unprepared, 1);
       continue;
     }
-    if (!cql_request_matches(instance->list, c->statement_kinds, requests, i, why, sizeof why)) continue;
+    if (verdict == CQL_PASSES) continue;
     sluice_cql_header h;
     char text[256];
     int n = c->message ? snprintf(text, sizeof text, "command-filter: %s", c->message)

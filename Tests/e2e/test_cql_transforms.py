@@ -286,6 +286,44 @@ def test_redirect_follows_the_connections_use(workdir, cql_backend_factory, slui
         cluster.shutdown()
 
 
+def test_redirect_by_keyspace_and_by_bare_table_name(workdir, cql_backend_factory, sluices):
+    """keyspaces: every table of a listed keyspace goes to the target; a bare table name goes from
+    any keyspace; other names stay, whether or not they are as long as a hot one (redirect compares
+    the views cql_statement gives without copying them)."""
+    primary, other = cql_backend_factory(), cql_backend_factory()
+    create_schema(primary, other)
+    for backend in (primary, other):
+        with CQLRawConnection(backend.port) as c:
+            c.startup()
+            c.query("CREATE KEYSPACE IF NOT EXISTS hk WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}")
+            c.query("CREATE TABLE IF NOT EXISTS hk.cold (k int PRIMARY KEY, v text)")
+    sluice = Sluice(workdir, config(primary.port, "    - redirect: { target: other, keyspaces: [hk], tables: [hot] }\n",
+                                    extra_sinks=sink("other", other.port)))
+    sluices.append(sluice)
+    cluster, session = session_to(sluice.port)
+    try:
+        session.execute("INSERT INTO hk.cold (k, v) VALUES (1, 'hot keyspace')")
+        session.execute('INSERT INTO "hk".cold (k, v) VALUES (2, \'quoted hot keyspace\')')
+        session.execute("INSERT INTO ks.hot (k, v) VALUES (3, 'bare hot table')")
+        session.execute("INSERT INTO KS.HOT (k, v) VALUES (4, 'upper case')")
+        session.execute("INSERT INTO ks.cold (k, v) VALUES (5, 'stays')")
+        session.execute("USE hk")
+        session.execute("INSERT INTO cold (k, v) VALUES (6, 'hot keyspace by USE')")
+        assert rows_on(other, "hot") == {3: "bare hot table", 4: "upper case"}
+        assert rows_on(other, "cold") == {}
+        assert rows_on(primary, "cold") == {5: "stays"}
+        assert rows_on(primary, "hot") == {}
+        with CQLRawConnection(other.port) as c:
+            c.startup()
+            assert {k: v for k, v in c.query("SELECT k, v FROM hk.cold").parsed_rows} == {
+                1: "hot keyspace", 2: "quoted hot keyspace", 6: "hot keyspace by USE"}
+        with CQLRawConnection(primary.port) as c:
+            c.startup()
+            assert c.query("SELECT k, v FROM hk.cold").parsed_rows == []
+    finally:
+        cluster.shutdown()
+
+
 def test_debug_printer_logs_statements_not_values(workdir, cql_backend_factory, sluices):
     backend = cql_backend_factory()
     create_schema(backend)
