@@ -29,16 +29,18 @@ enum CQLClusterView {
 
     /// A cheap look for "peers" in any case, so that only texts naming it are classified.
     static func mentionsPeers(_ text: ByteBuffer) -> Bool {
-        text.withUnsafeReadableBytes { bytes in
-            guard bytes.count >= 5 else { return false }
-            for i in 0...(bytes.count - 5) where bytes[i] | 0x20 == UInt8(ascii: "p") {
-                if bytes[i + 1] | 0x20 == UInt8(ascii: "e"), bytes[i + 2] | 0x20 == UInt8(ascii: "e"),
-                   bytes[i + 3] | 0x20 == UInt8(ascii: "r"), bytes[i + 4] | 0x20 == UInt8(ascii: "s") {
-                    return true
-                }
+        text.withUnsafeReadableBytes(mentionsPeers)
+    }
+
+    static func mentionsPeers(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        guard bytes.count >= 5 else { return false }
+        for i in 0...(bytes.count - 5) where bytes[i] | 0x20 == UInt8(ascii: "p") {
+            if bytes[i + 1] | 0x20 == UInt8(ascii: "e"), bytes[i + 2] | 0x20 == UInt8(ascii: "e"),
+               bytes[i + 3] | 0x20 == UInt8(ascii: "r"), bytes[i + 4] | 0x20 == UInt8(ascii: "s") {
+                return true
             }
-            return false
         }
+        return false
     }
 
     /// Whether the client's request `frame` (a QUERY, or an EXECUTE of an id recorded in
@@ -46,6 +48,8 @@ enum CQLClusterView {
     static func asksForPeers(_ frame: CQLWireFrame, keyspace: String?, registry: CQLPreparedRegistry) -> Bool {
         switch CQLOpcode(rawValue: frame.opcodeByte) {
         case .query?:
+            // Most texts do not name the peers tables: a look at them in place settles it.
+            if frame.textInPlace(mentionsPeers) == false { return false }
             guard let message = frame.message(), let length = message.getInteger(at: message.readerIndex, as: Int32.self),
                   length > 0, Int(length) <= message.readableBytes - 4,
                   let text = message.getSlice(at: message.readerIndex + 4, length: Int(length)) else { return false }

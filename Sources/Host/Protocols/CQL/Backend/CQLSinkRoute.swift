@@ -179,21 +179,26 @@ final class CQLSinkRoute: BackendRoute {
     /// The statement of a QUERY or PREPARE (both start with the text) when it is a `USE` (nil
     /// otherwise). Only texts that can start with USE (after spaces or a comment) are classified.
     static func useStatement(_ frame: CQLWireFrame) -> CQLStatement? {
+        // Only texts that can start with USE are classified (read in place when nothing comes before
+        // the message, the usual case).
+        if frame.textInPlace(mayStartWithUse) == false { return nil }
         guard let message = frame.message(), let length = message.getInteger(at: message.readerIndex, as: Int32.self),
-              length > 0, Int(length) <= message.readableBytes - 4 else { return nil }
-        // Only texts that can start with USE are classified: a look at the first byte that is not a space.
-        let mayBeUse = message.withUnsafeReadableBytes { bytes in
-            var i = 4
-            let end = 4 + Int(length)
-            while i < end, bytes[i] == 32 || bytes[i] == 9 || bytes[i] == 10 || bytes[i] == 13 { i += 1 }
-            guard i < end else { return false }
-            let first = bytes[i]
-            return first | 0x20 == UInt8(ascii: "u") || first == UInt8(ascii: "/") || first == UInt8(ascii: "-")
-        }
-        guard mayBeUse else { return nil }
+              length > 0, Int(length) <= message.readableBytes - 4,
+              message.withUnsafeReadableBytes({ mayStartWithUse(UnsafeRawBufferPointer(rebasing: $0[4..<(4 + Int(length))])) })
+        else { return nil }
         let text = message.getSlice(at: message.readerIndex + 4, length: Int(length))!
         let statement = CQLStatement.classify(text)
         return statement.kind == .use ? statement : nil
+    }
+
+    /// Whether statement text can start with USE: its first byte that is not a space is U, or a
+    /// comment begins there.
+    static func mayStartWithUse(_ text: UnsafeRawBufferPointer) -> Bool {
+        var i = 0
+        while i < text.count, text[i] == 32 || text[i] == 9 || text[i] == 10 || text[i] == 13 { i += 1 }
+        guard i < text.count else { return false }
+        let first = text[i]
+        return first | 0x20 == UInt8(ascii: "u") || first == UInt8(ascii: "/") || first == UInt8(ascii: "-")
     }
 
     /// A PREPARE of a USE statement is refused: executed, it would switch the keyspace of a backend

@@ -42,6 +42,22 @@ struct CQLWireFrame {
         return try? CQLEnvelopeBody(header: header, body: body).message
     }
 
+    /// `body` of the statement text of a QUERY or PREPARE read in place (no slices), when nothing
+    /// comes before the message (no tracing id, warnings or custom payload: the usual case); nil
+    /// when something does, or the text's length does not fit the frame (the caller then reads
+    /// the message as usual).
+    @inline(__always)
+    func textInPlace<R>(_ body: (UnsafeRawBufferPointer) -> R) -> R? {
+        guard flags.isDisjoint(with: [.tracing, .warning, .customPayload]) else { return nil }
+        return bytes.withUnsafeReadableBytes { frame -> R? in
+            let start = CQLFrameHeader.size + 4
+            guard frame.count >= start else { return nil }
+            let length = Int(Int32(bigEndian: frame.loadUnaligned(fromByteOffset: CQLFrameHeader.size, as: Int32.self)))
+            guard length >= 0, length <= frame.count - start else { return nil }
+            return body(UnsafeRawBufferPointer(rebasing: frame[start..<(start + length)]))
+        }
+    }
+
     /// The frame with stream id `stream` (a copy of the frame: its bytes are a slice of a read that
     /// other frames share).
     func withStream(_ stream: Int16) -> ByteBuffer {
