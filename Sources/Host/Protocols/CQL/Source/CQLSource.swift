@@ -149,8 +149,15 @@ struct CQLSource: SourceProtocol {
         connection.flush(into: &output)
         guard output.readableBytes > 0 else { return }
         context.write(NIOAny(output), promise: nil)
-        output.moveReaderIndex(to: output.writerIndex)
+        if output.capacity > Self.keptCapacity {
+            output = ByteBuffer()  // a burst of large replies: its storage is not kept for the connection's life
+        } else {
+            output.moveReaderIndex(to: output.writerIndex)
+        }
     }
+
+    /// The largest output storage kept from one turn to the next.
+    static var keptCapacity: Int { 65536 }
 
     private func note(_ event: CQLClientConnection.Event?) {
         if case .authenticationFailed? = event { metrics.authFailed() }
