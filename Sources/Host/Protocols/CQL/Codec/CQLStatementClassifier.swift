@@ -242,12 +242,22 @@ struct CQLLexer {
         guard case .word(let range) = token else { return false }
         let word = UnsafeRawBufferPointer(rebasing: bytes[range])
         let expected = UnsafeRawBufferPointer(start: keyword.utf8Start, count: keyword.utf8CodeUnitCount)
-        if word.contains(where: { $0 >= 0x80 }) {
-            return String(decoding: word, as: UTF8.self).lowercased().utf8.elementsEqual(expected)
+        if word.count == expected.count {
+            for i in 0..<word.count {
+                let c = word[i]
+                if c >= 0x80 { return Self.lowercasedEquals(word, expected) }
+                // The bytes so far are ASCII, which lower-casing keeps in place: a difference is final.
+                if (c >= 0x41 && c <= 0x5A ? c | 0x20 : c) != expected[i] { return false }
+            }
+            return true
         }
-        guard word.count == expected.count else { return false }
-        for i in 0..<word.count where word[i] | (word[i] >= 0x41 && word[i] <= 0x5A ? 0x20 : 0) != expected[i] { return false }
-        return true
+        // Of another length: equal only if lower-casing a byte beyond ASCII changes the length.
+        for c in word where c >= 0x80 { return Self.lowercasedEquals(word, expected) }
+        return false
+    }
+
+    private static func lowercasedEquals(_ word: UnsafeRawBufferPointer, _ expected: UnsafeRawBufferPointer) -> Bool {
+        String(decoding: word, as: UTF8.self).lowercased().utf8.elementsEqual(expected)
     }
 
     /// Consumes `word` if it is next; false (consuming nothing) otherwise.

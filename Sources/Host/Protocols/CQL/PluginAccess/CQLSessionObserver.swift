@@ -53,11 +53,14 @@ final class CQLSessionObserver: ResponseReceiver {
     /// when the frame has no custom payload in front of the query).
     private static func isUse(_ frame: ByteBuffer, batch: Batch, index: Int) -> Bool {
         let flags = frame.getInteger(at: frame.readerIndex + 1, as: UInt8.self) ?? 0
+        let start = CQLFrameHeader.size + 4
         if flags & CQLFrameFlags.customPayload.rawValue == 0,
            let length = frame.getInteger(at: frame.readerIndex + CQLFrameHeader.size, as: Int32.self), length >= 0,
-           let text = frame.getSlice(at: frame.readerIndex + CQLFrameHeader.size + 4,
-                                     length: min(Int(length), frame.readableBytes - CQLFrameHeader.size - 4)) {
-            return text.withUnsafeReadableBytes(startsWithUse)
+           frame.readableBytes >= start {
+            // The text's first bytes in place (no slice: this runs for every QUERY).
+            return frame.withUnsafeReadableBytes { bytes in
+                startsWithUse(UnsafeRawBufferPointer(rebasing: bytes[start..<start + min(Int(length), bytes.count - start)]))
+            }
         }
         guard case .query(let query)? = batch.cqlMessage(at: index)?.message else { return false }
         return CQLStatement.classify(query.query).kind == .use
