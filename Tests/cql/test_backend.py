@@ -51,6 +51,26 @@ def test_driver_downgrades_from_dse_versions_to_v5(backend, clusters):
     assert row.release_version and row.cql_version.startswith("3.")
 
 
+def test_a_v4_only_backend_makes_the_driver_downgrade_from_v5(make_backend, clusters):
+    backend = make_backend(versions=(4,))  # like Cassandra 3.x
+    cluster = clusters(backend)  # no version fixed: DSE v66, v65, v5 are refused, v4 taken
+    session = cluster.connect()
+    assert cluster.protocol_version == 4
+    assert stats(backend)["rejected_versions"] >= 3
+    assert session.execute("SELECT release_version FROM system.local").one().release_version
+    # A raw v5 STARTUP gets PROTOCOL_ERROR, in v4, naming the version.
+    with socket.create_connection(("127.0.0.1", backend.backend.nodes[0].info.port), timeout=5) as s:
+        body = struct.pack(">H", 1) + struct.pack(">H", 11) + b"CQL_VERSION" + struct.pack(">H", 5) + b"3.0.0"
+        s.sendall(struct.pack(">BBhBi", 5, 0, 7, 0x01, len(body)) + body)
+        header = s.recv(9, socket.MSG_WAITALL)
+        version, _, stream, opcode, length = struct.unpack(">BBhBi", header)
+        payload = s.recv(length, socket.MSG_WAITALL)
+    assert (version, stream, opcode) == (0x84, 7, 0x00)
+    code, text_length = struct.unpack(">iH", payload[:6])
+    assert code == 0x000A
+    assert "Invalid or unsupported protocol version (5)" in payload[6:6 + text_length].decode()
+
+
 @pytest.mark.parametrize("version,compression", PROTOCOL_COMPRESSION)
 def test_crud_prepared_paging_batch_use(backend, clusters, version, compression):
     cluster = clusters(backend, protocol_version=version, compression=compression)

@@ -27,6 +27,9 @@ def main(argv=None):
                     help="ignore custom payloads instead of echoing them back")
     ap.add_argument("--stall-startup", action="store_true",
                     help="accept connections but never answer STARTUP (a hung backend)")
+    ap.add_argument("--versions", default="4,5", metavar="4,5",
+                    help="protocol versions spoken (default 4,5; '4': a backend without v5, like "
+                         "Cassandra 3.x, which answers a v5 client PROTOCOL_ERROR)")
     ap.add_argument("--verbose", action="store_true")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
@@ -37,7 +40,8 @@ def main(argv=None):
     backend = Backend(host=args.host, port=args.port, nodes=args.nodes, credentials=credentials,
                       certfile=args.tls_cert, keyfile=args.tls_key,
                       echo_custom_payload=not args.no_echo_custom_payload,
-                      authenticator=args.authenticator, stall_startup=args.stall_startup)
+                      authenticator=args.authenticator, stall_startup=args.stall_startup,
+                      versions=tuple(int(v) for v in args.versions.split(",")))
 
     async def run():
         await backend.start()

@@ -103,13 +103,15 @@ class Backend:
     AUTH_CHALLENGE before the credentials).
     certfile/keyfile: serve TLS.
     stall_startup: never answer STARTUP (a backend that accepts connections and then hangs).
+    versions: the protocol versions spoken (default SUPPORTED_VERSIONS; (4,) is a backend without v5,
+    such as Cassandra 3.x: a v5 client gets the PROTOCOL_ERROR drivers downgrade on).
     echo_custom_payload: answer a request's custom payload with the same payload (Cassandra's default
     query handler ignores it; echoing lets tests see payloads travel both ways).
     """
 
     def __init__(self, host="127.0.0.1", port=9042, nodes=1, addresses=None, credentials=None,
                  certfile=None, keyfile=None, echo_custom_payload=True, authenticator="password",
-                 stall_startup=False):
+                 stall_startup=False, versions=SUPPORTED_VERSIONS):
         if addresses is None:
             base = ipaddress.ip_address(host)
             addresses = [str(base + i) for i in range(nodes)]
@@ -120,6 +122,9 @@ class Backend:
             raise ValueError(f"unknown authenticator {authenticator}")
         self.authenticator = authenticator
         self.stall_startup = stall_startup
+        self.versions = tuple(sorted(versions))
+        if not self.versions or not set(self.versions) <= set(SUPPORTED_VERSIONS):
+            raise ValueError(f"versions must be among {SUPPORTED_VERSIONS}")
         self.echo_custom_payload = echo_custom_payload
         self.ssl_context = None
         if certfile:
@@ -228,7 +233,7 @@ class Connection:
             return False
         raw = first[0]
         version = raw & 0x7F
-        if raw & 0x80 or version not in SUPPORTED_VERSIONS:
+        if raw & 0x80 or version not in self.backend.versions:
             # Read the rest of the header, if it comes, to answer on the client's stream.
             rest_len = 8 if version >= 3 else 7
             stream = 0
@@ -238,9 +243,9 @@ class Connection:
             except (asyncio.TimeoutError, asyncio.IncompleteReadError):
                 pass
             self.backend.stats["rejected_versions"] += 1
-            reply_version = max(SUPPORTED_VERSIONS) if version > max(SUPPORTED_VERSIONS) else version
+            reply_version = max(self.backend.versions) if version > max(self.backend.versions) else version
             message = (f"Invalid or unsupported protocol version ({version}); supported versions "
-                       f"are ({', '.join(f'{v}/v{v}' for v in SUPPORTED_VERSIONS)})")
+                       f"are ({', '.join(f'{v}/v{v}' for v in self.backend.versions)})")
             body = wire.int32(PROTOCOL_ERROR) + wire.string(message)
             if reply_version >= 3:
                 frame = F.HEADER.pack(0x80 | reply_version, 0, stream, F.OP_ERROR, len(body)) + body
@@ -410,7 +415,7 @@ class Connection:
     def on_options(self, env):
         options = {"CQL_VERSION": [CQL_VERSION],
                    "COMPRESSION": F.available_compressions(),
-                   "PROTOCOL_VERSIONS": [f"{v}/v{v}" for v in SUPPORTED_VERSIONS]}
+                   "PROTOCOL_VERSIONS": [f"{v}/v{v}" for v in self.backend.versions]}
         self.send(0, env.stream, F.OP_SUPPORTED, wire.string_multimap(options))
 
     def on_startup(self, env):

@@ -85,6 +85,7 @@ public final class Reloader: @unchecked Sendable {
         }
         previous.plan.sharedConnections.carryOver(to: next.plan.sharedConnections,
                                                   sinkIndices: previous.sinkIndices(to: next), nextSinks: next.plan.sinks)
+        CQLBackendVersionProbe.probeSinks(of: next.plan, on: server.group)
         server.registry.install(next)
         server.switched(to: next, opened: opened, removed: diff.listenersToClose)
         ReloadMetrics.reloaded(to: next.number)

@@ -26,6 +26,9 @@ struct SinkPlan {
     /// Cassandra: prepared statements seen through this sink (for re-preparing), shared by every
     /// event loop.
     let preparedStatements = CQLPreparedRegistry()
+    /// Cassandra: whether the backend speaks protocol v5 (probed per generation; see
+    /// `CQLBackendVersionKnowledge`), which decides the versions clients may open with.
+    let cqlVersions = CQLBackendVersions()
 
     var address: String { "\(host):\(port)" }
 

@@ -44,6 +44,7 @@ public final class SluiceServer {
         self.sharedPorts = sharedPorts
         group = MultiThreadedEventLoopGroup(numberOfThreads: threads)
         registry = GenerationRegistry(first: first, group: group)
+        CQLBackendVersionProbe.probeSinks(of: first.plan, on: group)
         do {
             for key in first.sourceOrder {
                 listeners.append((key, try listen(key, source: first.sources[key]!, accepting: true)))

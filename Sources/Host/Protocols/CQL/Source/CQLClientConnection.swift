@@ -53,6 +53,37 @@ struct CQLClientConnection {
     private(set) var state: State = .awaitingStartup
     private(set) var wire: CQLClientWire
     let authentication: Authentication
+    /// Which versions a first frame may open with, beyond Sluice's own (`wire.supportedVersions`).
+    private var backendVersions: BackendVersions = .awaitingBackend
+
+    private enum BackendVersions {
+        /// Nothing said yet (see `backendVersionsKnown`).
+        case awaitingBackend
+        /// Only these of Sluice's versions: the sink's backend does not speak the others.
+        case limitedTo([CQLVersion])
+        /// Sluice's versions, or the first frame was read: nothing more to check.
+        case settled
+    }
+
+    /// Whether the caller should say, with `backendVersionsKnown`, which versions the sink's
+    /// backend speaks (once, before the first frame is read).
+    var awaitsBackendVersions: Bool {
+        if case .awaitingBackend = backendVersions { return true }
+        return false
+    }
+
+    /// The versions the sink's backend speaks (nil: unknown, or no cassandra sink: every version
+    /// Sluice speaks). A client whose first frame is in a version Sluice speaks but the backend
+    /// does not gets the PROTOCOL_ERROR drivers downgrade on, as for a version Sluice does not
+    /// speak, so it reconnects in a version that works end to end instead of being told READY and
+    /// then failing on every request.
+    mutating func backendVersionsKnown(_ versions: [CQLVersion]?) {
+        if let versions, !versions.isEmpty, versions != wire.supportedVersions {
+            backendVersions = .limitedTo(versions)
+        } else {
+            backendVersions = .settled
+        }
+    }
 
     init(maxFrameBytes: Int, authentication: Authentication, supportedVersions: [CQLVersion] = [.v4, .v5],
          allocator: ByteBufferAllocator = ByteBufferAllocator()) {
@@ -64,6 +95,18 @@ struct CQLClientConnection {
     /// segment are taken off it), or nil when more bytes are needed or the connection is closed.
     mutating func next(_ input: inout ByteBuffer) -> Step? {
         guard state != .closed else { return nil }
+        if case .limitedTo(let versions) = backendVersions {
+            guard let (first, _, stream) = input.getMultipleIntegers(at: input.readerIndex, as: (UInt8, UInt8, Int16).self)
+            else { return nil }
+            if let opening = CQLVersion(rawValue: first & 0x7F), wire.supportedVersions.contains(opening),
+               !versions.contains(opening) {
+                state = .closed
+                let refusal = CQLVersionNegotiation.unsupported(opening.rawValue, supported: versions, stream: stream)
+                return .close(CQLVersionNegotiation.rejection(of: opening.rawValue, supported: versions, stream: stream),
+                              violation: refusal)
+            }
+            backendVersions = .settled
+        }
         do {
             while let frame = try wire.nextRequest(&input) {
                 if let step = try handle(frame) { return step }

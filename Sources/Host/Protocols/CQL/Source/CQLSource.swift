@@ -9,6 +9,8 @@ struct CQLSource: SourceProtocol {
     struct Settings {
         let maxFrameBytes: Int
         let authentication: CQLClientConnection.Authentication
+        /// The source's chain, whose sink's backend decides the versions clients may open with.
+        var chainIndex: Int? = nil
     }
 
     static var protocolID: Int32 { Batch.cql }
@@ -21,10 +23,12 @@ struct CQLSource: SourceProtocol {
     private var pendingSignIn: String?
     /// The wire bytes of replies written since the last flush (see `write`).
     private var output = ByteBuffer()
+    private let chainIndex: Int?
 
     init(settings: Settings, metrics: SourceMetrics) {
         connection = CQLClientConnection(maxFrameBytes: settings.maxFrameBytes, authentication: settings.authentication)
         self.metrics = metrics
+        chainIndex = settings.chainIndex
     }
 
     /// CQL has no transactions that tie a client to its backend connection.
@@ -32,6 +36,7 @@ struct CQLSource: SourceProtocol {
 
     mutating func nextRequest(_ buffer: inout ByteBuffer, session: ChainSession?,
                               allocator: ByteBufferAllocator) -> SourceScan {
+        if connection.awaitsBackendVersions { limitVersionsToTheBackend(session) }
         guard let step = connection.next(&buffer) else { return .needMore }
         switch step {
         case .request(let frame):
@@ -52,6 +57,20 @@ struct CQLSource: SourceProtocol {
                 ? "\(violation.message) (max_frame_bytes; answered PROTOCOL_ERROR)" : nil
             return .close(reply: frame, protocolError: true, logDetail: detail)
         }
+    }
+
+    /// Before the client's first frame: the versions it may open with are those Sluice speaks
+    /// that its chain's cassandra sink's backend speaks too (`CQLBackendVersionKnowledge`; a probe
+    /// starts here when nothing is known). Once per connection, never per request.
+    private mutating func limitVersionsToTheBackend(_ session: ChainSession?) {
+        guard let session, let chainIndex, session.plan.chains.indices.contains(chainIndex),
+              case .sink(let index)? = session.plan.chains[chainIndex].steps.last,
+              session.plan.sinks.indices.contains(index), session.plan.sinks[index].protocolKind == .cql
+        else { return connection.backendVersionsKnown(nil) }
+        let sink = session.plan.sinks[index]
+        let (versions, probe) = sink.cqlVersions.clientVersions(supported: connection.wire.supportedVersions)
+        if probe { CQLBackendVersionProbe.run(sink, on: session.eventLoop) }
+        connection.backendVersionsKnown(versions)
     }
 
     mutating func sealBatch(_ batch: Batch) {}

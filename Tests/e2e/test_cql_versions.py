@@ -1,0 +1,105 @@
+"""Protocol versions end to end: a backend that speaks v4 only (the CQL test backend with
+`--versions 4`, as Cassandra 3.x; a test backend, not Cassandra) behind Sluice, which itself speaks
+v4 and v5. Sluice probes the sink's backend (a v5 STARTUP) when it starts, and a client that opens
+with v5 gets the PROTOCOL_ERROR drivers downgrade on, so the DataStax python driver settles on v4
+and works. Before the probe, Sluice answered the v5 STARTUP itself with READY and every request
+then failed with OVERLOADED (the backend refused v5 on the sink's connection).
+"""
+import socket
+import struct
+import time
+
+from cassandra.cluster import Cluster
+from cassandra.policies import RoundRobinPolicy
+
+from conftest import CQLRawConnection, cql_config, free_port
+
+REFUSED_V5 = "does not speak protocol v5"
+KEYSPACE = "CREATE KEYSPACE {} WITH replication = {{'class': 'SimpleStrategy', 'replication_factor': 1}}"
+
+
+def raw_v5_startup(port, stream=3):
+    """A v5 STARTUP (bare, as before the handshake) on a new connection: (version byte, stream,
+    opcode, body) of the first reply frame, and whether the connection was closed after it."""
+    body = struct.pack(">H", 1) + struct.pack(">H", 11) + b"CQL_VERSION" + struct.pack(">H", 5) + b"3.0.0"
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(struct.pack(">BBhBi", 5, 0, stream, 0x01, len(body)) + body)
+        header = s.recv(9, socket.MSG_WAITALL)
+        version, _, reply_stream, opcode, length = struct.unpack(">BBhBi", header)
+        payload = s.recv(length, socket.MSG_WAITALL) if length else b""
+        s.settimeout(2)
+        try:
+            closed = s.recv(1) == b""
+        except socket.timeout:
+            closed = False
+    return version, reply_stream, opcode, payload, closed
+
+
+def protocol_error_text(payload):
+    code, length = struct.unpack(">iH", payload[:6])
+    assert code == 0x000A, hex(code)  # PROTOCOL_ERROR
+    return payload[6:6 + length].decode()
+
+
+def test_the_driver_downgrades_to_v4_for_a_v4_only_backend(cql_backend_factory, sluice_factory):
+    backend = cql_backend_factory("--versions", "4")
+    proxy = sluice_factory(cql_config(backend.port))
+    proxy.wait_for_output(REFUSED_V5)  # the probe's answer (asserted below, after the behaviour)
+    # No version fixed: the driver opens with DSE v66 and v65 (refused by Sluice), then v5.
+    cluster = Cluster(["127.0.0.1"], port=proxy.port, load_balancing_policy=RoundRobinPolicy(),
+                      connect_timeout=5, control_connection_timeout=5)
+    try:
+        session = cluster.connect()
+        assert cluster.protocol_version == 4
+        session.execute(KEYSPACE.format("shop"))
+        session.execute("CREATE TABLE shop.items (id int PRIMARY KEY, name text)")
+        insert = session.prepare("INSERT INTO shop.items (id, name) VALUES (?, ?)")
+        for i in range(20):
+            session.execute(insert, (i, f"item{i}"))
+        rows = session.execute("SELECT id, name FROM shop.items WHERE id = 7")
+        assert [(r.id, r.name) for r in rows] == [(7, "item7")]
+    finally:
+        cluster.shutdown()
+    assert REFUSED_V5 in proxy.output()
+    assert proxy.alive()
+
+
+def test_a_v5_startup_gets_the_protocol_error_in_v4(cql_backend_factory, sluice_factory):
+    backend = cql_backend_factory("--versions", "4")
+    proxy = sluice_factory(cql_config(backend.port))
+    proxy.wait_for_output(REFUSED_V5)
+    version, stream, opcode, payload, closed = raw_v5_startup(proxy.port, stream=3)
+    assert (version, stream, opcode) == (0x84, 3, 0x00), (hex(version), stream, hex(opcode))
+    text = protocol_error_text(payload)
+    assert text.startswith("Invalid or unsupported protocol version (5)"), text
+    assert "4/v4" in text and "5/v5" not in text, text
+    assert closed
+    # v4 works on the same proxy.
+    with CQLRawConnection(proxy.port) as c:
+        c.startup()
+        assert c.query("SELECT release_version FROM system.local").parsed_rows
+    # A backend that speaks v5 is not refused: its clients keep v5.
+    both = cql_backend_factory()
+    other = sluice_factory(cql_config(both.port))
+    assert other.wait_for_output("listening")
+    time.sleep(0.3)  # the probe's answer (accepted: logged at debug only)
+    version, stream, opcode, _, closed = raw_v5_startup(other.port)
+    assert (version, opcode, closed) == (0x85, 0x02, False)  # READY in v5
+    assert proxy.alive() and other.alive()
+
+
+def test_a_backend_unreachable_at_start_up_is_probed_again(cql_backend_factory, sluice_factory):
+    port = free_port()
+    proxy = sluice_factory(cql_config(port))  # nothing listens there yet: the probe cannot tell
+    time.sleep(0.5)
+    # Unknown: nothing is refused (Sluice answers the STARTUP itself, as before).
+    version, _, opcode, _, _ = raw_v5_startup(proxy.port)
+    assert (version, opcode) == (0x85, 0x02)
+    backend = cql_backend_factory("--versions", "4", port=port)
+    time.sleep(1.1)  # past the retry interval after the failed probe
+    raw_v5_startup(proxy.port)  # this client's first frame starts a probe (it does not wait for it)
+    assert proxy.wait_for_output(REFUSED_V5), proxy.output()
+    version, stream, opcode, payload, closed = raw_v5_startup(proxy.port, stream=9)
+    assert (version, stream, opcode, closed) == (0x84, 9, 0x00, True)
+    assert "unsupported protocol version" in protocol_error_text(payload)
+    assert backend.proc.poll() is None and proxy.alive()
