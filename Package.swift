@@ -45,6 +45,7 @@ let package = Package(
         /// liblz4 and libsnappy (apt: liblz4-dev, libsnappy-dev): CQL frame and segment compression.
         .systemLibrary(name: "CLZ4", path: "Sources/CLZ4", providers: [.apt(["liblz4-dev"])]),
         .systemLibrary(name: "CSnappy", path: "Sources/CSnappy", providers: [.apt(["libsnappy-dev"])]),
+        .systemLibrary(name: "CZlib", path: "Sources/CZlib", providers: [.apt(["zlib1g-dev"])]),
         /// libffi (apt: libffi-dev): the host calls plugins' control functions by their declared signature.
         .systemLibrary(name: "CFFI", path: "Sources/CFFI", providers: [.apt(["libffi-dev"])]),
         /// The worker's crash record: a thread-local "running step" and the fatal-signal handler.
@@ -52,7 +53,7 @@ let package = Package(
         .target(
             name: "SluiceHost",
             dependencies: [
-                "PluginABI", "CYaml", "CLZ4", "CSnappy", "CFFI", "CrashRecord",
+                "PluginABI", "CYaml", "CLZ4", "CSnappy", "CZlib", "CFFI", "CrashRecord",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

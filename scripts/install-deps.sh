@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what building and testing Sluice needs, if it is missing: libyaml (the config parser),
-# liblz4 and libsnappy (CQL compression), libffi (calling plugins' control functions),
+# liblz4 and libsnappy (CQL compression), zlib (its crc32 for CQL v5 segments),
+# libffi (calling plugins' control functions),
 # redis-server and redis-tools (the real backends and clients of the tests), nutcracker (twemproxy)
 # and haproxy (the benchmark's peers), a C compiler and make (the C plugin), openssl (the TLS tests make
 # their certificates with it), and the Python clients: redis-py and pytest; for the CQL test backend
@@ -12,7 +13,7 @@ set -euo pipefail
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 
-packages=(libyaml-dev liblz4-dev libsnappy-dev libffi-dev redis-server redis-tools nutcracker haproxy gcc make python3-pip openssl)
+packages=(libyaml-dev liblz4-dev libsnappy-dev zlib1g-dev libffi-dev redis-server redis-tools nutcracker haproxy gcc make python3-pip openssl)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
