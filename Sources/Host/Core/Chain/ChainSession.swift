@@ -16,8 +16,10 @@ final class ChainSession {
     let clientAddress: UnsafeMutableBufferPointer<UInt8>
     /// The client's session as plugins read it (`get_property`).
     let facts: SessionFacts
-    /// Sinks whose unsolicited messages (pub/sub, RESP3 pushes) go to the client.
-    private var pushingSinks: Set<Int>
+    /// The sink the client's main chain ends at (nil when it ends at no sink): the one whose
+    /// unsolicited messages (pub/sub, RESP3 pushes, CQL events) go to the client, and whose
+    /// backend decides the CQL versions the client may open with.
+    private(set) var mainSink: Int?
     private var chains: [ChainInstance?]
     private var sinks: [SinkRoute?]
     private var closed = false
@@ -42,12 +44,12 @@ final class ChainSession {
         chains = Array(repeating: nil, count: plan.chains.count)
         sinks = Array(repeating: nil, count: plan.sinks.count)
         stateLog = plan.sinks.count > 1 ? ClientStateLog() : nil
-        pushingSinks = Self.pushingSinks(of: plan, mainChain: mainChain)
+        mainSink = Self.mainSink(of: plan, mainChain: mainChain)
     }
 
-    private static func pushingSinks(of plan: RuntimePlan, mainChain: Int) -> Set<Int> {
-        if case .sink(let s)? = plan.chains[mainChain].steps.last { return [s] }
-        return []
+    private static func mainSink(of plan: RuntimePlan, mainChain: Int) -> Int? {
+        if case .sink(let s)? = plan.chains[mainChain].steps.last { return s }
+        return nil
     }
 
     deinit {
@@ -70,7 +72,7 @@ final class ChainSession {
         switch sinkPlan.protocolKind {
         case .redis:
             route = .redis(RedisSinkRoute(plan: sinkPlan, sinkIndex: index, session: self,
-                                          deliversPushes: pushingSinks.contains(index)))
+                                          deliversPushes: index == mainSink))
         case .cql:
             route = .cql(CQLSinkRoute(plan: sinkPlan, sinkIndex: index, session: self))
         }
@@ -177,11 +179,11 @@ final class ChainSession {
         sinks = kept
         plan = next
         chains = Array(repeating: nil, count: next.chains.count)
-        pushingSinks = Self.pushingSinks(of: next, mainChain: mainChain)
-        if facts.cqlEvents != nil {
+        mainSink = Self.mainSink(of: next, mainChain: mainChain)
+        if facts.cqlEvents != nil, let index = mainSink, next.sinks[index].protocolKind == .cql {
             // A client waiting for CQL events may send nothing more: the route that delivers them
             // is made now (it follows the session's registration), not at its next request.
-            for index in pushingSinks where next.sinks[index].protocolKind == .cql { _ = sink(index) }
+            _ = sink(index)
         }
         return try chain(mainChain)
     }

@@ -11,8 +11,7 @@ final class CQLClientHandler: ClientSession<CQLSource>, ChannelInboundHandler, R
          maxFrameBytes: Int, maxClients: Int, authentication: CQLClientConnection.Authentication,
          limits: ClientLimits, requestBudget: RequestBufferBudget, usesTLS: Bool, metrics: SourceMetrics) {
         super.init(generation: generation, loopGeneration: loopGeneration, sourceKey: sourceKey, chainIndex: chainIndex,
-                   settings: CQLSource.Settings(maxFrameBytes: maxFrameBytes, authentication: authentication,
-                                                      chainIndex: chainIndex),
+                   settings: CQLSource.Settings(maxFrameBytes: maxFrameBytes, authentication: authentication),
                    maxClients: maxClients, limits: limits, requestBudget: requestBudget, usesTLS: usesTLS,
                    metrics: metrics)
         bindSlotOwner(self)

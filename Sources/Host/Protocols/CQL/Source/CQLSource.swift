@@ -9,8 +9,6 @@ struct CQLSource: SourceProtocol {
     struct Settings {
         let maxFrameBytes: Int
         let authentication: CQLClientConnection.Authentication
-        /// The source's chain, whose sink's backend decides the versions clients may open with.
-        var chainIndex: Int? = nil
     }
 
     static var protocolID: Int32 { Batch.cql }
@@ -23,12 +21,10 @@ struct CQLSource: SourceProtocol {
     private var pendingSignIn: String?
     /// The wire bytes of replies written since the last flush (see `write`).
     private var output = ByteBuffer()
-    private let chainIndex: Int?
 
     init(settings: Settings, metrics: SourceMetrics) {
         connection = CQLClientConnection(maxFrameBytes: settings.maxFrameBytes, authentication: settings.authentication)
         self.metrics = metrics
-        chainIndex = settings.chainIndex
     }
 
     /// CQL has no transactions that tie a client to its backend connection.
@@ -60,12 +56,10 @@ struct CQLSource: SourceProtocol {
     }
 
     /// Before the client's first frame: the versions it may open with are those Sluice speaks
-    /// that its chain's cassandra sink's backend speaks too (`CQLBackendVersionKnowledge`; a probe
-    /// starts here when nothing is known). Once per connection, never per request.
+    /// that the backend of its session's `mainSink` speaks too (`CQLBackendVersionKnowledge`; a
+    /// probe starts here when nothing is known). Once per connection, never per request.
     private mutating func limitVersionsToTheBackend(_ session: ChainSession?) {
-        guard let session, let chainIndex, session.plan.chains.indices.contains(chainIndex),
-              case .sink(let index)? = session.plan.chains[chainIndex].steps.last,
-              session.plan.sinks.indices.contains(index), session.plan.sinks[index].protocolKind == .cql
+        guard let session, let index = session.mainSink, session.plan.sinks[index].protocolKind == .cql
         else { return connection.backendVersionsKnown(nil) }
         let sink = session.plan.sinks[index]
         let (versions, probe) = sink.cqlVersions.clientVersions(supported: connection.wire.supportedVersions)
