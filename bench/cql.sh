@@ -223,8 +223,13 @@ for S in "$HIGH" "$LOW"; do
       key="cql-$c v$v $S"; rkey="redis-$c v- $S"
       [ -n "${med[$key,2]:-}" ] && [ -n "${med[$rkey,2]:-}" ] || continue
       awk -v c="$c" -v v="$v" -v a="${med[$key,2]}" -v b="${med[$rkey,2]}" -v r="${med[$key,1]}" -v d="${med["cql-direct v$v $S",1]:-0}" \
-        -v p1="${med["redis-pass-P1 v- $S",2]:-0}" \
-        'BEGIN { printf "target check v%s %-4s: sluice CPU per CQL request / per Redis request = %.2f (target <= 1.5; against redis-pass-P1: %.2f); throughput / direct = %.2f (target >= 0.6 at 64 in flight)\n", v, c, (b > 0 ? a / b : 0), (p1 > 0 ? a / p1 : 0), (d > 0 ? r / d : 0) }'
+        -v p1="${med["redis-pass-P1 v- $S",2]:-0}" -v srv="${med[$key,3]}" -v gen="${med[$key,4]}" -v cores="$(nproc)" -v threads="$THREADS" \
+        'BEGIN { printf "target check v%s %-4s: sluice CPU per CQL request / per Redis request = %.2f (target <= 1.5; against redis-pass-P1: %.2f); throughput / direct = %.2f (target >= 0.6 at 64 in flight)\n", v, c, (b > 0 ? a / b : 0), (p1 > 0 ? a / p1 : 0), (d > 0 ? r / d : 0)
+                 # What 0.6x direct would take: at that rate the backend and the generator (at their
+                 # CPU per request in this run) leave the rest of the cores to Sluice, whose
+                 # event loops can use at most THREADS of them.
+                 if (d > 0) { t = 0.6 * d; left = cores * 1e6 / t - srv - gen; cap = threads * 1e6 / t
+                   printf "               0.6x direct = %.0f req/s would need sluice <= %.2f us/request (now %.2f): the cores left after backend + generator %.2f, one event loop at most %.2f\n", t, (left < cap ? left : cap), a, left, cap } }'
     done
   done
   unset med
