@@ -295,6 +295,54 @@ def test_registered_events_reach_the_client_after_a_reload_that_changes_its_sink
     assert proxy.alive()
 
 
+@pytest.mark.parametrize("step", [
+    "tee: { target: shadow, on_mismatch: log }",  # the REGISTER goes to both sinks
+    "redirect: { target: shadow, tables: [ks.hot] }",  # the second route is made by a redirected query
+])
+def test_each_event_reaches_the_client_once_when_two_sinks_name_one_backend(cql_backend_factory, sluice_factory, step):
+    """Two sinks of the client's chain name the same backend (a tee or a redirect whose target is the
+    main sink's backend under another name): the session has two routes to it, each on the event
+    connection of its sink, and the backend sends each event on both. The client gets it once.
+    Before: every SCHEMA_CHANGE reached the client twice."""
+    from cassandra.protocol import ReadyMessage, RegisterMessage, ResultMessage
+    from conftest import CQLRawConnection, PLUGINS
+    backend = cql_backend_factory()
+    sink = "{{ cassandra: {{ address: 127.0.0.1:{}, connect_timeout_ms: 1000, reply_timeout_ms: 5000 }} }}".format(backend.port)
+    proxy = sluice_factory(f"""
+plugins:
+  directory: {PLUGINS}
+sinks:
+  cass: {sink}
+  shadow: {sink}
+chains:
+  cql_main: [ {{ {step} }}, {{ sink: cass }} ]
+sources:
+  - cassandra: {{ listen: 127.0.0.1:{{PORT}}, chain: cql_main }}
+""")
+    with CQLRawConnection(proxy.port) as client, CQLRawConnection(backend.port) as direct:
+        client.startup()
+        direct.startup()
+        direct.query(KEYSPACE.format("ks"))
+        direct.query("CREATE TABLE ks.hot (k int PRIMARY KEY, v text)")
+        assert isinstance(client.request(RegisterMessage(["SCHEMA_CHANGE"])), ReadyMessage)
+        # Both routes exist: the tee's got the REGISTER; redirect's is made by a query on ks.hot.
+        assert isinstance(client.query("SELECT k FROM ks.hot"), ResultMessage)
+        time.sleep(0.3)  # a route made by the query registers on its event connection by itself
+        direct.query(KEYSPACE.format("once"))
+        direct.query(KEYSPACE.format("marker"))
+        seen = []
+        while True:
+            event = next_event(client)
+            assert event is not None, f"no event for keyspace 'marker' (got {seen})"
+            seen.append(event.event_args.get("keyspace"))
+            if seen[-1] == "marker":
+                break
+        while (late := next_event(client, timeout=1)) is not None:  # duplicates come late too
+            seen.append(late.event_args.get("keyspace"))
+        assert seen.count("once") == 1 and seen.count("marker") == 1, seen
+    assert proxy.alive()
+
+
 # --- the session's user on a passed-through sign-in -------------------------------------------------
 
 @pytest.mark.parametrize("auth,credentials,user", [

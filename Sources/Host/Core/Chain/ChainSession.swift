@@ -86,6 +86,21 @@ final class ChainSession {
         for case .cql(let route)? in sinks { route.followEvents() }
     }
 
+    /// Of the session's CQL routes to the backend at `address` that receive its events of `type`,
+    /// the one that passes them to the client: the main chain's sink's route when it is one of
+    /// them, else the first by sink index. Two sinks naming one backend each have an event
+    /// connection there, and the backend sends every event on both; the client must get it once.
+    func cqlEventRoute(to address: String, type: String) -> CQLSinkRoute? {
+        if let mainSink, case .cql(let route)? = sinks[mainSink], route.backendAddress == address,
+           route.receivesEvents(of: type) {
+            return route
+        }
+        for case .cql(let route)? in sinks where route.backendAddress == address && route.receivesEvents(of: type) {
+            return route
+        }
+        return nil
+    }
+
     /// Runs a batch the client sent through its chain; the session facts follow the replies of the
     /// session commands in it (HELLO, SELECT, AUTH, CLIENT SETNAME, RESET).
     func runFromClient(_ batch: Batch, on chain: ChainInstance, receiver: ResponseReceiver) {

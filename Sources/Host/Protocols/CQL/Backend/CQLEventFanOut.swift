@@ -50,6 +50,11 @@ final class CQLEventFanOut {
 
     var subscriberCount: Int { subscribers.count }
 
+    /// Whether `route` receives the events of `type` from here.
+    func delivers(_ type: String, to route: CQLSinkRoute) -> Bool {
+        subscribers[ObjectIdentifier(route)]?.types.contains(type) ?? false
+    }
+
     /// The event types some client registered for.
     var registeredTypes: Set<String> {
         subscribers.values.reduce(into: Set<String>()) { if $1.route != nil { $0.formUnion($1.types) } }
@@ -112,7 +117,7 @@ final class CQLEventFanOut {
                 subscribers[key] = nil
                 continue
             }
-            if subscriber.types.contains(type) { route.deliverEvent(frame) }
+            if subscriber.types.contains(type) { route.deliverEvent(frame, type: type) }
         }
     }
 

@@ -333,10 +333,22 @@ final class CQLSinkRoute: BackendRoute {
         events = fanOut
     }
 
-    /// An EVENT of a type this client registered for (stream -1, the client's version).
-    func deliverEvent(_ frame: ByteBuffer) {
-        guard !closed else { return }
+    /// An EVENT of a type this client registered for (stream -1, the client's version). When
+    /// another route of the session reaches the same backend (two sinks naming one address: a tee's
+    /// or redirect's target), the backend sends each event on both event connections: only one of
+    /// the routes passes it on (`ChainSession.cqlEventRoute`), so the client gets it once.
+    func deliverEvent(_ frame: ByteBuffer, type: String) {
+        guard !closed, session.cqlEventRoute(to: plan.address, type: type) === self else { return }
         session.deliverPush(frame)
+    }
+
+    /// The backend this route reaches ("host:port", as its sink names it).
+    var backendAddress: String { plan.address }
+
+    /// Whether this route receives the backend's events of `type` (it follows the session's registration).
+    func receivesEvents(of type: String) -> Bool {
+        guard !closed, let events else { return false }
+        return events.delivers(type, to: self)
     }
 }
 
