@@ -356,6 +356,87 @@ final class CQLSinkBackendTests: XCTestCase {
         XCTAssertEqual(runtime.sharedConnections.cqlConnectionCount, SharedSinkConnections.cqlConnectionsPerKey)
     }
 
+    /// Extra connections of a key close once idle (`cqlIdleChecksBeforeClose` idle checks in a row,
+    /// `cqlExtraConnectionIdleTime`), never the key's first, never one with requests in flight; and
+    /// requests go back to the first once it has stream ids free (a route does not keep an extra
+    /// one). The checks are run here directly rather than waited for; the stream ids are taken as
+    /// in the test above. Before: extra connections stayed open for good, and a route kept sending
+    /// on the extra connection it was moved to.
+    func testIdleExtraConnectionsCloseButNeverTheFirstNorABusyOne() throws {
+        let (port, _) = try startBackend()
+        let runtime = runtime(sinkPlan(port: port))
+        let table = runtime.sharedConnections
+        let s = try session(runtime)
+        final class Ignore: ResponseReceiver { func receive(_ outcome: ChainOutcome) {} }
+        let ignore = Ignore()
+        /// Takes every stream id of the key's first connection that has one free; returns it.
+        func fillNext() throws -> CQLSinkConnection {
+            try s.eventLoop.submit {
+                let connection = table.cqlConnection(sink: 0, plan: runtime.sinks[0], on: s.eventLoop, version: .v5, keyspace: nil)
+                let frame = CQLFrameBuilder.query(version: .v5, stream: 1, query: "SELECT 1")
+                while connection.pairing.count < CQLStreamIDs.capacity {
+                    let batch = Batch(kind: Batch.requests, protocolID: Batch.cql, messages: [frame])
+                    connection.pairing.add(connection.pairing.entry(for: batch, receiver: ignore, route: nil, sentAtCheck: nil))
+                }
+                return connection
+            }.wait()
+        }
+        func check(_ times: Int) throws {
+            try s.eventLoop.submit { for _ in 0..<times { table.checkIdleCQLConnections(on: s.eventLoop) } }.wait()
+        }
+        func free(_ connection: CQLSinkConnection) throws {
+            try s.eventLoop.submit { connection.pairing.settleAll(on: s.eventLoop) { _ in .failed("freed by the test") } }.wait()
+        }
+        let checks = SharedSinkConnections.cqlIdleChecksBeforeClose
+        XCTAssertEqual(checks, 4, "60 s idle, checked every 20 s")
+
+        XCTAssertEqual(try query("SELECT key FROM system.local", s).resultKind, .rows)
+        try check(checks + 1)
+        XCTAssertEqual(table.cqlConnectionCount, 1, "the key's first connection is never closed for being idle")
+
+        var first = try fillNext()
+        XCTAssertEqual(try query("SELECT key FROM system.local", s, stream: 2).resultKind, .rows)
+        XCTAssertEqual(table.cqlConnectionCount, 2)
+        let extra = try s.eventLoop.submit {
+            table.cqlConnection(sink: 0, plan: runtime.sinks[0], on: s.eventLoop, version: .v5, keyspace: nil)
+        }.wait()
+        XCTAssertFalse(extra === first)
+        // The first has ids free again: the route's next request goes there, not to the second.
+        try free(first)
+        let reply = s.eventLoop.makePromise(of: ByteBuffer.self)
+        let inFlight = try s.eventLoop.submit { () -> (Int, Int) in
+            s.sink(0).send(Batch(kind: Batch.requests, protocolID: Batch.cql,
+                                 messages: [CQLFrameBuilder.query(version: .v5, stream: 4, query: "SELECT key FROM system.local")]),
+                           receiver: Collect(reply))
+            return (first.pairing.count, extra.pairing.count)
+        }.wait()
+        _ = try reply.futureResult.wait(timeout: .seconds(10))
+        XCTAssertEqual(inFlight.0, 1, "the request went on the key's first connection, not the extra one")
+        XCTAssertEqual(inFlight.1, 0)
+
+        first = try fillNext()
+        let second = try fillNext()
+        XCTAssertFalse(first === second)
+        XCTAssertEqual(try query("SELECT key FROM system.local", s, stream: 3).resultKind, .rows)
+        XCTAssertEqual(table.cqlConnectionCount, 3)
+        try check(1)  // it was given a request since the last check: not idle yet
+        try check(checks - 1)
+        XCTAssertEqual(table.cqlConnectionCount, 3, "idle at \(checks - 1) checks only")
+        try check(1)
+        XCTAssertEqual(table.cqlConnectionCount, 2, "the idle third closed; the full second stays")
+        try check(checks * 2)
+        XCTAssertEqual(table.cqlConnectionCount, 2, "a connection with requests in flight is never closed")
+
+        try free(second)
+        try check(checks)
+        XCTAssertEqual(table.cqlConnectionCount, 1, "the second closed once idle")
+        XCTAssertTrue(try s.eventLoop.submit { second.isClosed }.wait())
+        XCTAssertFalse(try s.eventLoop.submit { first.isClosed }.wait())
+        try free(first)
+        XCTAssertEqual(try query("SELECT key FROM system.local", s, stream: 5).resultKind, .rows)
+        XCTAssertEqual(table.cqlConnectionCount, 1)
+    }
+
     /// No backend listening: requests get OVERLOADED on their own streams at once, and the sink
     /// backs off (the second request fails without a connect).
     func testDeadBackendAnswersOverloaded() throws {

@@ -49,7 +49,33 @@ final class SharedSinkConnections: @unchecked Sendable {
     /// OVERLOADED.
     static let cqlConnectionsPerKey = 4
 
-    private var cqlConnections: [CQLKey: (connection: CQLSinkConnection, loop: EventLoop)] = [:]
+    /// How long an extra connection of a key (one opened because those before it had every stream
+    /// id in flight) may go without a request before it is closed: a burst's connections do not
+    /// stay open for good once the load fell. The key's first connection is never closed for being
+    /// idle, nor one with a request in flight (or an id the reply timeout keeps reserved).
+    static let cqlExtraConnectionIdleTime = TimeAmount.seconds(60)
+    /// How often the extra connections of an event loop are checked (while it has any): one idle at
+    /// `cqlIdleChecksBeforeClose` checks in a row (nothing in flight at each, and no request given
+    /// to it between them) is closed, so between `cqlExtraConnectionIdleTime` and that plus one
+    /// period after its last request ended.
+    static let cqlIdleCheckPeriod = TimeAmount.seconds(20)
+    static var cqlIdleChecksBeforeClose: Int {
+        Int(cqlExtraConnectionIdleTime.nanoseconds / cqlIdleCheckPeriod.nanoseconds) + 1
+    }
+
+    /// A Cassandra connection of the table, and for an extra one (lane 1 or more) whether it is idle.
+    private struct CQLEntry {
+        let connection: CQLSinkConnection
+        let loop: EventLoop
+        /// A request was given to it since the last idle check.
+        var picked = false
+        /// The idle checks in a row that found it idle.
+        var idleChecks = 0
+    }
+
+    private var cqlConnections: [CQLKey: CQLEntry] = [:]
+    /// The event loops whose extra connections are being checked for idleness.
+    private var checkingIdle: Set<ObjectIdentifier> = []
     /// The EVENT fan-out of each event connection (same key).
     private var cqlEvents: [CQLKey: CQLEventFanOut] = [:]
 
@@ -58,15 +84,74 @@ final class SharedSinkConnections: @unchecked Sendable {
     /// (up to `cqlConnectionsPerKey`) when all have every id in flight. Call on that event loop.
     func cqlConnection(sink index: Int, plan: SinkPlan, on eventLoop: EventLoop, version: CQLVersion,
                        keyspace: String?, identity: CQLIdentity? = nil) -> CQLSinkConnection {
+        cqlConnectionForRequest(sink: index, plan: plan, on: eventLoop, version: version, keyspace: keyspace,
+                                identity: identity).connection
+    }
+
+    /// `cqlConnection`, and whether it is an extra connection of its key (the first had every
+    /// stream id in flight): a route does not keep one of those for its next requests, which look
+    /// again, so they go back to the first connection once it has ids free and the extra one can
+    /// close when idle (`cqlExtraConnectionIdleTime`). Call on that event loop.
+    func cqlConnectionForRequest(sink index: Int, plan: SinkPlan, on eventLoop: EventLoop, version: CQLVersion,
+                                 keyspace: String?, identity: CQLIdentity? = nil) -> (connection: CQLSinkConnection, extra: Bool) {
         let key = CQLKey(eventLoop: ObjectIdentifier(eventLoop), sink: index, version: version, keyspace: keyspace,
                          events: false, identity: identity)
         let first = cqlConnection(key, plan: plan, on: eventLoop)
-        guard !first.pairing.hasFreeStreamID else { return first }
+        guard !first.pairing.hasFreeStreamID else { return (first, false) }
         for lane in 1..<Self.cqlConnectionsPerKey {
             let other = cqlConnection(key.inLane(lane), plan: plan, on: eventLoop)
-            if other.pairing.hasFreeStreamID { return other }
+            if other.pairing.hasFreeStreamID {
+                lock.withLock { cqlConnections[key.inLane(lane)]?.picked = true }
+                return (other, true)
+            }
         }
-        return first  // every one is full: the request gets OVERLOADED
+        return (first, false)  // every one is full: the request gets OVERLOADED
+    }
+
+    // MARK: closing idle extra connections
+
+    /// Checks the extra connections on `loop` once (`cqlIdleCheckPeriod`) and closes those idle at
+    /// `cqlIdleChecksBeforeClose` checks in a row. Returns whether extra connections remain on
+    /// `loop` (else the checks stop until another opens). Call on that event loop.
+    @discardableResult
+    func checkIdleCQLConnections(on loop: EventLoop) -> Bool {
+        let id = ObjectIdentifier(loop)
+        let (closing, remaining) = lock.withLock { () -> ([CQLSinkConnection], Bool) in
+            var closing: [CQLSinkConnection] = []
+            var remaining = false
+            for (key, entry) in cqlConnections where key.eventLoop == id && key.lane > 0 {
+                var entry = entry
+                let pairing = entry.connection.pairing
+                let idle = !entry.picked && pairing.count == 0 && pairing.overdue == 0
+                entry.idleChecks = idle ? entry.idleChecks + 1 : 0
+                entry.picked = false
+                if entry.idleChecks >= Self.cqlIdleChecksBeforeClose || entry.connection.isClosed {
+                    cqlConnections[key] = nil
+                    closing.append(entry.connection)
+                } else {
+                    cqlConnections[key] = entry
+                    remaining = true
+                }
+            }
+            if !remaining { checkingIdle.remove(id) }
+            return (closing, remaining)
+        }
+        for connection in closing where !connection.isClosed {
+            HostLog.sinks.info("sink '\(connection.plan.name)' (\(connection.plan.address)): closing an extra connection, idle for \(Self.cqlExtraConnectionIdleTime.nanoseconds / 1_000_000_000) s")
+            connection.close()
+        }
+        return remaining
+    }
+
+    /// Starts checking the extra connections on `loop` for idleness, unless that runs already.
+    private func checkIdleCQLConnectionsPeriodically(on loop: EventLoop) {
+        guard lock.withLock({ checkingIdle.insert(ObjectIdentifier(loop)).inserted }) else { return }
+        loop.scheduleRepeatedTask(initialDelay: Self.cqlIdleCheckPeriod, delay: Self.cqlIdleCheckPeriod) { [weak self] task in
+            guard let self, checkIdleCQLConnections(on: loop) else {
+                task.cancel()
+                return
+            }
+        }
     }
 
     /// The event connection to Cassandra sink `index` for `eventLoop` and `version`, and where its
@@ -122,10 +207,13 @@ final class SharedSinkConnections: @unchecked Sendable {
             if let existing = cqlConnections[key] { return (existing.connection, false) }
             let created = CQLSinkConnection(plan: plan, sharedOn: eventLoop, version: key.version, keyspace: key.keyspace,
                                             identity: key.identity?.credentials)
-            cqlConnections[key] = (created, eventLoop)
+            cqlConnections[key] = CQLEntry(connection: created, loop: eventLoop)
             return (created, true)
         }
-        if created { installHooks(on: connection, key: key, plan: plan, loop: eventLoop) }
+        if created {
+            installHooks(on: connection, key: key, plan: plan, loop: eventLoop)
+            if key.lane > 0 { checkIdleCQLConnectionsPeriodically(on: eventLoop) }
+        }
         return connection
     }
 
@@ -180,10 +268,11 @@ final class SharedSinkConnections: @unchecked Sendable {
                 next.loops[key] = loop
             }
             for (key, connection, loop, events) in keptCQL where next.cqlConnections[key] == nil {
-                next.cqlConnections[key] = (connection, loop)
+                next.cqlConnections[key] = CQLEntry(connection: connection, loop: loop)
                 if let events { next.cqlEvents[key] = events }
             }
         }
+        for (key, _, loop, _) in keptCQL where key.lane > 0 { next.checkIdleCQLConnectionsPeriodically(on: loop) }
         var absorbed = Set<ObjectIdentifier>()
         for (key, connection, loop, _) in keptCQL where nextSinks.indices.contains(key.sink) {
             let plan = nextSinks[key.sink]

@@ -154,12 +154,15 @@ final class CQLSinkRoute: BackendRoute {
 
     /// The shared connection for the client's version and keyspace; looked up again when the one
     /// last used was closed (another client's refused USE discarded it, or it was retired) or has
-    /// every stream id in flight (the lookup then finds or opens another of the key's).
+    /// every stream id in flight (the lookup then finds or opens another of the key's). An extra
+    /// connection of the key is not kept: the next request looks again, so requests go back to the
+    /// key's first connection once it has ids free, and the extra one closes when idle.
     @inline(__always)
     private func connection(version: CQLVersion) -> CQLSinkConnection {
         if let current, currentVersion == version, !current.isClosed, current.pairing.hasFreeStreamID { return current }
-        let found = connection(version: version, keyspace: keyspace)
-        current = found
+        let (found, extra) = session.plan.sharedConnections.cqlConnectionForRequest(
+            sink: sinkIndex, plan: plan, on: session.eventLoop, version: version, keyspace: keyspace, identity: identity)
+        current = extra ? nil : found
         currentVersion = version
         return found
     }
@@ -240,7 +243,7 @@ final class CQLSinkRoute: BackendRoute {
     fileprivate func used(_ keyspace: String, version: CQLVersion, connection: CQLSinkConnection) {
         guard !closed else { return }
         self.keyspace = keyspace
-        current = connection
+        current = nil  // the next request finds the key's connection (not an extra one the USE went on)
         currentVersion = version
     }
 
