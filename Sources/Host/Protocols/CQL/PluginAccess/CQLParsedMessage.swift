@@ -10,23 +10,46 @@ import PluginABI
 final class CQLParsedMessage {
     let bytes: ByteBuffer
     let header: CQLFrameHeader?
-    /// The message; nil when the frame does not read (a batch holds only frames that read, unless a
-    /// source handed over one it did not check).
-    let message: CQLMessage?
+    /// A QUERY's parts found in place (`CQLQueryLayout`), so that its text, values and keyspace
+    /// need no decode; nil for any other message (and for a QUERY whose body does not read).
+    private let query: CQLQueryLayout?
+    private let isResponse: Bool
+    private var decoded: CQLMessage??
     private var statements = CQLLazySlots<CQLStatementInfo>()
     private var rowsInfo: CQLRowsInfo??
 
     init(_ bytes: ByteBuffer, isResponse: Bool) {
         self.bytes = bytes
+        self.isResponse = isResponse
         let scanner = CQLFrameScanner(direction: isResponse ? .responses : .requests, maxFrameBytes: Int.max,
                                       supportedVersions: [.v3, .v4, .v5])
         guard let header = try? scanner.scan(bytes), header.frameLength == bytes.readableBytes else {
             header = nil
-            message = nil
+            query = nil
+            decoded = .some(nil)
             return
         }
         self.header = header
-        message = try? CQLMessage(frame: CQLFrame(header: header, bytes: bytes), compression: nil, maxBodyBytes: Int.max)
+        if header.opcodeByte == CQLOpcode.query.rawValue {
+            query = bytes.withUnsafeReadableBytes { CQLQueryLayout(frame: $0, version: header.version, flags: header.flags) }
+            // A QUERY without a layout does not read (the codec checks the same), unless it is compressed.
+            if query == nil, !header.flags.contains(.compression) { decoded = .some(nil) }
+        } else {
+            query = nil
+        }
+    }
+
+    /// The message, decoded on first use (a QUERY's accessors never need it); nil when the frame
+    /// does not read (a batch holds only frames that read, unless a source handed over one it did
+    /// not check).
+    var message: CQLMessage? {
+        if let decoded { return decoded }
+        var made: CQLMessage?
+        if let header {
+            made = try? CQLMessage(frame: CQLFrame(header: header, bytes: bytes), compression: nil, maxBodyBytes: Int.max)
+        }
+        decoded = .some(made)
+        return made
     }
 
     /// Whether `bytes` is exactly one well-formed, uncompressed frame of the direction, with an
@@ -43,6 +66,7 @@ final class CQLParsedMessage {
 
     /// How many statements a request holds (QUERY, PREPARE, EXECUTE: 1; BATCH: its children).
     var statementCount: Int {
+        if query != nil { return 1 }
         switch message {
         case .query?, .prepare?, .execute?: return 1
         case .batch(let batch)?: return batch.childCount
@@ -55,6 +79,11 @@ final class CQLParsedMessage {
         guard index >= 0, index < statementCount else { return nil }
         if let known = statements[index] { return known }
         let made: CQLStatementInfo
+        if let query {
+            made = statement(of: query)
+            statements[index] = made
+            return made
+        }
         switch message {
         case .query(let query)?:
             made = CQLStatementInfo(text: query.query, values: query.parameters.values,
@@ -82,6 +111,19 @@ final class CQLParsedMessage {
         }
         statements[index] = made
         return made
+    }
+
+    /// The statement of a QUERY read in place: slices of the frame, no decode.
+    private func statement(of query: CQLQueryLayout) -> CQLStatementInfo {
+        let start = bytes.readerIndex
+        let text = bytes.getSlice(at: start + query.text.lowerBound, length: query.text.count)!
+        let values = query.valueCount == 0 ? CQLBoundValues(count: 0, named: query.named, bytes: ByteBuffer())
+            : CQLBoundValues(count: query.valueCount, named: query.named,
+                             bytes: bytes.getSlice(at: start + query.values.lowerBound, length: query.values.count)!)
+        let keyspace = query.keyspace.map { range in
+            bytes.withUnsafeReadableBytes { String(decoding: UnsafeRawBufferPointer(rebasing: $0[range]), as: UTF8.self) }
+        }
+        return CQLStatementInfo(text: text, values: values, requestKeyspace: keyspace, prepared: nil)
     }
 
     // MARK: rows
