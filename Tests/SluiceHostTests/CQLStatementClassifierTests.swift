@@ -62,4 +62,21 @@ final class CQLStatementClassifierTests: XCTestCase {
         check("SELECTé * FROM t", .other, nil, nil)
         XCTAssertEqual(CQLStatement.classify("SELECT * FROM other.t").keyspace(orConnection: "current"), "other")
     }
+
+    /// Edges of the lexer's byte loops: literals and comments that end at the text's last byte or
+    /// run past it, doubled quotes, $$ bodies, and ASCII symbols next to letters (@[`{ are not words).
+    func testLexerEdges() {
+        check("", .other, nil, nil)
+        check("SELECT 'it''s FROM x.y', $$FROM a.b$$ FROM ks.t --", .select, "ks", "t")
+        check("SELECT $$ FROM a.b", .select, nil, nil)
+        check("SELECT v FROM ks.t/**/", .select, "ks", "t")
+        check("SELECT v FROM/* x */ks/**/./**/t", .select, "ks", "t")
+        check("SELECT m['FROM'], @x, `y`, {z} FROM Ks_1.T_2", .select, "ks_1", "t_2")
+        check("SELECT * FROM \"\"\"q\"", .select, nil, "\"q")
+        check("SELECT \"FROM\" FROM \"Ks\".\"T\"", .select, "Ks", "T")
+        check("SELECT x FROM ks.", .select, nil, "ks")
+        check("USE", .use, nil, nil)
+        check("INSERT", .insert, nil, nil)
+        check("INSERT INTO @", .insert, nil, nil)
+    }
 }

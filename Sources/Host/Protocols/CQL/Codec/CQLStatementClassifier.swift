@@ -176,63 +176,86 @@ struct CQLLexer {
     }
 
     private let bytes: UnsafeRawBufferPointer
+    /// The text's first byte and length, read directly: `position` never passes `count`, so the
+    /// loops below compare indexes instead of unwrapping an optional byte per step.
+    private let base: UnsafePointer<UInt8>
+    private let count: Int
     private var position = 0
 
-    init(_ bytes: UnsafeRawBufferPointer) { self.bytes = bytes }
+    init(_ bytes: UnsafeRawBufferPointer) {
+        self.bytes = bytes
+        count = bytes.count
+        // An empty text may have no address; any valid pointer serves, as nothing is read from it.
+        base = bytes.baseAddress.map { $0.assumingMemoryBound(to: UInt8.self) } ?? CQLLexer.emptyText
+    }
 
-    private func byte(_ offset: Int = 0) -> UInt8? {
-        position + offset < bytes.count ? bytes[position + offset] : nil
+    private static let emptyText: UnsafePointer<UInt8> = {
+        let one = UnsafeMutablePointer<UInt8>.allocate(capacity: 1)
+        one.initialize(to: 0)
+        return UnsafePointer(one)
+    }()
+
+    /// Whether the two bytes at `position` are `first` and `second`.
+    @inline(__always)
+    private func pair(_ first: UInt8, _ second: UInt8) -> Bool {
+        count &- position >= 2 && base[position] == first && base[position &+ 1] == second
     }
 
     private mutating func skipSpaceAndComments() {
-        while let c = byte() {
+        while position < count {
+            let c = base[position]
             if c == 0x20 || c == 0x09 || c == 0x0A || c == 0x0D {
-                position += 1
-            } else if (c == UInt8(ascii: "-") && byte(1) == UInt8(ascii: "-")) || (c == UInt8(ascii: "/") && byte(1) == UInt8(ascii: "/")) {
-                while let d = byte(), d != 0x0A { position += 1 }
-            } else if c == UInt8(ascii: "/") && byte(1) == UInt8(ascii: "*") {
-                position += 2
-                while byte() != nil, !(byte() == UInt8(ascii: "*") && byte(1) == UInt8(ascii: "/")) { position += 1 }
-                position = min(position + 2, bytes.count)
+                position &+= 1
+            } else if pair(UInt8(ascii: "-"), UInt8(ascii: "-")) || pair(UInt8(ascii: "/"), UInt8(ascii: "/")) {
+                while position < count, base[position] != 0x0A { position &+= 1 }
+            } else if pair(UInt8(ascii: "/"), UInt8(ascii: "*")) {
+                position &+= 2
+                while position < count, !pair(UInt8(ascii: "*"), UInt8(ascii: "/")) { position &+= 1 }
+                position = min(position &+ 2, count)
             } else {
                 return
             }
         }
     }
 
+    @inline(__always)
     private static func isWordByte(_ c: UInt8) -> Bool {
-        (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5A) || (c >= 0x61 && c <= 0x7A) || c == UInt8(ascii: "_") || c >= 0x80
+        // c | 0x20 is in a...z exactly when c is an ASCII letter of either case.
+        (c &- 0x30 < 10) || ((c | 0x20) &- 0x61 < 26) || c == UInt8(ascii: "_") || c >= 0x80
     }
 
     mutating func next() -> Token? {
         skipSpaceAndComments()
-        guard let c = byte() else { return nil }
-        if c == UInt8(ascii: "\"") || c == UInt8(ascii: "'") {
-            position += 1
+        guard position < count else { return nil }
+        let c = base[position]
+        if Self.isWordByte(c) {
             let start = position
-            var end = bytes.count  // unterminated: the rest of the text
-            while let d = byte() {
-                position += 1
+            position &+= 1
+            while position < count, Self.isWordByte(base[position]) { position &+= 1 }
+            return .word(start..<position)
+        }
+        if c == UInt8(ascii: "\"") || c == UInt8(ascii: "'") {
+            position &+= 1
+            let start = position
+            var end = count  // unterminated: the rest of the text
+            while position < count {
+                let d = base[position]
+                position &+= 1
                 if d == c {
-                    if byte() == c { position += 1; continue }
-                    end = position - 1
+                    if position < count, base[position] == c { position &+= 1; continue }
+                    end = position &- 1
                     break
                 }
             }
             return c == UInt8(ascii: "'") ? .literal : .quoted(start..<end)
         }
-        if c == UInt8(ascii: "$"), byte(1) == UInt8(ascii: "$") {
-            position += 2
-            while byte() != nil, !(byte() == UInt8(ascii: "$") && byte(1) == UInt8(ascii: "$")) { position += 1 }
-            position = min(position + 2, bytes.count)
+        if pair(UInt8(ascii: "$"), UInt8(ascii: "$")) {
+            position &+= 2
+            while position < count, !pair(UInt8(ascii: "$"), UInt8(ascii: "$")) { position &+= 1 }
+            position = min(position &+ 2, count)
             return .literal
         }
-        if Self.isWordByte(c) {
-            let start = position
-            while let d = byte(), Self.isWordByte(d) { position += 1 }
-            return .word(start..<position)
-        }
-        position += 1
+        position &+= 1
         return .symbol(c)
     }
 
@@ -240,24 +263,29 @@ struct CQLLexer {
     /// beyond ASCII is lower-cased as Unicode text first, as CQL's own lower-casing would.
     func isKeyword(_ token: Token, _ keyword: StaticString) -> Bool {
         guard case .word(let range) = token else { return false }
-        let word = UnsafeRawBufferPointer(rebasing: bytes[range])
-        let expected = UnsafeRawBufferPointer(start: keyword.utf8Start, count: keyword.utf8CodeUnitCount)
-        if word.count == expected.count {
-            for i in 0..<word.count {
-                let c = word[i]
-                if c >= 0x80 { return Self.lowercasedEquals(word, expected) }
+        let expected = keyword.utf8Start
+        let length = keyword.utf8CodeUnitCount
+        if range.count == length {
+            var i = 0
+            while i < length {
+                let c = base[range.lowerBound &+ i]
+                if c >= 0x80 { return Self.lowercasedEquals(UnsafeRawBufferPointer(rebasing: bytes[range]), keyword) }
                 // The bytes so far are ASCII, which lower-casing keeps in place: a difference is final.
-                if (c >= 0x41 && c <= 0x5A ? c | 0x20 : c) != expected[i] { return false }
+                if (c &- 0x41 < 26 ? c | 0x20 : c) != expected[i] { return false }
+                i &+= 1
             }
             return true
         }
         // Of another length: equal only if lower-casing a byte beyond ASCII changes the length.
-        for c in word where c >= 0x80 { return Self.lowercasedEquals(word, expected) }
+        for i in range where base[i] >= 0x80 {
+            return Self.lowercasedEquals(UnsafeRawBufferPointer(rebasing: bytes[range]), keyword)
+        }
         return false
     }
 
-    private static func lowercasedEquals(_ word: UnsafeRawBufferPointer, _ expected: UnsafeRawBufferPointer) -> Bool {
-        String(decoding: word, as: UTF8.self).lowercased().utf8.elementsEqual(expected)
+    private static func lowercasedEquals(_ word: UnsafeRawBufferPointer, _ keyword: StaticString) -> Bool {
+        let expected = UnsafeRawBufferPointer(start: keyword.utf8Start, count: keyword.utf8CodeUnitCount)
+        return String(decoding: word, as: UTF8.self).lowercased().utf8.elementsEqual(expected)
     }
 
     /// Consumes `word` if it is next; false (consuming nothing) otherwise.
