@@ -40,7 +40,40 @@ static const sluice_host_api *host;
 typedef struct command_list {
   size_t count;
   char (*commands)[MAX_COMMAND_LEN + 1];
+  /* CQL: the statement kinds (bit per SLUICE_CQL_STATEMENT_*) whose first word is listed
+   * (command_list_word_kinds); set wherever a list is made. */
+  uint32_t word_kinds;
 } command_list;
+
+/* The statement kind a CQL statement whose first word is `word` has, as cql_statement classifies
+ * it, when that word fixes it; SLUICE_CQL_STATEMENT_OTHER for any other word. Conversely every kind
+ * but OTHER fixes the first word: a SELECT starts with select, a BATCH with begin or apply, a DDL
+ * with create, alter or drop (the host lower-cases a word beyond ASCII as Unicode, which turns no
+ * such byte into one of these letters), so a statement of such a kind can only match a listed word
+ * of its own kind. An OTHER statement may start with any word (even "select" followed by a byte
+ * beyond ASCII, which the host reads as one word and first_word cuts), so its text is always read. */
+static int32_t word_statement_kind(const char *word) {
+  static const struct {
+    const char *word;
+    int32_t kind;
+  } fixed[] = {
+      {"select", SLUICE_CQL_STATEMENT_SELECT}, {"insert", SLUICE_CQL_STATEMENT_INSERT},
+      {"update", SLUICE_CQL_STATEMENT_UPDATE}, {"delete", SLUICE_CQL_STATEMENT_DELETE},
+      {"begin", SLUICE_CQL_STATEMENT_BATCH},   {"apply", SLUICE_CQL_STATEMENT_BATCH},
+      {"use", SLUICE_CQL_STATEMENT_USE},       {"create", SLUICE_CQL_STATEMENT_DDL},
+      {"alter", SLUICE_CQL_STATEMENT_DDL},     {"drop", SLUICE_CQL_STATEMENT_DDL},
+  };
+  for (size_t k = 0; k < sizeof fixed / sizeof fixed[0]; k++) {
+    if (strcmp(word, fixed[k].word) == 0) return fixed[k].kind;
+  }
+  return SLUICE_CQL_STATEMENT_OTHER;
+}
+
+/* Sets list->word_kinds from its commands. */
+static void command_list_word_kinds(command_list *list) {
+  list->word_kinds = 0;
+  for (size_t i = 0; i < list->count; i++) list->word_kinds |= 1u << word_statement_kind(list->commands[i]);
+}
 
 static void command_list_free(command_list *list) {
   if (list == NULL) return;
@@ -66,6 +99,7 @@ static command_list *command_list_copy(const command_list *list, const char *ext
     strncpy(copy->commands[copy->count], extra, MAX_COMMAND_LEN);
     copy->commands[copy->count++][MAX_COMMAND_LEN] = '\0';
   }
+  command_list_word_kinds(copy);
   return copy;
 }
 
@@ -140,9 +174,14 @@ static int cql_statement_matches(const command_list *list, uint32_t kinds, const
     snprintf(why, why_len, "%s statements are", statement_kinds[st->kind]);
     return 1;
   }
+  /* The text only when its first word may be listed (word_statement_kind): a known kind other than
+   * OTHER fixes that word, so a list without it needs no cql_query for the statement. */
+  int may_be_listed = list != NULL && list->count > 0 &&
+                      (st == NULL || st->kind <= SLUICE_CQL_STATEMENT_OTHER || st->kind >= STATEMENT_KIND_COUNT ||
+                       (list->word_kinds & (1u << st->kind)));
   sluice_host_view text;
   char word[MAX_COMMAND_LEN + 1];
-  if (list != NULL && list->count > 0 && host->cql_query(batch, i, s, &text) == SLUICE_OK && first_word(text, word) > 0) {
+  if (may_be_listed && host->cql_query(batch, i, s, &text) == SLUICE_OK && first_word(text, word) > 0) {
     for (size_t k = 0; k < list->count; k++) {
       if (strcmp(list->commands[k], word) == 0) {
         snprintf(why, why_len, "'%s' is", word);
@@ -420,6 +459,7 @@ static int32_t deny_config_new(sluice_config_env *env, const sluice_config_node 
     for (size_t j = 0; j < name.len; j++) c->list->commands[i][j] = (char)tolower(name.ptr[j]);
     c->list->commands[i][name.len] = '\0';
   }
+  command_list_word_kinds(c->list);
   const sluice_config_node *message = NULL;
   if (host->node_map_get(node, "message", 7, &message) == SLUICE_OK) {
     sluice_host_view text;
@@ -832,7 +872,7 @@ static int32_t count_config_new(sluice_config_env *env, const sluice_config_node
       }
     } else if (host->node_scalar(key, &text) == SLUICE_OK && text.len == 8 && memcmp(text.ptr, "commands", 8) == 0 &&
                host->node_kind(value) == SLUICE_NODE_SEQUENCE && host->node_count(value) > 0) {
-      command_list empty = {0, NULL};
+      command_list empty = {0, NULL, 0};
       c->list = command_list_copy(&empty, NULL, (size_t)-1);
       for (size_t j = 0; c->list != NULL && j < host->node_count(value); j++) {
         const sluice_config_node *item = NULL;

@@ -3,7 +3,9 @@ import SluiceSDK
 /// CQL: the keyspaces and tables redirect sends elsewhere. A keyspace listed sends every table of
 /// it; a table is `keyspace.table`, or a bare `table` that matches in any keyspace. Names compare
 /// as CQL stores them: unquoted names lower-cased (write them lower-case here), quoted ones as written.
-struct HotTables {
+/// A class: every CQL request reads it, and a reference is one retain where the struct's three sets
+/// and arrays were several.
+final class HotTables {
     let keyspaces: HotNames
     /// "keyspace.table"
     let qualified: HotNames

@@ -97,6 +97,29 @@ final class CommandFilterCQLTests: XCTestCase {
         XCTAssertEqual(CQLRequestIdentity(frame: try XCTUnwrap(results[4])), CQLRequestIdentity(version: .v4, stream: 10))
     }
 
+    /// deny reads a statement's text for its first word only when the word may be listed: a kind the
+    /// host classified fixes the first word (SELECT: select, BATCH: begin or apply, DDL: create,
+    /// alter or drop), while an OTHER statement may start with any word, a listed one included.
+    func testDenyByFirstWordReadsTheTextWhenTheKindLetsTheWordBeListed() throws {
+        let plan = try build("[ { deny: { commands: [select, drop, begin, grant] } }, { cql-probe: { describe: true } }, { sink: s } ]")
+        let queries = [
+            ("SeLeCt k FROM ks.t", true),                              // SELECT, listed
+            ("/* c */ drop TABLE ks.t", true),                          // DDL by drop, listed
+            ("CREATE TABLE ks.t (k int PRIMARY KEY)", false),           // DDL by create: not listed
+            ("BEGIN BATCH INSERT INTO t (k) VALUES (1); APPLY BATCH", true),  // BATCH by begin
+            ("INSERT INTO ks.t (k) VALUES (1)", false),
+            ("GRANT SELECT ON ks.t TO alice", true),                    // OTHER, listed
+            ("SELECT\u{E9} * FROM t", true),  // OTHER to the host (one word), "select" to first_word
+            ("TRUNCATE ks.t", false),
+        ]
+        let results = try run(plan, queries.enumerated().map { i, query in
+            CQLFrameBuilder.query(version: .v4, stream: Int16(50 + i), query: query.0)
+        })
+        for (result, query) in zip(results, queries) {
+            XCTAssertEqual(try error(result)?.code == .unauthorized, query.1, query.0)
+        }
+    }
+
     /// count passes every request on, whatever it counts (its metric is checked end to end).
     func testCountPassesEveryRequestOn() throws {
         let plan = try build("[ { count: { statements: [insert], commands: [select] } }, { deny: { statements: [select, insert, update] } }, { cql-probe: { describe: true } }, { sink: s } ]")
