@@ -127,6 +127,30 @@ final class CQLBackendVersionsTests: XCTestCase {
         }
     }
 
+    /// SUPPORTED lists only the versions the backend speaks too, once known: as the first frame and
+    /// after STARTUP (before: 4/v4 and 5/v5 whatever the backend). Unknown or both: Sluice's two.
+    func testOptionsListsOnlyTheVersionsTheBackendSpeaksToo() throws {
+        func listed(_ connection: inout CQLClientConnection) throws -> [String]? {
+            var input = CQLFrameBuilder.frame(version: .v4, isResponse: false, stream: 6, opcode: .options) { _ in }
+            guard case .answer(let frame, _)? = connection.next(&input) else { XCTFail("no answer"); return nil }
+            var bytes = frame
+            let scanner = CQLFrameScanner(direction: .responses, maxFrameBytes: 1 << 20, supportedVersions: CQLVersion.allCases)
+            let read = try XCTUnwrap(try scanner.nextFrame(&bytes))
+            guard case .supported(let supported) = try CQLMessage(frame: read, compression: nil, maxBodyBytes: 1 << 20)
+            else { XCTFail("not SUPPORTED"); return nil }
+            return supported.options["PROTOCOL_VERSIONS"]
+        }
+        for (known, expected) in [([CQLVersion.v4], ["4/v4"]), (nil, ["4/v4", "5/v5"]), ([.v4, .v5], ["4/v4", "5/v5"])] {
+            var connection = CQLClientConnection(maxFrameBytes: 1 << 20, authentication: .none)
+            connection.backendVersionsKnown(known)
+            XCTAssertEqual(try listed(&connection), expected, "first frame, \(String(describing: known))")
+            var input = startup(.v4, stream: 2)
+            guard case .answer? = connection.next(&input) else { return XCTFail() }
+            XCTAssertEqual(connection.state, .ready)
+            XCTAssertEqual(try listed(&connection), expected, "after STARTUP, \(String(describing: known))")
+        }
+    }
+
     func testAVersionSluiceDoesNotSpeakIsRefusedAsBefore() {
         var connection = CQLClientConnection(maxFrameBytes: 1 << 20, authentication: .none)
         connection.backendVersionsKnown([.v4])

@@ -103,3 +103,46 @@ def test_a_backend_unreachable_at_start_up_is_probed_again(cql_backend_factory, 
     assert (version, stream, opcode, closed) == (0x84, 9, 0x00, True)
     assert "unsupported protocol version" in protocol_error_text(payload)
     assert backend.proc.poll() is None and proxy.alive()
+
+
+def supported_protocol_versions(connection):
+    """PROTOCOL_VERSIONS of the SUPPORTED answering an OPTIONS on a raw connection."""
+    from cassandra.protocol import OptionsMessage, SupportedMessage
+    reply = connection.request(OptionsMessage())
+    assert isinstance(reply, SupportedMessage), reply
+    return reply.options["PROTOCOL_VERSIONS"]
+
+
+def test_options_lists_only_the_versions_the_backend_speaks_too(cql_backend_factory, sluice_factory):
+    """SUPPORTED's PROTOCOL_VERSIONS lists the versions both Sluice and the sink's backend speak,
+    once the probe told: 4/v4 alone for a v4-only backend (what the backend itself answers), as a
+    client's first frame, after STARTUP, and on the DataStax driver's own connection. Before: 4/v4
+    and 5/v5 whatever the backend."""
+    from cassandra.protocol import OptionsMessage
+    backend = cql_backend_factory("--versions", "4")
+    proxy = sluice_factory(cql_config(backend.port))
+    assert proxy.wait_for_output(REFUSED_V5)
+    with CQLRawConnection(backend.port) as direct:
+        assert supported_protocol_versions(direct) == ["4/v4"]  # the backend's own answer
+    with CQLRawConnection(proxy.port) as c:
+        assert supported_protocol_versions(c) == ["4/v4"]  # the connection's first frame
+        c.startup()
+        assert supported_protocol_versions(c) == ["4/v4"]
+    cluster = Cluster(["127.0.0.1"], port=proxy.port, load_balancing_policy=RoundRobinPolicy(),
+                      connect_timeout=5, control_connection_timeout=5)
+    try:
+        cluster.connect()
+        assert cluster.protocol_version == 4
+        supported = cluster.control_connection._connection.wait_for_response(OptionsMessage(), timeout=5)
+        assert supported.options["PROTOCOL_VERSIONS"] == ["4/v4"], supported.options
+    finally:
+        cluster.shutdown()
+    # A backend that speaks v5 too, and one not known yet (unreachable): both versions are listed.
+    both = cql_backend_factory()
+    other = sluice_factory(cql_config(both.port))
+    time.sleep(0.3)  # the probe's answer (accepted: logged at debug only)
+    unknown = sluice_factory(cql_config(free_port()))
+    for port in (other.port, unknown.port):
+        with CQLRawConnection(port) as c:
+            assert supported_protocol_versions(c) == ["4/v4", "5/v5"]
+    assert proxy.alive() and other.alive() and unknown.alive()

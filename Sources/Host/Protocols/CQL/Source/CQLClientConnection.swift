@@ -55,6 +55,10 @@ struct CQLClientConnection {
     let authentication: Authentication
     /// Which versions a first frame may open with, beyond Sluice's own (`wire.supportedVersions`).
     private var backendVersions: BackendVersions = .awaitingBackend
+    /// The versions SUPPORTED lists (PROTOCOL_VERSIONS): Sluice's, or those of them the sink's
+    /// backend speaks too once that is known (`backendVersionsKnown`), so that a client asking
+    /// is never offered a version the connection would refuse.
+    private var offeredVersions: [CQLVersion]
 
     private enum BackendVersions {
         /// Nothing said yet (see `backendVersionsKnown`).
@@ -80,6 +84,7 @@ struct CQLClientConnection {
     mutating func backendVersionsKnown(_ versions: [CQLVersion]?) {
         if let versions, !versions.isEmpty, versions != wire.supportedVersions {
             backendVersions = .limitedTo(versions)
+            offeredVersions = versions
         } else {
             backendVersions = .settled
         }
@@ -88,6 +93,7 @@ struct CQLClientConnection {
     init(maxFrameBytes: Int, authentication: Authentication, supportedVersions: [CQLVersion] = [.v4, .v5],
          allocator: ByteBufferAllocator = ByteBufferAllocator()) {
         wire = CQLClientWire(maxFrameBytes: maxFrameBytes, supportedVersions: supportedVersions, allocator: allocator)
+        offeredVersions = supportedVersions
         self.authentication = authentication
     }
 
@@ -128,7 +134,7 @@ struct CQLClientConnection {
         switch (opcode, state) {
         case (.options, _):
             return answer(CQLSupportedOptions.frame(version: header.version, stream: header.stream,
-                                                    supported: wire.supportedVersions))
+                                                    supported: offeredVersions))
         case (.startup, .awaitingStartup):
             return try startup(frame)
         case (.startup, _):

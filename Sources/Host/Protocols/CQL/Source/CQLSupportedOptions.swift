@@ -11,7 +11,8 @@ enum CQLSupportedOptions {
     /// backend behind Sluice is asked for whatever its own SUPPORTED says (the sink's handshake).
     static let cqlVersion = "3.4.7"
 
-    /// The options a connection of `version` is offered; `supported` are the versions Sluice speaks.
+    /// The options a connection of `version` is offered; `supported`: the versions listed, those
+    /// Sluice speaks that the sink's backend speaks too when that is known (`CQLClientConnection`).
     static func options(for version: CQLVersion, supported: [CQLVersion]) -> [String: [String]] {
         [
             "CQL_VERSION": [cqlVersion],
