@@ -114,6 +114,52 @@ final class CQLClusterViewRewriteTests: XCTestCase {
         for text in no { XCTAssertFalse(CQLClusterView.selectsPeers(ByteBuffer(string: text), keyspace: nil), text) }
     }
 
+    /// `mentionsPeers` skips eight bytes at a time: at every offset and length, in any case, next
+    /// to bytes that differ from p/P by the case bit only, it must find what a byte-by-byte look finds.
+    func testThePeersPreCheckFindsPeersAtEveryOffset() {
+        func byteByByte(_ bytes: [UInt8]) -> Bool {
+            guard bytes.count >= 5 else { return false }
+            let word = Array("peers".utf8)
+            return (0...(bytes.count - 5)).contains { i in (0..<5).allSatisfy { bytes[i + $0] | 0x20 == word[$0] } }
+        }
+        let fillers: [[UInt8]] = [Array("x".utf8), Array("p".utf8), Array("P".utf8), [0xD0], [0xF0], [0x50 ^ 0x20], Array("peer".utf8)]
+        for spelling in ["peers", "PEERS", "pEeRs", "peer", "peexs", "eers"] {
+            for length in 0...40 {
+                for offset in 0...length {
+                    for filler in fillers {
+                        var text: [UInt8] = []
+                        while text.count < offset { text += filler }
+                        text = Array(text.prefix(offset)) + Array(spelling.utf8)
+                        while text.count < length { text += filler }
+                        text = Array(text.prefix(max(length, 0)))
+                        let expected = byteByByte(text)
+                        let found = text.withUnsafeBytes { CQLClusterView.mentionsPeers($0) }
+                        XCTAssertEqual(found, expected, "\(spelling) at \(offset) in \(String(decoding: text, as: UTF8.self))")
+                    }
+                }
+            }
+        }
+        func queryFrame(_ text: String) -> CQLWireFrame {
+            CQLWireFrame(CQLFrameBuilder.frame(version: .v4, isResponse: false, stream: 1, opcode: .query) {
+                $0.writeCQLLongString(text)
+                $0.writeInteger(UInt16(1))
+                $0.writeInteger(UInt8(0))
+            })!
+        }
+        // Whole statements, the table name at every alignment (after spaces, comments, quoted, upper case).
+        for padding in 0...17 {
+            let pad = String(repeating: " ", count: padding)
+            for text in ["\(pad)SELECT * FROM system.peers", "/*\(pad)*/ SELECT * FROM \"system\".\"peers\"",
+                         "\(pad)select * from SYSTEM.PEERS_V2", "--\(pad)\nSELECT peer FROM system.peers WHERE peer = ?"] {
+                XCTAssertTrue(CQLClusterView.selectsPeers(ByteBuffer(string: text), keyspace: nil), text)
+                XCTAssertTrue(CQLClusterView.asksForPeers(queryFrame(text), keyspace: nil,
+                                                          registry: CQLPreparedRegistry()), text)
+            }
+            XCTAssertFalse(CQLClusterView.asksForPeers(queryFrame("\(pad)SELECT * FROM system.peer"), keyspace: nil,
+                                                       registry: CQLPreparedRegistry()))
+        }
+    }
+
     func testQueriesAndExecutesOfPreparedPeersSelects() throws {
         let registry = CQLPreparedRegistry()
         registry.record(id: [1, 2], .init(query: "SELECT * FROM system.peers_v2", keyspace: nil))

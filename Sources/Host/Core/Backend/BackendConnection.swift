@@ -60,9 +60,23 @@ final class BackendConnection<P: BackendProtocol> {
 
     /// Sends a request batch; the responses (one per request, in order) go to `receiver`.
     func send(_ batch: Batch, receiver: ResponseReceiver, route: P.Pairing.Route? = nil) {
-        let entry = pairing.entry(for: batch, receiver: receiver, route: route,
-                                  sentAtCheck: plan.replyTimeoutMilliseconds > 0 ? replyChecks : nil)
+        let sentAtCheck = plan.replyTimeoutMilliseconds > 0 ? replyChecks : nil
         let action = lifecycle.requestSubmitted(backoff: plan.health.backingOff())
+        if isShared, case .write(let link) = action {
+            // The usual case: into this turn's write, where the pairing may put the request itself.
+            let channel = link.channel
+            startCoalescing()
+            let (entry, appended) = pairing.entry(for: batch, receiver: receiver, route: route, sentAtCheck: sentAtCheck,
+                                                  appendingTo: &coalesced)
+            if sentAtCheck != nil { armReplyTimeout() }
+            pairing.add(entry)
+            if !appended { coalesce(batch, into: channel) }
+            scheduleFlush(channel)
+            everUsed = true
+            pairing.requestsWritten()
+            return
+        }
+        let entry = pairing.entry(for: batch, receiver: receiver, route: route, sentAtCheck: sentAtCheck)
         if case .failBackingOff(let error, let wait) = action {
             let message = unavailable("connect failed: \(error); next attempt in \(wait) ms")
             metrics.failedBatches(1)
@@ -71,16 +85,11 @@ final class BackendConnection<P: BackendProtocol> {
         }
         if plan.replyTimeoutMilliseconds > 0 { armReplyTimeout() }
         switch action {
-        case .write(let link):
+        case .write(let link):  // a dedicated connection (shared ones wrote above)
             let channel = link.channel
             pairing.add(entry)
-            if isShared {
-                coalesce(batch, into: channel)
-                scheduleFlush(channel)
-            } else {
-                batch.write(to: channel)
-                channel.flush()
-            }
+            batch.write(to: channel)
+            channel.flush()
         case .wait:
             pairing.add(entry)
             waitingForConnection.append(batch)
@@ -117,15 +126,21 @@ final class BackendConnection<P: BackendProtocol> {
     @inline(__always)
     private func append(_ bytes: ByteBuffer, _ channel: Channel) {
         if bytes.readableBytes <= Self.coalesceLimit {
-            // Everything before was handed over; by now the socket normally took it, so this
-            // reuses the storage (it copies only if the channel still holds unsent bytes).
-            if coalesced.readableBytes == 0, coalesced.writerIndex > 0 { coalesced.clear() }
+            startCoalescing()
             var bytes = bytes
             coalesced.writeBuffer(&bytes)
             return
         }
         handOverCoalesced(channel)
         channel.write(bytes, promise: nil)
+    }
+
+    /// Makes `coalesced` ready for more requests: when everything before was handed over (by now
+    /// the socket normally took it), its storage is reused (it copies only if the channel still
+    /// holds unsent bytes).
+    @inline(__always)
+    private func startCoalescing() {
+        if coalesced.readableBytes == 0, coalesced.writerIndex > 0 { coalesced.clear() }
     }
 
     /// Queues what was coalesced so far on the channel (before a large request, or at the flush).

@@ -77,6 +77,11 @@ enum BackendReplyOutcome: Equatable {
 
 extension BackendReplyPairing {
     func failOverdue(sentAtOrBefore cutoff: Int, message: String) -> Int? { nil }
+
+    func entry(for batch: Batch, receiver: ResponseReceiver, route: Route?, sentAtCheck: Int?,
+               appendingTo output: inout ByteBuffer) -> (entry: Entry, appended: Bool) {
+        (entry(for: batch, receiver: receiver, route: route, sentAtCheck: sentAtCheck), false)
+    }
 }
 
 /// The requests in flight on one backend connection and how replies find them: the protocol's
@@ -95,6 +100,13 @@ protocol BackendReplyPairing: AnyObject {
     /// connection-state rules of its requests here. `sentAtCheck`: the reply-timeout clock when a
     /// timeout applies (nil: none).
     func entry(for batch: Batch, receiver: ResponseReceiver, route: Route?, sentAtCheck: Int?) -> Entry
+
+    /// As `entry(for:)`, for a shared connection about to add `batch` to its write of this
+    /// event-loop turn: a pairing that rewrites requests may append their bytes as they go on the
+    /// wire to `output` itself (one copy, the batch left as it is) and return `appended: true`;
+    /// false: the connection writes the batch. Defaults to `entry(for:)` and false.
+    func entry(for batch: Batch, receiver: ResponseReceiver, route: Route?, sentAtCheck: Int?,
+               appendingTo output: inout ByteBuffer) -> (entry: Entry, appended: Bool)
 
     /// `entry` is never sent (the sink is backing off, or the connection is closed): its requests
     /// fail with `message`; `completesRoute`: its route is told the batch completed. Called in a

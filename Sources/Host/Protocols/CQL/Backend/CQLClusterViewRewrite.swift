@@ -32,13 +32,35 @@ enum CQLClusterView {
         text.withUnsafeReadableBytes(mentionsPeers)
     }
 
+    /// Runs for every QUERY, so it skips eight bytes at a time while none of them is a p or P
+    /// (`byte | 0x20 == 0x70` holds for exactly those two), and compares bytes only from a
+    /// block that has one.
     static func mentionsPeers(_ bytes: UnsafeRawBufferPointer) -> Bool {
-        guard bytes.count >= 5 else { return false }
-        for i in 0...(bytes.count - 5) where bytes[i] | 0x20 == UInt8(ascii: "p") {
-            if bytes[i + 1] | 0x20 == UInt8(ascii: "e"), bytes[i + 2] | 0x20 == UInt8(ascii: "e"),
-               bytes[i + 3] | 0x20 == UInt8(ascii: "r"), bytes[i + 4] | 0x20 == UInt8(ascii: "s") {
+        let count = bytes.count
+        guard count >= 5 else { return false }
+        let lastStart = count - 5
+        var i = 0
+        @inline(__always) func hasP(at offset: Int) -> Bool {
+            let zeroWhereP = (bytes.loadUnaligned(fromByteOffset: offset, as: UInt64.self) | 0x2020_2020_2020_2020)
+                ^ 0x7070_7070_7070_7070
+            // Nonzero exactly when some byte of zeroWhereP is 0 (the classic has-zero-byte test).
+            return (zeroWhereP &- 0x0101_0101_0101_0101) & ~zeroWhereP & 0x8080_8080_8080_8080 != 0
+        }
+        while i <= lastStart {
+            if i + 8 <= count {
+                if !hasP(at: i) {
+                    i += 8
+                    continue
+                }
+            } else if count >= 8, !hasP(at: count - 8) {
+                return false  // the last eight bytes hold every place left to look at
+            }
+            if bytes[i] | 0x20 == UInt8(ascii: "p"), bytes[i + 1] | 0x20 == UInt8(ascii: "e"),
+               bytes[i + 2] | 0x20 == UInt8(ascii: "e"), bytes[i + 3] | 0x20 == UInt8(ascii: "r"),
+               bytes[i + 4] | 0x20 == UInt8(ascii: "s") {
                 return true
             }
+            i += 1
         }
         return false
     }

@@ -129,19 +129,9 @@ final class CQLStreamPairing: BackendReplyPairing {
     /// `batch` holds the client's one frame; it is rewritten in place to the new header (Sluice's
     /// stream id) and the body slice, which is what the connection writes.
     func entry(for batch: Batch, receiver: ResponseReceiver, route: CQLSinkRoute?, sentAtCheck: Int?) -> Pending {
-        let isRetry = nextIsRetry
-        nextIsRetry = false
         let frame = CQLWireFrame(batch.messages[0])!  // the route sends only whole frames
-        let pending: Pending
-        if var spare = sparePendings.popLast(), isKnownUniquelyReferenced(&spare) {
-            spare.reuse(receiver: receiver, request: frame.bytes, clientStream: frame.stream, version: frame.version ?? .v4,
-                        opcode: frame.opcodeByte, isRetry: isRetry)
-            pending = spare
-        } else {
-            pending = Pending(receiver: receiver, request: frame.bytes, clientStream: frame.stream,
-                              version: frame.version ?? .v4, opcode: frame.opcodeByte, isRetry: isRetry)
-        }
-        pending.sentAtCheck = sentAtCheck
+        let pending = newPending(frame.bytes, clientStream: frame.stream, version: frame.version ?? .v4,
+                                 opcode: frame.opcodeByte, receiver: receiver, sentAtCheck: sentAtCheck)
         guard let stream = ids.allocate() else {
             batch.remove(at: 0)  // nothing is written
             return pending
@@ -165,6 +155,51 @@ final class CQLStreamPairing: BackendReplyPairing {
         let body = frame.body
         batch.put(header, at: 0)
         if body.readableBytes > 0 { batch.append(body) }
+        return pending
+    }
+
+    /// The usual case (a shared connection writing now): a request up to `copyLimit` is copied
+    /// straight into the connection's write with Sluice's stream id, the batch left as it is.
+    func entry(for batch: Batch, receiver: ResponseReceiver, route: CQLSinkRoute?, sentAtCheck: Int?,
+               appendingTo output: inout ByteBuffer) -> (entry: Pending, appended: Bool) {
+        let request = batch.messages[0]
+        guard request.readableBytes <= Self.copyLimit, request.readableBytes >= CQLFrameHeader.size,
+              let stream = ids.allocate() else {
+            return (entry(for: batch, receiver: receiver, route: route, sentAtCheck: sentAtCheck), false)
+        }
+        // One pass over the client's bytes: the header fields the entry keeps, and the copy with
+        // Sluice's stream id (and the compression flag cleared: the connection's frames are bare).
+        let (clientStream, versionByte, opcode) = request.withUnsafeReadableBytes { frame in
+            output.writeWithUnsafeMutableBytes(minimumWritableBytes: frame.count) { out in
+                out.copyMemory(from: frame)
+                out.storeBytes(of: UInt16(bitPattern: stream).bigEndian, toByteOffset: 2, as: UInt16.self)
+                out[1] = frame[1] & ~CQLFrameFlags.compression.rawValue
+                return frame.count
+            }
+            return (Int16(bitPattern: UInt16(frame[2]) << 8 | UInt16(frame[3])), frame[0] & 0x7F, frame[4])
+        }
+        let pending = newPending(request, clientStream: clientStream, version: CQLVersion(rawValue: versionByte) ?? .v4,
+                                 opcode: opcode, receiver: receiver, sentAtCheck: sentAtCheck)
+        pending.stream = stream
+        return (pending, true)
+    }
+
+    /// The entry of a request, a parked one when there is one (its stream id still to be set).
+    @inline(__always)
+    private func newPending(_ request: ByteBuffer, clientStream: Int16, version: CQLVersion, opcode: UInt8,
+                            receiver: ResponseReceiver, sentAtCheck: Int?) -> Pending {
+        let isRetry = nextIsRetry
+        nextIsRetry = false
+        let pending: Pending
+        if var spare = sparePendings.popLast(), isKnownUniquelyReferenced(&spare) {
+            spare.reuse(receiver: receiver, request: request, clientStream: clientStream, version: version,
+                        opcode: opcode, isRetry: isRetry)
+            pending = spare
+        } else {
+            pending = Pending(receiver: receiver, request: request, clientStream: clientStream,
+                              version: version, opcode: opcode, isRetry: isRetry)
+        }
+        pending.sentAtCheck = sentAtCheck
         return pending
     }
 

@@ -118,7 +118,8 @@ struct CQLSource: SourceProtocol {
         startGathering(context)
         if connection.wire.outboundIsBare {
             for message in replies.messages {
-                note(connection.observeReply(message))
+                let event = connection.observeReply(message)
+                note(event)
                 if message.readableBytes <= Self.gatherLimit {
                     output.writeImmutableBuffer(message)
                 } else {
@@ -127,7 +128,13 @@ struct CQLSource: SourceProtocol {
                 }
             }
         } else {
-            for message in replies.messages { note(connection.encodeReply(message, into: &output)) }
+            for message in replies.messages {
+                // Two statements: `note(connection.encodeReply(…, into: &output))` made Swift copy
+                // the whole source (`note` borrows self while `output` is inout), so every v5 reply
+                // also copied `output`'s storage.
+                let event = connection.encodeReply(message, into: &output)
+                note(event)
+            }
         }
         if flush { self.flush(to: context) }
     }
