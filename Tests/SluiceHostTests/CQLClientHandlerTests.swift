@@ -178,8 +178,9 @@ final class CQLClientHandlerTests: XCTestCase {
     func testAFailedRequestGetsServerErrorOnItsStreamAndVersion() throws {
         for (version, stream) in [(CQLVersion.v4, Int16(-7)), (.v5, 32000)] {
             let request = CQLFrameBuilder.query(version: version, stream: stream, query: "SELECT 1")
-            let key = CQLSource.replyKey(of: Batch(kind: Batch.requests, protocolID: Batch.cql, messages: [request]))
-            let replies = CQLSource.errorReplies("sluice: backend down", count: 1, replyKey: key,
+            var keys = ReplyKeys()
+            CQLSource.replyKeys(of: Batch(kind: Batch.requests, protocolID: Batch.cql, messages: [request]), into: &keys)
+            let replies = CQLSource.errorReplies("sluice: backend down", count: 1, replyKeys: keys, first: 0,
                                                  allocator: ByteBufferAllocator())
             XCTAssertEqual(replies.protocolID, Batch.cql)
             let frame = try XCTUnwrap(try frames(replies.messages[0]).first)

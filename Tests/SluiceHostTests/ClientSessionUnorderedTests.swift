@@ -44,14 +44,18 @@ private struct LineSource: SourceProtocol {
         sealed += 1
     }
 
-    /// The request's number ("R7" → 7).
-    static func replyKey(of batch: Batch) -> UInt64 {
-        batch.withMessageBytes(0) { UInt64(String(decoding: $0.dropFirst(), as: UTF8.self)) ?? 0 }
+    /// Each request's number ("R7" → 7).
+    static func replyKeys(of batch: Batch, into keys: inout ReplyKeys) {
+        keys.reset(first: batch.withMessageBytes(0) { UInt64(String(decoding: $0.dropFirst(), as: UTF8.self)) ?? 0 })
+        for i in 1..<max(batch.count, 1) {
+            keys.append(batch.withMessageBytes(i) { UInt64(String(decoding: $0.dropFirst(), as: UTF8.self)) ?? 0 })
+        }
     }
 
-    static func errorReplies(_ message: String, count: Int, replyKey: UInt64, allocator: ByteBufferAllocator) -> Batch {
+    static func errorReplies(_ message: String, count: Int, replyKeys: ReplyKeys, first: Int,
+                             allocator: ByteBufferAllocator) -> Batch {
         Batch(kind: Batch.responses, protocolID: Batch.cql,
-              messages: Array(repeating: ByteBuffer(string: "E\(replyKey):\(message)"), count: count))
+              messages: (first..<first + count).map { ByteBuffer(string: "E\(replyKeys[$0]):\(message)") })
     }
 
     static func refusal(_ reason: ClientRefusal, allocator: ByteBufferAllocator) -> ByteBuffer {
@@ -67,7 +71,45 @@ private struct LineSource: SourceProtocol {
     }
 }
 
-private final class LineHandler: ClientSession<LineSource>, ChannelInboundHandler, ResponseSlotOwner {
+/// `LineSource` with the frames of one read run as one batch (as `CQLSource` does).
+private struct BatchedLineSource: SourceProtocol {
+    typealias Settings = LineSource.Settings
+    static var protocolID: Int32 { Batch.cql }
+    static var repliesInOrder: Bool { false }
+    static var maxRequestsPerBatch: Int { 64 }
+    var inTransaction: Bool { false }
+    private var lines: LineSource
+    private(set) var sealed: [Int] = []
+
+    init(settings: Settings, metrics: SourceMetrics) { lines = LineSource(settings: settings, metrics: metrics) }
+
+    mutating func nextRequest(_ buffer: inout ByteBuffer, session: ChainSession?,
+                              allocator: ByteBufferAllocator) -> SourceScan {
+        lines.nextRequest(&buffer, session: session, allocator: allocator)
+    }
+
+    mutating func sealBatch(_ batch: Batch) {
+        batch.markPlain(expectedReplies: 0)
+        sealed.append(batch.count)
+    }
+
+    static func replyKeys(of batch: Batch, into keys: inout ReplyKeys) { LineSource.replyKeys(of: batch, into: &keys) }
+
+    static func errorReplies(_ message: String, count: Int, replyKeys: ReplyKeys, first: Int,
+                             allocator: ByteBufferAllocator) -> Batch {
+        LineSource.errorReplies(message, count: count, replyKeys: replyKeys, first: first, allocator: allocator)
+    }
+
+    static func refusal(_ reason: ClientRefusal, allocator: ByteBufferAllocator) -> ByteBuffer {
+        LineSource.refusal(reason, allocator: allocator)
+    }
+
+    mutating func write(_ replies: Batch, to context: ChannelHandlerContext, flush: Bool) {
+        lines.write(replies, to: context, flush: flush)
+    }
+}
+
+private final class LineHandler<S: SourceProtocol>: ClientSession<S>, ChannelInboundHandler, ResponseSlotOwner {
     typealias InboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
     /// With `holdReplies`, answered slots are kept here instead of reaching the session (the test
@@ -81,14 +123,15 @@ private final class LineHandler: ClientSession<LineSource>, ChannelInboundHandle
     func slotCompleted(_ slot: ResponseSlot) {
         if holdReplies { held.append(slot) } else { sessionSlotCompleted(slot) }
     }
-    func errorReplies(_ message: String, count: Int, replyKey: UInt64) -> Batch {
-        sessionErrorReplies(message, count: count, replyKey: replyKey)
+    func errorReplies(_ message: String, count: Int, replyKeys: ReplyKeys, first: Int) -> Batch {
+        sessionErrorReplies(message, count: count, replyKeys: replyKeys, first: first)
     }
+    func slotReplied(_ slot: ResponseSlot, _ replies: Batch) { sessionSlotReplied(slot, replies) }
 }
 
 final class ClientSessionUnorderedTests: XCTestCase {
     var directory: URL!
-    private var holding: LineHandler?
+    private var holding: LineHandler<LineSource>?
 
     override func setUpWithError() throws {
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("client-unordered-\(UUID().uuidString)")
@@ -101,6 +144,14 @@ final class ClientSessionUnorderedTests: XCTestCase {
 
     /// A connected channel; its handler is `holding`.
     private func connected(limits: ClientLimits = ClientLimits()) throws -> EmbeddedChannel {
+        let (channel, handler) = try connected(LineSource.self, limits: limits)
+        holding = handler
+        return channel
+    }
+
+    /// A connected channel whose client speaks `S`, and its handler.
+    private func connected<S: SourceProtocol>(_: S.Type, limits: ClientLimits = ClientLimits()) throws
+        -> (EmbeddedChannel, LineHandler<S>) where S.Settings == LineSource.Settings {
         let path = directory.appendingPathComponent("sluice.yaml").path
         try """
             sinks:
@@ -112,15 +163,14 @@ final class ClientSessionUnorderedTests: XCTestCase {
         let prepared = try Sluice.prepare(configPath: path, tryBinding: false, quarantined: ["main": "down"])
         let generation = ConfigGeneration(number: 1, prepared: prepared)
         let key = generation.sourceOrder[0]
-        let handler = LineHandler(generation: generation, loopGeneration: LoopGeneration(generation), sourceKey: key,
+        let handler = LineHandler<S>(generation: generation, loopGeneration: LoopGeneration(generation), sourceKey: key,
                                   chainIndex: generation.sources[key]!.chainIndex, settings: .init(), maxClients: 10,
                                   limits: limits, requestBudget: RequestBufferBudget(limit: 1 << 20),
                                   usesTLS: false, metrics: SourceMetrics(listen: "test-\(UUID().uuidString)"))
         handler.bindSlotOwner(handler)
-        holding = handler
         let channel = EmbeddedChannel(handler: handler)
         try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 40000)).wait()
-        return channel
+        return (channel, handler)
     }
 
     private func written(_ channel: EmbeddedChannel) throws -> String {
@@ -140,6 +190,18 @@ final class ClientSessionUnorderedTests: XCTestCase {
         XCTAssertEqual(try written(channel), "[ciao]\n", "nothing after the closing request runs")
         channel.embeddedEventLoop.run()
         XCTAssertFalse(channel.isActive)
+    }
+
+    func testTheRequestsOfOneReadRunAsOneBatchAndEachFailsWithItsOwnErrorReply() throws {
+        let (channel, handler) = try connected(BatchedLineSource.self)
+        try channel.writeInbound(ByteBuffer(string: "R1\nR2\nR3\nhello\nR4\nR5"))
+        // R1–R3 one batch, answered here "hello" ends it; R4 runs alone once the read ends (R5 is partial).
+        XCTAssertEqual(try written(channel), "[E1:down]\n[E2:down]\n[E3:down]\n[hi]\n[E4:down]\n")
+        try channel.writeInbound(ByteBuffer(string: "\nR6\n"))
+        XCTAssertEqual(try written(channel), "[E5:down]\n[E6:down]\n")
+        XCTAssertEqual(handler.sourceState.sealed, [3, 1, 2])
+        XCTAssertTrue(channel.isActive)
+        _ = try? channel.finish()
     }
 
     func testRepliesGoAsTheyComeAndOneFlushCoversThoseOfATurn() throws {

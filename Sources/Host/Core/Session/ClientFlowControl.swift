@@ -100,6 +100,16 @@ struct ClientFlowControl {
         return reevaluate()
     }
 
+    /// One request of a batch whose replies are written one by one (CQL: each as it comes) is
+    /// answered, its reply of `replyBytes` about to be written. The batch itself, and its request
+    /// bytes, are done once its last reply came: `batchWritten(requests: 0, requestBytes:, replyBytes: 0)`.
+    mutating func requestAnswered(replyBytes: Int) -> Action {
+        requestsInFlight -= 1
+        if !writable { repliesWhileBlocked += replyBytes }
+        learn(replyBytesPerRequest: replyBytes)
+        return reevaluate()
+    }
+
     /// A push (no request's reply) of `bytes` is about to be written: counted as replies are.
     mutating func pushWritten(bytes: Int) {
         if !writable { repliesWhileBlocked += bytes }

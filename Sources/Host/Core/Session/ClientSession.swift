@@ -273,6 +273,9 @@ class ClientSession<P: SourceProtocol>: RequestBufferBudget.Waiter, ClientConnec
     /// pushes through it.
     final var chainSession: ChainSession? { session }
 
+    /// The protocol's state of this connection, as a copy (tests read what it saw).
+    final var sourceState: P { source }
+
     /// Batches read and not written yet.
     private final var batchesInFlight: Int { P.repliesInOrder ? slots.count : unorderedInFlight }
 
@@ -300,7 +303,11 @@ class ClientSession<P: SourceProtocol>: RequestBufferBudget.Waiter, ClientConnec
             }
             let count = batch.count
             metrics.requests(count)
-            let slot = newSlot(requestCount: count, requestBytes: total, replyKey: P.replyKey(of: batch))
+            let slot = newSlot(requestCount: count, requestBytes: total)
+            P.replyKeys(of: batch, into: &slot.replyKeys)
+            // Replies as they come: each request's reply may go on its own (a sink that sends them
+            // separately answers each as it arrives; see `ResponseReceiver.replyReceiver`).
+            if !P.repliesInOrder, count > 1 { slot.takeRepliesOneByOne() }
             if P.repliesInOrder { slots.append(slot) } else { unorderedInFlight += 1 }
             apply(flow.batchStarted(requests: count, requestBytes: total), context)
             chain.session.runFromClient(batch, on: chain, receiver: slot)
@@ -418,12 +425,12 @@ class ClientSession<P: SourceProtocol>: RequestBufferBudget.Waiter, ClientConnec
         }
     }
 
-    private final func newSlot(requestCount: Int, requestBytes: Int, replyKey: UInt64) -> ResponseSlot {
+    private final func newSlot(requestCount: Int, requestBytes: Int) -> ResponseSlot {
         if var spare = spareSlot.take(), isKnownUniquelyReferenced(&spare) {
-            spare.reuse(requestCount: requestCount, requestBytes: requestBytes, replyKey: replyKey)
+            spare.reuse(requestCount: requestCount, requestBytes: requestBytes)
             return spare
         }
-        return ResponseSlot(owner: slotOwner, requestCount: requestCount, requestBytes: requestBytes, replyKey: replyKey)
+        return ResponseSlot(owner: slotOwner, requestCount: requestCount, requestBytes: requestBytes)
     }
 
     /// Takes the next place in the response order with a reply given here.
@@ -501,9 +508,38 @@ class ClientSession<P: SourceProtocol>: RequestBufferBudget.Waiter, ClientConnec
         }
     }
 
-    /// The protocol's error replies for a failed batch.
-    final func sessionErrorReplies(_ message: String, count: Int, replyKey: UInt64) -> Batch {
-        P.errorReplies(message, count: count, replyKey: replyKey, allocator: allocator)
+    /// The protocol's error replies for requests `first..<first+count` of a failed batch.
+    final func sessionErrorReplies(_ message: String, count: Int, replyKeys: ReplyKeys, first: Int) -> Batch {
+        P.errorReplies(message, count: count, replyKeys: replyKeys, first: first, allocator: allocator)
+    }
+
+    /// One reply of a slot whose replies go one by one came (`ResponseSlot.repliesOneByOne`):
+    /// written at once (flushed now when nothing else is in flight, else at the end of the turn,
+    /// as `writeAnswered` does); the slot is done with its last reply. Its request counts out of
+    /// the in-flight limit now, its batch (and the request bytes) once the last reply came.
+    final func sessionSlotReplied(_ slot: ResponseSlot, _ replies: Batch) {
+        guard let context, lifecycle.writesReplies else { return }
+        let finished = slot.unansweredRequests == 0
+        var action = flow.requestAnswered(replyBytes: replyByteCount(replies))
+        if finished {
+            unorderedInFlight -= 1
+            let step = flow.batchWritten(requests: 0, requestBytes: slot.requestBytes, replyBytes: 0)
+            if step != .none { action = step }
+        }
+        if flow.exceedsHardLimit {
+            closeForUnreadReplies(context)
+            return
+        }
+        let flushNow = unorderedInFlight == 0
+        source.write(replies, to: context, flush: flushNow)
+        if !flushNow { scheduleFlush(context) }
+        guard finished else {
+            apply(action, context)
+            return
+        }
+        slot.reuse(requestCount: 0)
+        spareSlot = slot
+        afterWriting(closeNow: false, action, context)
     }
 
     private final func writeAnsweredHead() {

@@ -21,8 +21,9 @@ import NIOCore
 ///    then take the next place in the reply order with the given reply.
 /// 3. Before a batch runs, `sealBatch` lets the protocol note what it learnt about its requests
 ///    (Redis: that they are plain commands and which reply kind each expects).
-/// 4. Replies are written with `write` in request order (`repliesInOrder`, RESP) or each batch's as
-///    soon as it is back (CQL: every request is its own batch, streams are independent).
+/// 4. Replies are written with `write` in request order (`repliesInOrder`, RESP) or as soon as they
+///    are back (CQL: streams are independent; a batch of several frames has its replies taken one
+///    by one, see `ResponseSlot`, unless a transform of the chain needs them together).
 ///
 /// A protocol also brings its channel handler: a `final class` subclassing `ClientSession<Itself>`,
 /// conforming to `ChannelInboundHandler` and `ResponseSlotOwner`, whose methods call the session's
@@ -43,7 +44,8 @@ protocol SourceProtocol {
     static var repliesInOrder: Bool { get }
 
     /// The most requests one batch holds (RESP: 64, so the reply limits see a deep pipeline early;
-    /// CQL: 1, so each stream's request runs and is answered on its own).
+    /// CQL: 64 as well, the frames of one read run through the chain together and their replies
+    /// still go back one by one).
     static var maxRequestsPerBatch: Int { get }
 
     /// Reads the next request off the front of `buffer` (moving its reader index past what it
@@ -66,13 +68,15 @@ protocol SourceProtocol {
     /// (Redis MULTI … EXEC) the connection does not move to a newer configuration generation.
     var inTransaction: Bool { get }
 
-    /// A key the error replies of a failed batch need to know about its requests (CQL: the stream
-    /// id and version of its one request; Redis: 0). Taken when the batch starts.
-    static func replyKey(of batch: Batch) -> UInt64
+    /// What the error replies of a failed batch need to know about its requests (CQL: the stream
+    /// id and version of each frame; Redis: nothing, `keys.reset(first: 0)`). Taken when the batch
+    /// starts; `keys` is the slot's, reused from batch to batch.
+    static func replyKeys(of batch: Batch, into keys: inout ReplyKeys)
 
-    /// The protocol's error reply for each of the `count` requests of a batch that failed as a whole
-    /// (dead backend, a transform's `call_fail`…): `message` explains why. Redis: `-ERR message`.
-    static func errorReplies(_ message: String, count: Int, replyKey: UInt64,
+    /// The protocol's error reply for each of requests `first..<first+count` of a batch that failed
+    /// (as a whole: dead backend, a transform's `call_fail`…; or one request of a batch whose
+    /// replies go one by one): `message` explains why. Redis: `-ERR message`.
+    static func errorReplies(_ message: String, count: Int, replyKeys: ReplyKeys, first: Int,
                              allocator: ByteBufferAllocator) -> Batch
 
     /// The one reply for a client that is refused before any request of it ran, then closed.

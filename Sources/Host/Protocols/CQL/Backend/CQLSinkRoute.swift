@@ -62,12 +62,30 @@ final class CQLSinkRoute: BackendRoute {
 
     // MARK: requests
 
+    /// Sends each frame of `batch` on its own (the backend answers them in any order). A receiver
+    /// that takes the replies one by one (a client's response slot, when no transform of the chain
+    /// intervened in the batch; see `ResponseReceiver.replyReceiver`) gets each reply as it comes;
+    /// any other one gets the batch's replies joined, in request order, once the last came.
     func send(_ batch: Batch, receiver: ResponseReceiver) {
-        guard batch.count == 1 else {
+        if batch.count == 1 {
+            send(frame: batch.messages[0], receiver: receiver)
+            return
+        }
+        // A receiver answers for every request of the batch or for none (its first and last tell).
+        guard batch.count > 0, let first = receiver.replyReceiver(forRequest: 0),
+              receiver.replyReceiver(forRequest: batch.count - 1) != nil else {
             sendEach(batch, receiver: receiver)
             return
         }
-        let bytes = batch.messages[0]
+        send(frame: batch.messages[0], receiver: first)
+        for i in 1..<batch.count {
+            guard let next = receiver.replyReceiver(forRequest: i) else { continue }
+            send(frame: batch.messages[i], receiver: next)
+        }
+    }
+
+    /// Sends one request frame; its reply goes to `receiver`.
+    private func send(frame bytes: ByteBuffer, receiver: ResponseReceiver) {
         guard let frame = CQLWireFrame(bytes), !frame.isResponse, let version = frame.version, version >= .v4,
               frame.bodyLength == bytes.readableBytes - CQLFrameHeader.size
         else {
@@ -124,7 +142,8 @@ final class CQLSinkRoute: BackendRoute {
         return spare
     }
 
-    /// A batch of several frames (a transform's): each goes on its own, the replies are joined.
+    /// A batch of several frames whose receiver takes them together (a transform intervened in it:
+    /// on_responses, call_answer, a send of its own): each goes on its own, the replies are joined.
     private func sendEach(_ batch: Batch, receiver: ResponseReceiver) {
         guard batch.count > 0 else {
             answer(receiver, Batch(kind: Batch.responses, protocolID: Batch.cql))
@@ -133,8 +152,7 @@ final class CQLSinkRoute: BackendRoute {
         let joined = CQLJoinedReplies(count: batch.count, receiver: receiver, allocator: session.allocator)
         for i in 0..<batch.count {
             let frame = CQLWireFrame(batch.messages[i])
-            send(Batch(kind: Batch.requests, protocolID: Batch.cql, messages: [batch.messages[i]]),
-                 receiver: joined.part(i, stream: frame?.stream ?? 0, version: frame?.version ?? .v4))
+            send(frame: batch.messages[i], receiver: joined.part(i, stream: frame?.stream ?? 0, version: frame?.version ?? .v4))
         }
     }
 

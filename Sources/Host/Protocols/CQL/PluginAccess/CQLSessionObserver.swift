@@ -87,29 +87,58 @@ final class CQLSessionObserver: ResponseReceiver {
     }
 
     func receive(_ outcome: ChainOutcome) {
-        if case .responses(let batch) = outcome {
-            for i in 0..<batch.count {
-                let frame = batch.messages[i]
-                guard frame.getInteger(at: frame.readerIndex + 4, as: UInt8.self) == CQLOpcode.result.rawValue,
-                      case .result(let result)? = CQLParsedMessage(frame, isResponse: true).message
-                else { continue }
-                switch result {
-                case .setKeyspace(let name):
-                    facts.useKeyspace(Array(name.utf8))
-                case .prepared(let prepared):
-                    guard let request = prepares.first(where: { $0.index == i }) else { continue }
-                    let keyspace = prepared.metadata.columns.first?.keyspace
-                        ?? prepared.resultMetadata.columns?.first?.keyspace
-                        ?? request.keyspace
-                        ?? facts.keyspace.map { String(decoding: UnsafeBufferPointer(start: $0.pointer, count: $0.count), as: UTF8.self) }
-                    // Copied: the registry outlives the client's read buffer the text is a slice of.
-                    registry.record(id: prepared.id, .init(text: ByteBuffer(bytes: request.text.readableBytesView), keyspace: keyspace,
-                                                           variables: prepared.metadata.columns))
-                default:
-                    break
-                }
+        if case .responses(let batch) = outcome { observe(batch, firstRequest: 0) }
+        receiver.receive(outcome)
+    }
+
+    /// When the receiver behind takes the batch's replies one by one, so does the observer: each
+    /// reply is looked at on its way to it (a batch with a USE or PREPARE only; see `observing`).
+    func replyReceiver(forRequest index: Int) -> ResponseReceiver? {
+        guard let inner = receiver.replyReceiver(forRequest: index) else { return nil }
+        return OneReply(observer: self, index: index, receiver: inner)
+    }
+
+    /// Follows the results among `batch`'s replies, the reply of request `firstRequest` first.
+    private func observe(_ batch: Batch, firstRequest: Int) {
+        for j in 0..<batch.count {
+            let i = firstRequest + j
+            let frame = batch.messages[j]
+            guard frame.getInteger(at: frame.readerIndex + 4, as: UInt8.self) == CQLOpcode.result.rawValue,
+                  case .result(let result)? = CQLParsedMessage(frame, isResponse: true).message
+            else { continue }
+            switch result {
+            case .setKeyspace(let name):
+                facts.useKeyspace(Array(name.utf8))
+            case .prepared(let prepared):
+                guard let request = prepares.first(where: { $0.index == i }) else { continue }
+                let keyspace = prepared.metadata.columns.first?.keyspace
+                    ?? prepared.resultMetadata.columns?.first?.keyspace
+                    ?? request.keyspace
+                    ?? facts.keyspace.map { String(decoding: UnsafeBufferPointer(start: $0.pointer, count: $0.count), as: UTF8.self) }
+                // Copied: the registry outlives the client's read buffer the text is a slice of.
+                registry.record(id: prepared.id, .init(text: ByteBuffer(bytes: request.text.readableBytesView), keyspace: keyspace,
+                                                       variables: prepared.metadata.columns))
+            default:
+                break
             }
         }
-        receiver.receive(outcome)
+    }
+
+    /// The observer in front of one request's receiver.
+    private final class OneReply: ResponseReceiver {
+        private let observer: CQLSessionObserver
+        private let index: Int
+        private let receiver: ResponseReceiver
+
+        init(observer: CQLSessionObserver, index: Int, receiver: ResponseReceiver) {
+            self.observer = observer
+            self.index = index
+            self.receiver = receiver
+        }
+
+        func receive(_ outcome: ChainOutcome) {
+            if case .responses(let batch) = outcome { observer.observe(batch, firstRequest: index) }
+            receiver.receive(outcome)
+        }
     }
 }

@@ -3,8 +3,10 @@ import NIOCore
 /// The CQL side of a client connection of a `cassandra` source (`SourceProtocol`): the wire layer
 /// and handshake of `CQLClientConnection` (version negotiation, STARTUP with LZ4/Snappy, v5
 /// segments, OPTIONS/STARTUP/AUTH_RESPONSE answered here), ERROR frames for failed requests, and
-/// the outbound compression/segmenting of every frame written. Each request frame runs as its own
-/// batch and its reply is written as soon as it is back, whatever the order of the streams.
+/// the outbound compression/segmenting of every frame written. The request frames of one read run
+/// as one batch (up to `maxRequestsPerBatch`, within the client's in-flight limits); each frame's
+/// reply is written as soon as it is back, whatever the order of the streams, unless a transform
+/// that intervened in the batch needs its replies together (docs/cql.md, "Frames read together").
 struct CQLSource: SourceProtocol {
     struct Settings {
         let maxFrameBytes: Int
@@ -13,7 +15,7 @@ struct CQLSource: SourceProtocol {
 
     static var protocolID: Int32 { Batch.cql }
     static var repliesInOrder: Bool { false }
-    static var maxRequestsPerBatch: Int { 1 }
+    static var maxRequestsPerBatch: Int { 64 }
 
     private var connection: CQLClientConnection
     private let metrics: SourceMetrics
@@ -74,24 +76,34 @@ struct CQLSource: SourceProtocol {
         session?.facts.signedIn(as: Array(user.utf8))
     }
 
-    /// The version byte and stream of a batch's one request: what its ERROR reply needs.
-    static func replyKey(of batch: Batch) -> UInt64 {
-        guard let first = batch.messages.first,
-              let (version, stream) = first.getMultipleIntegers(at: first.readerIndex, as: (UInt8, UInt8, Int16).self)
-                .map({ ($0.0, $0.2) })
+    /// The version byte and stream of each request frame of a batch: what its ERROR reply needs.
+    static func replyKeys(of batch: Batch, into keys: inout ReplyKeys) {
+        keys.reset(first: batch.count > 0 ? replyKey(of: batch.messages[0]) : 0)
+        guard batch.count > 1 else { return }
+        for i in 1..<batch.count { keys.append(replyKey(of: batch.messages[i])) }
+    }
+
+    @inline(__always)
+    private static func replyKey(of frame: ByteBuffer) -> UInt64 {
+        guard let (version, _, stream) = frame.getMultipleIntegers(at: frame.readerIndex, as: (UInt8, UInt8, Int16).self)
         else { return 0 }
         return UInt64(version & 0x7F) << 16 | UInt64(UInt16(bitPattern: stream))
     }
 
-    /// SERVER_ERROR with `message` on the request's stream and in its version, for a request the
+    /// SERVER_ERROR with `message` on each request's stream and in its version, for requests the
     /// chain or the sink could not answer (a dead backend, a transform's failure).
-    static func errorReplies(_ message: String, count: Int, replyKey: UInt64,
+    static func errorReplies(_ message: String, count: Int, replyKeys: ReplyKeys, first: Int,
                              allocator: ByteBufferAllocator) -> Batch {
-        let version = CQLVersion(rawValue: UInt8(truncatingIfNeeded: replyKey >> 16)) ?? .v4
-        let stream = Int16(bitPattern: UInt16(truncatingIfNeeded: replyKey))
-        let frame = CQLFrameBuilder.error(version: version, stream: stream, code: .serverError, message: message,
-                                          allocator: allocator)
-        return Batch(kind: Batch.responses, protocolID: Batch.cql, messages: Array(repeating: frame, count: count))
+        var frames: [ByteBuffer] = []
+        frames.reserveCapacity(count)
+        for i in first..<first + count {
+            let key = replyKeys[i]
+            let version = CQLVersion(rawValue: UInt8(truncatingIfNeeded: key >> 16)) ?? .v4
+            let stream = Int16(bitPattern: UInt16(truncatingIfNeeded: key))
+            frames.append(CQLFrameBuilder.error(version: version, stream: stream, code: .serverError, message: message,
+                                                allocator: allocator))
+        }
+        return Batch(kind: Batch.responses, protocolID: Batch.cql, messages: frames)
     }
 
     /// A client refused before it sent anything: its version is not known yet, so the ERROR is a v4

@@ -47,7 +47,11 @@ final class RedisClientHandler: ClientSession<RedisSource>, ChannelInboundHandle
         sessionSlotCompleted(slot)
     }
 
-    func errorReplies(_ message: String, count: Int, replyKey: UInt64) -> Batch {
-        sessionErrorReplies(message, count: count, replyKey: replyKey)
+    func errorReplies(_ message: String, count: Int, replyKeys: ReplyKeys, first: Int) -> Batch {
+        sessionErrorReplies(message, count: count, replyKeys: replyKeys, first: first)
+    }
+
+    func slotReplied(_ slot: ResponseSlot, _ replies: Batch) {
+        sessionSlotReplied(slot, replies)
     }
 }

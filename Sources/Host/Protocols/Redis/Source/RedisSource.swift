@@ -156,9 +156,10 @@ struct RedisSource: SourceProtocol {
     }
 
     @inline(__always)
-    static func replyKey(of batch: Batch) -> UInt64 { 0 }
+    static func replyKeys(of batch: Batch, into keys: inout ReplyKeys) { keys.reset(first: 0) }
 
-    static func errorReplies(_ message: String, count: Int, replyKey: UInt64, allocator: ByteBufferAllocator) -> Batch {
+    static func errorReplies(_ message: String, count: Int, replyKeys: ReplyKeys, first: Int,
+                             allocator: ByteBufferAllocator) -> Batch {
         Batch.errors("ERR \(message)", count: count, allocator: allocator)
     }
 
