@@ -1,8 +1,8 @@
 import NIOCore
 
 /// One client connection of a `cassandra` source as a state machine over plain values: the bytes
-/// the client sends go in (`next`), and out come the requests to run through the chain, each as its
-/// own batch, and the answers Sluice gives itself; every frame written to the client (answers,
+/// the client sends go in (`next`), and out come the requests to run through the chain (the
+/// session batches those of one read), and the answers Sluice gives itself; every frame written to the client (answers,
 /// the chain's replies, events) goes out through `encodeReply`, which compresses or segments it.
 ///
 /// Sluice answers the handshake itself: OPTIONS with SUPPORTED (at any time), STARTUP with READY, or
@@ -36,7 +36,7 @@ struct CQLClientConnection {
 
     /// What the caller does next.
     enum Step {
-        /// Run this request (one whole uncompressed frame) through the chain as its own batch.
+        /// Run this request (one whole uncompressed frame) through the chain.
         case request(CQLFrame)
         /// Write this frame (an answer given here, uncompressed; see `encodeReply`); `event` is for
         /// metrics and the session's facts.
