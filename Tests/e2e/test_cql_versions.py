@@ -146,3 +146,57 @@ def test_options_lists_only_the_versions_the_backend_speaks_too(cql_backend_fact
         with CQLRawConnection(port) as c:
             assert supported_protocol_versions(c) == ["4/v4", "5/v5"]
     assert proxy.alive() and other.alive() and unknown.alive()
+
+
+def test_a_refused_v5_startup_backs_off_only_the_v5_connections(cql_backend_factory, sluice_factory):
+    """A v5 client whose requests reach a v4-only backend on a sink that is not its main one (a
+    redirect's target: the version check looks at the main sink only) makes Sluice open a v5
+    connection there, whose STARTUP the backend refuses. That must not back off the sink for v4:
+    a v4 client's redirected requests right after still work. Before: the refused STARTUP was a
+    failed connect that backed off the whole sink, and the v4 client got OVERLOADED
+    (`…connect failed: STARTUP refused (PROTOCOL_ERROR: Invalid or unsupported protocol version (5)…`)."""
+    from cassandra.cluster import EXEC_PROFILE_DEFAULT, ExecutionProfile
+    from cassandra.protocol import ErrorMessage, ResultMessage
+    from conftest import PLUGINS
+    main, old = cql_backend_factory(), cql_backend_factory("--versions", "4")
+    for backend in (main, old):
+        with CQLRawConnection(backend.port) as c:
+            c.startup()
+            c.query(KEYSPACE.format("ks"))
+            c.query("CREATE TABLE ks.hot (k int PRIMARY KEY, v text)")
+            c.query("INSERT INTO ks.hot (k, v) VALUES (1, 'one')")
+    sink = "{{ cassandra: {{ address: 127.0.0.1:{}, connect_timeout_ms: 1000, reply_timeout_ms: 5000 }} }}"
+    proxy = sluice_factory(f"""
+plugins:
+  directory: {PLUGINS}
+sinks:
+  cass: {sink.format(main.port)}
+  old: {sink.format(old.port)}
+chains:
+  cql_main: [ {{ redirect: {{ target: old, tables: [ks.hot] }} }}, {{ sink: cass }} ]
+sources:
+  - cassandra: {{ listen: 127.0.0.1:{{PORT}}, chain: cql_main }}
+""")
+    assert proxy.wait_for_output(REFUSED_V5)  # the probe of 'old' (the client's main sink speaks v5)
+    cluster = Cluster(["127.0.0.1"], port=proxy.port, protocol_version=5, connect_timeout=5,
+                      control_connection_timeout=5, execution_profiles={EXEC_PROFILE_DEFAULT: ExecutionProfile(
+                          load_balancing_policy=RoundRobinPolicy(), request_timeout=5)})
+    try:
+        session = cluster.connect()
+        assert cluster.protocol_version == 5
+        failures = []
+        deadline = time.time() + 1.0
+        while time.time() < deadline:  # v5 requests to 'old', whose STARTUP in v5 is refused
+            try:
+                session.execute("SELECT v FROM ks.hot WHERE k = 1")
+            except Exception as e:  # the driver's error for the v5 request that cannot be served
+                failures.append(str(e))
+        assert failures and all("protocol version" in f for f in failures), failures[:3]
+        with CQLRawConnection(proxy.port) as v4:  # right after: a v4 client of the same sink
+            v4.startup()
+            reply = v4.query("SELECT v FROM ks.hot WHERE k = 1")
+            assert not isinstance(reply, ErrorMessage), reply.summary_msg()
+            assert isinstance(reply, ResultMessage) and reply.parsed_rows == [("one",)], reply
+    finally:
+        cluster.shutdown()
+    assert proxy.alive()

@@ -16,8 +16,14 @@ struct SinkPlan {
     let authCommand: [UInt8]?
     /// TLS to the backend (nil: plain TCP).
     let tls: TLS?
-    /// Whether the backend is reachable, shared by every connection to it on every event loop.
-    let health = SinkHealth()
+    /// Whether the backend is reachable, shared by every connection to it on every event loop
+    /// (a CQL connection of v5 sees `cqlV5Health` here instead: `forCQLConnection`). Set only there.
+    var health = SinkHealth()
+    /// Cassandra: the connect failures of the sink's v5 connections, kept apart from `health`: a
+    /// backend that refuses a v5 STARTUP (it speaks v4 only, and the version probe had not told
+    /// yet, or the clients' main sink is another) backs off only the v5 connections, never those
+    /// of the v4 clients.
+    let cqlV5Health = SinkHealth()
     /// The protocol the backend speaks.
     var protocolKind: SinkProtocol = .redis
     /// Cassandra: the user name and password of SASL PLAIN (PasswordAuthenticator) sent on every
@@ -31,6 +37,15 @@ struct SinkPlan {
     let cqlVersions = CQLBackendVersions()
 
     var address: String { "\(host):\(port)" }
+
+    /// This sink as a CQL connection of `version` uses it: with `cqlV5Health` as its health for
+    /// the version the backend may refuse (`CQLBackendVersions.probed`).
+    func forCQLConnection(of version: CQLVersion) -> SinkPlan {
+        guard version == cqlVersions.probed else { return self }
+        var plan = self
+        plan.health = cqlV5Health
+        return plan
+    }
 
     struct TLS {
         let context: NIOSSLContext

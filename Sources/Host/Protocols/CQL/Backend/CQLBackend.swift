@@ -83,6 +83,14 @@ enum CQLBackend: BackendProtocol {
             return .refused("a reply shorter than a frame header")
         }
         if opcode == .error {
+            if steps[step].name == startupStep,
+               let connection = (try? channel.pipeline.syncOperations.handler(type: CQLBackendHandler.self))?.connection,
+               case .refused(let reason)? = CQLBackendVersionProbe.outcome(ofReply: reply),
+               steps[step].request.first == connection.plan.cqlVersions.probed.rawValue {
+                // The backend does not speak this connection's version (v5): its clients learn it
+                // as from the probe; the connect fails, backing off only this version's connections.
+                CQLBackendVersionProbe.learnt(.refused(reason: reason), about: connection.plan, from: "a v5 connection's STARTUP")
+            }
             if steps[step].name == authStep, case .failsConnect = steps[step].refusal {
                 // The sink's own credentials (a client's, passed through, answer that client instead).
                 return .refused("\(sinkCredentialsRefused) (username/password): \(errorText(frame))")
@@ -151,7 +159,8 @@ extension BackendConnection where P == CQLBackend {
     convenience init(plan: SinkPlan, sharedOn eventLoop: EventLoop, version: CQLVersion, keyspace: String?,
                      identity: SluiceConfig.Credentials? = nil) {
         let allocator = ByteBufferAllocator()
-        self.init(plan: plan, owner: nil, eventLoop: eventLoop, allocator: allocator,
+        // A v5 connection the backend refuses backs off the sink's v5 connections only.
+        self.init(plan: plan.forCQLConnection(of: version), owner: nil, eventLoop: eventLoop, allocator: allocator,
                   handshake: CQLBackend.handshake(version: version, credentials: identity ?? plan.cqlCredentials,
                                                   keyspace: keyspace,
                                                   authRefusal: identity == nil ? .failsConnect : .answersRequests),

@@ -32,6 +32,9 @@ final class CQLBackendHandler: ChannelDuplexHandler {
         loop = BackendReadLoop(connection: connection, maxFrameBytes: maxFrameBytes)
     }
 
+    /// The connection whose channel this handles.
+    var connection: CQLSinkConnection { loop.connection }
+
     /// From the next byte on, both directions travel in (uncompressed) v5 segments.
     func switchToSegments() {
         framing = .segments(CQLSegmentCodec(compressed: false))

@@ -6,7 +6,10 @@ import NIOSSL
 /// connection of its own (TLS as the sink's), one STARTUP in that version, its answer read, closed.
 /// Never on a client's path: it runs on an event loop without blocking it, and clients do not wait
 /// for it (`CQLBackendVersionKnowledge` says why). The shared connections are not used: a refused
-/// STARTUP there is a failed connect that backs the whole sink off.
+/// STARTUP there is a failed connect that fails the requests waiting on it (and backs off the
+/// sink's connections of that version, `SinkPlan.cqlV5Health`). When one is refused all the
+/// same (before the probe told, or on a sink that is not the clients' main one), what it says is
+/// learnt as from the probe (`learnt`).
 enum CQLBackendVersionProbe {
     /// Probes every cassandra sink of a generation that starts (start-up, reload).
     static func probeSinks(of plan: RuntimePlan, on group: EventLoopGroup) {
@@ -20,18 +23,7 @@ enum CQLBackendVersionProbe {
         let versions = plan.cqlVersions
         let startup = CQLBackend.handshake(version: versions.probed, credentials: nil, keyspace: nil)[0].request
         let answered = Answer(eventLoop.makePromise(of: CQLBackendVersionKnowledge.Outcome.self))
-        answered.future.whenSuccess { outcome in
-            versions.probeAnswered(outcome)
-            let sink = "sink '\(plan.name)' (\(plan.address))"
-            switch outcome {
-            case .refused(let reason):
-                HostLog.sinks.notice("\(sink): the backend does not speak protocol v\(versions.probed.rawValue) (\(reason)); clients opening with it are told to use a lower version")
-            case .accepted:
-                HostLog.sinks.debug("\(sink): the backend speaks protocol v\(versions.probed.rawValue)")
-            case .inconclusive(let reason):
-                HostLog.sinks.debug("\(sink): protocol version probe inconclusive (\(reason)); every version is allowed until a probe tells")
-            }
-        }
+        answered.future.whenSuccess { outcome in learnt(outcome, about: plan, from: "the probe") }
         let timeout = TimeAmount.milliseconds(max(plan.connectTimeoutMilliseconds, 1))
         let deadline = eventLoop.scheduleTask(in: timeout) {
             answered.succeed(.inconclusive(reason: "no answer within \(plan.connectTimeoutMilliseconds) ms"))
@@ -61,6 +53,25 @@ enum CQLBackendVersionProbe {
                     answered.succeed(.inconclusive(reason: "connect failed: \(ConnectFailureDescription.describe(error))"))
                 }
             }
+    }
+
+    /// Records what the sink's backend answered a STARTUP in `CQLBackendVersions.probed` (`from`:
+    /// the probe, or a shared connection's handshake that the backend refused), logged once when
+    /// it changes what Sluice knew.
+    static func learnt(_ outcome: CQLBackendVersionKnowledge.Outcome, about plan: SinkPlan, from source: String) {
+        let versions = plan.cqlVersions
+        let known = versions.state
+        versions.probeAnswered(outcome)
+        let sink = "sink '\(plan.name)' (\(plan.address))"
+        switch outcome {
+        case .refused(let reason):
+            guard known != .refuses else { return }
+            HostLog.sinks.notice("\(sink): the backend does not speak protocol v\(versions.probed.rawValue) (\(reason), answering \(source)); clients opening with it are told to use a lower version")
+        case .accepted:
+            HostLog.sinks.debug("\(sink): the backend speaks protocol v\(versions.probed.rawValue)")
+        case .inconclusive(let reason):
+            HostLog.sinks.debug("\(sink): protocol version probe inconclusive (\(reason)); every version is allowed until a probe tells")
+        }
     }
 
     /// What the backend's answer to the STARTUP says, once `reply` holds its whole first frame
