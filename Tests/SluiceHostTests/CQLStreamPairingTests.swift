@@ -159,4 +159,69 @@ final class CQLStreamPairingTests: XCTestCase {
         XCTAssertEqual(error?.version, .v5)
         XCTAssertEqual(error?.errorCode, .serverError)
     }
+
+    /// A shared connection's usual path: the request goes straight into the connection's write,
+    /// copied once with Sluice's stream id (and no compression flag), the batch left as the
+    /// client sent it; the reply gets the client's stream back. A request over `copyLimit` is not
+    /// appended: the batch is rewritten, as on the other paths.
+    func testRequestsAppendedToTheWriteCarrySluicesStreamID() {
+        let pairing = pairing()
+        let client = Collect()
+        var output = ByteBuffer(string: "earlier")
+        var sent: [Int16] = []
+        for clientStream: Int16 in [7, 7, 300] {
+            let frame = CQLFrameBuilder.frame(version: .v4, isResponse: false, flags: [.compression, .tracing],
+                                              stream: clientStream, opcode: .query) {
+                $0.writeCQLLongString("SELECT * FROM ks.t")
+                $0.writeInteger(UInt16(1))
+                $0.writeInteger(UInt8(0))
+            }
+            let batch = Batch(kind: Batch.requests, protocolID: Batch.cql, messages: [frame])
+            let start = output.writerIndex
+            let (entry, appended) = pairing.entry(for: batch, receiver: client, route: nil, sentAtCheck: nil,
+                                                  appendingTo: &output)
+            pairing.add(entry)
+            XCTAssertTrue(appended)
+            XCTAssertEqual(batch.messages, [frame], "the client's batch is left as it was")
+            let wire = CQLWireFrame(output.getSlice(at: start, length: output.writerIndex - start)!)!
+            XCTAssertEqual(wire.flags, [.tracing])
+            XCTAssertEqual(wire.bodyLength, frame.readableBytes - CQLFrameHeader.size)
+            XCTAssertEqual(wire.body, CQLWireFrame(frame)!.body)
+            XCTAssertFalse(sent.contains(wire.stream), "a stream id of its own")
+            sent.append(wire.stream)
+        }
+        XCTAssertEqual(output.getString(at: 0, length: 7), "earlier")
+        for stream in sent.reversed() { XCTAssertEqual(pairing.frameArrived(void(stream: stream), start: 0), .accepted) }
+        XCTAssertEqual(client.replies.compactMap { CQLWireFrame($0)?.stream }, [300, 7, 7])
+
+        let large = CQLFrameBuilder.query(version: .v4, stream: 5, query: String(repeating: "x", count: CQLStreamPairing.copyLimit))
+        let batch = Batch(kind: Batch.requests, protocolID: Batch.cql, messages: [large])
+        let before = output
+        let (entry, appended) = pairing.entry(for: batch, receiver: client, route: nil, sentAtCheck: nil, appendingTo: &output)
+        pairing.add(entry)
+        XCTAssertFalse(appended)
+        XCTAssertEqual(output, before)
+        XCTAssertEqual(batch.count, 2, "a new header in front of the untouched body")
+        XCTAssertEqual(pairing.frameArrived(void(stream: CQLWireFrame(batch.messages[0])!.stream), start: 0), .accepted)
+        XCTAssertEqual(client.replies.last.flatMap { CQLWireFrame($0)?.stream }, 5)
+    }
+
+    /// The RESULT kind is read in place when nothing comes before the message, and through the
+    /// message otherwise: a SET_KEYSPACE behind warnings or a tracing id is seen as well.
+    func testResultKindsBehindWarningsAndTracingAreSeen() {
+        for flags: CQLFrameFlags in [[], [.warning], [.tracing], [.tracing, .warning]] {
+            let pairing = pairing(keyspace: "ks")
+            var switched = false
+            pairing.keyspaceSwitched = { switched = true }
+            let stream = send("(an EXECUTE)", on: pairing, to: Collect())
+            let reply = CQLFrameBuilder.frame(version: .v4, isResponse: true, flags: flags, stream: stream, opcode: .result) {
+                if flags.contains(.tracing) { $0.writeBytes([UInt8](repeating: 0xAB, count: 16)) }
+                if flags.contains(.warning) { $0.writeInteger(UInt16(1)); $0.writeCQLString("careful") }
+                $0.writeInteger(Int32(CQLResultKind.setKeyspace.rawValue))
+                $0.writeCQLString("other")
+            }
+            XCTAssertEqual(pairing.frameArrived(reply, start: 0), .accepted)
+            XCTAssertTrue(switched, "\(flags)")
+        }
+    }
 }

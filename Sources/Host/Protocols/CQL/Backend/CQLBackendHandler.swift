@@ -26,6 +26,9 @@ final class CQLBackendHandler: ChannelDuplexHandler {
     private var partialSegment: ByteBuffer?
     /// Segments: frames written since the last flush.
     private var outgoing: ByteBuffer?
+    /// Segments: what the last flush wrote, marked consumed; its storage is reused by the next
+    /// flush once the socket has taken it (normally by then), instead of a new one per flush.
+    private var segments = ByteBuffer()
     private var challenges = 0
 
     init(connection: CQLSinkConnection, maxFrameBytes: Int) {
@@ -86,11 +89,21 @@ final class CQLBackendHandler: ChannelDuplexHandler {
             return
         }
         outgoing = nil
-        var output = context.channel.allocator.buffer(capacity: pending.readableBytes + pending.readableBytes / 4096 * 10 + 16)
-        Self.pack(&pending, codec: codec, into: &output)
+        let capacity = pending.readableBytes + pending.readableBytes / 4096 * 10 + 16
+        if segments.capacity == 0 || segments.capacity > Self.keptCapacity {
+            segments = context.channel.allocator.buffer(capacity: max(capacity, 4096))
+        } else {
+            segments.clear()  // new storage only when the channel still holds the last flush's
+            segments.reserveCapacity(capacity)
+        }
+        Self.pack(&pending, codec: codec, into: &segments)
         if pending.readableBytes > 0 { outgoing = pending }  // cannot happen: flushes end on frame boundaries
-        context.writeAndFlush(wrapOutboundOut(output), promise: nil)
+        context.writeAndFlush(wrapOutboundOut(segments), promise: nil)
+        segments.moveReaderIndex(to: segments.writerIndex)
     }
+
+    /// The largest segment storage kept from one flush to the next.
+    static var keptCapacity: Int { 65536 }
 
     /// Packs the whole frames at the front of `frames` into segments appended to `output`, leaving
     /// an incomplete last frame in `frames`.

@@ -238,8 +238,16 @@ final class CQLStreamPairing: BackendReplyPairing {
 
     /// `entry`, in flight, got its reply: it no longer counts for the reply timeout.
     private func answered(_ entry: Pending) {
-        guard let check = entry.sentAtCheck,
-              let index = inFlightPerCheck.firstIndex(where: { $0.check == check }) else { return }
+        guard let check = entry.sentAtCheck, !inFlightPerCheck.isEmpty else { return }
+        // Most replies answer a request of the oldest tick or the newest: no search then.
+        let index: CircularBuffer<(check: Int, count: Int)>.Index
+        if inFlightPerCheck[inFlightPerCheck.startIndex].check == check {
+            index = inFlightPerCheck.startIndex
+        } else if let found = inFlightPerCheck.firstIndex(where: { $0.check == check }) {
+            index = found
+        } else {
+            return
+        }
         inFlightPerCheck[index].count -= 1
         while let first = inFlightPerCheck.first, first.count == 0 { inFlightPerCheck.removeFirst() }
     }
@@ -355,8 +363,8 @@ final class CQLStreamPairing: BackendReplyPairing {
 
     /// The reply `frame` (at `start` in the read) with the client's stream id `clientStream`: from
     /// the rewritten read when it has it, else a copy of its own.
-    private func reply(_ frame: CQLWireFrame, start: Int, clientStream: Int16) -> ByteBuffer {
-        if frame.stream == clientStream { return frame.bytes }
+    private func reply(_ frame: CQLWireFrame, stream: Int16, start: Int, clientStream: Int16) -> ByteBuffer {
+        if stream == clientStream { return frame.bytes }
         if let rewrittenRead, start >= rewrittenReadStart,
            let bytes = rewrittenRead.getSlice(at: start - rewrittenReadStart, length: frame.bytes.readableBytes),
            bytes.getInteger(at: bytes.readerIndex + 2, as: Int16.self) == clientStream {
@@ -376,9 +384,10 @@ final class CQLStreamPairing: BackendReplyPairing {
 
     func frameArrived(_ frame: ByteBuffer, start: Int) -> BackendReplyOutcome {
         guard let reply = CQLWireFrame(frame) else { return .outOfStep("a frame shorter than its header") }
-        let stream = reply.stream
+        let header = ReplyHeader(frame)
+        let stream = header.stream
         if stream < 0 {
-            if reply.opcodeByte == CQLOpcode.event.rawValue { events?(frame) }
+            if header.opcode == CQLOpcode.event.rawValue { events?(frame) }
             return .accepted
         }
         guard Int(stream) < table.count, let entry = table[Int(stream)] else {
@@ -394,26 +403,48 @@ final class CQLStreamPairing: BackendReplyPairing {
         entry.settled = true
         answered(entry)
         count -= 1
-        if reply.opcodeByte == CQLOpcode.error.rawValue, !entry.isRetry, reply.errorCode == .unprepared,
+        if header.opcode == CQLOpcode.error.rawValue, !entry.isRetry,
+           (header.lead.map { CQLErrorCode(rawValue: $0) } ?? reply.errorCode) == .unprepared,
            let id = Self.unpreparedID(reply), let unprepared, unprepared(entry, id) {
             return .accepted
         }
-        if entry.opcode == CQLOpcode.prepare.rawValue, reply.resultKind == .prepared {
+        let resultKind = header.opcode != CQLOpcode.result.rawValue ? nil
+            : header.lead.map { CQLResultKind(rawValue: $0) } ?? reply.resultKind
+        if entry.opcode == CQLOpcode.prepare.rawValue, resultKind == .prepared {
             record(reply, preparedBy: entry)
         }
-        let bytes = self.reply(reply, start: start, clientStream: entry.clientStream)
+        let bytes = self.reply(reply, stream: stream, start: start, clientStream: entry.clientStream)
         var batch = replyBatch(bytes)
         entry.receiver.receive(.responses(batch))
         if isKnownUniquelyReferenced(&batch) {
             batch.clearForReuse()
             spareReply = batch
         }
-        if reply.opcodeByte == CQLOpcode.result.rawValue, reply.resultKind == .setKeyspace,
-           Self.setKeyspace(reply) != keyspace {
+        if resultKind == .setKeyspace, Self.setKeyspace(reply) != keyspace {
             keyspaceSwitched?()
         }
         park(consume entry)
         return .accepted
+    }
+
+    /// What `frameArrived` reads of every reply, in one look at its bytes: the stream, the opcode,
+    /// and the first [int] of the message (a RESULT's kind, an ERROR's code) when nothing comes
+    /// before the message (no tracing id, warnings or custom payload: the usual case; nil
+    /// otherwise, and the frame's own accessors parse it).
+    private struct ReplyHeader {
+        let stream: Int16
+        let opcode: UInt8
+        let lead: Int32?
+
+        @inline(__always)
+        init(_ frame: ByteBuffer) {
+            (stream, opcode, lead) = frame.withUnsafeReadableBytes { bytes -> (Int16, UInt8, Int32?) in
+                let stream = Int16(bitPattern: UInt16(bytes[2]) << 8 | UInt16(bytes[3]))
+                let prefixed = CQLFrameFlags([.tracing, .warning, .customPayload]).rawValue
+                guard bytes[1] & prefixed == 0, bytes.count >= CQLFrameHeader.size + 4 else { return (stream, bytes[4], nil) }
+                return (stream, bytes[4], Int32(bigEndian: bytes.loadUnaligned(fromByteOffset: CQLFrameHeader.size, as: Int32.self)))
+            }
+        }
     }
 
     /// Keeps an answered entry for the next request, when nothing else holds it.
