@@ -56,10 +56,12 @@ extension HostAPI {
     static func withStatement(_ batch: OpaquePointer?, _ index: Int, _ statement: Int, _ function: StaticString,
                               _ body: (CQLStatementInfo) -> Int32) -> Int32 {
         guard let batch else { return SLUICE_ERROR_INVALID_ARGUMENT }
-        guard let b = Batch.from(batch, function) else { return SLUICE_ERROR_STATE }
-        guard b.kind == Batch.requests, let parsed = b.cqlMessage(at: index), let info = parsed.statement(statement)
-        else { return SLUICE_ERROR_INVALID_ARGUMENT }
-        return body(info)
+        // Not retained: the bodies only read the statement (no plugin code runs, no handle ends).
+        return Batch.with(batch, function, otherwise: SLUICE_ERROR_STATE) { b in
+            guard b.kind == Batch.requests, let parsed = b.cqlMessage(at: index), let info = parsed.statement(statement)
+            else { return SLUICE_ERROR_INVALID_ARGUMENT }
+            return body(info)
+        }
     }
 
     /// `body` with the RESULT Rows of CQL response `index`.
@@ -124,18 +126,18 @@ extension HostAPI {
             guard let out else { return SLUICE_ERROR_INVALID_ARGUMENT }
             return HostAPI.withStatement(batch, index, statement, "cql_statement") { info in
                 guard info.text != nil else { return SLUICE_ERROR_NOT_FOUND }
-                let (kind, named, table) = info.classification
+                let classified = info.classification
                 var keyspace = sluice_host_view(ptr: nil, len: 0)
                 var source: UInt32 = 0
-                if let named {
-                    (keyspace, source) = (named.view, UInt32(SLUICE_CQL_KEYSPACE_FROM_TEXT))
+                if let named = classified.keyspace {
+                    (keyspace, source) = (named, UInt32(SLUICE_CQL_KEYSPACE_FROM_TEXT))
                 } else if let requested = info.requestKeyspace {
                     (keyspace, source) = (HostAPI.view(requested), UInt32(SLUICE_CQL_KEYSPACE_FROM_REQUEST))
                 } else if let session = HandleTable.current.activeSession?.facts.keyspace {
                     (keyspace, source) = (HostAPI.view(session), UInt32(SLUICE_CQL_KEYSPACE_FROM_SESSION))
                 }
-                out.pointee = sluice_cql_statement(kind: kind.abiValue, keyspace_source: source,
-                                                   keyspace: keyspace, table: table?.view ?? sluice_host_view(ptr: nil, len: 0))
+                out.pointee = sluice_cql_statement(kind: classified.kind.abiValue, keyspace_source: source, keyspace: keyspace,
+                                                   table: classified.table ?? sluice_host_view(ptr: nil, len: 0))
                 return SLUICE_OK
             }
         }

@@ -14,7 +14,9 @@ final class CQLParsedMessage {
     /// need no decode; nil for any other message (and for a QUERY whose body does not read).
     private let query: CQLQueryLayout?
     private let isResponse: Bool
-    private var decoded: CQLMessage??
+    /// The decoded message once asked for (boxed: a QUERY's accessors never decode it, and an
+    /// empty reference costs nothing to keep or to free, where the enum inline did).
+    private var decoded: DecodedMessage?
     private var statements = CQLLazySlots<CQLStatementInfo>()
     private var rowsInfo: CQLRowsInfo??
 
@@ -26,14 +28,14 @@ final class CQLParsedMessage {
         guard let header = try? scanner.scan(bytes), header.frameLength == bytes.readableBytes else {
             header = nil
             query = nil
-            decoded = .some(nil)
+            decoded = DecodedMessage.none
             return
         }
         self.header = header
         if header.opcodeByte == CQLOpcode.query.rawValue {
             query = bytes.withUnsafeReadableBytes { CQLQueryLayout(frame: $0, version: header.version, flags: header.flags) }
             // A QUERY without a layout does not read (the codec checks the same), unless it is compressed.
-            if query == nil, !header.flags.contains(.compression) { decoded = .some(nil) }
+            if query == nil, !header.flags.contains(.compression) { decoded = DecodedMessage.none }
         } else {
             query = nil
         }
@@ -43,13 +45,20 @@ final class CQLParsedMessage {
     /// does not read (a batch holds only frames that read, unless a source handed over one it did
     /// not check).
     var message: CQLMessage? {
-        if let decoded { return decoded }
+        if let decoded { return decoded.message }
         var made: CQLMessage?
         if let header {
             made = try? CQLMessage(frame: CQLFrame(header: header, bytes: bytes), compression: nil, maxBodyBytes: Int.max)
         }
-        decoded = .some(made)
+        decoded = made.map(DecodedMessage.init) ?? DecodedMessage.none
         return made
+    }
+
+    /// A decoded message (`none`, shared: the frame does not read).
+    private final class DecodedMessage {
+        static let none = DecodedMessage(nil)
+        let message: CQLMessage?
+        init(_ message: CQLMessage?) { self.message = message }
     }
 
     /// Whether `bytes` is exactly one well-formed, uncompressed frame of the direction, with an
@@ -117,7 +126,8 @@ final class CQLParsedMessage {
     private func statement(of query: CQLQueryLayout) -> CQLStatementInfo {
         let start = bytes.readerIndex
         let text = bytes.getSlice(at: start + query.text.lowerBound, length: query.text.count)!
-        let values = query.valueCount == 0 ? CQLBoundValues(count: 0, named: query.named, bytes: ByteBuffer())
+        let values = query.valueCount == 0 ? (query.named ? CQLBoundValues(count: 0, named: true, bytes: CQLBoundValues.none.bytes)
+                                                                : CQLBoundValues.none)
             : CQLBoundValues(count: query.valueCount, named: query.named,
                              bytes: bytes.getSlice(at: start + query.values.lowerBound, length: query.values.count)!)
         let keyspace = query.keyspace.map { range in
@@ -148,7 +158,11 @@ final class CQLStatementInfo {
     /// The keyspace the request itself names (v5 keyspace field, or the prepared statement's).
     let requestKeyspace: FactBytes?
     let prepared: CQLPreparedStatements.Entry?
-    private var classified: (kind: CQLStatement.Kind, keyspace: CQLNameBytes?, table: CQLNameBytes?)?
+    /// The classification once made, as plain views (into the text, or into the names made for it).
+    private var classified: CQLStatementClassification?
+    /// Names the classifier had to lower-case or unquote, kept for the views.
+    private var madeKeyspace: FactBytes?
+    private var madeTable: FactBytes?
     /// Each value's offset in `values.bytes` and length (-1 null, -2 unset), and its name's when named.
     private var valueIndex: [(name: ByteBuffer?, value: CQLValue)]?
 
@@ -160,18 +174,21 @@ final class CQLStatementInfo {
     }
 
     /// The kind, and the keyspace and table the text names (nil when it names none), as
-    /// `CQLStatement.classify` reads them.
-    var classification: (kind: CQLStatement.Kind, keyspace: CQLNameBytes?, table: CQLNameBytes?) {
+    /// `CQLStatement.classify` reads them; made on first use.
+    var classification: CQLStatementClassification {
         if let classified { return classified }
-        let made: (kind: CQLStatement.Kind, keyspace: CQLNameBytes?, table: CQLNameBytes?)
+        let made: CQLStatementClassification
         if let text {
             made = text.withUnsafeReadableBytes { bytes in
                 let shape = CQLStatementShape(bytes)
-                return (shape.kind, shape.keyspace.map { CQLNameBytes($0, in: bytes) },
-                        shape.table.map { CQLNameBytes($0, in: bytes) })
+                let keyspace = shape.keyspace.map { CQLNameBytes($0, in: bytes) }
+                let table = shape.table.map { CQLNameBytes($0, in: bytes) }
+                madeKeyspace = keyspace?.storage
+                madeTable = table?.storage
+                return CQLStatementClassification(kind: shape.kind, keyspace: keyspace?.view, table: table?.view)
             }
         } else {
-            made = (.other, nil, nil)
+            made = CQLStatementClassification(kind: .other, keyspace: nil, table: nil)
         }
         classified = made
         return made
@@ -186,6 +203,15 @@ final class CQLStatementInfo {
     }
 }
 
+/// A statement's classification as cql_statement hands it out: plain values, so that reading it
+/// again (every transform that asks) copies no references.
+struct CQLStatementClassification {
+    let kind: CQLStatement.Kind
+    /// The keyspace the text names, nil when it names none.
+    let keyspace: sluice_host_view?
+    let table: sluice_host_view?
+}
+
 /// A keyspace or table name a statement names, as plugins get it: a view of the statement's text
 /// when the name reads as written (most do: unquoted lower-case, or quoted without `""`), else
 /// bytes of its own (lower-cased or unquoted). Either lives as long as the `CQLStatementInfo`
@@ -193,8 +219,8 @@ final class CQLStatementInfo {
 struct CQLNameBytes {
     let pointer: UnsafePointer<UInt8>?
     let count: Int
-    /// The made bytes, kept alive here; nil for a view of the text.
-    private let storage: FactBytes?
+    /// The made bytes (to be kept alive as long as the view is used); nil for a view of the text.
+    let storage: FactBytes?
 
     /// `name` of the statement text `text` (whose storage outlives this value).
     init(_ name: CQLStatementShape.Name, in text: UnsafeRawBufferPointer) {
