@@ -74,9 +74,13 @@ struct CQLStatementShape {
         /// Whether `string(in:)` is exactly the bytes of `range` (ASCII, nothing to lower-case or
         /// unquote), so a view of the text can stand for the name.
         func isVerbatim(in text: UnsafeRawBufferPointer) -> Bool {
-            for c in text[range] {
+            guard let base = text.baseAddress?.assumingMemoryBound(to: UInt8.self) else { return true }
+            var i = range.lowerBound
+            while i < range.upperBound {
+                let c = base[i]
                 if c >= 0x80 { return false }
-                if quoted ? c == UInt8(ascii: "\"") : (c >= 0x41 && c <= 0x5A) { return false }
+                if quoted ? c == UInt8(ascii: "\"") : (c &- 0x41 < 26) { return false }
+                i &+= 1
             }
             return true
         }
@@ -201,6 +205,7 @@ struct CQLLexer {
         count &- position >= 2 && base[position] == first && base[position &+ 1] == second
     }
 
+    @inline(__always)
     private mutating func skipSpaceAndComments() {
         while position < count {
             let c = base[position]
@@ -310,18 +315,30 @@ struct CQLLexer {
         skipOptional("if", "exists")
     }
 
-    /// Moves past the next `word` outside parentheses; false when the text ends first.
+    /// Moves past the next `word` outside parentheses; false when the text ends first. Words and
+    /// parentheses are read in place (this walks every select list, per request): only other
+    /// tokens (literals, quoted names, symbols) go through `next()`.
     mutating func skip(toTopLevelKeyword word: StaticString) -> Bool {
         var depth = 0
-        while let token = next() {
-            switch token {
-            case .symbol(UInt8(ascii: "(")): depth += 1
-            case .symbol(UInt8(ascii: ")")): depth = max(0, depth - 1)
-            case .word where depth == 0 && isKeyword(token, word): return true
-            default: break
+        while true {
+            skipSpaceAndComments()
+            guard position < count else { return false }
+            let c = base[position]
+            if Self.isWordByte(c) {
+                let start = position
+                position &+= 1
+                while position < count, Self.isWordByte(base[position]) { position &+= 1 }
+                if depth == 0, isKeyword(.word(start..<position), word) { return true }
+            } else if c == UInt8(ascii: "(") {
+                depth &+= 1
+                position &+= 1
+            } else if c == UInt8(ascii: ")") {
+                depth = max(0, depth &- 1)
+                position &+= 1
+            } else {
+                _ = next()
             }
         }
-        return false
     }
 
     /// Reads `name` or `keyspace.name`.
