@@ -319,6 +319,18 @@ final class CQLTransformABITests: XCTestCase {
         XCTAssertEqual(string(statement.keyspace), "Ks2")
         XCTAssertEqual(statement.keyspace_source, UInt32(SLUICE_CQL_KEYSPACE_FROM_SESSION))
         XCTAssertEqual(string(statement.table), "t")
+        // The statement's classification is kept with the message; the session's keyspace is not:
+        // a later USE, or a call outside the session's hooks, is seen by the next call.
+        session.facts.useKeyspace(Array("later".utf8))
+        session.handles.runningHook(session: .passUnretained(session), step: .passUnretained(Self.failingStep)) {
+            XCTAssertEqual(api.cql_statement(batch, 1, 0, &statement), SLUICE_OK)
+        }
+        XCTAssertEqual(string(statement.keyspace), "later")
+        XCTAssertEqual(string(statement.table), "t")
+        XCTAssertEqual(api.cql_statement(batch, 1, 0, &statement), SLUICE_OK)
+        XCTAssertEqual(statement.keyspace.len, 0)
+        XCTAssertEqual(statement.keyspace_source, 0)
+        XCTAssertEqual(string(statement.table), "t")
     }
 
     /// cql_statement hands out the names `CQLStatement.classify` reads (its reference): as views of
