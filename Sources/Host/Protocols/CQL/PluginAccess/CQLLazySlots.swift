@@ -1,7 +1,8 @@
 /// Per-index slots filled on first use (what the cql_* accessors parsed of a message, or of a
-/// statement), without an array for the common case: a CQL request batch holds one message, and a
-/// message one statement, so slot 0 is a stored property and only slots past it live in an array
-/// (made when one of them is first filled). An empty slot is nil.
+/// statement), without an array for the most common case: a message holds one statement, and many
+/// CQL request batches one message, so slot 0 is a stored property and only slots past it live in
+/// an array. A batch of several frames fills its slots in order, one append each, and the array
+/// keeps its capacity when emptied (the batch object is reused for the next read). An empty slot is nil.
 struct CQLLazySlots<Element: AnyObject> {
     private var first: Element?
     /// Slot i (i >= 1) is rest[i - 1]; slots past its end are empty.
@@ -17,11 +18,16 @@ struct CQLLazySlots<Element: AnyObject> {
                 first = newValue
                 return
             }
-            if index - 1 >= rest.count {
+            let slot = index - 1
+            if slot >= rest.count {
                 guard newValue != nil else { return }
-                rest.append(contentsOf: repeatElement(nil, count: index - rest.count))
+                // Usually the next slot: one append (a generic append of a repeated nil cost a
+                // couple of hundred instructions per message of a multi-frame batch).
+                while rest.count < slot { rest.append(nil) }
+                rest.append(newValue)
+                return
             }
-            rest[index - 1] = newValue
+            rest[slot] = newValue
         }
     }
 
@@ -46,6 +52,6 @@ struct CQLLazySlots<Element: AnyObject> {
 
     mutating func removeAll() {
         first = nil
-        if !rest.isEmpty { rest.removeAll() }
+        if !rest.isEmpty { rest.removeAll(keepingCapacity: true) }
     }
 }
