@@ -24,7 +24,9 @@ final class CQLFrameScannerTests: XCTestCase {
         stream.writeBuffer(&second)
         stream.writeBuffer(&third)
         let all = Array(stream.readableBytesView)
-        let scanner = CQLFrameScanner(direction: .requests, maxFrameBytes: 1 << 20)
+        // Before and after the version is settled (the header is then read in one look in place).
+        for scanner in [CQLFrameScanner(direction: .requests, maxFrameBytes: 1 << 20),
+                        CQLFrameScanner(direction: .requests, maxFrameBytes: 1 << 20, negotiatedVersion: .v4)] {
         for cut in 0...all.count {
             var buffer = allocator.buffer(capacity: all.count)
             buffer.writeBytes(all[..<cut])
@@ -45,6 +47,7 @@ final class CQLFrameScannerTests: XCTestCase {
             while let frame = try scanner.nextFrame(&buffer) { seen.append(frame.header.stream) }
         }
         XCTAssertEqual(seen, [1, 2, 3])
+        }
     }
 
     /// A 6 MiB frame arriving in 64 KiB reads: complete only at its last byte, carried exactly.
@@ -119,12 +122,18 @@ final class CQLFrameScannerTests: XCTestCase {
             var input = ByteBuffer(bytes: bytes)
             do { _ = try scanner.nextFrame(&input); return nil } catch { return error }
         }
-        let requests = CQLFrameScanner(direction: .requests, maxFrameBytes: 1 << 20)
-        XCTAssertEqual(violation([0x84, 0, 0, 1, 0x07, 0, 0, 0, 0], requests)?.kind, .wrongDirection)
-        let responses = CQLFrameScanner(direction: .responses, maxFrameBytes: 1 << 20)
-        XCTAssertEqual(violation([0x04, 0, 0, 1, 0x08, 0, 0, 0, 0], responses)?.kind, .wrongDirection)
-        XCTAssertEqual(violation([0x04, 0, 0, 1, 0x07, 0xFF, 0xFF, 0xFF, 0xFF], requests)?.kind, .malformed)
-        XCTAssertEqual(violation([0x04, 0, 0, 1, 0x04, 0, 0, 0, 0], requests)?.message, "unknown opcode 0x4")
+        // Before and after the version is settled (the header is then read in one look in place).
+        for settled in [nil, CQLVersion.v4] {
+            let requests = CQLFrameScanner(direction: .requests, maxFrameBytes: 1 << 20, negotiatedVersion: settled)
+            XCTAssertEqual(violation([0x84, 0, 0, 1, 0x07, 0, 0, 0, 0], requests)?.kind, .wrongDirection)
+            let responses = CQLFrameScanner(direction: .responses, maxFrameBytes: 1 << 20, negotiatedVersion: settled)
+            XCTAssertEqual(violation([0x04, 0, 0, 1, 0x08, 0, 0, 0, 0], responses)?.kind, .wrongDirection)
+            XCTAssertEqual(violation([0x04, 0, 0, 1, 0x07, 0xFF, 0xFF, 0xFF, 0xFF], requests)?.kind, .malformed)
+            XCTAssertEqual(violation([0x04, 0, 0, 1, 0x04, 0, 0, 0, 0], requests)?.message, "unknown opcode 0x4")
+            let small = CQLFrameScanner(direction: .requests, maxFrameBytes: 100, negotiatedVersion: settled)
+            XCTAssertEqual(violation([0x04, 0, 0, 1, 0x07, 0, 0, 0, 92], small)?.kind, .oversize)
+            XCTAssertNil(violation([0x04, 0, 0, 1, 0x07, 0, 0, 0, 91], small), "exactly the limit: waits for the body")
+        }
         let negotiated = CQLFrameScanner(direction: .requests, maxFrameBytes: 1 << 20, negotiatedVersion: .v4)
         let changed = violation([0x05, 0, 0, 6, 0x07, 0, 0, 0, 0], negotiated)
         XCTAssertEqual(changed?.kind, .versionChanged)

@@ -19,7 +19,8 @@ public struct CQLFrameScanner: Sendable {
     public let maxFrameBytes: Int
     /// The versions accepted before one is negotiated.
     public let supportedVersions: [CQLVersion]
-    /// The connection's version once the first frame fixed it; frames of another version are refused.
+    /// The connection's version once the first frame fixed it (one of `supportedVersions`: a
+    /// frame of it is not checked against them again); frames of another version are refused.
     public var negotiatedVersion: CQLVersion?
 
     public init(direction: Direction, maxFrameBytes: Int, supportedVersions: [CQLVersion] = [.v4, .v5],
@@ -35,6 +36,17 @@ public struct CQLFrameScanner: Sendable {
     public func scan(_ buffer: ByteBuffer) throws(CQLProtocolViolation) -> CQLFrameHeader? {
         let start = buffer.readerIndex
         let available = buffer.readableBytes
+        if let negotiatedVersion, available >= CQLFrameHeader.size {
+            // The usual case once the version is settled: the whole header in one look in place.
+            let (versionByte, flags, stream, opcode, length) = buffer.withUnsafeReadableBytes { bytes in
+                (bytes[0], bytes[1], Int16(bitPattern: UInt16(bytes[2]) << 8 | UInt16(bytes[3])), bytes[4],
+                 Int32(bigEndian: bytes.loadUnaligned(fromByteOffset: 5, as: Int32.self)))
+            }
+            if versionByte & 0x7F == negotiatedVersion.rawValue {
+                return try header(version: negotiatedVersion, versionByte: versionByte, flags: flags, stream: stream,
+                                  opcode: opcode, length: length, available: available)
+            }
+        }
         guard available >= 1, let versionByte = buffer.getInteger(at: start, as: UInt8.self) else { return nil }
         let rawVersion = versionByte & 0x7F
         let version = CQLVersion(rawValue: rawVersion)
@@ -51,6 +63,15 @@ public struct CQLFrameScanner: Sendable {
               let (_, flags, stream, opcode, length) = buffer.getMultipleIntegers(
                   at: start, as: (UInt8, UInt8, Int16, UInt8, Int32).self)
         else { return nil }
+        return try header(version: version!, versionByte: versionByte, flags: flags, stream: stream, opcode: opcode,
+                          length: length, available: available)
+    }
+
+    /// The checks of a header whose version is one Sluice speaks; nil while the body is incomplete.
+    @inline(__always)
+    private func header(version: CQLVersion, versionByte: UInt8, flags: UInt8, stream: Int16, opcode: UInt8, length: Int32,
+                        available: Int) throws(CQLProtocolViolation) -> CQLFrameHeader? {
+        let rawVersion = version.rawValue
         let isResponse = versionByte & CQLFrameHeader.responseBit != 0
         if isResponse != (direction == .responses) {
             throw CQLProtocolViolation(
@@ -74,7 +95,7 @@ public struct CQLFrameScanner: Sendable {
                 .oversize, "frame of \(frameLength) bytes exceeds the \(maxFrameBytes)-byte limit", stream: stream)
         }
         guard available >= frameLength else { return nil }
-        return CQLFrameHeader(version: version!, isResponse: isResponse, flags: CQLFrameFlags(rawValue: flags),
+        return CQLFrameHeader(version: version, isResponse: isResponse, flags: CQLFrameFlags(rawValue: flags),
                               stream: stream, opcodeByte: opcode, bodyLength: Int(length))
     }
 
