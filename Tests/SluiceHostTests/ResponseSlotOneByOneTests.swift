@@ -1,6 +1,7 @@
 import Foundation
 import NIOConcurrencyHelpers
 import NIOCore
+import NIOEmbedded
 import NIOPosix
 import XCTest
 @testable import SluiceHost
@@ -99,6 +100,66 @@ final class ResponseSlotOneByOneTests: XCTestCase {
         // One request's error alone (a reply that failed on its own).
         let one = CQLSource.errorReplies("x", count: 1, replyKeys: keys, first: 1, allocator: ByteBufferAllocator())
         XCTAssertEqual(CQLWireFrame(one.messages[0])?.stream, 32000)
+    }
+
+    /// A transform answered request 1 itself (call_answer) and passed the call: its answer goes to
+    /// the slot at once (on the next turn, not inside the hook), the two passed on one by one.
+    func testLocalAnswersGoAtOnceAndTheRequestsPassedOnOneByOne() throws {
+        let owner = Owner()
+        let slot = slot(owner, requests: 3)
+        var answers = LocalAnswers()
+        answers.set(ByteBuffer(string: "local1"), at: 1)
+        let requests = Batch(kind: Batch.requests, protocolID: Batch.cql,
+                             messages: (0..<3).map { CQLFrameBuilder.query(version: .v4, stream: Int16(10 + $0), query: "SELECT 1") })
+        let loop = EmbeddedEventLoop()
+        let merger = LocalAnswersMerger(answers: answers, requests: requests, receiver: slot, allocator: ByteBufferAllocator())
+        merger.deliverLocalAnswers(on: loop)
+        XCTAssertEqual(owner.replied, [], "not inside the hook")
+        loop.run()
+        XCTAssertEqual(owner.replied, ["local1"])
+        XCTAssertNil(merger.replyReceiver(forRequest: 2), "two requests were passed on")
+        try XCTUnwrap(merger.replyReceiver(forRequest: 1)).receive(reply("r2"))  // passed on as index 1: request 2
+        try XCTUnwrap(merger.replyReceiver(forRequest: 0)).receive(reply("r0"))
+        XCTAssertEqual(owner.replied, ["local1", "r2", "r0"])
+        XCTAssertEqual(owner.unanswered, [2, 1, 0])
+        XCTAssertTrue(owner.completed.isEmpty)
+    }
+
+    /// The requests passed on came back together (a later transform's on_responses): each still
+    /// reaches its own request; a failure becomes each request's error.
+    func testRequestsPassedOnThatComeBackTogetherStillGoOneByOne() throws {
+        let owner = Owner()
+        let slot = slot(owner, requests: 3)
+        var answers = LocalAnswers()
+        answers.set(ByteBuffer(string: "local0"), at: 0)
+        let requests = Batch(kind: Batch.requests, protocolID: Batch.cql,
+                             messages: (0..<3).map { CQLFrameBuilder.query(version: .v4, stream: Int16(10 + $0), query: "SELECT 1") })
+        let loop = EmbeddedEventLoop()
+        let merger = LocalAnswersMerger(answers: answers, requests: requests, receiver: slot, allocator: ByteBufferAllocator())
+        merger.deliverLocalAnswers(on: loop)
+        merger.receive(.responses(Batch(kind: Batch.responses, protocolID: Batch.cql,
+                                        messages: [ByteBuffer(string: "r1"), ByteBuffer(string: "r2")])))
+        loop.run()
+        XCTAssertEqual(owner.replied, ["r1", "r2", "local0"])
+        XCTAssertEqual(owner.unanswered.last, 0)
+    }
+
+    func testLocalAnswersAreMergedForAReceiverThatTakesRepliesTogether() {
+        let owner = Owner()
+        let slot = slot(owner, requests: 3, oneByOne: false)
+        var answers = LocalAnswers()
+        answers.set(ByteBuffer(string: "local1"), at: 1)
+        let requests = Batch(kind: Batch.requests, protocolID: Batch.cql,
+                             messages: (0..<3).map { CQLFrameBuilder.query(version: .v4, stream: Int16(10 + $0), query: "SELECT 1") })
+        let loop = EmbeddedEventLoop()
+        let merger = LocalAnswersMerger(answers: answers, requests: requests, receiver: slot, allocator: ByteBufferAllocator())
+        merger.deliverLocalAnswers(on: loop)
+        loop.run()
+        XCTAssertNil(merger.replyReceiver(forRequest: 0))
+        merger.receive(.responses(Batch(kind: Batch.responses, protocolID: Batch.cql,
+                                        messages: [ByteBuffer(string: "r0"), ByteBuffer(string: "r2")])))
+        XCTAssertEqual(owner.completed.map { $0.messages.map { String(buffer: $0) } }, [["r0", "local1", "r2"]])
+        XCTAssertTrue(owner.replied.isEmpty)
     }
 
     func testFlowControlCountsRequestsAnsweredOneByOne() {

@@ -4,9 +4,10 @@ replies of other streams). Raw v4 frames (encoded by the DataStax driver's proto
 Sluice's) are written several at a time in ONE send, so Sluice reads them together, through Sluice
 to the CQL test backend (Tests/cql/backend, not Cassandra), whose TESTBACKEND SLEEP makes one slow.
 
-The rule (docs/cql.md, "Frames read together"): with transforms that only pass (call_pass) the
-replies of the batch go back one by one; a transform that intervenes in the batch (here deny,
-answering one frame itself) makes that batch's replies go back together, each on its own stream.
+The rule (docs/cql.md, "Frames read together"): with transforms that only pass (call_pass, also
+after answering some frames themselves with call_answer, as deny does) the replies of the batch go
+back one by one; a transform that takes the batch's responses (on_responses), or responds to or
+fails the whole call, makes that batch's replies go back together, each on its own stream.
 """
 import time
 
@@ -85,3 +86,23 @@ def test_a_denied_frame_among_others_gets_its_own_error_on_its_stream(workdir, c
             assert isinstance(arrived[stream], ResultMessage), arrived[stream]
             assert arrived[stream].parsed_rows == [("one",)], "the DELETE did not run"
         assert isinstance(arrived[24], ResultMessage)
+
+
+def test_a_denied_frame_does_not_make_the_others_wait_for_a_slow_one(workdir, cql_backend_factory, sluice_factory):
+    """deny answers the DELETE itself (call_answer) and passes the rest (call_pass): its ERROR and
+    the fast reply go back at once, the slow one when it is done."""
+    backend = cql_backend_factory()
+    sluice = sluice_factory(cql_config(backend.port, plugins=True,
+                                       chain_steps="    - deny: { statements: [delete], code: invalid }\n"))
+    with CQLRawConnection(sluice.port) as c:
+        c.startup()
+        c.query(FAST)
+        queries = {30: f"TESTBACKEND SLEEP {SLOW_MS}", 31: "DELETE FROM ks.t WHERE k = 1", 32: FAST}
+        arrived = send_together(c, queries)
+        streams = [stream for stream, _, _ in arrived]
+        assert streams[-1] == 30, f"the slow frame's reply came last: {streams}"
+        replies = {stream: (reply, seconds) for stream, reply, seconds in arrived}
+        assert isinstance(replies[31][0], ErrorMessage) and replies[31][0].code == 0x2200, replies[31][0]
+        assert isinstance(replies[32][0], ResultMessage), replies[32][0]
+        for stream in (31, 32):
+            assert replies[stream][1] < SLOW_MS / 1000, f"stream {stream} waited for the slow one"

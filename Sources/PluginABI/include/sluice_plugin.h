@@ -901,12 +901,13 @@ typedef int32_t (*sluice_host_control_publish_fn)(sluice_control_call *ctl, slui
  * with cql_header). The source runs the complete request frames of one client read as one batch
  * (up to 64), so a CQL request batch may hold several messages, each on its own stream. Their
  * replies go back to the client one by one, as the backend sends them, when every transform the
- * batch passes completes its call with call_pass (or call_forward without an on_responses hook)
- * and answers none of its requests with call_answer; a copy sent elsewhere with send (as tee does)
- * changes nothing. When a transform intervenes in the batch (call_forward with an on_responses
- * hook, a step with only an on_responses hook, call_answer, call_respond, call_fail), the ABI gives
- * its call all the responses at once: the replies of that batch's frames then reach the client
- * together, once the last of them is there. Other batches are not affected.
+ * batch passes completes its call with call_pass (or call_forward without an on_responses hook),
+ * whether or not it answered some of the requests itself with call_answer (those answers go back at
+ * once); a copy sent elsewhere with send (as tee does) changes nothing. When a transform takes the
+ * batch's responses (call_forward with an on_responses hook, or a step with only an on_responses
+ * hook) or ends the whole call (call_respond, call_fail), the ABI gives its call all the responses
+ * at once: the replies of what it forwarded then reach the client together, once the last of them
+ * is there. Other batches are not affected.
  * batch_put_bytes on a CQL batch accepts exactly one well-formed uncompressed frame of the batch's
  * direction (a request opcode in a request batch, a response opcode in a response batch) whose
  * message reads as the protocol defines it (SLUICE_ERROR_MALFORMED otherwise).

@@ -235,6 +235,7 @@ final class Call: ResponseReceiver {
                                             allocator: chain.session.allocator)
             let rest = localAnswers.unanswered(requests)
             localAnswers.removeAll()
+            merger.deliverLocalAnswers(on: chain.session.eventLoop)
             chain.run(rest, from: position + 1, receiver: merger)
         }
         releaseFromPlugin()

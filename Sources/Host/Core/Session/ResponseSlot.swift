@@ -140,6 +140,8 @@ final class ResponseSlot: ResponseReceiver {
                 return
             }
             unansweredRequests = 0
+            // Receivers handed out and never used let go of the slot (it is answered as a whole).
+            for receiver in requestReceivers where receiver.slot != nil { receiver.slot = nil }
         }
         switch outcome {
         case .responses(let batch):
