@@ -29,6 +29,26 @@ final class CQLSegmentTests: XCTestCase {
         XCTAssertEqual(CQLChecksums.crc24(0x4_0000_0000 | (1019 << 17) | 150, byteCount: 5), 0x48_32AE)
     }
 
+    /// The carry-less-multiply fold (x86-64 with PCLMULQDQ) gives zlib's CRC at every length and
+    /// alignment, the largest payload included; elsewhere both are zlib.
+    func testFoldedCRC32IsZlibsAtEveryLength() {
+        var generator = SystemRandomNumberGenerator()
+        let bytes = (0..<(CQLSegmentCodec.maxPayloadLength + 64)).map { _ in UInt8.random(in: 0...255, using: &generator) }
+        bytes.withUnsafeBytes { all in
+            for offset in 0..<3 {
+                for length in Array(0...600) + [4095, 4096, 4097, 65_535, CQLSegmentCodec.maxPayloadLength] {
+                    let payload = UnsafeRawBufferPointer(rebasing: all[offset..<(offset + length)])
+                    XCTAssertEqual(CQLChecksums.crc32(payload), CQLChecksums.crc32ByZlib(payload), "\(length) at \(offset)")
+                }
+            }
+        }
+        #if arch(x86_64)
+        print("PCLMULQDQ fold in use: \(CQLChecksums.hasPCLMUL)")
+        #endif
+        XCTAssertEqual(Array(repeating: UInt8(ascii: "a"), count: 100).withUnsafeBytes { CQLChecksums.crc32($0) },
+                       Array(repeating: UInt8(ascii: "a"), count: 100).withUnsafeBytes { CQLChecksums.crc32ByZlib($0) })
+    }
+
     func testDriverSegmentsSplitAtEveryByte() throws {
         for (name, payloadName, lz4) in [("segment_two_frames", "segment_two_frames_payload", false),
                                          ("segment_three_frames_lz4", "segment_three_frames_payload", true)] {
