@@ -259,18 +259,3 @@ final class CQLSinkSharingTests: XCTestCase {
         XCTAssertEqual(try query("SELECT release_version FROM system.local", first).resultKind, .rows)
     }
 }
-
-private extension EventLoopFuture {
-    func wait(timeout: TimeAmount) throws -> Value {
-        let done = DispatchSemaphore(value: 0)
-        let result = NIOLockedValueBox<Result<Value, Error>?>(nil)
-        whenComplete { outcome in
-            result.withLockedValue { $0 = outcome }
-            done.signal()
-        }
-        guard done.wait(timeout: .now() + .nanoseconds(Int(timeout.nanoseconds))) == .success else {
-            throw NSError(domain: "timed out", code: 3)
-        }
-        return try result.withLockedValue { $0! }.get()
-    }
-}

@@ -283,26 +283,3 @@ final class ResponseSlotOneByOneTests: XCTestCase {
         try loop.submit { session.close() }.wait()
     }
 }
-
-private extension EventLoopFuture {
-    var isFulfilledForTest: Bool {
-        (try? eventLoop.submit { () -> Bool in
-            var done = false
-            self.whenComplete { _ in done = true }
-            return done
-        }.wait()) ?? false
-    }
-
-    func wait(timeout: TimeAmount) throws -> Value {
-        let done = DispatchSemaphore(value: 0)
-        let result = NIOLockedValueBox<Result<Value, Error>?>(nil)
-        whenComplete { outcome in
-            result.withLockedValue { $0 = outcome }
-            done.signal()
-        }
-        guard done.wait(timeout: .now() + .nanoseconds(Int(timeout.nanoseconds))) == .success else {
-            throw NSError(domain: "timed out", code: 3)
-        }
-        return try result.withLockedValue { $0! }.get()
-    }
-}
