@@ -413,6 +413,118 @@ final class CQLTransformABITests: XCTestCase {
         XCTAssertEqual(batch.cqlMessage(at: 0)?.statement(0)?.text.map { String(buffer: $0) }, "SELECT * FROM ks.g")
     }
 
+    /// A batch emptied for the next read (`clearForReuse`, as the client session does) keeps its
+    /// parsed messages and statements for reuse: the next requests in those slots read as their
+    /// own, with nothing of the earlier ones (text, kind, names made for them, the v5 keyspace,
+    /// named values, statement count), and nothing keeps the earlier read's buffer. Views a plugin
+    /// takes stay valid and right while the batch lives, whatever it reads after them.
+    func testARecycledSlotShowsOnlyItsOwnRequest() throws {
+        let batch = Batch(kind: Batch.requests, protocolID: Batch.cql)
+        let handle = HandleTable.current.register(batch, kind: .ownedBatch)
+        defer { HandleTable.current.retire(handle) }
+        // As a read delivers them: slices of one buffer.
+        func read(_ frames: [ByteBuffer]) -> ByteBuffer {
+            var buffer = allocator.buffer(capacity: 1024)
+            var starts: [Int] = []
+            for var frame in frames { starts.append(buffer.writerIndex); buffer.writeBuffer(&frame) }
+            for (i, start) in starts.enumerated() {
+                let end = i + 1 < starts.count ? starts[i + 1] : buffer.writerIndex
+                batch.appendReceived(buffer.getSlice(at: start, length: end - start)!)
+            }
+            return buffer
+        }
+        var first: ByteBuffer? = read([try CQLDriverVectors.vector("query_now_v5"),
+                                      CQLFrameBuilder.query(version: .v4, stream: 2, query: "select * from Ks.T"),
+                                      try CQLDriverVectors.vector("query_named_v4")])
+        var statement = sluice_cql_statement(), value = sluice_cql_value(), text = sluice_host_view()
+        XCTAssertEqual(api.cql_statement(handle, 0, 0, &statement), SLUICE_OK)
+        XCTAssertEqual(string(statement.keyspace), "ks5")
+        XCTAssertEqual(api.cql_statement(handle, 1, 0, &statement), SLUICE_OK)
+        XCTAssertEqual(string(statement.keyspace), "ks", "made: lower-cased")
+        XCTAssertEqual(api.cql_value_named(handle, 2, 0, "a", 1, &value), SLUICE_OK)
+        // Weak: a strong reference would (rightly) keep them from being reused.
+        weak let parsed = batch.cqlMessage(at: 1)
+        weak let info = parsed?.statement(0)
+        XCTAssertNotNil(info)
+
+        batch.clearForReuse()
+        XCTAssertEqual(parsed?.isLoaded, false, "kept, emptied")
+        XCTAssertEqual(info?.isLoaded, false)
+        XCTAssertNil(batch.cqlMessage(at: 0), "no message, no parsed form")
+        // Nothing holds the first read's storage any more: writing to it does not copy it.
+        let before = first!.withUnsafeReadableBytes { $0.baseAddress }
+        XCTAssertEqual(first!.withUnsafeMutableReadableBytes { $0.baseAddress }, before, "the read buffer is still referenced")
+        first = nil
+
+        _ = read([try CQLDriverVectors.vector("query_v4"),
+                  CQLFrameBuilder.query(version: .v4, stream: 3, query: "SELECT * FROM plain_table"),
+                  CQLFrameBuilder.query(version: .v4, stream: 4, query: "INSERT INTO t2 (k) VALUES (1)")])
+        XCTAssertTrue(batch.cqlMessage(at: 1) === parsed, "the slot's object is reused")
+        XCTAssertTrue(parsed?.statement(0) === info, "and its statement's")
+        // Message 0: the driver's SELECT ks.t, two positional values; no v5 keyspace any more.
+        XCTAssertEqual(api.cql_statement(handle, 0, 0, &statement), SLUICE_OK)
+        let keyspace0 = statement.keyspace, table0 = statement.table
+        XCTAssertEqual(statement.kind, SLUICE_CQL_STATEMENT_SELECT)
+        XCTAssertEqual(string(statement.keyspace), "ks")
+        XCTAssertEqual(statement.keyspace_source, UInt32(SLUICE_CQL_KEYSPACE_FROM_TEXT))
+        XCTAssertEqual(api.cql_value_count(handle, 0, 0), 2)
+        XCTAssertEqual(api.cql_value(handle, 0, 0, 0, &value), SLUICE_OK)
+        XCTAssertEqual(bytes(value.bytes), [0, 0, 0, 7])
+        XCTAssertEqual(api.cql_query(handle, 0, 0, &text), SLUICE_OK)
+        let text0 = text
+        // Message 1: names no keyspace (not the earlier made "ks"), table plain_table.
+        XCTAssertEqual(api.cql_statement(handle, 1, 0, &statement), SLUICE_OK)
+        XCTAssertEqual(statement.kind, SLUICE_CQL_STATEMENT_SELECT)
+        XCTAssertEqual(statement.keyspace.len, 0)
+        XCTAssertEqual(statement.keyspace_source, 0)
+        XCTAssertEqual(string(statement.table), "plain_table")
+        XCTAssertEqual(api.cql_value_count(handle, 1, 0), 0)
+        // Message 2: no values (not the earlier named ones).
+        XCTAssertEqual(api.cql_statement(handle, 2, 0, &statement), SLUICE_OK)
+        XCTAssertEqual(statement.kind, SLUICE_CQL_STATEMENT_INSERT)
+        XCTAssertEqual(string(statement.table), "t2")
+        XCTAssertEqual(api.cql_value_count(handle, 2, 0), 0)
+        XCTAssertEqual(api.cql_value(handle, 2, 0, 0, &value), SLUICE_END)
+        XCTAssertEqual(api.cql_value_named(handle, 2, 0, "a", 1, &value), SLUICE_ERROR_NOT_FOUND)
+        XCTAssertEqual(api.cql_statement_count(handle, 2), 1)
+        // A message replaced: the others' views still read right.
+        let replacement = CQLFrameBuilder.query(version: .v4, stream: 4, query: "SELECT * FROM other.x")
+        XCTAssertEqual(replacement.withUnsafeReadableBytes { api.batch_put_bytes(handle, 2, $0.baseAddress, $0.count) }, SLUICE_OK)
+        XCTAssertEqual(api.cql_statement(handle, 2, 0, &statement), SLUICE_OK)
+        XCTAssertEqual(string(statement.keyspace), "other")
+        XCTAssertEqual(string(keyspace0), "ks")
+        XCTAssertEqual(string(table0), "t")
+        XCTAssertEqual(string(text0), "SELECT v FROM ks.t WHERE k = ?")
+
+        // Emptied again and filled with fewer messages: the slots past them answer nothing.
+        batch.clearForReuse()
+        _ = read([CQLFrameBuilder.query(version: .v4, stream: 5, query: "DROP TABLE ks.gone")])
+        XCTAssertEqual(batch.count, 1)
+        XCTAssertEqual(api.cql_statement(handle, 0, 0, &statement), SLUICE_OK)
+        XCTAssertEqual(statement.kind, SLUICE_CQL_STATEMENT_DDL)
+        XCTAssertEqual(api.cql_statement(handle, 1, 0, &statement), SLUICE_ERROR_INVALID_ARGUMENT)
+        XCTAssertEqual(api.cql_statement_count(handle, 1), 0)
+    }
+
+    /// The same for responses: a recycled slot's RESULT Rows are not the next message's.
+    func testARecycledResponseSlotHasNoEarlierRows() throws {
+        let batch = Batch(kind: Batch.responses, protocolID: Batch.cql,
+                          messages: [try CQLDriverVectors.vector("result_rows_v4")])
+        let handle = HandleTable.current.register(batch, kind: .ownedBatch)
+        defer { HandleTable.current.retire(handle) }
+        var rows: Int64 = 0, columns: Int32 = 0
+        XCTAssertEqual(api.cql_result_rows(handle, 0, &rows, &columns), SLUICE_OK)
+        XCTAssertGreaterThan(columns, 0)
+        weak let parsed = batch.cqlMessage(at: 0)
+        batch.clearForReuse()
+        batch.appendReceived(try CQLDriverVectors.vector("result_void_v4"))
+        XCTAssertNotNil(parsed)
+        XCTAssertTrue(batch.cqlMessage(at: 0) === parsed)
+        XCTAssertEqual(api.cql_result_rows(handle, 0, &rows, &columns), SLUICE_ERROR_NOT_FOUND)
+        var cursor = sluice_cql_cursor()
+        XCTAssertEqual(api.cql_rows_init(handle, 0, &cursor), SLUICE_ERROR_NOT_FOUND)
+    }
+
     // MARK: rows
 
     func testRowsCursorColumnsAndCellReplacement() throws {

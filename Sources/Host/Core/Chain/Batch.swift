@@ -29,6 +29,7 @@ final class Batch {
     /// CQL batches: what the cql_* accessors read from each message, one slot per message, made on
     /// first use (empty until then, and always for Redis). A slot goes with its message: replacing or
     /// removing the message drops it (and with it the views plugins were given into it).
+    /// `clearForReuse` keeps the objects, emptied, for the next read's messages (`CQLLazySlots.recycleAll`).
     private var cqlParsed = CQLLazySlots<CQLParsedMessage>()
 
     static let requests = Int32(SLUICE_BATCH_REQUESTS)
@@ -53,7 +54,7 @@ final class Batch {
         if messages.count == 1 { messages.removeLast() } else { messages.removeAll(keepingCapacity: true) }
         contiguous = nil
         plainRequests = false
-        cqlParsed.removeAll()
+        cqlParsed.recycleAll { $0.recycle() }
         generation &+= 1
     }
 
@@ -111,10 +112,32 @@ final class Batch {
     /// the message); nil for a Redis batch or a bad index.
     func cqlMessage(at index: Int) -> CQLParsedMessage? {
         guard protocolID == Batch.cql, index >= 0, index < messages.count else { return nil }
-        if let parsed = cqlParsed[index] { return parsed }
+        if let parsed = cqlParsed[index] {
+            // A recycled object (clearForReuse) reads the slot's message now. Slots at or past
+            // `count` hold only recycled ones (every path that removes messages removes or empties theirs).
+            if !parsed.isLoaded { parsed.load(messages[index], isResponse: kind == Batch.responses) }
+            return parsed
+        }
         let parsed = CQLParsedMessage(messages[index], isResponse: kind == Batch.responses)
         cqlParsed[index] = parsed
         return parsed
+    }
+
+    /// `body` with what the cql_* accessors read from CQL message `index` (as `cqlMessage(at:)`),
+    /// not retained for it: `body` must not change the batch (the accessors only read).
+    /// `otherwise` for a Redis batch or a bad index.
+    @inline(__always)
+    func withCQLMessage<R>(at index: Int, otherwise: R, _ body: (CQLParsedMessage) -> R) -> R {
+        guard protocolID == Batch.cql, index >= 0, index < messages.count else { return otherwise }
+        if let known = cqlParsed.unretained(index) {
+            return known._withUnsafeGuaranteedRef { parsed in
+                if !parsed.isLoaded { parsed.load(messages[index], isResponse: kind == Batch.responses) }
+                return body(parsed)
+            }
+        }
+        let parsed = CQLParsedMessage(messages[index], isResponse: kind == Batch.responses)
+        cqlParsed[index] = parsed
+        return body(parsed)
     }
 
     private func changed() {

@@ -56,11 +56,12 @@ extension HostAPI {
     static func withStatement(_ batch: OpaquePointer?, _ index: Int, _ statement: Int, _ function: StaticString,
                               _ body: (CQLStatementInfo) -> Int32) -> Int32 {
         guard let batch else { return SLUICE_ERROR_INVALID_ARGUMENT }
-        // Not retained: the bodies only read the statement (no plugin code runs, no handle ends).
+        // Nothing retained: the bodies only read the statement (no plugin code runs, no handle ends).
         return Batch.with(batch, function, otherwise: SLUICE_ERROR_STATE) { b in
-            guard b.kind == Batch.requests, let parsed = b.cqlMessage(at: index), let info = parsed.statement(statement)
-            else { return SLUICE_ERROR_INVALID_ARGUMENT }
-            return body(info)
+            guard b.kind == Batch.requests else { return SLUICE_ERROR_INVALID_ARGUMENT }
+            return b.withCQLMessage(at: index, otherwise: SLUICE_ERROR_INVALID_ARGUMENT) { parsed in
+                parsed.withStatement(statement, otherwise: SLUICE_ERROR_INVALID_ARGUMENT, body)
+            }
         }
     }
 
@@ -111,7 +112,7 @@ extension HostAPI {
         api.cql_statement_count = { batch, index in
             Batch.with(batch, "cql_statement_count", otherwise: 0) { b in
                 guard b.kind == Batch.requests else { return 0 }
-                return b.cqlMessage(at: index)?.statementCount ?? 0
+                return b.withCQLMessage(at: index, otherwise: 0) { $0.statementCount }
             }
         }
         api.cql_query = { batch, index, statement, out in
@@ -144,7 +145,7 @@ extension HostAPI {
         api.cql_value_count = { batch, index, statement in
             Batch.with(batch, "cql_value_count", otherwise: 0) { b in
                 guard b.kind == Batch.requests else { return 0 }
-                return b.cqlMessage(at: index)?.statement(statement)?.values.count ?? 0
+                return b.withCQLMessage(at: index, otherwise: 0) { $0.withStatement(statement, otherwise: 0) { $0.valueCount } }
             }
         }
         api.cql_value = { batch, index, statement, position, out in

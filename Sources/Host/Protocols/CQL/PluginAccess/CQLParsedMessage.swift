@@ -8,23 +8,41 @@ import PluginABI
 /// Byte views point into the message itself (a slice of the frame, zero-copy) or into storage
 /// this object or a `CQLPreparedStatements.Entry` it holds owns (names the classifier lower-cased).
 final class CQLParsedMessage {
-    let bytes: ByteBuffer
-    let header: CQLFrameHeader?
+    /// The message (nil while recycled: it holds no storage of the read then).
+    private var message_: ByteBuffer?
+    /// The message (empty while recycled).
+    var bytes: ByteBuffer { message_ ?? Self.noBytes }
+    private(set) var header: CQLFrameHeader?
     /// A QUERY's parts found in place (`CQLQueryLayout`), so that its text, values and keyspace
     /// need no decode; nil for any other message (and for a QUERY whose body does not read).
-    private let query: CQLQueryLayout?
-    private let isResponse: Bool
+    private var query: CQLQueryLayout?
+    /// False while recycled (`recycle`): the batch's slot then holds this object, emptied, for the
+    /// next message to be read into (`load`) instead of allocating a new one.
+    private(set) var isLoaded = false
     /// The decoded message once asked for (boxed: a QUERY's accessors never decode it, and an
     /// empty reference costs nothing to keep or to free, where the enum inline did).
     private var decoded: DecodedMessage?
     private var statements = CQLLazySlots<CQLStatementInfo>()
     private var rowsInfo: CQLRowsInfo??
 
+    /// What the scanner accepts of a message: any version the accessors read, any length.
+    private static let requestScanner = CQLFrameScanner(direction: .requests, maxFrameBytes: Int.max,
+                                                        supportedVersions: [.v3, .v4, .v5])
+    private static let responseScanner = CQLFrameScanner(direction: .responses, maxFrameBytes: Int.max,
+                                                         supportedVersions: [.v3, .v4, .v5])
+    private static let noBytes = ByteBuffer()
+
     init(_ bytes: ByteBuffer, isResponse: Bool) {
-        self.bytes = bytes
-        self.isResponse = isResponse
-        let scanner = CQLFrameScanner(direction: isResponse ? .responses : .requests, maxFrameBytes: Int.max,
-                                      supportedVersions: [.v3, .v4, .v5])
+        load(bytes, isResponse: isResponse)
+    }
+
+    /// Reads `bytes` into this object: a new one, or a recycled one (which holds nothing of the
+    /// message it had before: `recycle` let go of it all).
+    func load(_ bytes: ByteBuffer, isResponse: Bool) {
+        assert(!isLoaded, "loaded over a message: recycle first")
+        message_ = bytes
+        isLoaded = true
+        let scanner = isResponse ? Self.responseScanner : Self.requestScanner
         guard let header = try? scanner.scan(bytes), header.frameLength == bytes.readableBytes else {
             header = nil
             query = nil
@@ -41,13 +59,27 @@ final class CQLParsedMessage {
         }
     }
 
+    /// Lets go of the message and of everything read from it (the batch was emptied for its next
+    /// use), keeping this object and its statements' for the next message of the same slot. Every
+    /// view handed out of it ends here, as the header says (the batch ended).
+    func recycle() {
+        // Each reference only when set: storing nil over nil still calls the runtime.
+        message_ = nil
+        header = nil
+        query = nil
+        isLoaded = false
+        if decoded != nil { decoded = nil }
+        if rowsInfo != nil { rowsInfo = nil }
+        statements.recycleAll { $0.recycle() }
+    }
+
     /// The message, decoded on first use (a QUERY's accessors never need it); nil when the frame
     /// does not read (a batch holds only frames that read, unless a source handed over one it did
     /// not check).
     var message: CQLMessage? {
         if let decoded { return decoded.message }
         var made: CQLMessage?
-        if let header {
+        if let header, let bytes = message_ {
             made = try? CQLMessage(frame: CQLFrame(header: header, bytes: bytes), compression: nil, maxBodyBytes: Int.max)
         }
         decoded = made.map(DecodedMessage.init) ?? DecodedMessage.none
@@ -83,16 +115,32 @@ final class CQLParsedMessage {
         }
     }
 
+    /// `body` with statement `index` (read on first use), not retained for it: `body` must not
+    /// change the batch; `otherwise` when there is no such statement.
+    @inline(__always)
+    func withStatement<R>(_ index: Int, otherwise: R, _ body: (CQLStatementInfo) -> R) -> R {
+        if index >= 0, let known = statements.unretained(index) {
+            return known._withUnsafeGuaranteedRef { info in
+                if info.isLoaded { return body(info) }
+                // A recycled statement: filled again (or, off the QUERY path, replaced).
+                guard let made = statement(index) else { return otherwise }
+                return body(made)
+            }
+        }
+        guard let made = statement(index) else { return otherwise }
+        return body(made)
+    }
+
     /// Statement `index`, read on first use.
     func statement(_ index: Int, registry: CQLPreparedStatements = .shared) -> CQLStatementInfo? {
         guard index >= 0, index < statementCount else { return nil }
-        if let known = statements[index] { return known }
-        let made: CQLStatementInfo
+        // A recycled object in the slot is filled again instead of allocating.
+        let spare = statements[index]
+        if let spare, spare.isLoaded { return spare }
         if let query {
-            made = statement(of: query)
-            statements[index] = made
-            return made
+            return statement(of: query, into: spare, at: index)
         }
+        let made: CQLStatementInfo
         switch message {
         case .query(let query)?:
             made = CQLStatementInfo(text: query.query, values: query.parameters.values,
@@ -122,18 +170,23 @@ final class CQLParsedMessage {
         return made
     }
 
-    /// The statement of a QUERY read in place: slices of the frame, no decode.
-    private func statement(of query: CQLQueryLayout) -> CQLStatementInfo {
+
+    /// The statement of a QUERY read in place (slices of the frame, no decode), into `spare` (a
+    /// recycled statement of slot `index`) when there is one.
+    private func statement(of query: CQLQueryLayout, into spare: CQLStatementInfo?, at index: Int) -> CQLStatementInfo {
+        let bytes = self.bytes
         let start = bytes.readerIndex
         let text = bytes.getSlice(at: start + query.text.lowerBound, length: query.text.count)!
-        let values = query.valueCount == 0 ? (query.named ? CQLBoundValues(count: 0, named: true, bytes: CQLBoundValues.none.bytes)
-                                                                : CQLBoundValues.none)
-            : CQLBoundValues(count: query.valueCount, named: query.named,
-                             bytes: bytes.getSlice(at: start + query.values.lowerBound, length: query.values.count)!)
+        let valueBytes = query.valueCount == 0 ? nil
+            : bytes.getSlice(at: start + query.values.lowerBound, length: query.values.count)!
         let keyspace = query.keyspace.map { range in
             bytes.withUnsafeReadableBytes { String(decoding: UnsafeRawBufferPointer(rebasing: $0[range]), as: UTF8.self) }
         }
-        return CQLStatementInfo(text: text, values: values, requestKeyspace: keyspace, prepared: nil)
+        let info = spare ?? CQLStatementInfo()
+        info.load(text: text, valueCount: query.valueCount, named: query.named, valueBytes: valueBytes,
+                  requestKeyspace: keyspace, prepared: nil)
+        if spare == nil { statements[index] = info }
+        return info
     }
 
     // MARK: rows
@@ -152,12 +205,22 @@ final class CQLParsedMessage {
 
 /// One statement of a request: its text (nil for a prepared id the host never saw prepared), its
 /// bound values, and what it touches (classified on first use).
+///
+/// Recycled with its message (`recycle`, then `load`): everything read from one statement is let
+/// go of before the object holds the next one.
 final class CQLStatementInfo {
-    let text: ByteBuffer?
-    let values: CQLBoundValues
+    private(set) var text: ByteBuffer?
+    /// The bound values, kept as their parts (a struct copy of `CQLBoundValues` costs a generic
+    /// value-witness call each time); `values` puts them together.
+    private(set) var valueCount = 0
+    private(set) var valuesNamed = false
+    /// The values' bytes; nil when there are none.
+    private var valueBytes: ByteBuffer?
     /// The keyspace the request itself names (v5 keyspace field, or the prepared statement's).
-    let requestKeyspace: FactBytes?
-    let prepared: CQLPreparedStatements.Entry?
+    private(set) var requestKeyspace: FactBytes?
+    private(set) var prepared: CQLPreparedStatements.Entry?
+    /// False while recycled (see `CQLParsedMessage.recycle`).
+    private(set) var isLoaded = false
     /// The classification once made, as plain views (into the text, or into the names made for it).
     private var classified: CQLStatementClassification?
     /// Names the classifier had to lower-case or unquote, kept for the views.
@@ -167,10 +230,50 @@ final class CQLStatementInfo {
     private var valueIndex: [(name: ByteBuffer?, value: CQLValue)]?
 
     init(text: ByteBuffer?, values: CQLBoundValues, requestKeyspace: String?, prepared: CQLPreparedStatements.Entry?) {
+        load(text: text, valueCount: values.count, named: values.named, valueBytes: values.count == 0 ? nil : values.bytes,
+             requestKeyspace: requestKeyspace, prepared: prepared)
+    }
+
+    /// An empty one, for `load`.
+    init() {}
+
+    /// Holds the statement given (a new object, or a recycled one, which holds nothing).
+    func load(text: ByteBuffer?, valueCount: Int, named: Bool, valueBytes: ByteBuffer?, requestKeyspace: String?,
+              prepared: CQLPreparedStatements.Entry?) {
+        assert(!isLoaded, "loaded over a statement: recycle first")
         self.text = text
-        self.values = values
-        self.prepared = prepared
-        self.requestKeyspace = requestKeyspace.map { FactBytes(Array($0.utf8)) } ?? prepared?.keyspace
+        self.valueCount = valueCount
+        valuesNamed = named
+        if let valueBytes { self.valueBytes = valueBytes }
+        if let prepared { self.prepared = prepared }
+        if let requestKeyspace {
+            self.requestKeyspace = FactBytes(Array(requestKeyspace.utf8))
+        } else if let keyspace = prepared?.keyspace {
+            self.requestKeyspace = keyspace
+        }
+        isLoaded = true
+    }
+
+    /// Lets go of the statement and of all that was read from it (its classification, the names
+    /// made for it, its value index): the next `load` starts from nothing, as a new object would.
+    func recycle() {
+        // Each reference only when set: storing nil over nil still calls the runtime.
+        text = nil
+        if valueBytes != nil { valueBytes = nil }
+        valueCount = 0
+        valuesNamed = false
+        if requestKeyspace != nil { requestKeyspace = nil }
+        if prepared != nil { prepared = nil }
+        classified = nil
+        if madeKeyspace != nil { madeKeyspace = nil }
+        if madeTable != nil { madeTable = nil }
+        if valueIndex != nil { valueIndex = nil }
+        isLoaded = false
+    }
+
+    /// The bound values (slices of the message).
+    var values: CQLBoundValues {
+        CQLBoundValues(count: valueCount, named: valuesNamed, bytes: valueBytes ?? CQLBoundValues.none.bytes)
     }
 
     /// The kind, and the keyspace and table the text names (nil when it names none), as
