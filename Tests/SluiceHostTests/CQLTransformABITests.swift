@@ -506,6 +506,41 @@ final class CQLTransformABITests: XCTestCase {
         XCTAssertEqual(api.cql_statement_count(handle, 1), 0)
     }
 
+    /// The parsed form reads a message's header in one look; it must accept exactly the frames the
+    /// frame scanner accepts (no negotiated version, v3 to v5, any length) as one whole frame, with
+    /// the same header, for well-formed frames and for every kind of broken header.
+    func testTheParsedHeaderIsTheScannersOnEveryFrame() throws {
+        let frames = [try CQLDriverVectors.vector("query_v4"), try CQLDriverVectors.vector("query_now_v5"),
+                      try CQLDriverVectors.vector("prepare_v4"), try CQLDriverVectors.vector("result_rows_v4"),
+                      try CQLDriverVectors.vector("result_void_v4"),
+                      CQLFrameBuilder.query(version: .v3, stream: -2, query: "SELECT 1")]
+        var checked = 0
+        for frame in frames {
+            let original = Array(frame.readableBytesView)
+            var variants = [original, Array(original.dropLast()), original + [0], Array(original.prefix(8))]
+            for position in 0..<CQLFrameHeader.size {
+                for value: UInt8 in [0x00, 0x01, 0x02, 0x03, 0x05, 0x06, 0x7F, 0x80, 0x83, 0x84, 0x85, 0xFF,
+                                     original[position] &+ 1, original[position] &- 1] {
+                    var variant = original
+                    variant[position] = value
+                    variants.append(variant)
+                }
+            }
+            for bytes in variants {
+                for isResponse in [false, true] {
+                    let buffer = ByteBuffer(bytes: bytes)
+                    let scanner = CQLFrameScanner(direction: isResponse ? .responses : .requests, maxFrameBytes: Int.max,
+                                                  supportedVersions: [.v3, .v4, .v5])
+                    let expected = (try? scanner.scan(buffer)).flatMap { $0?.frameLength == bytes.count ? $0 : nil }
+                    let read = buffer.withUnsafeReadableBytes { CQLParsedMessage.header(of: $0, isResponse: isResponse) }
+                    XCTAssertEqual(read, expected, "\(bytes.prefix(9)) as \(isResponse ? "response" : "request")")
+                    if expected != nil { checked += 1 }
+                }
+            }
+        }
+        XCTAssertGreaterThan(checked, 20, "well-formed variants were among them")
+    }
+
     /// The same for responses: a recycled slot's RESULT Rows are not the next message's.
     func testARecycledResponseSlotHasNoEarlierRows() throws {
         let batch = Batch(kind: Batch.responses, protocolID: Batch.cql,

@@ -81,8 +81,11 @@ struct CQLLazySlots<Element: AnyObject> {
         }
         guard !rest.isEmpty else { return }
         if rest.count >= Self.maxRecycled { rest.removeSubrange((Self.maxRecycled - 1)...) }
-        for i in rest.indices where rest[i] != nil {
-            if isKnownUniquelyReferenced(&rest[i]) { recycle(rest[i].unsafelyUnwrapped) } else { rest[i] = nil }
+        // One uniqueness check of the array, not one per element.
+        rest.withUnsafeMutableBufferPointer { slots in
+            for i in slots.indices where slots[i] != nil {
+                if isKnownUniquelyReferenced(&slots[i]) { recycle(slots[i].unsafelyUnwrapped) } else { slots[i] = nil }
+            }
         }
     }
 }

@@ -25,11 +25,6 @@ final class CQLParsedMessage {
     private var statements = CQLLazySlots<CQLStatementInfo>()
     private var rowsInfo: CQLRowsInfo??
 
-    /// What the scanner accepts of a message: any version the accessors read, any length.
-    private static let requestScanner = CQLFrameScanner(direction: .requests, maxFrameBytes: Int.max,
-                                                        supportedVersions: [.v3, .v4, .v5])
-    private static let responseScanner = CQLFrameScanner(direction: .responses, maxFrameBytes: Int.max,
-                                                         supportedVersions: [.v3, .v4, .v5])
     private static let noBytes = ByteBuffer()
 
     init(_ bytes: ByteBuffer, isResponse: Bool) {
@@ -42,21 +37,39 @@ final class CQLParsedMessage {
         assert(!isLoaded, "loaded over a message: recycle first")
         message_ = bytes
         isLoaded = true
-        let scanner = isResponse ? Self.responseScanner : Self.requestScanner
-        guard let header = try? scanner.scan(bytes), header.frameLength == bytes.readableBytes else {
-            header = nil
-            query = nil
+        // The header and a QUERY's layout in one look at the bytes.
+        let (header, query) = bytes.withUnsafeReadableBytes { frame -> (CQLFrameHeader?, CQLQueryLayout?) in
+            guard let header = Self.header(of: frame, isResponse: isResponse) else { return (nil, nil) }
+            guard header.opcodeByte == CQLOpcode.query.rawValue else { return (header, nil) }
+            return (header, CQLQueryLayout(frame: frame, version: header.version, flags: header.flags))
+        }
+        self.header = header
+        self.query = query
+        guard let header else {
             decoded = DecodedMessage.none
             return
         }
-        self.header = header
-        if header.opcodeByte == CQLOpcode.query.rawValue {
-            query = bytes.withUnsafeReadableBytes { CQLQueryLayout(frame: $0, version: header.version, flags: header.flags) }
-            // A QUERY without a layout does not read (the codec checks the same), unless it is compressed.
-            if query == nil, !header.flags.contains(.compression) { decoded = DecodedMessage.none }
-        } else {
-            query = nil
+        // A QUERY without a layout does not read (the codec checks the same), unless it is compressed.
+        if query == nil, header.opcodeByte == CQLOpcode.query.rawValue, !header.flags.contains(.compression) {
+            decoded = DecodedMessage.none
         }
+    }
+
+    /// The header of `frame` when it is exactly one whole frame that `CQLFrameScanner` accepts in
+    /// the direction (versions 3 to 5, a known opcode, a body length that is the rest of the bytes),
+    /// else nil: the scanner's checks in one look at the bytes (the scanner itself, without a
+    /// negotiated version, reads them field by field).
+    static func header(of frame: UnsafeRawBufferPointer, isResponse: Bool) -> CQLFrameHeader? {
+        guard frame.count >= CQLFrameHeader.size else { return nil }
+        let versionByte = frame[0], opcode = frame[4]
+        guard let version = CQLVersion(rawValue: versionByte & 0x7F),
+              (versionByte & CQLFrameHeader.responseBit != 0) == isResponse, CQLOpcode(rawValue: opcode) != nil
+        else { return nil }
+        let length = Int32(bigEndian: frame.loadUnaligned(fromByteOffset: 5, as: Int32.self))
+        guard length >= 0, CQLFrameHeader.size + Int(length) == frame.count else { return nil }
+        return CQLFrameHeader(version: version, isResponse: isResponse, flags: CQLFrameFlags(rawValue: frame[1]),
+                              stream: Int16(bitPattern: UInt16(frame[2]) << 8 | UInt16(frame[3])), opcodeByte: opcode,
+                              bodyLength: Int(length))
     }
 
     /// Lets go of the message and of everything read from it (the batch was emptied for its next
@@ -174,7 +187,7 @@ final class CQLParsedMessage {
     /// The statement of a QUERY read in place (slices of the frame, no decode), into `spare` (a
     /// recycled statement of slot `index`) when there is one.
     private func statement(of query: CQLQueryLayout, into spare: CQLStatementInfo?, at index: Int) -> CQLStatementInfo {
-        let bytes = self.bytes
+        let bytes = message_.unsafelyUnwrapped  // loaded: a QUERY layout was read from it
         let start = bytes.readerIndex
         let text = bytes.getSlice(at: start + query.text.lowerBound, length: query.text.count)!
         let valueBytes = query.valueCount == 0 ? nil
@@ -182,11 +195,16 @@ final class CQLParsedMessage {
         let keyspace = query.keyspace.map { range in
             bytes.withUnsafeReadableBytes { String(decoding: UnsafeRawBufferPointer(rebasing: $0[range]), as: UTF8.self) }
         }
-        let info = spare ?? CQLStatementInfo()
-        info.load(text: text, valueCount: query.valueCount, named: query.named, valueBytes: valueBytes,
+        if let spare {
+            spare.load(text: text, valueCount: query.valueCount, named: query.named, valueBytes: valueBytes,
+                       requestKeyspace: keyspace, prepared: nil)
+            return spare
+        }
+        let made = CQLStatementInfo()
+        made.load(text: text, valueCount: query.valueCount, named: query.named, valueBytes: valueBytes,
                   requestKeyspace: keyspace, prepared: nil)
-        if spare == nil { statements[index] = info }
-        return info
+        statements[index] = made
+        return made
     }
 
     // MARK: rows
@@ -238,8 +256,8 @@ final class CQLStatementInfo {
     init() {}
 
     /// Holds the statement given (a new object, or a recycled one, which holds nothing).
-    func load(text: ByteBuffer?, valueCount: Int, named: Bool, valueBytes: ByteBuffer?, requestKeyspace: String?,
-              prepared: CQLPreparedStatements.Entry?) {
+    func load(text: consuming ByteBuffer?, valueCount: Int, named: Bool, valueBytes: consuming ByteBuffer?,
+              requestKeyspace: String?, prepared: CQLPreparedStatements.Entry?) {
         assert(!isLoaded, "loaded over a statement: recycle first")
         self.text = text
         self.valueCount = valueCount
