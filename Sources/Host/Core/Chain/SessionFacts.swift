@@ -29,6 +29,9 @@ final class SessionFacts {
     /// (a transform's target, a route made after a reload). nil before. A secret: never given to
     /// plugins, never logged.
     private(set) var cqlIdentity: CQLIdentity?
+    /// CQL: changes each time `keyspace` or `cqlIdentity` changes, so that a route can tell per
+    /// request, by comparing one integer, whether it still follows both (`CQLSinkRoute`).
+    private(set) var cqlRouteRevision = 0
     /// CQL: the event types the client REGISTERed for (every REGISTER the backend answered with
     /// READY adds its types) and the version of the frames it gets them in; nil before. Every
     /// cassandra route of the session follows it (`CQLSinkRoute.followEvents`): a route made after
@@ -61,11 +64,13 @@ final class SessionFacts {
     /// A RESULT Set_keyspace reached the client: its connection now uses `name`.
     func useKeyspace(_ name: [UInt8]) {
         replace(&keyspace, with: name)
+        cqlRouteRevision &+= 1
     }
 
     /// The backend accepted the client's own credentials (passed through).
     func signedInToBackend(_ identity: CQLIdentity) {
         cqlIdentity = identity
+        cqlRouteRevision &+= 1
     }
 
     /// The backend answered a REGISTER of `types` with READY. Returns whether that added a type.

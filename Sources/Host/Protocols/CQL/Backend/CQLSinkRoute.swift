@@ -24,6 +24,9 @@ final class CQLSinkRoute: BackendRoute {
     /// route (a transform's target, such as redirect's) applies here too, once its reply reached
     /// the client. Compared by identity per request (the fact is replaced, never changed).
     private var followedKeyspace: FactBytes?
+    /// The session facts' `cqlRouteRevision` this route last followed (-1: none yet, so the first
+    /// request follows whatever the session already knows).
+    private var followedRevision = -1
     /// The credentials the client signed in with, passed through (`auth: passthrough`), as the
     /// session's fact this route last followed (a sign-in through any route of the session counts
     /// here too); nil: the sink's own are used.
@@ -94,8 +97,8 @@ final class CQLSinkRoute: BackendRoute {
                                                     allocator: session.allocator))
             return
         }
-        if let fact = session.facts.keyspace, fact !== followedKeyspace { followKeyspace(fact) }
-        if session.facts.cqlIdentity != identity { followIdentity() }
+        let facts = session.facts
+        if facts.cqlRouteRevision != followedRevision { followFacts(facts) }
         switch CQLOpcode(rawValue: frame.opcodeByte) {
         case .query?:
             if let use = Self.useKeyspace(frame) {
@@ -240,6 +243,13 @@ final class CQLSinkRoute: BackendRoute {
     }
 
     /// The client's USE succeeded (through this route or another): its requests here go to that keyspace.
+    /// Follows the session's keyspace and credentials once either changed (`cqlRouteRevision`).
+    private func followFacts(_ facts: SessionFacts) {
+        followedRevision = facts.cqlRouteRevision
+        if let fact = facts.keyspace, fact !== followedKeyspace { followKeyspace(fact) }
+        if facts.cqlIdentity != identity { followIdentity() }
+    }
+
     private func followKeyspace(_ fact: FactBytes) {
         followedKeyspace = fact
         let name = String(decoding: UnsafeBufferPointer(start: fact.pointer, count: fact.count), as: UTF8.self)
