@@ -33,9 +33,8 @@ final class CQLParsedMessage {
 
     /// Reads `bytes` into this object: a new one, or a recycled one (which holds nothing of the
     /// message it had before: `recycle` let go of it all).
-    func load(_ bytes: ByteBuffer, isResponse: Bool) {
+    func load(_ bytes: consuming ByteBuffer, isResponse: Bool) {
         assert(!isLoaded, "loaded over a message: recycle first")
-        message_ = bytes
         isLoaded = true
         // The header and a QUERY's layout in one look at the bytes.
         let (header, query) = bytes.withUnsafeReadableBytes { frame -> (CQLFrameHeader?, CQLQueryLayout?) in
@@ -43,6 +42,7 @@ final class CQLParsedMessage {
             guard header.opcodeByte == CQLOpcode.query.rawValue else { return (header, nil) }
             return (header, CQLQueryLayout(frame: frame, version: header.version, flags: header.flags))
         }
+        message_ = consume bytes
         self.header = header
         self.query = query
         guard let header else {
@@ -136,7 +136,7 @@ final class CQLParsedMessage {
             return known._withUnsafeGuaranteedRef { info in
                 if info.isLoaded { return body(info) }
                 // A recycled statement: filled again (or, off the QUERY path, replaced).
-                guard let made = statement(index) else { return otherwise }
+                guard index < statementCount, let made = read(index, into: info, registry: nil) else { return otherwise }
                 return body(made)
             }
         }
@@ -145,11 +145,18 @@ final class CQLParsedMessage {
     }
 
     /// Statement `index`, read on first use.
-    func statement(_ index: Int, registry: CQLPreparedStatements = .shared) -> CQLStatementInfo? {
+    /// `registry`: where EXECUTE ids are looked up (nil: `CQLPreparedStatements.shared`, fetched
+    /// only for an EXECUTE or BATCH, not per QUERY).
+    func statement(_ index: Int, registry: CQLPreparedStatements? = nil) -> CQLStatementInfo? {
         guard index >= 0, index < statementCount else { return nil }
-        // A recycled object in the slot is filled again instead of allocating.
-        let spare = statements[index]
-        if let spare, spare.isLoaded { return spare }
+        let known = statements[index]
+        if let known, known.isLoaded { return known }
+        return read(index, into: known, registry: registry)
+    }
+
+    /// Reads statement `index` (< `statementCount`) into `spare`, the slot's recycled object, when
+    /// there is one (the QUERY path; the others make a new one), else into a new one kept in the slot.
+    private func read(_ index: Int, into spare: CQLStatementInfo?, registry: CQLPreparedStatements?) -> CQLStatementInfo? {
         if let query {
             return statement(of: query, into: spare, at: index)
         }
@@ -161,7 +168,7 @@ final class CQLParsedMessage {
         case .prepare(let prepare)?:
             made = CQLStatementInfo(text: prepare.query, values: .none, requestKeyspace: prepare.keyspace, prepared: nil)
         case .execute(let execute)?:
-            let entry = registry.entry(id: execute.id)
+            let entry = (registry ?? .shared).entry(id: execute.id)
             made = CQLStatementInfo(text: entry?.text, values: execute.parameters.values,
                                     requestKeyspace: execute.parameters.keyspace, prepared: entry)
         case .batch(let batch)?:
@@ -172,7 +179,7 @@ final class CQLParsedMessage {
                 made = CQLStatementInfo(text: text, values: children[index].values, requestKeyspace: batch.keyspace,
                                         prepared: nil)
             case .prepared(let id):
-                let entry = registry.entry(id: id)
+                let entry = (registry ?? .shared).entry(id: id)
                 made = CQLStatementInfo(text: entry?.text, values: children[index].values,
                                         requestKeyspace: batch.keyspace, prepared: entry)
             }
@@ -187,13 +194,15 @@ final class CQLParsedMessage {
     /// The statement of a QUERY read in place (slices of the frame, no decode), into `spare` (a
     /// recycled statement of slot `index`) when there is one.
     private func statement(of query: CQLQueryLayout, into spare: CQLStatementInfo?, at index: Int) -> CQLStatementInfo {
-        let bytes = message_.unsafelyUnwrapped  // loaded: a QUERY layout was read from it
-        let start = bytes.readerIndex
-        let text = bytes.getSlice(at: start + query.text.lowerBound, length: query.text.count)!
+        // message_ is set: a QUERY layout was read from it.
+        let start = message_.unsafelyUnwrapped.readerIndex
+        let text = message_.unsafelyUnwrapped.getSlice(at: start + query.text.lowerBound, length: query.text.count)!
         let valueBytes = query.valueCount == 0 ? nil
-            : bytes.getSlice(at: start + query.values.lowerBound, length: query.values.count)!
+            : message_.unsafelyUnwrapped.getSlice(at: start + query.values.lowerBound, length: query.values.count)!
         let keyspace = query.keyspace.map { range in
-            bytes.withUnsafeReadableBytes { String(decoding: UnsafeRawBufferPointer(rebasing: $0[range]), as: UTF8.self) }
+            message_.unsafelyUnwrapped.withUnsafeReadableBytes {
+                String(decoding: UnsafeRawBufferPointer(rebasing: $0[range]), as: UTF8.self)
+            }
         }
         if let spare {
             spare.load(text: text, valueCount: query.valueCount, named: query.named, valueBytes: valueBytes,
