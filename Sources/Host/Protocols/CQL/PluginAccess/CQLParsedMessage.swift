@@ -250,7 +250,8 @@ final class CQLStatementInfo {
     private(set) var isLoaded = false
     /// The classification once made, as plain views (into the text, or into the names made for it).
     private var classified: CQLStatementClassification?
-    /// Names the classifier had to lower-case or unquote, kept for the views.
+    /// Names the classifier had to lower-case or unquote, kept for the views (shared with the
+    /// thread's `CQLStatementShapeCache` or the prepared entry, which may drop theirs sooner).
     private var madeKeyspace: FactBytes?
     private var madeTable: FactBytes?
     /// Each value's offset in `values.bytes` and length (-1 null, -2 unset), and its name's when named.
@@ -292,8 +293,7 @@ final class CQLStatementInfo {
         if requestKeyspace != nil { requestKeyspace = nil }
         if prepared != nil { prepared = nil }
         classified = nil
-        if madeKeyspace != nil { madeKeyspace = nil }
-        if madeTable != nil { madeTable = nil }
+        if classifiedText != nil { classifiedText = nil }
         if valueIndex != nil { valueIndex = nil }
         isLoaded = false
     }
@@ -304,24 +304,35 @@ final class CQLStatementInfo {
     }
 
     /// The kind, and the keyspace and table the text names (nil when it names none), as
-    /// `CQLStatement.classify` reads them; made on first use.
+    /// `CQLStatement.classify` reads them; made on first use. The text is lexed at most once per
+    /// distinct text and thread: a prepared statement's entry keeps its classification, and any
+    /// other text is looked up in the thread's `CQLStatementShapeCache`.
     var classification: CQLStatementClassification {
         if let classified { return classified }
         let made: CQLStatementClassification
         if let text {
             made = text.withUnsafeReadableBytes { bytes in
-                let shape = CQLStatementShape(bytes)
-                let keyspace = shape.keyspace.map { CQLNameBytes($0, in: bytes) }
-                let table = shape.table.map { CQLNameBytes($0, in: bytes) }
-                madeKeyspace = keyspace?.storage
-                madeTable = table?.storage
-                return CQLStatementClassification(kind: shape.kind, keyspace: keyspace?.view, table: table?.view)
+                let known = classifiedText(bytes)
+                madeKeyspace = known.keyspace?.made
+                madeTable = known.table?.made
+                return CQLStatementClassification(kind: known.kind, keyspace: known.keyspace?.view(in: bytes),
+                                                  table: known.table?.view(in: bytes))
             }
         } else {
             made = CQLStatementClassification(kind: .other, keyspace: nil, table: nil)
         }
         classified = made
         return made
+    }
+
+    /// The text's classification: the prepared entry's (an EXECUTE's text is the entry's), else the
+    /// thread's cache's.
+    private func classifiedText(_ bytes: UnsafeRawBufferPointer) -> CQLClassifiedText {
+        if let prepared {
+            assert(prepared.text.readableBytesView.elementsEqual(bytes), "a prepared statement's text is its entry's")
+            return prepared.classified
+        }
+        return CQLStatementShapeCache.current.classified(bytes)
     }
 
     /// The bound values in order (slices of the message).
@@ -344,29 +355,28 @@ struct CQLStatementClassification {
 
 /// A keyspace or table name a statement names, as plugins get it: a view of the statement's text
 /// when the name reads as written (most do: unquoted lower-case, or quoted without `""`), else
-/// bytes of its own (lower-cased or unquoted). Either lives as long as the `CQLStatementInfo`
-/// holding it (its text is a slice of the message, whose storage never moves).
+/// bytes of its own (lower-cased or unquoted). Kept as a range relative to the text, so that one
+/// value serves every text with the same bytes (`CQLStatementShapeCache`, a prepared entry); the
+/// view is made against the text at hand. Either view lives as long as the `CQLStatementInfo`
+/// holding the text and `made` (its text is a slice of the message, whose storage never moves).
 struct CQLNameBytes {
-    let pointer: UnsafePointer<UInt8>?
-    let count: Int
-    /// The made bytes (to be kept alive as long as the view is used); nil for a view of the text.
-    let storage: FactBytes?
+    /// The name's bytes in the text, without quotes.
+    let range: Range<Int>
+    /// The name lower-cased or unquoted; nil when the text's bytes at `range` are the name.
+    let made: FactBytes?
 
-    /// `name` of the statement text `text` (whose storage outlives this value).
+    /// `name` of the statement text `text`.
     init(_ name: CQLStatementShape.Name, in text: UnsafeRawBufferPointer) {
-        if name.isVerbatim(in: text) {
-            pointer = text.baseAddress.map { ($0 + name.range.lowerBound).assumingMemoryBound(to: UInt8.self) }
-            count = name.range.count
-            storage = nil
-        } else {
-            let made = FactBytes(Array(name.string(in: text).utf8))
-            pointer = made.pointer
-            count = made.count
-            storage = made
-        }
+        range = name.range
+        made = name.isVerbatim(in: text) ? nil : FactBytes(Array(name.string(in: text).utf8))
     }
 
-    var view: sluice_host_view { sluice_host_view(ptr: pointer, len: count) }
+    /// The name as a view: of `made`, or of `text` (a text with the bytes this was made from).
+    func view(in text: UnsafeRawBufferPointer) -> sluice_host_view {
+        if let made { return sluice_host_view(ptr: made.pointer, len: made.count) }
+        return sluice_host_view(ptr: text.baseAddress.map { ($0 + range.lowerBound).assumingMemoryBound(to: UInt8.self) },
+                                len: range.count)
+    }
 }
 
 /// A RESULT Rows as plugins read it: the column specs (as views) and where the cells start in the

@@ -16,9 +16,13 @@ final class CQLPreparedStatements: @unchecked Sendable {
         let keyspace: FactBytes?
         /// The bound variables in order: name (as a view) and type.
         let variables: [(name: FactBytes, type: CQLDataType)]
+        /// The text's classification, made here once: every EXECUTE of the statement reads it
+        /// without lexing (its name ranges are relative to `text`, which EXECUTEs hand out).
+        let classified: CQLClassifiedText
 
         init(text: ByteBuffer, keyspace: String?, variables: [CQLColumnSpec]) {
             self.text = text
+            classified = text.withUnsafeReadableBytes { CQLClassifiedText($0) }
             self.keyspace = keyspace.map { FactBytes(Array($0.utf8)) }
             self.variables = variables.map { (FactBytes(Array($0.name.utf8)), $0.type) }
         }

@@ -1,0 +1,209 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Statement texts already classified, by their exact bytes, so that a text a client sends again
+/// (real workloads send the same few texts over and over) is lexed once, not once per request.
+///
+/// **Where it lives: one per thread** (`current`), that is one per event loop, as every
+/// `cql_statement` call runs on the event loop that owns the batch (handles of another thread are
+/// refused). Only its own thread ever touches it, so lookups take no lock and no atomic, and all the
+/// client connections of a loop share what any of them taught it (a pool of connections sending the
+/// same statements fills it once, not once per connection, as a cache in `SessionFacts` would).
+/// Memory is bounded per thread, not per connection: at most `capacity` texts of at most
+/// `maxTextBytes` bytes each (256 x 1 KiB by default); a longer text is classified directly and
+/// never stored. The cache is released when its thread exits.
+///
+/// A lookup hashes the text (eight bytes a step), looks at the two entries of the text's set and
+/// compares the text byte for byte with an entry whose hash and length match: a hash alone never
+/// decides. A hit returns the stored `CQLClassifiedText` (no allocation: its names are ranges
+/// relative to the text, plus the bytes made for names that needed lower-casing or unquoting,
+/// which every identical text shares). A miss classifies as before, then copies the text into the
+/// set's less recently used entry (reusing that entry's buffer when it is large enough).
+///
+/// Prepared statements do not come here: a `CQLPreparedStatements.Entry` keeps its own
+/// classification, made once when the statement was recorded.
+final class CQLStatementShapeCache {
+    static let defaultCapacity = 256
+    static let defaultMaxTextBytes = 1024
+
+    /// The most texts kept (a power of two, at least 2).
+    let capacity: Int
+    /// Texts longer than this are classified without the cache.
+    let maxTextBytes: Int
+    /// What a lookup found since the cache was made (for tests and curiosity; one add each).
+    private(set) var hits = 0
+    private(set) var misses = 0
+    /// Texts too long to keep (or without storage: the empty text may have no address).
+    private(set) var bypasses = 0
+
+    private struct Entry {
+        /// The text's bytes (nil: the entry is empty): `bufferCapacity` allocated, `length` used.
+        var text: UnsafeMutableRawPointer?
+        var bufferCapacity = 0
+        var length = 0
+        var hash: UInt64 = 0
+        var classified: CQLClassifiedText?
+    }
+
+    /// Two entries per set (2-way set-associative): `entries[2 * set]` and `entries[2 * set + 1]`.
+    private let entries: UnsafeMutablePointer<Entry>
+    /// Per set, the way (0 or 1) found or filled last; a miss replaces the other one.
+    private let recentWay: UnsafeMutablePointer<UInt8>
+    private let setMask: Int
+    /// The set is the hash's top bits (64 - log2(sets); 64 when there is one set, where the mask is 0).
+    private let setShift: UInt64
+    /// ANDed into every hash. All ones but in tests, where 0 gives every text the same hash (and
+    /// set), to show that equal hashes never stand in for equal bytes.
+    private let hashMask: UInt64
+
+    init(capacity: Int = defaultCapacity, maxTextBytes: Int = defaultMaxTextBytes, hashMask: UInt64 = .max) {
+        precondition(capacity >= 2 && capacity & (capacity - 1) == 0, "capacity must be a power of two, at least 2")
+        self.capacity = capacity
+        self.maxTextBytes = maxTextBytes
+        self.hashMask = hashMask
+        setMask = capacity / 2 - 1
+        setShift = UInt64(64 - (capacity / 2).trailingZeroBitCount)
+        entries = .allocate(capacity: capacity)
+        entries.initialize(repeating: Entry(), count: capacity)
+        recentWay = .allocate(capacity: capacity / 2)
+        recentWay.initialize(repeating: 0, count: capacity / 2)
+    }
+
+    deinit {
+        for i in 0..<capacity { entries[i].text?.deallocate() }
+        entries.deinitialize(count: capacity)
+        entries.deallocate()
+        recentWay.deallocate()
+    }
+
+    /// How many texts the cache holds now.
+    var count: Int {
+        (0..<capacity).reduce(0) { $0 + (entries[$1].text == nil ? 0 : 1) }
+    }
+
+    /// `text` classified: the stored classification of an identical text, else a new one (kept
+    /// when the text is at most `maxTextBytes` long).
+    func classified(_ text: UnsafeRawBufferPointer) -> CQLClassifiedText {
+        let length = text.count
+        guard length <= maxTextBytes, let base = text.baseAddress else {
+            bypasses &+= 1
+            return CQLClassifiedText(text)
+        }
+        let hash = Self.hash(base, length) & hashMask
+        let set = Int(truncatingIfNeeded: hash &>> setShift) & setMask
+        let pair = entries + 2 &* set
+        if Self.holds(pair, hash, base, length) {
+            recentWay[set] = 0
+            hits &+= 1
+            return pair.pointee.classified!
+        }
+        if Self.holds(pair + 1, hash, base, length) {
+            recentWay[set] = 1
+            hits &+= 1
+            return pair[1].classified!
+        }
+        misses &+= 1
+        let made = CQLClassifiedText(text)
+        let way = pair.pointee.text == nil ? 0 : pair[1].text == nil ? 1 : 1 &- Int(recentWay[set])
+        Self.store(made, of: base, length, hash, in: pair + way)
+        recentWay[set] = UInt8(way)
+        return made
+    }
+
+    /// Whether `entry` holds exactly the text `base`/`length` (hash and length first: cheap refusals).
+    @inline(__always)
+    private static func holds(_ entry: UnsafeMutablePointer<Entry>, _ hash: UInt64, _ base: UnsafeRawPointer,
+                              _ length: Int) -> Bool {
+        guard let stored = entry.pointee.text, entry.pointee.hash == hash, entry.pointee.length == length else { return false }
+        return memcmp(stored, base, length) == 0
+    }
+
+    private static func store(_ classified: CQLClassifiedText, of base: UnsafeRawPointer, _ length: Int, _ hash: UInt64,
+                              in entry: UnsafeMutablePointer<Entry>) {
+        if entry.pointee.text == nil || entry.pointee.bufferCapacity < length {
+            entry.pointee.text?.deallocate()
+            // Powers of two from 64: an entry that changes texts mostly keeps its buffer.
+            var size = 64
+            while size < length { size &*= 2 }
+            entry.pointee.text = .allocate(byteCount: size, alignment: 8)
+            entry.pointee.bufferCapacity = size
+        }
+        entry.pointee.text!.copyMemory(from: base, byteCount: length)
+        entry.pointee.length = length
+        entry.pointee.hash = hash
+        entry.pointee.classified = classified
+    }
+
+    /// A cheap hash of the bytes: eight at a time (the last eight overlapping for a tail), each
+    /// multiplied in and its high half folded down, the length mixed in first, and one more multiply
+    /// so that the top bits (the set) depend on every byte. Not for adversaries: a crafted
+    /// collision costs a miss, never a wrong answer (entries are compared byte for byte).
+    @inline(__always)
+    static func hash(_ base: UnsafeRawPointer, _ length: Int) -> UInt64 {
+        let multiplier: UInt64 = 0x9E37_79B9_7F4A_7C15
+        var hash = UInt64(truncatingIfNeeded: length) &* multiplier
+        var i = 0
+        while i &+ 8 <= length {
+            hash = (hash ^ base.loadUnaligned(fromByteOffset: i, as: UInt64.self)) &* multiplier
+            hash ^= hash &>> 32
+            i &+= 8
+        }
+        if i < length {
+            var tail: UInt64 = 0
+            if length >= 8 {
+                tail = base.loadUnaligned(fromByteOffset: length &- 8, as: UInt64.self)
+            } else {
+                while i < length {
+                    tail |= UInt64(base.load(fromByteOffset: i, as: UInt8.self)) &<< UInt64(8 &* i)
+                    i &+= 1
+                }
+            }
+            hash = (hash ^ tail) &* multiplier
+            hash ^= hash &>> 32
+        }
+        return hash &* multiplier
+    }
+
+    // MARK: the calling thread's cache
+
+    /// The calling thread's cache (made on first use, released when the thread exits).
+    static var current: CQLStatementShapeCache {
+        if let existing = pthread_getspecific(key) {
+            return Unmanaged<CQLStatementShapeCache>.fromOpaque(existing).takeUnretainedValue()
+        }
+        let made = CQLStatementShapeCache()
+        pthread_setspecific(key, Unmanaged.passRetained(made).toOpaque())
+        return made
+    }
+
+    private static let key: pthread_key_t = {
+        var key = pthread_key_t()
+        pthread_key_create(&key) { pointer in
+            guard let pointer else { return }
+            Unmanaged<CQLStatementShapeCache>.fromOpaque(pointer).release()
+        }
+        return key
+    }()
+}
+
+/// A statement's classification in a form that holds for any text with the same bytes: the kind,
+/// and each name's range in the text with, when CQL reads the name differently from its bytes
+/// (lower-cased, or unquoted with `""` as `"`), the bytes made for it. Immutable once made, so the
+/// thread's `CQLStatementShapeCache`, a prepared statement's entry and every `CQLStatementInfo`
+/// given it share it safely.
+struct CQLClassifiedText {
+    let kind: CQLStatement.Kind
+    let keyspace: CQLNameBytes?
+    let table: CQLNameBytes?
+
+    /// Classifies `text` (lexes it).
+    init(_ text: UnsafeRawBufferPointer) {
+        let shape = CQLStatementShape(text)
+        kind = shape.kind
+        keyspace = shape.keyspace.map { CQLNameBytes($0, in: text) }
+        table = shape.table.map { CQLNameBytes($0, in: text) }
+    }
+}
