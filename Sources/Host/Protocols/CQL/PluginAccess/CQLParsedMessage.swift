@@ -250,10 +250,10 @@ final class CQLStatementInfo {
     private(set) var isLoaded = false
     /// The classification once made, as plain views (into the text, or into the names made for it).
     private var classified: CQLStatementClassification?
-    /// Names the classifier had to lower-case or unquote, kept for the views (shared with the
-    /// thread's `CQLStatementShapeCache` or the prepared entry, which may drop theirs sooner).
-    private var madeKeyspace: FactBytes?
-    private var madeTable: FactBytes?
+    /// What the views were made from, kept for the names the classifier had to lower-case or
+    /// unquote (shared with the thread's `CQLStatementShapeCache` or the prepared entry, which
+    /// may let go of it sooner).
+    private var classifiedText: CQLClassifiedText?
     /// Each value's offset in `values.bytes` and length (-1 null, -2 unset), and its name's when named.
     private var valueIndex: [(name: ByteBuffer?, value: CQLValue)]?
 
@@ -312,9 +312,8 @@ final class CQLStatementInfo {
         let made: CQLStatementClassification
         if let text {
             made = text.withUnsafeReadableBytes { bytes in
-                let known = classifiedText(bytes)
-                madeKeyspace = known.keyspace?.made
-                madeTable = known.table?.made
+                let known = sharedClassification(of: bytes)
+                classifiedText = known
                 return CQLStatementClassification(kind: known.kind, keyspace: known.keyspace?.view(in: bytes),
                                                   table: known.table?.view(in: bytes))
             }
@@ -327,12 +326,12 @@ final class CQLStatementInfo {
 
     /// The text's classification: the prepared entry's (an EXECUTE's text is the entry's), else the
     /// thread's cache's.
-    private func classifiedText(_ bytes: UnsafeRawBufferPointer) -> CQLClassifiedText {
+    private func sharedClassification(of bytes: UnsafeRawBufferPointer) -> CQLClassifiedText {
         if let prepared {
             assert(prepared.text.readableBytesView.elementsEqual(bytes), "a prepared statement's text is its entry's")
             return prepared.classified
         }
-        return CQLStatementShapeCache.current.classified(bytes)
+        return CQLStatementShapeCache.classifiedOnThisThread(bytes)
     }
 
     /// The bound values in order (slices of the message).

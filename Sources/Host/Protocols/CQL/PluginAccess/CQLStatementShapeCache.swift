@@ -171,11 +171,26 @@ final class CQLStatementShapeCache {
 
     /// The calling thread's cache (made on first use, released when the thread exits).
     static var current: CQLStatementShapeCache {
-        if let existing = pthread_getspecific(key) {
-            return Unmanaged<CQLStatementShapeCache>.fromOpaque(existing).takeUnretainedValue()
-        }
-        let made = CQLStatementShapeCache()
-        pthread_setspecific(key, Unmanaged.passRetained(made).toOpaque())
+        currentUnmanaged.takeUnretainedValue()
+    }
+
+    /// `text` classified by the calling thread's cache (no reference counting on the cache: the
+    /// thread's key holds it until the thread exits).
+    @inline(__always)
+    static func classifiedOnThisThread(_ text: UnsafeRawBufferPointer) -> CQLClassifiedText {
+        currentUnmanaged._withUnsafeGuaranteedRef { $0.classified(text) }
+    }
+
+    @inline(__always)
+    private static var currentUnmanaged: Unmanaged<CQLStatementShapeCache> {
+        if let existing = pthread_getspecific(key) { return Unmanaged.fromOpaque(existing) }
+        return makeCurrent()
+    }
+
+    @inline(never)
+    private static func makeCurrent() -> Unmanaged<CQLStatementShapeCache> {
+        let made = Unmanaged.passRetained(CQLStatementShapeCache())
+        pthread_setspecific(key, made.toOpaque())
         return made
     }
 
@@ -193,8 +208,8 @@ final class CQLStatementShapeCache {
 /// and each name's range in the text with, when CQL reads the name differently from its bytes
 /// (lower-cased, or unquoted with `""` as `"`), the bytes made for it. Immutable once made, so the
 /// thread's `CQLStatementShapeCache`, a prepared statement's entry and every `CQLStatementInfo`
-/// given it share it safely.
-struct CQLClassifiedText {
+/// given it share it safely (a reference: handing it on costs one retain, not a copy of its parts).
+final class CQLClassifiedText {
     let kind: CQLStatement.Kind
     let keyspace: CQLNameBytes?
     let table: CQLNameBytes?
