@@ -120,9 +120,10 @@ final class CQLStatementShapeCacheTests: XCTestCase {
     func testEqualHashesWithDifferentBytesAreNotConfused() {
         let cache = CQLStatementShapeCache(capacity: 2, hashMask: 0)
         let a = "SELECT * FROM aa.t WHERE k = 1"
-        let b = "SELECT * FROM ab.t WHERE k = 1"
+        let b = "DELETE FROM \"Ab\".t WHERE k = 1"
         let c = "SELECT * FROM aa.t WHERE k = 2"
         XCTAssertEqual(a.utf8.count, b.utf8.count)
+        XCTAssertEqual(a.utf8.count, c.utf8.count)
         for text in [a, b, a, b, c, a] {
             let got = Self.withText(text) { Self.seen(cache.classified($0), in: $0) }
             let fresh = Self.withText(text) { Self.seen(CQLClassifiedText($0), in: $0) }
