@@ -314,8 +314,7 @@ final class CQLStatementInfo {
             made = text.withUnsafeReadableBytes { bytes in
                 let known = sharedClassification(of: bytes)
                 classifiedText = known
-                return CQLStatementClassification(kind: known.kind, keyspace: known.keyspace?.view(in: bytes),
-                                                  table: known.table?.view(in: bytes))
+                return known.classification(in: bytes)
             }
         } else {
             made = CQLStatementClassification(kind: .other, keyspace: nil, table: nil)

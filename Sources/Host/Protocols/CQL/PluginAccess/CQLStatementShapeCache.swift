@@ -221,4 +221,10 @@ final class CQLClassifiedText {
         keyspace = shape.keyspace.map { CQLNameBytes($0, in: text) }
         table = shape.table.map { CQLNameBytes($0, in: text) }
     }
+
+    /// The classification as plugins get it, its names as views of `text` (a text with the bytes
+    /// this was made from) or of the bytes made for them (which this object holds).
+    func classification(in text: UnsafeRawBufferPointer) -> CQLStatementClassification {
+        CQLStatementClassification(kind: kind, keyspace: keyspace?.view(in: text), table: table?.view(in: text))
+    }
 }
