@@ -315,6 +315,33 @@ final class CQLClientConnectionTests: XCTestCase {
         }
     }
 
+    /// A self-contained segment must hold whole frames only: its frames before a truncated one go
+    /// through, the truncated one closes the connection with a PROTOCOL_ERROR, even when the bytes
+    /// after the segment (the next segment) would complete it.
+    func testASelfContainedSegmentEndingInsideAFrameIsRefusedAfterItsWholeFrames() throws {
+        for cut in [3, CQLFrameHeader.size + 2] {  // inside the header, inside the body
+            var c = connection()
+            _ = steps(&c, startup(.v5))
+            let whole = CQLFrameBuilder.query(version: .v5, stream: 1, query: "SELECT 1")
+            let next = CQLFrameBuilder.query(version: .v5, stream: 2, query: "SELECT 2")
+            var payload = whole
+            payload.writeImmutableBuffer(next.getSlice(at: next.readerIndex, length: cut)!)
+            var wire = ByteBuffer()
+            CQLSegmentCodec(compressed: false).encode(payload, selfContained: true, into: &wire)
+            // The rest of the cut frame follows in a segment of its own.
+            CQLSegmentCodec(compressed: false).encode(next.getSlice(at: next.readerIndex + cut, length: next.readableBytes - cut)!,
+                                                      selfContained: true, into: &wire)
+            let all = steps(&c, wire)
+            XCTAssertEqual(all.count, 2, "cut at \(cut): \(all)")
+            guard case .request(let first) = all.first else { return XCTFail("\(all)") }
+            XCTAssertEqual(first.bytes, whole)
+            guard case .close(let bytes, let violation) = all.last else { return XCTFail("\(all)") }
+            XCTAssertEqual(violation.message, "a self-contained segment ends inside a frame")
+            let frames = try segmentResponses(bytes, lz4: false)
+            XCTAssertEqual(frames.first?.header.opcode, .error)
+        }
+    }
+
     func testTheDriversLZ4SegmentsAndASeveralMiBFrame() throws {
         var c = connection()
         _ = answer(&c, startup(.v5, compression: "lz4"))

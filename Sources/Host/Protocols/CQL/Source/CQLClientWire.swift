@@ -153,17 +153,17 @@ struct CQLClientWire {
     }
 
     /// The next of the bare frames `keepUndelivered` put in front of `input`; they were checked as a
-    /// whole segment (CRC), each frame is checked here as any other.
+    /// whole segment (CRC), each frame is checked here as any other. Scanned in place: a frame is
+    /// whole only if it ends within those bytes (its segment), whatever follows them in `input`.
     private mutating func nextFrameAhead(_ input: inout ByteBuffer) throws(CQLProtocolViolation) -> CQLFrame {
-        guard var ahead = input.getSlice(at: input.readerIndex, length: bareAhead) else {
+        guard input.readableBytes >= bareAhead else {
             throw CQLProtocolViolation(.malformed, "sluice: the frames taken out of a segment are gone")
         }
-        guard let frame = try scanner.nextFrame(&ahead) else {
+        guard bareAhead >= CQLFrameHeader.size, let header = try scanner.scan(input), header.frameLength <= bareAhead else {
             throw CQLProtocolViolation(.malformed, "a self-contained segment ends inside a frame")
         }
-        input.moveReaderIndex(forwardBy: frame.header.frameLength)
-        bareAhead -= frame.header.frameLength
-        return frame
+        bareAhead -= header.frameLength
+        return CQLFrame(header: header, bytes: input.readSlice(length: header.frameLength)!)
     }
 
     /// `frame` with its body decompressed and the COMPRESSION flag cleared. A v5 frame (inside a
