@@ -526,13 +526,7 @@ class ClientSession<P: SourceProtocol>: RequestBufferBudget.Waiter, ClientConnec
             let step = flow.batchWritten(requests: 0, requestBytes: slot.requestBytes, replyBytes: 0)
             if step != .none { action = step }
         }
-        if flow.exceedsHardLimit {
-            closeForUnreadReplies(context)
-            return
-        }
-        let flushNow = unorderedInFlight == 0
-        source.write(replies, to: context, flush: flushNow)
-        if !flushNow { scheduleFlush(context) }
+        guard writeUnordered(replies, context) else { return }
         guard finished else {
             apply(action, context)
             return
@@ -571,19 +565,28 @@ class ClientSession<P: SourceProtocol>: RequestBufferBudget.Waiter, ClientConnec
         unorderedInFlight -= 1
         let action = flow.batchWritten(requests: slot.requestCount, requestBytes: slot.requestBytes,
                                         replyBytes: replyByteCount(result))
-        if flow.exceedsHardLimit {
-            closeForUnreadReplies(context)
-            return
-        }
-        // With nothing else in flight the reply is flushed now; otherwise once, at the end of this
-        // event-loop turn, for all the replies that come back in it (one write instead of one each).
-        let flushNow = unorderedInFlight == 0
-        source.write(result, to: context, flush: flushNow)
-        if !flushNow { scheduleFlush(context) }
+        guard writeUnordered(result, context) else { return }
         let closeNow = slot.closeAfter
         slot.reuse(requestCount: 0)
         spareSlot = slot
         afterWriting(closeNow: closeNow, action, context)
+    }
+
+    /// Writes replies of an unordered client (CQL) once they are counted out of the flow control:
+    /// with nothing else in flight they are flushed now; otherwise once, at the end of this
+    /// event-loop turn, for all the replies that come back in it (one write instead of one each).
+    /// False, with nothing written, when the replies the client has not read exceed the hard limit:
+    /// the client is being closed.
+    @inline(__always)
+    private final func writeUnordered(_ replies: Batch, _ context: ChannelHandlerContext) -> Bool {
+        if flow.exceedsHardLimit {
+            closeForUnreadReplies(context)
+            return false
+        }
+        let flushNow = unorderedInFlight == 0
+        source.write(replies, to: context, flush: flushNow)
+        if !flushNow { scheduleFlush(context) }
+        return true
     }
 
     private final func scheduleFlush(_ context: ChannelHandlerContext) {
