@@ -496,14 +496,22 @@ final class CQLTransformABITests: XCTestCase {
         XCTAssertEqual(string(table0), "t")
         XCTAssertEqual(string(text0), "SELECT v FROM ks.t WHERE k = ?")
 
-        // Emptied again and filled with fewer messages: the slots past them answer nothing.
+        // Emptied again and filled with fewer messages, a BATCH where a QUERY's statement was: the
+        // BATCH's children read as its own (the recycled statement is not reused for them), and
+        // the slots past the messages answer nothing.
         batch.clearForReuse()
-        _ = read([CQLFrameBuilder.query(version: .v4, stream: 5, query: "DROP TABLE ks.gone")])
-        XCTAssertEqual(batch.count, 1)
+        _ = read([CQLFrameBuilder.query(version: .v4, stream: 5, query: "DROP TABLE ks.gone"),
+                  try CQLDriverVectors.vector("batch_v4")])
+        XCTAssertEqual(batch.count, 2)
         XCTAssertEqual(api.cql_statement(handle, 0, 0, &statement), SLUICE_OK)
         XCTAssertEqual(statement.kind, SLUICE_CQL_STATEMENT_DDL)
-        XCTAssertEqual(api.cql_statement(handle, 1, 0, &statement), SLUICE_ERROR_INVALID_ARGUMENT)
-        XCTAssertEqual(api.cql_statement_count(handle, 1), 0)
+        XCTAssertEqual(api.cql_statement_count(handle, 1), 2)
+        XCTAssertEqual(api.cql_statement(handle, 1, 0, &statement), SLUICE_OK)
+        XCTAssertEqual(statement.kind, SLUICE_CQL_STATEMENT_INSERT)
+        XCTAssertEqual(api.cql_query(handle, 1, 1, &text), SLUICE_ERROR_NOT_FOUND, "a prepared child never seen prepared")
+        XCTAssertEqual(api.cql_value_count(handle, 1, 2), 0)
+        XCTAssertEqual(api.cql_statement(handle, 2, 0, &statement), SLUICE_ERROR_INVALID_ARGUMENT)
+        XCTAssertEqual(api.cql_statement_count(handle, 2), 0)
     }
 
     /// The parsed form reads a message's header in one look; it must accept exactly the frames the

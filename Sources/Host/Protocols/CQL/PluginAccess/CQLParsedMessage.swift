@@ -133,11 +133,14 @@ final class CQLParsedMessage {
     @inline(__always)
     func withStatement<R>(_ index: Int, otherwise: R, _ body: (CQLStatementInfo) -> R) -> R {
         if index >= 0, let known = statements.unretained(index) {
-            return known._withUnsafeGuaranteedRef { info in
-                if info.isLoaded { return body(info) }
-                // A recycled statement: filled again (or, off the QUERY path, replaced).
-                guard index < statementCount, let made = read(index, into: info, registry: nil) else { return otherwise }
-                return body(made)
+            if known._withUnsafeGuaranteedRef({ $0.isLoaded }) { return known._withUnsafeGuaranteedRef(body) }
+            // A recycled statement of a QUERY is filled in place (the slot keeps it). Any other
+            // message's replaces it in the slot: that path (below) holds its own reference.
+            if query != nil, index < statementCount {
+                return known._withUnsafeGuaranteedRef { info in
+                    guard let made = read(index, into: info, registry: nil) else { return otherwise }
+                    return body(made)
+                }
             }
         }
         guard let made = statement(index) else { return otherwise }
