@@ -169,15 +169,20 @@ final class CQLStreamPairing: BackendReplyPairing {
         }
         // One pass over the client's bytes: the header fields the entry keeps, and the copy with
         // Sluice's stream id (and the compression flag cleared: the connection's frames are bare).
+        // (Through the output's whole storage: NIO's writable-bytes view costs a generic slice per call.)
+        let length = request.readableBytes
+        output.reserveCapacity(minimumWritableBytes: length)
+        let at = output.writerIndex
         let (clientStream, versionByte, opcode) = request.withUnsafeReadableBytes { frame in
-            output.writeWithUnsafeMutableBytes(minimumWritableBytes: frame.count) { out in
-                out.copyMemory(from: frame)
+            output.withVeryUnsafeMutableBytes { storage in
+                let out = storage.baseAddress! + at
+                out.copyMemory(from: frame.baseAddress!, byteCount: length)
                 out.storeBytes(of: UInt16(bitPattern: stream).bigEndian, toByteOffset: 2, as: UInt16.self)
-                out[1] = frame[1] & ~CQLFrameFlags.compression.rawValue
-                return frame.count
+                out.storeBytes(of: frame[1] & ~CQLFrameFlags.compression.rawValue, toByteOffset: 1, as: UInt8.self)
             }
             return (Int16(bitPattern: UInt16(frame[2]) << 8 | UInt16(frame[3])), frame[0] & 0x7F, frame[4])
         }
+        output.moveWriterIndex(forwardBy: length)
         let pending = newPending(request, clientStream: clientStream, version: CQLVersion(rawValue: versionByte) ?? .v4,
                                  opcode: opcode, receiver: receiver, sentAtCheck: sentAtCheck)
         pending.stream = stream
@@ -329,32 +334,50 @@ final class CQLStreamPairing: BackendReplyPairing {
     /// reads with none of those, are not copied.
     func beginRead(_ buffer: ByteBuffer) {
         rewrittenRead = nil
-        var rewrite = false
-        var at = buffer.readerIndex
-        let end = buffer.writerIndex
-        while at + CQLFrameHeader.size <= end,
-              let (stream, length) = buffer.getMultipleIntegers(at: at + 2, as: (Int16, UInt8, Int32).self).map({ ($0.0, $0.2) }),
-              length >= 0, at + CQLFrameHeader.size + Int(length) <= end {
-            if stream >= 0, Int(stream) < table.count, let entry = table[Int(stream)], entry.clientStream != stream {
-                rewrite = true
-                break
+        let rewrite = buffer.withUnsafeReadableBytes { bytes in
+            var found = false
+            Self.forEachWholeFrame(in: bytes) { _, stream in
+                found = clientStream(replacing: stream) != nil
+                return !found
             }
-            at += CQLFrameHeader.size + Int(length)
+            return found
         }
         guard rewrite else { return }
-        var copy = allocator.buffer(capacity: end - buffer.readerIndex)
+        var copy = allocator.buffer(capacity: buffer.readableBytes)
         copy.writeImmutableBuffer(buffer)
-        at = 0
-        while at + CQLFrameHeader.size <= copy.writerIndex,
-              let (stream, length) = copy.getMultipleIntegers(at: at + 2, as: (Int16, UInt8, Int32).self).map({ ($0.0, $0.2) }),
-              length >= 0, at + CQLFrameHeader.size + Int(length) <= copy.writerIndex {
-            if stream >= 0, Int(stream) < table.count, let entry = table[Int(stream)], entry.clientStream != stream {
-                copy.setInteger(entry.clientStream, at: at + 2)
+        copy.withUnsafeMutableReadableBytes { bytes in
+            Self.forEachWholeFrame(in: UnsafeRawBufferPointer(bytes)) { at, stream in
+                if let clientStream = clientStream(replacing: stream) {
+                    bytes.storeBytes(of: UInt16(bitPattern: clientStream).bigEndian, toByteOffset: at + 2, as: UInt16.self)
+                }
+                return true
             }
-            at += CQLFrameHeader.size + Int(length)
         }
         rewrittenRead = copy
         rewrittenReadStart = buffer.readerIndex
+    }
+
+    /// Calls `body` with the offset and the stream id of each whole frame at the front of `bytes`,
+    /// in order, until it returns false or a frame is cut off (or announces a negative length).
+    @inline(__always)
+    private static func forEachWholeFrame(in bytes: UnsafeRawBufferPointer, _ body: (Int, Int16) -> Bool) {
+        var at = 0
+        while at + CQLFrameHeader.size <= bytes.count {
+            let stream = Int16(bitPattern: UInt16(bytes[at + 2]) << 8 | UInt16(bytes[at + 3]))
+            let length = Int32(bigEndian: bytes.loadUnaligned(fromByteOffset: at + 5, as: Int32.self))
+            guard length >= 0, at + CQLFrameHeader.size + Int(length) <= bytes.count, body(at, stream) else { return }
+            at += CQLFrameHeader.size + Int(length)
+        }
+    }
+
+    /// The client's stream id for a reply on Sluice's `stream` when a request waits on it and the
+    /// client sent it on another id; nil otherwise.
+    @inline(__always)
+    private func clientStream(replacing stream: Int16) -> Int16? {
+        guard stream >= 0, Int(stream) < table.count, let entry = table[Int(stream)], entry.clientStream != stream else {
+            return nil
+        }
+        return entry.clientStream
     }
 
     func endRead() {
