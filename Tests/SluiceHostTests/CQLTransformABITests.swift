@@ -549,6 +549,24 @@ final class CQLTransformABITests: XCTestCase {
         XCTAssertGreaterThan(checked, 20, "well-formed variants were among them")
     }
 
+    /// A recycled parsed message asked for its decoded message before the slot's next frame is read
+    /// into it (nothing does this today) answers nil then, and the frame's own message once loaded.
+    func testARecycledMessageDecodesTheFrameLoadedIntoIt() throws {
+        let batch = Batch(kind: Batch.requests, protocolID: Batch.cql,
+                          messages: [CQLFrameBuilder.query(version: .v4, stream: 1, query: "SELECT * FROM ks.t")])
+        weak let parsed = batch.cqlMessage(at: 0)
+        XCTAssertNotNil(parsed?.statement(0))
+        batch.clearForReuse()
+        XCTAssertEqual(parsed?.isLoaded, false)
+        XCTAssertNil(parsed?.message, "recycled: no message")
+        batch.appendReceived(try CQLDriverVectors.vector("prepare_v4"))
+        XCTAssertTrue(batch.cqlMessage(at: 0) === parsed)
+        guard case .prepare(let prepare)? = batch.cqlMessage(at: 0)?.message else {
+            return XCTFail("the PREPARE loaded into the recycled object does not decode")
+        }
+        XCTAssertEqual(String(buffer: prepare.query), "INSERT INTO t (k, v) VALUES (?, ?)")
+    }
+
     /// The same for responses: a recycled slot's RESULT Rows are not the next message's.
     func testARecycledResponseSlotHasNoEarlierRows() throws {
         let batch = Batch(kind: Batch.responses, protocolID: Batch.cql,

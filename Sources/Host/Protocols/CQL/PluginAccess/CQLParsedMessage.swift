@@ -36,6 +36,10 @@ final class CQLParsedMessage {
     func load(_ bytes: consuming ByteBuffer, isResponse: Bool) {
         assert(!isLoaded, "loaded over a message: recycle first")
         isLoaded = true
+        // Nothing read from an earlier message survives (recycle let go of it; this also covers a
+        // recycled object asked for its message before being loaded).
+        if decoded != nil { decoded = nil }
+        if rowsInfo != nil { rowsInfo = nil }
         // The header and a QUERY's layout in one look at the bytes.
         let (header, query) = bytes.withUnsafeReadableBytes { frame -> (CQLFrameHeader?, CQLQueryLayout?) in
             guard let header = Self.header(of: frame, isResponse: isResponse) else { return (nil, nil) }
