@@ -390,7 +390,7 @@ final class CQLStreamPairing: BackendReplyPairing {
         if stream == clientStream { return frame.bytes }
         if let rewrittenRead, start >= rewrittenReadStart,
            let bytes = rewrittenRead.getSlice(at: start - rewrittenReadStart, length: frame.bytes.readableBytes),
-           bytes.getInteger(at: bytes.readerIndex + 2, as: Int16.self) == clientStream {
+           CQLWireFrame(bytes)?.stream == clientStream {
             return bytes
         }
         return frame.withStream(clientStream)
