@@ -370,6 +370,11 @@ struct CQLNameBytes {
     /// The name lower-cased or unquoted; nil when the text's bytes at `range` are the name.
     let made: FactBytes?
 
+    init(range: Range<Int>, made: FactBytes?) {
+        self.range = range
+        self.made = made
+    }
+
     /// `name` of the statement text `text`.
     init(_ name: CQLStatementShape.Name, in text: UnsafeRawBufferPointer) {
         range = name.range

@@ -3,6 +3,7 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import PluginABI
 
 /// Statement texts already classified, by their exact bytes, so that a text a client sends again
 /// (real workloads send the same few texts over and over) is lexed once, not once per request.
@@ -206,25 +207,51 @@ final class CQLStatementShapeCache {
 
 /// A statement's classification in a form that holds for any text with the same bytes: the kind,
 /// and each name's range in the text with, when CQL reads the name differently from its bytes
-/// (lower-cased, or unquoted with `""` as `"`), the bytes made for it. Immutable once made, so the
-/// thread's `CQLStatementShapeCache`, a prepared statement's entry and every `CQLStatementInfo`
-/// given it share it safely (a reference: handing it on costs one retain, not a copy of its parts).
-final class CQLClassifiedText {
+/// (lower-cased, or unquoted with `""` as `"`), the bytes made for it. Immutable, so the thread's
+/// `CQLStatementShapeCache`, a prepared statement's entry and every `CQLStatementInfo` given it share
+/// the made bytes safely. A flat value (no object of its own: a miss allocates nothing more than
+/// lexing did, and a copy is at most two retains).
+struct CQLClassifiedText {
     let kind: CQLStatement.Kind
-    let keyspace: CQLNameBytes?
-    let table: CQLNameBytes?
+    /// The names' ranges in the text (start -1: the text names none).
+    private let keyspaceStart: Int
+    private let keyspaceEnd: Int
+    private let tableStart: Int
+    private let tableEnd: Int
+    private let keyspaceMade: FactBytes?
+    private let tableMade: FactBytes?
 
     /// Classifies `text` (lexes it).
     init(_ text: UnsafeRawBufferPointer) {
         let shape = CQLStatementShape(text)
         kind = shape.kind
-        keyspace = shape.keyspace.map { CQLNameBytes($0, in: text) }
-        table = shape.table.map { CQLNameBytes($0, in: text) }
+        let keyspace = shape.keyspace.map { CQLNameBytes($0, in: text) }
+        let table = shape.table.map { CQLNameBytes($0, in: text) }
+        (keyspaceStart, keyspaceEnd) = keyspace.map { ($0.range.lowerBound, $0.range.upperBound) } ?? (-1, -1)
+        (tableStart, tableEnd) = table.map { ($0.range.lowerBound, $0.range.upperBound) } ?? (-1, -1)
+        keyspaceMade = keyspace?.made
+        tableMade = table?.made
+    }
+
+    var keyspace: CQLNameBytes? {
+        keyspaceStart < 0 ? nil : CQLNameBytes(range: keyspaceStart..<keyspaceEnd, made: keyspaceMade)
+    }
+
+    var table: CQLNameBytes? {
+        tableStart < 0 ? nil : CQLNameBytes(range: tableStart..<tableEnd, made: tableMade)
     }
 
     /// The classification as plugins get it, its names as views of `text` (a text with the bytes
-    /// this was made from) or of the bytes made for them (which this object holds).
+    /// this was made from) or of the bytes made for them (which this value holds).
     func classification(in text: UnsafeRawBufferPointer) -> CQLStatementClassification {
-        CQLStatementClassification(kind: kind, keyspace: keyspace?.view(in: text), table: table?.view(in: text))
+        CQLStatementClassification(kind: kind, keyspace: Self.view(keyspaceStart, keyspaceEnd, keyspaceMade, in: text),
+                                   table: Self.view(tableStart, tableEnd, tableMade, in: text))
+    }
+
+    @inline(__always)
+    private static func view(_ start: Int, _ end: Int, _ made: FactBytes?, in text: UnsafeRawBufferPointer) -> sluice_host_view? {
+        if start < 0 { return nil }
+        if let made { return sluice_host_view(ptr: made.pointer, len: made.count) }
+        return sluice_host_view(ptr: text.baseAddress.map { ($0 + start).assumingMemoryBound(to: UInt8.self) }, len: end &- start)
     }
 }
