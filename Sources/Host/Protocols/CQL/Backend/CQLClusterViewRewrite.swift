@@ -67,7 +67,7 @@ enum CQLClusterView {
 
     /// Whether the client's request `frame` (a QUERY, or an EXECUTE of an id recorded in
     /// `registry`) selects from the peers tables.
-    static func asksForPeers(_ frame: CQLWireFrame, keyspace: String?, registry: CQLPreparedRegistry) -> Bool {
+    static func asksForPeers(_ frame: CQLWireFrame, keyspace: @autoclosure () -> String?, registry: CQLPreparedRegistry) -> Bool {
         switch CQLOpcode(rawValue: frame.opcodeByte) {
         case .query?:
             // Most texts do not name the peers tables: a look at them in place settles it.
@@ -78,7 +78,7 @@ enum CQLClusterView {
             guard mentionsPeers(text) else { return false }
             let statement = CQLStatement.classify(text)
             guard statement.kind == .select else { return false }
-            var inKeyspace = statement.keyspace ?? keyspace
+            var inKeyspace = statement.keyspace ?? keyspace()
             if statement.keyspace == nil, let version = frame.version, version.hasV5Messages,
                let request = try? CQLQueryRequest(message: message, version: version), let named = request.parameters.keyspace {
                 inKeyspace = named  // a v5 QUERY may name the keyspace of its unqualified names
@@ -98,9 +98,11 @@ enum CQLClusterView {
     /// The receiver the route hands a request's reply to: `receiver` itself, or for a SELECT on
     /// the peers tables one that empties the reply first.
     @inline(__always)
-    static func receiver(for frame: CQLWireFrame, keyspace: String?, registry: CQLPreparedRegistry,
+    /// (`keyspace` is read only for a SELECT that names the peers tables: passing a stored
+    /// property would otherwise retain it for every request.)
+    static func receiver(for frame: CQLWireFrame, keyspace: @autoclosure () -> String?, registry: CQLPreparedRegistry,
                          passing receiver: ResponseReceiver) -> ResponseReceiver {
-        asksForPeers(frame, keyspace: keyspace, registry: registry) ? EmptyingReceiver(receiver) : receiver
+        asksForPeers(frame, keyspace: keyspace(), registry: registry) ? EmptyingReceiver(receiver) : receiver
     }
 
     /// `reply` (a whole, uncompressed response frame) with its RESULT Rows emptied: the same

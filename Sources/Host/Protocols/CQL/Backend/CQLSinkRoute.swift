@@ -18,6 +18,9 @@ final class CQLSinkRoute: BackendRoute {
     private let plan: SinkPlan
     private var sinkIndex: Int
     private unowned let session: ChainSession
+    /// The session's facts (the session's own `let`): read per request without going through the
+    /// unowned session reference.
+    private let facts: SessionFacts
     /// The client's keyspace (its last successful USE).
     private var keyspace: String?
     /// The session's keyspace fact this route last followed: a USE the client sent through another
@@ -43,7 +46,8 @@ final class CQLSinkRoute: BackendRoute {
         self.plan = plan
         self.sinkIndex = sinkIndex
         self.session = session
-        identity = session.facts.cqlIdentity
+        facts = session.facts
+        identity = facts.cqlIdentity
         followEvents()
     }
 
@@ -97,8 +101,7 @@ final class CQLSinkRoute: BackendRoute {
                                                     allocator: session.allocator))
             return
         }
-        let facts = session.facts
-        if facts.cqlRouteRevision != followedRevision { followFacts(facts) }
+        if facts.cqlRouteRevision != followedRevision { followFacts() }
         switch CQLOpcode(rawValue: frame.opcodeByte) {
         case .query?:
             if let use = Self.useKeyspace(frame) {
@@ -127,7 +130,8 @@ final class CQLSinkRoute: BackendRoute {
             break
         }
         // Drivers must see one node, Sluice: a SELECT on system.peers(_v2) gets no rows.
-        let replyTo = CQLClusterView.receiver(for: frame, keyspace: keyspace, registry: plan.preparedStatements, passing: receiver)
+        let replyTo = CQLClusterView.receiver(for: frame, keyspace: self.keyspace, registry: plan.preparedStatements,
+                                              passing: receiver)
         var wire = wireBatch(for: bytes)
         connection(version: version).send(wire, receiver: replyTo)
         // The connection copied the request out (or holds the batch while it connects).
@@ -244,7 +248,7 @@ final class CQLSinkRoute: BackendRoute {
 
     /// The client's USE succeeded (through this route or another): its requests here go to that keyspace.
     /// Follows the session's keyspace and credentials once either changed (`cqlRouteRevision`).
-    private func followFacts(_ facts: SessionFacts) {
+    private func followFacts() {
         followedRevision = facts.cqlRouteRevision
         if let fact = facts.keyspace, fact !== followedKeyspace { followKeyspace(fact) }
         if facts.cqlIdentity != identity { followIdentity() }

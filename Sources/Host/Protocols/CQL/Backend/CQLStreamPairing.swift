@@ -397,9 +397,9 @@ final class CQLStreamPairing: BackendReplyPairing {
     }
 
     /// A response batch holding `reply`: the spare one when there is one.
-    private func replyBatch(_ reply: ByteBuffer) -> Batch {
+    private func replyBatch(_ reply: consuming ByteBuffer) -> Batch {
         if let spare = spareReply.take() {
-            spare.appendReceived(reply)
+            spare.appendReceived(consume reply)
             return spare
         }
         return Batch(kind: Batch.responses, protocolID: Batch.cql, messages: [reply])
@@ -437,7 +437,7 @@ final class CQLStreamPairing: BackendReplyPairing {
             record(reply, preparedBy: entry)
         }
         let bytes = self.reply(reply, stream: stream, start: start, clientStream: entry.clientStream)
-        var batch = replyBatch(bytes)
+        var batch = replyBatch(consume bytes)
         entry.receiver.receive(.responses(batch))
         if isKnownUniquelyReferenced(&batch) {
             batch.clearForReuse()
