@@ -257,9 +257,9 @@ final class CQLStatementInfo {
     private(set) var isLoaded = false
     /// The classification once made, as plain views (into the text, or into the names made for it).
     private var classified: CQLStatementClassification?
-    /// What the views were made from, kept for the names the classifier had to lower-case or
-    /// unquote (shared with the thread's `CQLStatementShapeCache` or the prepared entry, which
-    /// may let go of it sooner).
+    /// The thread's cache's classification when it has names the classifier had to lower-case or
+    /// unquote, kept for the views pointing at them (the cache may let go of them sooner). A
+    /// prepared statement's made names are held by its entry (`prepared`).
     private var classifiedText: CQLClassifiedText?
     /// Each value's offset in `values.bytes` and length (-1 null, -2 unset), and its name's when named.
     private var valueIndex: [(name: ByteBuffer?, value: CQLValue)]?
@@ -319,25 +319,20 @@ final class CQLStatementInfo {
         let made: CQLStatementClassification
         if let text {
             made = text.withUnsafeReadableBytes { bytes in
-                let known = sharedClassification(of: bytes)
-                classifiedText = known
-                return known.classification(in: bytes)
+                if let prepared {
+                    assert(prepared.text.readableBytesView.elementsEqual(bytes), "a prepared statement's text is its entry's")
+                    return prepared.classified.classification(in: bytes)
+                }
+                return CQLStatementShapeCache.withClassifiedOnThisThread(bytes) { known in
+                    if known.pointee.hasMadeNames { classifiedText = known.pointee }
+                    return known.pointee.classification(in: bytes)
+                }
             }
         } else {
             made = CQLStatementClassification(kind: .other, keyspace: nil, table: nil)
         }
         classified = made
         return made
-    }
-
-    /// The text's classification: the prepared entry's (an EXECUTE's text is the entry's), else the
-    /// thread's cache's.
-    private func sharedClassification(of bytes: UnsafeRawBufferPointer) -> CQLClassifiedText {
-        if let prepared {
-            assert(prepared.text.readableBytesView.elementsEqual(bytes), "a prepared statement's text is its entry's")
-            return prepared.classified
-        }
-        return CQLStatementShapeCache.classifiedOnThisThread(bytes)
     }
 
     /// The bound values in order (slices of the message).

@@ -46,11 +46,13 @@ final class CQLStatementShapeCache {
         var bufferCapacity = 0
         var length = 0
         var hash: UInt64 = 0
-        var classified: CQLClassifiedText?
     }
 
     /// Two entries per set (2-way set-associative): `entries[2 * set]` and `entries[2 * set + 1]`.
     private let entries: UnsafeMutablePointer<Entry>
+    /// Entry i's classification (an empty one while the entry is empty), kept apart from the
+    /// entries so that a hit lends it by pointer (`withClassified`), without a copy.
+    private let classifications: UnsafeMutablePointer<CQLClassifiedText>
     /// Per set, the way (0 or 1) found or filled last; a miss replaces the other one.
     private let recentWay: UnsafeMutablePointer<UInt8>
     private let setMask: Int
@@ -69,6 +71,8 @@ final class CQLStatementShapeCache {
         setShift = UInt64(64 - (capacity / 2).trailingZeroBitCount)
         entries = .allocate(capacity: capacity)
         entries.initialize(repeating: Entry(), count: capacity)
+        classifications = .allocate(capacity: capacity)
+        classifications.initialize(repeating: CQLClassifiedText(), count: capacity)
         recentWay = .allocate(capacity: capacity / 2)
         recentWay.initialize(repeating: 0, count: capacity / 2)
     }
@@ -77,6 +81,8 @@ final class CQLStatementShapeCache {
         for i in 0..<capacity { entries[i].text?.deallocate() }
         entries.deinitialize(count: capacity)
         entries.deallocate()
+        classifications.deinitialize(count: capacity)
+        classifications.deallocate()
         recentWay.deallocate()
     }
 
@@ -88,30 +94,47 @@ final class CQLStatementShapeCache {
     /// `text` classified: the stored classification of an identical text, else a new one (kept
     /// when the text is at most `maxTextBytes` long).
     func classified(_ text: UnsafeRawBufferPointer) -> CQLClassifiedText {
+        withClassified(text) { $0.pointee }
+    }
+
+    /// `body` with `text`'s classification, lent: the cache's own on a hit or after a miss (valid
+    /// only during `body`; a later lookup may replace it), a temporary for a text too long to keep.
+    @inline(__always)
+    func withClassified<R>(_ text: UnsafeRawBufferPointer, _ body: (UnsafePointer<CQLClassifiedText>) -> R) -> R {
         let length = text.count
         guard length <= maxTextBytes, let base = text.baseAddress else {
             bypasses &+= 1
-            return CQLClassifiedText(text)
+            return withUnsafePointer(to: CQLClassifiedText(text)) { body($0) }
         }
         let hash = Self.hash(base, length) & hashMask
         let set = Int(truncatingIfNeeded: hash &>> setShift) & setMask
-        let pair = entries + 2 &* set
-        if Self.holds(pair, hash, base, length) {
+        let first = 2 &* set
+        let index: Int
+        if Self.holds(entries + first, hash, base, length) {
             recentWay[set] = 0
             hits &+= 1
-            return pair.pointee.classified!
-        }
-        if Self.holds(pair + 1, hash, base, length) {
+            index = first
+        } else if Self.holds(entries + (first &+ 1), hash, base, length) {
             recentWay[set] = 1
             hits &+= 1
-            return pair[1].classified!
+            index = first &+ 1
+        } else {
+            index = fill(text, base, hash, set)
         }
+        return body(classifications + index)
+    }
+
+    /// A miss: classifies `text` into the set's empty or less recently used entry.
+    @inline(never)
+    private func fill(_ text: UnsafeRawBufferPointer, _ base: UnsafeRawPointer, _ hash: UInt64, _ set: Int) -> Int {
         misses &+= 1
-        let made = CQLClassifiedText(text)
-        let way = pair.pointee.text == nil ? 0 : pair[1].text == nil ? 1 : 1 &- Int(recentWay[set])
-        Self.store(made, of: base, length, hash, in: pair + way)
+        let first = 2 &* set
+        let way = entries[first].text == nil ? 0 : entries[first &+ 1].text == nil ? 1 : 1 &- Int(recentWay[set])
+        let index = first &+ way
+        Self.store(text: base, text.count, hash, in: entries + index)
+        classifications[index] = CQLClassifiedText(text)
         recentWay[set] = UInt8(way)
-        return made
+        return index
     }
 
     /// Whether `entry` holds exactly the text `base`/`length` (hash and length first: cheap refusals).
@@ -122,8 +145,7 @@ final class CQLStatementShapeCache {
         return memcmp(stored, base, length) == 0
     }
 
-    private static func store(_ classified: CQLClassifiedText, of base: UnsafeRawPointer, _ length: Int, _ hash: UInt64,
-                              in entry: UnsafeMutablePointer<Entry>) {
+    private static func store(text base: UnsafeRawPointer, _ length: Int, _ hash: UInt64, in entry: UnsafeMutablePointer<Entry>) {
         if entry.pointee.text == nil || entry.pointee.bufferCapacity < length {
             entry.pointee.text?.deallocate()
             // Powers of two from 64: an entry that changes texts mostly keeps its buffer.
@@ -135,7 +157,6 @@ final class CQLStatementShapeCache {
         entry.pointee.text!.copyMemory(from: base, byteCount: length)
         entry.pointee.length = length
         entry.pointee.hash = hash
-        entry.pointee.classified = classified
     }
 
     /// A cheap hash of the bytes: eight at a time (the last eight overlapping for a tail), each
@@ -175,11 +196,12 @@ final class CQLStatementShapeCache {
         currentUnmanaged.takeUnretainedValue()
     }
 
-    /// `text` classified by the calling thread's cache (no reference counting on the cache: the
+    /// `withClassified` on the calling thread's cache (no reference counting on the cache: the
     /// thread's key holds it until the thread exits).
     @inline(__always)
-    static func classifiedOnThisThread(_ text: UnsafeRawBufferPointer) -> CQLClassifiedText {
-        currentUnmanaged._withUnsafeGuaranteedRef { $0.classified(text) }
+    static func withClassifiedOnThisThread<R>(_ text: UnsafeRawBufferPointer,
+                                              _ body: (UnsafePointer<CQLClassifiedText>) -> R) -> R {
+        currentUnmanaged._withUnsafeGuaranteedRef { $0.withClassified(text, body) }
     }
 
     @inline(__always)
@@ -221,6 +243,14 @@ struct CQLClassifiedText {
     private let keyspaceMade: FactBytes?
     private let tableMade: FactBytes?
 
+    /// The classification of no text (an empty cache entry's).
+    init() {
+        kind = .other
+        (keyspaceStart, keyspaceEnd, tableStart, tableEnd) = (-1, -1, -1, -1)
+        keyspaceMade = nil
+        tableMade = nil
+    }
+
     /// Classifies `text` (lexes it).
     init(_ text: UnsafeRawBufferPointer) {
         let shape = CQLStatementShape(text)
@@ -232,6 +262,9 @@ struct CQLClassifiedText {
         keyspaceMade = keyspace?.made
         tableMade = table?.made
     }
+
+    /// Whether a name needed bytes of its own (the views then point at them, not at the text).
+    var hasMadeNames: Bool { keyspaceMade != nil || tableMade != nil }
 
     var keyspace: CQLNameBytes? {
         keyspaceStart < 0 ? nil : CQLNameBytes(range: keyspaceStart..<keyspaceEnd, made: keyspaceMade)
