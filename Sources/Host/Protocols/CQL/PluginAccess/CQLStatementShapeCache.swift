@@ -19,10 +19,11 @@ import PluginABI
 ///
 /// A lookup hashes the text (eight bytes a step), looks at the two entries of the text's set and
 /// compares the text byte for byte with an entry whose hash and length match: a hash alone never
-/// decides. A hit returns the stored `CQLClassifiedText` (no allocation: its names are ranges
-/// relative to the text, plus the bytes made for names that needed lower-casing or unquoting,
-/// which every identical text shares). A miss classifies as before, then copies the text into the
-/// set's less recently used entry (reusing that entry's buffer when it is large enough).
+/// decides. A hit lends the stored `CQLClassifiedText` by pointer (`withClassified`: no allocation,
+/// no copy; its names are ranges relative to the text, plus the bytes made for names that needed
+/// lower-casing or unquoting, which every identical text shares and a borrower that hands out views
+/// of them must retain). A miss classifies as before into the set's less recently used entry and
+/// copies the text there (reusing that entry's buffer when it is large enough).
 ///
 /// Prepared statements do not come here: a `CQLPreparedStatements.Entry` keeps its own
 /// classification, made once when the statement was recorded.
