@@ -59,7 +59,7 @@ final class Batch {
     }
 
     /// Appends a message as received while the batch is being built (not a change to it).
-    func appendReceived(_ message: consuming ByteBuffer) {
+    func appendReceived(_ message: ByteBuffer) {
         messages.append(message)
     }
 

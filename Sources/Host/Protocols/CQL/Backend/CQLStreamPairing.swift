@@ -399,7 +399,7 @@ final class CQLStreamPairing: BackendReplyPairing {
     /// A response batch holding `reply`: the spare one when there is one.
     private func replyBatch(_ reply: consuming ByteBuffer) -> Batch {
         if let spare = spareReply.take() {
-            spare.appendReceived(consume reply)
+            spare.appendReceived(reply)
             return spare
         }
         return Batch(kind: Batch.responses, protocolID: Batch.cql, messages: [reply])
