@@ -96,10 +96,10 @@ enum CQLClusterView {
     }
 
     /// The receiver the route hands a request's reply to: `receiver` itself, or for a SELECT on
-    /// the peers tables one that empties the reply first.
+    /// the peers tables one that empties the reply first. (`keyspace` is read only for a SELECT
+    /// that names the peers tables: passing a stored property would otherwise retain it for every
+    /// request.)
     @inline(__always)
-    /// (`keyspace` is read only for a SELECT that names the peers tables: passing a stored
-    /// property would otherwise retain it for every request.)
     static func receiver(for frame: CQLWireFrame, keyspace: @autoclosure () -> String?, registry: CQLPreparedRegistry,
                          passing receiver: ResponseReceiver) -> ResponseReceiver {
         asksForPeers(frame, keyspace: keyspace(), registry: registry) ? EmptyingReceiver(receiver) : receiver

@@ -130,7 +130,7 @@ final class CQLSinkRoute: BackendRoute {
             break
         }
         // Drivers must see one node, Sluice: a SELECT on system.peers(_v2) gets no rows.
-        let replyTo = CQLClusterView.receiver(for: frame, keyspace: self.keyspace, registry: plan.preparedStatements,
+        let replyTo = CQLClusterView.receiver(for: frame, keyspace: keyspace, registry: plan.preparedStatements,
                                               passing: receiver)
         var wire = wireBatch(for: bytes)
         connection(version: version).send(wire, receiver: replyTo)
@@ -246,7 +246,6 @@ final class CQLSinkRoute: BackendRoute {
                                                                         connection: target, receiver: receiver))
     }
 
-    /// The client's USE succeeded (through this route or another): its requests here go to that keyspace.
     /// Follows the session's keyspace and credentials once either changed (`cqlRouteRevision`).
     private func followFacts() {
         followedRevision = facts.cqlRouteRevision
@@ -254,6 +253,7 @@ final class CQLSinkRoute: BackendRoute {
         if facts.cqlIdentity != identity { followIdentity() }
     }
 
+    /// The client's USE succeeded (through this route or another): its requests here go to that keyspace.
     private func followKeyspace(_ fact: FactBytes) {
         followedKeyspace = fact
         let name = String(decoding: UnsafeBufferPointer(start: fact.pointer, count: fact.count), as: UTF8.self)

@@ -397,7 +397,7 @@ final class CQLStreamPairing: BackendReplyPairing {
     }
 
     /// A response batch holding `reply`: the spare one when there is one.
-    private func replyBatch(_ reply: consuming ByteBuffer) -> Batch {
+    private func replyBatch(_ reply: ByteBuffer) -> Batch {
         if let spare = spareReply.take() {
             spare.appendReceived(reply)
             return spare
@@ -437,7 +437,7 @@ final class CQLStreamPairing: BackendReplyPairing {
             record(reply, preparedBy: entry)
         }
         let bytes = self.reply(reply, stream: stream, start: start, clientStream: entry.clientStream)
-        var batch = replyBatch(consume bytes)
+        var batch = replyBatch(bytes)
         entry.receiver.receive(.responses(batch))
         if isKnownUniquelyReferenced(&batch) {
             batch.clearForReuse()

@@ -197,7 +197,6 @@ final class CQLParsedMessage {
         return made
     }
 
-
     /// The statement of a QUERY read in place (slices of the frame, no decode), into `spare` (a
     /// recycled statement of slot `index`) when there is one.
     private func statement(of query: CQLQueryLayout, into spare: CQLStatementInfo?, at index: Int) -> CQLStatementInfo {
