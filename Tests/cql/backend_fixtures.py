@@ -8,7 +8,6 @@ conftest.py: Tests/e2e has a conftest.py whose helpers its tests import as `conf
 conftest.py would shadow it when both folders run in one pytest.
 """
 import os
-import socket
 import subprocess
 import sys
 
@@ -17,15 +16,13 @@ import pytest
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
+sys.path.insert(0, os.path.dirname(HERE))
 from backend import BackendThread  # noqa: E402
+from ports import free_port  # noqa: E402
 
 __all__ = ["free_port", "make_backend", "backend", "clusters", "tls_files"]
 
 
-def free_port(host="127.0.0.1"):
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture

@@ -15,21 +15,16 @@ the version the driver settled on, the versions the relay refused, and the query
 import asyncio
 import json
 import os
-import socket
 import sys
 import threading
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.dirname(HERE))
 
 from backend import BackendThread  # noqa: E402
+from ports import free_port  # noqa: E402
 from cassandra.cluster import Cluster  # noqa: E402
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Relay:

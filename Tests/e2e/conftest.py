@@ -22,10 +22,8 @@ PLUGINS = os.environ.get("SLUICE_PLUGINS", os.path.join(ROOT, "build", "plugins"
 FIXTURES = os.environ.get("SLUICE_FIXTURES", os.path.join(ROOT, "build", "fixtures"))
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+sys.path.insert(0, os.path.join(ROOT, "Tests"))
+from ports import free_port  # noqa: E402  (re-exported: tests import it from here)
 
 
 def wait_for_port(port, timeout=10.0, process=None):
