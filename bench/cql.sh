@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # CQL throughput and CPU per request, direct and through Sluice, in one run on this machine:
 #   cql-direct      the load generator against the responder (the limit)
+#   cql-haproxy     through haproxy in TCP mode with as many threads as Sluice has event loops: a
+#                   byte relay that parses nothing, one backend connection per client, the floor
+#                   any proxy on this machine pays for the extra hop (bench/run.sh has it for Redis)
 #   cql-pass        through Sluice: cassandra source -> cassandra sink, no transform
 #   cql-3t          through Sluice: a three-transform chain (CQL_CHAIN below) -> cassandra sink
 # and, at the same concurrency (redis-benchmark -c CONNS -P STREAMS, GET, as bench/run.sh does):
@@ -20,8 +23,8 @@
 #        N_HIGH=400000 and N_LOW=100000 requests, VERSIONS="4 5", THREADS=1,
 #        QUERY="SELECT k, v FROM bench.kv WHERE k = 'k'" (a one-row RESULT Rows),
 #        SLUICE_BIN=.build/release/sluice and PLUGINS=build/plugins to skip the release build)
-# Needs: cc, redis-server, redis-benchmark (scripts/install-deps.sh); the driver check needs
-# cassandra-driver (pip).
+# Needs: cc, redis-server, redis-benchmark, haproxy (scripts/install-deps.sh; without haproxy its row
+# is n/a); the driver check needs cassandra-driver (pip).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/three-transform-chain.sh
@@ -46,6 +49,7 @@ pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   [ -n "${REDIS:-}" ] && redis-cli -p "$REDIS" shutdown nosave >/dev/null 2>&1 || true
+  [ -f "$W/haproxy.pid" ] && kill "$(cat "$W/haproxy.pid")" 2>/dev/null || true
   rm -rf "$W"
 }
 trap cleanup EXIT
@@ -54,7 +58,7 @@ cc -O2 -Wall -o "$W/loadgen" bench/cql/loadgen.c
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 RESP=$(free_port); REDIS=$(free_port)
-CQL_PASS=$(free_port); CQL_3T=$(free_port); REDIS_PASS=$(free_port); REDIS_3T=$(free_port)
+CQL_HAPROXY=$(free_port); CQL_PASS=$(free_port); CQL_3T=$(free_port); REDIS_PASS=$(free_port); REDIS_3T=$(free_port)
 
 # Every server in a session of its own (setsid): with autogroup scheduling a session is a
 # scheduling group, and a server sharing the script's session would share one CPU share with the
@@ -63,6 +67,13 @@ setsid "$W/responder" -p "$RESP" -P "$W/responder.pid" 2>"$W/responder.log" &
 pids+=($!)
 redis-server --port "$REDIS" --bind 127.0.0.1 --save '' --appendonly no --daemonize yes \
   --pidfile "$W/redis.pid" --logfile "$W/redis.log" --dir "$W"
+# The L4 floor: haproxy relays the bytes of each client connection over a backend connection of its
+# own, parsing nothing; with THREADS threads, as Sluice has event loops.
+printf 'global\n  maxconn 4000\n  nbthread %s\ndefaults\n  mode tcp\n  timeout connect 5s\n  timeout client 60s\n  timeout server 60s\nfrontend f\n  bind 127.0.0.1:%s\n  default_backend b\nbackend b\n  server r1 127.0.0.1:%s\n' \
+  "$THREADS" "$CQL_HAPROXY" "$RESP" >"$W/haproxy.cfg"
+if command -v haproxy >/dev/null; then
+  setsid haproxy -f "$W/haproxy.cfg" -D -p "$W/haproxy.pid" 2>"$W/cql-haproxy.log" || true
+fi
 
 # The three-transform CQL chain: deny and count from the C plugin (command-filter), redirect from
 # a Swift one, as in the Redis chain; none of them matches the benchmark's statements, so every
@@ -96,7 +107,7 @@ cql_config "$CQL_3T" 3t >"$W/cql-3t.yaml"
 printf 'sinks:\n  primary: { redis: { address: 127.0.0.1:%s } }\nchains:\n  main:\n    - sink: primary\nsources:\n  - redis: { listen: 127.0.0.1:%s, chain: main }\n' "$REDIS" "$REDIS_PASS" >"$W/redis-pass.yaml"
 three_transform_chain "$REDIS" "$REDIS_3T" | sed "s|directory: .*|directory: $PLUGINS|" >"$W/redis-3t.yaml"
 
-declare -A port=([cql-direct]=$RESP [cql-pass]=$CQL_PASS [cql-3t]=$CQL_3T
+declare -A port=([cql-direct]=$RESP [cql-haproxy]=$CQL_HAPROXY [cql-pass]=$CQL_PASS [cql-3t]=$CQL_3T
                  [redis-direct]=$REDIS [redis-pass]=$REDIS_PASS [redis-3t]=$REDIS_3T [redis-pass-P1]=$REDIS_PASS)
 declare -A sluice_pid=() unavailable=()
 for name in cql-pass cql-3t redis-pass redis-3t; do
@@ -108,7 +119,9 @@ for _ in $(seq 1 50); do [ -s "$W/responder.pid" ] && [ -s "$W/redis.pid" ] && b
 RESP_PID=$(cat "$W/responder.pid"); REDIS_PID=$(cat "$W/redis.pid")
 # Ready when a request goes through; a Sluice that refuses the config (or cannot carry CQL yet)
 # makes its targets unavailable, and the rest is still measured.
-for name in cql-direct cql-pass cql-3t redis-direct redis-pass redis-3t; do
+for _ in $(seq 1 50); do [ -s "$W/haproxy.pid" ] && break; command -v haproxy >/dev/null || break; sleep 0.1; done
+[ -s "$W/haproxy.pid" ] && sluice_pid[cql-haproxy]=$(cat "$W/haproxy.pid")  # its CPU goes in the proxy column
+for name in cql-direct cql-haproxy cql-pass cql-3t redis-direct redis-pass redis-3t; do
   ok=""
   for _ in $(seq 1 100); do
     if [[ $name == cql-* ]]; then
@@ -119,6 +132,7 @@ for name in cql-direct cql-pass cql-3t redis-direct redis-pass redis-3t; do
     [ -n "$ok" ] && break
     pid=${sluice_pid[$name]:-}
     [ -n "$pid" ] && ! kill -0 "$pid" 2>/dev/null && break
+    [ "$name" = cql-haproxy ] && [ -z "$pid" ] && break
     sleep 0.1
   done
   if [ -z "$ok" ]; then
@@ -180,7 +194,7 @@ echo "bench/cql.sh: $(nproc) cores, load average before: $(cut -d' ' -f1-3 /proc
      "commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')"
 echo "query: $QUERY"
 # Warm every target once (connections, caches, the JIT-free but lazy parts of the host).
-for name in cql-direct cql-pass cql-3t redis-direct redis-pass redis-3t; do
+for name in cql-direct cql-haproxy cql-pass cql-3t redis-direct redis-pass redis-3t; do
   [ -n "${unavailable[$name]:-}" ] && continue
   if [[ $name == cql-* ]]; then "$W/loadgen" -p "${port[$name]}" -v 5 -c "$CONNS" -s "$HIGH" -n 20000 -q "$QUERY" >/dev/null 2>&1 || true
   else redis-benchmark -p "${port[$name]}" -q -n 20000 -c "$CONNS" -P "$HIGH" -t get >/dev/null 2>&1 || true; fi
@@ -189,7 +203,7 @@ done
 for S in "$HIGH" "$LOW"; do
   [ "$S" = "$HIGH" ] && N=$N_HIGH || N=$N_LOW
   entries=()
-  for v in $VERSIONS; do for t in cql-direct cql-pass cql-3t; do entries+=("$t:$v"); done; done
+  for v in $VERSIONS; do for t in cql-direct cql-haproxy cql-pass cql-3t; do entries+=("$t:$v"); done; done
   for t in redis-direct redis-pass redis-3t redis-pass-P1; do entries+=("$t:-"); done
   for round in $(seq 1 "$ROUNDS"); do
     k=$(( (round - 1) % ${#entries[@]} ))
@@ -201,7 +215,7 @@ for S in "$HIGH" "$LOW"; do
   done
   echo
   echo "== $CONNS connections x $S streams = $((CONNS * S)) in flight; $N requests per run; medians of $ROUNDS rounds =="
-  printf "%-13s %-3s %10s %9s %13s %13s %13s %9s\n" "target" "v" "req/s" "vs direct" "sluice µs/req" "server µs/req" "client µs/req" "others %"
+  printf "%-13s %-3s %10s %9s %13s %13s %13s %9s\n" "target" "v" "req/s" "vs direct" "proxy µs/req" "server µs/req" "client µs/req" "others %"
   declare -A med=()
   for e in "${entries[@]}"; do
     name=${e%%:*}; v=${e##*:}; key="$name v$v $S"
@@ -224,12 +238,15 @@ for S in "$HIGH" "$LOW"; do
       [ -n "${med[$key,2]:-}" ] && [ -n "${med[$rkey,2]:-}" ] || continue
       awk -v c="$c" -v v="$v" -v a="${med[$key,2]}" -v b="${med[$rkey,2]}" -v r="${med[$key,1]}" -v d="${med["cql-direct v$v $S",1]:-0}" \
         -v p1="${med["redis-pass-P1 v- $S",2]:-0}" -v srv="${med[$key,3]}" -v gen="${med[$key,4]}" -v cores="$(nproc)" -v threads="$THREADS" \
+        -v h="${med["cql-haproxy v$v $S",1]:-0}" -v hcpu="${med["cql-haproxy v$v $S",2]:-0}" \
         'BEGIN { printf "target check v%s %-4s: sluice CPU per CQL request / per Redis request = %.2f (target <= 1.5; against redis-pass-P1: %.2f); throughput / direct = %.2f (target >= 0.6 at 64 in flight)\n", v, c, (b > 0 ? a / b : 0), (p1 > 0 ? a / p1 : 0), (d > 0 ? r / d : 0)
                  # What 0.6x direct would take: at that rate the backend and the generator (at their
                  # CPU per request in this run) leave the rest of the cores to Sluice, whose
                  # event loops can use at most THREADS of them.
                  if (d > 0) { t = 0.6 * d; left = cores * 1e6 / t - srv - gen; cap = threads * 1e6 / t
-                   printf "               0.6x direct = %.0f req/s would need sluice <= %.2f us/request (now %.2f): the cores left after backend + generator %.2f, one event loop at most %.2f\n", t, (left < cap ? left : cap), a, left, cap } }'
+                   printf "               0.6x direct = %.0f req/s would need sluice <= %.2f us/request (now %.2f): the cores left after backend + generator %.2f, one event loop at most %.2f\n", t, (left < cap ? left : cap), a, left, cap }
+                 # The floor any proxy pays for the extra hop here: haproxy relaying bytes.
+                 if (d > 0 && h > 0) printf "               haproxy (TCP relay, parses nothing) = %.2fx direct at %.2f us/request; sluice reaches %.2f of its throughput\n", h / d, hcpu, r / h }'
     done
   done
   unset med
