@@ -123,6 +123,86 @@ final class RedisReplyPairingTests: XCTestCase {
         }
     }
 
+    /// A dedicated connection's pairing, its client's pushes, and whether the client was closed.
+    private final class Client {
+        let session: ChainSession
+        var pushes: [String] = []
+        var lost: [String] = []
+        init(loop: EventLoop) {
+            session = ChainSession(eventLoop: loop, allocator: ByteBufferAllocator(),
+                                   plan: RuntimePlan(chains: [ChainPlan(name: "main", steps: [])], sinks: []),
+                                   clientAddress: "test", mainChain: 0)
+            session.onPush = { [unowned self] bytes, _ in pushes.append(String(buffer: bytes)) }
+            session.onBackendLost = { [unowned self] reason in lost.append(reason) }
+        }
+    }
+
+    private func dedicated(_ client: Client, resp3: Bool = false) -> RedisReplyPairing {
+        RedisReplyPairing(owner: client.session, deliversPushes: true, resp3: resp3, eventLoop: loop, allocator: allocator)
+    }
+
+    private let unsubscribed = "*3\r\n$11\r\nunsubscribe\r\n$-1\r\n:0\r\n"  // RESP2, no channel left
+    private let helloMap = "%1\r\n$5\r\nproto\r\n:3\r\n"  // HELLO 3's reply (shortened), in RESP3
+
+    /// tee's target (and any client that pipelines): UNSUBSCRIBE's confirmation, written in RESP2,
+    /// was still on its way when HELLO 3 went out; it is a confirmation, not HELLO's reply.
+    func testAConfirmationStillOnItsWayWhenHello3IsSentIsNoReplyToIt() {
+        let client = Client(loop: loop)
+        let pairing = dedicated(client)
+        let unsubscribe = send(requests(["UNSUBSCRIBE"]), on: pairing)
+        loop.run()
+        XCTAssertEqual(unsubscribe.replies, [[""]], "answered by its confirmation, out of band")
+        let hello = send(requests(["HELLO", "3"]), on: pairing)
+        XCTAssertEqual(read(unsubscribed + helloMap, into: pairing), [.accepted, .accepted])
+        XCTAssertEqual(client.pushes, [unsubscribed])
+        XCTAssertEqual(hello.replies, [[helloMap]])
+        XCTAssertEqual(pairing.count, 0)
+    }
+
+    func testUnsubscribeAndHello3InOneBatch() {
+        let client = Client(loop: loop)
+        let pairing = dedicated(client)
+        let receiver = send(requests(["UNSUBSCRIBE"], ["HELLO", "3"]), on: pairing)
+        XCTAssertEqual(read(unsubscribed + helloMap, into: pairing), [.accepted, .accepted])
+        loop.run()
+        XCTAssertEqual(client.pushes, [unsubscribed])
+        XCTAssertEqual(receiver.replies, [["", helloMap]])
+    }
+
+    /// A HELLO 3 the backend refuses leaves the connection in RESP2: a subscribed client's messages
+    /// still come as `*3` arrays, and are no replies.
+    func testARefusedHello3LeavesTheConnectionInRESP2() {
+        let client = Client(loop: loop)
+        let pairing = dedicated(client)
+        _ = send(requests(["SUBSCRIBE", "ch"]), on: pairing)
+        let subscribed = "*3\r\n$9\r\nsubscribe\r\n$2\r\nch\r\n:1\r\n"
+        XCTAssertEqual(read(subscribed, into: pairing), [.accepted])
+        let hello = send(requests(["HELLO", "3"]), on: pairing)
+        let message = "*3\r\n$7\r\nmessage\r\n$2\r\nch\r\n$1\r\nx\r\n"
+        XCTAssertEqual(read("-NOPROTO unsupported protocol version\r\n" + message, into: pairing), [.accepted, .accepted])
+        loop.run()
+        XCTAssertEqual(hello.replies, [["-NOPROTO unsupported protocol version\r\n"]])
+        XCTAssertEqual(client.pushes, [subscribed, message])
+    }
+
+    /// HELLO 2 on a subscribed RESP3 connection: before its reply, an array is a reply (here an
+    /// LRANGE's, which looks like a message); after it, a message comes as a RESP2 array.
+    func testHello2SwitchesWhenAnswered() {
+        let client = Client(loop: loop)
+        let pairing = dedicated(client, resp3: true)
+        _ = send(requests(["SUBSCRIBE", "ch"]), on: pairing)
+        let receiver = send(requests(["LRANGE", "l", "0", "-1"], ["HELLO", "2"]), on: pairing)
+        let subscribed = ">3\r\n$9\r\nsubscribe\r\n$2\r\nch\r\n:1\r\n"
+        let list = "*3\r\n$7\r\nmessage\r\n$2\r\nch\r\n$1\r\ny\r\n"
+        let helloReply = "*2\r\n$5\r\nproto\r\n:2\r\n"
+        let message = "*3\r\n$7\r\nmessage\r\n$2\r\nch\r\n$1\r\nx\r\n"
+        XCTAssertEqual(read(subscribed + list + helloReply + message, into: pairing),
+                       [.accepted, .accepted, .accepted, .accepted])
+        loop.run()
+        XCTAssertEqual(receiver.replies, [[list, helloReply]])
+        XCTAssertEqual(client.pushes, [subscribed, message])
+    }
+
     func testRefusedHandshakeStepsAnswerInTheBackendsWords() {
         XCTAssertNil(RedisBackend.handshakeRefusal(allocator.buffer(string: "+OK\r\n")))
         XCTAssertEqual(RedisBackend.handshakeRefusal(allocator.buffer(string: "-WRONGPASS invalid username-password pair\r\n")),

@@ -123,6 +123,22 @@ def test_tee_sends_each_state_command_once_to_each_server(redis_factory, sluice_
         assert server.client(db=3).get("k") == b"v"
 
 
+def test_tee_hello_3_while_the_shadows_unsubscribe_confirmation_is_on_its_way(redis_factory, sluice_factory):
+    """The client has the primary's confirmation before the shadow's has arrived, and may send
+    HELLO 3 at once: the shadow's RESP2 confirmation is then no reply to it (it was taken for one,
+    HELLO's own reply was out of step, and the client was closed). Pipelined, both sinks see it."""
+    primary, shadow = redis_factory(), redis_factory()
+    proxy = sluice_factory(two_sink_config(primary.port, shadow.port,
+                                           "    - tee: { target: shadow, on_mismatch: ignore }\n"))
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=5) as s:
+        s.sendall(b"*1\r\n$11\r\nUNSUBSCRIBE\r\n*2\r\n$5\r\nHELLO\r\n$1\r\n3\r\n")
+        data = _send_and_read(s, [b"PING"], b"+PONG\r\n")
+        assert b"proto" in data and b"unsubscribe" in data, data
+    assert "out of step" not in proxy.output(), proxy.output()
+    for server in (primary, shadow):
+        assert _calls(server, "hello") == 1, server.port
+
+
 def test_tee_answers_from_primary(redis_factory, sluice_factory):
     primary, shadow = redis_factory(), redis_factory()
     primary.client().set("who", "primary")

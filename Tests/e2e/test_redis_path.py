@@ -631,6 +631,18 @@ def test_unsubscribe_outside_subscribed_mode_keeps_replies_in_order(redis_factor
         assert bystander.get("k") == b"v"
 
 
+def test_hello_3_pipelined_after_unsubscribe(redis_factory, sluice_factory):
+    # The confirmation comes in RESP2 before HELLO 3's reply: it is no reply to HELLO (which came
+    # next, with no request left to pair it with, and closed the client as out of step).
+    backend = redis_factory()
+    proxy = sluice_factory(plain_config(backend.port, plugins=False))
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=5) as s:
+        s.sendall(b"*1\r\n$11\r\nUNSUBSCRIBE\r\n*2\r\n$5\r\nHELLO\r\n$1\r\n3\r\n*1\r\n$4\r\nPING\r\n")
+        data = read_until(s, b"+PONG\r\n")
+        assert data.startswith(b"*3\r\n$11\r\nunsubscribe\r\n$-1\r\n:0\r\n%"), data
+    assert "out of step" not in proxy.output(), proxy.output()
+
+
 def test_subscribe_pipelined_after_a_nil_reply(redis_factory, sluice_factory):
     backend = redis_factory()
     proxy = sluice_factory(plain_config(backend.port, plugins=False))

@@ -43,6 +43,12 @@ final class RedisReplyPairing: BackendReplyPairing {
         /// (`RedisReplyPlan.expectedReplies`; 0: nothing known; on dedicated connections nothing
         /// inside MULTI or silenced).
         var expectedReplies: UInt64 = 0
+        /// Dedicated connections: the requests of this batch that switch the connection's protocol
+        /// (HELLO 2 or 3, RESET), by index, and to RESP3 or not. A switch takes effect when its
+        /// request's reply arrives (or its silent stand-in is filled in), not when it is sent: the
+        /// backend writes what comes before that reply in the protocol before it. (A HELLO inside
+        /// MULTI switches at EXEC; followed at its `+QUEUED`, only other `+QUEUED` come between.)
+        var protocolSwitches: [(index: Int, resp3: Bool)]?
         init(receiver: ResponseReceiver, count: Int, outOfBand: [Bool]?) {
             self.receiver = receiver
             self.count = count
@@ -74,6 +80,7 @@ final class RedisReplyPairing: BackendReplyPairing {
             mayWaitIndefinitely = false
             monitorAt = nil
             expectedReplies = 0
+            protocolSwitches = nil
         }
     }
 
@@ -96,8 +103,10 @@ final class RedisReplyPairing: BackendReplyPairing {
     /// The backend accepted MONITOR: every frame but RESET's reply is the monitor stream, passed to
     /// the client as it comes (the replies to commands sent meanwhile travel in it too).
     private var monitoring = false
-    /// The connection speaks RESP3 (HELLO 3): pub/sub traffic then comes as `>` pushes only, and a
-    /// `*` reply is always an ordinary reply, even while subscribed.
+    /// The backend speaks RESP3 (HELLO 3) in what it sends now: pub/sub traffic then comes as `>`
+    /// pushes only, and a `*` reply is always an ordinary reply, even while subscribed. Follows the
+    /// replies, not the requests: a HELLO 3 sent while replies or confirmations written in RESP2 are
+    /// still on their way (an UNSUBSCRIBE's `*3` confirmation) switches only once it is answered.
     private var resp3: Bool
     /// Unsubscribe confirmations still expected for channels named in UNSUBSCRIBE-family requests,
     /// and UNSUBSCRIBEs without channels still waiting for the confirmation that reports 0 left.
@@ -131,7 +140,6 @@ final class RedisReplyPairing: BackendReplyPairing {
         var inBand = RedisReplyPlan.InBand()
         if !isShared {
             inBand = RedisReplyPlan.inBand(batch, mode: &replyMode)
-            followProtocol(batch)
         }
         let outOfBand = inBand.outOfBand
         if inBand.subscribes {
@@ -157,6 +165,7 @@ final class RedisReplyPairing: BackendReplyPairing {
             }
             entry.monitorAt = inBand.monitorAt
             entry.expectedReplies = inBand.expectedReplies
+            entry.protocolSwitches = Self.protocolSwitches(batch)
         }
         if let sentAtCheck {
             entry.sentAtCheck = sentAtCheck
@@ -266,6 +275,7 @@ final class RedisReplyPairing: BackendReplyPairing {
         }
         head.responses.append(frame)
         head.hasReplies = true
+        if head.protocolSwitches != nil { followProtocol(head, at: index, reply: frame) }
         if let monitorAt = head.monitorAt, monitorAt == index,
            frame.getInteger(at: frame.readerIndex, as: UInt8.self) == UInt8(ascii: "+") {
             monitoring = true
@@ -306,6 +316,7 @@ final class RedisReplyPairing: BackendReplyPairing {
     private func completeSilentHead(deferred: Bool = false) {
         while let head = pending.first, let flags = head.outOfBand {
             while head.responses.count < head.count, flags[head.responses.count] {
+                if head.protocolSwitches != nil { followProtocol(head, at: head.responses.count, reply: nil) }
                 head.responses.append(allocator.buffer(capacity: 0))
             }
             guard head.responses.count == head.count else { return }
@@ -330,23 +341,40 @@ final class RedisReplyPairing: BackendReplyPairing {
         for push in pushes { owner?.deliverPush(push, afterReplies: true) }
     }
 
-    /// HELLO 3 / HELLO 2 / RESET switch the protocol of a dedicated connection.
-    private func followProtocol(_ batch: Batch) {
+    /// The requests of `batch` that switch the protocol of a dedicated connection: HELLO 3 and
+    /// HELLO 2 (with or without options), RESET (back to RESP2); nil if there are none.
+    private static func protocolSwitches(_ batch: Batch) -> [(index: Int, resp3: Bool)]? {
+        if batch.plainRequests { return nil }  // no HELLO or RESET among them
+        var switches: [(index: Int, resp3: Bool)]?
         for i in 0..<batch.count {
-            batch.withMessageBytes(i) { bytes in
-                guard let name = RedisConnectionState.commandName(bytes) else { return }
-                if RedisReplyPlan.equalsIgnoringCase(name, "reset") {
-                    resp3 = false
-                } else if RedisReplyPlan.equalsIgnoringCase(name, "hello") {
-                    RESPCommandReader.forEachArgument(bytes) { index, start, length in
-                        guard index == 1 else { return true }  // the protocol version follows the name
-                        if length == 1, bytes[start] == UInt8(ascii: "3") { resp3 = true }
-                        if length == 1, bytes[start] == UInt8(ascii: "2") { resp3 = false }
-                        return false
-                    }
+            let to: Bool? = batch.withMessageBytes(i) { bytes in
+                guard let name = RedisConnectionState.commandName(bytes) else { return nil }
+                if RedisReplyPlan.equalsIgnoringCase(name, "reset") { return false }
+                guard RedisReplyPlan.equalsIgnoringCase(name, "hello") else { return nil }
+                var version: Bool?
+                RESPCommandReader.forEachArgument(bytes) { index, start, length in
+                    guard index == 1 else { return true }  // the protocol version follows the name
+                    if length == 1, bytes[start] == UInt8(ascii: "3") { version = true }
+                    if length == 1, bytes[start] == UInt8(ascii: "2") { version = false }
+                    return false
                 }
+                return version
             }
+            if let to { switches = (switches ?? []) + [(i, to)] }
         }
+        return switches
+    }
+
+    /// Request `index` of `entry` was just answered by `reply` (nil: a silent request, filled in
+    /// without one): if it switches the protocol, the backend speaks the new one from here on,
+    /// unless it refused the switch (a HELLO answered with an error leaves the protocol as it was).
+    private func followProtocol(_ entry: Pending, at index: Int, reply: ByteBuffer?) {
+        guard let switches = entry.protocolSwitches, let found = switches.first(where: { $0.index == index }) else { return }
+        if let reply, let first = reply.getInteger(at: reply.readerIndex, as: UInt8.self),
+           first == UInt8(ascii: "-") || first == UInt8(ascii: "!") {
+            return
+        }
+        resp3 = found.resp3
     }
 
     private func isUnsolicited(_ frame: ByteBuffer) -> Bool {
