@@ -124,6 +124,14 @@ final class TeeInstance: TransformInstance {
         "hrandfield", "zrandmember", "scan", "sscan", "hscan", "zscan",
     ]
 
+    /// `system` or `system_…`, in any case (keyspace names are case-insensitive unless quoted,
+    /// and no user keyspace may take these names).
+    static func isServerKeyspace(_ name: UnsafeRawBufferPointer) -> Bool {
+        let system = Array("system".utf8)
+        guard name.count >= system.count, zip(name, system).allSatisfy({ $0 | 0x20 == $1 }) else { return false }
+        return name.count == system.count || name[system.count] == UInt8(ascii: "_")
+    }
+
     /// This connection's copy of the policy (set_policy publishes new ones on this event loop).
     var policy: Tee.MismatchPolicy
 
@@ -139,7 +147,16 @@ final class TeeInstance: TransformInstance {
         if let line = tee.mismatchWarnings.flushIfExpired() { Log.warning("tee: \(line)") }
     }
 
+    /// Whether request `index` asks something each server answers for itself, so replies that
+    /// differ are no mismatch: on Redis a command such as INFO or RANDOMKEY (`serverSpecific`); on
+    /// CQL a statement on one of the server's own keyspaces (`system`, `system_schema`,
+    /// `system_auth`, …: its address, host id, tokens, schema versions), which drivers read on
+    /// connecting, so `fail` must not refuse them.
     private func describesServer(_ requests: Batch, _ index: Int) -> Bool {
+        if requests.isCQL {
+            guard let statement = (try? requests.cqlStatement(at: index)) ?? nil else { return false }
+            return Self.isServerKeyspace(statement.keyspace)
+        }
         guard requests.arguments(at: index, into: &args) > 0, args[0].count <= 16 else { return false }
         return Self.serverSpecific.contains(args[0].asciiLowercased)
     }

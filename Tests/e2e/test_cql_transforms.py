@@ -12,7 +12,7 @@ import time
 
 import pytest
 from cassandra import InvalidRequest, Unauthorized
-from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
+from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, NoHostAvailable
 from cassandra.query import BatchStatement
 from cassandra.policies import RoundRobinPolicy
 from conftest import PLUGINS, SLUICE, CQLRawConnection, Sluice, free_port
@@ -232,6 +232,38 @@ def test_tee_writes_to_a_second_backend(workdir, cql_backend_factory, sluices):
         assert rows_on(shadow, "cold") == expected
         assert rows_on(shadow, "hot") == {42: "prepared"} == rows_on(primary, "hot")
         assert metric(sluice, "sluice_plugin_tee_shadow_errors_total") == 0
+    finally:
+        cluster.shutdown()
+
+
+@pytest.mark.parametrize("policy", ["log", "fail"])
+def test_tee_when_the_shadow_answers_differently(workdir, cql_backend_factory, sluices, policy):
+    """The shadow's table holds another value: `log` answers from the primary and logs the
+    statement; `fail` answers that request with SERVER_ERROR naming tee. A read both answer alike
+    passes either way, and the driver connects (its reads of system tables, which differ between
+    two servers, are not compared)."""
+    primary, shadow = cql_backend_factory(), cql_backend_factory()
+    create_schema(primary, shadow)
+    for backend, value in ((primary, "on primary"), (shadow, "on shadow")):
+        with CQLRawConnection(backend.port) as c:
+            c.startup()
+            c.query(f"INSERT INTO ks.cold (k, v) VALUES (1, '{value}')")
+            c.query("INSERT INTO ks.cold (k, v) VALUES (2, 'alike')")
+    sluice = Sluice(workdir, config(primary.port, f"    - tee: {{ target: shadow, on_mismatch: {policy} }}\n",
+                                    extra_sinks=sink("shadow", shadow.port)))
+    sluices.append(sluice)
+    cluster, session = session_to(sluice.port)
+    try:
+        assert session.execute("SELECT v FROM ks.cold WHERE k = 2").one().v == "alike"
+        assert metric(sluice, "sluice_plugin_tee_mismatches_total") == 0
+        if policy == "log":
+            assert session.execute("SELECT v FROM ks.cold WHERE k = 1").one().v == "on primary"
+            assert sluice.wait_for_output("tee: mismatch for SELECT v FROM ks.cold WHERE k = 1")
+        else:
+            with pytest.raises(NoHostAvailable, match="tee: responses differ between primary and shadow"):
+                session.execute("SELECT v FROM ks.cold WHERE k = 1")
+        assert metric(sluice, "sluice_plugin_tee_mismatches_total") == 1
+        assert rows_on(primary, "cold")[1] == "on primary" and rows_on(shadow, "cold")[1] == "on shadow"
     finally:
         cluster.shutdown()
 
