@@ -42,6 +42,24 @@ final class CassandraSinkConfigTests: XCTestCase {
         XCTAssertEqual(config.sinks.first { $0.name == "r" }?.kind, .redis)
     }
 
+    func testSinkNumbersOutOfRangeNameTheirSink() {
+        let found = errors("""
+            sinks:
+              cass: { cassandra: { address: 127.0.0.1:1, connect_timeout_ms: 0, max_frame_bytes: 10 } }
+              r: { redis: { address: 127.0.0.1:2, reply_timeout_ms: -1 } }
+            chains:
+              main: [ { sink: r } ]
+            sources:
+              - redis: { listen: 127.0.0.1:6400, chain: main }
+            """)
+        XCTAssertTrue(found.contains { $0.hasPrefix("/etc/sluice/test.yaml:2:") && $0.contains("sink 'cass'.cassandra.connect_timeout_ms") },
+                      "\(found)")
+        XCTAssertTrue(found.contains { $0.hasPrefix("/etc/sluice/test.yaml:2:") && $0.contains("sink 'cass'.cassandra.max_frame_bytes") },
+                      "\(found)")
+        XCTAssertTrue(found.contains { $0.hasPrefix("/etc/sluice/test.yaml:3:") && $0.contains("sink 'r'.redis.reply_timeout_ms") },
+                      "\(found)")
+    }
+
     func testCassandraSinkErrorsHavePositions() {
         let found = errors("""
             sinks:

@@ -345,9 +345,9 @@ struct ConfigReader {
                                                                 "username", "password", "password_env", "tls"]),
               let (host, port) = address(redis["address"], "sink '\(name)'.redis.address", at: redis)
         else { return nil }
-        let timeout = integer(redis["connect_timeout_ms"], "connect_timeout_ms", range: 1...600_000) ?? 2000
-        let replyTimeout = integer(redis["reply_timeout_ms"], "reply_timeout_ms", range: 0...3_600_000) ?? 30_000
-        let maxReply = integer(redis["max_reply_bytes"], "max_reply_bytes", range: 1024...(1 << 31))
+        let timeout = integer(redis["connect_timeout_ms"], "sink '\(name)'.redis.connect_timeout_ms", range: 1...600_000) ?? 2000
+        let replyTimeout = integer(redis["reply_timeout_ms"], "sink '\(name)'.redis.reply_timeout_ms", range: 0...3_600_000) ?? 30_000
+        let maxReply = integer(redis["max_reply_bytes"], "sink '\(name)'.redis.max_reply_bytes", range: 1024...(1 << 31))
             ?? SluiceConfig.defaultMaxFrameBytes
         return SluiceConfig.Sink(name: name, host: host, port: port, connectTimeoutMilliseconds: Int64(timeout),
                                  replyTimeoutMilliseconds: Int64(replyTimeout), maxReplyBytes: maxReply,
@@ -386,9 +386,9 @@ struct ConfigReader {
                                               "username", "password", "password_env", "tls"]),
               let (host, port) = address(node["address"], "\(what).address", at: node)
         else { return nil }
-        let timeout = integer(node["connect_timeout_ms"], "connect_timeout_ms", range: 1...600_000) ?? 2000
-        let replyTimeout = integer(node["reply_timeout_ms"], "reply_timeout_ms", range: 0...3_600_000) ?? 30_000
-        let maxFrame = integer(node["max_frame_bytes"], "max_frame_bytes", range: 1024...(1 << 31))
+        let timeout = integer(node["connect_timeout_ms"], "\(what).connect_timeout_ms", range: 1...600_000) ?? 2000
+        let replyTimeout = integer(node["reply_timeout_ms"], "\(what).reply_timeout_ms", range: 0...3_600_000) ?? 30_000
+        let maxFrame = integer(node["max_frame_bytes"], "\(what).max_frame_bytes", range: 1024...(1 << 31))
             ?? SluiceConfig.defaultCQLMaxFrameBytes
         var sink = SluiceConfig.Sink(name: name, host: host, port: port, connectTimeoutMilliseconds: Int64(timeout),
                                      replyTimeoutMilliseconds: Int64(replyTimeout), maxReplyBytes: maxFrame,
