@@ -341,18 +341,7 @@ struct ConfigReader {
             fail(node, "sink '\(name)': expected 'redis: { address: host:port }' or 'cassandra: { address: host:port }'")
             return nil
         }
-        guard expectMap(redis, "sink '\(name)'.redis", allowed: ["address", "connect_timeout_ms", "reply_timeout_ms", "max_reply_bytes",
-                                                                "username", "password", "password_env", "tls"]),
-              let (host, port) = address(redis["address"], "sink '\(name)'.redis.address", at: redis)
-        else { return nil }
-        let timeout = integer(redis["connect_timeout_ms"], "sink '\(name)'.redis.connect_timeout_ms", range: 1...600_000) ?? 2000
-        let replyTimeout = integer(redis["reply_timeout_ms"], "sink '\(name)'.redis.reply_timeout_ms", range: 0...3_600_000) ?? 30_000
-        let maxReply = integer(redis["max_reply_bytes"], "sink '\(name)'.redis.max_reply_bytes", range: 1024...(1 << 31))
-            ?? SluiceConfig.defaultMaxFrameBytes
-        return SluiceConfig.Sink(name: name, host: host, port: port, connectTimeoutMilliseconds: Int64(timeout),
-                                 replyTimeoutMilliseconds: Int64(replyTimeout), maxReplyBytes: maxReply,
-                                 credentials: readCredentials(redis, "sink '\(name)'.redis"),
-                                 tls: readTLS(redis["tls"], "sink '\(name)'.redis", isSource: false), node: key)
+        return readRedisSink(name: name, key: key, redis)
     }
 
     /// A source's chain must end at a sink of the source's protocol: a Redis client's requests
@@ -377,30 +366,9 @@ struct ConfigReader {
         source.kind.rawValue
     }
 
-    /// `sinks: NAME: { cassandra: { address, connect_timeout_ms, reply_timeout_ms, tls, username,
-    /// password | password_env } }`: a single Cassandra node (credentials for its
-    /// PasswordAuthenticator, sent when it asks).
-    private mutating func readCassandraSink(name: String, key: YAMLNode, _ node: YAMLNode) -> SluiceConfig.Sink? {
-        let what = "sink '\(name)'.cassandra"
-        guard expectMap(node, what, allowed: ["address", "connect_timeout_ms", "reply_timeout_ms", "max_frame_bytes",
-                                              "username", "password", "password_env", "tls"]),
-              let (host, port) = address(node["address"], "\(what).address", at: node)
-        else { return nil }
-        let timeout = integer(node["connect_timeout_ms"], "\(what).connect_timeout_ms", range: 1...600_000) ?? 2000
-        let replyTimeout = integer(node["reply_timeout_ms"], "\(what).reply_timeout_ms", range: 0...3_600_000) ?? 30_000
-        let maxFrame = integer(node["max_frame_bytes"], "\(what).max_frame_bytes", range: 1024...(1 << 31))
-            ?? SluiceConfig.defaultCQLMaxFrameBytes
-        var sink = SluiceConfig.Sink(name: name, host: host, port: port, connectTimeoutMilliseconds: Int64(timeout),
-                                     replyTimeoutMilliseconds: Int64(replyTimeout), maxReplyBytes: maxFrame,
-                                     credentials: readCredentials(node, what),
-                                     tls: readTLS(node["tls"], what, isSource: false), node: key)
-        sink.kind = .cassandra
-        return sink
-    }
-
     /// `username` (optional), and `password` or `password_env` (the name of an environment variable
     /// holding it, so the secret can stay out of the file).
-    private mutating func readCredentials(_ redis: YAMLNode, _ what: String) -> SluiceConfig.Credentials? {
+    mutating func readCredentials(_ redis: YAMLNode, _ what: String) -> SluiceConfig.Credentials? {
         let username = redis["username"].flatMap { scalar($0, "\(what).username", at: redis) }
         var password: String?
         switch (redis["password"], redis["password_env"]) {
@@ -475,29 +443,14 @@ struct ConfigReader {
             fail(node, "source: expected 'redis: { listen: host:port, chain: NAME }' or 'cassandra: { listen: host:port, chain: NAME }'")
             return nil
         }
-        guard expectMap(redis, "source.redis", allowed: ["listen", "chain", "max_frame_bytes", "max_clients", "idle_timeout_ms", "auth", "tls"] + Self.clientLimitKeys),
-              let (host, port) = address(redis["listen"], "source.redis.listen", at: redis),
-              let chain = scalar(redis["chain"], "source.redis.chain", at: redis)
-        else { return nil }
-        if !chainNames.contains(chain) {
-            fail(redis["chain"]!, "source.redis.chain: unknown chain '\(chain)' (defined chains: \(chainNames.sorted().joined(separator: ", ")))")
-        }
-        let maxFrame = integer(redis["max_frame_bytes"], "max_frame_bytes", range: 1024...(1 << 31))
-            ?? SluiceConfig.defaultMaxFrameBytes
-        let maxClients = integer(redis["max_clients"], "max_clients", range: 1...1_000_000) ?? SluiceConfig.defaultMaxClients
-        let idle = integer(redis["idle_timeout_ms"], "idle_timeout_ms", range: 0...(86_400_000 * 365)) ?? 0
-        var source = SluiceConfig.Source(host: host, port: port, chain: chain, maxFrameBytes: maxFrame, maxClients: maxClients,
-                                         idleTimeoutMilliseconds: Int64(idle), auth: readClientAuth(redis["auth"]),
-                                         tls: readTLS(redis["tls"], "source.redis", isSource: true), node: redis)
-        source.limits = readClientLimits(redis, maxFrameBytes: maxFrame)
-        return source
+        return readRedisSource(redis, chainNames: chainNames)
     }
 
     static let clientLimitKeys = ["reply_buffer_soft_bytes", "reply_buffer_hard_bytes", "request_buffer_budget_bytes",
                                   "request_timeout_ms"]
 
     /// A source's client limits (see `ClientLimits` and docs/config.md); defaults where a key is absent.
-    private mutating func readClientLimits(_ redis: YAMLNode, maxFrameBytes: Int) -> ClientLimits {
+    mutating func readClientLimits(_ redis: YAMLNode, maxFrameBytes: Int) -> ClientLimits {
         var limits = ClientLimits(requestBufferBudgetBytes: ClientLimits.defaultRequestBufferBudget(maxFrameBytes: maxFrameBytes))
         if let soft = integer(redis["reply_buffer_soft_bytes"], "reply_buffer_soft_bytes", range: 4096...(1 << 31)) {
             limits.replySoftBytes = soft
@@ -520,50 +473,9 @@ struct ConfigReader {
         return limits
     }
 
-    /// A `cassandra` source: the keys of a Redis source (client limits included, the client session
-    /// is the same), `auth: passthrough`, and users that need a user name (SASL PLAIN has one).
-    private mutating func readCassandraSource(_ node: YAMLNode, chainNames: Set<String>) -> SluiceConfig.Source? {
-        let what = "source.cassandra"
-        guard expectMap(node, what, allowed: ["listen", "chain", "max_frame_bytes", "max_clients", "idle_timeout_ms", "auth", "tls"] + Self.clientLimitKeys),
-              let (host, port) = address(node["listen"], "\(what).listen", at: node),
-              let chain = scalar(node["chain"], "\(what).chain", at: node)
-        else { return nil }
-        if !chainNames.contains(chain) {
-            fail(node["chain"]!, "\(what).chain: unknown chain '\(chain)' (defined chains: \(chainNames.sorted().joined(separator: ", ")))")
-        }
-        let maxFrame = integer(node["max_frame_bytes"], "\(what).max_frame_bytes", range: 1024...(1 << 31))
-            ?? SluiceConfig.defaultCQLSourceMaxFrameBytes
-        let maxClients = integer(node["max_clients"], "\(what).max_clients", range: 1...1_000_000) ?? SluiceConfig.defaultMaxClients
-        let idle = integer(node["idle_timeout_ms"], "\(what).idle_timeout_ms", range: 0...(86_400_000 * 365)) ?? 0
-        var passthrough = false
-        var users: [SluiceConfig.Credentials] = []
-        if let auth = node["auth"] {
-            if auth.kind == .scalar {
-                if auth.scalar == "passthrough" {
-                    passthrough = true
-                } else {
-                    fail(auth, "\(what).auth: expected 'passthrough', { username: ..., password: ... } (or password_env) or a non-empty sequence of them, found '\(auth.scalar)'")
-                }
-            } else {
-                users = readClientAuth(auth, what: "\(what).auth")
-                for entry in auth.kind == .sequence ? auth.items : [auth] where entry.kind == .map && entry["username"] == nil {
-                    fail(entry, "\(what).auth: a username is required (drivers send one with the password)")
-                }
-                users.removeAll { $0.username == nil }
-            }
-        }
-        var source = SluiceConfig.Source(host: host, port: port, chain: chain, maxFrameBytes: maxFrame, maxClients: maxClients,
-                                         idleTimeoutMilliseconds: Int64(idle), auth: users,
-                                         tls: readTLS(node["tls"], what, isSource: true), node: node)
-        source.limits = readClientLimits(node, maxFrameBytes: maxFrame)
-        source.kind = .cassandra
-        source.authPassthrough = passthrough
-        return source
-    }
-
     /// `auth:` of a source: one `{ username?, password | password_env }` or a sequence of them (two
     /// passwords during a rotation, a user per application).
-    private mutating func readClientAuth(_ node: YAMLNode?, what: String = "source.redis.auth") -> [SluiceConfig.Credentials] {
+    mutating func readClientAuth(_ node: YAMLNode?, what: String = "source.redis.auth") -> [SluiceConfig.Credentials] {
         guard let node else { return [] }
         let entries: [YAMLNode]
         switch node.kind {
