@@ -533,14 +533,21 @@ AUTH_ROUTES = {
 }
 
 
+def sasl_target(own, route, authenticator):
+    """A backend with user alice:s3cret and the given authenticator ('password' or 'dse'), with Sluice
+    in front as the route says; and the credentials a client uses on that route."""
+    source, sink, (user, password) = AUTH_ROUTES[route]
+    target = own(("--user", "alice:s3cret", "--authenticator", authenticator), source, sink)
+    return target, user, password
+
+
 @pytest.mark.parametrize("route", routes("sasl", extra=("sluice-own-auth",)), indirect=True)
 @pytest.mark.parametrize("authenticator,version", [("password", 4), ("password", 5), ("dse", 5)])
 def test_sasl_password_authenticator(own, route, authenticator, version):
     """A backend with PasswordAuthenticator (or DSE's, which sends an AUTH_CHALLENGE first). Through
     Sluice either the client's SASL exchange passes through (auth: passthrough), or Sluice checks
     the client's credentials itself and logs in to the backend with the sink's."""
-    source, sink, (user, password) = AUTH_ROUTES[route]
-    target = own(("--user", "alice:s3cret", "--authenticator", authenticator), source, sink)
+    target, user, password = sasl_target(own, route, authenticator)
     ok = target.cluster(protocol_version=version, auth_provider=PlainTextAuthProvider(user, password))
     assert ok.connect().execute("SELECT key FROM system.local").one().key == "local"
     bad = target.cluster(protocol_version=version, auth_provider=PlainTextAuthProvider(user, "wrong"))
@@ -564,21 +571,26 @@ def tls_files():
     shutil.rmtree(d, ignore_errors=True)
 
 
+def tls_target(own, route, tls_files):
+    """Where TLS clients connect: directly a TLS backend; through Sluice its TLS source, with a plain
+    backend behind it ('sluice') or a TLS backend too ('sluice-tls-both-ends', sink tls with the CA)."""
+    cert, key = tls_files
+    tls_source = f"      tls: {{ cert_file: {cert}, key_file: {key} }}\n"
+    if route == "direct":
+        return own(("--tls-cert", cert, "--tls-key", key))
+    if route == "sluice":
+        return own((), tls_source)
+    return own(("--tls-cert", cert, "--tls-key", key), tls_source, f"      tls: {{ ca_file: {cert} }}\n")
+
+
 @pytest.mark.parametrize("route", routes("tls", extra=("sluice-tls-both-ends",)), indirect=True)
 @pytest.mark.parametrize("version,compression", [(4, "snappy"), (5, "lz4")])
 def test_tls(own, route, tls_files, version, compression):
     """Clients connect with TLS: directly to a TLS backend; through Sluice to its TLS source, with a
     plain backend behind it, or a TLS backend too (sink tls with the CA). A client without TLS is
     refused."""
-    cert, key = tls_files
-    tls_source = f"      tls: {{ cert_file: {cert}, key_file: {key} }}\n"
-    if route == "direct":
-        target = own(("--tls-cert", cert, "--tls-key", key))
-    elif route == "sluice":
-        target = own((), tls_source)
-    else:
-        target = own(("--tls-cert", cert, "--tls-key", key), tls_source,
-                     f"      tls: {{ ca_file: {cert} }}\n")
+    cert, _ = tls_files
+    target = tls_target(own, route, tls_files)
     ctx = ssl.create_default_context(cafile=cert)
     cluster = target.cluster(protocol_version=version, compression=compression, ssl_context=ctx)
     session = cluster.connect()
@@ -626,17 +638,69 @@ def test_cqlsh_scripted_session(target, workdir):
     target.assert_sluice_alive()
 
 
-@pytest.mark.parametrize("route", routes(), indirect=True)
-@pytest.mark.parametrize("version,compression", [(4, "lz4"), (4, "snappy"), (5, "lz4")])
-def test_scylla_driver(target, version, compression):
-    """scylla-driver (its own venv, build/venv-scylla, made by scripts/install-deps.sh)."""
+def run_scylla_client(target, scenario, version, compression, keyspace, *options, timeout=90):
+    """Tests/e2e/cql_scylla_client.py SCENARIO with the scylla-driver venv's Python (its own venv,
+    build/venv-scylla, made by scripts/install-deps.sh: scylla-driver installs the same `cassandra`
+    module as cassandra-driver). The script checks what it received and exits 1 with a traceback on
+    the first check that fails."""
     assert os.path.exists(SCYLLA_PYTHON), \
         f"no scylla-driver venv at {SCYLLA_PYTHON} (scripts/install-deps.sh makes it)"
     out = subprocess.run([SCYLLA_PYTHON, os.path.join(HERE, "cql_scylla_client.py"), str(target.port),
-                          str(version), str(compression), f"e2e_scylla_v{version}_{compression}"],
-                         capture_output=True, text=True, timeout=60)
-    assert out.returncode == 0 and "scylla-driver OK" in out.stdout, out.stdout + out.stderr
+                          str(version), str(compression), keyspace, "--scenario", scenario, *options],
+                         capture_output=True, text=True, timeout=timeout)
+    assert out.returncode == 0 and f"scylla-driver OK {scenario} " in out.stdout, \
+        out.stdout + out.stderr
     target.assert_sluice_alive()
+
+
+@pytest.mark.parametrize("route", routes(), indirect=True)
+@pytest.mark.parametrize("version,compression", [(4, "lz4"), (4, "snappy"), (5, "lz4")])
+def test_scylla_driver(target, version, compression):
+    """scylla-driver: DDL, USE, prepared statements, a forced re-prepare, paging and a BATCH."""
+    run_scylla_client(target, "statements", version, compression,
+                      f"e2e_scylla_v{version}_{compression}")
+
+
+@pytest.mark.parametrize("route", routes("events"), indirect=True)
+@pytest.mark.parametrize("version,compression", [(4, "snappy"), (5, "lz4")])
+def test_scylla_driver_schema_change_events(target, version, compression):
+    """scylla-driver: another cluster's CREATE KEYSPACE, CREATE TABLE and DROP TABLE arrive as
+    SCHEMA_CHANGE events naming the keyspace and table on the watcher's control connection and on a
+    driver connection that REGISTERed itself, and reach the watcher's metadata."""
+    run_scylla_client(target, "events", version, compression, f"e2e_scylla_evt{version}")
+
+
+@pytest.mark.parametrize("route", routes("sasl", extra=("sluice-own-auth",)), indirect=True)
+@pytest.mark.parametrize("authenticator,version", [("password", 4), ("password", 5), ("dse", 5)])
+def test_scylla_driver_sasl(own, route, authenticator, version):
+    """scylla-driver with PlainTextAuthProvider against PasswordAuthenticator (or DSE's, which sends
+    an AUTH_CHALLENGE first), on the routes of test_sasl_password_authenticator (through Sluice: the
+    client's SASL exchange passed through, or Sluice's own auth with the sink's credentials): the
+    right password is served, a wrong one and none are refused with AuthenticationFailed."""
+    target, user, password = sasl_target(own, route, authenticator)
+    run_scylla_client(target, "sasl", version, "lz4", f"e2e_scylla_sasl{version}",
+                      "--user", user, "--password", password)
+
+
+@pytest.mark.parametrize("route", routes("tls", extra=("sluice-tls-both-ends",)), indirect=True)
+@pytest.mark.parametrize("version,compression", [(4, "snappy"), (5, "lz4")])
+def test_scylla_driver_tls(own, route, tls_files, version, compression):
+    """scylla-driver over TLS on the routes of test_tls: every connection's peer certificate is the
+    test one, verified against it as the only CA (and the host name); a context with only the system
+    CAs fails verification; a client without TLS is refused."""
+    target = tls_target(own, route, tls_files)
+    run_scylla_client(target, "tls", version, compression, f"e2e_scylla_tls{version}",
+                      "--ca", tls_files[0])
+
+
+@pytest.mark.parametrize("route", routes(), indirect=True)
+@pytest.mark.parametrize("version,compression", [(4, "snappy"), (5, "lz4")])
+def test_scylla_driver_200_clients(target, version, compression):
+    """scylla-driver: 200 driver connections open at once, each writing its row and then having five
+    SELECTs in flight together; 1,000 prepared INSERTs and 200 prepared SELECTs with 200 in flight
+    from one session; every result checked."""
+    run_scylla_client(target, "clients", version, compression,
+                      f"e2e_scylla_many_v{version}_{compression}", timeout=120)
 
 
 # --- a backend that dies, hangs or answers garbage ------------------------------------------------
