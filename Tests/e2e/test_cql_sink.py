@@ -476,3 +476,60 @@ def QueryMessageOf(text):
     from cassandra import ConsistencyLevel
     from cassandra.protocol import QueryMessage
     return QueryMessage(text, ConsistencyLevel.ONE)
+
+
+def _error_seen(connection, text):
+    """The backend's ERROR for QUERY `text`, as the driver's protocol code decodes it: its class,
+    code, message and the code's own fields (consistency, received/required, write type, …)."""
+    reply = connection.query(text)
+    return type(reply).__name__, reply.code, reply.summary_msg(), getattr(reply, "info", None)
+
+
+def test_every_error_code_reaches_the_client_as_the_backend_sent_it(cql_backend_factory, sluice_factory):
+    """Each ERROR code the protocol defines (UNPREPARED aside: Sluice answers that one by
+    re-preparing; PROTOCOL_ERROR and BAD_CREDENTIALS included) comes through on the request's
+    stream with its message and its code's fields, as it comes directly."""
+    from conftest import CQLRawConnection
+    from Tests.cql.backend.results import ERROR_NAMES
+    backend = cql_backend_factory()
+    proxy = sluice_factory(cql_config(backend.port))
+    names = sorted(name for name in ERROR_NAMES if name != "UNPREPARED")
+    assert len(names) == 19  # every code of native_protocol_v5.spec §9 but UNPREPARED
+    with CQLRawConnection(backend.port) as direct, CQLRawConnection(proxy.port) as through:
+        direct.startup()
+        through.startup()
+        for name in names:
+            text = f"TESTBACKEND ERROR {name} the {name.lower()} case"
+            seen = _error_seen(through, text)
+            assert seen == _error_seen(direct, text), name
+            assert seen[0] != "ResultMessage" and f"the {name.lower()} case" in seen[2], seen
+        # The connection is still in step after every kind of error.
+        assert [tuple(r) for r in through.query("SELECT key FROM system.local").parsed_rows] == [("local",)]
+    assert proxy.alive()
+
+
+def test_thousands_of_streams_in_flight_on_one_connection(cql_backend_factory, sluice_factory):
+    """3,000 requests written back to back on one client connection, each on its own stream id,
+    before any reply is read: every stream gets exactly its own reply (Sluice remaps them onto its
+    backend connection and back)."""
+    from cassandra import ConsistencyLevel
+    from cassandra.protocol import QueryMessage
+    from conftest import CQLRawConnection
+    backend = cql_backend_factory()
+    proxy = sluice_factory(cql_config(backend.port))
+    count = 3000
+    with CQLRawConnection(proxy.port, timeout=30) as c:
+        c.startup()
+        sent = {}
+        for stream in range(1, count + 1):
+            # Each asks for a warning of its own back: a reply on the wrong stream would show it.
+            c.send(QueryMessage(f"TESTBACKEND WARN stream {stream}", ConsistencyLevel.ONE), stream=stream)
+            sent[stream] = f"stream {stream}"
+        answered = {}
+        for _ in range(count):
+            reply = c.receive()
+            assert reply is not None, f"connection closed after {len(answered)} replies"
+            assert reply.stream_id not in answered, reply.stream_id
+            answered[reply.stream_id] = reply.warnings
+        assert answered == {s: [text] for s, text in sent.items()}
+    assert proxy.alive()
