@@ -398,3 +398,37 @@ sources:
     assert f"{path}:8:" in text, text
     assert "chain 'cql_main' step 1: transform 'throttle' does not handle CQL (it handles: redis)" in text, text
     assert "count" not in text.split("does not handle")[0].splitlines()[-1], "count handles CQL: not refused"
+
+
+# --- a QUERY a plugin builds (cql_put_query) and sends to a sink ---------------------------------------
+
+@pytest.mark.parametrize("version", [4, 5])
+def test_a_query_a_plugin_builds_runs_on_the_target_and_its_result_comes_back(workdir, cql_backend_factory, sluices,
+                                                                               version):
+    """cql-probe { record: side } (Tests/fixtures/plugins/cql-probe.c) answers a QUERY "RECORD k v"
+    by building a QUERY of its own with batch_new + cql_put_query (an INSERT into ks.side with k and
+    v bound) and sending it to the sink 'side' (host->send); it answers the client with what came
+    back. The row is read from the side backend directly: the backend ran the plugin's frame; and
+    the reply the plugin got was a RESULT Void (not an ERROR, not a failed send)."""
+    from conftest import FIXTURES
+    primary, side = cql_backend_factory(), cql_backend_factory()
+    create_schema(primary, side)
+    with CQLRawConnection(side.port) as c:
+        c.startup()
+        c.query("CREATE TABLE IF NOT EXISTS ks.side (k int PRIMARY KEY, v text)")
+    text = config(primary.port, "    - cql-probe: { record: side }\n", extra_sinks=sink("side", side.port))
+    sluice = Sluice(workdir, text.replace("directory: {PLUGINS}", f"directory: {FIXTURES}"))
+    sluices.append(sluice)
+    cluster, session = session_to(sluice.port, version)
+    try:
+        assert [row.reply for row in session.execute("RECORD 7 seven")] == ["RESULT Void"]
+        assert [row.reply for row in session.execute("RECORD 8 eight")] == ["RESULT Void"]
+        # Executed by the side backend, not by the primary (which has no such table).
+        assert rows_on(side, "side") == {7: "seven", 8: "eight"}
+        # Other requests go on to the primary as before.
+        session.execute("INSERT INTO ks.cold (k, v) VALUES (1, 'a')")
+        assert rows_on(primary, "cold") == {1: "a"}
+        assert rows_on(side, "cold") == {}
+    finally:
+        cluster.shutdown()
+    assert sluice.alive()
