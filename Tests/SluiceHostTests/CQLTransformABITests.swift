@@ -774,3 +774,69 @@ extension CQLTransformABITests {
         }
     }
 }
+
+// MARK: answers stamped with their request's stream and version
+
+extension CQLTransformABITests {
+    /// How the answering step answers: 0 call_respond, 1 call_answer each request then call_pass.
+    nonisolated(unsafe) static var answerMode = 0
+
+    /// Answers request 0 with raw bytes of a v4 RESULT Void on stream 99 (the request is on 21) and
+    /// request 1 with a v5 RESULT Void on its own stream (the request is v4).
+    static let answeringStep: TransformStep = {
+        let step = TransformStep(
+            pluginName: "test", transformName: "answer", label: "main[0] answer",
+            descriptor: LoadedTransform(
+                name: "answer", description: "", protocols: UInt32(SLUICE_PROTOCOL_CQL),
+                configNew: { _, _, _ in SLUICE_OK }, configFree: nil, instanceNew: nil, instanceFree: nil,
+                onRequests: { _, call, _ in
+                    let api = HostAPI.table.pointee
+                    let replies = api.batch_new(Int32(SLUICE_BATCH_RESPONSES), Int32(SLUICE_PROTOCOL_CQL))!
+                    let wrongStream = CQLFrameBuilder.frame(version: .v4, isResponse: true, stream: 99, opcode: .result) {
+                        $0.writeInteger(Int32(1))  // Void
+                    }
+                    _ = wrongStream.withUnsafeReadableBytes { api.batch_put_bytes(replies, 0, $0.baseAddress, $0.count) }
+                    _ = api.cql_put_result_void(replies, 1, 5, 22)
+                    if CQLTransformABITests.answerMode == 0 { return api.call_respond(call, replies) }
+                    _ = api.call_answer(call, 0, replies, 0)
+                    _ = api.call_answer(call, 1, replies, 1)
+                    api.batch_free(replies)
+                    return api.call_pass(call)
+                },
+                onResponses: nil))
+        step.hasConfig = true
+        return step
+    }()
+
+    func testACQLAnswerGoesOutOnItsRequestsStreamAndAnotherVersionIsRefused() throws {
+        let loop = EmbeddedEventLoop()
+        let plan = RuntimePlan(chains: [ChainPlan(name: "main", steps: [.transform(Self.answeringStep)])], sinks: [])
+        let session = ChainSession(eventLoop: loop, allocator: allocator, plan: plan, clientAddress: "127.0.0.1:1", mainChain: 0)
+        defer { session.close() }
+        let chain = try session.chain(0)
+        for mode in [0, 1] {
+            Self.answerMode = mode
+            let receiver = HandleTableTests.Collect()
+            let requests = Batch(kind: Batch.requests, protocolID: Batch.cql, messages: [Int16(21), 22].map { stream in
+                CQLFrameBuilder.frame(version: .v4, isResponse: false, stream: stream, opcode: .query) { body in
+                    body.writeCQLLongString("SELECT 1")
+                    body.writeInteger(CQLConsistency.one.rawValue)
+                    body.writeInteger(UInt8(0))
+                }
+            })
+            chain.run(requests, from: 0, receiver: receiver)
+            loop.run()
+            guard case .responses(let batch)? = receiver.outcomes.first else { return XCTFail("mode \(mode): no reply") }
+            XCTAssertEqual(batch.count, 2, "mode \(mode)")
+            // Request 0: the plugin's frame, with the request's stream.
+            XCTAssertEqual(CQLRequestIdentity(frame: batch.messages[0]), CQLRequestIdentity(version: .v4, stream: 21), "mode \(mode)")
+            XCTAssertEqual(batch.messages[0].getInteger(at: batch.messages[0].readerIndex, as: UInt8.self), 0x84, "mode \(mode)")
+            guard case .result(_) = try message(batch.messages[0]) else { return XCTFail("mode \(mode): not the RESULT") }
+            // Request 1: a v5 frame for a v4 request is refused with an ERROR in v4 on its stream.
+            XCTAssertEqual(CQLRequestIdentity(frame: batch.messages[1]), CQLRequestIdentity(version: .v4, stream: 22), "mode \(mode)")
+            guard case .error(let error) = try message(batch.messages[1]) else { return XCTFail("mode \(mode): not an ERROR") }
+            XCTAssertEqual(error.code, .serverError)
+            XCTAssertEqual(error.message, "sluice: transform main[0] answer answered a v4 request with a v5 frame")
+        }
+    }
+}

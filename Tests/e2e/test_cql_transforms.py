@@ -432,3 +432,39 @@ def test_a_query_a_plugin_builds_runs_on_the_target_and_its_result_comes_back(wo
     finally:
         cluster.shutdown()
     assert sluice.alive()
+
+
+# --- an answer a plugin built on the wrong stream or in the wrong version ----------------------------
+
+@pytest.mark.parametrize("version", [4, 5])
+def test_a_plugins_answer_goes_out_on_the_requests_stream_and_another_version_is_refused(
+        workdir, cql_backend_factory, sluices, version):
+    """cql-probe's WHOAMI answer (call_respond) built on the stream after the request's (skew:
+    stream) reaches the driver on the request's own stream: the host stamps it (before, the driver
+    got a reply on a stream it was not waiting on and timed out). Built in the other protocol
+    version (skew: version), it is answered with an ERROR SERVER_ERROR in the request's version
+    instead, and logged."""
+    from conftest import FIXTURES
+    backend = cql_backend_factory()
+    create_schema(backend)
+    for skew in ("stream", "version"):
+        text = config(backend.port, f"    - cql-probe: {{ whoami: true, skew: {skew} }}\n")
+        sluice = Sluice(workdir, text.replace("directory: {PLUGINS}", f"directory: {FIXTURES}"))
+        sluices.append(sluice)
+        cluster, session = session_to(sluice.port, version)
+        try:
+            if skew == "stream":
+                assert [row.user for row in session.execute("WHOAMI", timeout=3)] == ["-"]
+            else:
+                other = 5 if version == 4 else 4
+                # SERVER_ERROR: the driver tries the next host, so it raises NoHostAvailable naming the error.
+                with pytest.raises(NoHostAvailable, match=f"sluice: transform .*cql-probe answered a v{version} "
+                                                          f"request with a v{other} frame"):
+                    session.execute("WHOAMI", timeout=3)
+                assert sluice.wait_for_output(f"with a v{other} frame; the request was answered with that ERROR")
+            # The connection goes on.
+            session.execute("INSERT INTO ks.cold (k, v) VALUES (1, 'a')", timeout=3)
+            assert rows_on(backend, "cold") == {1: "a"}
+        finally:
+            cluster.shutdown()
+        assert sluice.alive()

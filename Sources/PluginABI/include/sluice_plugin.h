@@ -52,7 +52,9 @@
  *        through libffi by their declared C signature; control_reply and control_publish (see
  *        CONTROL FUNCTIONS below).
  *   1.3  CQL (Cassandra native protocol v4/v5) accessors and builders for batches whose protocol is
- *        SLUICE_PROTOCOL_CQL. Redis functions never change for it.
+ *        SLUICE_PROTOCOL_CQL. Redis functions never change for it. Host behaviour (no signature):
+ *        a CQL answer a transform gives (call_answer, call_respond) goes out with its request's
+ *        stream id; one of another protocol version is replaced with an ERROR (see CQL below).
  *
  * ---------------------------------------------------------------------------------------------
  * NAMING
@@ -479,6 +481,8 @@ typedef int32_t (*sluice_host_call_forward_fn)(sluice_call *call);
  * call fails with an error reply and SLUICE_ERROR_INVALID_ARGUMENT is returned (the host then owns and
  * releases the batch anyway). Returns SLUICE_ERROR_STATE if the call was already completed (ownership
  * stays with the plugin). After SLUICE_OK the call handle is invalid. THREAD: instance's.
+ * CQL: response i goes out on request i's stream id and in its version (see CQL below: a frame of
+ * another version is answered with an ERROR SERVER_ERROR instead).
  */
 typedef int32_t (*sluice_host_call_respond_fn)(sluice_call *call, sluice_batch *responses);
 
@@ -846,6 +850,8 @@ typedef int32_t (*sluice_host_get_property_fn)(const sluice_instance_env *env, i
  * - If the rest of the chain fails the batch, the forwarded requests get the error and the local
  *   answers stay.
  * - call_respond and call_fail ignore the answers given so far (they answer everything).
+ * - CQL: the answer goes out on request index's stream id, in its version; an answer frame of
+ *   another protocol version is replaced with an ERROR SERVER_ERROR (see CQL below).
  * Returns SLUICE_ERROR_STATE unless the call is in on_requests' part (not forwarded or completed);
  * SLUICE_ERROR_INVALID_ARGUMENT for a bad index, reply_index, or a replies batch that is not a
  * response batch of the call's protocol. THREAD: instance's. SINCE 1.1.
@@ -898,7 +904,20 @@ typedef int32_t (*sluice_host_control_publish_fn)(sluice_control_call *ctl, slui
  * only on the wire, in the source's and the sink's own framing: a plugin never sees them.
  * A request carries the client's protocol version and stream id; a response must carry the version
  * and stream id of the request it answers (the builders below take both; read them from the request
- * with cql_header). The source runs the complete request frames of one client read as one batch
+ * with cql_header). The host holds answers to that (a host behaviour of 1.3, no signature
+ * involved): a frame a transform gives as the answer to a request — with call_answer, or at
+ * position i of the batch given to call_respond (or answered with call_respond(NULL) from
+ * on_responses) when that batch pairs one by one with the call's requests — goes to the client with
+ * the request's stream id and the response direction bit stamped into its header, whatever the
+ * plugin wrote there (builders and raw batch_put_bytes frames alike; the body is untouched). A
+ * frame of ANOTHER protocol version than its request (whose body may be laid out differently), or
+ * fewer than 9 bytes, is not sent: the request is answered with ERROR SERVER_ERROR "sluice:
+ * transform <step> answered a v4 request with a v5 frame" in the request's version and stream,
+ * the step's ABI misuse counter counts it and the host logs it (at most once a second). Without
+ * the stamp, the driver would get a reply on a stream it is not waiting on and time out.
+ * After a transform removed requests before call_respond, which answer goes with which request is
+ * not known to the host: those answers are not checked.
+ * The source runs the complete request frames of one client read as one batch
  * (up to 64), so a CQL request batch may hold several messages, each on its own stream. Their
  * replies go back to the client one by one, as the backend sends them, when every transform the
  * batch passes completes its call with call_pass (or call_forward without an on_responses hook),
@@ -1207,7 +1226,8 @@ typedef int32_t (*sluice_host_cql_set_cell_fn)(sluice_batch *batch, size_t index
  * Builders. Each puts a new message at index (index < count replaces, index == count appends) of
  * a CQL batch of the right kind (responses for ERROR and RESULT, requests for QUERY), written in
  * protocol `version` (4 or 5) with stream id `stream` — for a response, those of the request it
- * answers (cql_header). Inputs are checked and copied (OWNERSHIP caller); the message lives as any
+ * answers (cql_header; an answer given with call_answer or call_respond is stamped with its request's
+ * stream id by the host anyway, and one of another version refused, see CQL above). Inputs are checked and copied (OWNERSHIP caller); the message lives as any
  * message. Returns SLUICE_OK or SLUICE_ERROR_INVALID_ARGUMENT (wrong batch, bad index, version,
  * code, type or value, a NULL pointer with a non-zero length). THREAD: instance's. SINCE 1.3
  */

@@ -270,6 +270,7 @@ final class Call: ResponseReceiver {
             _ = fail("responded with \(batch.count) responses\(kind) to \(requestCount) requests")
             return SLUICE_ERROR_INVALID_ARGUMENT
         }
+        checkAnswers(batch)
         finish(.responses(batch))
         return SLUICE_OK
     }
@@ -352,8 +353,36 @@ final class Call: ResponseReceiver {
         guard index >= 0, index < requests.count, replies.kind == Batch.responses,
               replies.protocolID == requests.protocolID, replyIndex >= 0, replyIndex < replies.count
         else { return SLUICE_ERROR_INVALID_ARGUMENT }
-        localAnswers.set(replies.messages[replyIndex], at: index)
+        let reply = replies.messages[replyIndex]
+        localAnswers.set(requests.protocolID == Batch.cql ? answerChecked(reply, answering: requests.messages[index]) ?? reply
+                                                          : reply, at: index)
         return SLUICE_OK
+    }
+
+    /// A CQL answer as the client must get it: on its request's stream and in its version
+    /// (`CQLAnswerStamp`; a frame of another version is replaced with an ERROR saying so), or nil
+    /// when `reply` is that already.
+    private func answerChecked(_ reply: ByteBuffer, answering request: ByteBuffer) -> ByteBuffer? {
+        switch CQLAnswerStamp.check(reply, answering: request, step: step.label, allocator: chain.session.allocator) {
+        case .unchanged:
+            return nil
+        case .stamped(let stamped):
+            return stamped
+        case .refused(let error, let why):
+            step.metrics.misused()
+            CQLAnswerStamp.logRefusal(why, label: step.label)
+            return error
+        }
+    }
+
+    /// Checks each CQL answer of `batch` against its request (`answerChecked`). Only when the
+    /// batch pairs one by one with `requests`: after the plugin removed requests, which answer goes
+    /// with which request is no longer known here.
+    private func checkAnswers(_ batch: Batch) {
+        guard batch.protocolID == Batch.cql, requests.protocolID == Batch.cql, batch.count == requests.count else { return }
+        for i in 0..<batch.count {
+            if let checked = answerChecked(batch.messages[i], answering: requests.messages[i]) { batch.put(checked, at: i) }
+        }
     }
 
     private func answeredBeyondTheBatch() -> Int32 {
