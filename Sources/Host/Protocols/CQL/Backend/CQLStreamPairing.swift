@@ -55,8 +55,15 @@ final class CQLStreamPairing: BackendReplyPairing {
 
         /// Lets go of the receiver and the request's bytes (which pin the client's read buffer).
         fileprivate func park() {
-            receiver = nil
+            if receiver != nil { receiver = nil }  // `frameArrived` took it already: no release to make
             request = ByteBuffer()
+        }
+
+        /// Moves the receiver out (no retain; nil until `reuse`), for delivering the reply: the
+        /// entry is settled, and nothing reads the receiver of a settled entry again.
+        @inline(__always)
+        fileprivate func takeReceiver() -> ResponseReceiver {
+            receiver.take()!
         }
     }
 
@@ -386,14 +393,15 @@ final class CQLStreamPairing: BackendReplyPairing {
 
     /// The reply `frame` (at `start` in the read) with the client's stream id `clientStream`: from
     /// the rewritten read when it has it, else a copy of its own.
-    private func reply(_ frame: CQLWireFrame, stream: Int16, start: Int, clientStream: Int16) -> ByteBuffer {
-        if stream == clientStream { return frame.bytes }
-        if let rewrittenRead, start >= rewrittenReadStart,
-           let bytes = rewrittenRead.getSlice(at: start - rewrittenReadStart, length: frame.bytes.readableBytes),
-           CQLWireFrame(bytes)?.stream == clientStream {
+    /// (`rewrittenRead` is sliced in place, not copied out first: no retain of its storage but the slice's.)
+    private func reply(_ frame: ByteBuffer, stream: Int16, start: Int, clientStream: Int16) -> ByteBuffer {
+        if stream == clientStream { return frame }
+        if start >= rewrittenReadStart,
+           let bytes = rewrittenRead?.getSlice(at: start - rewrittenReadStart, length: frame.readableBytes),
+           bytes.readableBytes >= CQLFrameHeader.size, ReplyHeader.stream(of: bytes) == clientStream {
             return bytes
         }
-        return frame.withStream(clientStream)
+        return CQLWireFrame(frame)!.withStream(clientStream)
     }
 
     /// A response batch holding `reply`: the spare one when there is one.
@@ -405,18 +413,20 @@ final class CQLStreamPairing: BackendReplyPairing {
         return Batch(kind: Batch.responses, protocolID: Batch.cql, messages: [reply])
     }
 
+    /// Reads `frame` in place: a `CQLWireFrame` of it (a copy, so a retain of the read's storage)
+    /// is made only on the rare paths that parse its message.
     func frameArrived(_ frame: ByteBuffer, start: Int) -> BackendReplyOutcome {
-        guard let reply = CQLWireFrame(frame) else { return .outOfStep("a frame shorter than its header") }
+        guard frame.readableBytes >= CQLFrameHeader.size else { return .outOfStep("a frame shorter than its header") }
         let header = ReplyHeader(frame)
         let stream = header.stream
         if stream < 0 {
             if header.opcode == CQLOpcode.event.rawValue { events?(frame) }
             return .accepted
         }
-        guard Int(stream) < table.count, let entry = table[Int(stream)] else {
+        // Moved out of the table (no retain and release of the entry).
+        guard Int(stream) < table.count, let entry = table[Int(stream)].take() else {
             return .outOfStep("a reply on stream \(stream), which no request is waiting on")
         }
-        table[Int(stream)] = nil
         ids.release(stream)
         answeredAtCheck = latestSentCheck
         if entry.settled {  // the late reply to a request the reply timeout failed: dropped
@@ -427,23 +437,23 @@ final class CQLStreamPairing: BackendReplyPairing {
         answered(entry)
         count -= 1
         if header.opcode == CQLOpcode.error.rawValue, !entry.isRetry,
-           (header.lead.map { CQLErrorCode(rawValue: $0) } ?? reply.errorCode) == .unprepared,
-           let id = Self.unpreparedID(reply), let unprepared, unprepared(entry, id) {
+           (header.lead.map { CQLErrorCode(rawValue: $0) } ?? CQLWireFrame(frame)!.errorCode) == .unprepared,
+           let id = Self.unpreparedID(CQLWireFrame(frame)!), let unprepared, unprepared(entry, id) {
             return .accepted
         }
         let resultKind = header.opcode != CQLOpcode.result.rawValue ? nil
-            : header.lead.map { CQLResultKind(rawValue: $0) } ?? reply.resultKind
+            : header.lead.map { CQLResultKind(rawValue: $0) } ?? CQLWireFrame(frame)!.resultKind
         if entry.opcode == CQLOpcode.prepare.rawValue, resultKind == .prepared {
-            record(reply, preparedBy: entry)
+            record(CQLWireFrame(frame)!, preparedBy: entry)
         }
-        let bytes = self.reply(reply, stream: stream, start: start, clientStream: entry.clientStream)
+        let bytes = reply(frame, stream: stream, start: start, clientStream: entry.clientStream)
         var batch = replyBatch(bytes)
-        entry.receiver.receive(.responses(batch))
+        entry.takeReceiver().receive(.responses(batch))
         if isKnownUniquelyReferenced(&batch) {
             batch.clearForReuse()
-            spareReply = batch
+            spareReply = consume batch
         }
-        if resultKind == .setKeyspace, Self.setKeyspace(reply) != keyspace {
+        if resultKind == .setKeyspace, Self.setKeyspace(CQLWireFrame(frame)!) != keyspace {
             keyspaceSwitched?()
         }
         park(consume entry)
@@ -458,6 +468,12 @@ final class CQLStreamPairing: BackendReplyPairing {
         let stream: Int16
         let opcode: UInt8
         let lead: Int32?
+
+        /// The stream of `frame`, a whole header long at least.
+        @inline(__always)
+        static func stream(of frame: ByteBuffer) -> Int16 {
+            frame.withUnsafeReadableBytes { Int16(bitPattern: UInt16($0[2]) << 8 | UInt16($0[3])) }
+        }
 
         @inline(__always)
         init(_ frame: ByteBuffer) {
@@ -474,7 +490,7 @@ final class CQLStreamPairing: BackendReplyPairing {
     private func park(_ entry: consuming Pending) {
         guard sparePendings.count < Self.maxSparePendings, isKnownUniquelyReferenced(&entry) else { return }
         entry.park()
-        sparePendings.append(entry)
+        sparePendings.append(consume entry)
     }
 
     /// Called (after the reply was delivered) when a request switched the connection to another
