@@ -95,14 +95,10 @@ enum CQLClusterView {
         }
     }
 
-    /// The receiver the route hands a request's reply to: `receiver` itself, or for a SELECT on
-    /// the peers tables one that empties the reply first. (`keyspace` is read only for a SELECT
-    /// that names the peers tables: passing a stored property would otherwise retain it for every
-    /// request.)
-    @inline(__always)
-    static func receiver(for frame: CQLWireFrame, keyspace: @autoclosure () -> String?, registry: CQLPreparedRegistry,
-                         passing receiver: ResponseReceiver) -> ResponseReceiver {
-        asksForPeers(frame, keyspace: keyspace(), registry: registry) ? EmptyingReceiver(receiver) : receiver
+    /// The receiver the route hands the reply to a SELECT on the peers tables (`asksForPeers`):
+    /// it empties the reply first, then passes it to `receiver`.
+    static func emptying(_ receiver: ResponseReceiver) -> ResponseReceiver {
+        EmptyingReceiver(receiver)
     }
 
     /// `reply` (a whole, uncompressed response frame) with its RESULT Rows emptied: the same

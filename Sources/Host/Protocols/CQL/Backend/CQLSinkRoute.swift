@@ -91,14 +91,17 @@ final class CQLSinkRoute: BackendRoute {
         }
     }
 
-    /// Sends one request frame; its reply goes to `receiver`.
-    private func send(frame bytes: ByteBuffer, receiver: ResponseReceiver) {
-        guard let frame = CQLWireFrame(bytes), !frame.isResponse, let version = frame.version, version >= .v4,
-              frame.bodyLength == bytes.readableBytes - CQLFrameHeader.size
+    /// Sends one request frame; its reply goes to `receiver`. (`bytes` is consumed: the caller's
+    /// copy out of its batch becomes `frame`'s without another retain.)
+    private func send(frame bytes: consuming ByteBuffer, receiver: ResponseReceiver) {
+        guard let frame = CQLWireFrame(consume bytes) else {
+            refuseFrame(stream: 0, receiver: receiver)
+            return
+        }
+        guard !frame.isResponse, let version = frame.version, version >= .v4,
+              frame.bodyLength == frame.bytes.readableBytes - CQLFrameHeader.size
         else {
-            answer(receiver, CQLBackendErrors.frame(stream: CQLWireFrame(bytes)?.stream ?? 0, version: .v4,
-                                                    code: .protocolError, message: "sluice: not a whole CQL v4/v5 request frame",
-                                                    allocator: session.allocator))
+            refuseFrame(stream: frame.stream, receiver: receiver)
             return
         }
         if facts.cqlRouteRevision != followedRevision { followFacts() }
@@ -129,15 +132,38 @@ final class CQLSinkRoute: BackendRoute {
         default:
             break
         }
-        // Drivers must see one node, Sluice: a SELECT on system.peers(_v2) gets no rows.
-        let replyTo = CQLClusterView.receiver(for: frame, keyspace: keyspace, registry: plan.preparedStatements,
-                                              passing: receiver)
+        // Drivers must see one node, Sluice: a SELECT on system.peers(_v2) gets no rows. (Two calls
+        // rather than one with the receiver chosen: `receiver` is passed on borrowed, not copied.)
+        if CQLClusterView.asksForPeers(frame, keyspace: keyspace, registry: plan.preparedStatements) {
+            forward(frame.bytes, version: version, receiver: CQLClusterView.emptying(receiver))
+        } else {
+            forward(frame.bytes, version: version, receiver: receiver)
+        }
+    }
+
+    /// Answers a request that is not a whole CQL v4/v5 request frame (PROTOCOL_ERROR).
+    private func refuseFrame(stream: Int16, receiver: ResponseReceiver) {
+        answer(receiver, CQLBackendErrors.frame(stream: stream, version: .v4, code: .protocolError,
+                                                message: "sluice: not a whole CQL v4/v5 request frame",
+                                                allocator: session.allocator))
+    }
+
+    /// Sends a request frame, checked, to the connection of the client's version and keyspace.
+    @inline(__always)
+    private func forward(_ bytes: ByteBuffer, version: CQLVersion, receiver: ResponseReceiver) {
         var wire = wireBatch(for: bytes)
-        connection(version: version).send(wire, receiver: replyTo)
+        if let current = currentConnection(version: version) {
+            // Not retained for the send: this route's `current` holds it (and the event loop's
+            // shared connections do), and `current` changes only in this route's own methods, none
+            // of which the send reaches (a connection calls receivers and routes in a later turn).
+            current._withUnsafeGuaranteedRef { $0.send(wire, receiver: receiver) }
+        } else {
+            lookUpConnection(version: version).send(wire, receiver: receiver)
+        }
         // The connection copied the request out (or holds the batch while it connects).
         if isKnownUniquelyReferenced(&wire) {
             wire.clearForReuse()
-            spareWire = wire
+            spareWire = consume wire
         }
     }
 
@@ -177,14 +203,20 @@ final class CQLSinkRoute: BackendRoute {
         session.eventLoop.execute { receiver.receive(.responses(batch)) }
     }
 
-    /// The shared connection for the client's version and keyspace; looked up again when the one
-    /// last used was closed (another client's refused USE discarded it, or it was retired) or has
-    /// every stream id in flight (the lookup then finds or opens another of the key's). An extra
-    /// connection of the key is not kept: the next request looks again, so requests go back to the
-    /// key's first connection once it has ids free, and the extra one closes when idle.
+    /// The shared connection for the client's version and keyspace, `current`, not retained;
+    /// nil when it must be looked up again (`lookUpConnection`): the one last used was closed
+    /// (another client's refused USE discarded it, or it was retired) or has every stream id in
+    /// flight (the lookup then finds or opens another of the key's). An extra connection of the
+    /// key is not kept: the next request looks again, so requests go back to the key's first
+    /// connection once it has ids free, and the extra one closes when idle.
     @inline(__always)
-    private func connection(version: CQLVersion) -> CQLSinkConnection {
-        if let current, currentVersion == version, !current.isClosed, current.pairing.hasFreeStreamID { return current }
+    private func currentConnection(version: CQLVersion) -> Unmanaged<CQLSinkConnection>? {
+        guard let current, currentVersion == version else { return nil }
+        let unretained = Unmanaged.passUnretained(current)
+        return unretained._withUnsafeGuaranteedRef { !$0.isClosed && $0.pairing.hasFreeStreamID } ? unretained : nil
+    }
+
+    private func lookUpConnection(version: CQLVersion) -> CQLSinkConnection {
         let (found, extra) = session.plan.sharedConnections.cqlConnectionForRequest(
             sink: sinkIndex, plan: plan, on: session.eventLoop, version: version, keyspace: keyspace, identity: identity)
         current = extra ? nil : found
