@@ -66,8 +66,10 @@ enum CQLClusterView {
     }
 
     /// Whether the client's request `frame` (a QUERY, or an EXECUTE of an id recorded in
-    /// `registry`) selects from the peers tables.
-    static func asksForPeers(_ frame: CQLWireFrame, keyspace: @autoclosure () -> String?, registry: CQLPreparedRegistry) -> Bool {
+    /// `registry`) selects from the peers tables. (`keyspace` and `registry` are read only when
+    /// needed: a stored property passed to the call would be retained for it, on every request.)
+    static func asksForPeers(_ frame: CQLWireFrame, keyspace: @autoclosure () -> String?,
+                             registry: @autoclosure () -> CQLPreparedRegistry) -> Bool {
         switch CQLOpcode(rawValue: frame.opcodeByte) {
         case .query?:
             // Most texts do not name the peers tables: a look at them in place settles it.
@@ -89,7 +91,7 @@ enum CQLClusterView {
                   let length = message.getInteger(at: message.readerIndex, as: UInt16.self),
                   Int(length) <= message.readableBytes - 2,
                   let id = message.getSlice(at: message.readerIndex + 2, length: Int(length)) else { return false }
-            return registry.isPeersStatement(id: id)
+            return registry().isPeersStatement(id: id)
         default:
             return false
         }

@@ -35,7 +35,12 @@ final class CQLSinkRoute: BackendRoute {
     /// here too); nil: the sink's own are used.
     private var identity: CQLIdentity?
     /// The connection of the client's version and keyspace, looked up when either changes.
-    private var current: CQLSinkConnection?
+    private var current: CQLSinkConnection? {
+        didSet { currentUnretained = current.map { Unmanaged.passUnretained($0) } }
+    }
+    /// `current`, not retained (kept in step by its `didSet`): read per request without the
+    /// retain and release that reading `current` costs. Valid exactly while `current` holds it.
+    private var currentUnretained: Unmanaged<CQLSinkConnection>?
     private var currentVersion: CQLVersion?
     private var events: CQLEventFanOut?
     private var closed = false
@@ -211,9 +216,8 @@ final class CQLSinkRoute: BackendRoute {
     /// connection once it has ids free, and the extra one closes when idle.
     @inline(__always)
     private func currentConnection(version: CQLVersion) -> Unmanaged<CQLSinkConnection>? {
-        guard let current, currentVersion == version else { return nil }
-        let unretained = Unmanaged.passUnretained(current)
-        return unretained._withUnsafeGuaranteedRef { !$0.isClosed && $0.pairing.hasFreeStreamID } ? unretained : nil
+        guard let current = currentUnretained, currentVersion == version else { return nil }
+        return current._withUnsafeGuaranteedRef { !$0.isClosed && $0.pairing.hasFreeStreamID } ? current : nil
     }
 
     private func lookUpConnection(version: CQLVersion) -> CQLSinkConnection {
