@@ -105,6 +105,32 @@ final class BackendConnection<P: BackendProtocol> {
         if case .write = action { pairing.requestsWritten() }
     }
 
+    /// Sends a request of one message, with no batch in the usual case: on a shared connection
+    /// whose channel is ready, the pairing appends it to this turn's write itself
+    /// (`entry(forRequest:)`). Otherwise (a dedicated connection, one not ready, a request the
+    /// pairing does not take so) `makeBatch(request)` goes as `send(_:receiver:route:)` sends it,
+    /// and is returned (the caller may reuse it once nothing else holds it); nil: no batch was made.
+    @discardableResult
+    func send(request: ByteBuffer, receiver: ResponseReceiver, batch makeBatch: (ByteBuffer) -> Batch) -> Batch? {
+        if isShared, lifecycle.isReady {
+            let sentAtCheck = plan.replyTimeoutMilliseconds > 0 ? replyChecks : nil
+            startCoalescing()
+            if let entry = pairing.entry(forRequest: request, receiver: receiver, sentAtCheck: sentAtCheck,
+                                         appendingTo: &coalesced) {
+                if sentAtCheck != nil { armReplyTimeout() }
+                pairing.add(entry)
+                // The channel is looked at only for the turn's first request (its flush).
+                if !flushScheduled, let link = lifecycle.readyLink { scheduleFlush(link.channel) }
+                everUsed = true
+                pairing.requestsWritten()
+                return nil
+            }
+        }
+        let batch = makeBatch(request)
+        send(batch, receiver: receiver)
+        return batch
+    }
+
     // MARK: coalesced writes
 
     /// Requests up to this size are copied into `coalesced`; larger ones go out as their own slice

@@ -136,6 +136,12 @@ struct BackendConnectionStateMachine<Link: Equatable> {
 
     var isClosed: Bool { state == .closed }
 
+    /// Whether a request submitted now is written (`requestSubmitted` answers `.write`).
+    var isReady: Bool {
+        if case .ready = state { return true }
+        return false
+    }
+
     /// The channel being handshaken on or established, if any.
     var readyOrHandshakingLink: Link? {
         switch state {

@@ -82,6 +82,11 @@ extension BackendReplyPairing {
                appendingTo output: inout ByteBuffer) -> (entry: Entry, appended: Bool) {
         (entry(for: batch, receiver: receiver, route: route, sentAtCheck: sentAtCheck), false)
     }
+
+    func entry(forRequest request: ByteBuffer, receiver: ResponseReceiver, sentAtCheck: Int?,
+               appendingTo output: inout ByteBuffer) -> Entry? {
+        nil
+    }
 }
 
 /// The requests in flight on one backend connection and how replies find them: the protocol's
@@ -107,6 +112,13 @@ protocol BackendReplyPairing: AnyObject {
     /// false: the connection writes the batch. Defaults to `entry(for:)` and false.
     func entry(for batch: Batch, receiver: ResponseReceiver, route: Route?, sentAtCheck: Int?,
                appendingTo output: inout ByteBuffer) -> (entry: Entry, appended: Bool)
+
+    /// As `entry(for:appendingTo:)` for one request with no batch around it
+    /// (`BackendConnection.send(request:)`): the entry, the request appended to `output`; or nil,
+    /// with nothing changed, when the pairing does not take the request so (the connection then
+    /// makes its batch). Defaults to nil.
+    func entry(forRequest request: ByteBuffer, receiver: ResponseReceiver, sentAtCheck: Int?,
+               appendingTo output: inout ByteBuffer) -> Entry?
 
     /// `entry` is never sent (the sink is backing off, or the connection is closed): its requests
     /// fail with `message`; `completesRoute`: its route is told the batch completed. Called in a

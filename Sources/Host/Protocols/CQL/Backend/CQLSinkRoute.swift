@@ -154,19 +154,22 @@ final class CQLSinkRoute: BackendRoute {
     }
 
     /// Sends a request frame, checked, to the connection of the client's version and keyspace.
+    /// Usually no batch is made: the connection has the pairing copy the frame into its write
+    /// (`BackendConnection.send(request:)`).
     @inline(__always)
     private func forward(_ bytes: ByteBuffer, version: CQLVersion, receiver: ResponseReceiver) {
-        var wire = wireBatch(for: bytes)
+        let made: Batch?
         if let current = currentConnection(version: version) {
             // Not retained for the send: this route's `current` holds it (and the event loop's
             // shared connections do), and `current` changes only in this route's own methods, none
             // of which the send reaches (a connection calls receivers and routes in a later turn).
-            current._withUnsafeGuaranteedRef { $0.send(wire, receiver: receiver) }
+            made = current._withUnsafeGuaranteedRef { $0.send(request: bytes, receiver: receiver) { wireBatch(for: $0) } }
         } else {
-            lookUpConnection(version: version).send(wire, receiver: receiver)
+            made = lookUpConnection(version: version).send(request: bytes, receiver: receiver) { wireBatch(for: $0) }
         }
-        // The connection copied the request out (or holds the batch while it connects).
-        if isKnownUniquelyReferenced(&wire) {
+        // A batch made for the request: kept for the next once the connection copied the request
+        // out (or let go of the batch it held while connecting).
+        if var wire = made, isKnownUniquelyReferenced(&wire) {
             wire.clearForReuse()
             spareWire = consume wire
         }

@@ -169,10 +169,21 @@ final class CQLStreamPairing: BackendReplyPairing {
     /// straight into the connection's write with Sluice's stream id, the batch left as it is.
     func entry(for batch: Batch, receiver: ResponseReceiver, route: CQLSinkRoute?, sentAtCheck: Int?,
                appendingTo output: inout ByteBuffer) -> (entry: Pending, appended: Bool) {
-        let request = batch.messages[0]
+        if let pending = entry(forRequest: batch.messages[0], receiver: receiver, sentAtCheck: sentAtCheck,
+                               appendingTo: &output) {
+            return (pending, true)
+        }
+        return (entry(for: batch, receiver: receiver, route: route, sentAtCheck: sentAtCheck), false)
+    }
+
+    /// The same for a request with no batch around it (`BackendConnection.send(request:)`, a
+    /// route's request frame): nil, with nothing changed, for a request over `copyLimit` or when
+    /// no stream id is free.
+    func entry(forRequest request: ByteBuffer, receiver: ResponseReceiver, sentAtCheck: Int?,
+               appendingTo output: inout ByteBuffer) -> Pending? {
         guard request.readableBytes <= Self.copyLimit, request.readableBytes >= CQLFrameHeader.size,
               let stream = ids.allocate() else {
-            return (entry(for: batch, receiver: receiver, route: route, sentAtCheck: sentAtCheck), false)
+            return nil
         }
         // One pass over the client's bytes: the header fields the entry keeps, and the copy with
         // Sluice's stream id (and the compression flag cleared: the connection's frames are bare).
@@ -193,7 +204,7 @@ final class CQLStreamPairing: BackendReplyPairing {
         let pending = newPending(request, clientStream: clientStream, version: CQLVersion(rawValue: versionByte) ?? .v4,
                                  opcode: opcode, receiver: receiver, sentAtCheck: sentAtCheck)
         pending.stream = stream
-        return (pending, true)
+        return pending
     }
 
     /// The entry of a request, a parked one when there is one (its stream id still to be set).
