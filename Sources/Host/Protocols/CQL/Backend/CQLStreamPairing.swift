@@ -18,7 +18,10 @@ final class CQLStreamPairing: BackendReplyPairing {
         /// Nil only while parked for reuse.
         private(set) var receiver: ResponseReceiver!
         /// The client's frame as it sent it (for re-preparing and retrying, and PREPARE's text).
-        private(set) var request: ByteBuffer
+        var request: ByteBuffer { requestBytes ?? ByteBuffer() }
+        /// Nil only while parked (no empty buffer stored, whose shared storage every park would
+        /// retain and every reuse release).
+        private var requestBytes: ByteBuffer?
         private(set) var clientStream: Int16
         private(set) var version: CQLVersion
         private(set) var opcode: UInt8
@@ -33,7 +36,7 @@ final class CQLStreamPairing: BackendReplyPairing {
         init(receiver: ResponseReceiver, request: ByteBuffer, clientStream: Int16, version: CQLVersion, opcode: UInt8,
              isRetry: Bool) {
             self.receiver = receiver
-            self.request = request
+            requestBytes = request
             self.clientStream = clientStream
             self.version = version
             self.opcode = opcode
@@ -43,7 +46,7 @@ final class CQLStreamPairing: BackendReplyPairing {
         fileprivate func reuse(receiver: ResponseReceiver, request: ByteBuffer, clientStream: Int16, version: CQLVersion,
                                opcode: UInt8, isRetry: Bool) {
             self.receiver = receiver
-            self.request = request
+            requestBytes = request
             self.clientStream = clientStream
             self.version = version
             self.opcode = opcode
@@ -56,7 +59,7 @@ final class CQLStreamPairing: BackendReplyPairing {
         /// Lets go of the receiver and the request's bytes (which pin the client's read buffer).
         fileprivate func park() {
             if receiver != nil { receiver = nil }  // `frameArrived` took it already: no release to make
-            request = ByteBuffer()
+            requestBytes = nil
         }
 
         /// Moves the receiver out (no retain; nil until `reuse`), for delivering the reply: the
@@ -213,15 +216,16 @@ final class CQLStreamPairing: BackendReplyPairing {
                             receiver: ResponseReceiver, sentAtCheck: Int?) -> Pending {
         let isRetry = nextIsRetry
         nextIsRetry = false
-        let pending: Pending
+        // Each branch returns its own object (moved out: copying the spare into a shared local
+        // cost two retains and a release per request).
         if var spare = sparePendings.popLast(), isKnownUniquelyReferenced(&spare) {
             spare.reuse(receiver: receiver, request: request, clientStream: clientStream, version: version,
                         opcode: opcode, isRetry: isRetry)
-            pending = spare
-        } else {
-            pending = Pending(receiver: receiver, request: request, clientStream: clientStream,
-                              version: version, opcode: opcode, isRetry: isRetry)
+            spare.sentAtCheck = sentAtCheck
+            return spare
         }
+        let pending = Pending(receiver: receiver, request: request, clientStream: clientStream,
+                              version: version, opcode: opcode, isRetry: isRetry)
         pending.sentAtCheck = sentAtCheck
         return pending
     }
