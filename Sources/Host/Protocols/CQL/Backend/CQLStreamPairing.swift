@@ -408,15 +408,22 @@ final class CQLStreamPairing: BackendReplyPairing {
 
     /// The reply `frame` (at `start` in the read) with the client's stream id `clientStream`: from
     /// the rewritten read when it has it, else a copy of its own.
-    /// (`rewrittenRead` is sliced in place, not copied out first: no retain of its storage but the slice's.)
     private func reply(_ frame: ByteBuffer, stream: Int16, start: Int, clientStream: Int16) -> ByteBuffer {
         if stream == clientStream { return frame }
         if start >= rewrittenReadStart,
-           let bytes = rewrittenRead?.getSlice(at: start - rewrittenReadStart, length: frame.readableBytes),
+           let bytes = Self.slice(of: &rewrittenRead, at: start - rewrittenReadStart, length: frame.readableBytes),
            bytes.readableBytes >= CQLFrameHeader.size, ReplyHeader.stream(of: bytes) == clientStream {
             return bytes
         }
         return CQLWireFrame(frame)!.withStream(clientStream)
+    }
+
+    /// A slice of `read` (nil when there is no read, or it is too short). `read` is inout only so
+    /// that the slice is taken in place: reading a stored property to slice it copies it first (a
+    /// retain and a release of its storage around the call).
+    @inline(__always)
+    private static func slice(of read: inout ByteBuffer?, at index: Int, length: Int) -> ByteBuffer? {
+        read?.getSlice(at: index, length: length)
     }
 
     /// A response batch holding `reply`: the spare one when there is one.
