@@ -554,8 +554,9 @@ final class NetworkInputFuzzTests: XCTestCase {
                 let wire = CQLWireFrame(frame)!
                 let batch = Batch(kind: Batch.requests, protocolID: Batch.cql, messages: [frame])
                 let collector = ReplyCollector()
-                var receiver = CQLClusterView.receiver(for: wire, keyspace: pairing.keyspace, registry: pairing.registry,
-                                                       passing: collector)
+                var receiver: ResponseReceiver = CQLClusterView.asksForPeers(wire, keyspace: pairing.keyspace,
+                                                                             registry: pairing.registry)
+                    ? CQLClusterView.emptying(collector) : collector
                 receiver = CQLSessionObserver.observing(batch, facts: facts, registry: statements, receiver: receiver)
                 let check: Int? = Bool.random(using: &g) ? Int.random(in: 0...2, using: &g) : nil
                 let entry = Bool.random(using: &g)
