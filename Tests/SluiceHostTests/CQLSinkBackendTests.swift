@@ -170,11 +170,11 @@ final class CQLSinkBackendTests: XCTestCase {
         XCTAssertEqual(missing.stream, 8)
         XCTAssertTrue(errorMessage(missing).contains("nosuch"), errorMessage(missing))
         // Refused USEs leave no connection behind (clients cannot grow the table without end).
-        let before = runtime.sharedConnections.cqlConnectionCount
+        let before = runtime.sharedConnections.cql.connectionCount
         for name in ["nosuch1", "nosuch2", "nosuch3"] {
             XCTAssertEqual(try query("USE \(name)", b, stream: 9).errorCode, .invalid)
         }
-        XCTAssertEqual(runtime.sharedConnections.cqlConnectionCount, before)
+        XCTAssertEqual(runtime.sharedConnections.cql.connectionCount, before)
         // b stays without a keyspace; a keeps its own.
         XCTAssertEqual(try query("SELECT v FROM t WHERE k = 1", b).errorCode, .invalid)
         XCTAssertEqual(try query("SELECT v FROM t WHERE k = 1", a).resultKind, .rows)
@@ -316,13 +316,13 @@ final class CQLSinkBackendTests: XCTestCase {
         XCTAssertEqual(CQLWireFrame(try send(authResponse("bob", "builder", stream: 4), bob).wait(timeout: .seconds(10)))?.opcodeByte,
                        CQLOpcode.authSuccess.rawValue)
         XCTAssertEqual(try query("SELECT release_version FROM system.local", bob).resultKind, .rows)
-        XCTAssertEqual(runtime.sharedConnections.cqlConnectionCount, 2, "alice's and bob's; mallory's refused one is gone")
+        XCTAssertEqual(runtime.sharedConnections.cql.connectionCount, 2, "alice's and bob's; mallory's refused one is gone")
         // The refused client is not signed in: its requests use the sink's (missing) credentials.
         XCTAssertNotNil(try query("SELECT release_version FROM system.local", mallory).errorCode)
     }
 
     /// A connection with all 32768 stream ids in flight: the next request goes on a second
-    /// connection of the same key (before: OVERLOADED); with `cqlConnectionsPerKey` connections all
+    /// connection of the same key (before: OVERLOADED); with `CQLConnectionTable.connectionsPerKey` connections all
     /// full, OVERLOADED. The ids are taken by requests added to the connections' pairings directly
     /// (never written, so the backend holds nothing).
     func testAFullConnectionOpensAnotherForItsKeyUpToTheBound() throws {
@@ -335,7 +335,7 @@ final class CQLSinkBackendTests: XCTestCase {
         func fill(_ lanes: Int) throws {
             try s.eventLoop.submit {
                 for _ in 0..<lanes {
-                    let connection = runtime.sharedConnections.cqlConnection(sink: 0, plan: runtime.sinks[0], on: s.eventLoop,
+                    let connection = runtime.sharedConnections.cql.connection(sink: 0, plan: runtime.sinks[0], on: s.eventLoop,
                                                                              version: .v5, keyspace: nil)
                     let frame = CQLFrameBuilder.query(version: .v5, stream: 1, query: "SELECT 1")
                     while connection.pairing.count < CQLStreamIDs.capacity {
@@ -349,15 +349,15 @@ final class CQLSinkBackendTests: XCTestCase {
         let second = try query("SELECT key FROM system.local", s, stream: 2)
         XCTAssertEqual(second.resultKind, .rows, errorMessage(second))
         XCTAssertEqual(second.stream, 2)
-        XCTAssertEqual(runtime.sharedConnections.cqlConnectionCount, 2)
-        try fill(SharedSinkConnections.cqlConnectionsPerKey - 1)
+        XCTAssertEqual(runtime.sharedConnections.cql.connectionCount, 2)
+        try fill(CQLConnectionTable.connectionsPerKey - 1)
         let refused = try query("SELECT key FROM system.local", s, stream: 3)
         XCTAssertEqual(refused.errorCode, .overloaded, errorMessage(refused))
-        XCTAssertEqual(runtime.sharedConnections.cqlConnectionCount, SharedSinkConnections.cqlConnectionsPerKey)
+        XCTAssertEqual(runtime.sharedConnections.cql.connectionCount, CQLConnectionTable.connectionsPerKey)
     }
 
-    /// Extra connections of a key close once idle (`cqlIdleChecksBeforeClose` idle checks in a row,
-    /// `cqlExtraConnectionIdleTime`), never the key's first, never one with requests in flight; and
+    /// Extra connections of a key close once idle (`idleChecksBeforeClose` idle checks in a row,
+    /// `extraConnectionIdleTime`), never the key's first, never one with requests in flight; and
     /// requests go back to the first once it has stream ids free (a route does not keep an extra
     /// one). The checks are run here directly rather than waited for; the stream ids are taken as
     /// in the test above. Before: extra connections stayed open for good, and a route kept sending
@@ -365,14 +365,14 @@ final class CQLSinkBackendTests: XCTestCase {
     func testIdleExtraConnectionsCloseButNeverTheFirstNorABusyOne() throws {
         let (port, _) = try startBackend()
         let runtime = runtime(sinkPlan(port: port))
-        let table = runtime.sharedConnections
+        let table = runtime.sharedConnections.cql
         let s = try session(runtime)
         final class Ignore: ResponseReceiver { func receive(_ outcome: ChainOutcome) {} }
         let ignore = Ignore()
         /// Takes every stream id of the key's first connection that has one free; returns it.
         func fillNext() throws -> CQLSinkConnection {
             try s.eventLoop.submit {
-                let connection = table.cqlConnection(sink: 0, plan: runtime.sinks[0], on: s.eventLoop, version: .v5, keyspace: nil)
+                let connection = table.connection(sink: 0, plan: runtime.sinks[0], on: s.eventLoop, version: .v5, keyspace: nil)
                 let frame = CQLFrameBuilder.query(version: .v5, stream: 1, query: "SELECT 1")
                 while connection.pairing.count < CQLStreamIDs.capacity {
                     let batch = Batch(kind: Batch.requests, protocolID: Batch.cql, messages: [frame])
@@ -382,23 +382,23 @@ final class CQLSinkBackendTests: XCTestCase {
             }.wait()
         }
         func check(_ times: Int) throws {
-            try s.eventLoop.submit { for _ in 0..<times { table.checkIdleCQLConnections(on: s.eventLoop) } }.wait()
+            try s.eventLoop.submit { for _ in 0..<times { table.checkIdleConnections(on: s.eventLoop) } }.wait()
         }
         func free(_ connection: CQLSinkConnection) throws {
             try s.eventLoop.submit { connection.pairing.settleAll(on: s.eventLoop) { _ in .failed("freed by the test") } }.wait()
         }
-        let checks = SharedSinkConnections.cqlIdleChecksBeforeClose
+        let checks = CQLConnectionTable.idleChecksBeforeClose
         XCTAssertEqual(checks, 4, "60 s idle, checked every 20 s")
 
         XCTAssertEqual(try query("SELECT key FROM system.local", s).resultKind, .rows)
         try check(checks + 1)
-        XCTAssertEqual(table.cqlConnectionCount, 1, "the key's first connection is never closed for being idle")
+        XCTAssertEqual(table.connectionCount, 1, "the key's first connection is never closed for being idle")
 
         var first = try fillNext()
         XCTAssertEqual(try query("SELECT key FROM system.local", s, stream: 2).resultKind, .rows)
-        XCTAssertEqual(table.cqlConnectionCount, 2)
+        XCTAssertEqual(table.connectionCount, 2)
         let extra = try s.eventLoop.submit {
-            table.cqlConnection(sink: 0, plan: runtime.sinks[0], on: s.eventLoop, version: .v5, keyspace: nil)
+            table.connection(sink: 0, plan: runtime.sinks[0], on: s.eventLoop, version: .v5, keyspace: nil)
         }.wait()
         XCTAssertFalse(extra === first)
         // The first has ids free again: the route's next request goes there, not to the second.
@@ -418,23 +418,23 @@ final class CQLSinkBackendTests: XCTestCase {
         let second = try fillNext()
         XCTAssertFalse(first === second)
         XCTAssertEqual(try query("SELECT key FROM system.local", s, stream: 3).resultKind, .rows)
-        XCTAssertEqual(table.cqlConnectionCount, 3)
+        XCTAssertEqual(table.connectionCount, 3)
         try check(1)  // it was given a request since the last check: not idle yet
         try check(checks - 1)
-        XCTAssertEqual(table.cqlConnectionCount, 3, "idle at \(checks - 1) checks only")
+        XCTAssertEqual(table.connectionCount, 3, "idle at \(checks - 1) checks only")
         try check(1)
-        XCTAssertEqual(table.cqlConnectionCount, 2, "the idle third closed; the full second stays")
+        XCTAssertEqual(table.connectionCount, 2, "the idle third closed; the full second stays")
         try check(checks * 2)
-        XCTAssertEqual(table.cqlConnectionCount, 2, "a connection with requests in flight is never closed")
+        XCTAssertEqual(table.connectionCount, 2, "a connection with requests in flight is never closed")
 
         try free(second)
         try check(checks)
-        XCTAssertEqual(table.cqlConnectionCount, 1, "the second closed once idle")
+        XCTAssertEqual(table.connectionCount, 1, "the second closed once idle")
         XCTAssertTrue(try s.eventLoop.submit { second.isClosed }.wait())
         XCTAssertFalse(try s.eventLoop.submit { first.isClosed }.wait())
         try free(first)
         XCTAssertEqual(try query("SELECT key FROM system.local", s, stream: 5).resultKind, .rows)
-        XCTAssertEqual(table.cqlConnectionCount, 1)
+        XCTAssertEqual(table.connectionCount, 1)
     }
 
     /// A v4-only backend refuses a v5 connection's STARTUP (no probe ran, as before a probe told):

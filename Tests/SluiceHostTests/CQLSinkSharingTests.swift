@@ -115,9 +115,9 @@ final class CQLSinkSharingTests: XCTestCase {
         XCTAssertEqual(after.resultKind, .rows, CQLBackend.errorText(after))
         XCTAssertEqual(try query("SELECT v FROM t", a).resultKind, .rows)
         // A USE refused by the handshake still leaves no connection behind.
-        let before = runtime.sharedConnections.cqlConnectionCount
+        let before = runtime.sharedConnections.cql.connectionCount
         XCTAssertEqual(try query("USE nosuch", a).errorCode, .invalid)
-        XCTAssertEqual(runtime.sharedConnections.cqlConnectionCount, before)
+        XCTAssertEqual(runtime.sharedConnections.cql.connectionCount, before)
         XCTAssertEqual(try query("SELECT v FROM t", a).resultKind, .rows, "a keeps ks")
     }
 

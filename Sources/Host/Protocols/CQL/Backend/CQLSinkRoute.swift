@@ -224,7 +224,7 @@ final class CQLSinkRoute: BackendRoute {
     }
 
     private func lookUpConnection(version: CQLVersion) -> CQLSinkConnection {
-        let (found, extra) = session.plan.sharedConnections.cqlConnectionForRequest(
+        let (found, extra) = session.plan.sharedConnections.cql.connectionForRequest(
             sink: sinkIndex, plan: plan, on: session.eventLoop, version: version, keyspace: keyspace, identity: identity)
         current = extra ? nil : found
         currentVersion = version
@@ -232,8 +232,8 @@ final class CQLSinkRoute: BackendRoute {
     }
 
     private func connection(version: CQLVersion, keyspace: String?) -> CQLSinkConnection {
-        session.plan.sharedConnections.cqlConnection(sink: sinkIndex, plan: plan, on: session.eventLoop,
-                                                     version: version, keyspace: keyspace, identity: identity)
+        session.plan.sharedConnections.cql.connection(sink: sinkIndex, plan: plan, on: session.eventLoop,
+                                                   version: version, keyspace: keyspace, identity: identity)
     }
 
     // MARK: USE
@@ -308,7 +308,7 @@ final class CQLSinkRoute: BackendRoute {
     fileprivate func refused(on connection: CQLSinkConnection) {
         guard connection.handshakeRefused else { return }
         if current === connection { current = nil }
-        session.plan.sharedConnections.discardCQLConnection(connection)
+        session.plan.sharedConnections.cql.discard(connection)
     }
 
     fileprivate func used(_ keyspace: String, version: CQLVersion, connection: CQLSinkConnection) {
@@ -377,7 +377,7 @@ final class CQLSinkRoute: BackendRoute {
                                                     message: "sluice: malformed REGISTER", allocator: session.allocator))
             return
         }
-        let (connection, fanOut) = session.plan.sharedConnections.cqlEventConnection(
+        let (connection, fanOut) = session.plan.sharedConnections.cql.eventConnection(
             sink: sinkIndex, plan: plan, on: session.eventLoop, version: version, identity: identity)
         if let events, events !== fanOut { events.unsubscribe(self) }
         fanOut.subscribe(self, types: request.eventTypes)
@@ -400,7 +400,7 @@ final class CQLSinkRoute: BackendRoute {
     /// session signs in with other credentials.
     func followEvents() {
         guard !closed, let registration = session.facts.cqlEvents, !registration.types.isEmpty else { return }
-        let (connection, fanOut) = session.plan.sharedConnections.cqlEventConnection(
+        let (connection, fanOut) = session.plan.sharedConnections.cql.eventConnection(
             sink: sinkIndex, plan: plan, on: session.eventLoop, version: registration.version, identity: identity)
         if let events, events !== fanOut { events.unsubscribe(self) }
         fanOut.follow(self, types: registration.types, on: connection, version: registration.version)

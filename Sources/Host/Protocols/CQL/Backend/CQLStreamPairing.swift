@@ -517,7 +517,7 @@ final class CQLStreamPairing: BackendReplyPairing {
 
     /// Called (after the reply was delivered) when a request switched the connection to another
     /// keyspace than the one it is shared for (an EXECUTE of a USE prepared elsewhere): the
-    /// connection must serve no one else (`SharedSinkConnections` retires it).
+    /// connection must serve no one else (`CQLConnectionTable` retires it).
     var keyspaceSwitched: (() -> Void)?
 
     /// The keyspace a RESULT Set_keyspace names.
