@@ -1,75 +1,33 @@
-import NIOConcurrencyHelpers
-import NIOCore
-
-/// The shared backend connections: one per (event loop, sink, protocol), created on first use.
-/// RESP3 clients (HELLO 3, as redis-py 8, Lettuce and node-redis send on connect) share the RESP3
-/// connection; the others the RESP2 one. Cassandra sinks: `cql` (`CQLConnectionTable`).
-/// Looked up once per client connection and sink (and a CQL client's USE), never per request.
-final class SharedSinkConnections: @unchecked Sendable {
-    private let lock = NIOLock()
+/// The shared backend connections of one configuration generation, for every event loop and sink:
+/// one table per protocol (`RedisConnectionTable`, `CQLConnectionTable`), each with its own lock,
+/// created on first use. Looked up once per client connection and sink (and a CQL client's USE),
+/// never per request. What the tables share is here: a reload handing the connections of the sinks
+/// it keeps to the next generation, and closing those no generation uses any more.
+final class SharedSinkConnections: Sendable {
+    /// The connections to Redis sinks.
+    let redis = RedisConnectionTable()
     /// The connections to Cassandra sinks.
     let cql = CQLConnectionTable()
-    private var connections: [Key: RedisSinkConnection] = [:]
-    /// The event loop of each connection (a connection is closed on its own loop).
-    private var loops: [Key: EventLoop] = [:]
-
-    private struct Key: Hashable {
-        let eventLoop: ObjectIdentifier
-        let sink: Int
-        let resp3: Bool
-    }
-
-    /// The shared connection to sink `index` for `eventLoop` that speaks RESP3 (`resp3`) or RESP2.
-    /// Call on that event loop.
-    func connection(sink index: Int, plan: SinkPlan, on eventLoop: EventLoop, resp3: Bool) -> RedisSinkConnection {
-        let key = Key(eventLoop: ObjectIdentifier(eventLoop), sink: index, resp3: resp3)
-        return lock.withLock {
-            if let existing = connections[key] { return existing }
-            let created = RedisSinkConnection(plan: plan, sharedOn: eventLoop, resp3: resp3)
-            connections[key] = created
-            loops[key] = eventLoop
-            return created
-        }
-    }
 
     // MARK: hot reload
 
-    /// Hands the connections of sinks that a reload keeps to the new generation's table: `sinkIndices`
+    /// Hands the connections of sinks that a reload keeps to the new generation's tables: `sinkIndices`
     /// maps a sink's index here to its index there, `nextSinks` are that generation's sinks
     /// (`CQLConnectionTable.carryOver`).
     func carryOver(to next: SharedSinkConnections, sinkIndices: [Int: Int], nextSinks: [SinkPlan]) {
-        let kept = lock.withLock {
-            connections.compactMap { key, connection -> (Key, RedisSinkConnection, EventLoop)? in
-                guard let index = sinkIndices[key.sink], let loop = loops[key] else { return nil }
-                return (Key(eventLoop: key.eventLoop, sink: index, resp3: key.resp3), connection, loop)
-            }
-        }
-        next.lock.withLock {
-            for (key, connection, loop) in kept where next.connections[key] == nil {
-                next.connections[key] = connection
-                next.loops[key] = loop
-            }
-        }
+        redis.carryOver(to: next.redis, sinkIndices: sinkIndices)
         cql.carryOver(to: next.cql, sinkIndices: sinkIndices, nextSinks: nextSinks)
     }
 
-    /// Every connection of the table, by identity (to tell which ones another table still uses).
+    /// Every connection of the tables, by identity (to tell which ones another generation still uses).
     var identities: Set<ObjectIdentifier> {
-        lock.withLock { Set(connections.values.map(ObjectIdentifier.init)) }.union(cql.identities)
+        redis.identities.union(cql.identities)
     }
 
-    /// Closes (on their event loops) the connections that no table in `inUse` holds: a reload's old
-    /// generation ended and these were only its own (sinks removed or changed).
+    /// Closes (on their event loops) the connections that no generation in `inUse` holds: a reload's
+    /// old generation ended and these were only its own (sinks removed or changed).
     func closeAll(except inUse: Set<ObjectIdentifier>) {
-        let closing = lock.withLock { () -> [(RedisSinkConnection, EventLoop)] in
-            let list = connections.compactMap { key, connection in
-                inUse.contains(ObjectIdentifier(connection)) ? nil : loops[key].map { (connection, $0) }
-            }
-            connections.removeAll()
-            loops.removeAll()
-            return list
-        }
-        for (connection, loop) in closing { loop.execute { connection.close() } }
+        redis.closeAll(except: inUse)
         cql.closeAll(except: inUse)
     }
 }

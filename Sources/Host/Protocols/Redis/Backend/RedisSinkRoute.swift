@@ -123,8 +123,8 @@ final class RedisSinkRoute: BackendRoute {
     /// The event loop's shared connection in the client's protocol.
     private func shared() -> RedisSinkConnection {
         if let existing = resp3 ? sharedRESP3 : sharedRESP2 { return existing }
-        let connection = session.plan.sharedConnections.connection(sink: sinkIndex, plan: plan, on: session.eventLoop,
-                                                                   resp3: resp3)
+        let connection = session.plan.sharedConnections.redis.connection(sink: sinkIndex, plan: plan, on: session.eventLoop,
+                                                                         resp3: resp3)
         if resp3 { sharedRESP3 = connection } else { sharedRESP2 = connection }
         return connection
     }
