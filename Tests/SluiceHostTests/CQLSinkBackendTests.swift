@@ -32,9 +32,9 @@ final class CQLSinkBackendTests: XCTestCase {
 
     private func sinkPlan(port: Int, credentials: SluiceConfig.Credentials? = nil, replyTimeout: Int64 = 5000) -> SinkPlan {
         var plan = SinkPlan(name: "cass", host: "127.0.0.1", port: port, connectTimeoutMilliseconds: 1000,
-                            replyTimeoutMilliseconds: replyTimeout, maxFrameBytes: 1 << 28, authCommand: nil, tls: nil)
+                            replyTimeoutMilliseconds: replyTimeout, maxFrameBytes: 1 << 28, tls: nil)
         plan.protocolKind = .cql
-        plan.cqlCredentials = credentials
+        plan.cql.credentials = credentials
         return plan
     }
 
@@ -439,19 +439,19 @@ final class CQLSinkBackendTests: XCTestCase {
 
     /// A v4-only backend refuses a v5 connection's STARTUP (no probe ran, as before a probe told):
     /// the v5 requests fail, the sink learns the backend refuses v5 (its clients are then told to
-    /// open in v4), and only the v5 connections back off (`cqlV5Health`): a v4 request right after
+    /// open in v4), and only the v5 connections back off (`CQLSinkState.v5Health`): a v4 request right after
     /// is served. Before: the refusal backed off the whole sink, and a v4 request within the
     /// back-off got OVERLOADED (test_cql_versions.py shows it end to end).
     func testARefusedV5StartupBacksOffOnlyTheV5Connections() throws {
         let (port, _) = try startBackend(["--versions", "4"])
         let runtime = runtime(sinkPlan(port: port))
         let s = try session(runtime)
-        XCTAssertEqual(runtime.sinks[0].cqlVersions.state, .unknown(lastProbe: nil))
+        XCTAssertEqual(runtime.sinks[0].cql.versions.state, .unknown(lastProbe: nil))
         let refused = try query("SELECT key FROM system.local", s, stream: 7, version: .v5)
         XCTAssertEqual(refused.stream, 7)
         XCTAssertEqual(refused.errorCode, .overloaded, errorMessage(refused))
         XCTAssertTrue(errorMessage(refused).contains("protocol version (5)"), errorMessage(refused))
-        XCTAssertEqual(runtime.sinks[0].cqlVersions.state, .refuses, "learnt as from the probe")
+        XCTAssertEqual(runtime.sinks[0].cql.versions.state, .refuses, "learnt as from the probe")
         XCTAssertNil(runtime.sinks[0].health.backingOff(), "the sink (its v4 connections) is not backed off")
         let v4 = try query("SELECT key FROM system.local", try session(runtime), stream: 9, version: .v4)
         XCTAssertEqual(v4.stream, 9)

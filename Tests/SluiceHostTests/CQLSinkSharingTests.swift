@@ -32,7 +32,7 @@ final class CQLSinkSharingTests: XCTestCase {
     private func runtime(port: Int, sinks: Int = 1) -> RuntimePlan {
         let plans = (0..<sinks).map { i in
             var plan = SinkPlan(name: "cass\(i)", host: "127.0.0.1", port: port, connectTimeoutMilliseconds: 1000,
-                                replyTimeoutMilliseconds: 5000, maxFrameBytes: 1 << 28, authCommand: nil, tls: nil)
+                                replyTimeoutMilliseconds: 5000, maxFrameBytes: 1 << 28, tls: nil)
             plan.protocolKind = .cql
             return plan
         }
@@ -206,7 +206,7 @@ final class CQLSinkSharingTests: XCTestCase {
         let (second, _) = try startBackend()
         let plans = [first, second].enumerated().map { i, port in
             var plan = SinkPlan(name: "cass\(i)", host: "127.0.0.1", port: port, connectTimeoutMilliseconds: 1000,
-                                replyTimeoutMilliseconds: 5000, maxFrameBytes: 1 << 28, authCommand: nil, tls: nil)
+                                replyTimeoutMilliseconds: 5000, maxFrameBytes: 1 << 28, tls: nil)
             plan.protocolKind = .cql
             return plan
         }

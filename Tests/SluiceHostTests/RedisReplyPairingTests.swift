@@ -214,7 +214,7 @@ final class RedisReplyPairingTests: XCTestCase {
     func testTheHandshakeOfARESP3ConnectionWithCredentials() {
         let plan = SinkPlan(name: "s", host: "127.0.0.1", port: 1, connectTimeoutMilliseconds: 100,
                             replyTimeoutMilliseconds: 0, maxFrameBytes: 1 << 20,
-                            authCommand: Array("*2\r\n$4\r\nAUTH\r\n$1\r\np\r\n".utf8), tls: nil)
+                            redis: RedisSinkSettings(authCommand: Array("*2\r\n$4\r\nAUTH\r\n$1\r\np\r\n".utf8)), tls: nil)
         XCTAssertEqual(RedisBackend.handshake(plan, resp3: true).map(\.name), ["AUTH", "HELLO 3"])
         XCTAssertEqual(RedisBackend.handshake(plan, resp3: true).map(\.refusal), [.failsConnect, .answersRequests])
         XCTAssertEqual(RedisBackend.handshake(plan, resp3: false).map(\.name), ["AUTH"])

@@ -215,7 +215,7 @@ final class ResponseSlotOneByOneTests: XCTestCase {
         group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let (port, _) = try backends.start()
         var sink = SinkPlan(name: "cass", host: "127.0.0.1", port: port, connectTimeoutMilliseconds: 1000,
-                            replyTimeoutMilliseconds: 5000, maxFrameBytes: 1 << 28, authCommand: nil, tls: nil)
+                            replyTimeoutMilliseconds: 5000, maxFrameBytes: 1 << 28, tls: nil)
         sink.protocolKind = .cql
         let runtime = RuntimePlan(chains: [ChainPlan(name: "c", steps: [.sink(0)])], sinks: [sink])
         let loop = group.next()
@@ -257,7 +257,7 @@ final class ResponseSlotOneByOneTests: XCTestCase {
         group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let (port, _) = try backends.start()
         var sink = SinkPlan(name: "cass", host: "127.0.0.1", port: port, connectTimeoutMilliseconds: 1000,
-                            replyTimeoutMilliseconds: 5000, maxFrameBytes: 1 << 28, authCommand: nil, tls: nil)
+                            replyTimeoutMilliseconds: 5000, maxFrameBytes: 1 << 28, tls: nil)
         sink.protocolKind = .cql
         let runtime = RuntimePlan(chains: [ChainPlan(name: "c", steps: [.sink(0)])], sinks: [sink])
         let loop = group.next()

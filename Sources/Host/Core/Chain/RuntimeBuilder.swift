@@ -56,10 +56,11 @@ enum RuntimeBuilder {
             var plan = SinkPlan(name: sink.name, host: sink.host, port: sink.port,
                                 connectTimeoutMilliseconds: sink.connectTimeoutMilliseconds,
                                 replyTimeoutMilliseconds: sink.replyTimeoutMilliseconds, maxFrameBytes: sink.maxReplyBytes,
-                                authCommand: isCQL ? nil : sink.credentials.map(SinkPlan.authCommand), tls: tls)
+                                redis: RedisSinkSettings(authCommand: isCQL ? nil : sink.credentials.map(RedisSinkSettings.authCommand)),
+                                tls: tls)
             if isCQL {
                 plan.protocolKind = .cql
-                plan.cqlCredentials = sink.credentials
+                plan.cql.credentials = sink.credentials
             }
             return plan
         }

@@ -86,7 +86,7 @@ enum CQLBackend: BackendProtocol {
             if steps[step].name == startupStep,
                let connection = (try? channel.pipeline.syncOperations.handler(type: CQLBackendHandler.self))?.connection,
                case .refused(let reason)? = CQLBackendVersionProbe.outcome(ofReply: reply),
-               steps[step].request.first == connection.plan.cqlVersions.probed.rawValue {
+               steps[step].request.first == connection.plan.cql.versions.probed.rawValue {
                 // The backend does not speak this connection's version (v5): its clients learn it
                 // as from the probe; the connect fails, backing off only this version's connections.
                 CQLBackendVersionProbe.learnt(.refused(reason: reason), about: connection.plan, from: "a v5 connection's STARTUP")
@@ -161,10 +161,10 @@ extension BackendConnection where P == CQLBackend {
         let allocator = ByteBufferAllocator()
         // A v5 connection the backend refuses backs off the sink's v5 connections only.
         self.init(plan: plan.forCQLConnection(of: version), owner: nil, eventLoop: eventLoop, allocator: allocator,
-                  handshake: CQLBackend.handshake(version: version, credentials: identity ?? plan.cqlCredentials,
+                  handshake: CQLBackend.handshake(version: version, credentials: identity ?? plan.cql.credentials,
                                                   keyspace: keyspace,
                                                   authRefusal: identity == nil ? .failsConnect : .answersRequests),
-                  pairing: CQLStreamPairing(keyspace: keyspace, registry: plan.preparedStatements,
+                  pairing: CQLStreamPairing(keyspace: keyspace, registry: plan.cql.preparedStatements,
                                             eventLoop: eventLoop, allocator: allocator))
     }
 }

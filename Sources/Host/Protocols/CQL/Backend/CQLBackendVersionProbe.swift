@@ -7,20 +7,20 @@ import NIOSSL
 /// Never on a client's path: it runs on an event loop without blocking it, and clients do not wait
 /// for it (`CQLBackendVersionKnowledge` says why). The shared connections are not used: a refused
 /// STARTUP there is a failed connect that fails the requests waiting on it (and backs off the
-/// sink's connections of that version, `SinkPlan.cqlV5Health`). When one is refused all the
+/// sink's connections of that version, `CQLSinkState.v5Health`). When one is refused all the
 /// same (before the probe told, or on a sink that is not the clients' main one), what it says is
 /// learnt as from the probe (`learnt`).
 enum CQLBackendVersionProbe {
     /// Probes every cassandra sink of a generation that starts (start-up, reload).
     static func probeSinks(of plan: RuntimePlan, on group: EventLoopGroup) {
-        for sink in plan.sinks where sink.protocolKind == .cql && sink.cqlVersions.startProbe() {
+        for sink in plan.sinks where sink.protocolKind == .cql && sink.cql.versions.startProbe() {
             run(sink, on: group.next())
         }
     }
 
     /// Runs one probe; the caller made the knowledge `.probing`.
     static func run(_ plan: SinkPlan, on eventLoop: EventLoop) {
-        let versions = plan.cqlVersions
+        let versions = plan.cql.versions
         let startup = CQLBackend.handshake(version: versions.probed, credentials: nil, keyspace: nil)[0].request
         let answered = Answer(eventLoop.makePromise(of: CQLBackendVersionKnowledge.Outcome.self))
         answered.future.whenSuccess { outcome in learnt(outcome, about: plan, from: "the probe") }
@@ -59,7 +59,7 @@ enum CQLBackendVersionProbe {
     /// the probe, or a shared connection's handshake that the backend refused), logged once when
     /// it changes what Sluice knew.
     static func learnt(_ outcome: CQLBackendVersionKnowledge.Outcome, about plan: SinkPlan, from source: String) {
-        let versions = plan.cqlVersions
+        let versions = plan.cql.versions
         let known = versions.state
         versions.probeAnswered(outcome)
         let sink = "sink '\(plan.name)' (\(plan.address))"

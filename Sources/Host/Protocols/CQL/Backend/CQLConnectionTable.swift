@@ -214,9 +214,9 @@ final class CQLConnectionTable: @unchecked Sendable {
     /// is held weakly: a generation that ended must not be reached, nor trap when it is gone.
     /// Call on the connection's event loop.
     private func installHooks(on connection: CQLSinkConnection, key: Key, plan: SinkPlan, loop: EventLoop) {
-        connection.pairing.registry = plan.preparedStatements
+        connection.pairing.registry = plan.cql.preparedStatements
         connection.pairing.keyspaceSwitched = { [weak self, unowned connection] in self?.retire(connection) }
-        CQLReprepare.install(on: connection, version: key.version, registry: plan.preparedStatements) { [weak self] keyspace in
+        CQLReprepare.install(on: connection, version: key.version, registry: plan.cql.preparedStatements) { [weak self] keyspace in
             self?.connection(sink: key.sink, plan: plan, on: loop, version: key.version, keyspace: keyspace,
                              identity: key.identity)
         }
@@ -245,8 +245,8 @@ final class CQLConnectionTable: @unchecked Sendable {
         var absorbed = Set<ObjectIdentifier>()
         for (key, connection, loop, _) in kept where nextSinks.indices.contains(key.sink) {
             let plan = nextSinks[key.sink]
-            if absorbed.insert(ObjectIdentifier(plan.preparedStatements)).inserted {
-                plan.preparedStatements.absorb(connection.plan.preparedStatements)
+            if absorbed.insert(ObjectIdentifier(plan.cql.preparedStatements)).inserted {
+                plan.cql.preparedStatements.absorb(connection.plan.cql.preparedStatements)
             }
             loop.execute { next.installHooks(on: connection, key: key, plan: plan, loop: loop) }
         }

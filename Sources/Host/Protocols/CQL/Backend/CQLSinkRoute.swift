@@ -139,7 +139,7 @@ final class CQLSinkRoute: BackendRoute {
         }
         // Drivers must see one node, Sluice: a SELECT on system.peers(_v2) gets no rows. (Two calls
         // rather than one with the receiver chosen: `receiver` is passed on borrowed, not copied.)
-        if CQLClusterView.asksForPeers(frame, keyspace: keyspace, registry: plan.preparedStatements) {
+        if CQLClusterView.asksForPeers(frame, keyspace: keyspace, registry: plan.cql.preparedStatements) {
             forward(frame.bytes, version: version, receiver: CQLClusterView.emptying(receiver))
         } else {
             forward(frame.bytes, version: version, receiver: receiver)

@@ -64,7 +64,7 @@ struct CQLSource: SourceProtocol {
         guard let session, let index = session.mainSink, session.plan.sinks[index].protocolKind == .cql
         else { return connection.backendVersionsKnown(nil) }
         let sink = session.plan.sinks[index]
-        let (versions, probe) = sink.cqlVersions.clientVersions(supported: connection.wire.supportedVersions)
+        let (versions, probe) = sink.cql.versions.clientVersions(supported: connection.wire.supportedVersions)
         if probe { CQLBackendVersionProbe.run(sink, on: session.eventLoop) }
         connection.backendVersionsKnown(versions)
     }

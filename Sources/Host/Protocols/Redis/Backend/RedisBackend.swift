@@ -16,7 +16,7 @@ enum RedisBackend: BackendProtocol {
     /// sink has none) is the backend's answer to the RESP3 client's requests.
     static func handshake(_ plan: SinkPlan, resp3: Bool) -> [BackendHandshakeStep] {
         var steps: [BackendHandshakeStep] = []
-        if let auth = plan.authCommand { steps.append(.init(name: "AUTH", request: auth, refusal: .failsConnect)) }
+        if let auth = plan.redis.authCommand { steps.append(.init(name: "AUTH", request: auth, refusal: .failsConnect)) }
         if resp3 {
             steps.append(.init(name: "HELLO 3", request: Array("*2\r\n$5\r\nHELLO\r\n$1\r\n3\r\n".utf8),
                                refusal: .answersRequests))

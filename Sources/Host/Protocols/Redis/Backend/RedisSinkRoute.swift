@@ -69,7 +69,7 @@ final class RedisSinkRoute: BackendRoute {
             // With sink credentials the connection is signed in before its HELLO 3 anyway. A leading
             // HELLO with a version (perhaps with AUTH) sets the protocol itself.
             let opening = replay ?? batch
-            helloOwed = resp3 && plan.authCommand == nil && HelloAfterAuth.opensWithAuth(opening)
+            helloOwed = resp3 && plan.redis.authCommand == nil && HelloAfterAuth.opensWithAuth(opening)
             let ownHello = resp3 && !helloOwed && !HelloAfterAuth.opensWithProtocolChoice(opening)
             dedicated = RedisSinkConnection(plan: plan, dedicatedTo: session, deliversPushes: deliversPushes,
                                             resp3: ownHello)
@@ -109,7 +109,7 @@ final class RedisSinkRoute: BackendRoute {
     /// Sends a batch on the dedicated connection; with sink credentials, the sink's AUTH follows
     /// every RESET in it (see `ResetReauthentication`).
     private func dispatchToDedicated(_ batch: Batch, _ receiver: ResponseReceiver) {
-        guard let auth = plan.authCommand, let parts = ResetReauthentication.split(batch) else {
+        guard let auth = plan.redis.authCommand, let parts = ResetReauthentication.split(batch) else {
             dispatch(batch, receiver, to: nil)
             return
         }
