@@ -291,9 +291,9 @@ final class CQLTransformABITests: XCTestCase {
             $0.writeCQLString("Ks2")
         }
         observer.receive(.responses(Batch(kind: Batch.responses, protocolID: Batch.cql, messages: [setKeyspace])))
-        XCTAssertEqual(session.facts.keyspace.map { String(decoding: UnsafeBufferPointer(start: $0.pointer, count: $0.count), as: UTF8.self) }, "Ks2")
+        XCTAssertEqual(session.facts.cql.keyspace.map { String(decoding: UnsafeBufferPointer(start: $0.pointer, count: $0.count), as: UTF8.self) }, "Ks2")
         XCTAssertEqual(session.facts.protocolID, Batch.cql)
-        XCTAssertEqual(session.facts.cqlVersion, 4)
+        XCTAssertEqual(session.facts.cql.version, 4)
         // A plain SELECT needs no observer.
         let select = Batch(kind: Batch.requests, protocolID: Batch.cql,
                            messages: [CQLFrameBuilder.query(version: .v4, stream: 4, query: "SELECT * FROM t")])

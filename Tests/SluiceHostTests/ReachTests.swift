@@ -75,8 +75,8 @@ final class ReachTests: XCTestCase {
                        ["-ERR down\r\n", "-ERR 1\r\n", "-ERR down\r\n", "-ERR three\r\n", "-ERR down\r\n"])
     }
 
-    private func change(_ args: [String]) -> SessionFacts.Change? {
-        command(args).withUnsafeReadableBytes { SessionFacts.change(of: $0) }
+    private func change(_ args: [String]) -> RedisSessionChange? {
+        command(args).withUnsafeReadableBytes { RedisSessionChange.change(of: $0) }
     }
 
     func testSessionCommandsAreRecognised() {
@@ -97,8 +97,8 @@ final class ReachTests: XCTestCase {
 
     func testOnlySuccessRepliesChangeTheFacts() {
         let ok = Array("+OK\r\n".utf8), queued = Array("+QUEUED\r\n".utf8), error = Array("-ERR no\r\n".utf8)
-        func succeeded(_ change: SessionFacts.Change, _ reply: [UInt8]) -> Bool {
-            reply.withUnsafeBytes { SessionFacts.succeeded(change, reply: $0) }
+        func succeeded(_ change: RedisSessionChange, _ reply: [UInt8]) -> Bool {
+            reply.withUnsafeBytes { RedisSessionChange.succeeded(change, reply: $0) }
         }
         XCTAssertTrue(succeeded(.select(1), ok))
         XCTAssertFalse(succeeded(.select(1), queued))

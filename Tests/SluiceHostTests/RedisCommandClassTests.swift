@@ -25,7 +25,7 @@ final class RedisCommandClassTests: XCTestCase {
                 XCTAssertFalse(RedisConnectionState.needsDedicatedConnection(bytes), name, file: file, line: line)
                 XCTAssertFalse(RedisConnectionState.mayWaitIndefinitely(bytes), name, file: file, line: line)
                 XCTAssertNil(RedisConnectionState.protocolSwitch(bytes), name, file: file, line: line)
-                XCTAssertNil(SessionFacts.change(of: bytes), name, file: file, line: line)
+                XCTAssertNil(RedisSessionChange.change(of: bytes), name, file: file, line: line)
                 XCTAssertFalse(RedisReplyPlan.isSubscriptionCommand(bytes), name, file: file, line: line)
                 XCTAssertNil(RedisReplyPlan.unsubscribeConfirmations(bytes), name, file: file, line: line)
                 for inTransaction in [false, true] {
@@ -77,7 +77,7 @@ final class RedisCommandClassTests: XCTestCase {
         copy.put(request("hello", arguments: 1), at: 0)
         XCTAssertFalse(copy.plainRequests, "a changed batch kept its plain mark")
         XCTAssertEqual(RedisReplyPlan.expectedReplies(copy), RedisReplyPlan.anyReply)
-        XCTAssertNotNil(SessionFacts.changes(in: copy))
+        XCTAssertNotNil(RedisSessionChange.changes(in: copy))
         batch.remove(at: 0)
         XCTAssertFalse(batch.plainRequests)
         let reused = Batch(kind: Batch.requests, protocolID: Batch.redis, messages: [request("get", arguments: 1)])

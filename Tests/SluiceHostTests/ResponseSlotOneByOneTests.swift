@@ -245,7 +245,7 @@ final class ResponseSlotOneByOneTests: XCTestCase {
             XCTAssertEqual(CQLWireFrame(try promises[5]!.futureResult.wait(timeout: .seconds(10)))?.resultKind, .void)
             XCTAssertEqual(try loop.submit { owner.wholeBatches }.wait(), 0)
             // The USE among them reached the session's facts through the observer.
-            let keyspace = try loop.submit { session.facts.keyspace.map { String(decoding: UnsafeBufferPointer(start: $0.pointer, count: $0.count), as: UTF8.self) } }.wait()
+            let keyspace = try loop.submit { session.facts.cql.keyspace.map { String(decoding: UnsafeBufferPointer(start: $0.pointer, count: $0.count), as: UTF8.self) } }.wait()
             XCTAssertEqual(keyspace, "system")
             try loop.submit { session.close() }.wait()
         }

@@ -80,7 +80,7 @@ final class ChainSession {
         return route
     }
 
-    /// The client's registered CQL event types grew (`SessionFacts.cqlEvents`): every CQL route of
+    /// The client's registered CQL event types grew (`SessionFacts.cql.events`): every CQL route of
     /// the session follows them.
     func followCQLEvents() {
         for case .cql(let route)? in sinks { route.followEvents() }
@@ -109,15 +109,11 @@ final class ChainSession {
             chain.run(batch, from: 0, receiver: CQLSessionObserver.observing(batch, facts: facts, receiver: receiver))
             return
         }
-        guard let changes = SessionFacts.changes(in: batch) else {
-            chain.run(batch, from: 0, receiver: receiver)
-            return
-        }
-        chain.run(batch, from: 0, receiver: SessionFactsObserver(facts: facts, changes: changes, receiver: receiver))
+        chain.run(batch, from: 0, receiver: RedisSessionObserver.observing(batch, facts: facts, receiver: receiver))
     }
 
     /// Whether the client switched to RESP3 (a HELLO 3 that succeeded), for replies plugins build.
-    var clientSpeaksRESP3: Bool { facts.protocolVersion == 3 }
+    var clientSpeaksRESP3: Bool { facts.redis.protocolVersion == 3 }
 
     /// Runs `body` (`hook` of `step`'s plugin) with this session and step as the thread's active
     /// ones (two stores and two restores; no reference counting), and the step and hook recorded
@@ -195,7 +191,7 @@ final class ChainSession {
         plan = next
         chains = Array(repeating: nil, count: next.chains.count)
         mainSink = Self.mainSink(of: next, mainChain: mainChain)
-        if facts.cqlEvents != nil, let index = mainSink, next.sinks[index].protocolKind == .cql {
+        if facts.cql.events != nil, let index = mainSink, next.sinks[index].protocolKind == .cql {
             // A client waiting for CQL events may send nothing more: the route that delivers them
             // is made now (it follows the session's registration), not at its next request.
             _ = sink(index)

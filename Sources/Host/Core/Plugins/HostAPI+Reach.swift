@@ -56,11 +56,11 @@ extension HostAPI {
             switch property {
             case SLUICE_PROPERTY_PROTOCOL: return integer(Int(facts.protocolID))
             case SLUICE_PROPERTY_PROTOCOL_VERSION:
-                return integer(facts.protocolID == Batch.cql ? facts.cqlVersion : facts.protocolVersion)
-            case SLUICE_PROPERTY_KEYSPACE: return bytes(facts.keyspace)
+                return integer(facts.protocolID == Batch.cql ? facts.cql.version : facts.redis.protocolVersion)
+            case SLUICE_PROPERTY_KEYSPACE: return bytes(facts.cql.keyspace)
             case SLUICE_PROPERTY_USER: return bytes(facts.user)
-            case SLUICE_PROPERTY_DATABASE: return integer(facts.database)
-            case SLUICE_PROPERTY_CLIENT_NAME: return bytes(facts.clientName)
+            case SLUICE_PROPERTY_DATABASE: return integer(facts.redis.database)
+            case SLUICE_PROPERTY_CLIENT_NAME: return bytes(facts.redis.clientName)
             case SLUICE_PROPERTY_SOURCE_NAME: return bytes(facts.sourceName)
             case SLUICE_PROPERTY_CLIENT_ADDRESS:
                 guard let outView else { return SLUICE_ERROR_INVALID_ARGUMENT }

@@ -25,7 +25,7 @@ final class CQLEventFanOut {
         typesOnBackend.formUnion(types)
     }
 
-    /// `route` follows its session's registration (`SessionFacts.cqlEvents`): it receives events of
+    /// `route` follows its session's registration (`SessionFacts.cql.events`): it receives events of
     /// `types` from now on, and the types no one registered on `connection` yet are registered by
     /// the sink itself (its READY goes to no client; a failure is tried again as after a lost
     /// event connection).

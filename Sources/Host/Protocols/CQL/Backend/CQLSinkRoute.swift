@@ -52,7 +52,7 @@ final class CQLSinkRoute: BackendRoute {
         self.sinkIndex = sinkIndex
         self.session = session
         facts = session.facts
-        identity = facts.cqlIdentity
+        identity = facts.cql.identity
         followEvents()
     }
 
@@ -109,7 +109,7 @@ final class CQLSinkRoute: BackendRoute {
             refuseFrame(stream: frame.stream, receiver: receiver)
             return
         }
-        if facts.cqlRouteRevision != followedRevision { followFacts() }
+        if facts.cql.routeRevision != followedRevision { followFacts() }
         switch CQLOpcode(rawValue: frame.opcodeByte) {
         case .query?:
             if let use = Self.useKeyspace(frame) {
@@ -287,9 +287,9 @@ final class CQLSinkRoute: BackendRoute {
 
     /// Follows the session's keyspace and credentials once either changed (`cqlRouteRevision`).
     private func followFacts() {
-        followedRevision = facts.cqlRouteRevision
-        if let fact = facts.keyspace, fact !== followedKeyspace { followKeyspace(fact) }
-        if facts.cqlIdentity != identity { followIdentity() }
+        followedRevision = facts.cql.routeRevision
+        if let fact = facts.cql.keyspace, fact !== followedKeyspace { followKeyspace(fact) }
+        if facts.cql.identity != identity { followIdentity() }
     }
 
     /// The client's USE succeeded (through this route or another): its requests here go to that keyspace.
@@ -358,7 +358,7 @@ final class CQLSinkRoute: BackendRoute {
     /// The session signed in with other credentials (through this route or another): its
     /// connections here are those opened with them.
     private func followIdentity() {
-        identity = session.facts.cqlIdentity
+        identity = session.facts.cql.identity
         current = nil
         if let events {
             events.unsubscribe(self)
@@ -394,12 +394,12 @@ final class CQLSinkRoute: BackendRoute {
         session.followCQLEvents()
     }
 
-    /// Receives the events the session registered for (`SessionFacts.cqlEvents`) from this sink's
+    /// Receives the events the session registered for (`SessionFacts.cql.events`) from this sink's
     /// event connection of the session's version and credentials, registering the types no client
     /// registered there yet. Called when the route is made, when the fact grows, and when the
     /// session signs in with other credentials.
     func followEvents() {
-        guard !closed, let registration = session.facts.cqlEvents, !registration.types.isEmpty else { return }
+        guard !closed, let registration = session.facts.cql.events, !registration.types.isEmpty else { return }
         let (connection, fanOut) = session.plan.sharedConnections.cql.eventConnection(
             sink: sinkIndex, plan: plan, on: session.eventLoop, version: registration.version, identity: identity)
         if let events, events !== fanOut { events.unsubscribe(self) }

@@ -27,7 +27,7 @@ final class CQLSessionObserver: ResponseReceiver {
                           receiver: ResponseReceiver) -> ResponseReceiver {
         if let first = batch.messages.first, let versionByte = first.getInteger(at: first.readerIndex, as: UInt8.self) {
             let version = versionByte & 0x7F
-            if facts.cqlVersion != Int(version) || facts.protocolID != Batch.cql { facts.noteCQL(version: version) }
+            if facts.cql.version != Int(version) || facts.protocolID != Batch.cql { facts.noteCQL(version: version) }
         }
         var prepares: [(index: Int, text: ByteBuffer, keyspace: String?)] = []
         var uses = false
@@ -114,7 +114,7 @@ final class CQLSessionObserver: ResponseReceiver {
                 let keyspace = prepared.metadata.columns.first?.keyspace
                     ?? prepared.resultMetadata.columns?.first?.keyspace
                     ?? request.keyspace
-                    ?? facts.keyspace.map { String(decoding: UnsafeBufferPointer(start: $0.pointer, count: $0.count), as: UTF8.self) }
+                    ?? facts.cql.keyspace.map { String(decoding: UnsafeBufferPointer(start: $0.pointer, count: $0.count), as: UTF8.self) }
                 // Copied: the registry outlives the client's read buffer the text is a slice of.
                 registry.record(id: prepared.id, .init(text: ByteBuffer(bytes: request.text.readableBytesView), keyspace: keyspace,
                                                        variables: prepared.metadata.columns))

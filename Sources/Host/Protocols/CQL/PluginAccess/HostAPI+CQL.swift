@@ -134,7 +134,7 @@ extension HostAPI {
                     (keyspace, source) = (named, UInt32(SLUICE_CQL_KEYSPACE_FROM_TEXT))
                 } else if let requested = info.requestKeyspace {
                     (keyspace, source) = (HostAPI.view(requested), UInt32(SLUICE_CQL_KEYSPACE_FROM_REQUEST))
-                } else if let session = HandleTable.current.activeSession?.facts.keyspace {
+                } else if let session = HandleTable.current.activeSession?.facts.cql.keyspace {
                     (keyspace, source) = (HostAPI.view(session), UInt32(SLUICE_CQL_KEYSPACE_FROM_SESSION))
                 }
                 out.pointee = sluice_cql_statement(kind: classified.kind.abiValue, keyspace_source: source, keyspace: keyspace,

@@ -130,14 +130,14 @@ struct RedisSource: SourceProtocol {
             return .take(frame, rewritten: false)
         case .forwardRewritten(let hello):
             authenticated = true
-            if let user = frame.withUnsafeReadableBytes({ SessionFacts.userName(signingIn: $0) }) {
+            if let user = frame.withUnsafeReadableBytes({ RedisSessionChange.userName(signingIn: $0) }) {
                 session?.facts.signedIn(as: user)
             }
             return .take(hello, rewritten: true)
         case .answer(let reply, let signedIn, let failedPassword):
             if failedPassword { metrics.authFailed() }
             let user: [UInt8]? = signedIn == true
-                ? frame.withUnsafeReadableBytes({ SessionFacts.userName(signingIn: $0) }) : nil
+                ? frame.withUnsafeReadableBytes({ RedisSessionChange.userName(signingIn: $0) }) : nil
             pendingSignIn = (signedIn, user)
             return .answered(reply)
         }
