@@ -30,7 +30,9 @@ final class Batch {
     /// first use (empty until then, and always for Redis). A slot goes with its message: replacing or
     /// removing the message drops it (and with it the views plugins were given into it).
     /// `clearForReuse` keeps the objects, emptied, for the next read's messages (`CQLLazySlots.recycleAll`).
-    private var cqlParsed = CQLLazySlots<CQLParsedMessage>()
+    /// Read only by the accessors of Protocols/CQL/PluginAccess/Batch+CQL.swift (internal rather than
+    /// private for them: an extension cannot add storage, so the slots are stored here).
+    var cqlParsed = CQLLazySlots<CQLParsedMessage>()
 
     static let requests = Int32(SLUICE_BATCH_REQUESTS)
     static let responses = Int32(SLUICE_BATCH_RESPONSES)
@@ -108,38 +110,6 @@ final class Batch {
         changed()
     }
 
-    /// What the cql_* accessors read from CQL message `index` (parsed on first use, then kept with
-    /// the message); nil for a Redis batch or a bad index.
-    func cqlMessage(at index: Int) -> CQLParsedMessage? {
-        guard protocolID == Batch.cql, index >= 0, index < messages.count else { return nil }
-        if let parsed = cqlParsed[index] {
-            // A recycled object (clearForReuse) reads the slot's message now. Slots at or past
-            // `count` hold only recycled ones (every path that removes messages removes or empties theirs).
-            if !parsed.isLoaded { parsed.load(messages[index], isResponse: kind == Batch.responses) }
-            return parsed
-        }
-        let parsed = CQLParsedMessage(messages[index], isResponse: kind == Batch.responses)
-        cqlParsed[index] = parsed
-        return parsed
-    }
-
-    /// `body` with what the cql_* accessors read from CQL message `index` (as `cqlMessage(at:)`),
-    /// not retained for it: `body` must not change the batch (the accessors only read).
-    /// `otherwise` for a Redis batch or a bad index.
-    @inline(__always)
-    func withCQLMessage<R>(at index: Int, otherwise: R, _ body: (CQLParsedMessage) -> R) -> R {
-        guard protocolID == Batch.cql, index >= 0, index < messages.count else { return otherwise }
-        if let known = cqlParsed.unretained(index) {
-            return known._withUnsafeGuaranteedRef { parsed in
-                if !parsed.isLoaded { parsed.load(messages[index], isResponse: kind == Batch.responses) }
-                return body(parsed)
-            }
-        }
-        let parsed = CQLParsedMessage(messages[index], isResponse: kind == Batch.responses)
-        cqlParsed[index] = parsed
-        return body(parsed)
-    }
-
     private func changed() {
         contiguous = nil
         plainRequests = false
@@ -188,34 +158,18 @@ final class Batch {
         }
     }
 
-    /// A response batch holding the same error reply for each of `count` requests.
-    static func errors(_ message: String, count: Int, allocator: ByteBufferAllocator) -> Batch {
-        let reply = RESPEncoding.error(message, allocator: allocator)
-        return Batch(kind: responses, protocolID: redis, messages: Array(repeating: reply, count: count))
-    }
-
-    /// The error replies for `count` requests of `requests`, in their protocol: Redis `-ERR <text>`,
-    /// CQL an ERROR frame with `cqlCode` and `text` for each request, in that request's protocol
-    /// version and stream id (request i of `requests`; when the batch no longer has it, because a
-    /// plugin removed requests, the last one's).
+    /// The error replies for `count` requests of `requests`, in their protocol: Redis `-ERR <text>`
+    /// (`redisErrors`), CQL an ERROR frame with `cqlCode` and `text` for each request (`cqlErrors`).
     static func errors(_ text: String, cqlCode: CQLErrorCode = .serverError, answering requests: Batch, count: Int,
                        allocator: ByteBufferAllocator) -> Batch {
-        guard requests.protocolID == cql else { return errors("ERR \(text)", count: count, allocator: allocator) }
-        var replies: [ByteBuffer] = []
-        replies.reserveCapacity(count)
-        for i in 0..<count {
-            replies.append(errorReply(text, cqlCode: cqlCode, answering: requests, at: i, allocator: allocator))
-        }
-        return Batch(kind: responses, protocolID: cql, messages: replies)
+        guard requests.protocolID == cql else { return redisErrors("ERR \(text)", count: count, allocator: allocator) }
+        return cqlErrors(text, code: cqlCode, answering: requests, count: count, allocator: allocator)
     }
 
     /// The error reply to request `index` of `requests` (see `errors(_:cqlCode:answering:count:allocator:)`).
     static func errorReply(_ text: String, cqlCode: CQLErrorCode = .serverError, answering requests: Batch, at index: Int,
                            allocator: ByteBufferAllocator) -> ByteBuffer {
-        guard requests.protocolID == cql else { return RESPEncoding.error("ERR \(text)", allocator: allocator) }
-        let identity = requests.count == 0 ? CQLRequestIdentity.unknown
-            : CQLRequestIdentity(frame: requests.messages[min(index, requests.count - 1)])
-        return CQLFrameBuilder.error(version: identity.version, stream: identity.stream, code: cqlCode, message: text,
-                                     allocator: allocator)
+        guard requests.protocolID == cql else { return redisErrorReply("ERR \(text)", allocator: allocator) }
+        return cqlErrorReply(text, code: cqlCode, answering: requests, at: index, allocator: allocator)
     }
 }

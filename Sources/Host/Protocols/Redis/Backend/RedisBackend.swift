@@ -34,7 +34,7 @@ enum RedisBackend: BackendProtocol {
     }
 
     static func errorReplies(_ message: String, count: Int, allocator: ByteBufferAllocator) -> Batch {
-        Batch.errors(message, count: count, allocator: allocator)
+        Batch.redisErrors(message, count: count, allocator: allocator)
     }
 }
 

@@ -160,7 +160,7 @@ struct RedisSource: SourceProtocol {
 
     static func errorReplies(_ message: String, count: Int, replyKeys: ReplyKeys, first: Int,
                              allocator: ByteBufferAllocator) -> Batch {
-        Batch.errors("ERR \(message)", count: count, allocator: allocator)
+        Batch.redisErrors("ERR \(message)", count: count, allocator: allocator)
     }
 
     static func refusal(_ reason: ClientRefusal, allocator: ByteBufferAllocator) -> ByteBuffer {
