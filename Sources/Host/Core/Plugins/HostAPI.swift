@@ -30,13 +30,6 @@ enum HostAPI {
         return UnsafeRawBufferPointer(start: start, count: length)
     }
 
-    /// RESP3's null, `_\r\n`.
-    private static func resp3Null() -> ByteBuffer {
-        var buffer = allocator.buffer(capacity: 3)
-        buffer.writeStaticString("_\r\n")
-        return buffer
-    }
-
     /// send and send_ex: the batch's ownership moves to the host (even on error); the completion
     /// is called later, at most once.
     private static func send(_ env: OpaquePointer?, _ target: OpaquePointer?, _ batch: OpaquePointer?,
@@ -330,95 +323,7 @@ enum HostAPI {
             return SLUICE_OK
         }
 
-        // Redis commands.
-        api.redis_arg_count = { batch, index in
-            Batch.with(batch, "redis_arg_count", otherwise: 0) { b in
-                guard b.kind == Batch.requests, b.protocolID == Batch.redis, index >= 0, index < b.count else { return 0 }
-                return b.withMessageBytes(index) { RESPCommandReader.argumentCount($0) }
-            }
-        }
-        api.redis_args = { batch, index, out, capacity, outCount in
-            guard let batch else { return SLUICE_ERROR_INVALID_ARGUMENT }
-            return Batch.with(batch, "redis_args", otherwise: SLUICE_ERROR_STATE) { b in
-                guard b.kind == Batch.requests, b.protocolID == Batch.redis, index >= 0, index < b.count else {
-                    return SLUICE_ERROR_INVALID_ARGUMENT
-                }
-                var count = 0
-                b.withMessageBytes(index) { bytes in
-                    guard let out, capacity > 0, let base = bytes.baseAddress else {
-                        count = RESPCommandReader.argumentCount(bytes)
-                        return
-                    }
-                    // One pass: the views, and the count the header declares.
-                    count = RESPCommandReader.forEachArgument(bytes) { i, start, length in
-                        out[i] = sluice_host_view(ptr: base.advanced(by: start).assumingMemoryBound(to: UInt8.self), len: length)
-                        return i + 1 < capacity
-                    }
-                }
-                outCount?.pointee = count
-                return SLUICE_OK
-            }
-        }
-        api.redis_put_command = { batch, index, argc, argv, lengths in
-            guard let batch, argc > 0, argc <= RESPRequestScanner.maxArguments, let argv, let lengths else { return SLUICE_ERROR_INVALID_ARGUMENT }
-            guard let b = Batch.from(batch, "redis_put_command") else { return SLUICE_ERROR_STATE }
-            guard b.kind == Batch.requests, b.protocolID == Batch.redis, index >= 0, index <= b.count else {
-                return SLUICE_ERROR_INVALID_ARGUMENT
-            }
-            var args: [UnsafeRawBufferPointer] = []
-            args.reserveCapacity(argc)
-            for i in 0..<argc {
-                guard lengths[i] >= 0, argv[i] != nil || lengths[i] == 0 else { return SLUICE_ERROR_INVALID_ARGUMENT }
-                args.append(HostAPI.bytes(argv[i], lengths[i]))
-            }
-            b.put(RESPEncoding.command(args, allocator: HostAPI.allocator), at: index)
-            return SLUICE_OK
-        }
-
-        // Redis replies.
-        api.redis_cursor_init = { batch, index, cursor in
-            guard let batch, let cursor else { return SLUICE_ERROR_INVALID_ARGUMENT }
-            guard let b = Batch.from(batch, "redis_cursor_init") else { return SLUICE_ERROR_STATE }
-            guard b.kind == Batch.responses, b.protocolID == Batch.redis, index >= 0, index < b.count else {
-                return SLUICE_ERROR_INVALID_ARGUMENT
-            }
-            b.withMessageBytes(index) { bytes in
-                ReplyCursor.initialize(cursor, batch: batch, generation: b.generation, bytes: bytes)
-            }
-            return SLUICE_OK
-        }
-        api.redis_cursor_next = { cursor, out in
-            guard let cursor, let out else { return SLUICE_ERROR_INVALID_ARGUMENT }
-            return ReplyCursor.next(cursor, out)
-        }
-        api.redis_put_reply = { batch, index, type, bytes, length, integer in
-            guard let batch else { return SLUICE_ERROR_INVALID_ARGUMENT }
-            guard let b = Batch.from(batch, "redis_put_reply") else { return SLUICE_ERROR_STATE }
-            guard b.kind == Batch.responses, b.protocolID == Batch.redis, index >= 0, index <= b.count,
-                  length >= 0, bytes != nil || length == 0
-            else { return SLUICE_ERROR_INVALID_ARGUMENT }
-            let raw = HostAPI.bytes(bytes, length)
-            let message: ByteBuffer
-            switch type {
-            case Int32(SLUICE_REDIS_SIMPLE_STRING), Int32(SLUICE_REDIS_ERROR):
-                guard !raw.contains(13), !raw.contains(10) else { return SLUICE_ERROR_INVALID_ARGUMENT }
-                let prefix = type == Int32(SLUICE_REDIS_ERROR) ? UInt8(ascii: "-") : UInt8(ascii: "+")
-                message = RESPEncoding.line(prefix: prefix, raw, allocator: HostAPI.allocator)
-            case Int32(SLUICE_REDIS_BULK_STRING):
-                message = RESPEncoding.bulk(raw, allocator: HostAPI.allocator)
-            case Int32(SLUICE_REDIS_INTEGER):
-                message = RESPEncoding.integer(integer, allocator: HostAPI.allocator)
-            case Int32(SLUICE_REDIS_NULL):
-                // RESP3 has its own null; a RESP2 client knows only the null bulk string.
-                message = HandleTable.current.activeSession?.clientSpeaksRESP3 == true
-                    ? HostAPI.resp3Null()
-                    : RESPEncoding.nullBulk(allocator: HostAPI.allocator)
-            default:
-                return SLUICE_ERROR_INVALID_ARGUMENT
-            }
-            b.put(message, at: index)
-            return SLUICE_OK
-        }
+        addRedis(to: &api)
         addReach(to: &api)
         addControl(to: &api)
         addCQL(to: &api)
