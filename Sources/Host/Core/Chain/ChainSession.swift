@@ -21,7 +21,9 @@ final class ChainSession {
     /// backend decides the CQL versions the client may open with.
     private(set) var mainSink: Int?
     private var chains: [ChainInstance?]
-    private var sinks: [SinkRoute?]
+    /// The routes to the sinks, by sink index, made on first use (read by each protocol's
+    /// extension, e.g. ChainSession+CQL's event routes).
+    private(set) var sinks: [SinkRoute?]
     private var closed = false
     /// The client's connection settings, replayed to each sink it reaches; nil with a single sink.
     let stateLog: ClientStateLog?
@@ -80,29 +82,9 @@ final class ChainSession {
         return route
     }
 
-    /// The client's registered CQL event types grew (`SessionFacts.cql.events`): every CQL route of
-    /// the session follows them.
-    func followCQLEvents() {
-        for case .cql(let route)? in sinks { route.followEvents() }
-    }
-
-    /// Of the session's CQL routes to the backend at `address` that receive its events of `type`,
-    /// the one that passes them to the client: the main chain's sink's route when it is one of
-    /// them, else the first by sink index. Two sinks naming one backend each have an event
-    /// connection there, and the backend sends every event on both; the client must get it once.
-    func cqlEventRoute(to address: String, type: String) -> CQLSinkRoute? {
-        if let mainSink, case .cql(let route)? = sinks[mainSink], route.backendAddress == address,
-           route.receivesEvents(of: type) {
-            return route
-        }
-        for case .cql(let route)? in sinks where route.backendAddress == address && route.receivesEvents(of: type) {
-            return route
-        }
-        return nil
-    }
-
     /// Runs a batch the client sent through its chain; the session facts follow the replies of the
-    /// session commands in it (HELLO, SELECT, AUTH, CLIENT SETNAME, RESET).
+    /// requests in it that change them (each protocol's observer: CQL's USE and PREPARE, Redis's
+    /// HELLO, SELECT, AUTH, CLIENT SETNAME and RESET).
     func runFromClient(_ batch: Batch, on chain: ChainInstance, receiver: ResponseReceiver) {
         if batch.protocolID == Batch.cql {
             // CQL: the facts follow the USEs and PREPAREs whose results reach the client.
@@ -191,11 +173,7 @@ final class ChainSession {
         plan = next
         chains = Array(repeating: nil, count: next.chains.count)
         mainSink = Self.mainSink(of: next, mainChain: mainChain)
-        if facts.cql.events != nil, let index = mainSink, next.sinks[index].protocolKind == .cql {
-            // A client waiting for CQL events may send nothing more: the route that delivers them
-            // is made now (it follows the session's registration), not at its next request.
-            _ = sink(index)
-        }
+        makeCQLEventRouteAfterMove()
         return try chain(mainChain)
     }
 
