@@ -301,24 +301,11 @@ enum HostAPI {
             guard let b = Batch.from(batch, "batch_put_bytes") else { return SLUICE_ERROR_STATE }
             guard index >= 0, index <= b.count else { return SLUICE_ERROR_INVALID_ARGUMENT }
             let raw = HostAPI.bytes(bytes, length)
-            let valid: Bool
-            if b.protocolID == Batch.cql {
-                let message = ByteBuffer(bytes: raw)
-                guard CQLParsedMessage.isValid(message, isResponse: b.kind == Batch.responses) else {
-                    return SLUICE_ERROR_MALFORMED
-                }
-                b.put(message, at: index)
-                return SLUICE_OK
-            } else if b.kind == Batch.requests {
-                var scanner = RESPRequestScanner(maxFrameBytes: Int.max)
-                valid = scanner.scan(raw) == .multibulk(length: length)
-            } else {
-                var scanner = RESPFrameScanner(maxFrameBytes: Int.max)
-                valid = scanner.scan(raw) == .complete(length: length)
-            }
-            guard valid else { return SLUICE_ERROR_MALFORMED }
-            var message = HostAPI.allocator.buffer(capacity: length)
-            message.writeBytes(raw)
+            // Exactly one whole message of the batch's protocol and kind, checked by its folder.
+            let message = b.protocolID == Batch.cql
+                ? HostAPI.cqlMessage(raw, isResponse: b.kind == Batch.responses)
+                : HostAPI.redisMessage(raw, isRequest: b.kind == Batch.requests)
+            guard let message else { return SLUICE_ERROR_MALFORMED }
             b.put(message, at: index)
             return SLUICE_OK
         }

@@ -90,6 +90,13 @@ extension HostAPI {
         return SLUICE_OK
     }
 
+    /// batch_put_bytes into a CQL batch: `raw`, copied, when it is one whole frame of a request
+    /// (or, `isResponse`, a response) the accessors can read; nil when it is not.
+    static func cqlMessage(_ raw: UnsafeRawBufferPointer, isResponse: Bool) -> ByteBuffer? {
+        let message = ByteBuffer(bytes: raw)
+        return CQLParsedMessage.isValid(message, isResponse: isResponse) ? message : nil
+    }
+
     static func addCQL(to api: inout sluice_host_api) {
         api.call_fail_code = { call, code, message, length in
             guard let call, HostAPI.pluginErrorCodes.contains(code) else { return SLUICE_ERROR_INVALID_ARGUMENT }

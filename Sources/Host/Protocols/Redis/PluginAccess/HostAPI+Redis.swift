@@ -12,6 +12,24 @@ extension HostAPI {
         return buffer
     }
 
+    /// batch_put_bytes into a Redis batch: `raw`, copied, when it is exactly one command (`isRequest`)
+    /// or one reply; nil when it is not.
+    static func redisMessage(_ raw: UnsafeRawBufferPointer, isRequest: Bool) -> ByteBuffer? {
+        let length = raw.count
+        let valid: Bool
+        if isRequest {
+            var scanner = RESPRequestScanner(maxFrameBytes: Int.max)
+            valid = scanner.scan(raw) == .multibulk(length: length)
+        } else {
+            var scanner = RESPFrameScanner(maxFrameBytes: Int.max)
+            valid = scanner.scan(raw) == .complete(length: length)
+        }
+        guard valid else { return nil }
+        var message = allocator.buffer(capacity: length)
+        message.writeBytes(raw)
+        return message
+    }
+
     static func addRedis(to api: inout sluice_host_api) {
         // Redis commands.
         api.redis_arg_count = { batch, index in
