@@ -9,6 +9,9 @@ import XCTest
 /// and the sink connection drive them. A Swift bounds or overflow check failing here would be a host
 /// crash on input from a client or a backend. Seeded: a failure repeats, and its seed is printed.
 /// `SLUICE_FUZZ_SEED` and `SLUICE_FUZZ_ITERATIONS` run other seeds, or longer, by hand.
+/// What the readers are given ends where its allocation ends (`ByteBuffer.endingAtItsAllocation`),
+/// so that under AddressSanitizer (docs/testing.md) a read past the input, the frame or the text is
+/// reported, not only a failed Swift bounds check.
 final class NetworkInputFuzzTests: XCTestCase {
     private static let environment = ProcessInfo.processInfo.environment
     private static let iterations = environment["SLUICE_FUZZ_ITERATIONS"].flatMap { Int($0) } ?? 60_000
@@ -107,23 +110,24 @@ final class NetworkInputFuzzTests: XCTestCase {
         for iteration in 0..<Self.iterations {
             let bytes = input(Self.requestSeeds, &g)
             var scanner = RESPRequestScanner(maxFrameBytes: 1 << 16)
-            bytes.withUnsafeBytes { all in
+            ByteBuffer.endingAtItsAllocation(bytes).withUnsafeReadableBytes { all in
                 var offset = 0
                 scanning: while offset < all.count {
                     let rest = UnsafeRawBufferPointer(rebasing: all[offset...])
                     switch scanner.scan(rest) {
                     case .multibulk(let length):
                         XCTAssert(length > 0 && length <= rest.count, "seed \(seed) iteration \(iteration)")
-                        inspectRequest(UnsafeRawBufferPointer(rebasing: rest[..<length]), auth, &g)
+                        ByteBuffer.endingAtItsAllocation(rest[..<length]).withUnsafeReadableBytes { inspectRequest($0, auth, &g) }
                         offset += length
                     case .empty(let length):
                         XCTAssert(length > 0 && length <= rest.count, "seed \(seed) iteration \(iteration)")
                         offset += length
                     case .inline(let lineLength, let length):
                         XCTAssert(lineLength <= length && length <= rest.count && length > 0, "seed \(seed) iteration \(iteration)")
-                        if let args = try? RESPInlineCommand.arguments(of: UnsafeRawBufferPointer(rebasing: rest[..<lineLength])),
-                           !args.isEmpty {
-                            let command = RESPEncoding.command(args, allocator: ByteBufferAllocator())
+                        let line = ByteBuffer.endingAtItsAllocation(rest[..<lineLength])
+                        if let args = line.withUnsafeReadableBytes({ try? RESPInlineCommand.arguments(of: $0) }), !args.isEmpty {
+                            let command = ByteBuffer.endingAtItsAllocation(
+                                RESPEncoding.command(args, allocator: ByteBufferAllocator()).readableBytesView)
                             command.withUnsafeReadableBytes { inspectRequest($0, auth, &g) }
                         }
                         offset += length
@@ -143,11 +147,10 @@ final class NetworkInputFuzzTests: XCTestCase {
             var scanner = RESPFrameScanner(maxFrameBytes: 1 << 16)
             var offset = 0
             while offset < bytes.count {
-                let outcome = bytes.withUnsafeBytes { scanner.scan(UnsafeRawBufferPointer(rebasing: $0[offset...])) }
+                let outcome = ByteBuffer.endingAtItsAllocation(bytes[offset...]).withUnsafeReadableBytes { scanner.scan($0) }
                 guard case .complete(let length) = outcome else { break }
                 XCTAssert(length > 0 && offset + length <= bytes.count, "seed \(seed) iteration \(iteration)")
-                var frame = ByteBufferAllocator().buffer(capacity: length)
-                frame.writeBytes(bytes[offset..<offset + length])
+                let frame = ByteBuffer.endingAtItsAllocation(bytes[offset..<offset + length])
                 walk(frame)
                 frame.withUnsafeReadableBytes { reply in
                     var remaining: Int?
@@ -268,10 +271,11 @@ final class NetworkInputFuzzTests: XCTestCase {
             let direction: CQLFrameScanner.Direction = Bool.random(using: &g) ? .requests : .responses
             let scanner = CQLFrameScanner(direction: direction, maxFrameBytes: 1 << 16,
                                           supportedVersions: CQLVersion.allCases)
-            var input = ByteBuffer(bytes: bytes)
+            var input = ByteBuffer.endingAtItsAllocation(bytes)
             do {
-                while let frame = try scanner.nextFrame(&input) {
+                while var frame = try scanner.nextFrame(&input) {
                     XCTAssertEqual(frame.bytes.readableBytes, frame.header.frameLength, "seed \(seed) iteration \(iteration)")
+                    frame = CQLFrame(header: frame.header, bytes: .endingAtItsAllocation(frame.bytes.readableBytesView))
                     let compression = [nil, CQLCompression.lz4, .snappy].randomElement(using: &g)!
                     do {
                         inspectCQL(try CQLMessage(frame: frame, compression: compression, maxBodyBytes: 1 << 16))
@@ -281,7 +285,7 @@ final class NetworkInputFuzzTests: XCTestCase {
                         refused += 1
                     }
                     // The same body read as every other opcode and version.
-                    let body = frame.body
+                    let body = ByteBuffer.endingAtItsAllocation(frame.body.readableBytesView)
                     for opcode in CQLOpcode.allCases {
                         if let message = try? CQLMessage(opcode: opcode, version: Bool.random(using: &g) ? .v4 : .v5, message: body) {
                             inspectCQL(message)
@@ -312,11 +316,12 @@ final class NetworkInputFuzzTests: XCTestCase {
             let codec = CQLSegmentCodec(compressed: Int.random(in: 0..<8, using: &g) == 0 ? !lz4 : lz4)
             var reader = CQLSegmentReader(codec: codec, scanner: CQLFrameScanner(
                 direction: .requests, maxFrameBytes: 1 << 16, supportedVersions: CQLVersion.allCases))
-            var input = ByteBuffer(bytes: bytes)
+            var input = ByteBuffer.endingAtItsAllocation(bytes)
             do {
                 while let frame = try reader.nextFrame(&input) {
                     XCTAssertEqual(frame.bytes.readableBytes, frame.header.frameLength, "seed \(seed) iteration \(iteration)")
-                    if let message = try? CQLMessage(frame: frame, compression: nil, maxBodyBytes: 1 << 16) { inspectCQL(message) }
+                    let alone = CQLFrame(header: frame.header, bytes: .endingAtItsAllocation(frame.bytes.readableBytesView))
+                    if let message = try? CQLMessage(frame: alone, compression: nil, maxBodyBytes: 1 << 16) { inspectCQL(message) }
                     frames += 1
                 }
             } catch {
@@ -359,7 +364,7 @@ final class NetworkInputFuzzTests: XCTestCase {
             var closed = false
             while !rest.isEmpty {
                 let n = Int.random(in: 1...max(1, rest.count), using: &g)
-                input.writeBytes(rest.prefix(n))
+                input = .endingAtItsAllocation(Array(input.readableBytesView) + rest.prefix(n))
                 rest = rest.dropFirst(n)
                 while let step = connection.next(&input) {
                     XCTAssertFalse(closed, "a step after the close, seed \(seed) iteration \(iteration)")
@@ -469,6 +474,7 @@ final class NetworkInputFuzzTests: XCTestCase {
     /// accessors, the pairing's readers, the cluster view's emptying (whose output must be a whole
     /// RESULT Rows without rows) and the session observer's parse.
     private func inspectReply(_ frame: ByteBuffer, _ context: @autoclosure () -> String) -> Bool {
+        let frame = ByteBuffer.endingAtItsAllocation(frame.readableBytesView)
         guard let wire = CQLWireFrame(frame) else {
             XCTFail("the backend scanner handed on a frame shorter than a header, \(context())")
             return false
@@ -639,7 +645,7 @@ final class NetworkInputFuzzTests: XCTestCase {
             }
             while open, !rest.isEmpty {
                 let n = oneByteReads ? 1 : Int.random(in: 1...rest.count, using: &g)
-                let data = ByteBuffer(bytes: rest.prefix(n))
+                let data = ByteBuffer.endingAtItsAllocation(rest.prefix(n))
                 rest = rest.dropFirst(n)
                 if segments {
                     var input = ByteBuffer.joining(&partialSegment, data)
@@ -716,7 +722,7 @@ final class NetworkInputFuzzTests: XCTestCase {
             for _ in 0..<Int.random(in: 1...3, using: &g) {
                 var bytes = mutateCQL((isResponse ? responses : requests).randomElement(using: &g)!, &g)
                 if Int.random(in: 0..<4, using: &g) != 0 { bytes = Self.withHonestLength(bytes) }
-                bytes.withUnsafeBytes { raw in
+                ByteBuffer.endingAtItsAllocation(bytes).withUnsafeReadableBytes { raw in
                     for direction in [false, true] {
                         if let header = CQLParsedMessage.header(of: raw, isResponse: direction) {
                             XCTAssertEqual(header.bodyLength + CQLFrameHeader.size, raw.count, context)
@@ -734,7 +740,7 @@ final class NetworkInputFuzzTests: XCTestCase {
                     guard let header = CQLParsedMessage.header(of: raw, isResponse: false),
                           header.opcodeByte == CQLOpcode.query.rawValue, !header.flags.contains(.compression) else { return }
                     let layout = CQLQueryLayout(frame: raw, version: header.version, flags: header.flags)
-                    let decoded = try? CQLMessage(frame: CQLFrame(header: header, bytes: ByteBuffer(bytes: raw)), compression: nil,
+                    let decoded = try? CQLMessage(frame: CQLFrame(header: header, bytes: .endingAtItsAllocation(raw)), compression: nil,
                                                   maxBodyBytes: 1 << 20)
                     guard case .query(let query)? = decoded else {
                         return XCTAssertNil(layout, "the codec refuses the QUERY, the layout reads it, \(context)")
@@ -745,7 +751,7 @@ final class NetworkInputFuzzTests: XCTestCase {
                     XCTAssertEqual(layout.valueCount, query.parameters.values.count, context)
                     agreed += 1
                 }
-                frames.append(ByteBuffer(bytes: bytes))
+                frames.append(.endingAtItsAllocation(bytes))
             }
             let batch = Batch(kind: isResponse ? Batch.responses : Batch.requests, protocolID: Batch.cql, messages: frames)
             let handle = HandleTable.current.register(batch, kind: .ownedBatch)
@@ -861,8 +867,8 @@ final class NetworkInputFuzzTests: XCTestCase {
                 default: if !bytes.isEmpty { bytes = mutate(bytes, &g) }
                 }
             }
-            // In a buffer of its own size, so that a read past the text is a read past the allocation.
-            let text = ByteBuffer(bytes: bytes)
+            // In a buffer that ends where its allocation ends, so that a read past the text is a read past the allocation.
+            let text = ByteBuffer.endingAtItsAllocation(bytes)
             let statement = CQLStatement.classify(text)
             text.withUnsafeReadableBytes { raw in
                 let shape = CQLStatementShape(raw)
@@ -936,5 +942,20 @@ final class NetworkInputFuzzTests: XCTestCase {
                 if steps > bytes.count { break }
             }
         }
+    }
+}
+
+extension ByteBuffer {
+    /// `bytes` in a buffer whose readable bytes end exactly where its allocation ends. NIO rounds a
+    /// buffer's capacity up to a power of two, so `ByteBuffer(bytes:)` leaves slack after the bytes,
+    /// and a read past them lands in that slack unseen, even by AddressSanitizer; here the slack
+    /// lies before the reader index instead, and under ASan a read past the bytes is reported.
+    static func endingAtItsAllocation<Bytes: Collection>(_ bytes: Bytes) -> ByteBuffer where Bytes.Element == UInt8 {
+        var buffer = ByteBufferAllocator().buffer(capacity: Swift.max(bytes.count, 1))
+        let slack = buffer.capacity - bytes.count
+        buffer.writeRepeatingByte(0xA5, count: slack)
+        buffer.writeBytes(bytes)
+        buffer.moveReaderIndex(forwardBy: slack)
+        return buffer
     }
 }
