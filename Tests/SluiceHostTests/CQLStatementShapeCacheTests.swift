@@ -225,6 +225,20 @@ final class CQLStatementShapeCacheTests: XCTestCase {
         XCTAssertNil(madeTable, "nothing else holds it")
     }
 
+    /// A name is handed out as `CQLStatementShape.Name.string(in:)` makes it, and bytes that are not
+    /// UTF-8 become U+FFFD (three bytes each), so a made name can be longer than the whole text.
+    /// (The fuzz test once asserted it could not; seeds 11 and 13 at 2,000,000 iterations found
+    /// such texts.)
+    func testAMadeNameOfBytesThatAreNotUTF8CanBeLongerThanTheText() throws {
+        let text: [UInt8] = Array("USE \"".utf8) + [UInt8](repeating: 0xFF, count: 6) + Array("\"".utf8)
+        let info = CQLStatementInfo(text: ByteBuffer(bytes: text), values: .none, requestKeyspace: nil, prepared: nil)
+        let keyspace = try XCTUnwrap(info.classification.keyspace)
+        XCTAssertEqual(info.classification.kind, .use)
+        XCTAssertEqual(Array(UnsafeBufferPointer(start: keyspace.ptr, count: keyspace.len)),
+                       Array(String(repeating: "\u{FFFD}", count: 6).utf8))
+        XCTAssertGreaterThan(keyspace.len, text.count)
+    }
+
     /// An EXECUTE's text is its prepared entry's, which is classified once when recorded: reading
     /// the statement lexes nothing and does not touch the thread's cache.
     func testPreparedEntryKeepsItsClassification() throws {

@@ -892,11 +892,15 @@ final class NetworkInputFuzzTests: XCTestCase {
                 XCTAssertEqual(classified.kind, statement.kind, context)
                 text.withUnsafeReadableBytes { raw in
                     let whole = sluice_host_view(ptr: raw.baseAddress?.assumingMemoryBound(to: UInt8.self), len: raw.count)
-                    for view in [classified.keyspace, classified.table].compactMap({ $0 }) where view.len > 0 {
+                    let shape = CQLStatementShape(raw)
+                    for (view, name) in [(classified.keyspace, shape.keyspace), (classified.table, shape.table)] {
+                        guard let view, view.len > 0, let name else { continue }
                         XCTAssertNotNil(view.ptr, context)
-                        // A view of the text, or of the name made lower-cased or unquoted.
-                        if Self.lies(view, in: whole) { continue }
-                        XCTAssertLessThanOrEqual(view.len, raw.count, context)
+                        // A view of the text, or of the name made lower-cased or unquoted (which
+                        // may be longer than the whole text: bytes that are not UTF-8 become U+FFFD).
+                        if !Self.lies(view, in: whole) { XCTAssertFalse(name.isVerbatim(in: raw), context) }
+                        XCTAssertEqual(Array(UnsafeBufferPointer(start: view.ptr, count: view.len)), Array(name.string(in: raw).utf8),
+                                       context)
                     }
                 }
             }
